@@ -1,0 +1,189 @@
+"""ARI REST calls, typed and with precise errors.
+
+A thin layer over aiohttp rather than aioari: every request the bridge makes is
+visible here, with its parameters named as in the ARI documentation.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+
+class AriError(Exception):
+    """ARI answered an error status (or could not be reached)."""
+
+    def __init__(self, status: int, method: str, path: str, message: str = ""):
+        super().__init__(f"ARI {method} {path} -> {status} {message}".strip())
+        self.status = status
+
+
+class AriNotFound(AriError):
+    """The channel, bridge or recording no longer exists (often: hung up)."""
+
+
+class AriConflict(AriError):
+    """The object is in the wrong state (for example: channel not in Stasis)."""
+
+
+class AriUnreachable(AriError):
+    def __init__(self, method: str, path: str, reason: str):
+        super().__init__(0, method, path, f"unreachable: {reason}")
+
+
+def basic_auth_header(user: str, password: str) -> str:
+    # aiohttp 3.14 deprecates BasicAuth; the header is simple enough to build.
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class AriClient:
+    def __init__(self, base_url: str, user: str, password: str, app: str, timeout: float = 5.0):
+        self.base_url = base_url.rstrip("/") + "/ari"
+        self.app = app
+        self.auth = basic_auth_header(user, password)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(headers={"Authorization": self.auth}, timeout=self._timeout)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    async def __aenter__(self) -> "AriClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def request(self, method: str, path: str, params: dict | None = None, body: Any = None) -> Any:
+        params = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        try:
+            async with self.http.request(method, self.base_url + path, params=params, json=body) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    raise _error_for(resp.status, method, path, text)
+                return json.loads(text) if text else None
+        except aiohttp.ClientError as exc:
+            raise AriUnreachable(method, path, type(exc).__name__) from None
+        except TimeoutError:
+            raise AriUnreachable(method, path, "timeout") from None
+
+    # -- channels -----------------------------------------------------------
+    async def ring(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/ring")
+
+    async def progress(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/progress")
+
+    async def answer(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/answer")
+
+    async def hangup(self, channel_id: str, cause: int | None = None) -> None:
+        await self.request("DELETE", f"/channels/{channel_id}", {"reason_code": cause})
+
+    async def play(self, channel_id: str, media: list[str], playback_id: str) -> None:
+        await self.request(
+            "POST", f"/channels/{channel_id}/play", {"media": ",".join(media), "playbackId": playback_id}
+        )
+
+    async def create_channel(
+        self, endpoint: str, channel_id: str, app_args: str, originator: str | None, variables: dict[str, str]
+    ) -> dict:
+        """Create an outbound leg in our app without dialing it yet."""
+        return await self.request(
+            "POST",
+            "/channels/create",
+            {"endpoint": endpoint, "app": self.app, "appArgs": app_args, "channelId": channel_id,
+             "originator": originator},
+            {"variables": variables},
+        )
+
+    async def dial(self, channel_id: str, caller: str | None, timeout: int) -> None:
+        await self.request("POST", f"/channels/{channel_id}/dial", {"caller": caller, "timeout": timeout})
+
+    async def snoop(self, channel_id: str, snoop_id: str, spy: str, app_args: str) -> dict:
+        return await self.request(
+            "POST", f"/channels/{channel_id}/snoop",
+            {"spy": spy, "app": self.app, "appArgs": app_args, "snoopId": snoop_id},
+        )
+
+    async def record_channel(self, channel_id: str, name: str, fmt: str) -> dict:
+        return await self.request(
+            "POST", f"/channels/{channel_id}/record",
+            {"name": name, "format": fmt, "ifExists": "overwrite", "beep": False, "terminateOn": "none"},
+        )
+
+    async def list_channels(self) -> list[dict]:
+        return await self.request("GET", "/channels")
+
+    # -- bridges ------------------------------------------------------------
+    async def create_bridge(self, bridge_id: str, name: str) -> dict:
+        return await self.request("POST", "/bridges", {"type": "mixing", "bridgeId": bridge_id, "name": name})
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
+        # No connected-line updates: they would carry one party's identity to the other.
+        await self.request(
+            "POST", f"/bridges/{bridge_id}/addChannel",
+            {"channel": ",".join(channel_ids), "inhibitConnectedLineUpdates": True},
+        )
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{bridge_id}")
+
+    async def list_bridges(self) -> list[dict]:
+        return await self.request("GET", "/bridges")
+
+    # -- recordings ---------------------------------------------------------
+    async def stop_recording(self, name: str) -> None:
+        await self.request("POST", f"/recordings/live/{name}/stop")
+
+    async def delete_stored_recording(self, name: str) -> None:
+        await self.request("DELETE", f"/recordings/stored/{name}")
+
+    async def download_stored_recording(self, name: str, dest: Path) -> tuple[int, str, int | None]:
+        """Stream a stored recording to `dest`; return (bytes, sha256, Content-Length)."""
+        path = f"/recordings/stored/{name}/file"
+        digest, size = hashlib.sha256(), 0
+        try:
+            async with self.http.get(self.base_url + path, timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                if resp.status >= 400:
+                    raise _error_for(resp.status, "GET", path, await resp.text())
+                with open(dest, "wb") as out:
+                    async for chunk in resp.content.iter_chunked(64 * 1024):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+                return size, digest.hexdigest(), resp.content_length
+        except aiohttp.ClientError as exc:
+            raise AriUnreachable("GET", path, type(exc).__name__) from None
+
+    # -- system -------------------------------------------------------------
+    async def info(self) -> dict:
+        return await self.request("GET", "/asterisk/info")
+
+    async def application(self) -> dict:
+        return await self.request("GET", f"/applications/{self.app}")
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _error_for(status: int, method: str, path: str, text: str) -> AriError:
+    try:
+        message = json.loads(text).get("message", "")
+    except (ValueError, AttributeError):
+        message = text[:200]
+    kind = {404: AriNotFound, 409: AriConflict}.get(status, AriError)
+    return kind(status, method, path, message)

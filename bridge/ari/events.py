@@ -1,0 +1,160 @@
+"""Typed ARI events and the websocket that delivers them.
+
+One task reads the websocket and only parses and routes: Asterisk drops a
+consumer that keeps it waiting more than 100 ms (`websocket_write_timeout`),
+so all call logic runs in per-call tasks fed through queues.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import aiohttp
+
+from bridge.logs import get_logger
+
+log = get_logger("bridge.ari")
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    name: str
+    state: str
+    caller_number: str
+    exten: str
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Channel":
+        return cls(
+            id=data["id"],
+            name=data.get("name", ""),
+            state=data.get("state", ""),
+            caller_number=(data.get("caller") or {}).get("number", ""),
+            exten=(data.get("dialplan") or {}).get("exten", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    """The fields of an ARI event the bridge acts on; `raw` keeps the rest."""
+
+    type: str
+    channel: Channel | None = None
+    args: tuple[str, ...] = ()
+    cause: int | None = None
+    dialstatus: str | None = None
+    peer_id: str | None = None
+    target_id: str | None = None  # channel a playback or recording ran on
+    recording_name: str | None = None
+    playback_id: str | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def channel_ids(self) -> set[str]:
+        """Every channel this event concerns, for routing to the calls that own them."""
+        ids = {self.peer_id, self.target_id, self.channel.id if self.channel else None}
+        return {i for i in ids if i}
+
+
+def parse_event(data: dict) -> Event:
+    channel = Channel.from_json(data["channel"]) if isinstance(data.get("channel"), dict) else None
+    peer = data.get("peer") if isinstance(data.get("peer"), dict) else None
+    media = data.get("recording") or data.get("playback") or {}
+    target_uri = media.get("target_uri", "")
+    return Event(
+        type=data.get("type", ""),
+        channel=channel,
+        args=tuple(data.get("args") or ()),
+        cause=data.get("cause"),
+        dialstatus=data.get("dialstatus"),
+        peer_id=peer["id"] if peer else None,
+        target_id=target_uri.split(":", 1)[1] if target_uri.startswith("channel:") else None,
+        recording_name=(data.get("recording") or {}).get("name"),
+        playback_id=(data.get("playback") or {}).get("id"),
+        raw=data,
+    )
+
+
+class EventRouter:
+    """Hands each event to the queue of the call that owns its channel.
+
+    A call registers its channel ids before it creates them (ids are chosen by
+    us), so no event can arrive before its owner listens. A StasisStart that no
+    call owns is a new inbound call and goes to `on_new_channel`.
+    """
+
+    def __init__(self, on_new_channel: Callable[[Event], None]):
+        self._owners: dict[str, asyncio.Queue[Event]] = {}
+        self._on_new_channel = on_new_channel
+
+    def register(self, channel_id: str, queue: asyncio.Queue[Event]) -> None:
+        self._owners[channel_id] = queue
+
+    def unregister(self, channel_id: str) -> None:
+        self._owners.pop(channel_id, None)
+
+    def owns(self, channel_id: str) -> bool:
+        return channel_id in self._owners
+
+    def dispatch(self, event: Event) -> None:
+        queues = {id(q): q for cid in event.channel_ids if (q := self._owners.get(cid)) is not None}
+        for queue in queues.values():
+            queue.put_nowait(event)
+        if not queues and event.type == "StasisStart" and event.channel is not None:
+            self._on_new_channel(event)
+
+
+class EventStream:
+    """The `/ari/events` websocket, reconnected with jittered backoff."""
+
+    def __init__(self, base_url: str, auth_header: str, app: str, router: EventRouter,
+                 on_connected: Callable[[], Awaitable[None]] | None = None):
+        ws_base = base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
+        self.url = f"{ws_base}/ari/events?app={app}&subscribeAll=false"
+        self.auth_header = auth_header
+        self.router = router
+        self.on_connected = on_connected
+        self.connected = asyncio.Event()
+        self._stop = False
+
+    async def run(self) -> None:
+        attempt = 0
+        async with aiohttp.ClientSession(headers={"Authorization": self.auth_header}) as http:
+            while not self._stop:
+                try:
+                    async with http.ws_connect(self.url, heartbeat=15) as ws:
+                        attempt = 0
+                        self.connected.set()
+                        log.info("ari.connected")
+                        if self.on_connected:
+                            await self.on_connected()
+                        await self._read(ws)
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    log.warning("ari.connect_failed", error=type(exc).__name__)
+                finally:
+                    if self.connected.is_set():
+                        log.warning("ari.disconnected")
+                    self.connected.clear()
+                if self._stop:
+                    break
+                attempt += 1
+                delay = min(10.0, 0.2 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
+                await asyncio.sleep(delay)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            try:
+                event = parse_event(json.loads(message.data))
+            except (ValueError, KeyError, TypeError):
+                log.warning("ari.bad_event")
+                continue
+            self.router.dispatch(event)
+
+    def stop(self) -> None:
+        self._stop = True

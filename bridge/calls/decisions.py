@@ -1,0 +1,56 @@
+"""What the caller hears and how the call ends, for every unhappy outcome.
+
+Pure functions: the call flow asks, these answer. Release causes are Q.850
+codes; chan_pjsip turns them into the SIP status the caller's carrier sees
+(1 -> 404, 17 -> 486, 19 -> 480, 21 -> 403, 22 -> 410, 34 -> 503, 41 -> 503).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.config import Prompts
+from bridge.sessions.resolve import RejectReason
+
+CAUSE_NORMAL = 16
+CAUSE_USER_BUSY = 17
+CAUSE_NO_ANSWER = 19
+
+
+@dataclass(frozen=True)
+class Ending:
+    """An outcome other than a connected call."""
+
+    disposition: str  # value of calls.disposition
+    prompt: str  # core sounds joined by '&'
+    cause: int  # Q.850 cause the caller's leg is released with
+
+
+def ending_for_rejection(reason: RejectReason, prompts: Prompts) -> Ending:
+    prompt, cause = {
+        RejectReason.UNKNOWN_NUMBER: (prompts.unknown_number, 1),
+        RejectReason.NOT_A_PARTICIPANT: (prompts.not_a_participant, 21),
+        RejectReason.INVALID_CALLER: (prompts.not_a_participant, 21),
+        RejectReason.SESSION_EXPIRED: (prompts.session_ended, 22),
+        RejectReason.SESSION_CLOSED: (prompts.session_ended, 22),
+        RejectReason.DATABASE_UNAVAILABLE: (prompts.unavailable, 41),
+    }[reason]
+    return Ending("rejected", prompt, cause)
+
+
+def ending_for_dial(dialstatus: str | None, cause: int | None, prompts: Prompts) -> Ending:
+    """The counterpart's leg failed: map Asterisk's dial status (or cause) to an outcome."""
+    status = (dialstatus or "").upper()
+    if status == "BUSY" or (not status and cause == CAUSE_USER_BUSY):
+        return Ending("busy", prompts.busy, CAUSE_USER_BUSY)
+    if status == "NOANSWER" or (not status and cause in (18, CAUSE_NO_ANSWER, 20)):
+        return Ending("no_answer", prompts.no_answer, CAUSE_NO_ANSWER)
+    return Ending("failed", prompts.unreachable, 34)
+
+
+def sound_uris(prompt: str) -> list[str]:
+    """`a&b` -> `['sound:a', 'sound:b']`, the form ARI's play takes."""
+    return [f"sound:{name}" for name in prompt.split("&") if name]
+
+
+def hangup_side(first_gone: str, caller_id: str) -> str:
+    return "caller" if first_gone == caller_id else "callee"

@@ -1,0 +1,84 @@
+"""A call's own view of ARI events: the channels it owns, and waits on them."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from bridge.ari import Event, EventRouter
+
+GONE_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+
+
+class CallEvents:
+    """Events for the channels one call owns, and what they have told so far."""
+
+    def __init__(self, router: EventRouter):
+        self.router = router
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.channels: set[str] = set()
+        self.gone: dict[str, int | None] = {}  # channel id -> hangup cause (if known)
+        self.gone_order: list[str] = []
+
+    def watch(self, channel_id: str) -> None:
+        """Own `channel_id`; call before creating it so no event is missed."""
+        self.channels.add(channel_id)
+        self.router.register(channel_id, self.queue)
+
+    def close(self) -> None:
+        for channel_id in self.channels:
+            self.router.unregister(channel_id)
+
+    def is_gone(self, channel_id: str) -> bool:
+        return channel_id in self.gone
+
+    def _note(self, event: Event) -> None:
+        """Track hangups whatever the caller is waiting for."""
+        channel = event.channel
+        if channel is None or channel.id not in self.channels:
+            return
+        if event.type in GONE_EVENTS:
+            if channel.id not in self.gone:
+                self.gone[channel.id] = None
+                self.gone_order.append(channel.id)
+            if event.cause and not self.gone[channel.id]:
+                self.gone[channel.id] = event.cause
+
+    async def wait_for(self, match: Callable[[Event], bool], timeout: float,
+                       stop_if_gone: tuple[str, ...] = ()) -> Event | None:
+        """The first event that matches; None on timeout or when a channel in
+        `stop_if_gone` hangs up first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if any(self.is_gone(c) for c in stop_if_gone):
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                event = await asyncio.wait_for(self.queue.get(), remaining)
+            except TimeoutError:
+                return None
+            self._note(event)
+            if match(event):
+                return event
+
+    async def wait_gone(self, channel_ids: tuple[str, ...], timeout: float) -> str | None:
+        """Wait until any of `channel_ids` hangs up; return which, or None on timeout."""
+        for channel_id in self.gone_order:
+            if channel_id in channel_ids:
+                return channel_id
+        event = await self.wait_for(
+            lambda e: e.channel is not None and e.channel.id in channel_ids and e.type in GONE_EVENTS,
+            timeout,
+        )
+        return event.channel.id if event else None
+
+    async def settle_causes(self, channel_ids: tuple[str, ...], timeout: float = 1.0) -> None:
+        """Give ChannelDestroyed (which carries the cause) a moment to arrive."""
+
+        def settled(_event: Event | None = None) -> bool:
+            return all(self.gone.get(c) for c in channel_ids)
+
+        if not settled():
+            await self.wait_for(settled, timeout)

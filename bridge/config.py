@@ -1,0 +1,144 @@
+"""Settings from the environment, validated once at start.
+
+Every port and path is a setting so that two stacks can run side by side on one
+machine (the integration tests do exactly that). Names are `MASKING_*`; the
+README and `.env.example` list them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Core-sound prompts the caller hears for each outcome (`&` joins files)."""
+
+    unknown_number: str = "ss-noservice"
+    not_a_participant: str = "cannot-complete-as-dialed&check-number-dial-again"
+    session_ended: str = "ss-noservice"
+    busy: str = "vm-nobodyavail&please-try-call-later"
+    no_answer: str = "number-not-answering&please-try-call-later"
+    unreachable: str = "all-circuits-busy-now&please-try-call-later"
+    unavailable: str = "sorry&please-try-call-later"
+
+
+@dataclass(frozen=True)
+class AsteriskSettings:
+    """What the rendered Asterisk configuration needs: its ports and trunks."""
+
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    rtp_start: int = 10000
+    rtp_end: int = 10999
+    inbound_match: str = "127.0.0.1"
+    outbound_host: str = "127.0.0.1"
+    outbound_port: int = 5070
+    from_domain: str = "masking.invalid"
+    codecs: str = "alaw,ulaw"
+    tone_country: str = "sg"
+    root: Path = Path("/var/cache/masking-bridge/asterisk-sid")
+    instance_name: str = "default"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "postgresql://127.0.0.1:5432/masking"
+    db_timeout: float = 2.0
+    ari_host: str = "127.0.0.1"
+    ari_port: int = 8088
+    ari_user: str = "masking"
+    ari_password: str = "masking-dev-secret"
+    ari_app: str = "masking"
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_user: str = "masking"
+    ami_password: str = "masking-dev-secret"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    outbound_endpoint: str = "carrier-out"
+    dial_timeout: int = 30
+    recording_dir: Path = Path(".run/recordings")
+    recording_format: str = "wav"
+    record_by_default: bool = True
+    default_ttl: int = 3600
+    default_region: str = "SG"
+    log_level: str = "info"
+    state_dir: Path = Path(".run")
+    asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
+    prompts: Prompts = field(default_factory=Prompts)
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://{self.ari_host}:{self.ari_port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read `MASKING_*` variables; anything unset keeps its default."""
+        env = os.environ if env is None else env
+        asterisk = _load(AsteriskSettings, env, "MASKING_")
+        prompts = _load(Prompts, env, "MASKING_PROMPT_")
+        settings = _load(cls, env, "MASKING_", skip={"asterisk", "prompts"})
+        settings = replace(settings, asterisk=asterisk, prompts=prompts)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        ports = {
+            "MASKING_ARI_PORT": self.ari_port,
+            "MASKING_AMI_PORT": self.ami_port,
+            "MASKING_HTTP_PORT": self.http_port,
+            "MASKING_SIP_PORT": self.asterisk.sip_port,
+            "MASKING_OUTBOUND_PORT": self.asterisk.outbound_port,
+            "MASKING_RTP_START": self.asterisk.rtp_start,
+            "MASKING_RTP_END": self.asterisk.rtp_end,
+        }
+        for name, port in ports.items():
+            if not 0 < port < 65536:
+                raise ConfigError(f"{name} must be a port number (1-65535), got {port}")
+        if self.asterisk.rtp_end <= self.asterisk.rtp_start:
+            raise ConfigError("MASKING_RTP_END must be above MASKING_RTP_START")
+        if not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("MASKING_DATABASE_URL must be a postgresql:// URL")
+        if self.dial_timeout <= 0 or self.db_timeout <= 0:
+            raise ConfigError("MASKING_DIAL_TIMEOUT and MASKING_DB_TIMEOUT must be positive")
+        if self.recording_format not in {"wav", "gsm", "sln"}:
+            raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
+
+
+def _load(cls, env: Mapping[str, str], prefix: str, skip: frozenset | set = frozenset()):
+    values = {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        raw = env.get(prefix + f.name.upper())
+        if raw is None or raw == "":
+            continue
+        values[f.name] = _convert(prefix + f.name.upper(), raw, f.type)
+    return cls(**values)
+
+
+def _convert(name: str, raw: str, kind: str):
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{name} must be a {kind}, got {raw!r}") from None

@@ -1,0 +1,52 @@
+"""Structured JSON logs, one event per step, with every number masked.
+
+Call code logs numbers only through `mask_number`; the `redact` processor is
+the net that masks any number-like text that slips into an event anyway.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from bridge.privacy.numbers import redact_text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(v) for v in value)
+    return value
+
+
+def redact(_logger, _method, event_dict: dict) -> dict:
+    return {key: _redact_value(value) for key, value in event_dict.items()}
+
+
+def configure(level: str = "info", stream: TextIO | None = None) -> None:
+    """JSON lines on `stream` (stderr by default)."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str):
+    return structlog.get_logger(name)

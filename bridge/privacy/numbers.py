@@ -1,0 +1,62 @@
+"""Phone numbers: validated to E.164 on the way in, masked on the way out.
+
+Nothing that leaves the process (logs, errors, metric labels) may carry a
+number in clear: `mask_number` is the one form allowed there, and
+`redact_text` is the net under everything else.
+"""
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+
+class InvalidNumber(ValueError):
+    """Not a valid phone number; the message never repeats the input."""
+
+
+def parse_e164(raw: str, default_region: str | None = None) -> str:
+    """Return the E.164 form of `raw`, or raise InvalidNumber.
+
+    >>> parse_e164("+65 6123 4567")
+    '+6561234567'
+    >>> parse_e164("9123 4567", "SG")
+    '+6591234567'
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidNumber("phone number is empty")
+    if len(raw) > 32:
+        raise InvalidNumber("phone number is too long")
+    try:
+        parsed = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber(
+            "not a phone number in E.164 form (+ country code and number)"
+        ) from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber(
+            f"not a valid phone number for country code +{parsed.country_code}"
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_number(number: str) -> str:
+    """`+6591234567` -> `+65****4567`: enough to tell calls apart, not to dial."""
+    digits = re.sub(r"\D", "", number or "")
+    if len(digits) < 7:
+        return "****"
+    prefix = "+" if number.strip().startswith("+") else ""
+    return f"{prefix}{digits[:2]}****{digits[-4:]}"
+
+
+# A '+' followed by digits (separators allowed) is a number whatever its length.
+_PLUS_NUMBER = re.compile(r"\+\d[\d\s().-]{5,20}\d")
+# A bare run of 7 to 15 digits standing alone (not inside an identifier, a
+# decimal such as Asterisk's `1764043000.12` unique ids, or a timestamp).
+_BARE_NUMBER = re.compile(r"(?<![\w.:/-])\d{7,15}(?![\w.:/-])")
+
+
+def redact_text(text: str) -> str:
+    """Mask every number-like substring of `text`."""
+    text = _PLUS_NUMBER.sub(lambda m: mask_number(m.group(0)), text)
+    return _BARE_NUMBER.sub(lambda m: mask_number(m.group(0)), text)

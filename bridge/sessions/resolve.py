@@ -1,0 +1,79 @@
+"""Who a caller reaches: pure decisions from what the database returned.
+
+`resolve_route` is the single place that decides whether an inbound call on
+a virtual number is connected, and to whom. It does no I/O, so every rule is
+unit-tested without Asterisk or PostgreSQL.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.sessions.models import MaskingSession, RouteLookup
+
+
+class RejectReason(enum.Enum):
+    UNKNOWN_NUMBER = "unknown_number"
+    NOT_A_PARTICIPANT = "not_a_participant"
+    SESSION_EXPIRED = "session_expired"
+    SESSION_CLOSED = "session_closed"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    INVALID_CALLER = "invalid_caller"
+
+
+@dataclass(frozen=True)
+class Connect:
+    session: MaskingSession
+    counterpart: str
+    direction: str  # 'a_to_b' or 'b_to_a'
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: RejectReason
+    session: MaskingSession | None = None
+
+
+Route = Connect | Reject
+
+
+def normalize_caller(raw: str, default_region: str) -> str | None:
+    """The caller's number in E.164, or None when it is absent or not a number.
+
+    Carriers deliver the calling number in E.164, national, or international
+    form without '+'; an anonymous or garbled caller ID matches no session.
+    """
+    if not raw or not any(c.isdigit() for c in raw):
+        return None
+    candidates = [raw]
+    if raw[0].isdigit():
+        candidates.append("+" + raw)  # international form without the '+'
+    for candidate in candidates:
+        try:
+            return parse_e164(candidate, default_region)
+        except InvalidNumber:
+            continue
+    return None
+
+
+def resolve_route(lookup: RouteLookup, caller: str | None, now: datetime) -> Route:
+    if not lookup.number_in_pool:
+        return Reject(RejectReason.UNKNOWN_NUMBER)
+    if caller is None:
+        return Reject(RejectReason.INVALID_CALLER)
+    mine = [s for s in lookup.sessions if caller in (s.participant_a, s.participant_b)]
+    if not mine:
+        return Reject(RejectReason.NOT_A_PARTICIPANT)
+    live = [s for s in mine if s.is_live(now)]
+    if live:
+        # The pool never gives a participant one number in two live sessions;
+        # should the data say otherwise, the newest session wins.
+        session = max(live, key=lambda s: s.created_at)
+        if caller == session.participant_a:
+            return Connect(session, session.participant_b, "a_to_b")
+        return Connect(session, session.participant_a, "b_to_a")
+    latest = max(mine, key=lambda s: s.created_at)
+    reason = RejectReason.SESSION_CLOSED if latest.status == "closed" else RejectReason.SESSION_EXPIRED
+    return Reject(reason, latest)

@@ -1,0 +1,222 @@
+"""Run Asterisk with the project's own configuration, one instance per stack.
+
+Uses a system `asterisk` >= 20 when there is one, otherwise the Debian sid
+root that `scripts/bootstrap` builds once with mmdebstrap and runs it under
+chroot. Each instance gets its own directories (config, run, spool, logs), so
+several can share one installation with different ports.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bridge.config import Settings
+
+DIALPLAN_DIR = Path(os.environ.get("MASKING_DIALPLAN_DIR", Path(__file__).resolve().parents[2] / "dialplan"))
+ROOT_MARKER = ".masking-root-complete"
+MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/asterisk/modules", "/usr/lib/asterisk/modules", "/usr/lib64/asterisk/modules")
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+class AsteriskNotInstalled(RuntimeError):
+    """Neither a system Asterisk >= 20 nor the project's Asterisk root exists."""
+
+
+class AsteriskStartError(RuntimeError):
+    """Asterisk did not come up; the message carries the end of its console log."""
+
+
+@dataclass(frozen=True)
+class AsteriskInstall:
+    """Where Asterisk lives: `root` is `/` for a system install, else the chroot."""
+
+    root: Path
+    module_dir: str
+    data_dir: str = "/usr/share/asterisk"
+
+    @property
+    def chrooted(self) -> bool:
+        return self.root != Path("/")
+
+    def command(self, *args: str) -> list[str]:
+        base = ["chroot", str(self.root), "asterisk"] if self.chrooted else ["asterisk"]
+        return base + list(args)
+
+    def host_path(self, inner: str) -> Path:
+        """The path on this machine of a path as Asterisk sees it."""
+        return self.root / inner.lstrip("/") if self.chrooted else Path(inner)
+
+
+def system_asterisk_version() -> tuple[int, ...] | None:
+    if not shutil.which("asterisk"):
+        return None
+    try:
+        out = subprocess.run(["asterisk", "-V"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"Asterisk (\d+)\.(\d+)", out)
+    return tuple(int(x) for x in match.groups()) if match else None
+
+
+def find_install(root: Path) -> AsteriskInstall:
+    version = system_asterisk_version()
+    if version and version >= (20,):
+        module_dir = next((d for d in MODULE_DIRS if Path(d).is_dir()), MODULE_DIRS[0])
+        return AsteriskInstall(root=Path("/"), module_dir=module_dir)
+    if (root / ROOT_MARKER).exists():
+        module_dir = next((d for d in MODULE_DIRS if (root / d.lstrip("/")).is_dir()), MODULE_DIRS[0])
+        return AsteriskInstall(root=root, module_dir=module_dir)
+    raise AsteriskNotInstalled(
+        f"no asterisk >= 20 on PATH and no Asterisk root at {root}; "
+        "run scripts/bootstrap (as root) to build it"
+    )
+
+
+def render_templates(values: dict[str, str], template_dir: Path = DIALPLAN_DIR) -> dict[str, str]:
+    """Fill `{{name}}` placeholders in every `*.conf`; an unknown name is an error."""
+    rendered = {}
+    for path in sorted(template_dir.glob("*.conf")):
+        text = path.read_text()
+
+        def fill(match: re.Match, _path=path) -> str:
+            name = match.group(1)
+            if name not in values:
+                raise KeyError(f"{_path.name}: no value for placeholder {name!r}")
+            return str(values[name])
+
+        rendered[path.name] = _PLACEHOLDER.sub(fill, text)
+    return rendered
+
+
+def template_values(settings: Settings, install: AsteriskInstall, instance_dir: str) -> dict[str, str]:
+    ast = settings.asterisk
+    values = {k: str(v) for k, v in asdict(ast).items()}
+    values.update(
+        instance_dir=instance_dir,
+        module_dir=install.module_dir,
+        data_dir=install.data_dir,
+        system_name=f"masking-{ast.instance_name}",
+        ari_host=settings.ari_host,
+        ari_port=str(settings.ari_port),
+        ari_user=settings.ari_user,
+        ari_password=settings.ari_password,
+        ari_app=settings.ari_app,
+        ami_host=settings.ami_host,
+        ami_port=str(settings.ami_port),
+        ami_user=settings.ami_user,
+        ami_password=settings.ami_password,
+        ami_permit="127.0.0.0/255.0.0.0" if settings.ami_host.startswith("127.") else "0.0.0.0/0.0.0.0",
+        prompt_unavailable=settings.prompts.unavailable,
+    )
+    return values
+
+
+class AsteriskInstance:
+    """One running Asterisk with rendered configuration, started and stopped by us."""
+
+    def __init__(self, settings: Settings, install: AsteriskInstall | None = None):
+        self.settings = settings
+        self.install = install or find_install(settings.asterisk.root)
+        name = settings.asterisk.instance_name
+        if self.install.chrooted:
+            self.inner_dir = f"/var/lib/masking-bridge/instances/{name}"
+        else:
+            self.inner_dir = str((settings.state_dir / "asterisk" / name).resolve())
+        self.dir = self.install.host_path(self.inner_dir)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def recording_spool(self) -> Path:
+        return self.dir / "spool" / "recording"
+
+    @property
+    def console_log(self) -> Path:
+        return self.dir / "log" / "console.log"
+
+    def render(self) -> None:
+        for sub in ("etc", "run", "log", "lib", "cache", "spool/recording", "spool/tmp"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        values = template_values(self.settings, self.install, self.inner_dir)
+        for name, text in render_templates(values).items():
+            (self.dir / "etc" / name).write_text(text)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.stop_stale()
+        self.render()
+        log = open(self.console_log, "ab")
+        self.process = subprocess.Popen(
+            self.install.command("-C", f"{self.inner_dir}/etc/asterisk.conf", "-f", "-n", "-g"),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AsteriskStartError(f"asterisk exited with {self.process.returncode}:\n{self.log_tail()}")
+            # ARI answers as soon as the HTTP server binds, before the SIP
+            # stack has loaded: only a fully booted Asterisk is ready.
+            if self.ari_ping() and "fully booted" in self.cli("core waitfullybooted", timeout=timeout):
+                return
+            time.sleep(0.1)
+        raise AsteriskStartError(f"ARI did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def ari_ping(self) -> bool:
+        s = self.settings
+        token = base64.b64encode(f"{s.ari_user}:{s.ari_password}".encode()).decode()
+        req = urllib.request.Request(f"{s.ari_url}/ari/asterisk/ping", headers={"Authorization": f"Basic {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=1) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def cli(self, command: str, timeout: float = 10) -> str:
+        """Run an Asterisk CLI command on this instance (`asterisk -rx`)."""
+        out = subprocess.run(
+            self.install.command("-C", f"{self.inner_dir}/etc/asterisk.conf", "-rx", command),
+            capture_output=True, text=True, timeout=timeout,
+        )
+        return out.stdout
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            try:
+                self.cli("core stop now", timeout=timeout)
+                self.process.wait(timeout=timeout)
+            except (subprocess.TimeoutExpired, OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=timeout)
+        self.process = None
+
+    def stop_stale(self) -> None:
+        """Stop an instance of the same name left running by a killed run."""
+        pid_file = self.dir / "run" / "asterisk.pid"
+        if not pid_file.exists():
+            return
+        try:
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass
+        pid_file.unlink(missing_ok=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.console_log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no console log)"
