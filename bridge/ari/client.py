@@ -107,7 +107,7 @@ class AriClient:
             {"variables": variables},
         )
 
-    async def dial(self, channel_id: str, caller: str | None, timeout: int) -> None:
+    async def dial(self, channel_id: str, caller: str | None = None, timeout: int | None = None) -> None:
         await self.request("POST", f"/channels/{channel_id}/dial", {"caller": caller, "timeout": timeout})
 
     async def snoop(self, channel_id: str, snoop_id: str, spy: str, app_args: str) -> dict:

@@ -6,6 +6,9 @@ import time
 from typing import Callable
 
 from bridge.ari import Event, EventRouter
+from bridge.logs import get_logger
+
+log = get_logger("bridge.calls")
 
 GONE_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
 
@@ -60,6 +63,8 @@ class CallEvents:
             except TimeoutError:
                 return None
             self._note(event)
+            log.debug("ari.event", type=event.type, channel_id=event.channel.id if event.channel else None,
+                      dialstatus=event.dialstatus, cause=event.cause)
             if match(event):
                 return event
 

@@ -32,7 +32,6 @@ from bridge.store import RecordingRow, Store, StoreUnavailable, utcnow
 log = get_logger("bridge.calls")
 
 PROMPT_LIMIT = 30.0  # seconds a rejection prompt may take before we release anyway
-ANSWER_GRACE = 5.0  # beyond the dial timeout, in case Asterisk's own timer is late
 RECORDING_SETTLE = 5.0
 LEG_SETUP_LIMIT = 5.0
 
@@ -116,13 +115,15 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
             raise CallAborted("counterpart leg did not enter Stasis")
         # No `caller=` on dial: Asterisk would copy the caller's identity into
         # the new leg's connected line, which chan_pjsip sends as From and PAI.
-        await ari.dial(call.callee_id, caller=None, timeout=settings.dial_timeout)
+        # No Asterisk timeout either: on expiry it hangs the leg up with cause 32
+        # and no NOANSWER event, so the ring timeout is ours (step 3).
+        await ari.dial(call.callee_id)
         setup_ms = _ms_since(received)
         row.update(callee_channel_id=call.callee_id, setup_ms=setup_ms)
         clog.info("call.dialing", counterpart=mask_number(route.counterpart), setup_ms=setup_ms)
 
         # 3. Wait for the counterpart: answer, failure, or the caller giving up.
-        answer = await wait_for_answer(events, call, settings.dial_timeout + ANSWER_GRACE, row, clog)
+        answer = await wait_for_answer(events, call, settings.dial_timeout, row, clog)
         if events.is_gone(caller.id):
             await _hangup(ari, call.callee_id)
             row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
@@ -194,7 +195,8 @@ def masked_identity(virtual_number: str) -> dict[str, str]:
 
 
 async def wait_for_answer(events: CallEvents, call: CallState, timeout: float, row: CallRow, clog) -> Event | None:
-    """The final Dial event for the counterpart's leg, or None (caller left, or timeout)."""
+    """The final Dial event for the counterpart's leg, or None (caller left, or
+    nobody answered within `timeout`: the ring timeout)."""
     ringing_noted = False
 
     def final_dial(event: Event) -> bool:

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bridge.stack.asterisk import AsteriskInstance, AsteriskNotInstalled, find_install
+from bridge.store import Store
+from tests.support.rtp import RtpSniffer
+from tests.support.sipp import Sipp, SippResult, render
+from tests.support.stack import Stack, create_database, drop_database, make_settings, migrate
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    if not shutil.which("sipp"):
+        pytest.fail("sipp is not installed: run scripts/bootstrap")
+    workdir = tmp_path_factory.mktemp("stack")
+    database = f"masking_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    settings, env = make_settings(workdir, database)
+    try:
+        install = find_install(settings.asterisk.root)
+    except AsteriskNotInstalled as exc:
+        pytest.fail(str(exc))
+    asyncio.run(create_database(database))
+    migrate(env)
+    asterisk = AsteriskInstance(settings, install)
+    asterisk.start()
+    stack = Stack(workdir=workdir, env=env, settings=settings, asterisk=asterisk)
+    try:
+        stack.start_service()
+        yield stack
+    finally:
+        stack.stop_service()
+        asterisk.stop()
+        shutil.rmtree(asterisk.dir, ignore_errors=True)
+        asyncio.run(drop_database(database))
+
+
+_serial = itertools.count(1000)
+
+
+@dataclass(frozen=True)
+class Parties:
+    virtual_number: str
+    a: str
+    b: str
+
+
+def query(dsn: str, sql: str, *args):
+    async def run():
+        conn = await asyncpg.connect(dsn)
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def new_parties(stack: Stack, ttl: float = 3600, record: bool = True, add_session: bool = True) -> Parties:
+    """A fresh virtual number and two participants, with a live session between them."""
+    n = next(_serial)
+    parties = Parties(f"+656100{n:04d}", f"+659100{n:04d}", f"+658100{n:04d}")
+
+    async def run():
+        store = await Store.connect(stack.dsn)
+        try:
+            await store.add_number(parties.virtual_number)
+            if add_session:
+                await store.create_session(parties.a, parties.b, timedelta(seconds=ttl), record)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    return parties
+
+
+def wait_for_call_row(stack: Stack, virtual_number: str, with_recording: bool = False, timeout: float = 15) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = query(stack.dsn, "SELECT * FROM calls WHERE virtual_number = $1 ORDER BY started_at DESC",
+                     virtual_number)
+        if rows and rows[0]["disposition"] != "in_progress":
+            row = rows[0]
+            recording = query(stack.dsn, "SELECT * FROM recordings WHERE call_id = $1", row["id"])
+            if not with_recording or recording:
+                row["recording"] = recording[0] if recording else None
+                row["count"] = len(rows)
+                return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no finished call row for the virtual number: {rows}")
+        time.sleep(0.1)
+
+
+@dataclass
+class CallResult:
+    caller: SippResult
+    counterpart: SippResult | None
+    caller_rtp: RtpSniffer
+    counterpart_rtp: RtpSniffer | None
+
+
+@pytest.fixture
+def place_call(stack, tmp_path):
+    """Run one caller (UAC) against the stack, with an optional counterpart (UAS)."""
+    started: list[Sipp] = []
+
+    def place(caller_number: str, virtual_number: str, *, uac: str = "uac_call.xml", uas: str | None = None,
+              talk_ms: int = 3000, counterpart_talk_ms: int | None = None, uac_values: dict | None = None, uas_values: dict | None = None,
+              uas_args: tuple[str, ...] = ("-rtp_echo",), timeout: float = 40) -> CallResult:
+        counterpart = None
+        if uas:
+            scenario = render(uas, tmp_path, **(uas_values or {}))
+            counterpart = Sipp(tmp_path, scenario, [*uas_args, "-d", str(counterpart_talk_ms or talk_ms)], "counterpart",
+                               port=stack.counterpart_port)
+            started.append(counterpart.start())
+            time.sleep(0.2)  # SIPp binds its port
+        scenario = render(uac, tmp_path, **(uac_values or {}))
+        caller = Sipp(tmp_path, scenario, ["-s", virtual_number, "-key", "caller", caller_number,
+                                           "-d", str(talk_ms), stack.sip_target], "caller")
+        counterpart_rtp = RtpSniffer(counterpart.media_port) if counterpart else None
+        with RtpSniffer(caller.media_port) as caller_rtp:
+            if counterpart_rtp:
+                counterpart_rtp.__enter__()
+            started.append(caller.start())
+            caller_result = caller.wait(timeout)
+            counterpart_result = counterpart.wait(10) if counterpart else None
+            if counterpart_rtp:
+                counterpart_rtp.__exit__(None, None, None)
+        return CallResult(caller_result, counterpart_result, caller_rtp, counterpart_rtp)
+
+    yield place
+    for process in started:
+        process.stop()

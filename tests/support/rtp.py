@@ -1,0 +1,94 @@
+"""What a SIP endpoint actually received on the wire: RTP sniffed on loopback.
+
+SIPp cannot tell us what audio it got, so the tests read the packets arriving
+at its media port with an AF_PACKET socket (root only, as CI runs) and decode
+the G.711 payload to measure whether it carried sound or silence.
+"""
+from __future__ import annotations
+
+import math
+import socket
+import struct
+import threading
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+def _alaw_to_linear(byte: int) -> int:
+    byte ^= 0x55
+    sign, exponent, mantissa = byte & 0x80, (byte >> 4) & 0x07, byte & 0x0F
+    value = (mantissa << 4) + 8 if exponent == 0 else ((mantissa << 4) + 0x108) << (exponent - 1)
+    return value if sign else -value
+
+
+def _ulaw_to_linear(byte: int) -> int:
+    byte = ~byte & 0xFF
+    sign, exponent, mantissa = byte & 0x80, (byte >> 4) & 0x07, byte & 0x0F
+    value = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    return -value if sign else value
+
+
+ALAW = [_alaw_to_linear(b) for b in range(256)]
+ULAW = [_ulaw_to_linear(b) for b in range(256)]
+
+
+def rms(samples: list[int]) -> float:
+    return math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
+
+
+class RtpSniffer:
+    """Collects the RTP packets sent to `port` on loopback while running."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.payload_types: list[int] = []
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
+        self._sock.bind(("lo", 0))
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "RtpSniffer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+    @property
+    def packets(self) -> int:
+        return len(self.payload_types)
+
+    @property
+    def level(self) -> float:
+        return rms(self.samples)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, address = self._sock.recvfrom(65535)
+            except (TimeoutError, socket.timeout):
+                continue
+            if address[2] == PACKET_OUTGOING or len(frame) < 14 + 20 + 8 + 12:
+                continue  # loopback shows each packet twice; keep the received copy
+            if struct.unpack_from("!H", frame, 12)[0] != 0x0800:
+                continue
+            ihl = (frame[14] & 0x0F) * 4
+            if frame[14 + 9] != 17:  # UDP
+                continue
+            udp = 14 + ihl
+            if struct.unpack_from("!H", frame, udp + 2)[0] != self.port:
+                continue
+            rtp = frame[udp + 8:]
+            if rtp[0] >> 6 != 2:
+                continue
+            payload_type = rtp[1] & 0x7F
+            self.payload_types.append(payload_type)
+            table = ALAW if payload_type == 8 else ULAW if payload_type == 0 else None
+            if table is not None:
+                header = 12 + 4 * (rtp[0] & 0x0F)
+                self.samples.extend(table[b] for b in rtp[header:])

@@ -1,0 +1,90 @@
+"""Run SIPp scenarios from tests/sipp/ and read what they saw."""
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.ports import free_port
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
+PCAP_DIR = Path("/usr/share/sip-tester")
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    messages: str  # every SIP message sent and received (-trace_msg)
+    output: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0
+
+    def received(self) -> list[str]:
+        """The SIP messages this endpoint received, one string each."""
+        messages = []
+        for block in re.split(r"^-{10,} [^\n]*\n", self.messages, flags=re.M):
+            first, _, body = block.partition("\n")
+            if "message received" in first:
+                messages.append(body.strip())
+        return messages
+
+
+def render(scenario: str, workdir: Path, **values: str) -> Path:
+    """Copy a scenario into `workdir`, filling `{{name}}` placeholders."""
+    text = (SCENARIOS / scenario).read_text()
+    for name, value in values.items():
+        text = text.replace("{{" + name + "}}", str(value))
+    if "{{" in text:
+        raise ValueError(f"{scenario}: unfilled placeholder in {re.findall(r'{{.*?}}', text)}")
+    path = workdir / f"{values.get('tag', '')}{scenario}"
+    path.write_text(text)
+    pcap = workdir / "pcap"
+    pcap.mkdir(exist_ok=True)
+    for audio in ("g711a.pcap",):
+        if not (pcap / audio).exists():
+            (pcap / audio).symlink_to(PCAP_DIR / audio)
+    return path
+
+
+class Sipp:
+    """One SIPp process; UAS ones run in the background while the UAC calls."""
+
+    def __init__(self, workdir: Path, scenario: Path, args: list[str], name: str, port: int | None = None):
+        self.workdir = workdir
+        self.message_file = workdir / f"{name}.msg"
+        self.output_file = workdir / f"{name}.out"
+        self.port = port or free_port()
+        self.media_port = free_port()
+        self.command = [
+            "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(self.port), "-mp", str(self.media_port),
+            "-m", "1", "-nostdin", "-trace_msg", "-message_file", str(self.message_file),
+            "-trace_err", "-error_file", str(workdir / f"{name}.err"), *args,
+        ]
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Sipp":
+        self.message_file.unlink(missing_ok=True)
+        with open(self.output_file, "wb") as out:
+            self.process = subprocess.Popen(self.command, cwd=self.workdir, stdout=out,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    def wait(self, timeout: float) -> SippResult:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        return SippResult(
+            returncode=code,
+            messages=self.message_file.read_text(errors="replace") if self.message_file.exists() else "",
+            output=self.output_file.read_text(errors="replace"),
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,158 @@
+"""A whole stack for the integration tests: real Asterisk, PostgreSQL, service.
+
+Every port is free-picked and every path is private to the run, so the suite
+can run beside `make run` or another suite. The service runs as its own
+process (`python -m bridge.cli serve`), exactly as an operator runs it.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from bridge.config import Settings
+from bridge.stack.asterisk import AsteriskInstance
+from tests.support.ports import free_port, free_range
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_DSN = os.environ.get("MASKING_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    env: dict[str, str]
+    settings: Settings
+    asterisk: AsteriskInstance
+    service: subprocess.Popen | None = None
+    service_log: Path = field(init=False)
+
+    def __post_init__(self):
+        self.service_log = self.workdir / "service.log"
+
+    @property
+    def dsn(self) -> str:
+        return self.settings.database_url
+
+    @property
+    def sip_target(self) -> str:
+        return f"127.0.0.1:{self.settings.asterisk.sip_port}"
+
+    @property
+    def counterpart_port(self) -> int:
+        return self.settings.asterisk.outbound_port
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start_service(self, **overrides: str) -> None:
+        env = {**os.environ, **self.env, **overrides}
+        log = open(self.service_log, "ab")
+        self.service = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "serve"], cwd=REPO, env=env,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        self.wait_connected()
+
+    def wait_connected(self, timeout: float = 20) -> None:
+        """Until the service's Stasis app is registered in Asterisk."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.service.poll() is not None:
+                raise RuntimeError(f"service exited:\n{self.service_log.read_text()[-3000:]}")
+            try:
+                self.ari("GET", f"/applications/{self.settings.ari_app}")
+                return
+            except urllib.error.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("service did not connect to ARI")
+
+    def stop_service(self) -> None:
+        if self.service and self.service.poll() is None:
+            self.service.send_signal(signal.SIGTERM)
+            try:
+                self.service.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.service.kill()
+                self.service.wait()
+        self.service = None
+
+    # -- observation -------------------------------------------------------------
+    def ari(self, method: str, path: str):
+        s = self.settings
+        token = base64.b64encode(f"{s.ari_user}:{s.ari_password}".encode()).decode()
+        request = urllib.request.Request(f"{s.ari_url}/ari{path}", method=method,
+                                         headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            body = resp.read()
+            return json.loads(body) if body else None
+
+    def leftovers(self, timeout: float = 5.0) -> tuple[list, list]:
+        """Channels and bridges still in Asterisk, after giving teardown `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            channels, bridges = self.ari("GET", "/channels"), self.ari("GET", "/bridges")
+            if (not channels and not bridges) or time.monotonic() > deadline:
+                return channels, bridges
+            time.sleep(0.1)
+
+
+def make_settings(workdir: Path, database: str) -> tuple[Settings, dict[str, str]]:
+    rtp_start, rtp_end = free_range(200)
+    env = {
+        "MASKING_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
+        "MASKING_DB_TIMEOUT": "2",
+        "MASKING_ARI_PORT": str(free_port()),
+        "MASKING_ARI_PASSWORD": uuid.uuid4().hex,
+        "MASKING_ARI_APP": "masking-test",
+        "MASKING_AMI_PORT": str(free_port()),
+        "MASKING_AMI_PASSWORD": uuid.uuid4().hex,
+        "MASKING_HTTP_PORT": str(free_port()),
+        "MASKING_SIP_PORT": str(free_port()),
+        "MASKING_OUTBOUND_PORT": str(free_port()),
+        "MASKING_RTP_START": str(rtp_start),
+        "MASKING_RTP_END": str(rtp_end),
+        "MASKING_INSTANCE_NAME": f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        "MASKING_RECORDING_DIR": str(workdir / "recordings"),
+        "MASKING_STATE_DIR": str(workdir / "state"),
+        "MASKING_DIAL_TIMEOUT": "4",
+        "MASKING_LOG_LEVEL": "debug",
+    }
+    return Settings.from_env(env), env
+
+
+async def create_database(name: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def drop_database(name: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-m", "bridge.cli", "db", "upgrade"], cwd=REPO,
+                   env={**os.environ, **env}, check=True, capture_output=True)
+
+
+def run_async(coro):
+    return asyncio.run(coro)
