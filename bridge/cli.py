@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     ast = sub.add_parser("asterisk", help="Asterisk configuration").add_subparsers(dest="a", required=True)
     p = ast.add_parser("config", help="render dialplan/ templates with the current settings")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--instance-dir", default="/etc/asterisk/..", help="directory Asterisk sees as its instance")
+    p.add_argument("--instance-dir", default="/var/lib/masking-asterisk",
+                   help="directory Asterisk sees as its own (etc/, run/, spool/... below it)")
     p.set_defaults(handler=cmd_asterisk_config)
     return parser
 

@@ -43,7 +43,7 @@ class AsteriskSettings:
     from_domain: str = "masking.invalid"
     codecs: str = "alaw,ulaw"
     tone_country: str = "sg"
-    root: Path = Path("/var/cache/masking-bridge/asterisk-sid")
+    asterisk_root: Path = Path("/var/cache/masking-bridge/asterisk-sid")
     instance_name: str = "default"
 
 

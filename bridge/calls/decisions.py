@@ -2,7 +2,7 @@
 
 Pure functions: the call flow asks, these answer. Release causes are Q.850
 codes; chan_pjsip turns them into the SIP status the caller's carrier sees
-(1 -> 404, 17 -> 486, 18 -> 408, 21 -> 403, 22 -> 410, 34 -> 503; a cause it
+(1 -> 404, 17 -> 486, 19 -> 480, 21 -> 403, 22 -> 410, 34 -> 503; a cause it
     does not map, such as 41, becomes 603 Decline).
 """
 from __future__ import annotations
@@ -15,9 +15,6 @@ from bridge.sessions.resolve import RejectReason
 CAUSE_NORMAL = 16
 CAUSE_USER_BUSY = 17
 CAUSE_NO_ANSWER = 19
-# Released towards the caller for "nobody answered": chan_pjsip turns 18 into
-# 408 Request Timeout, while 19 came out as 603 Decline on this path (measured
-# with Asterisk 22.10), which a carrier would read as a refusal.
 CAUSE_NO_USER_RESPONSE = 18
 
 
@@ -47,8 +44,8 @@ def ending_for_dial(dialstatus: str | None, cause: int | None, prompts: Prompts)
     status = (dialstatus or "").upper()
     if status == "BUSY" or (not status and cause == CAUSE_USER_BUSY):
         return Ending("busy", prompts.busy, CAUSE_USER_BUSY)
-    if status == "NOANSWER" or (not status and cause in (18, CAUSE_NO_ANSWER, 20)):
-        return Ending("no_answer", prompts.no_answer, CAUSE_NO_USER_RESPONSE)
+    if status == "NOANSWER" or (not status and cause in (CAUSE_NO_USER_RESPONSE, CAUSE_NO_ANSWER, 20)):
+        return Ending("no_answer", prompts.no_answer, CAUSE_NO_ANSWER)
     return Ending("failed", prompts.unreachable, 34)
 
 

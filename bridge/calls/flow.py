@@ -34,6 +34,7 @@ log = get_logger("bridge.calls")
 PROMPT_LIMIT = 30.0  # seconds a rejection prompt may take before we release anyway
 RECORDING_SETTLE = 5.0
 LEG_SETUP_LIMIT = 5.0
+RELEASE_CONTEXT = "masking-release"  # dialplan/extensions.conf
 
 
 class CallAborted(Exception):
@@ -229,7 +230,16 @@ async def release_with_prompt(ari: AriClient, events: CallEvents, channel_id: st
         )
     except AriError:
         pass  # the caller hung up during the prompt
-    await _hangup(ari, channel_id, ending.cause)
+    if events.is_gone(channel_id):
+        return
+    try:
+        # Hangup(cause) in the dialplan gives the caller the SIP status the
+        # cause maps to; a DELETE's cause can be overwritten by Asterisk.
+        await ari.set_variable(channel_id, "MASKING_RELEASE_CAUSE", str(ending.cause))
+        await ari.continue_in_dialplan(channel_id, RELEASE_CONTEXT, "s")
+        events.gone.setdefault(channel_id, ending.cause)
+    except AriError:
+        await _hangup(ari, channel_id, ending.cause)
 
 
 async def start_recording(ari: AriClient, events: CallEvents, call: CallState, settings: Settings) -> None:

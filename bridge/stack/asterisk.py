@@ -125,7 +125,7 @@ class AsteriskInstance:
 
     def __init__(self, settings: Settings, install: AsteriskInstall | None = None):
         self.settings = settings
-        self.install = install or find_install(settings.asterisk.root)
+        self.install = install or find_install(settings.asterisk.asterisk_root)
         name = settings.asterisk.instance_name
         if self.install.chrooted:
             self.inner_dir = f"/var/lib/masking-bridge/instances/{name}"

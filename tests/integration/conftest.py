@@ -36,7 +36,7 @@ def stack(tmp_path_factory) -> Stack:
     database = f"masking_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     settings, env = make_settings(workdir, database)
     try:
-        install = find_install(settings.asterisk.root)
+        install = find_install(settings.asterisk.asterisk_root)
     except AsteriskNotInstalled as exc:
         pytest.fail(str(exc))
     asyncio.run(create_database(database))

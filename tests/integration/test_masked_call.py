@@ -126,7 +126,7 @@ def test_counterpart_not_answering_in_time_gives_the_no_answer_prompt(stack, pla
     parties = new_parties(stack)  # the test stack's dial timeout is 4 s
 
     call = place_call(parties.a, parties.virtual_number, uac="uac_rejected.xml", uas="uas_ring.xml",
-                      uac_values={"final_status": 408, "tag": "noanswer"}, uas_args=(), timeout=60)
+                      uac_values={"final_status": 480, "tag": "noanswer"}, uas_args=(), timeout=60)
 
     assert call.counterpart.succeeded, "counterpart was not cancelled: " + call.counterpart.output
     assert call.caller.succeeded, call.caller.output

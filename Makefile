@@ -1,0 +1,20 @@
+# The two commands (see README): `make run` brings the whole stack up on this
+# machine, `make test` runs every test. Both set up what is missing first.
+SHELL := /bin/bash
+
+.PHONY: run test unit integration bootstrap
+
+bootstrap:
+	@scripts/bootstrap
+
+run: bootstrap
+	@set -a; [ ! -f .env ] || . ./.env; set +a; exec .venv/bin/masking run
+
+test: bootstrap
+	.venv/bin/python -m pytest -ra
+
+unit: bootstrap
+	.venv/bin/python -m pytest tests/unit -q
+
+integration: bootstrap
+	.venv/bin/python -m pytest tests/integration -ra

@@ -1,0 +1,82 @@
+"""What the caller hears, and the release cause, for every unhappy outcome."""
+import pytest
+
+from bridge.calls.decisions import Ending, ending_for_dial, ending_for_rejection, hangup_side, sound_uris
+from bridge.config import Prompts
+from bridge.sessions.resolve import RejectReason
+
+P = Prompts()
+
+
+@pytest.mark.parametrize(
+    ("reason", "prompt", "cause"),
+    [
+        (RejectReason.UNKNOWN_NUMBER, P.unknown_number, 1),
+        (RejectReason.NOT_A_PARTICIPANT, P.not_a_participant, 21),
+        (RejectReason.INVALID_CALLER, P.not_a_participant, 21),
+        (RejectReason.SESSION_EXPIRED, P.session_ended, 22),
+        (RejectReason.SESSION_CLOSED, P.session_ended, 22),
+        (RejectReason.DATABASE_UNAVAILABLE, P.unavailable, 34),
+    ],
+)
+def test_each_rejection_reason_has_its_prompt_and_release_cause(reason, prompt, cause):
+    assert ending_for_rejection(reason, P) == Ending("rejected", prompt, cause)
+
+
+def test_rejection_uses_the_configured_prompts():
+    assert ending_for_rejection(RejectReason.UNKNOWN_NUMBER, Prompts(unknown_number="custom")).prompt == "custom"
+
+
+@pytest.mark.parametrize(
+    ("dialstatus", "cause", "disposition", "prompt"),
+    [
+        ("BUSY", None, "busy", P.busy),
+        ("busy", None, "busy", P.busy),
+        ("NOANSWER", None, "no_answer", P.no_answer),
+        ("CHANUNAVAIL", None, "failed", P.unreachable),
+        ("CONGESTION", None, "failed", P.unreachable),
+        ("", 17, "busy", P.busy),
+        (None, 19, "no_answer", P.no_answer),
+        ("", 34, "failed", P.unreachable),
+        (None, None, "failed", P.unreachable),
+    ],
+)
+def test_failed_dial_maps_to_a_disposition_and_prompt(dialstatus, cause, disposition, prompt):
+    ending = ending_for_dial(dialstatus, cause, P)
+    assert (ending.disposition, ending.prompt) == (disposition, prompt)
+
+
+def test_busy_callee_releases_the_caller_as_user_busy():
+    assert ending_for_dial("BUSY", None, P).cause == 17
+
+
+def test_unreachable_callee_releases_the_caller_with_cause_34():
+    assert ending_for_dial("CHANUNAVAIL", None, P).cause == 34
+
+
+def test_no_answer_releases_the_caller_with_a_no_answer_cause_not_a_decline():
+    # 18 or 19 depending on which the carrier-facing mapping settles on; never
+    # a cause chan_pjsip would turn into 603 Decline.
+    assert ending_for_dial("NOANSWER", None, P).cause in (18, 19)
+
+
+def test_dialstatus_takes_precedence_over_the_hangup_cause():
+    assert ending_for_dial("CHANUNAVAIL", 17, P).disposition == "failed"
+
+
+def test_sound_uris_turn_an_ampersand_list_into_ari_sound_uris():
+    assert sound_uris("vm-nobodyavail&please-try-call-later") == [
+        "sound:vm-nobodyavail", "sound:please-try-call-later"]
+
+
+def test_sound_uris_skip_empty_names():
+    assert sound_uris("a&&b&") == ["sound:a", "sound:b"]
+    assert sound_uris("") == []
+
+
+def test_hangup_side_is_caller_when_the_caller_leg_went_first():
+    assert hangup_side("chan-1", "chan-1") == "caller"
+
+
+def test_hangup_side_is_callee_when_the_other_leg_went_first():
+    assert hangup_side("chan-2", "chan-1") == "callee"

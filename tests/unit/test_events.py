@@ -1,0 +1,127 @@
+"""ARI events: parsed into typed fields and routed to the call that owns them."""
+import asyncio
+
+from bridge.ari.events import EventRouter, parse_event
+
+CHANNEL = {
+    "id": "1764043000.12",
+    "name": "PJSIP/carrier-in-00000001",
+    "state": "Ring",
+    "caller": {"number": "+6591234567", "name": ""},
+    "dialplan": {"context": "masking-inbound", "exten": "+6561234567", "priority": 1},
+}
+
+
+def test_stasis_start_carries_the_channel_and_app_args():
+    e = parse_event({"type": "StasisStart", "channel": CHANNEL, "args": ["callee", "call-1"]})
+    assert e.type == "StasisStart"
+    assert e.args == ("callee", "call-1")
+    assert (e.channel.id, e.channel.name, e.channel.state) == ("1764043000.12", "PJSIP/carrier-in-00000001", "Ring")
+    assert (e.channel.caller_number, e.channel.exten) == ("+6591234567", "+6561234567")
+
+
+def test_channel_without_caller_or_dialplan_gets_empty_fields():
+    e = parse_event({"type": "StasisStart", "channel": {"id": "c1"}})
+    assert (e.channel.caller_number, e.channel.exten, e.args) == ("", "", ())
+
+
+def test_dial_carries_the_peer_id_and_dialstatus():
+    e = parse_event({"type": "Dial", "caller": CHANNEL, "peer": {**CHANNEL, "id": "call-1-callee"},
+                     "dialstatus": "BUSY"})
+    assert (e.peer_id, e.dialstatus) == ("call-1-callee", "BUSY")
+    assert e.channel is None
+
+
+def test_channel_destroyed_carries_the_cause():
+    e = parse_event({"type": "ChannelDestroyed", "channel": CHANNEL, "cause": 17, "cause_txt": "User busy"})
+    assert e.cause == 17
+    assert e.channel.id == "1764043000.12"
+
+
+def test_recording_finished_names_the_recording_and_its_channel():
+    e = parse_event({"type": "RecordingFinished",
+                     "recording": {"name": "call-1", "target_uri": "channel:call-1-caller", "state": "done"}})
+    assert (e.recording_name, e.target_id) == ("call-1", "call-1-caller")
+
+
+def test_playback_finished_names_the_playback_and_its_channel():
+    e = parse_event({"type": "PlaybackFinished",
+                     "playback": {"id": "pb-1", "target_uri": "channel:1764043000.12", "state": "done"}})
+    assert (e.playback_id, e.target_id) == ("pb-1", "1764043000.12")
+
+
+def test_media_on_a_bridge_has_no_target_channel():
+    e = parse_event({"type": "RecordingFinished", "recording": {"name": "r", "target_uri": "bridge:b-1"}})
+    assert e.target_id is None
+    assert e.channel_ids == set()
+
+
+def test_channel_ids_collect_channel_peer_and_target():
+    e = parse_event({"type": "Dial", "channel": CHANNEL, "peer": {"id": "p"},
+                     "playback": {"id": "pb", "target_uri": "channel:t"}})
+    assert e.channel_ids == {"1764043000.12", "p", "t"}
+
+
+def router():
+    new = []
+    return EventRouter(new.append), new
+
+
+def test_event_for_a_registered_channel_goes_to_its_queue():
+    r, new = router()
+    q = asyncio.Queue()
+    r.register("1764043000.12", q)
+    e = parse_event({"type": "ChannelDestroyed", "channel": CHANNEL, "cause": 16})
+    r.dispatch(e)
+    assert q.get_nowait() is e
+    assert new == []
+
+
+def test_event_touching_two_channels_of_one_call_is_queued_once():
+    r, _ = router()
+    q = asyncio.Queue()
+    r.register("call-1-caller", q)
+    r.register("call-1-callee", q)
+    r.dispatch(parse_event({"type": "Dial", "channel": {"id": "call-1-caller"}, "peer": {"id": "call-1-callee"}}))
+    assert q.qsize() == 1
+
+
+def test_event_touching_channels_of_two_calls_reaches_both():
+    r, _ = router()
+    q1, q2 = asyncio.Queue(), asyncio.Queue()
+    r.register("a", q1)
+    r.register("b", q2)
+    r.dispatch(parse_event({"type": "Dial", "channel": {"id": "a"}, "peer": {"id": "b"}}))
+    assert (q1.qsize(), q2.qsize()) == (1, 1)
+
+
+def test_unowned_stasis_start_is_a_new_inbound_call():
+    r, new = router()
+    e = parse_event({"type": "StasisStart", "channel": CHANNEL})
+    r.dispatch(e)
+    assert new == [e]
+
+
+def test_owned_stasis_start_is_not_a_new_call():
+    r, new = router()
+    q = asyncio.Queue()
+    r.register("1764043000.12", q)
+    r.dispatch(parse_event({"type": "StasisStart", "channel": CHANNEL}))
+    assert new == [] and q.qsize() == 1
+
+
+def test_unowned_events_of_other_types_are_dropped():
+    r, new = router()
+    r.dispatch(parse_event({"type": "ChannelDestroyed", "channel": CHANNEL}))
+    r.dispatch(parse_event({"type": "PlaybackFinished", "playback": {"id": "p", "target_uri": "channel:x"}}))
+    assert new == []
+
+
+def test_unregistered_channel_gets_no_more_events():
+    r, _ = router()
+    q = asyncio.Queue()
+    r.register("1764043000.12", q)
+    r.unregister("1764043000.12")
+    r.dispatch(parse_event({"type": "ChannelDestroyed", "channel": CHANNEL}))
+    assert q.empty()
+    assert not r.owns("1764043000.12")

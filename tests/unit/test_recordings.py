@@ -1,0 +1,97 @@
+"""Checks on a downloaded recording: WAV header, storage layout, checksum."""
+import hashlib
+import io
+import struct
+import uuid
+import wave
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from bridge.recordings import RecordingInvalid, parse_wav_header, sha256_file, storage_path
+
+
+def make_wav(seconds=1.5, rate=8000, channels=1, width=2) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(b"\x00" * int(seconds * rate) * channels * width)
+    return buf.getvalue()
+
+
+def insert_chunk_before_data(blob: bytes, chunk_id: bytes, body: bytes) -> bytes:
+    chunk = struct.pack("<4sI", chunk_id, len(body)) + body + (b"\x00" if len(body) % 2 else b"")
+    at = blob.index(b"data")
+    out = blob[:at] + chunk + blob[at:]
+    return out[:4] + struct.pack("<I", len(out) - 8) + out[8:]
+
+
+def test_mono_8khz_16bit_wav_header_is_read():
+    info = parse_wav_header(make_wav(seconds=1.5))
+    assert (info.channels, info.sample_rate, info.bits_per_sample) == (1, 8000, 16)
+    assert info.data_bytes == 24000
+    assert info.duration_seconds == pytest.approx(1.5)
+
+
+def test_duration_accounts_for_channels_and_sample_width():
+    assert parse_wav_header(make_wav(seconds=2, rate=16000, channels=2)).duration_seconds == pytest.approx(2)
+    assert parse_wav_header(make_wav(seconds=3, width=1)).duration_seconds == pytest.approx(3)
+
+
+def test_the_first_few_kilobytes_are_enough():
+    assert parse_wav_header(make_wav(seconds=10)[:4096]).duration_seconds == pytest.approx(10)
+
+
+def test_a_chunk_between_fmt_and_data_is_skipped():
+    blob = insert_chunk_before_data(make_wav(seconds=1), b"LIST", b"INFOISFT" + b"x" * 20)
+    assert parse_wav_header(blob).duration_seconds == pytest.approx(1)
+
+
+def test_an_odd_sized_chunk_is_skipped_with_its_pad_byte():
+    blob = insert_chunk_before_data(make_wav(seconds=1), b"junk", b"abc")
+    assert parse_wav_header(blob).data_bytes == 16000
+
+
+def test_empty_data_chunk_gives_zero_duration():
+    assert parse_wav_header(make_wav(seconds=0)).duration_seconds == 0.0
+
+
+@pytest.mark.parametrize("blob", [b"", b"RIFF", b"not a wav file at all", b"RIFF\x00\x00\x00\x00AVI LIST"])
+def test_non_riff_wave_input_is_invalid(blob):
+    with pytest.raises(RecordingInvalid, match="RIFF"):
+        parse_wav_header(blob)
+
+
+def test_wav_without_data_chunk_is_invalid():
+    blob = make_wav(seconds=1)
+    with pytest.raises(RecordingInvalid, match="no data chunk"):
+        parse_wav_header(blob[: blob.index(b"data")])
+
+
+def test_truncated_fmt_chunk_is_invalid():
+    blob = make_wav(seconds=1)
+    with pytest.raises(RecordingInvalid, match="truncated fmt"):
+        parse_wav_header(blob[: blob.index(b"fmt ") + 8 + 6])
+
+
+def test_data_before_fmt_is_invalid():
+    blob = b"RIFF" + struct.pack("<I", 12) + b"WAVE" + struct.pack("<4sI", b"data", 0)
+    with pytest.raises(RecordingInvalid, match="before fmt"):
+        parse_wav_header(blob)
+
+
+def test_storage_path_is_one_folder_per_day_named_by_call_id():
+    call_id = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    started = datetime(2026, 3, 7, 23, 59, tzinfo=timezone.utc)
+    path = storage_path(Path("/srv/rec"), call_id, started, "wav")
+    assert path == Path("/srv/rec/2026/03/07/12345678-1234-5678-1234-567812345678.wav")
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    data = b"\x01\x02" * 100_000  # spans several read blocks
+    f = tmp_path / "r.wav"
+    f.write_bytes(data)
+    assert sha256_file(f) == hashlib.sha256(data).hexdigest()
