@@ -21,7 +21,11 @@ def _redact_value(value: Any) -> Any:
         return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_redact_value(v) for v in value)
-    return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    # Anything else (a dataclass, a set, an exception) would be rendered with
+    # repr() after this processor: render it here so it is redacted too.
+    return redact_text(str(value))
 
 
 def redact(_logger, _method, event_dict: dict) -> dict:

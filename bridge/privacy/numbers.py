@@ -51,9 +51,10 @@ def mask_number(number: str) -> str:
 
 # A '+' followed by digits (separators allowed) is a number whatever its length.
 _PLUS_NUMBER = re.compile(r"\+\d[\d\s().-]{5,20}\d")
-# A bare run of 7 to 15 digits standing alone (not inside an identifier, a
-# decimal such as Asterisk's `1764043000.12` unique ids, or a timestamp).
-_BARE_NUMBER = re.compile(r"(?<![\w.:/-])\d{7,15}(?![\w.:/-])")
+# A bare run of 7 to 15 digits standing alone: also inside a SIP URI or a dial
+# string (`sip:6591234567@`, `PJSIP/6591234567@`), but not inside an identifier
+# (UUID segments), or a decimal such as Asterisk's `1764043000.12` unique ids.
+_BARE_NUMBER = re.compile(r"(?<![\w.-])\d{7,15}(?![\w.-])")
 
 
 def redact_text(text: str) -> str:

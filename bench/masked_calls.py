@@ -1,0 +1,165 @@
+"""Benchmark: post-dial delay and concurrent masked calls on the real stack.
+
+Starts its own Asterisk, database and service (free ports, as the tests do),
+then:
+  1. places --sequential calls one at a time and measures the post-dial delay
+     on the wire: the caller's INVITE sent -> the counterpart's INVITE received,
+     both from SIPp's own message timestamps;
+  2. places --calls calls at --rate calls/s, at most --concurrent at once, each
+     talking --talk-ms with real audio, and counts success at the far end:
+     rows answered in the database and verified recordings on disk, not SIPp's
+     caller-side counter.
+
+    .venv/bin/python -m bench.masked_calls --sequential 20 --calls 100 --rate 10 --concurrent 40
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bridge.stack.asterisk import AsteriskInstance
+from bridge.store import Store
+from tests.support.sipp import Sipp, render
+from tests.support.stack import Stack, create_database, drop_database, make_settings, migrate
+
+TIMESTAMP = re.compile(r"^-{10,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n(UDP message (?:sent|received)).*?\n\n(\S+)",
+                       re.M)
+
+
+def invite_times(messages: str, direction: str) -> list[datetime]:
+    """Timestamps of INVITEs sent or received in a SIPp message log."""
+    return [datetime.strptime(ts, "%Y-%m-%d %H:%M:%S.%f")
+            for ts, kind, first in TIMESTAMP.findall(messages)
+            if first == "INVITE" and direction in kind]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def provision(stack: Stack, parties: list[tuple[str, str, str]]) -> None:
+    store = await Store.connect(stack.dsn)
+    try:
+        for virtual, a, b in parties:
+            await store.add_number(virtual)
+            await store.create_session(a, b, timedelta(hours=1), record=True)
+    finally:
+        await store.close()
+
+
+async def far_end_counts(stack: Stack, since: datetime) -> dict:
+    store = await Store.connect(stack.dsn)
+    try:
+        row = await store.pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE c.disposition = 'answered') AS answered,"
+            " count(*) AS calls, count(r.id) AS recordings,"
+            " count(*) FILTER (WHERE r.duration_seconds > 0) AS recordings_with_audio,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY c.setup_ms) AS setup_p50,"
+            " percentile_cont(0.95) WITHIN GROUP (ORDER BY c.setup_ms) AS setup_p95,"
+            " percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM c.answered_at - c.ringing_at))"
+            "   AS ring_to_bridge_p95"
+            " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id WHERE c.started_at >= $1", since)
+        return dict(row)
+    finally:
+        await store.close()
+
+
+def sequential_pdd(stack: Stack, workdir: Path, count: int) -> list[float]:
+    virtual, a = "+6562000001", "+6592000001"
+    delays = []
+    for i in range(count):
+        uas = Sipp(workdir, render("uas_answer.xml", workdir), ["-rtp_echo", "-d", "500"], f"pdd-uas-{i}",
+                   port=stack.counterpart_port).start()
+        time.sleep(0.2)
+        uac = Sipp(workdir, render("uac_call.xml", workdir),
+                   ["-s", virtual, "-key", "caller", a, "-d", "500", stack.sip_target], f"pdd-uac-{i}").start()
+        caller, counterpart = uac.wait(30), uas.wait(30)
+        sent, received = invite_times(caller.messages, "sent"), invite_times(counterpart.messages, "received")
+        if sent and received:
+            delays.append((received[0] - sent[0]).total_seconds() * 1000)
+    return delays
+
+
+def load(stack: Stack, workdir: Path, calls: int, rate: float, concurrent: int, talk_ms: int) -> tuple[int, float]:
+    virtual, a = "+6562000002", "+6592000002"
+    uas = Sipp(workdir, render("uas_answer.xml", workdir), ["-rtp_echo", "-d", str(talk_ms)], "load-uas",
+               port=stack.counterpart_port)
+    uas.command[uas.command.index("-m") + 1] = str(calls)
+    uas.start()
+    time.sleep(0.3)
+    uac = Sipp(workdir, render("uac_call.xml", workdir),
+               ["-s", virtual, "-key", "caller", a, "-d", str(talk_ms), "-r", str(rate), "-l", str(concurrent),
+                stack.sip_target], "load-uac")
+    uac.command[uac.command.index("-m") + 1] = str(calls)
+    started = time.monotonic()
+    uac.start()
+    result = uac.wait(calls / rate + talk_ms / 1000 + 120)
+    elapsed = time.monotonic() - started
+    uas.wait(30)
+    return result.returncode, elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sequential", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=10)
+    parser.add_argument("--concurrent", type=int, default=40)
+    parser.add_argument("--talk-ms", type=int, default=5000)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="masking-bench-"))
+    database = f"masking_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    settings, env = make_settings(workdir, database)
+    env["MASKING_LOG_LEVEL"] = "info"
+    env["MASKING_DIAL_TIMEOUT"] = "30"
+    asyncio.run(create_database(database))
+    migrate(env)
+    asterisk = AsteriskInstance(settings)
+    asterisk.start()
+    stack = Stack(workdir=workdir, env=env, settings=settings, asterisk=asterisk)
+    try:
+        stack.start_service()
+        asyncio.run(provision(stack, [("+6562000001", "+6592000001", "+6582000001"),
+                                      ("+6562000002", "+6592000002", "+6582000002")]))
+        print(f"Asterisk: {asterisk.cli('core show version').strip()}; cores: {os.cpu_count()}")
+        if args.sequential:
+            delays = sequential_pdd(stack, workdir, args.sequential)
+            print(f"post-dial delay (caller INVITE sent -> counterpart INVITE received), {len(delays)} calls: "
+                  f"p50 {statistics.median(delays):.1f} ms, p95 {percentile(delays, 95):.1f} ms, "
+                  f"max {max(delays):.1f} ms")
+        if args.calls:
+            since = datetime.now().astimezone()
+            code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
+            time.sleep(3)
+            counts = asyncio.run(far_end_counts(stack, since))
+            channels, bridges = stack.leftovers(10)
+            print(f"load: {args.calls} calls at {args.rate}/s, up to {args.concurrent} at once, "
+                  f"{args.talk_ms} ms talk, recorded; SIPp caller exit {code}, {elapsed:.1f} s")
+            print(f"  far end: {counts['answered']}/{counts['calls']} answered, "
+                  f"{counts['recordings_with_audio']} verified recordings with audio; "
+                  f"service setup p50 {counts['setup_p50']} ms p95 {counts['setup_p95']} ms; "
+                  f"ring->bridge p95 {counts['ring_to_bridge_p95'] or 0:.3f} s")
+            print(f"  left in Asterisk: {len(channels)} channels, {len(bridges)} bridges")
+    finally:
+        stack.stop_service()
+        asterisk.stop()
+        shutil.rmtree(asterisk.dir, ignore_errors=True)
+        asyncio.run(drop_database(database))
+    print(f"work files: {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
