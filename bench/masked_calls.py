@@ -58,9 +58,26 @@ async def provision(stack: Stack, parties: list[tuple[str, str, str]]) -> None:
         await store.close()
 
 
-async def far_end_counts(stack: Stack, since: datetime) -> dict:
+async def far_end_counts(stack: Stack, since: datetime, settle: float = 20) -> dict:
+    """Counts once every call row is finished and every recorded call has its
+    recording row (or `settle` seconds have passed)."""
     store = await Store.connect(stack.dsn)
     try:
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            pending = await store.pool.fetchval(
+                "SELECT count(*) FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+                " WHERE c.started_at >= $1 AND (c.disposition = 'in_progress' OR (c.recorded AND r.id IS NULL))",
+                since)
+            if not pending:
+                break
+            await asyncio.sleep(0.5)
+        missing = await store.pool.fetch(
+            "SELECT c.id, c.disposition, c.recorded, c.talk_seconds FROM calls c"
+            " LEFT JOIN recordings r ON r.call_id = c.id"
+            " WHERE c.started_at >= $1 AND c.disposition = 'answered' AND r.id IS NULL", since)
+        for call in missing:
+            print(f"  answered without recording: {dict(call)}")
         row = await store.pool.fetchrow(
             "SELECT count(*) FILTER (WHERE c.disposition = 'answered') AS answered,"
             " count(*) AS calls, count(r.id) AS recordings,"
@@ -142,13 +159,12 @@ def main() -> int:
         if args.calls:
             since = datetime.now().astimezone()
             code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
-            time.sleep(3)
             counts = asyncio.run(far_end_counts(stack, since))
             channels, bridges = stack.leftovers(10)
             print(f"load: {args.calls} calls at {args.rate}/s, up to {args.concurrent} at once, "
                   f"{args.talk_ms} ms talk, recorded; SIPp caller exit {code}, {elapsed:.1f} s")
             print(f"  far end: {counts['answered']}/{counts['calls']} answered, "
-                  f"{counts['recordings_with_audio']} verified recordings with audio; "
+                  f"{counts['recordings']} verified recordings, {counts['recordings_with_audio']} with audio; "
                   f"service setup p50 {counts['setup_p50']} ms p95 {counts['setup_p95']} ms; "
                   f"ring->bridge p95 {counts['ring_to_bridge_p95'] or 0:.3f} s")
             print(f"  left in Asterisk: {len(channels)} channels, {len(bridges)} bridges")

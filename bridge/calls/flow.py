@@ -107,13 +107,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
             channel_id=call.callee_id, app_args=f"callee,{call.id}", originator=caller.id,
             variables=masked_identity(virtual_number),
         )
-        # A created channel enters Stasis asynchronously; dial only once it has.
-        entered = await events.wait_for(
-            lambda e: e.type == "StasisStart" and e.channel is not None and e.channel.id == call.callee_id,
-            LEG_SETUP_LIMIT, stop_if_gone=(caller.id,),
-        )
-        if entered is None:
-            raise CallAborted("counterpart leg did not enter Stasis")
+        await wait_in_stasis(events, call.callee_id, stop_if_gone=(caller.id,))
         # No `caller=` on dial: Asterisk would copy the caller's identity into
         # the new leg's connected line, which chan_pjsip sends as From and PAI.
         # No Asterisk timeout either: on expiry it hangs the leg up with cause 32
@@ -152,8 +146,13 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         row.update(answered_at=answered_at, dial_status="ANSWER")
         clog.info("call.bridged", answer_ms=_ms_since(received))
         if session.record:
-            await start_recording(ari, events, call, settings)
-            row.update(recorded=True)
+            # A recording failure must not cost the parties their conversation.
+            try:
+                await start_recording(ari, events, call, settings)
+                row.update(recorded=True)
+            except (AriError, CallAborted) as exc:
+                call.recording_name = None
+                clog.error("recording.not_started", error=str(exc))
 
         # 5. Talk until either side hangs up, then hang up the other.
         first_gone = await events.wait_gone((caller.id, call.callee_id), timeout=float("inf"))
@@ -253,7 +252,19 @@ async def start_recording(ari: AriClient, events: CallEvents, call: CallState, s
     call.recording_name = f"call-{call.id}"
     events.watch(call.snoop_id)
     await ari.snoop(call.caller_id, call.snoop_id, spy="both", app_args=f"snoop,{call.id}")
+    await wait_in_stasis(events, call.snoop_id)
     await ari.record_channel(call.snoop_id, call.recording_name, settings.recording_format)
+
+
+async def wait_in_stasis(events: CallEvents, channel_id: str, stop_if_gone: tuple[str, ...] = ()) -> None:
+    """A channel we created enters Stasis asynchronously; ARI refuses most
+    operations on it (409) until it has."""
+    entered = await events.wait_for(
+        lambda e: e.type == "StasisStart" and e.channel is not None and e.channel.id == channel_id,
+        LEG_SETUP_LIMIT, stop_if_gone=stop_if_gone,
+    )
+    if entered is None:
+        raise CallAborted(f"channel {channel_id} did not enter Stasis")
 
 
 async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, started_at, clog) -> None:
