@@ -6,6 +6,8 @@ import os
 import shutil
 from dataclasses import dataclass
 
+import asyncpg
+
 from bridge.ari import AriClient, AriError
 from bridge.config import Settings
 from bridge.store import Store, StoreUnavailable, migrations
@@ -63,16 +65,19 @@ async def check_ami(settings: Settings) -> Check:
 
 
 async def check_database(settings: Settings) -> Check:
-    try:
-        store = await asyncio.wait_for(Store.connect(settings.database_url, settings.db_timeout), 5)
-    except Exception as exc:  # asyncpg raises many kinds here; all mean "cannot connect"
-        return Check("database", False, f"cannot connect to MASKING_DATABASE_URL: {type(exc).__name__}")
+    store = await Store.connect(settings.database_url, settings.db_timeout)
     try:
         try:
-            applied = {r["version"] for r in await store.pool.fetch("SELECT version FROM schema_migrations")}
+            await store.ping()
         except StoreUnavailable as exc:
-            return Check("database", False, str(exc))
-        except Exception:
+            return Check("database", False, f"cannot connect to MASKING_DATABASE_URL: {exc}")
+        except asyncpg.InvalidCatalogNameError:
+            return Check("database", False, "the database does not exist: run `masking db upgrade`")
+        except asyncpg.InvalidAuthorizationSpecificationError:
+            return Check("database", False, "PostgreSQL refused the user in MASKING_DATABASE_URL")
+        try:
+            applied = {r["version"] for r in await store.pool.fetch("SELECT version FROM schema_migrations")}
+        except asyncpg.UndefinedTableError:
             return Check("database", False, "schema not created: run `masking db upgrade`")
         pending = [name for version, name, _ in migrations() if version not in applied]
         if pending:
