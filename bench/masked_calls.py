@@ -138,7 +138,8 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-bench-"))
     database = f"masking_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    settings, env = make_settings(workdir, database)
+    # Each call holds RTP and RTCP ports on both legs: 4 a call.
+    settings, env = make_settings(workdir, database, rtp_ports=max(200, 6 * args.concurrent))
     env["MASKING_LOG_LEVEL"] = "info"
     env["MASKING_DIAL_TIMEOUT"] = "30"
     asyncio.run(create_database(database))

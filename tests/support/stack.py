@@ -108,8 +108,8 @@ class Stack:
             time.sleep(0.1)
 
 
-def make_settings(workdir: Path, database: str) -> tuple[Settings, dict[str, str]]:
-    rtp_start, rtp_end = free_range(200)
+def make_settings(workdir: Path, database: str, rtp_ports: int = 200) -> tuple[Settings, dict[str, str]]:
+    rtp_start, rtp_end = free_range(rtp_ports)
     env = {
         "MASKING_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
         "MASKING_DB_TIMEOUT": "2",
