@@ -90,15 +90,6 @@ class AriClient:
     async def hangup(self, channel_id: str, cause: int | None = None) -> None:
         await self.request("DELETE", f"/channels/{channel_id}", {"reason_code": cause})
 
-    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
-        await self.request("POST", f"/channels/{channel_id}/variable", {"variable": name, "value": value})
-
-    async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int = 1) -> None:
-        await self.request(
-            "POST", f"/channels/{channel_id}/continue",
-            {"context": context, "extension": extension, "priority": priority},
-        )
-
     async def play(self, channel_id: str, media: list[str], playback_id: str) -> None:
         await self.request(
             "POST", f"/channels/{channel_id}/play", {"media": ",".join(media), "playbackId": playback_id}

@@ -34,7 +34,6 @@ log = get_logger("bridge.calls")
 PROMPT_LIMIT = 30.0  # seconds a rejection prompt may take before we release anyway
 RECORDING_SETTLE = 5.0
 LEG_SETUP_LIMIT = 5.0
-RELEASE_CONTEXT = "masking-release"  # dialplan/extensions.conf
 
 
 class CallAborted(Exception):
@@ -60,6 +59,9 @@ class CallState:
     bridge_id: str | None = None
     snoop_id: str | None = None
     recording_name: str | None = None
+    # Legs we already asked Asterisk to hang up: never again, since a second,
+    # causeless DELETE can overwrite the cause (the caller then gets 603).
+    released: set[str] = field(default_factory=set)
 
 
 async def masked_call(deps: CallDeps, start: Event) -> None:
@@ -92,7 +94,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
                   lookup_ms=_ms_since(received))
         if isinstance(route, Reject):
             ending = ending_for_rejection(route.reason, settings.prompts)
-            await release_with_prompt(ari, events, caller.id, ending)
+            await release_with_prompt(ari, events, call, ending)
             row.update(disposition="rejected", reject_reason=route.reason.value, ended_at=utcnow(),
                        caller_hangup_cause=events.gone.get(caller.id) or ending.cause, hangup_by="system")
             clog.info("call.rejected", reason=route.reason.value, cause=ending.cause)
@@ -120,18 +122,18 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         # 3. Wait for the counterpart: answer, failure, or the caller giving up.
         answer = await wait_for_answer(events, call, settings.dial_timeout, row, clog)
         if events.is_gone(caller.id):
-            await _hangup(ari, call.callee_id)
+            await hangup_leg(ari, call, call.callee_id)
             row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
                        caller_hangup_cause=events.gone[caller.id])
             clog.info("call.cancelled", ring_ms=_ms_since(received))
             return
         if answer is None or answer.dialstatus != "ANSWER":
-            await _hangup(ari, call.callee_id)
+            await hangup_leg(ari, call, call.callee_id)
             await events.settle_causes((call.callee_id,))
             dialstatus = answer.dialstatus if answer else "NOANSWER"
             ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), settings.prompts)
             clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
-            await release_with_prompt(ari, events, caller.id, ending)
+            await release_with_prompt(ari, events, call, ending)
             row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
                        hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),
                        caller_hangup_cause=events.gone.get(caller.id) or ending.cause)
@@ -157,7 +159,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         # 5. Talk until either side hangs up, then hang up the other.
         first_gone = await events.wait_gone((caller.id, call.callee_id), timeout=float("inf"))
         other = call.callee_id if first_gone == caller.id else caller.id
-        await _hangup(ari, other, CAUSE_NORMAL)
+        await hangup_leg(ari, call, other, CAUSE_NORMAL)
         await events.settle_causes((caller.id, call.callee_id))
         talk = (utcnow() - answered_at).total_seconds()
         row.update(disposition="answered", ended_at=utcnow(), talk_seconds=round(talk, 3),
@@ -216,29 +218,21 @@ async def wait_for_answer(events: CallEvents, call: CallState, timeout: float, r
     return event
 
 
-async def release_with_prompt(ari: AriClient, events: CallEvents, channel_id: str, ending: Ending) -> None:
+async def release_with_prompt(ari: AriClient, events: CallEvents, call: CallState, ending: Ending) -> None:
     """Play the prompt as early media (the caller is never answered, so not
     billed), then release with the ending's cause."""
     playback_id = str(uuid.uuid4())
     try:
-        await ari.progress(channel_id)
-        await ari.play(channel_id, sound_uris(ending.prompt), playback_id)
+        await ari.progress(call.caller_id)
+        await ari.play(call.caller_id, sound_uris(ending.prompt), playback_id)
         await events.wait_for(
             lambda e: e.type in ("PlaybackFinished", "PlaybackFailed") and e.playback_id == playback_id,
-            PROMPT_LIMIT, stop_if_gone=(channel_id,),
+            PROMPT_LIMIT, stop_if_gone=(call.caller_id,),
         )
     except AriError:
         pass  # the caller hung up during the prompt
-    if events.is_gone(channel_id):
-        return
-    try:
-        # Hangup(cause) in the dialplan gives the caller the SIP status the
-        # cause maps to; a DELETE's cause can be overwritten by Asterisk.
-        await ari.set_variable(channel_id, "MASKING_RELEASE_CAUSE", str(ending.cause))
-        await ari.continue_in_dialplan(channel_id, RELEASE_CONTEXT, "s")
-        events.gone.setdefault(channel_id, ending.cause)
-    except AriError:
-        await _hangup(ari, channel_id, ending.cause)
+    if not events.is_gone(call.caller_id):
+        await hangup_leg(ari, call, call.caller_id, ending.cause)
 
 
 async def start_recording(ari: AriClient, events: CallEvents, call: CallState, settings: Settings) -> None:
@@ -269,7 +263,7 @@ async def wait_in_stasis(events: CallEvents, channel_id: str, stop_if_gone: tupl
 
 async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, started_at, clog) -> None:
     ari, settings = deps.ari, deps.settings
-    await _hangup(ari, call.snoop_id)
+    await hangup_leg(ari, call, call.snoop_id)
     await events.wait_for(
         lambda e: e.type in ("RecordingFinished", "RecordingFailed") and e.recording_name == call.recording_name,
         RECORDING_SETTLE,
@@ -294,8 +288,8 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, s
 async def release_everything(ari: AriClient, call: CallState, events: CallEvents) -> None:
     """Whatever path the call took, leave nothing of it in Asterisk."""
     for channel_id in (call.snoop_id, call.callee_id, call.caller_id):
-        if channel_id and not events.is_gone(channel_id):
-            await _hangup(ari, channel_id)
+        if channel_id and not events.is_gone(channel_id) and channel_id not in call.released:
+            await hangup_leg(ari, call, channel_id)
     if call.bridge_id:
         try:
             await ari.destroy_bridge(call.bridge_id)
@@ -303,13 +297,15 @@ async def release_everything(ari: AriClient, call: CallState, events: CallEvents
             pass
 
 
-async def _hangup(ari: AriClient, channel_id: str | None, cause: int | None = None) -> None:
-    if not channel_id:
+async def hangup_leg(ari: AriClient, call: CallState, channel_id: str | None, cause: int | None = None) -> None:
+    """Hang up one of the call's legs, once."""
+    if not channel_id or channel_id in call.released:
         return
     try:
         await ari.hangup(channel_id, cause)
+        call.released.add(channel_id)
     except AriNotFound:
-        pass
+        call.released.add(channel_id)
     except AriError as exc:
         log.warning("call.hangup_failed", channel_id=channel_id, status=exc.status)
 

@@ -1,0 +1,163 @@
+"""The call flow against a fake ARI: which requests it makes, in which order.
+
+The integration suite proves the flow on a real Asterisk; these pin down
+details a real run shows only as a race (a second hangup overwriting the cause).
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from bridge.ari import AriNotFound, Event, EventRouter
+from bridge.ari.events import Channel
+from bridge.calls.flow import CallDeps, masked_call
+from bridge.config import Settings
+from bridge.sessions.models import MaskingSession, RouteLookup
+from bridge.store import StoreUnavailable
+
+CALLER = Channel(id="caller-1", name="PJSIP/carrier-in-1", state="Ring", caller_number="+6591234567",
+                 exten="+6560000001")
+
+
+class FakeAri:
+    """Records every request; plays back what a real Asterisk would emit."""
+
+    def __init__(self, router: EventRouter):
+        self.router = router
+        self.requests: list[tuple] = []
+        self.answer_dial_with = "ANSWER"
+
+    def emit(self, **fields) -> None:
+        asyncio.get_running_loop().call_soon(self.router.dispatch, Event(**fields))
+
+    async def progress(self, channel_id):
+        self.requests.append(("progress", channel_id))
+
+    async def ring(self, channel_id):
+        self.requests.append(("ring", channel_id))
+
+    async def answer(self, channel_id):
+        self.requests.append(("answer", channel_id))
+
+    async def play(self, channel_id, media, playback_id):
+        self.requests.append(("play", channel_id, tuple(media)))
+        self.emit(type="PlaybackFinished", playback_id=playback_id, target_id=channel_id)
+
+    async def hangup(self, channel_id, cause=None):
+        if any(r[:2] == ("hangup", channel_id) for r in self.requests):
+            self.requests.append(("hangup", channel_id, cause))
+            raise AriNotFound(404, "DELETE", f"/channels/{channel_id}")
+        self.requests.append(("hangup", channel_id, cause))
+        gone = Channel(id=channel_id, name="", state="Up", caller_number="", exten="")
+        self.emit(type="ChannelHangupRequest", channel=gone, cause=cause)
+        self.emit(type="ChannelDestroyed", channel=gone, cause=cause or 16)
+
+    async def create_channel(self, endpoint, channel_id, app_args, originator, variables):
+        self.requests.append(("create", channel_id, endpoint, dict(variables)))
+        self.emit(type="StasisStart", channel=Channel(channel_id, "", "Down", "", ""), args=("callee",))
+
+    async def dial(self, channel_id, caller=None, timeout=None):
+        self.requests.append(("dial", channel_id, caller))
+        self.emit(type="Dial", peer_id=channel_id, dialstatus="RINGING")
+        self.emit(type="Dial", peer_id=channel_id, dialstatus=self.answer_dial_with)
+
+    async def create_bridge(self, bridge_id, name):
+        self.requests.append(("bridge", bridge_id))
+
+    async def add_to_bridge(self, bridge_id, channel_ids):
+        self.requests.append(("add", bridge_id, tuple(channel_ids)))
+        # The caller talks, then hangs up.
+        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self.hangup_by_caller()))
+
+    async def hangup_by_caller(self):
+        gone = Channel(id=CALLER.id, name="", state="Up", caller_number="", exten="")
+        self.router.dispatch(Event(type="StasisEnd", channel=gone))
+        self.router.dispatch(Event(type="ChannelDestroyed", channel=gone, cause=16))
+
+    async def destroy_bridge(self, bridge_id):
+        self.requests.append(("destroy", bridge_id))
+
+    def hangups_of(self, channel_id):
+        return [r for r in self.requests if r[:2] == ("hangup", channel_id)]
+
+
+class FakeStore:
+    def __init__(self, lookup: RouteLookup | Exception):
+        self.lookup = lookup
+        self.writes: list[tuple] = []
+
+    async def route_lookup(self, virtual_number, caller):
+        if isinstance(self.lookup, Exception):
+            raise self.lookup
+        return self.lookup
+
+    async def insert_call(self, call_id, **fields):
+        self.writes.append(("insert", fields))
+
+    async def update_call(self, call_id, **fields):
+        self.writes.append(("update", fields))
+
+    def final(self) -> dict:
+        merged = {}
+        for _, fields in self.writes:
+            merged.update(fields)
+        return merged
+
+
+def live_session(record=False) -> MaskingSession:
+    now = datetime.now(timezone.utc)
+    return MaskingSession(uuid.uuid4(), "+6560000001", "+6591234567", "+6598765432", "active", record,
+                          now - timedelta(minutes=1), now + timedelta(hours=1))
+
+
+async def run_call(lookup) -> tuple[FakeAri, FakeStore]:
+    router = EventRouter(lambda event: None)
+    ari, store = FakeAri(router), FakeStore(lookup)
+    deps = CallDeps(ari=ari, store=store, router=router, settings=Settings(dial_timeout=2))
+    await asyncio.wait_for(masked_call(deps, Event(type="StasisStart", channel=CALLER, args=("+6560000001",))), 10)
+    return ari, store
+
+
+async def test_a_rejected_caller_is_hung_up_once_with_the_rejections_cause():
+    ari, store = await run_call(RouteLookup(number_in_pool=False, sessions=()))
+
+    assert ari.hangups_of(CALLER.id) == [("hangup", CALLER.id, 1)]
+    assert ("progress", CALLER.id) in ari.requests and not any(r[0] == "create" for r in ari.requests)
+    assert store.final()["disposition"] == "rejected" and store.final()["reject_reason"] == "unknown_number"
+
+
+async def test_database_down_releases_the_caller_as_temporarily_unavailable():
+    ari, store = await run_call(StoreUnavailable("down"))
+
+    assert ari.hangups_of(CALLER.id) == [("hangup", CALLER.id, 34)]
+    assert store.final()["reject_reason"] == "database_unavailable"
+
+
+async def test_the_counterpart_is_dialed_showing_only_the_virtual_number_and_without_the_callers_identity():
+    ari, store = await run_call(RouteLookup(number_in_pool=True, sessions=(live_session(),)))
+
+    create = next(r for r in ari.requests if r[0] == "create")
+    assert create[2] == "PJSIP/+6598765432@carrier-out"
+    assert set(create[3].values()) == {"+6560000001"}
+    assert "CONNECTEDLINE(num)" in create[3]
+    dial = next(r for r in ari.requests if r[0] == "dial")
+    assert dial[2] is None, "dial?caller= copies the caller's identity onto the outbound leg"
+    assert ari.requests.index(("answer", CALLER.id)) > ari.requests.index(dial), "caller answered before B"
+    assert store.final()["disposition"] == "answered" and store.final()["hangup_by"] == "caller"
+    assert len(ari.hangups_of(CALLER.id)) <= 1
+
+
+async def test_a_busy_counterpart_gives_the_caller_the_busy_prompt_and_cause():
+    router_lookup = RouteLookup(number_in_pool=True, sessions=(live_session(),))
+    router = EventRouter(lambda event: None)
+    ari, store = FakeAri(router), FakeStore(router_lookup)
+    ari.answer_dial_with = "BUSY"
+    deps = CallDeps(ari=ari, store=store, router=router, settings=Settings(dial_timeout=2))
+
+    await asyncio.wait_for(masked_call(deps, Event(type="StasisStart", channel=CALLER, args=("+6560000001",))), 10)
+
+    assert ari.hangups_of(CALLER.id) == [("hangup", CALLER.id, 17)]
+    play = next(r for r in ari.requests if r[0] == "play")
+    assert play[2] == ("sound:vm-nobodyavail", "sound:please-try-call-later")
+    assert store.final()["disposition"] == "busy" and store.final()["dial_status"] == "BUSY"
