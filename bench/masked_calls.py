@@ -24,10 +24,11 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from bridge.stack.asterisk import AsteriskInstance
+from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from tests.support.sipp import Sipp, render
 from tests.support.stack import Stack, create_database, drop_database, make_settings, migrate
@@ -53,7 +54,7 @@ async def provision(stack: Stack, parties: list[tuple[str, str, str]]) -> None:
     try:
         for virtual, a, b in parties:
             await store.add_number(virtual)
-            await store.create_session(a, b, timedelta(hours=1), record=True)
+            await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=True))
     finally:
         await store.close()
 

@@ -10,13 +10,16 @@ import asyncio
 import json
 import sys
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 from bridge import logs
 from bridge.config import ConfigError, Settings
 from bridge.privacy.numbers import InvalidNumber, parse_e164
-from bridge.store import NumberAlreadyInPool, PoolExhausted, Store, StoreError, ensure_database, utcnow
+from bridge.sessions.models import SessionRequest
+from bridge.store import (
+    NotFound, NumberAlreadyInPool, NumberInUse, NumberUnavailable, PoolExhausted, SessionNotActive, Store,
+    StoreError, ensure_database, utcnow,
+)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--b", required=True, help="participant B (E.164)")
     p.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     p.add_argument("--no-record", action="store_true", help="do not record this session's calls")
+    p.add_argument("--number", help="assign this virtual number explicitly (reserved numbers too)")
     p.set_defaults(handler=cmd_sessions_create)
     p = sessions.add_parser("close", help="close a session; later calls hear the out-of-session prompt")
     p.add_argument("session_id")
@@ -180,9 +184,12 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
         raise UsageError("--ttl must be a positive number of seconds")
     store = await _store(settings)
     try:
-        session = await store.create_session(a, b, timedelta(seconds=ttl),
-                                             record=settings.record_by_default and not args.no_record)
-    except PoolExhausted as exc:
+        session, _ = await store.create_session(SessionRequest(
+            participant_a=a, participant_b=b, ttl_seconds=ttl,
+            record=settings.record_by_default and not args.no_record,
+            sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,
+            virtual_number=parse_e164(args.number) if args.number else None))
+    except (PoolExhausted, NumberInUse, NumberUnavailable) as exc:
         print(f"masking: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
@@ -198,12 +205,12 @@ async def cmd_sessions_close(settings: Settings, args) -> int:
         raise UsageError("session id must be a UUID") from None
     store = await _store(settings)
     try:
-        closed = await store.close_session(session_id)
+        await store.close_session(session_id)
+    except (NotFound, SessionNotActive) as exc:
+        print(f"masking: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         await store.close()
-    if not closed:
-        print("masking: no active session with that id", file=sys.stderr)
-        return EXIT_FAILED
     print(f"closed {session_id}")
     return 0
 

@@ -68,6 +68,16 @@ class Settings:
     recording_format: str = "wav"
     record_by_default: bool = True
     default_ttl: int = 3600
+    # Pool rules (see bridge/sessions/pool.py).
+    quarantine_seconds: int = 86400
+    sticky: str = "none"  # none | prefer_sticky | avoid_sticky
+    # Call and session events to the business; per-session URLs override.
+    webhook_url: str = ""
+    webhook_secret: str = "masking-dev-webhook-secret"
+    webhook_max_attempts: int = 8
+    # Asked what to do when no live session matches a call; empty: prompt.
+    out_of_session_url: str = ""
+    out_of_session_timeout: float = 2.0
     default_region: str = "SG"
     log_level: str = "info"
     state_dir: Path = Path(".run")
@@ -108,6 +118,12 @@ class Settings:
             raise ConfigError("MASKING_DATABASE_URL must be a postgresql:// URL")
         if self.dial_timeout <= 0 or self.db_timeout <= 0:
             raise ConfigError("MASKING_DIAL_TIMEOUT and MASKING_DB_TIMEOUT must be positive")
+        if self.sticky not in {"none", "prefer_sticky", "avoid_sticky"}:
+            raise ConfigError("MASKING_STICKY must be one of none, prefer_sticky, avoid_sticky")
+        for name, url in (("MASKING_WEBHOOK_URL", self.webhook_url),
+                          ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url)):
+            if url and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
 

@@ -17,12 +17,17 @@ class MaskingSession:
     created_at: datetime
     expires_at: datetime
     closed_at: datetime | None = None
+    external_ref: str | None = None
+    ttl_mode: str = "creation"  # or 'last_interaction': each call restarts the TTL
+    ttl_seconds: int | None = None
+    webhook_url: str | None = None
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now
 
     def state(self, now: datetime) -> str:
-        """'active', 'expired' or 'closed' as a caller would experience it now."""
+        """'active', 'expired' or 'closed' as a caller would experience it now
+        (a session past its time is expired even before the store marks it)."""
         if self.status == "active" and self.expires_at <= now:
             return "expired"
         return self.status
@@ -35,6 +40,9 @@ class MaskingSession:
             "participant_b": self.participant_b,
             "status": self.state(now),
             "record": self.record,
+            "external_ref": self.external_ref,
+            "ttl_mode": self.ttl_mode,
+            "ttl_seconds": self.ttl_seconds,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
@@ -47,3 +55,20 @@ class RouteLookup:
 
     number_in_pool: bool
     sessions: tuple[MaskingSession, ...]  # sessions on this number that include the caller
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """A validated request for a new session (from the API or the CLI)."""
+
+    participant_a: str
+    participant_b: str
+    ttl_seconds: int
+    record: bool
+    ttl_mode: str = "creation"
+    external_ref: str | None = None
+    webhook_url: str | None = None
+    virtual_number: str | None = None  # explicit assignment, reserved numbers included
+    sticky: str = "none"
+    country_match: bool = True
+    quarantine_seconds: int = 0

@@ -6,6 +6,9 @@ surfaces as `StoreUnavailable`, which the call flow turns into a prompt.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -14,7 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from bridge.sessions.models import MaskingSession, RouteLookup
+from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
+from bridge.sessions.pool import Candidate, StickyPreference, choose_number, region_of
 
 MIGRATION_LOCK = 0x6D61736B  # 'mask': serialises concurrent `db upgrade`
 
@@ -29,6 +33,31 @@ class StoreUnavailable(StoreError):
 
 class NumberAlreadyInPool(StoreError):
     pass
+
+
+class NotFound(StoreError):
+    """No such session, call, recording or number."""
+
+
+class NumberUnavailable(StoreError):
+    """An explicitly requested number is not in the pool, or retired."""
+
+
+class NumberInUse(StoreError):
+    """A participant already holds this number in a live session, or (retiring)
+    live sessions still use it."""
+
+    def __init__(self, message: str, session_ids: list[str] | None = None):
+        super().__init__(message)
+        self.session_ids = session_ids or []
+
+
+class SessionNotActive(StoreError):
+    """The session is closed or expired; it cannot be changed."""
+
+
+class IdempotencyConflict(StoreError):
+    """The Idempotency-Key was used before for a different request."""
 
 
 class PoolExhausted(StoreError):
@@ -183,83 +212,323 @@ class Store:
         ))
 
     # -- operators ---------------------------------------------------------------
-    async def add_number(self, number: str) -> None:
+    async def add_number(self, number: str, reserved: bool = False) -> dict:
         try:
-            await self._run(lambda conn: conn.execute("INSERT INTO virtual_numbers (number) VALUES ($1)", number))
+            row = await self._run(lambda conn: conn.fetchrow(
+                "INSERT INTO virtual_numbers (number, reserved, country) VALUES ($1, $2, $3) RETURNING *",
+                number, reserved, region_of(number)))
         except asyncpg.UniqueViolationError:
             raise NumberAlreadyInPool(f"{number} is already in the pool") from None
+        return dict(row) | {"live_sessions": 0}
 
-    async def list_numbers(self) -> list[dict]:
+    async def list_numbers(self, status: str | None = None) -> list[dict]:
         rows = await self._run(lambda conn: conn.fetch(
-            "SELECT v.number, v.status, v.last_allocated_at,"
-            " (SELECT count(*) FROM masking_sessions s WHERE s.virtual_number = v.number"
-            "  AND s.status = 'active' AND s.expires_at > now()) AS live_sessions"
-            " FROM virtual_numbers v ORDER BY v.number"
-        ))
+            "SELECT v.*, (SELECT count(DISTINCT p.session_id) FROM session_participants p"
+            "  WHERE p.virtual_number = v.number AND p.live) AS live_sessions"
+            " FROM virtual_numbers v WHERE $1::text IS NULL OR v.status = $1 ORDER BY v.number", status))
         return [dict(r) for r in rows]
 
-    async def create_session(self, participant_a: str, participant_b: str, ttl: timedelta,
-                             record: bool) -> MaskingSession:
-        """Allocate the least recently used number free for both participants.
+    async def retire_number(self, number: str) -> None:
+        """Take a number out of the pool; refused while live sessions use it."""
 
-        Per-participant advisory locks serialise concurrent creates for the same
-        person, so the check "neither holds this number in a live session" and
-        the insert cannot interleave; SKIP LOCKED keeps creates for different
-        people from queueing behind each other.
-        """
-
-        async def allocate(conn):
+        async def retire(conn):
             async with conn.transaction():
-                for participant in sorted({participant_a, participant_b}):
+                row = await conn.fetchrow("SELECT status FROM virtual_numbers WHERE number = $1 FOR UPDATE", number)
+                if row is None:
+                    raise NotFound("no such number in the pool")
+                await _expire_due(conn)
+                users = await conn.fetch(
+                    "SELECT DISTINCT session_id FROM session_participants WHERE virtual_number = $1 AND live",
+                    number)
+                if users:
+                    ids = [str(r["session_id"]) for r in users]
+                    raise NumberInUse(f"{len(ids)} live session(s) use this number", ids)
+                await conn.execute("UPDATE virtual_numbers SET status = 'retired' WHERE number = $1", number)
+
+        await self._run(retire)
+
+    async def create_session(self, request: SessionRequest, idempotency: tuple[uuid.UUID, str, str] | None = None,
+                             ) -> tuple[MaskingSession, bool]:
+        """Create a session, or return the one this idempotency key made before.
+
+        Returns (session, created). Per-participant advisory locks serialise
+        creates for the same people; the unique index on live participants is
+        the guarantee underneath.
+        """
+        a, b = request.participant_a, request.participant_b
+
+        async def create(conn):
+            async with conn.transaction():
+                for participant in sorted({a, b}):
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", participant)
-                number = await conn.fetchval(
-                    """
-                    SELECT v.number FROM virtual_numbers v
-                    WHERE v.status = 'active' AND NOT EXISTS (
-                        SELECT 1 FROM masking_sessions s
-                        WHERE s.virtual_number = v.number AND s.status = 'active' AND s.expires_at > now()
-                          AND (s.participant_a IN ($1, $2) OR s.participant_b IN ($1, $2)))
-                    ORDER BY v.last_allocated_at NULLS FIRST, v.number
-                    LIMIT 1 FOR UPDATE SKIP LOCKED
-                    """,
-                    participant_a, participant_b,
-                )
-                if number is None:
-                    counts = await conn.fetchrow(
-                        "SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM masking_sessions s"
-                        "  WHERE s.virtual_number = v.number AND s.status = 'active' AND s.expires_at > now()))"
-                        "  AS free, count(*) AS total FROM virtual_numbers v WHERE v.status = 'active'"
-                    )
-                    raise PoolExhausted(counts["free"], counts["total"])
-                await conn.execute("UPDATE virtual_numbers SET last_allocated_at = now() WHERE number = $1", number)
+                if idempotency:
+                    api_key_id, key, request_hash = idempotency
+                    seen = await conn.fetchrow(
+                        "SELECT request_hash, session_id FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
+                        api_key_id, key)
+                    if seen:
+                        if seen["request_hash"] != request_hash:
+                            raise IdempotencyConflict("this Idempotency-Key was used for a different request")
+                        row = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", seen["session_id"])
+                        return _session(row), False
+                await _expire_due(conn)
+                number = request.virtual_number or await self._allocate(conn, request)
+                if request.virtual_number:
+                    status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)
+                    if status != "active":
+                        raise NumberUnavailable("that virtual number is not in the pool" if status is None
+                                                else "that virtual number is retired")
+                session_id = uuid.uuid4()
                 row = await conn.fetchrow(
                     "INSERT INTO masking_sessions (id, virtual_number, participant_a, participant_b, record,"
-                    " expires_at) VALUES ($1, $2, $3, $4, $5, now() + $6) RETURNING *",
-                    uuid.uuid4(), number, participant_a, participant_b, record, ttl,
-                )
+                    " expires_at, external_ref, ttl_mode, ttl_seconds, webhook_url)"
+                    " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $6, $9) RETURNING *",
+                    session_id, number, a, b, request.record, request.ttl_seconds, request.external_ref,
+                    request.ttl_mode, request.webhook_url)
+                try:
+                    async with conn.transaction():
+                        await conn.executemany(
+                            "INSERT INTO session_participants (session_id, role, virtual_number, number)"
+                            " VALUES ($1, $2, $3, $4)", [(session_id, "a", number, a), (session_id, "b", number, b)])
+                except asyncpg.UniqueViolationError:
+                    raise NumberInUse("a participant already holds this virtual number in a live session") from None
+                await conn.execute("UPDATE virtual_numbers SET last_allocated_at = now() WHERE number = $1", number)
+                if idempotency:
+                    await conn.execute(
+                        "INSERT INTO idempotency_keys (api_key_id, key, request_hash, session_id)"
+                        " VALUES ($1, $2, $3, $4)", idempotency[0], idempotency[1], idempotency[2], session_id)
+                return _session(row), True
+
+        return await self._run(create)
+
+    async def _allocate(self, conn, request: SessionRequest) -> str:
+        participants = [request.participant_a, request.participant_b]
+        rows = await conn.fetch(
+            """
+            SELECT v.number, v.country, v.last_allocated_at,
+                   EXISTS (SELECT 1 FROM session_participants p
+                           WHERE p.virtual_number = v.number AND p.number = ANY($1) AND NOT p.live) AS held_before,
+                   EXISTS (SELECT 1 FROM session_participants p JOIN masking_sessions s ON s.id = p.session_id
+                           WHERE p.virtual_number = v.number AND p.number = ANY($1) AND NOT p.live
+                             AND p.ended_at > now() - make_interval(secs => $2)
+                             AND NOT (s.participant_a = ANY($1) AND s.participant_b = ANY($1))) AS quarantined
+            FROM virtual_numbers v
+            WHERE v.status = 'active' AND NOT v.reserved
+              AND NOT EXISTS (SELECT 1 FROM session_participants p
+                              WHERE p.virtual_number = v.number AND p.number = ANY($1) AND p.live)
+            """,
+            participants, request.quarantine_seconds)
+        candidates = [Candidate(r["number"], r["country"], r["last_allocated_at"], r["held_before"],
+                                r["quarantined"]) for r in rows]
+        number = choose_number(candidates, request.participant_a, request.participant_b,
+                               StickyPreference(request.sticky), request.country_match)
+        if number is None:
+            counts = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE status = 'active' AND NOT reserved) AS allocatable,"
+                " count(*) AS total FROM virtual_numbers")
+            raise PoolExhausted(len(candidates) - sum(c.quarantined for c in candidates) if candidates else 0,
+                                counts["allocatable"])
+        return number
+
+    async def get_session(self, session_id: uuid.UUID) -> MaskingSession:
+        row = await self._run(lambda conn: conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", session_id))
+        if row is None:
+            raise NotFound("no such session")
+        return _session(row)
+
+    async def list_sessions(self, external_ref: str | None, status: str | None, limit: int) -> list[MaskingSession]:
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT * FROM masking_sessions WHERE ($1::text IS NULL OR external_ref = $1)"
+            " AND ($2::text IS NULL OR (CASE WHEN status = 'active' AND expires_at <= now() THEN 'expired'"
+            "      ELSE status END) = $2)"
+            " ORDER BY created_at DESC LIMIT $3", external_ref, status, limit))
+        return [_session(r) for r in rows]
+
+    async def close_session(self, session_id: uuid.UUID) -> MaskingSession:
+        async def close(conn):
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE masking_sessions SET status = 'closed', closed_at = now()"
+                    " WHERE id = $1 AND status = 'active' AND expires_at > now() RETURNING *", session_id)
+                if row is None:
+                    existing = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", session_id)
+                    if existing is None:
+                        raise NotFound("no such session")
+                    raise SessionNotActive(f"the session is {_session(existing).state(utcnow())}")
+                await conn.execute("UPDATE session_participants SET live = false, ended_at = now()"
+                                   " WHERE session_id = $1", session_id)
                 return _session(row)
 
-        return await self._run(allocate)
+        return await self._run(close)
 
-    async def close_session(self, session_id: uuid.UUID) -> bool:
+    async def extend_session(self, session_id: uuid.UUID, ttl_seconds: int) -> MaskingSession:
+        """Live again for `ttl_seconds` from now; only a live session can be extended."""
+        async def extend(conn):
+            row = await conn.fetchrow(
+                "UPDATE masking_sessions SET expires_at = now() + make_interval(secs => $2), ttl_seconds = $2"
+                " WHERE id = $1 AND status = 'active' AND expires_at > now() RETURNING *", session_id, ttl_seconds)
+            if row is None:
+                existing = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", session_id)
+                if existing is None:
+                    raise NotFound("no such session")
+                raise SessionNotActive(f"the session is {_session(existing).state(utcnow())}")
+            return _session(row)
+
+        return await self._run(extend)
+
+    async def touch_session(self, session_id: uuid.UUID) -> None:
+        """A call on a `last_interaction` session restarts its TTL."""
+        await self._run(lambda conn: conn.execute(
+            "UPDATE masking_sessions SET expires_at = now() + make_interval(secs => ttl_seconds)"
+            " WHERE id = $1 AND ttl_mode = 'last_interaction' AND status = 'active' AND expires_at > now()",
+            session_id))
+
+    async def expire_due(self, default_webhook_url: str | None = None) -> list[uuid.UUID]:
+        """Mark sessions past their time expired (and enqueue session.expired)."""
+        async def expire(conn):
+            async with conn.transaction():
+                return await _expire_due(conn, default_webhook_url)
+
+        return await self._run(expire)
+
+    async def next_expiry(self) -> datetime | None:
+        return await self._run(lambda conn: conn.fetchval(
+            "SELECT min(expires_at) FROM masking_sessions WHERE status = 'active'"))
+
+    # -- API keys -----------------------------------------------------------------
+    async def create_api_key(self, name: str, scopes: list[str]) -> tuple[str, dict]:
+        """Return (token, row). The token is shown once; only its hash is kept."""
+        prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(24)
+        row = await self._run(lambda conn: conn.fetchrow(
+            "INSERT INTO api_keys (id, name, prefix, key_hash, scopes) VALUES ($1, $2, $3, $4, $5)"
+            " RETURNING id, name, prefix, scopes, created_at",
+            uuid.uuid4(), name, prefix, _hash_secret(secret), scopes))
+        return f"mk_{prefix}_{secret}", dict(row)
+
+    async def api_key_for_token(self, token: str) -> dict | None:
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "mk":
+            return None
+        row = await self._run(lambda conn: conn.fetchrow(
+            "SELECT * FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL", parts[1]))
+        if row is None or not secrets.compare_digest(row["key_hash"], _hash_secret(parts[2])):
+            return None
+        return dict(row)
+
+    async def list_api_keys(self) -> list[dict]:
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT id, name, prefix, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at"))
+        return [dict(r) for r in rows]
+
+    async def revoke_api_key(self, prefix: str) -> bool:
         result = await self._run(lambda conn: conn.execute(
-            "UPDATE masking_sessions SET status = 'closed', closed_at = now() WHERE id = $1 AND status = 'active'",
-            session_id,
-        ))
+            "UPDATE api_keys SET revoked_at = now() WHERE prefix = $1 AND revoked_at IS NULL", prefix))
         return result.endswith(" 1")
 
-    async def list_calls(self, limit: int = 50) -> list[dict]:
+    # -- webhooks outbox --------------------------------------------------------------
+    async def enqueue_event(self, event_type: str, session_id: uuid.UUID | None, url: str, data: dict) -> None:
+        await self._run(lambda conn: _enqueue(conn, event_type, session_id, url, data))
+
+    async def due_events(self, limit: int = 20) -> list[dict]:
+        """Pending deliveries whose time has come, claimed for 60 s so that two
+        workers never send the same event at once."""
+        rows = await self._run(lambda conn: conn.fetch(
+            "UPDATE webhook_outbox SET next_attempt_at = now() + interval '60 seconds'"
+            " WHERE id IN (SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= now()"
+            "  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit))
+        return [dict(r) for r in rows]
+
+    async def event_delivered(self, outbox_id: int) -> None:
+        await self._run(lambda conn: conn.execute(
+            "UPDATE webhook_outbox SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,"
+            " last_error = NULL WHERE id = $1", outbox_id))
+
+    async def event_failed(self, outbox_id: int, error: str, retry_in: float | None) -> None:
+        """Schedule another attempt in `retry_in` seconds, or dead-letter it (None)."""
+        await self._run(lambda conn: conn.execute(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $2,"
+            " status = CASE WHEN $3::float8 IS NULL THEN 'dead' ELSE 'pending' END,"
+            " next_attempt_at = now() + make_interval(secs => coalesce($3::float8, 0)) WHERE id = $1",
+            outbox_id, error[:500], retry_in))
+
+    async def list_events(self, status: str | None = None, limit: int = 50) -> list[dict]:
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT id, event_id, event_type, session_id, url, status, attempts, last_error, created_at,"
+            " delivered_at, next_attempt_at FROM webhook_outbox WHERE $1::text IS NULL OR status = $1"
+            " ORDER BY id DESC LIMIT $2", status, limit))
+        return [dict(r) for r in rows]
+
+    async def retry_dead_events(self) -> int:
+        result = await self._run(lambda conn: conn.execute(
+            "UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(), attempts = 0"
+            " WHERE status = 'dead'"))
+        return int(result.split()[-1])
+
+    async def list_calls(self, limit: int = 50, session_id: uuid.UUID | None = None) -> list[dict]:
         rows = await self._run(lambda conn: conn.fetch(
             "SELECT c.*, r.id AS recording_id, r.storage_path, r.bytes AS recording_bytes,"
             " r.duration_seconds AS recording_seconds"
             " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
-            " ORDER BY c.started_at DESC LIMIT $1", limit,
-        ))
+            " WHERE $2::uuid IS NULL OR c.session_id = $2"
+            " ORDER BY c.started_at DESC LIMIT $1", limit, session_id))
         return [dict(r) for r in rows]
 
-    async def call(self, call_id: uuid.UUID) -> dict | None:
-        row = await self._run(lambda conn: conn.fetchrow("SELECT * FROM calls WHERE id = $1", call_id))
-        return dict(row) if row else None
+    async def call(self, call_id: uuid.UUID) -> dict:
+        row = await self._run(lambda conn: conn.fetchrow(
+            "SELECT c.*, r.id AS recording_id FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+            " WHERE c.id = $1", call_id))
+        if row is None:
+            raise NotFound("no such call")
+        return dict(row)
+
+    async def recording(self, recording_id: uuid.UUID) -> dict:
+        row = await self._run(lambda conn: conn.fetchrow(
+            "SELECT r.*, c.session_id FROM recordings r JOIN calls c ON c.id = r.call_id WHERE r.id = $1",
+            recording_id))
+        if row is None:
+            raise NotFound("no such recording")
+        return dict(row)
+
+    async def pool_counts(self) -> dict:
+        row = await self._run(lambda conn: conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE v.status = 'active') AS active,"
+            " count(*) FILTER (WHERE v.status = 'active' AND EXISTS (SELECT 1 FROM session_participants p"
+            "   WHERE p.virtual_number = v.number AND p.live)) AS in_use FROM virtual_numbers v"))
+        return dict(row)
+
+
+async def _expire_due(conn, default_webhook_url: str | None = None, limit: int = 500) -> list[uuid.UUID]:
+    """Expire sessions past their time, in the caller's transaction.
+
+    Runs before every allocation (so an expired session never blocks the
+    unique index) and from the service's expiry timer (so webhooks go out on
+    time): one mechanism, no cron.
+    """
+    rows = await conn.fetch(
+        "UPDATE masking_sessions SET status = 'expired' WHERE id IN (SELECT id FROM masking_sessions"
+        " WHERE status = 'active' AND expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, external_ref, webhook_url, expires_at", limit)
+    for row in rows:
+        await conn.execute("UPDATE session_participants SET live = false, ended_at = $2 WHERE session_id = $1",
+                           row["id"], row["expires_at"])
+        url = row["webhook_url"] or default_webhook_url
+        if url:
+            await _enqueue(conn, "session.expired", row["id"], url,
+                           {"session_id": str(row["id"]), "external_ref": row["external_ref"],
+                            "expired_at": row["expires_at"].isoformat()})
+    return [r["id"] for r in rows]
+
+
+async def _enqueue(conn, event_type: str, session_id: uuid.UUID | None, url: str, data: dict) -> None:
+    event_id = uuid.uuid4()
+    payload = {"id": str(event_id), "type": event_type, "created_at": utcnow().isoformat(), "data": data}
+    await conn.execute(
+        "INSERT INTO webhook_outbox (event_id, event_type, session_id, url, payload) VALUES ($1, $2, $3, $4, $5)",
+        event_id, event_type, session_id, url, json.dumps(payload))
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _checked(fields: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +543,8 @@ def _session(row) -> MaskingSession:
         id=row["id"], virtual_number=row["virtual_number"], participant_a=row["participant_a"],
         participant_b=row["participant_b"], status=row["status"], record=row["record"],
         created_at=row["created_at"], expires_at=row["expires_at"], closed_at=row["closed_at"],
+        external_ref=row["external_ref"], ttl_mode=row["ttl_mode"], ttl_seconds=row["ttl_seconds"],
+        webhook_url=row["webhook_url"],
     )
 
 
@@ -299,6 +570,7 @@ async def ensure_database(dsn: str) -> bool:
 
 
 __all__ = [
-    "Store", "StoreError", "StoreUnavailable", "NumberAlreadyInPool", "PoolExhausted",
+    "Store", "StoreError", "StoreUnavailable", "NumberAlreadyInPool", "PoolExhausted", "NotFound",
+    "NumberUnavailable", "NumberInUse", "SessionNotActive", "IdempotencyConflict",
     "RecordingRow", "ensure_database", "utcnow", "migrations",
 ]

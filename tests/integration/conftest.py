@@ -7,13 +7,13 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from bridge.stack.asterisk import AsteriskInstance, AsteriskNotInstalled, find_install
+from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from tests.support.rtp import RtpSniffer
 from tests.support.sipp import Sipp, SippResult, render
@@ -75,7 +75,7 @@ def query(dsn: str, sql: str, *args):
     return asyncio.run(run())
 
 
-def new_parties(stack: Stack, ttl: float = 3600, record: bool = True, add_session: bool = True) -> Parties:
+def new_parties(stack: Stack, ttl: int = 3600, record: bool = True, add_session: bool = True) -> Parties:
     """A fresh virtual number and two participants, with a live session between them."""
     n = next(_serial)
     parties = Parties(f"+656100{n:04d}", f"+659100{n:04d}", f"+658100{n:04d}")
@@ -85,7 +85,7 @@ def new_parties(stack: Stack, ttl: float = 3600, record: bool = True, add_sessio
         try:
             await store.add_number(parties.virtual_number)
             if add_session:
-                await store.create_session(parties.a, parties.b, timedelta(seconds=ttl), record)
+                await store.create_session(SessionRequest(parties.a, parties.b, ttl_seconds=ttl, record=record))
         finally:
             await store.close()
 
