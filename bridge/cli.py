@@ -87,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_calls_list)
 
+    keys = sub.add_parser("apikeys", help="API keys for the HTTP API").add_subparsers(dest="k", required=True)
+    p = keys.add_parser("create", help="create a key; the token is printed once")
+    p.add_argument("--name", required=True)
+    p.add_argument("--scope", action="append", choices=["sessions", "numbers", "recordings"],
+                   help="repeat for several; default: sessions")
+    p.set_defaults(handler=cmd_apikeys_create)
+    p = keys.add_parser("list", help="list keys (never their tokens)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_apikeys_list)
+    p = keys.add_parser("revoke", help="revoke a key by its prefix")
+    p.add_argument("prefix")
+    p.set_defaults(handler=cmd_apikeys_revoke)
+
     p = sub.add_parser("doctor", help="check ARI, AMI, database and recording store")
     p.set_defaults(handler=cmd_doctor)
 
@@ -230,6 +243,46 @@ async def cmd_calls_list(settings: Settings, args) -> int:
         print(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['virtual_number']:<15} {r['direction'] or '-':<9} "
               f"{r['disposition']:<11} {r['reject_reason'] or '-':<20} {r['setup_ms'] or '-':>8} "
               f"{r['talk_seconds'] or '-':>7}  {r['storage_path'] or '-'}")
+    return 0
+
+
+async def cmd_apikeys_create(settings: Settings, args) -> int:
+    store = await _store(settings)
+    try:
+        token, row = await store.create_api_key(args.name, sorted(set(args.scope or ["sessions"])))
+    finally:
+        await store.close()
+    print(json.dumps({"token": token, "name": row["name"], "prefix": row["prefix"], "scopes": row["scopes"]},
+                     indent=2))
+    print("masking: store the token now; it cannot be shown again", file=sys.stderr)
+    return 0
+
+
+async def cmd_apikeys_list(settings: Settings, args) -> int:
+    store = await _store(settings)
+    try:
+        rows = await store.list_api_keys()
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps(rows, default=str, indent=2))
+        return 0
+    print(f"{'prefix':<10} {'name':<24} {'scopes':<30} revoked")
+    for r in rows:
+        print(f"{r['prefix']:<10} {r['name']:<24} {','.join(r['scopes']):<30} {r['revoked_at'] or '-'}")
+    return 0
+
+
+async def cmd_apikeys_revoke(settings: Settings, args) -> int:
+    store = await _store(settings)
+    try:
+        revoked = await store.revoke_api_key(args.prefix)
+    finally:
+        await store.close()
+    if not revoked:
+        print("masking: no active key with that prefix", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"revoked {args.prefix}")
     return 0
 
 

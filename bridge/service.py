@@ -6,11 +6,13 @@ import signal
 
 from aiohttp import web
 
+from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, Event, EventRouter, EventStream
 from bridge.calls.flow import CallDeps, masked_call
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.store import Store, StoreUnavailable
+from bridge.store import Store, StoreUnavailable, utcnow
+from bridge.webhooks import Dispatcher
 
 log = get_logger("bridge.service")
 
@@ -32,7 +34,11 @@ class Service:
         self.store = await Store.connect(self.settings.database_url, self.settings.db_timeout)
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings)
         self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
-        self._http = web.AppRunner(self._health_app(), access_log=None)
+        self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts)
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
+        self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
+        app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls))
+        self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         await web.TCPSite(self._http, self.settings.http_host, self.settings.http_port).start()
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
@@ -91,23 +97,28 @@ class Service:
                 except AriError:
                     pass
 
-    def _health_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        return app
-
-    async def _healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "active_calls": len(self.calls)})
-
-    async def _readyz(self, _request: web.Request) -> web.Response:
+    async def _readiness(self) -> dict[str, bool]:
         checks = {"ari": self.stream.connected.is_set(), "database": True}
         try:
             await self.store.ping()
         except StoreUnavailable:
             checks["database"] = False
-        ready = all(checks.values())
-        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        return checks
+
+    async def _expire_sessions(self) -> None:
+        """Expire sessions at their time, without a cron: sleep until the next
+        expiry (re-checking at least every 5 s for sessions created since)."""
+        while True:
+            try:
+                expired = await self.store.expire_due(self.settings.webhook_url or None)
+                if expired:
+                    log.info("sessions.expired", count=len(expired))
+                    self.dispatcher.wakeup.set()
+                next_at = await self.store.next_expiry()
+                delay = 5.0 if next_at is None else min(5.0, max(0.05, (next_at - utcnow()).total_seconds()))
+            except StoreUnavailable:
+                delay = 5.0
+            await asyncio.sleep(delay)
 
 
 async def serve(settings: Settings) -> None:

@@ -15,8 +15,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from bridge import recordings
+from bridge import metrics, recordings
 from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
 from bridge.calls.decisions import (
     CAUSE_NORMAL, Ending, ending_for_dial, ending_for_rejection, hangup_side, sound_uris,
@@ -59,6 +60,7 @@ class CallState:
     bridge_id: str | None = None
     snoop_id: str | None = None
     recording_name: str | None = None
+    recording_id: uuid.UUID | None = None
     # Legs we already asked Asterisk to hang up: never again, since a second,
     # causeless DELETE can overwrite the cause (the caller then gets 603).
     released: set[str] = field(default_factory=set)
@@ -78,6 +80,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
     events.watch(caller.id)
     row = CallRow(deps.store, call.id, clog)
     started_at = utcnow()
+    session = webhook_url = None
     try:
         # 1. Who is calling whom?
         try:
@@ -92,6 +95,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         clog = clog.bind(session_id=str(session.id) if session else None)
         clog.info("call.resolved", outcome="connect" if isinstance(route, Connect) else route.reason.value,
                   lookup_ms=_ms_since(received))
+        webhook_url = (session.webhook_url or settings.webhook_url or None) if session else None
         if isinstance(route, Reject):
             ending = ending_for_rejection(route.reason, settings.prompts)
             await release_with_prompt(ari, events, call, ending)
@@ -99,6 +103,9 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
                        caller_hangup_cause=events.gone.get(caller.id) or ending.cause, hangup_by="system")
             clog.info("call.rejected", reason=route.reason.value, cause=ending.cause)
             return
+
+        if session.ttl_mode == "last_interaction":
+            row.touch_session(session.id)
 
         # 2. Ring the caller and dial the counterpart, showing only the virtual number.
         call.callee_id = f"{call.id}-callee"
@@ -117,10 +124,16 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         await ari.dial(call.callee_id)
         setup_ms = _ms_since(received)
         row.update(callee_channel_id=call.callee_id, setup_ms=setup_ms)
+        metrics.call_setup_seconds.observe(setup_ms / 1000)
         clog.info("call.dialing", counterpart=mask_number(route.counterpart), setup_ms=setup_ms)
 
         # 3. Wait for the counterpart: answer, failure, or the caller giving up.
-        answer = await wait_for_answer(events, call, settings.dial_timeout, row, clog)
+        def on_ringing() -> None:
+            row.update(ringing_at=utcnow())
+            row.event("call.ringing", session.id, webhook_url, call_event_data(call, row, session))
+            clog.info("call.ringing")
+
+        answer = await wait_for_answer(events, call, settings.dial_timeout, on_ringing)
         if events.is_gone(caller.id):
             await hangup_leg(ari, call, call.callee_id)
             row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
@@ -146,6 +159,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         await ari.add_to_bridge(call.bridge_id, [caller.id, call.callee_id])
         answered_at = utcnow()
         row.update(answered_at=answered_at, dial_status="ANSWER")
+        row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
         clog.info("call.bridged", answer_ms=_ms_since(received))
         if session.record:
             # A recording failure must not cost the parties their conversation.
@@ -181,7 +195,27 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         await release_everything(ari, call, events)
         events.close()
         deps.active.pop(caller.id, None)
+        disposition = row.fields.get("disposition", "failed")
+        metrics.calls_total.inc(disposition)
+        if session is not None:
+            row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session))
         await row.close()
+
+
+def call_event_data(call: CallState, row: CallRow, session) -> dict:
+    """A webhook's view of the call: ids, roles and times, never a phone number."""
+    f = row.fields
+
+    def iso(name):
+        return f[name].isoformat() if f.get(name) else None
+
+    return {
+        "call_id": str(call.id), "session_id": str(session.id), "external_ref": session.external_ref,
+        "direction": f.get("direction"), "disposition": f.get("disposition", "in_progress"),
+        "started_at": iso("started_at"), "ringing_at": iso("ringing_at"), "answered_at": iso("answered_at"),
+        "ended_at": iso("ended_at"), "talk_seconds": f.get("talk_seconds"), "setup_ms": f.get("setup_ms"),
+        "recording_id": str(call.recording_id) if call.recording_id else None,
+    }
 
 
 def masked_identity(virtual_number: str) -> dict[str, str]:
@@ -196,7 +230,8 @@ def masked_identity(virtual_number: str) -> dict[str, str]:
     }
 
 
-async def wait_for_answer(events: CallEvents, call: CallState, timeout: float, row: CallRow, clog) -> Event | None:
+async def wait_for_answer(events: CallEvents, call: CallState, timeout: float,
+                          on_ringing: Callable[[], None]) -> Event | None:
     """The final Dial event for the counterpart's leg, or None (caller left, or
     nobody answered within `timeout`: the ring timeout)."""
     ringing_noted = False
@@ -206,8 +241,7 @@ async def wait_for_answer(events: CallEvents, call: CallState, timeout: float, r
         if event.type == "Dial" and event.peer_id == call.callee_id:
             if event.dialstatus in ("RINGING", "PROGRESS") and not ringing_noted:
                 ringing_noted = True
-                row.update(ringing_at=utcnow())
-                clog.info("call.ringing")
+                on_ringing()
             return event.dialstatus not in ("", None, "RINGING", "PROGRESS", "PROCEEDING")
         # The counterpart's leg died without a final Dial event.
         return event.type in GONE_EVENTS and event.channel is not None and event.channel.id == call.callee_id
@@ -274,14 +308,16 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, s
     except (AriError, recordings.RecordingInvalid, OSError) as exc:
         clog.error("recording.lost", error=str(exc))
         return
+    recording_id = uuid.uuid4()
     try:
         await deps.store.insert_recording(RecordingRow(
-            id=uuid.uuid4(), call_id=call.id, storage_path=str(stored.path), format=stored.format,
+            id=recording_id, call_id=call.id, storage_path=str(stored.path), format=stored.format,
             bytes=stored.bytes, duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256,
         ))
     except StoreUnavailable:
         clog.error("recording.row_lost", path=str(stored.path))
         return
+    call.recording_id = recording_id
     clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))
 
 

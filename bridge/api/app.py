@@ -1,0 +1,363 @@
+"""The HTTP API business back ends use: sessions, calls, recordings, the pool.
+
+Every `/v1` route needs an API key (`Authorization: Bearer mk_...`) with the
+route's scope; `/healthz`, `/readyz`, `/metrics` and `/openapi.json` do not.
+The OpenAPI document beside this file describes every route and error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from importlib import resources
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from bridge import metrics
+from bridge.api.errors import ApiError, error_middleware, invalid, json_body
+from bridge.config import Settings
+from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.sessions.models import MaskingSession, SessionRequest
+from bridge.store import Store, StoreUnavailable, utcnow
+
+SCOPES = ("sessions", "numbers", "recordings")
+MAX_TTL = 366 * 86400
+STORE = web.AppKey("store", Store)
+SETTINGS = web.AppKey("settings", Settings)
+READINESS = web.AppKey("readiness", object)
+ACTIVE_CALLS = web.AppKey("active_calls", object)
+
+
+def make_app(store: Store, settings: Settings,
+             readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
+             active_calls: Callable[[], int] = lambda: 0) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=64 * 1024)
+    app[STORE], app[SETTINGS] = store, settings
+    app[READINESS] = readiness or (lambda: _database_ready(store))
+    app[ACTIVE_CALLS] = active_calls
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics_endpoint)
+    r.add_get("/openapi.json", openapi)
+    r.add_post("/v1/sessions", create_session)
+    r.add_get("/v1/sessions", list_sessions)
+    r.add_get("/v1/sessions/{id}", get_session)
+    r.add_patch("/v1/sessions/{id}", extend_session)
+    r.add_delete("/v1/sessions/{id}", close_session)
+    r.add_get("/v1/calls", list_calls)
+    r.add_get("/v1/calls/{id}", get_call)
+    r.add_get("/v1/recordings/{id}", get_recording)
+    r.add_get("/v1/recordings/{id}/audio", get_recording_audio)
+    r.add_post("/v1/numbers", add_number)
+    r.add_get("/v1/numbers", list_numbers)
+    r.add_delete("/v1/numbers/{number}", retire_number)
+    r.add_get("/v1/webhooks/events", list_webhook_events)
+    r.add_post("/v1/webhooks/events/retry", retry_webhook_events)
+    return app
+
+
+# -- auth ------------------------------------------------------------------------
+ROUTE_SCOPES = {"/v1/sessions": "sessions", "/v1/calls": "sessions", "/v1/webhooks": "sessions",
+                "/v1/numbers": "numbers", "/v1/recordings": "recordings"}
+
+
+def scope_for(path: str) -> str | None:
+    for prefix, scope in ROUTE_SCOPES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return scope
+    return None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not header[7:].strip():
+        raise ApiError(401, "unauthenticated", "send an API key as 'Authorization: Bearer <key>'")
+    key = await request.app[STORE].api_key_for_token(header[7:].strip())
+    if key is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked API key")
+    scope = scope_for(request.path)
+    if scope and scope not in key["scopes"]:
+        raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope")
+    request["api_key"] = key
+    return await handler(request)
+
+
+# -- validation --------------------------------------------------------------------
+def number_field(body: dict, name: str, settings: Settings, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise invalid(name, f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise invalid(name, f"{name} must be a string in E.164 form")
+    try:
+        return parse_e164(value, settings.default_region)
+    except InvalidNumber as exc:
+        raise ApiError(422, "invalid_number", f"{name}: {exc}", name) from None
+
+
+def int_field(body: dict, name: str, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(name, f"{name} must be an integer")
+    if not low <= value <= high:
+        raise invalid(name, f"{name} must be between {low} and {high}")
+    return value
+
+
+def bool_field(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise invalid(name, f"{name} must be true or false")
+    return value
+
+
+def choice_field(body: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = body.get(name, default)
+    if value not in choices:
+        raise invalid(name, f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def text_field(body: dict, name: str, max_length: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise invalid(name, f"{name} must be a non-empty string of at most {max_length} characters")
+    return value
+
+
+def url_field(body: dict, name: str) -> str | None:
+    value = text_field(body, name, 2000)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise invalid(name, f"{name} must be an http(s) URL")
+    return value
+
+
+def uuid_param(request: web.Request, name: str = "id") -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such resource") from None
+
+
+def limit_param(request: web.Request) -> int:
+    raw = request.query.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise invalid("limit", "limit must be an integer between 1 and 500")
+    return int(raw)
+
+
+KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
+                        "webhook_url", "virtual_number", "number_selection", "country_match"}
+
+
+def session_request(body: dict, settings: Settings) -> SessionRequest:
+    unknown = set(body) - KNOWN_SESSION_FIELDS
+    if unknown:
+        raise invalid(sorted(unknown)[0], f"unknown field {sorted(unknown)[0]!r}")
+    a = number_field(body, "participant_a", settings)
+    b = number_field(body, "participant_b", settings)
+    if a == b:
+        raise invalid("participant_b", "participant_b must differ from participant_a")
+    return SessionRequest(
+        participant_a=a, participant_b=b,
+        ttl_seconds=int_field(body, "ttl_seconds", settings.default_ttl, 1, MAX_TTL),
+        ttl_mode=choice_field(body, "ttl_mode", "creation", ("creation", "last_interaction")),
+        record=bool_field(body, "record", settings.record_by_default),
+        external_ref=text_field(body, "external_ref", 200),
+        webhook_url=url_field(body, "webhook_url"),
+        virtual_number=number_field(body, "virtual_number", settings, required=False),
+        sticky=choice_field(body, "number_selection", settings.sticky, ("none", "prefer_sticky", "avoid_sticky")),
+        country_match=bool_field(body, "country_match", True),
+        quarantine_seconds=settings.quarantine_seconds,
+    )
+
+
+# -- representations ---------------------------------------------------------------
+def session_json(session: MaskingSession) -> dict:
+    return session.to_json(utcnow())
+
+
+CALL_FIELDS = ("session_id", "virtual_number", "direction", "disposition", "reject_reason", "dial_status",
+               "hangup_by", "caller_hangup_cause", "callee_hangup_cause", "setup_ms", "recorded")
+
+
+def call_json(row: dict) -> dict:
+    out = {"id": str(row["id"])}
+    for name in CALL_FIELDS:
+        value = row.get(name)
+        out[name] = str(value) if isinstance(value, uuid.UUID) else value
+    for name in ("started_at", "ringing_at", "answered_at", "ended_at"):
+        out[name] = row[name].isoformat() if row.get(name) else None
+    out["talk_seconds"] = float(row["talk_seconds"]) if row.get("talk_seconds") is not None else None
+    out["recording_id"] = str(row["recording_id"]) if row.get("recording_id") else None
+    return out
+
+
+def recording_json(row: dict) -> dict:
+    return {"id": str(row["id"]), "call_id": str(row["call_id"]), "session_id": str(row["session_id"]),
+            "format": row["format"], "bytes": row["bytes"], "duration_seconds": float(row["duration_seconds"]),
+            "sha256": row["sha256"], "created_at": row["created_at"].isoformat()}
+
+
+def number_json(row: dict) -> dict:
+    return {"number": row["number"], "status": row["status"], "reserved": row["reserved"],
+            "country": row["country"], "live_sessions": row["live_sessions"],
+            "last_allocated_at": row["last_allocated_at"].isoformat() if row["last_allocated_at"] else None}
+
+
+# -- handlers ----------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _database_ready(store: Store) -> dict[str, bool]:
+    try:
+        await store.ping()
+        return {"database": True}
+    except StoreUnavailable:
+        return {"database": False}
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = await request.app[READINESS]()
+    ready = all(checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    lines = [*metrics.calls_total.render(), *metrics.call_setup_seconds.render(),
+             *metrics.webhook_failures_total.render(), *metrics.webhooks_delivered_total.render(),
+             *metrics.gauge("masking_active_calls", "Calls in progress.", request.app[ACTIVE_CALLS]())]
+    try:
+        pool = await request.app[STORE].pool_counts()
+        lines += metrics.gauge("masking_pool_numbers_in_use", "Pool numbers with live sessions.", pool["in_use"])
+        lines += metrics.gauge("masking_pool_numbers_free", "Pool numbers with no live session.",
+                               pool["active"] - pool["in_use"])
+    except StoreUnavailable:
+        pass
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = (resources.files("bridge.api") / "openapi.json").read_text()
+    return web.Response(text=text, content_type="application/json")
+
+
+async def create_session(request: web.Request) -> web.Response:
+    settings, store = request.app[SETTINGS], request.app[STORE]
+    body = await json_body(request)
+    session_request_ = session_request(body, settings)
+    idempotency = None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        if not key.strip() or len(key) > 200:
+            raise invalid("Idempotency-Key", "Idempotency-Key must be 1 to 200 characters")
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        idempotency = (request["api_key"]["id"], key, digest)
+    session, created = await store.create_session(session_request_, idempotency)
+    return web.json_response(session_json(session), status=201 if created else 200)
+
+
+async def get_session(request: web.Request) -> web.Response:
+    return web.json_response(session_json(await request.app[STORE].get_session(uuid_param(request))))
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in ("active", "expired", "closed"):
+        raise invalid("status", "status must be one of active, expired, closed")
+    sessions = await request.app[STORE].list_sessions(request.query.get("external_ref"), status,
+                                                      limit_param(request))
+    return web.json_response({"sessions": [session_json(s) for s in sessions]})
+
+
+async def extend_session(request: web.Request) -> web.Response:
+    session_id = uuid_param(request)
+    body = await json_body(request)
+    if set(body) != {"ttl_seconds"}:
+        raise invalid("ttl_seconds", "only ttl_seconds can be changed")
+    ttl = int_field(body, "ttl_seconds", 0, 1, MAX_TTL)
+    return web.json_response(session_json(await request.app[STORE].extend_session(session_id, ttl)))
+
+
+async def close_session(request: web.Request) -> web.Response:
+    return web.json_response(session_json(await request.app[STORE].close_session(uuid_param(request))))
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    session_id = None
+    if "session_id" in request.query:
+        try:
+            session_id = uuid.UUID(request.query["session_id"])
+        except ValueError:
+            raise invalid("session_id", "session_id must be a UUID") from None
+    rows = await request.app[STORE].list_calls(limit_param(request), session_id)
+    return web.json_response({"calls": [call_json(r) for r in rows]})
+
+
+async def get_call(request: web.Request) -> web.Response:
+    return web.json_response(call_json(await request.app[STORE].call(uuid_param(request))))
+
+
+async def get_recording(request: web.Request) -> web.Response:
+    return web.json_response(recording_json(await request.app[STORE].recording(uuid_param(request))))
+
+
+async def get_recording_audio(request: web.Request) -> web.StreamResponse:
+    row = await request.app[STORE].recording(uuid_param(request))
+    path = Path(row["storage_path"])
+    if not path.is_file():
+        raise ApiError(410, "recording_gone", "the recording's audio is no longer stored")
+    # FileResponse answers Range requests (206) and HEAD itself.
+    return web.FileResponse(path, headers={"Content-Type": f"audio/{row['format']}",
+                                           "Content-Disposition": f'attachment; filename="{row["id"]}.{row["format"]}"'})
+
+
+async def add_number(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    number = number_field(body, "number", request.app[SETTINGS])
+    reserved = bool_field(body, "reserved", False)
+    return web.json_response(number_json(await request.app[STORE].add_number(number, reserved)), status=201)
+
+
+async def list_numbers(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in ("active", "retired"):
+        raise invalid("status", "status must be active or retired")
+    return web.json_response({"numbers": [number_json(r) for r in await request.app[STORE].list_numbers(status)]})
+
+
+async def retire_number(request: web.Request) -> web.Response:
+    try:
+        number = parse_e164(request.match_info["number"])
+    except InvalidNumber:
+        raise ApiError(404, "not_found", "no such number in the pool") from None
+    await request.app[STORE].retire_number(number)
+    return web.Response(status=204)
+
+
+async def list_webhook_events(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in ("pending", "delivered", "dead"):
+        raise invalid("status", "status must be pending, delivered or dead")
+    rows = await request.app[STORE].list_events(status, limit_param(request))
+    return web.json_response({"events": [
+        {"id": str(r["event_id"]), "type": r["event_type"], "session_id": str(r["session_id"]) if r["session_id"]
+         else None, "status": r["status"], "attempts": r["attempts"], "last_error": r["last_error"],
+         "created_at": r["created_at"].isoformat(),
+         "delivered_at": r["delivered_at"].isoformat() if r["delivered_at"] else None} for r in rows]})
+
+
+async def retry_webhook_events(request: web.Request) -> web.Response:
+    return web.json_response({"requeued": await request.app[STORE].retry_dead_events()})

@@ -1,0 +1,101 @@
+"""Call and session events delivered to the business, signed, from an outbox.
+
+Events are rows in `webhook_outbox`, written in the same transaction as (or
+right after) what they report, so none is lost when the receiver, or this
+process, is down. A dispatcher task sends due rows, retries with exponential
+backoff, and dead-letters an event after `webhook_max_attempts`.
+
+Signature: `X-Masking-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
+with `X-Masking-Timestamp` the Unix time the request was signed. Receivers
+should reject timestamps older than five minutes (replays). See `verify`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+
+import aiohttp
+
+from bridge import metrics
+from bridge.logs import get_logger
+from bridge.store import Store, StoreUnavailable
+
+log = get_logger("bridge.webhooks")
+TOLERANCE_SECONDS = 300
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, now: float | None = None) -> bool:
+    """What a receiver runs: True when the body is ours and fresh.
+
+    >>> sig = sign("s3cret", 1700000000, b'{"a":1}')
+    >>> verify("s3cret", "1700000000", b'{"a":1}', sig, now=1700000010)
+    True
+    """
+    try:
+        stamp = int(timestamp)
+    except ValueError:
+        return False
+    if abs((now or time.time()) - stamp) > TOLERANCE_SECONDS:
+        return False
+    return hmac.compare_digest(sign(secret, stamp, body), signature)
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next attempt after `attempts` failures: 1, 2, 4 ... 600."""
+    return float(min(600, 2 ** max(0, attempts)))
+
+
+class Dispatcher:
+    def __init__(self, store: Store, secret: str, max_attempts: int, poll_interval: float = 0.5):
+        self.store, self.secret, self.max_attempts = store, secret, max_attempts
+        self.poll_interval = poll_interval
+        self.wakeup = asyncio.Event()
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            while True:
+                try:
+                    due = await self.store.due_events()
+                except StoreUnavailable:
+                    due = []
+                await asyncio.gather(*(self._deliver(http, event) for event in due))
+                if not due:
+                    self.wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self.wakeup.wait(), self.poll_interval)
+                    except TimeoutError:
+                        pass
+
+    async def _deliver(self, http: aiohttp.ClientSession, event: dict) -> None:
+        payload = event["payload"]
+        body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        timestamp = int(time.time())
+        headers = {"Content-Type": "application/json", "User-Agent": "masking-bridge",
+                   "X-Masking-Event": event["event_type"], "X-Masking-Event-Id": str(event["event_id"]),
+                   "X-Masking-Timestamp": str(timestamp), "X-Masking-Signature": sign(self.secret, timestamp, body)}
+        try:
+            async with http.post(event["url"], data=body, headers=headers) as resp:
+                if 200 <= resp.status < 300:
+                    await self.store.event_delivered(event["id"])
+                    metrics.webhooks_delivered_total.inc(event["event_type"])
+                    return
+                error = f"HTTP {resp.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = type(exc).__name__
+        attempts = event["attempts"] + 1
+        metrics.webhook_failures_total.inc(event["event_type"])
+        retry_in = None if attempts >= self.max_attempts else backoff(attempts - 1)
+        log.warning("webhook.failed", event_type=event["event_type"], event_id=str(event["event_id"]),
+                    attempts=attempts, error=error, dead=retry_in is None)
+        try:
+            await self.store.event_failed(event["id"], error, retry_in)
+        except StoreUnavailable:
+            pass  # the claim expires and the event is tried again
