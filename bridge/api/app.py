@@ -28,6 +28,7 @@ STORE = web.AppKey("store", Store)
 SETTINGS = web.AppKey("settings", Settings)
 READINESS = web.AppKey("readiness", object)
 ACTIVE_CALLS = web.AppKey("active_calls", object)
+API_KEY = web.RequestKey("api_key", dict)
 
 
 def make_app(store: Store, settings: Settings,
@@ -84,7 +85,7 @@ async def auth_middleware(request: web.Request, handler):
     scope = scope_for(request.path)
     if scope and scope not in key["scopes"]:
         raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope")
-    request["api_key"] = key
+    request[API_KEY] = key
     return await handler(request)
 
 
@@ -264,7 +265,7 @@ async def create_session(request: web.Request) -> web.Response:
         if not key.strip() or len(key) > 200:
             raise invalid("Idempotency-Key", "Idempotency-Key must be 1 to 200 characters")
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        idempotency = (request["api_key"]["id"], key, digest)
+        idempotency = (request[API_KEY]["id"], key, digest)
     session, created = await store.create_session(session_request_, idempotency)
     return web.json_response(session_json(session), status=201 if created else 200)
 
