@@ -23,6 +23,7 @@ from bridge.calls.decisions import (
     CAUSE_NORMAL, Ending, ending_for_dial, ending_for_rejection, hangup_side, sound_uris,
 )
 from bridge.calls.events import GONE_EVENTS, CallEvents
+from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.record import CallRow
 from bridge.config import Settings
 from bridge.logs import get_logger
@@ -88,6 +89,9 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
             route = resolve_route(lookup, caller_number, utcnow())
         except StoreUnavailable:
             route = Reject(RejectReason.DATABASE_UNAVAILABLE)
+        if isinstance(route, Reject) and route.reason in ASKABLE and settings.out_of_session_url:
+            route = await ask_business(deps.store, settings, virtual_number, caller_number, route)
+            clog.info("call.out_of_session_asked", connect=isinstance(route, Connect))
         session = route.session
         row.insert(virtual_number=virtual_number, caller_channel_id=caller.id, started_at=started_at,
                    session_id=session.id if session else None,

@@ -54,6 +54,23 @@ def stack(tmp_path_factory) -> Stack:
         asyncio.run(drop_database(database))
 
 
+@pytest.fixture(scope="module")
+def dsn():
+    """A migrated database of its own, for tests that need no Asterisk."""
+    name = f"masking_db_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_database(name))
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    migrate({"MASKING_DATABASE_URL": url})
+    yield url
+    asyncio.run(drop_database(name))
+
+
+async def empty(store: Store) -> None:
+    async with store.pool.acquire() as conn:
+        await conn.execute("TRUNCATE webhook_outbox, idempotency_keys, recordings, calls, session_participants,"
+                           " masking_sessions, virtual_numbers, api_keys CASCADE")
+
+
 _serial = itertools.count(1000)
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -16,27 +15,15 @@ from bridge.config import Settings
 from bridge.store import Store
 from bridge.webhooks import Dispatcher, verify
 from tests.support.ports import free_port
-from tests.support.stack import create_database, drop_database, migrate
+from tests.integration.conftest import empty
 
 SECRET = "test-webhook-secret"
-
-
-@pytest.fixture(scope="module")
-def dsn():
-    name = f"masking_api_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    asyncio.run(create_database(name))
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    migrate({"MASKING_DATABASE_URL": url})
-    yield url
-    asyncio.run(drop_database(name))
 
 
 @pytest.fixture
 async def store(dsn):
     store = await Store.connect(dsn)
-    async with store.pool.acquire() as conn:  # each test starts from an empty pool
-        await conn.execute("TRUNCATE webhook_outbox, idempotency_keys, recordings, calls, session_participants,"
-                           " masking_sessions, virtual_numbers, api_keys CASCADE")
+    await empty(store)
     yield store
     await store.close()
 

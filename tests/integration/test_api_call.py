@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -20,16 +22,22 @@ DEFAULT_SECRET = "masking-dev-webhook-secret"  # the stack does not override it
 class Receiver:
     """A business's webhook endpoint: records each request's body and headers."""
 
-    def __init__(self):
+    def __init__(self, answer: dict | None = None, delay: float = 0):
         self.requests: list[tuple[dict, bytes]] = []
-        received = self.requests
+        self.replied_at: list[datetime] = []
+        received, replied_at = self.requests, self.replied_at
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 received.append((dict(self.headers), body))
-                self.send_response(204)
+                time.sleep(delay)
+                replied_at.append(datetime.now())  # the business has decided
+                reply = json.dumps(answer).encode() if answer is not None else b""
+                self.send_response(200 if answer is not None else 204)
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
+                self.wfile.write(reply)
 
             def log_message(self, *args):
                 pass
@@ -128,3 +136,70 @@ def test_a_session_expires_on_time_tells_the_business_and_its_callers_hear_the_p
     status, body = call_api(stack, api_token, "GET", f"/v1/calls?session_id={session['id']}")
     rows = json.loads(body)["calls"]
     assert [(c["disposition"], c["reject_reason"]) for c in rows] == [("rejected", "session_expired")]
+
+
+def received_at(result, start_line: str) -> datetime:
+    """When SIPp logged receiving the first message that starts with `start_line`."""
+    for block in re.split(r"^-{10,} ", result.messages, flags=re.M):
+        stamp, _, rest = block.partition("\n")
+        if "message received" in rest.split("\n", 1)[0] and rest.split("\n", 2)[2].startswith(start_line):
+            return datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S.%f")
+    raise AssertionError(f"no {start_line!r} received")
+
+
+@pytest.fixture
+def out_of_session_business(stack):
+    """Restart the service asking `receiver` about calls that match no session."""
+    started = []
+
+    def start(receiver: Receiver, timeout: float = 2.0) -> None:
+        stack.stop_service()
+        stack.start_service(MASKING_OUT_OF_SESSION_URL=receiver.url, MASKING_OUT_OF_SESSION_TIMEOUT=str(timeout))
+        started.append(True)
+
+    yield start
+    if started:
+        stack.stop_service()
+        stack.start_service()
+
+
+def test_a_business_can_connect_an_out_of_session_caller_to_a_sellers_reserved_number(
+        stack, place_call, api_token, out_of_session_business):
+    seller, customer = "+6584000010", "+6594000010"
+    call_api(stack, api_token, "POST", "/v1/numbers", {"number": "+6564000010", "reserved": True})
+    business = Receiver(answer={"action": "connect", "counterpart": seller, "ttl_seconds": 900,
+                                "external_ref": "seller-shop-1"})
+    out_of_session_business(business)
+
+    call = place_call(customer, "+6564000010", uas="uas_answer.xml", talk_ms=1500)
+
+    assert call.counterpart.succeeded, call.counterpart.output
+    invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
+    assert f"To: <sip:{seller}@" in invite and customer not in invite
+    headers, body = business.requests[0]
+    assert verify(DEFAULT_SECRET, headers["X-Masking-Timestamp"], body, headers["X-Masking-Signature"])
+    assert json.loads(body)["reason"] == "not_a_participant"
+    status, body = call_api(stack, api_token, "GET", "/v1/sessions?external_ref=seller-shop-1")
+    sessions = json.loads(body)["sessions"]
+    assert len(sessions) == 1 and sessions[0]["virtual_number"] == "+6564000010"
+
+
+def test_a_slow_out_of_session_business_falls_back_to_the_prompt_in_bounded_time(
+        stack, place_call, api_token, out_of_session_business):
+    call_api(stack, api_token, "POST", "/v1/numbers", {"number": "+6564000011"})
+    business = Receiver(answer={"action": "connect", "counterpart": "+6584000011"}, delay=5)
+    out_of_session_business(business, timeout=1.0)
+
+    call = place_call("+6594000011", "+6564000011", uac="uac_rejected.xml",
+                      uac_values={"final_status": 403, "tag": "slow-business"})
+
+    assert call.caller.succeeded, call.caller.output
+    assert call.caller_rtp.level > 100, "caller heard no prompt"
+    # The prompt did not wait for the business: it started before the late answer.
+    prompt_started = received_at(call.caller, "SIP/2.0 183")
+    deadline = time.monotonic() + 10
+    while not business.replied_at and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert prompt_started < business.replied_at[0]
+    status, body = call_api(stack, api_token, "GET", "/v1/sessions?status=active")
+    assert all(s["virtual_number"] != "+6564000011" for s in json.loads(body)["sessions"])

@@ -1,0 +1,74 @@
+"""Ask the business what to do with a call that matches no live session.
+
+Configured with MASKING_OUT_OF_SESSION_URL. The request is signed like the
+event webhooks and carries the dialed virtual number, the caller's number (the
+business needs it to recognise its customer) and why no session matched. The
+business answers, within MASKING_OUT_OF_SESSION_TIMEOUT seconds:
+
+    {"action": "connect", "counterpart": "+6591234567", "ttl_seconds": 3600, "record": true}
+
+to create a session on the spot (caller = participant A, on the dialed number,
+reserved numbers included) and connect the call; anything else, a slow answer,
+or an error, and the caller hears the out-of-session prompt.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import aiohttp
+
+from bridge.config import Settings
+from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.sessions.models import SessionRequest
+from bridge.sessions.resolve import Connect, Reject, RejectReason
+from bridge.store import Store, StoreError
+from bridge.webhooks import sign
+
+ASKABLE = frozenset({RejectReason.NOT_A_PARTICIPANT, RejectReason.SESSION_EXPIRED, RejectReason.SESSION_CLOSED})
+
+
+class NoDecision(Exception):
+    """The business did not ask to connect (or could not be understood in time)."""
+
+
+def connect_request(answer: object, caller: str, virtual_number: str, settings: Settings) -> SessionRequest:
+    """The session a business's answer asks for; NoDecision when it asks for none."""
+    if not isinstance(answer, dict) or answer.get("action") != "connect":
+        raise NoDecision("the business did not ask to connect")
+    try:
+        counterpart = parse_e164(str(answer.get("counterpart", "")), settings.default_region)
+    except InvalidNumber:
+        raise NoDecision("counterpart is not a valid number") from None
+    ttl = answer.get("ttl_seconds", settings.default_ttl)
+    record = answer.get("record", settings.record_by_default)
+    if counterpart == caller or not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0 \
+            or not isinstance(record, bool):
+        raise NoDecision("the answer is malformed")
+    return SessionRequest(participant_a=caller, participant_b=counterpart, ttl_seconds=ttl, record=record,
+                          virtual_number=virtual_number, external_ref=_text(answer.get("external_ref")))
+
+
+def _text(value: object) -> str | None:
+    return value[:200] if isinstance(value, str) and value else None
+
+
+async def ask_business(store: Store, settings: Settings, virtual_number: str, caller: str,
+                       rejection: Reject) -> Connect | Reject:
+    body = json.dumps({"type": "call.out_of_session", "virtual_number": virtual_number, "caller": caller,
+                       "reason": rejection.reason.value}).encode()
+    timestamp = int(time.time())
+    headers = {"Content-Type": "application/json", "X-Masking-Timestamp": str(timestamp),
+               "X-Masking-Signature": sign(settings.webhook_secret, timestamp, body)}
+    try:
+        timeout = aiohttp.ClientTimeout(total=settings.out_of_session_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with http.post(settings.out_of_session_url, data=body, headers=headers) as resp:
+                if resp.status != 200:
+                    raise NoDecision(f"HTTP {resp.status}")
+                answer = json.loads(await resp.text())
+        request = connect_request(answer, caller, virtual_number, settings)
+        session, _ = await store.create_session(request)
+    except (NoDecision, aiohttp.ClientError, TimeoutError, OSError, ValueError, StoreError):
+        return rejection
+    return Connect(session, session.participant_b, "a_to_b")
