@@ -1,7 +1,11 @@
 """The operator's command line: `masking ...`.
 
-Exit codes: 0 success, 1 the system is not in a state to do it (database
-down, Asterisk missing), 2 the input is wrong (bad number, unknown option).
+Everything the HTTP API does is reachable here too; listings print a table,
+or with `--json` the same representation the API returns.
+
+Exit codes: 0 success, 1 the system refused or is not in a state to do it
+(database down, pool exhausted, session closed), 2 the input is wrong (bad
+number, unknown option).
 """
 from __future__ import annotations
 
@@ -10,16 +14,14 @@ import asyncio
 import json
 import sys
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bridge import logs
 from bridge.config import ConfigError, Settings
 from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.sessions.models import SessionRequest
-from bridge.store import (
-    NotFound, NumberAlreadyInPool, NumberInUse, NumberUnavailable, PoolExhausted, SessionNotActive, Store,
-    StoreError, ensure_database, utcnow,
-)
+from bridge.store import Store, StoreError, ensure_database, utcnow
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -50,72 +52,126 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="masking", description="Phone-number masking bridge for Asterisk")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the bridge (ARI app and health endpoints)")
+    def command(group, name: str, handler, help_text: str, listing: bool = False) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help_text)
+        p.set_defaults(handler=handler)
+        if listing:
+            p.add_argument("--json", action="store_true", help="print JSON, as the HTTP API returns it")
+        return p
+
+    def group(name: str, help_text: str):
+        return sub.add_parser(name, help=help_text).add_subparsers(dest=f"{name}_command", required=True)
+
+    p = command(sub, "serve", cmd_serve, "run the bridge (ARI app, HTTP API, webhooks)")
     p.add_argument("--migrate", action="store_true", help="create and migrate the database first")
-    p.set_defaults(handler=cmd_serve)
+    command(sub, "run", cmd_run, "run everything on this machine: Asterisk, database, bridge")
+    command(sub, "doctor", cmd_doctor, "check ARI, AMI, database and recording store")
 
-    p = sub.add_parser("run", help="run everything on this machine: Asterisk, database, bridge")
-    p.set_defaults(handler=cmd_run)
+    db = group("db", "database schema")
+    command(db, "upgrade", cmd_db_upgrade, "create the database if missing and apply migrations")
 
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
-    p = db.add_parser("upgrade", help="create the database if missing and apply migrations")
-    p.set_defaults(handler=cmd_db_upgrade)
-
-    numbers = sub.add_parser("numbers", help="the virtual-number pool").add_subparsers(dest="n", required=True)
-    p = numbers.add_parser("add", help="add virtual numbers (E.164) to the pool")
+    numbers = group("numbers", "the virtual-number pool")
+    p = command(numbers, "add", cmd_numbers_add, "add virtual numbers (E.164) to the pool")
     p.add_argument("numbers", nargs="+")
-    p.set_defaults(handler=cmd_numbers_add)
-    p = numbers.add_parser("list", help="list the pool")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_numbers_list)
+    p.add_argument("--reserved", action="store_true", help="never auto-allocated; assign with --number")
+    p = command(numbers, "list", cmd_numbers_list, "list the pool", listing=True)
+    p.add_argument("--status", choices=["active", "retired"])
+    p = command(numbers, "retire", cmd_numbers_retire, "retire a number no live session uses")
+    p.add_argument("number")
 
-    sessions = sub.add_parser("sessions", help="masking sessions").add_subparsers(dest="s", required=True)
-    p = sessions.add_parser("create", help="bind two participants to a virtual number")
+    sessions = group("sessions", "masking sessions")
+    p = command(sessions, "create", cmd_sessions_create, "bind two participants to a virtual number", listing=True)
     p.add_argument("--a", required=True, help="participant A (E.164)")
     p.add_argument("--b", required=True, help="participant B (E.164)")
     p.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    p.add_argument("--ttl-mode", choices=["creation", "last_interaction"], default="creation")
     p.add_argument("--no-record", action="store_true", help="do not record this session's calls")
     p.add_argument("--number", help="assign this virtual number explicitly (reserved numbers too)")
-    p.set_defaults(handler=cmd_sessions_create)
-    p = sessions.add_parser("close", help="close a session; later calls hear the out-of-session prompt")
+    p.add_argument("--external-ref", help="the business's reference, e.g. the order id")
+    p.add_argument("--webhook-url", help="where this session's call events go")
+    p = command(sessions, "list", cmd_sessions_list, "latest sessions", listing=True)
+    p.add_argument("--external-ref")
+    p.add_argument("--status", choices=["active", "expired", "closed"])
+    p.add_argument("--limit", type=int, default=50)
+    p = command(sessions, "show", cmd_sessions_show, "one session", listing=True)
     p.add_argument("session_id")
-    p.set_defaults(handler=cmd_sessions_close)
+    p = command(sessions, "extend", cmd_sessions_extend, "live again for TTL seconds from now", listing=True)
+    p.add_argument("session_id")
+    p.add_argument("--ttl", type=int, required=True)
+    p = command(sessions, "close", cmd_sessions_close, "close; later calls hear the out-of-session prompt")
+    p.add_argument("session_id")
 
-    calls = sub.add_parser("calls", help="call records").add_subparsers(dest="c", required=True)
-    p = calls.add_parser("list", help="latest calls, newest first")
+    calls = group("calls", "call records")
+    p = command(calls, "list", cmd_calls_list, "latest calls, newest first", listing=True)
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_calls_list)
+    p.add_argument("--session", dest="session_id")
+    p = command(calls, "show", cmd_calls_show, "one call", listing=True)
+    p.add_argument("call_id")
 
-    keys = sub.add_parser("apikeys", help="API keys for the HTTP API").add_subparsers(dest="k", required=True)
-    p = keys.add_parser("create", help="create a key; the token is printed once")
+    webhooks = group("webhooks", "call and session events sent to the business")
+    p = command(webhooks, "list", cmd_webhooks_list, "latest events and their delivery", listing=True)
+    p.add_argument("--status", choices=["pending", "delivered", "dead"])
+    p.add_argument("--limit", type=int, default=50)
+    command(webhooks, "retry", cmd_webhooks_retry, "send dead-lettered events again")
+
+    keys = group("apikeys", "API keys for the HTTP API")
+    p = command(keys, "create", cmd_apikeys_create, "create a key; the token is printed once")
     p.add_argument("--name", required=True)
     p.add_argument("--scope", action="append", choices=["sessions", "numbers", "recordings"],
                    help="repeat for several; default: sessions")
-    p.set_defaults(handler=cmd_apikeys_create)
-    p = keys.add_parser("list", help="list keys (never their tokens)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_apikeys_list)
-    p = keys.add_parser("revoke", help="revoke a key by its prefix")
+    command(keys, "list", cmd_apikeys_list, "list keys (never their tokens)", listing=True)
+    p = command(keys, "revoke", cmd_apikeys_revoke, "revoke a key by its prefix")
     p.add_argument("prefix")
-    p.set_defaults(handler=cmd_apikeys_revoke)
 
-    p = sub.add_parser("doctor", help="check ARI, AMI, database and recording store")
-    p.set_defaults(handler=cmd_doctor)
-
-    ast = sub.add_parser("asterisk", help="Asterisk configuration").add_subparsers(dest="a", required=True)
-    p = ast.add_parser("config", help="render dialplan/ templates with the current settings")
+    ast = group("asterisk", "Asterisk configuration")
+    p = command(ast, "config", cmd_asterisk_config, "render dialplan/ templates with the current settings")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--instance-dir", default="/var/lib/masking-asterisk",
                    help="directory Asterisk sees as its own (etc/, run/, spool/... below it)")
-    p.set_defaults(handler=cmd_asterisk_config)
     return parser
 
 
-async def _store(settings: Settings) -> Store:
-    return await Store.connect(settings.database_url, settings.db_timeout)
+# -- helpers ---------------------------------------------------------------------
+@asynccontextmanager
+async def open_store(settings: Settings):
+    store = await Store.connect(settings.database_url, settings.db_timeout)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
+def emit(items: list[dict], columns: list[str], as_json: bool, key: str | None = None) -> None:
+    """A table of `columns`, or JSON (an object under `key`, or the single item)."""
+    if as_json:
+        print(json.dumps({key: items} if key else items[0], indent=2, default=str))
+        return
+    cells = [[("-" if item.get(c) is None else str(item.get(c))) for c in columns] for item in items]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def parse_uuid(raw: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise UsageError(f"{what} must be a UUID") from None
+
+
+def representations():
+    from bridge.api import app  # the CLI prints what the API returns
+
+    return app
+
+
+SESSION_COLUMNS = ["id", "virtual_number", "status", "record", "external_ref", "expires_at"]
+CALL_COLUMNS = ["id", "started_at", "virtual_number", "direction", "disposition", "reject_reason", "setup_ms",
+                "talk_seconds", "recording_id"]
+
+
+# -- commands ----------------------------------------------------------------------
 async def cmd_serve(settings: Settings, args) -> int:
     from bridge.service import serve
 
@@ -137,7 +193,8 @@ async def cmd_run(settings: Settings, args) -> int:
     print(f"asterisk: SIP udp {settings.asterisk.sip_host}:{settings.asterisk.sip_port}, "
           f"ARI {settings.ari_url}, AMI {settings.ami_host}:{settings.ami_port}, "
           f"counterparts dialed at {settings.asterisk.outbound_host}:{settings.asterisk.outbound_port}; "
-          f"console log {asterisk.console_log}", file=sys.stderr)
+          f"HTTP API http://{settings.http_host}:{settings.http_port}; console log {asterisk.console_log}",
+          file=sys.stderr)
     try:
         await serve(settings)
     finally:
@@ -148,42 +205,44 @@ async def cmd_run(settings: Settings, args) -> int:
 async def cmd_db_upgrade(settings: Settings, _args) -> int:
     if await ensure_database(settings.database_url):
         print("created database", file=sys.stderr)
-    store = await _store(settings)
-    try:
+    async with open_store(settings) as store:
         applied = await store.upgrade()
-    finally:
-        await store.close()
     print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"), file=sys.stderr)
     return 0
 
 
 async def cmd_numbers_add(settings: Settings, args) -> int:
     numbers = [parse_e164(raw) for raw in args.numbers]
-    store = await _store(settings)
-    try:
+    failed = False
+    async with open_store(settings) as store:
         for number in numbers:
             try:
-                await store.add_number(number)
-                print(f"added {number}")
-            except NumberAlreadyInPool as exc:
-                print(f"skipped: {exc}", file=sys.stderr)
-    finally:
-        await store.close()
-    return 0
+                await store.add_number(number, reserved=args.reserved)
+                print(f"added {number}{' (reserved)' if args.reserved else ''}")
+            except StoreError as exc:
+                failed = True
+                print(f"masking: {exc}", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
 
 
 async def cmd_numbers_list(settings: Settings, args) -> int:
-    store = await _store(settings)
-    try:
-        rows = await store.list_numbers()
-    finally:
-        await store.close()
-    if args.json:
-        print(json.dumps(rows, default=str, indent=2))
-    else:
-        print(f"{'number':<18} {'status':<8} {'live sessions':>13}  last allocated")
-        for r in rows:
-            print(f"{r['number']:<18} {r['status']:<8} {r['live_sessions']:>13}  {r['last_allocated_at'] or '-'}")
+    async with open_store(settings) as store:
+        rows = [representations().number_json(r) for r in await store.list_numbers(args.status)]
+    emit(rows, ["number", "status", "reserved", "country", "live_sessions", "last_allocated_at"], args.json,
+         "numbers")
+    return 0
+
+
+async def cmd_numbers_retire(settings: Settings, args) -> int:
+    number = parse_e164(args.number)
+    async with open_store(settings) as store:
+        try:
+            await store.retire_number(number)
+        except StoreError as exc:
+            detail = f" (sessions {', '.join(exc.session_ids)})" if getattr(exc, "session_ids", None) else ""
+            print(f"masking: {exc}{detail}", file=sys.stderr)
+            return EXIT_FAILED
+    print(f"retired {number}")
     return 0
 
 
@@ -195,63 +254,85 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
     ttl = args.ttl if args.ttl is not None else settings.default_ttl
     if ttl <= 0:
         raise UsageError("--ttl must be a positive number of seconds")
-    store = await _store(settings)
-    try:
-        session, _ = await store.create_session(SessionRequest(
-            participant_a=a, participant_b=b, ttl_seconds=ttl,
-            record=settings.record_by_default and not args.no_record,
-            sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,
-            virtual_number=parse_e164(args.number) if args.number else None))
-    except (PoolExhausted, NumberInUse, NumberUnavailable) as exc:
-        print(f"masking: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        await store.close()
-    print(json.dumps(session.to_json(utcnow()), indent=2))
+    request = SessionRequest(
+        participant_a=a, participant_b=b, ttl_seconds=ttl, ttl_mode=args.ttl_mode,
+        record=settings.record_by_default and not args.no_record, external_ref=args.external_ref,
+        webhook_url=args.webhook_url, sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,
+        virtual_number=parse_e164(args.number) if args.number else None)
+    async with open_store(settings) as store:
+        try:
+            session, _ = await store.create_session(request)
+        except StoreError as exc:
+            print(f"masking: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    # JSON by default: scripts read the virtual number from it.
+    emit([session.to_json(utcnow())], SESSION_COLUMNS, True)
+    return 0
+
+
+async def cmd_sessions_list(settings: Settings, args) -> int:
+    async with open_store(settings) as store:
+        sessions = await store.list_sessions(args.external_ref, args.status, args.limit)
+    emit([s.to_json(utcnow()) for s in sessions], SESSION_COLUMNS, args.json, "sessions")
+    return 0
+
+
+async def cmd_sessions_show(settings: Settings, args) -> int:
+    async with open_store(settings) as store:
+        session = await store.get_session(parse_uuid(args.session_id, "session id"))
+    emit([session.to_json(utcnow())], SESSION_COLUMNS + ["participant_a", "participant_b", "ttl_mode"], args.json)
+    return 0
+
+
+async def cmd_sessions_extend(settings: Settings, args) -> int:
+    if args.ttl <= 0:
+        raise UsageError("--ttl must be a positive number of seconds")
+    async with open_store(settings) as store:
+        session = await store.extend_session(parse_uuid(args.session_id, "session id"), args.ttl)
+    emit([session.to_json(utcnow())], SESSION_COLUMNS, args.json)
     return 0
 
 
 async def cmd_sessions_close(settings: Settings, args) -> int:
-    try:
-        session_id = uuid.UUID(args.session_id)
-    except ValueError:
-        raise UsageError("session id must be a UUID") from None
-    store = await _store(settings)
-    try:
-        await store.close_session(session_id)
-    except (NotFound, SessionNotActive) as exc:
-        print(f"masking: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        await store.close()
-    print(f"closed {session_id}")
+    async with open_store(settings) as store:
+        await store.close_session(parse_uuid(args.session_id, "session id"))
+    print(f"closed {args.session_id}")
     return 0
 
 
 async def cmd_calls_list(settings: Settings, args) -> int:
-    store = await _store(settings)
-    try:
-        rows = await store.list_calls(args.limit)
-    finally:
-        await store.close()
-    if args.json:
-        print(json.dumps(rows, default=str, indent=2))
-        return 0
-    print(f"{'started (UTC)':<20} {'virtual number':<15} {'direction':<9} {'disposition':<11} "
-          f"{'reason':<20} {'setup ms':>8} {'talk s':>7}  recording")
-    for r in rows:
-        print(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['virtual_number']:<15} {r['direction'] or '-':<9} "
-              f"{r['disposition']:<11} {r['reject_reason'] or '-':<20} {r['setup_ms'] or '-':>8} "
-              f"{r['talk_seconds'] or '-':>7}  {r['storage_path'] or '-'}")
+    session_id = parse_uuid(args.session_id, "--session") if args.session_id else None
+    async with open_store(settings) as store:
+        rows = await store.list_calls(args.limit, session_id)
+    emit([representations().call_json(r) | {"storage_path": r["storage_path"]} for r in rows],
+         CALL_COLUMNS + ["storage_path"], args.json, "calls")
+    return 0
+
+
+async def cmd_calls_show(settings: Settings, args) -> int:
+    async with open_store(settings) as store:
+        row = await store.call(parse_uuid(args.call_id, "call id"))
+    emit([representations().call_json(row)], CALL_COLUMNS + ["hangup_by", "ended_at"], args.json)
+    return 0
+
+
+async def cmd_webhooks_list(settings: Settings, args) -> int:
+    async with open_store(settings) as store:
+        rows = await store.list_events(args.status, args.limit)
+    emit(rows, ["event_id", "event_type", "status", "attempts", "last_error", "created_at"], args.json, "events")
+    return 0
+
+
+async def cmd_webhooks_retry(settings: Settings, _args) -> int:
+    async with open_store(settings) as store:
+        count = await store.retry_dead_events()
+    print(f"requeued {count} dead-lettered event(s)")
     return 0
 
 
 async def cmd_apikeys_create(settings: Settings, args) -> int:
-    store = await _store(settings)
-    try:
+    async with open_store(settings) as store:
         token, row = await store.create_api_key(args.name, sorted(set(args.scope or ["sessions"])))
-    finally:
-        await store.close()
     print(json.dumps({"token": token, "name": row["name"], "prefix": row["prefix"], "scopes": row["scopes"]},
                      indent=2))
     print("masking: store the token now; it cannot be shown again", file=sys.stderr)
@@ -259,26 +340,15 @@ async def cmd_apikeys_create(settings: Settings, args) -> int:
 
 
 async def cmd_apikeys_list(settings: Settings, args) -> int:
-    store = await _store(settings)
-    try:
+    async with open_store(settings) as store:
         rows = await store.list_api_keys()
-    finally:
-        await store.close()
-    if args.json:
-        print(json.dumps(rows, default=str, indent=2))
-        return 0
-    print(f"{'prefix':<10} {'name':<24} {'scopes':<30} revoked")
-    for r in rows:
-        print(f"{r['prefix']:<10} {r['name']:<24} {','.join(r['scopes']):<30} {r['revoked_at'] or '-'}")
+    emit(rows, ["prefix", "name", "scopes", "created_at", "revoked_at"], args.json, "api_keys")
     return 0
 
 
 async def cmd_apikeys_revoke(settings: Settings, args) -> int:
-    store = await _store(settings)
-    try:
+    async with open_store(settings) as store:
         revoked = await store.revoke_api_key(args.prefix)
-    finally:
-        await store.close()
     if not revoked:
         print("masking: no active key with that prefix", file=sys.stderr)
         return EXIT_FAILED

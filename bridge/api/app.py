@@ -128,11 +128,16 @@ def choice_field(body: dict, name: str, default: str, choices: tuple[str, ...]) 
 
 
 def text_field(body: dict, name: str, max_length: int) -> str | None:
-    value = body.get(name)
+    return checked_text(body.get(name), name, max_length)
+
+
+def checked_text(value: object, name: str, max_length: int) -> str | None:
+    """A printable string of at most `max_length` characters (PostgreSQL refuses NUL)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
-        raise invalid(name, f"{name} must be a non-empty string of at most {max_length} characters")
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length \
+            or any(ord(c) < 32 for c in value):
+        raise invalid(name, f"{name} must be a non-empty printable string of at most {max_length} characters")
     return value
 
 
@@ -152,7 +157,7 @@ def uuid_param(request: web.Request, name: str = "id") -> uuid.UUID:
 
 def limit_param(request: web.Request) -> int:
     raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 500:
         raise invalid("limit", "limit must be an integer between 1 and 500")
     return int(raw)
 
@@ -278,8 +283,8 @@ async def list_sessions(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in ("active", "expired", "closed"):
         raise invalid("status", "status must be one of active, expired, closed")
-    sessions = await request.app[STORE].list_sessions(request.query.get("external_ref"), status,
-                                                      limit_param(request))
+    external_ref = checked_text(request.query.get("external_ref"), "external_ref", 200)
+    sessions = await request.app[STORE].list_sessions(external_ref, status, limit_param(request))
     return web.json_response({"sessions": [session_json(s) for s in sessions]})
 
 

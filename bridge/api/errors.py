@@ -81,8 +81,9 @@ async def json_body(request: web.Request) -> dict:
     if not request.can_read_body:
         raise ApiError(400, "malformed_json", "a JSON object body is required")
     try:
-        body = json.loads(await request.text())
-    except (ValueError, UnicodeDecodeError):
+        # Bytes, not text(): a bogus charset in Content-Type must not matter.
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "malformed_json", "the body must be a JSON object")

@@ -33,6 +33,8 @@ def parse_e164(raw: str, default_region: str | None = None) -> str:
         raise InvalidNumber(
             "not a phone number in E.164 form (+ country code and number)"
         ) from None
+    if parsed.extension:
+        raise InvalidNumber("phone number extensions are not supported")
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidNumber(
             f"not a valid phone number for country code +{parsed.country_code}"

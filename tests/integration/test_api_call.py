@@ -203,3 +203,18 @@ def test_a_slow_out_of_session_business_falls_back_to_the_prompt_in_bounded_time
     assert prompt_started < business.replied_at[0]
     status, body = call_api(stack, api_token, "GET", "/v1/sessions?status=active")
     assert all(s["virtual_number"] != "+6564000011" for s in json.loads(body)["sessions"])
+
+
+def test_a_call_on_a_last_interaction_session_restarts_its_ttl(stack, place_call, api_token):
+    call_api(stack, api_token, "POST", "/v1/numbers", {"number": "+6564000020"})
+    status, body = call_api(stack, api_token, "POST", "/v1/sessions", {
+        "participant_a": "+6594000020", "participant_b": "+6584000020", "ttl_seconds": 600,
+        "ttl_mode": "last_interaction", "record": False})
+    session = json.loads(body)
+
+    call = place_call("+6594000020", session["virtual_number"], uas="uas_answer.xml", talk_ms=1000)
+
+    assert call.counterpart.succeeded, call.counterpart.output
+    status, body = call_api(stack, api_token, "GET", f"/v1/sessions/{session['id']}")
+    after = json.loads(body)
+    assert after["ttl_mode"] == "last_interaction" and after["expires_at"] > session["expires_at"]

@@ -59,3 +59,44 @@ def test_doctor_says_precisely_what_is_wrong(stack):
     assert "AMI refused MASKING_AMI_USER/PASSWORD" in out
     assert "cannot connect to MASKING_DATABASE_URL" in out
     assert "/nonexistent/recordings does not exist" in out
+
+
+def test_sessions_can_be_listed_shown_extended_and_closed_from_the_cli(stack):
+    masking(stack, "numbers", "add", "+6563000201")
+    created = json.loads(masking(stack, "sessions", "create", "--a", "+6593000201", "--b", "+6583000201",
+                                 "--ttl", "60", "--external-ref", "order-cli-1").stdout)
+    listed = json.loads(masking(stack, "sessions", "list", "--external-ref", "order-cli-1", "--json").stdout)
+    table = masking(stack, "sessions", "list", "--external-ref", "order-cli-1").stdout
+    extended = json.loads(masking(stack, "sessions", "extend", created["id"], "--ttl", "7200", "--json").stdout)
+    closed = masking(stack, "sessions", "close", created["id"])
+    closed_again = masking(stack, "sessions", "close", created["id"])
+    shown = json.loads(masking(stack, "sessions", "show", created["id"], "--json").stdout)
+
+    assert [s["id"] for s in listed["sessions"]] == [created["id"]]
+    assert table.splitlines()[0].split()[:3] == ["id", "virtual_number", "status"] and created["id"] in table
+    assert extended["expires_at"] > created["expires_at"]
+    assert closed.returncode == 0 and shown["status"] == "closed"
+    assert closed_again.returncode == 1 and "session is closed" in closed_again.stderr
+    assert masking(stack, "sessions", "show", "nope").returncode == 2
+
+
+def test_numbers_can_be_reserved_and_retired_only_when_unused_from_the_cli(stack):
+    assert masking(stack, "numbers", "add", "--reserved", "+6563000301").returncode == 0
+    session = json.loads(masking(stack, "sessions", "create", "--a", "+6593000301", "--b", "+6583000301",
+                                 "--number", "+6563000301").stdout)
+    in_use = masking(stack, "numbers", "retire", "+6563000301")
+    masking(stack, "sessions", "close", session["id"])
+    retired = masking(stack, "numbers", "retire", "+6563000301")
+    listed = json.loads(masking(stack, "numbers", "list", "--status", "retired", "--json").stdout)
+
+    assert session["virtual_number"] == "+6563000301"
+    assert in_use.returncode == 1 and session["id"] in in_use.stderr
+    assert retired.returncode == 0
+    assert "+6563000301" in [n["number"] for n in listed["numbers"]]
+
+
+def test_webhook_deliveries_are_visible_and_dead_letters_retried_from_the_cli(stack):
+    listed = masking(stack, "webhooks", "list", "--json")
+    retried = masking(stack, "webhooks", "retry")
+    assert listed.returncode == 0 and "events" in json.loads(listed.stdout)
+    assert retried.returncode == 0 and retried.stdout.startswith("requeued")

@@ -136,3 +136,8 @@ def test_no_valid_number_survives_redaction_whatever_surrounds_it(number, before
     digits = number[1:]
     assume(digits not in before and digits not in after)
     assert digits not in redact_text(before + number + after)
+
+
+def test_a_number_with_an_extension_is_refused_not_silently_truncated():
+    with pytest.raises(InvalidNumber, match="extensions"):
+        parse_e164("+65 6000 0011 ext. 5")

@@ -1,0 +1,1 @@
+"""The HTTP API: routes, auth, errors, and its OpenAPI document."""
