@@ -78,6 +78,11 @@ class Settings:
     # Asked what to do when no live session matches a call; empty: prompt.
     out_of_session_url: str = ""
     out_of_session_timeout: float = 2.0
+    # On SIGTERM: new calls go to the dialplan fallback, calls in progress get
+    # this long to finish before they are released.
+    drain_seconds: float = 30.0
+    # Fault-injection endpoints (/debug/...) for the test suite; never in production.
+    test_hooks: bool = False
     default_region: str = "SG"
     log_level: str = "info"
     state_dir: Path = Path(".run")

@@ -1,69 +1,105 @@
-"""The running bridge: ARI events in, one task per call, health over HTTP."""
+"""The running bridge: ARI events in, one task per call, the HTTP API, webhooks.
+
+Lifecycle, with faults in mind:
+- start: take this Asterisk node's lease (a PostgreSQL advisory lock), so a
+  second instance waits as a standby instead of stealing calls;
+- every (re)connection to ARI: reconcile (adopt calls a previous process or
+  connection left in progress, release what cannot be resumed, hang up
+  orphans, tell running calls about legs that vanished while disconnected);
+- SIGTERM: drain (new calls go to the dialplan fallback, calls in progress get
+  `drain_seconds` to finish), then stop.
+"""
 from __future__ import annotations
 
 import asyncio
 import signal
 
+import asyncpg
 from aiohttp import web
 
 from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, Event, EventRouter, EventStream
-from bridge.calls.flow import CallDeps, masked_call
+from bridge.ari.events import Channel
+from bridge.calls.flow import CallDeps, adopt_call, masked_call
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.store import Store, StoreUnavailable, utcnow
 from bridge.webhooks import Dispatcher
 
 log = get_logger("bridge.service")
+FALLBACK_CONTEXT, FALLBACK_LABEL = "masking-inbound", "unavailable"  # dialplan/extensions.conf
 
 
 class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.node = f"{settings.ari_url}/{settings.ari_app}"
         self.calls: set[asyncio.Task] = set()
         self.router = EventRouter(self._on_new_channel)
         self.ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app)
         self.stream = EventStream(settings.ari_url, self.ari.auth, settings.ari_app, self.router,
-                                  on_connected=self._reconcile)
+                                  on_connected=self._on_connected)
         self.store: Store | None = None
         self.deps: CallDeps | None = None
+        self.draining = False
+        self._lease: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task] = []
         self._http: web.AppRunner | None = None
 
     async def start(self) -> None:
         self.store = await Store.connect(self.settings.database_url, self.settings.db_timeout)
-        self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings)
+        self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
+                             node=self.node)
+        app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls))
+        if self.settings.test_hooks:
+            app.router.add_post("/debug/ari/drop", self._drop_ari)
+        self._http = web.AppRunner(app, access_log=None)
+        await self._http.setup()
+        await web.TCPSite(self._http, self.settings.http_host, self.settings.http_port).start()
+        await self._take_lease()
         self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
         self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
-        app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls))
-        self._http = web.AppRunner(app, access_log=None)
-        await self._http.setup()
-        await web.TCPSite(self._http, self.settings.http_host, self.settings.http_port).start()
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
 
+    async def drain(self) -> None:
+        """Stop taking calls; give the ones in progress `drain_seconds` to end."""
+        self.draining = True
+        log.info("service.draining", active_calls=len(self.calls), seconds=self.settings.drain_seconds)
+        if self.calls:
+            await asyncio.wait(set(self.calls), timeout=self.settings.drain_seconds)
+
     async def stop(self) -> None:
         self.stream.stop()
+        if self.calls:
+            # Cancelled calls release their channels in their `finally`.
+            for task in self.calls:
+                task.cancel()
+            await asyncio.wait(set(self.calls), timeout=5)
         for task in self._tasks:
             task.cancel()
-        if self.calls:
-            # Each call's `finally` releases its channels; give them a moment.
-            done, pending = await asyncio.wait(self.calls, timeout=5)
-            for task in pending:
-                task.cancel()
         if self._http:
             await self._http.cleanup()
         await self.ari.close()
+        if self._lease is not None:
+            await self._lease.close()
         if self.store:
             await self.store.close()
         log.info("service.stopped")
 
+    # -- calls ------------------------------------------------------------------------
     def _on_new_channel(self, event: Event) -> None:
         if event.args and event.args[0] in ("callee", "snoop"):
             return  # a leg of ours whose call has already ended; reconcile cleans it
-        task = asyncio.create_task(masked_call(self.deps, event), name=f"call-{event.channel.id}")
+        if self.draining:
+            self._spawn(self._to_fallback(event), f"fallback-{event.channel.id}")
+            return
+        self._spawn(masked_call(self.deps, event), f"call-{event.channel.id}")
+
+    def _spawn(self, coroutine, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
         self.calls.add(task)
         task.add_done_callback(self._call_done)
 
@@ -72,33 +108,92 @@ class Service:
         if not task.cancelled() and task.exception() is not None:
             log.error("call.crashed", error=repr(task.exception()))
 
-    async def _reconcile(self) -> None:
-        """Hang up legs of our app that no call in this process owns.
+    async def _to_fallback(self, event: Event) -> None:
+        try:
+            await self.ari.continue_in_dialplan(event.channel.id, FALLBACK_CONTEXT, event.channel.exten,
+                                                FALLBACK_LABEL)
+            log.info("call.sent_to_fallback", reason="draining")
+        except AriError as exc:
+            log.warning("call.fallback_failed", status=exc.status)
 
-        Left by a previous process (killed mid-call) they would otherwise sit
-        in Stasis forever. Adopting live calls instead is the next step.
+    # -- faults ---------------------------------------------------------------------------
+    async def _take_lease(self) -> None:
+        """Hold this node's lease, waiting as a standby while another instance has it.
+
+        With the database unreachable the service starts without it (and says
+        so): callers are better served by prompts than by no service.
         """
+        while True:
+            try:
+                conn = await asyncpg.connect(self.settings.database_url, timeout=self.settings.db_timeout)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("lease.database_unavailable")
+                return
+            if await self.store.try_lease(conn, self.node):
+                self._lease = conn
+                log.info("lease.acquired")
+                return
+            await conn.close()
+            log.info("lease.standby")
+            await asyncio.sleep(1)
+
+    async def _on_connected(self) -> None:
+        # Not awaited inline: the websocket must be read while we reconcile.
+        self._tasks.append(asyncio.create_task(self._reconcile(), name="reconcile"))
+
+    async def _reconcile(self) -> None:
         try:
             app = await self.ari.application()
         except AriError as exc:
             log.warning("reconcile.failed", status=exc.status)
             return
-        for channel_id in app.get("channel_ids", []):
+        live = set(app.get("channel_ids", []))
+        await self._tell_calls_about_vanished_legs(live)
+        claimed: set[str] = set()
+        try:
+            in_progress = await self.store.calls_in_progress(self.node)
+        except StoreUnavailable:
+            in_progress = []
+        for record in in_progress:
+            if record["caller_channel_id"] in self.deps.active:
+                continue
+            call_id = record["id"]
+            claimed |= {record["caller_channel_id"], record["callee_channel_id"], f"{call_id}-snoop"}
+            self._spawn(adopt_call(self.deps, record, live), f"adopted-{call_id}")
+        await asyncio.sleep(0)  # let adopted calls register their channels
+        owned_bridges = {call.bridge_id for call in self.deps.active.values()}
+        for channel_id in live - claimed:
             if not self.router.owns(channel_id):
                 try:
-                    await self.ari.hangup(channel_id, 41)
+                    await self.ari.hangup(channel_id, 34)
                     log.warning("reconcile.orphan_hung_up", channel_id=channel_id)
                 except AriError:
                     pass
-        for bridge_id in app.get("bridge_ids", []):
-            if not any(call.bridge_id == bridge_id for call in self.deps.active.values()):
+        for bridge_id in set(app.get("bridge_ids", [])) - owned_bridges:
+            if not any(bridge_id.startswith(str(r["id"])) for r in in_progress):
                 try:
                     await self.ari.destroy_bridge(bridge_id)
                 except AriError:
                     pass
+        log.info("reconcile.done", live_channels=len(live), adopted=sum(1 for r in in_progress
+                                                                         if r["caller_channel_id"] in claimed))
 
+    async def _tell_calls_about_vanished_legs(self, live: set[str]) -> None:
+        """Hangups that happened while disconnected reach no one: say them now."""
+        for call in list(self.deps.active.values()):
+            for channel_id in (call.caller_id, call.callee_id, call.snoop_id):
+                if channel_id and channel_id not in live and self.router.owns(channel_id) \
+                        and not await self.ari.channel_exists(channel_id):
+                    self.router.dispatch(Event(type="ChannelDestroyed",
+                                               channel=Channel(channel_id, "", "Down", "", "")))
+
+    async def _drop_ari(self, _request: web.Request) -> web.Response:
+        await self.stream.drop()
+        return web.json_response({"dropped": True})
+
+    # -- health and time ---------------------------------------------------------------
     async def _readiness(self) -> dict[str, bool]:
-        checks = {"ari": self.stream.connected.is_set(), "database": True}
+        checks = {"ari": self.stream.connected.is_set(), "database": True, "accepting_calls": not self.draining}
         try:
             await self.store.ping()
         except StoreUnavailable:
@@ -122,7 +217,7 @@ class Service:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM."""
+    """Run until SIGINT or SIGTERM, then drain and stop."""
     service = Service(settings)
     await service.start()
     stop = asyncio.Event()
@@ -131,5 +226,6 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        await service.drain()
     finally:
         await service.stop()

@@ -90,6 +90,18 @@ class AriClient:
     async def hangup(self, channel_id: str, cause: int | None = None) -> None:
         await self.request("DELETE", f"/channels/{channel_id}", {"reason_code": cause})
 
+    async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, label: str) -> None:
+        """Hand a channel back to the dialplan (leaving our app) at `label`."""
+        await self.request("POST", f"/channels/{channel_id}/continue",
+                           {"context": context, "extension": extension, "label": label})
+
+    async def channel_exists(self, channel_id: str) -> bool:
+        try:
+            await self.request("GET", f"/channels/{channel_id}")
+            return True
+        except AriNotFound:
+            return False
+
     async def play(self, channel_id: str, media: list[str], playback_id: str) -> None:
         await self.request(
             "POST", f"/channels/{channel_id}/play", {"media": ",".join(media), "playbackId": playback_id}

@@ -120,6 +120,7 @@ class EventStream:
         self.on_connected = on_connected
         self.connected = asyncio.Event()
         self._stop = False
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def run(self) -> None:
         attempt = 0
@@ -127,6 +128,7 @@ class EventStream:
             while not self._stop:
                 try:
                     async with http.ws_connect(self.url, heartbeat=15) as ws:
+                        self._ws = ws
                         attempt = 0
                         self.connected.set()
                         log.info("ari.connected")
@@ -158,3 +160,10 @@ class EventStream:
 
     def stop(self) -> None:
         self._stop = True
+        if self._ws is not None:
+            asyncio.ensure_future(self._ws.close())
+
+    async def drop(self) -> None:
+        """Close the current connection (fault injection); `run` reconnects."""
+        if self._ws is not None:
+            await self._ws.close()

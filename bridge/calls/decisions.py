@@ -16,6 +16,7 @@ CAUSE_NORMAL = 16
 CAUSE_USER_BUSY = 17
 CAUSE_NO_ANSWER = 19
 CAUSE_NO_USER_RESPONSE = 18
+CAUSE_TEMPORARY_FAILURE = 34  # released so: 503 Service Unavailable
 
 
 @dataclass(frozen=True)

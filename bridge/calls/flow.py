@@ -20,7 +20,7 @@ from typing import Callable
 from bridge import metrics, recordings
 from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
 from bridge.calls.decisions import (
-    CAUSE_NORMAL, Ending, ending_for_dial, ending_for_rejection, hangup_side, sound_uris,
+    CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, ending_for_dial, ending_for_rejection, hangup_side, sound_uris,
 )
 from bridge.calls.events import GONE_EVENTS, CallEvents
 from bridge.calls.out_of_session import ASKABLE, ask_business
@@ -29,7 +29,7 @@ from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.numbers import mask_number
 from bridge.sessions.resolve import Connect, Reject, RejectReason, normalize_caller, resolve_route
-from bridge.store import RecordingRow, Store, StoreUnavailable, utcnow
+from bridge.store import RecordingRow, Store, StoreError, StoreUnavailable, utcnow
 
 log = get_logger("bridge.calls")
 
@@ -50,6 +50,7 @@ class CallDeps:
     store: Store
     router: EventRouter
     settings: Settings
+    node: str = "default"  # the Asterisk this process drives (its ARI URL and app)
     active: dict[str, "CallState"] = field(default_factory=dict)
 
 
@@ -94,6 +95,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
             clog.info("call.out_of_session_asked", connect=isinstance(route, Connect))
         session = route.session
         row.insert(virtual_number=virtual_number, caller_channel_id=caller.id, started_at=started_at,
+                   asterisk_node=deps.node,
                    session_id=session.id if session else None,
                    direction=route.direction if isinstance(route, Connect) else None)
         clog = clog.bind(session_id=str(session.id) if session else None)
@@ -174,21 +176,8 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
                 call.recording_name = None
                 clog.error("recording.not_started", error=str(exc))
 
-        # 5. Talk until either side hangs up, then hang up the other.
-        first_gone = await events.wait_gone((caller.id, call.callee_id), timeout=float("inf"))
-        other = call.callee_id if first_gone == caller.id else caller.id
-        await hangup_leg(ari, call, other, CAUSE_NORMAL)
-        await events.settle_causes((caller.id, call.callee_id))
-        talk = (utcnow() - answered_at).total_seconds()
-        row.update(disposition="answered", ended_at=utcnow(), talk_seconds=round(talk, 3),
-                   hangup_by=hangup_side(first_gone, caller.id),
-                   caller_hangup_cause=events.gone.get(caller.id),
-                   callee_hangup_cause=events.gone.get(call.callee_id))
-        clog.info("call.ended", hangup_by=hangup_side(first_gone, caller.id), talk_seconds=round(talk, 1))
-
-        # 6. Move the recording out of Asterisk, verified, and index it.
-        if call.recording_name:
-            await store_recording(deps, events, call, started_at, clog)
+        # 5.-6. Talk until either side hangs up; tear down; store the recording.
+        await talk_until_hangup(deps, call, events, row, answered_at, started_at, clog)
     except (AriError, CallAborted) as exc:
         # A leg vanished under us (AriNotFound) or Asterisk refused a step:
         # the `finally` below releases whatever is left.
@@ -196,14 +185,87 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         row.update(disposition="cancelled" if events.is_gone(caller.id) else "failed",
                    ended_at=utcnow(), hangup_by="caller" if events.is_gone(caller.id) else "system")
     finally:
-        await release_everything(ari, call, events)
-        events.close()
-        deps.active.pop(caller.id, None)
-        disposition = row.fields.get("disposition", "failed")
-        metrics.calls_total.inc(disposition)
-        if session is not None:
-            row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session))
-        await row.close()
+        await finish_call(deps, call, events, row, session, webhook_url)
+
+
+async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, answered_at,
+                            started_at, clog) -> None:
+    """Steps 5 and 6 of a connected call, shared by calls adopted after a restart."""
+    ari = deps.ari
+    first_gone = await events.wait_gone((call.caller_id, call.callee_id), timeout=float("inf"))
+    other = call.callee_id if first_gone == call.caller_id else call.caller_id
+    await hangup_leg(ari, call, other, CAUSE_NORMAL)
+    await events.settle_causes((call.caller_id, call.callee_id))
+    talk = (utcnow() - answered_at).total_seconds()
+    row.update(disposition="answered", ended_at=utcnow(), talk_seconds=round(talk, 3),
+               hangup_by=hangup_side(first_gone, call.caller_id),
+               caller_hangup_cause=events.gone.get(call.caller_id),
+               callee_hangup_cause=events.gone.get(call.callee_id))
+    clog.info("call.ended", hangup_by=hangup_side(first_gone, call.caller_id), talk_seconds=round(talk, 1))
+    if call.recording_name:
+        await store_recording(deps, events, call, started_at, clog)
+
+
+async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, session,
+                      webhook_url: str | None) -> None:
+    """Whatever happened: nothing left in Asterisk, the row and events written."""
+    await release_everything(deps.ari, call, events)
+    events.close()
+    deps.active.pop(call.caller_id, None)
+    metrics.calls_total.inc(row.fields.get("disposition", "failed"))
+    if session is not None:
+        row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session))
+    await row.close()
+
+
+async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> None:
+    """Take over a call a previous process (or connection) left in progress.
+
+    Every id of a call derives from its call id, so its row is enough to find
+    its legs, bridge and recording. A bridged call whose two legs are alive
+    keeps talking and is finished as usual; anything else (still ringing, a
+    leg gone) cannot be resumed and is released as `interrupted`.
+    """
+    call = CallState(id=record["id"], caller_id=record["caller_channel_id"],
+                     callee_id=record["callee_channel_id"])
+    if call.callee_id:
+        call.bridge_id = f"{call.id}-bridge"
+    if record["recorded"]:
+        call.snoop_id, call.recording_name = f"{call.id}-snoop", f"call-{call.id}"
+    deps.active[call.caller_id] = call
+    clog = log.bind(call_id=str(call.id), session_id=str(record["session_id"]))
+    events = CallEvents(deps.router)
+    for channel_id in (call.caller_id, call.callee_id, call.snoop_id):
+        if channel_id:
+            events.watch(channel_id)
+            if channel_id not in live_channels:
+                events.gone.setdefault(channel_id, None)
+    row = CallRow(deps.store, call.id, clog, resumed_fields=record)
+    session = webhook_url = None
+    try:
+        try:
+            session = await deps.store.get_session(record["session_id"]) if record["session_id"] else None
+            webhook_url = (session.webhook_url or deps.settings.webhook_url or None) if session else None
+        except StoreError:
+            pass
+        legs_alive = call.callee_id and not events.is_gone(call.caller_id) and not events.is_gone(call.callee_id)
+        if record["answered_at"] and legs_alive:
+            clog.info("call.adopted")
+            await talk_until_hangup(deps, call, events, row, record["answered_at"], record["started_at"], clog)
+        else:
+            clog.warning("call.interrupted", answered=bool(record["answered_at"]))
+            ended = utcnow()
+            fields = {"disposition": "interrupted", "ended_at": ended, "hangup_by": "system"}
+            if record["answered_at"]:
+                fields["talk_seconds"] = round((ended - record["answered_at"]).total_seconds(), 3)
+            row.update(**fields)
+            await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
+            if call.recording_name:
+                await store_recording(deps, events, call, record["started_at"], clog)
+    except (AriError, CallAborted) as exc:
+        clog.warning("call.aborted", error=str(exc))
+    finally:
+        await finish_call(deps, call, events, row, session, webhook_url)
 
 
 def call_event_data(call: CallState, row: CallRow, session) -> dict:
@@ -325,11 +387,11 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, s
     clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))
 
 
-async def release_everything(ari: AriClient, call: CallState, events: CallEvents) -> None:
+async def release_everything(ari: AriClient, call: CallState, events: CallEvents, cause: int | None = None) -> None:
     """Whatever path the call took, leave nothing of it in Asterisk."""
     for channel_id in (call.snoop_id, call.callee_id, call.caller_id):
         if channel_id and not events.is_gone(channel_id) and channel_id not in call.released:
-            await hangup_leg(ari, call, channel_id)
+            await hangup_leg(ari, call, channel_id, cause)
     if call.bridge_id:
         try:
             await ari.destroy_bridge(call.bridge_id)

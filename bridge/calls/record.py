@@ -16,15 +16,16 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
 class CallRow:
-    def __init__(self, store: Store, call_id: uuid.UUID, log):
+    def __init__(self, store: Store, call_id: uuid.UUID, log, resumed_fields: dict | None = None):
+        """`resumed_fields`: the row as stored, for a call adopted after a restart."""
         self.store = store
         self.call_id = call_id
         self.log = log
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._drain())
-        self.inserted = False
+        self.inserted = resumed_fields is not None
         self.lost_writes = 0
-        self.fields: dict[str, Any] = {}  # the row as the call has described it so far
+        self.fields: dict[str, Any] = dict(resumed_fields or {})  # the row as described so far
 
     def insert(self, **fields: Any) -> None:
         self.fields.update(fields)

@@ -83,7 +83,7 @@ _UNAVAILABLE = (
 
 # Columns a call row may be updated with as the call progresses.
 CALL_COLUMNS = frozenset({
-    "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
+    "asterisk_node", "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
     "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
     "hangup_by", "setup_ms", "talk_seconds", "recorded",
 })
@@ -472,6 +472,16 @@ class Store:
             " WHERE $2::uuid IS NULL OR c.session_id = $2"
             " ORDER BY c.started_at DESC LIMIT $1", limit, session_id))
         return [dict(r) for r in rows]
+
+    async def calls_in_progress(self, asterisk_node: str) -> list[dict]:
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT * FROM calls WHERE disposition = 'in_progress' AND asterisk_node = $1 ORDER BY started_at",
+            asterisk_node))
+        return [dict(r) for r in rows]
+
+    async def try_lease(self, conn: asyncpg.Connection, key: str) -> bool:
+        """Take the per-Asterisk-node lease on `conn` (held while it stays open)."""
+        return await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
 
     async def call(self, call_id: uuid.UUID) -> dict:
         row = await self._run(lambda conn: conn.fetchrow(

@@ -128,6 +128,8 @@ def make_settings(workdir: Path, database: str, rtp_ports: int = 200) -> tuple[S
         "MASKING_STATE_DIR": str(workdir / "state"),
         "MASKING_DIAL_TIMEOUT": "4",
         "MASKING_LOG_LEVEL": "debug",
+        "MASKING_TEST_HOOKS": "true",  # /debug/ari/drop for fault injection
+        "MASKING_DRAIN_SECONDS": "10",
     }
     return Settings.from_env(env), env
 

@@ -1,0 +1,180 @@
+"""Calls survive faults: the ARI websocket dropping, the service killed or stopped.
+
+Each test injects its fault while a real call is up, then checks what the
+parties saw (SIPp), what Asterisk still holds, and what the database says.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from tests.integration.conftest import new_parties, wait_for_call_row
+from tests.integration.test_masked_call import assert_no_leftovers, recording_level
+
+
+class Background:
+    """Runs place_call in a thread so the test can break things meanwhile."""
+
+    def __init__(self, place_call, *args, **kwargs):
+        self.result = None
+        self.error: BaseException | None = None
+
+        def run():
+            try:
+                self.result = place_call(*args, **kwargs)
+            except BaseException as exc:  # reported by join()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float = 90):
+        self.thread.join(timeout)
+        if self.error:
+            raise self.error
+        assert self.result is not None, "the call did not finish"
+        return self.result
+
+
+def wait_until(predicate, timeout: float = 15, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not reached")
+
+
+def bridged(stack) -> bool:
+    return any(len(b.get("channels", [])) == 2 for b in stack.ari("GET", "/bridges"))
+
+
+def ringing(stack) -> bool:
+    return any(c["state"] == "Ringing" for c in stack.ari("GET", "/channels"))
+
+
+@pytest.fixture
+def restore_service(stack):
+    yield
+    if stack.service is None or stack.service.poll() is not None:
+        stack.service = None
+        stack.start_service()
+
+
+def test_a_bridged_call_keeps_talking_while_the_ari_websocket_is_down(stack, place_call, restore_service):
+    parties = new_parties(stack)
+    call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=6000)
+    wait_until(lambda: bridged(stack))
+
+    urllib.request.urlopen(urllib.request.Request(
+        f"http://127.0.0.1:{stack.settings.http_port}/debug/ari/drop", method="POST"), timeout=5)
+    result = call.join()
+
+    assert result.caller.succeeded and result.counterpart.succeeded
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
+    seconds, level = recording_level(row["recording"]["storage_path"])
+    assert seconds > 5 and level > 200
+    assert_no_leftovers(stack)
+    logs = stack.service_log.read_text()
+    assert logs.rfind('"ari.connected"') > logs.rfind('"ari.disconnected"')
+
+
+def test_a_bridged_call_survives_the_service_being_killed_and_is_finished_by_the_next(
+        stack, place_call, restore_service):
+    parties = new_parties(stack)
+    call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=8000)
+    wait_until(lambda: bridged(stack))
+
+    stack.service.kill()
+    stack.service.wait()
+    stack.service = None
+    time.sleep(1)  # the parties talk on with no service at all
+    stack.start_service()
+    result = call.join()
+
+    assert result.caller.succeeded and result.counterpart.succeeded, "the call was dropped"
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
+    assert float(row["talk_seconds"]) > 7
+    seconds, level = recording_level(row["recording"]["storage_path"])
+    assert seconds > 7 and level > 200
+    assert_no_leftovers(stack)
+
+
+def test_a_ringing_call_cut_by_a_killed_service_is_released_and_recorded_as_interrupted(
+        stack, place_call, restore_service):
+    parties = new_parties(stack)
+    call = Background(place_call, parties.a, parties.virtual_number, uac="uac_rejected.xml", uas="uas_ring.xml",
+                      uac_values={"final_status": 503, "tag": "killed-ringing"}, uas_args=())
+    wait_until(lambda: ringing(stack))
+
+    stack.service.kill()
+    stack.service.wait()
+    stack.service = None
+    stack.start_service()
+    result = call.join()
+
+    assert result.caller.succeeded, "caller was not released with 503: " + result.caller.output
+    assert result.counterpart.succeeded, "the counterpart's leg was not cancelled"
+    row = wait_for_call_row(stack, parties.virtual_number)
+    assert row["disposition"] == "interrupted" and row["ended_at"] is not None
+    assert_no_leftovers(stack)
+
+
+def test_sigterm_lets_calls_in_progress_finish_and_sends_new_callers_to_the_fallback(
+        stack, place_call, restore_service):
+    talking, late = new_parties(stack), new_parties(stack)
+    call = Background(place_call, talking.a, talking.virtual_number, uas="uas_answer.xml", talk_ms=5000)
+    wait_until(lambda: bridged(stack))
+
+    service = stack.service
+    service.terminate()
+    time.sleep(0.5)
+    newcomer = place_call(late.a, late.virtual_number, uac="uac_rejected.xml",
+                          uac_values={"final_status": 503, "tag": "draining"})
+    result = call.join()
+    service.wait(timeout=20)
+
+    assert result.caller.succeeded and result.counterpart.succeeded, "the call in progress was cut"
+    assert newcomer.caller.succeeded and newcomer.caller_rtp.level > 100, "the newcomer heard no prompt"
+    row = wait_for_call_row(stack, talking.virtual_number, with_recording=True)
+    assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
+    assert service.returncode == 0
+    assert_no_leftovers(stack)
+
+
+def test_a_second_instance_waits_as_standby_and_takes_over_when_the_first_dies(stack, place_call, tmp_path,
+                                                                               restore_service):
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.ports import free_port
+    from tests.support.stack import REPO
+
+    log_path = tmp_path / "standby.log"
+    with open(log_path, "wb") as log:
+        standby = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   env={**os.environ, **stack.env, "MASKING_HTTP_PORT": str(free_port())})
+    try:
+        wait_until(lambda: '"lease.standby"' in log_path.read_text())
+        parties = new_parties(stack)
+        place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=1000)
+        assert '"call.started"' not in log_path.read_text(), "the standby took a call"
+
+        stack.service.kill()
+        stack.service.wait()
+        stack.service = None
+        wait_until(lambda: '"ari.connected"' in log_path.read_text())
+        parties = new_parties(stack)
+        call = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=1000)
+        assert call.counterpart.succeeded
+        assert '"call.bridged"' in log_path.read_text()
+    finally:
+        standby.terminate()
+        standby.wait(timeout=20)
