@@ -6,6 +6,7 @@ Lifecycle, with faults in mind:
 - every (re)connection to ARI: reconcile (adopt calls a previous process or
   connection left in progress, release what cannot be resumed, hang up
   orphans, tell running calls about legs that vanished while disconnected);
+- database down: call-row writes wait in a spool file and are replayed;
 - SIGTERM: drain (new calls go to the dialplan fallback, calls in progress get
   `drain_seconds` to finish), then stop.
 """
@@ -21,6 +22,7 @@ from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
 from bridge.calls.flow import CallDeps, adopt_call, masked_call
+from bridge.calls.spool import Spool
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.store import Store, StoreUnavailable, utcnow
@@ -48,8 +50,9 @@ class Service:
 
     async def start(self) -> None:
         self.store = await Store.connect(self.settings.database_url, self.settings.db_timeout)
+        self.spool = Spool(self.settings.state_dir / "spool" / "calls.jsonl")
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
-                             node=self.node)
+                             node=self.node, spool=self.spool)
         app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls))
         if self.settings.test_hooks:
             app.router.add_post("/debug/ari/drop", self._drop_ari)
@@ -61,6 +64,7 @@ class Service:
         self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
+        self._tasks.append(asyncio.create_task(self._replay_spool(), name="spool-replay"))
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
 
@@ -199,6 +203,13 @@ class Service:
         except StoreUnavailable:
             checks["database"] = False
         return checks
+
+    async def _replay_spool(self) -> None:
+        """Writes kept while the database was down go in as soon as it is back."""
+        while True:
+            if self.spool.path.exists():
+                await self.spool.replay(self.store)
+            await asyncio.sleep(2)
 
     async def _expire_sessions(self) -> None:
         """Expire sessions at their time, without a cron: sleep until the next

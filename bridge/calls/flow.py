@@ -25,6 +25,7 @@ from bridge.calls.decisions import (
 from bridge.calls.events import GONE_EVENTS, CallEvents
 from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.record import CallRow
+from bridge.calls.spool import Spool
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.numbers import mask_number
@@ -51,6 +52,7 @@ class CallDeps:
     router: EventRouter
     settings: Settings
     node: str = "default"  # the Asterisk this process drives (its ARI URL and app)
+    spool: Spool | None = None  # where row writes wait while the database is down
     active: dict[str, "CallState"] = field(default_factory=dict)
 
 
@@ -80,7 +82,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
     clog.info("call.started", caller=mask_number(caller_number or caller.caller_number))
     events = CallEvents(deps.router)
     events.watch(caller.id)
-    row = CallRow(deps.store, call.id, clog)
+    row = CallRow(deps.store, call.id, clog, spool=deps.spool)
     started_at = utcnow()
     session = webhook_url = None
     try:
@@ -203,7 +205,7 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
                callee_hangup_cause=events.gone.get(call.callee_id))
     clog.info("call.ended", hangup_by=hangup_side(first_gone, call.caller_id), talk_seconds=round(talk, 1))
     if call.recording_name:
-        await store_recording(deps, events, call, started_at, clog)
+        await store_recording(deps, events, call, row, started_at, clog)
 
 
 async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, session,
@@ -240,7 +242,7 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
             events.watch(channel_id)
             if channel_id not in live_channels:
                 events.gone.setdefault(channel_id, None)
-    row = CallRow(deps.store, call.id, clog, resumed_fields=record)
+    row = CallRow(deps.store, call.id, clog, resumed_fields=record, spool=deps.spool)
     session = webhook_url = None
     try:
         try:
@@ -261,7 +263,7 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
             row.update(**fields)
             await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
             if call.recording_name:
-                await store_recording(deps, events, call, record["started_at"], clog)
+                await store_recording(deps, events, call, row, record["started_at"], clog)
     except (AriError, CallAborted) as exc:
         clog.warning("call.aborted", error=str(exc))
     finally:
@@ -361,7 +363,8 @@ async def wait_in_stasis(events: CallEvents, channel_id: str, stop_if_gone: tupl
         raise CallAborted(f"channel {channel_id} did not enter Stasis")
 
 
-async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, started_at, clog) -> None:
+async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, started_at,
+                          clog) -> None:
     ari, settings = deps.ari, deps.settings
     await hangup_leg(ari, call, call.snoop_id)
     await events.wait_for(
@@ -375,14 +378,10 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, s
         clog.error("recording.lost", error=str(exc))
         return
     recording_id = uuid.uuid4()
-    try:
-        await deps.store.insert_recording(RecordingRow(
-            id=recording_id, call_id=call.id, storage_path=str(stored.path), format=stored.format,
-            bytes=stored.bytes, duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256,
-        ))
-    except StoreUnavailable:
-        clog.error("recording.row_lost", path=str(stored.path))
-        return
+    row.recording(RecordingRow(
+        id=recording_id, call_id=call.id, storage_path=str(stored.path), format=stored.format,
+        bytes=stored.bytes, duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256,
+    ))
     call.recording_id = recording_id
     clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))
 

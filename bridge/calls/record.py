@@ -2,7 +2,8 @@
 
 Writes go through a queue drained by one task, in order (an event never
 overtakes the row it reports), so call control never waits on the database;
-a failed write is retried briefly and then logged loudly.
+a write the database refuses for a few seconds goes to the spool, to be
+replayed when it is back.
 """
 from __future__ import annotations
 
@@ -10,21 +11,25 @@ import asyncio
 import uuid
 from typing import Any
 
-from bridge.store import Store, StoreUnavailable
+from dataclasses import asdict
 
-RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+from bridge.calls.spool import Spool, apply
+from bridge.store import RecordingRow, Store, StoreUnavailable
+
+RETRY_DELAYS = (0.2, 0.5, 1.0)  # then the write goes to the spool
 
 
 class CallRow:
-    def __init__(self, store: Store, call_id: uuid.UUID, log, resumed_fields: dict | None = None):
+    def __init__(self, store: Store, call_id: uuid.UUID, log, resumed_fields: dict | None = None,
+                 spool: Spool | None = None):
         """`resumed_fields`: the row as stored, for a call adopted after a restart."""
         self.store = store
         self.call_id = call_id
         self.log = log
+        self.spool = spool
+        self.spooled = False  # once a write is spooled, the later ones follow it there
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._drain())
-        self.inserted = resumed_fields is not None
-        self.lost_writes = 0
         self.fields: dict[str, Any] = dict(resumed_fields or {})  # the row as described so far
 
     def insert(self, **fields: Any) -> None:
@@ -44,33 +49,30 @@ class CallRow:
     def touch_session(self, session_id: uuid.UUID) -> None:
         self._queue.put_nowait(("touch", {"session_id": session_id}))
 
+    def recording(self, row: RecordingRow) -> None:
+        self._queue.put_nowait(("recording", asdict(row)))
+
     async def close(self) -> None:
-        """Wait until every write has been applied (or given up on)."""
+        """Wait until every write has been applied or spooled."""
         self._queue.put_nowait(None)
         await self._task
 
     async def _drain(self) -> None:
         while (item := await self._queue.get()) is not None:
             operation, fields = item
-            if operation in ("update",) and not self.inserted:
-                # The insert was lost; an update alone would match no row.
-                self.lost_writes += 1
-                self.log.error("call.row_write_lost", operation=operation, fields=sorted(fields))
-                continue
-            for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
-                await asyncio.sleep(delay)
-                try:
-                    if operation == "insert":
-                        await self.store.insert_call(self.call_id, **fields)
-                        self.inserted = True
-                    elif operation == "update":
-                        await self.store.update_call(self.call_id, **fields)
-                    elif operation == "event":
-                        await self.store.enqueue_event(**fields)
-                    else:
-                        await self.store.touch_session(**fields)
-                    break
-                except StoreUnavailable:
-                    if attempt == len(RETRY_DELAYS):
-                        self.lost_writes += 1
-                        self.log.error("call.row_write_lost", operation=operation, fields=sorted(fields))
+            if not self.spooled:
+                for delay in (0.0, *RETRY_DELAYS):
+                    await asyncio.sleep(delay)
+                    try:
+                        await apply(self.store, self.call_id, operation, fields)
+                        break
+                    except StoreUnavailable:
+                        continue
+                else:
+                    self.spooled = True
+            if self.spooled:
+                if self.spool is None:
+                    self.log.error("call.row_write_lost", operation=operation, fields=sorted(fields))
+                    continue
+                self.spool.append(self.call_id, operation, fields)
+                self.log.warning("call.row_spooled", operation=operation)

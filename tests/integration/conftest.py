@@ -12,12 +12,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bridge.stack.asterisk import AsteriskInstance, AsteriskNotInstalled, find_install
+from bridge.config import Settings
+from bridge.stack.asterisk import AsteriskNotInstalled, find_install
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from tests.support.rtp import RtpSniffer
 from tests.support.sipp import Sipp, SippResult, render
-from tests.support.stack import Stack, create_database, drop_database, make_settings, migrate
+from tests.support.stack import Stack, create_database, drop_database, migrate, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -32,26 +33,12 @@ def pytest_collection_modifyitems(items):
 def stack(tmp_path_factory) -> Stack:
     if not shutil.which("sipp"):
         pytest.fail("sipp is not installed: run scripts/bootstrap")
-    workdir = tmp_path_factory.mktemp("stack")
-    database = f"masking_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    settings, env = make_settings(workdir, database)
     try:
-        install = find_install(settings.asterisk.asterisk_root)
+        find_install(Settings().asterisk.asterisk_root)
     except AsteriskNotInstalled as exc:
         pytest.fail(str(exc))
-    asyncio.run(create_database(database))
-    migrate(env)
-    asterisk = AsteriskInstance(settings, install)
-    asterisk.start()
-    stack = Stack(workdir=workdir, env=env, settings=settings, asterisk=asterisk)
-    try:
-        stack.start_service()
+    with running_stack(tmp_path_factory.mktemp("stack")) as stack:
         yield stack
-    finally:
-        stack.stop_service()
-        asterisk.stop()
-        shutil.rmtree(asterisk.dir, ignore_errors=True)
-        asyncio.run(drop_database(database))
 
 
 @pytest.fixture(scope="module")
@@ -136,13 +123,16 @@ class CallResult:
 
 
 @pytest.fixture
-def place_call(stack, tmp_path):
-    """Run one caller (UAC) against the stack, with an optional counterpart (UAS)."""
+def place_call(request, tmp_path):
+    """Run one caller (UAC) against a stack (the shared one unless `via` says
+    otherwise), with an optional counterpart (UAS)."""
     started: list[Sipp] = []
 
-    def place(caller_number: str, virtual_number: str, *, uac: str = "uac_call.xml", uas: str | None = None,
+    def place(caller_number: str, virtual_number: str, *, via: Stack | None = None, uac: str = "uac_call.xml",
+              uas: str | None = None,
               talk_ms: int = 3000, counterpart_talk_ms: int | None = None, uac_values: dict | None = None, uas_values: dict | None = None,
               uas_args: tuple[str, ...] = ("-rtp_echo",), timeout: float = 40) -> CallResult:
+        stack = via or request.getfixturevalue("stack")
         counterpart = None
         if uas:
             scenario = render(uas, tmp_path, **(uas_values or {}))

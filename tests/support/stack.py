@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 import json
 import os
 import signal
@@ -17,13 +18,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import asyncpg
 
 from bridge.config import Settings
-from bridge.stack.asterisk import AsteriskInstance
+from bridge.stack.asterisk import AsteriskInstance, find_install
 from tests.support.ports import free_port, free_range
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,10 +111,11 @@ class Stack:
             time.sleep(0.1)
 
 
-def make_settings(workdir: Path, database: str, rtp_ports: int = 200) -> tuple[Settings, dict[str, str]]:
+def make_settings(workdir: Path, database: str, rtp_ports: int = 200,
+                  admin_dsn: str = ADMIN_DSN) -> tuple[Settings, dict[str, str]]:
     rtp_start, rtp_end = free_range(rtp_ports)
     env = {
-        "MASKING_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
+        "MASKING_DATABASE_URL": admin_dsn.rsplit("/", 1)[0] + f"/{database}",
         "MASKING_DB_TIMEOUT": "2",
         "MASKING_ARI_PORT": str(free_port()),
         "MASKING_ARI_PASSWORD": uuid.uuid4().hex,
@@ -134,8 +138,8 @@ def make_settings(workdir: Path, database: str, rtp_ports: int = 200) -> tuple[S
     return Settings.from_env(env), env
 
 
-async def create_database(name: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
+async def create_database(name: str, admin_dsn: str = ADMIN_DSN) -> None:
+    conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -143,8 +147,8 @@ async def create_database(name: str) -> None:
         await conn.close()
 
 
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
+async def drop_database(name: str, admin_dsn: str = ADMIN_DSN) -> None:
+    conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -156,5 +160,28 @@ def migrate(env: dict[str, str]) -> None:
                    env={**os.environ, **env}, check=True, capture_output=True)
 
 
-def run_async(coro):
-    return asyncio.run(coro)
+@contextmanager
+def running_stack(workdir: Path, admin_dsn: str = ADMIN_DSN, rtp_ports: int = 200,
+                  **env_overrides: str) -> Iterator[Stack]:
+    """Database, Asterisk and service on free ports; everything removed after."""
+    database = f"masking_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    settings, env = make_settings(workdir, database, rtp_ports, admin_dsn)
+    env.update(env_overrides)
+    settings = Settings.from_env(env)
+    install = find_install(settings.asterisk.asterisk_root)
+    asyncio.run(create_database(database, admin_dsn))
+    migrate(env)
+    asterisk = AsteriskInstance(settings, install)
+    stack = Stack(workdir=workdir, env=env, settings=settings, asterisk=asterisk)
+    try:
+        asterisk.start()
+        stack.start_service()
+        yield stack
+    finally:
+        stack.stop_service()
+        asterisk.stop()
+        shutil.rmtree(asterisk.dir, ignore_errors=True)
+        try:
+            asyncio.run(drop_database(database, admin_dsn))
+        except (OSError, asyncpg.PostgresError):
+            pass  # a test may have taken the server away

@@ -1,0 +1,119 @@
+"""Call-row writes that could not reach PostgreSQL, kept on disk until they can.
+
+One JSON line per write, appended and fsynced, in the order the call made
+them; the service replays the file when the database answers again. Replay is
+idempotent: an insert that had in fact landed is skipped, updates re-apply the
+same values, events are delivered at least once (receivers drop duplicates by
+event id).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bridge.logs import get_logger
+from bridge.store import RecordingRow, Store, StoreUnavailable
+
+log = get_logger("bridge.spool")
+MAX_BYTES = 64 * 1024 * 1024
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$dt"}:
+            return datetime.fromisoformat(value["$dt"])
+        if set(value) == {"$uuid"}:
+            return uuid.UUID(value["$uuid"])
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
+class Spool:
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    def __len__(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
+
+    def append(self, call_id: uuid.UUID, operation: str, fields: dict[str, Any]) -> None:
+        """Keep one write; the only place a write can still be lost is a full disk,
+        and that is logged as an error."""
+        line = json.dumps({"call_id": str(call_id), "op": operation, "fields": _encode(fields)}) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size + len(line) > MAX_BYTES:
+            log.error("spool.full", call_id=str(call_id), operation=operation)
+            return
+        with open(self.path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    async def replay(self, store: Store) -> int:
+        """Apply spooled writes in order until done or the database fails again."""
+        async with self._lock:
+            try:
+                lines = self.path.read_text().splitlines()
+            except FileNotFoundError:
+                return 0
+            done = 0
+            for line in lines:
+                entry = json.loads(line)
+                try:
+                    await apply(store, uuid.UUID(entry["call_id"]), entry["op"], _decode(entry["fields"]))
+                except StoreUnavailable:
+                    break
+                done += 1
+            rest = lines[done:]
+            if rest:
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text("".join(r + "\n" for r in rest))
+                os.replace(tmp, self.path)
+            else:
+                self.path.unlink(missing_ok=True)
+            if done:
+                log.info("spool.replayed", writes=done, remaining=len(rest))
+            return done
+
+
+async def apply(store: Store, call_id: uuid.UUID, operation: str, fields: dict[str, Any]) -> None:
+    """One call-row write; shared by the live writer and the replay."""
+    if operation == "insert":
+        try:
+            await store.insert_call(call_id, **fields)
+        except asyncpg.UniqueViolationError:
+            pass  # it had landed before the connection failed
+    elif operation == "update":
+        await store.update_call(call_id, **fields)
+    elif operation == "event":
+        await store.enqueue_event(**fields)
+    elif operation == "touch":
+        await store.touch_session(**fields)
+    elif operation == "recording":
+        try:
+            await store.insert_recording(RecordingRow(**fields))
+        except asyncpg.UniqueViolationError:
+            pass
+    else:
+        raise ValueError(f"unknown spooled operation {operation!r}")

@@ -1,0 +1,75 @@
+"""PostgreSQL going away: callers get a prompt, calls go on, no record is lost.
+
+These tests run a stack of their own on a PostgreSQL cluster of their own,
+which they stop and start; the shared server is never touched.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import new_parties, wait_for_call_row
+from tests.integration.test_faults import Background, bridged, wait_until
+from tests.integration.test_masked_call import assert_no_leftovers
+from tests.support.postgres import Cluster
+from tests.support.stack import running_stack
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory):
+    cluster = Cluster()
+    cluster.start()
+    try:
+        with running_stack(tmp_path_factory.mktemp("outage"), admin_dsn=cluster.dsn(),
+                           MASKING_DB_TIMEOUT="1") as stack:
+            yield stack, cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def database_back(outage):
+    """Whatever the test did, the server is up again afterwards."""
+    yield
+    stack, cluster = outage
+    try:
+        cluster.start()
+    except Exception:
+        pass  # already running
+
+
+def test_a_caller_arriving_while_the_database_is_down_hears_a_prompt_and_the_row_appears_later(
+        outage, place_call, database_back):
+    stack, cluster = outage
+    parties = new_parties(stack)
+    cluster.stop()
+
+    call = place_call(parties.a, parties.virtual_number, via=stack, uac="uac_rejected.xml",
+                      uac_values={"final_status": 503, "tag": "db-down"})
+
+    assert call.caller.succeeded, call.caller.output
+    assert call.caller_rtp.level > 100, "caller heard no prompt"
+    assert stack.service.poll() is None, "the service died with the database"
+    assert_no_leftovers(stack)
+    cluster.start()
+    row = wait_for_call_row(stack, parties.virtual_number, timeout=30)
+    assert row["disposition"] == "rejected" and row["reject_reason"] == "database_unavailable"
+
+
+def test_a_bridged_call_goes_on_when_the_database_dies_and_its_record_is_complete_after(
+        outage, place_call, database_back):
+    stack, cluster = outage
+    parties = new_parties(stack)
+    call = Background(place_call, parties.a, parties.virtual_number, via=stack, uas="uas_answer.xml",
+                      talk_ms=5000)
+    wait_until(lambda: bridged(stack))
+
+    cluster.stop()
+    result = call.join()
+    assert result.caller.succeeded and result.counterpart.succeeded, "the call was dropped"
+    assert_no_leftovers(stack)
+    cluster.start()
+
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
+    assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
+    assert row["recording"]["bytes"] > 0
+    assert '"call.row_spooled"' in stack.service_log.read_text()
