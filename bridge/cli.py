@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(sub, "serve", cmd_serve, "run the bridge (ARI app, HTTP API, webhooks)")
     p.add_argument("--migrate", action="store_true", help="create and migrate the database first")
+    command(sub, "serve-agi", cmd_serve_agi, "run only the FastAGI fallback (a standby for the dialplan)")
     command(sub, "run", cmd_run, "run everything on this machine: Asterisk, database, bridge")
     command(sub, "doctor", cmd_doctor, "check ARI, AMI, database and recording store")
 
@@ -178,6 +179,13 @@ async def cmd_serve(settings: Settings, args) -> int:
     if args.migrate:
         await cmd_db_upgrade(settings, args)
     await serve(settings)
+    return 0
+
+
+async def cmd_serve_agi(settings: Settings, _args) -> int:
+    from bridge.service import serve_agi
+
+    await serve_agi(settings)
     return 0
 
 

@@ -62,6 +62,9 @@ class Settings:
     ami_password: str = "masking-dev-secret"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # FastAGI fallback, used by the dialplan when the Stasis app is not registered.
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
     outbound_endpoint: str = "carrier-out"
     dial_timeout: int = 30
     recording_dir: Path = Path(".run/recordings")
@@ -109,6 +112,7 @@ class Settings:
             "MASKING_ARI_PORT": self.ari_port,
             "MASKING_AMI_PORT": self.ami_port,
             "MASKING_HTTP_PORT": self.http_port,
+            "MASKING_AGI_PORT": self.agi_port,
             "MASKING_SIP_PORT": self.asterisk.sip_port,
             "MASKING_OUTBOUND_PORT": self.asterisk.outbound_port,
             "MASKING_RTP_START": self.asterisk.rtp_start,

@@ -18,6 +18,7 @@ import signal
 import asyncpg
 from aiohttp import web
 
+from bridge.agi import FallbackAgi
 from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
@@ -59,6 +60,10 @@ class Service:
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         await web.TCPSite(self._http, self.settings.http_host, self.settings.http_port).start()
+        # The fallback serves calls whenever the Stasis app is not registered:
+        # also while this instance waits as a standby.
+        self.agi = FallbackAgi(self.store, self.ari, self.settings, self.node, self.spool)
+        await self.agi.start()
         await self._take_lease()
         self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
         self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts)
@@ -86,6 +91,7 @@ class Service:
             task.cancel()
         if self._http:
             await self._http.cleanup()
+        await self.agi.stop()
         await self.ari.close()
         if self._lease is not None:
             await self._lease.close()
@@ -225,6 +231,24 @@ class Service:
             except StoreUnavailable:
                 delay = 5.0
             await asyncio.sleep(delay)
+
+
+async def serve_agi(settings: Settings) -> None:
+    """Only the FastAGI fallback (for a standby host), until SIGINT or SIGTERM."""
+    store = await Store.connect(settings.database_url, settings.db_timeout)
+    ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app)
+    agi = FallbackAgi(store, ari, settings, f"{settings.ari_url}/{settings.ari_app}",
+                      Spool(settings.state_dir / "spool" / "calls-agi.jsonl"))
+    await agi.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await agi.stop()
+        await ari.close()
+        await store.close()
 
 
 async def serve(settings: Settings) -> None:

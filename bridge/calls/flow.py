@@ -87,14 +87,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
     session = webhook_url = None
     try:
         # 1. Who is calling whom?
-        try:
-            lookup = await deps.store.route_lookup(virtual_number, caller_number)
-            route = resolve_route(lookup, caller_number, utcnow())
-        except StoreUnavailable:
-            route = Reject(RejectReason.DATABASE_UNAVAILABLE)
-        if isinstance(route, Reject) and route.reason in ASKABLE and settings.out_of_session_url:
-            route = await ask_business(deps.store, settings, virtual_number, caller_number, route)
-            clog.info("call.out_of_session_asked", connect=isinstance(route, Connect))
+        route = await resolve(deps.store, settings, virtual_number, caller_number, clog)
         session = route.session
         row.insert(virtual_number=virtual_number, caller_channel_id=caller.id, started_at=started_at,
                    asterisk_node=deps.node,
@@ -188,6 +181,20 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
                    ended_at=utcnow(), hangup_by="caller" if events.is_gone(caller.id) else "system")
     finally:
         await finish_call(deps, call, events, row, session, webhook_url)
+
+
+async def resolve(store: Store, settings: Settings, virtual_number: str, caller_number: str | None,
+                  clog) -> Connect | Reject:
+    """The route for a call, the same whichever path carries it (ARI or FastAGI)."""
+    try:
+        lookup = await store.route_lookup(virtual_number, caller_number)
+        route = resolve_route(lookup, caller_number, utcnow())
+    except StoreUnavailable:
+        route = Reject(RejectReason.DATABASE_UNAVAILABLE)
+    if isinstance(route, Reject) and route.reason in ASKABLE and settings.out_of_session_url:
+        route = await ask_business(store, settings, virtual_number, caller_number, route)
+        clog.info("call.out_of_session_asked", connect=isinstance(route, Connect))
+    return route
 
 
 async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, answered_at,

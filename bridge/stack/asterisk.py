@@ -116,6 +116,10 @@ def template_values(settings: Settings, install: AsteriskInstall, instance_dir: 
         ami_password=settings.ami_password,
         ami_permit="127.0.0.0/255.0.0.0" if settings.ami_host.startswith("127.") else "0.0.0.0/0.0.0.0",
         prompt_unavailable=settings.prompts.unavailable,
+        agi_host=settings.agi_host,
+        agi_port=str(settings.agi_port),
+        dial_timeout=str(settings.dial_timeout),
+        outbound_endpoint=settings.outbound_endpoint,
     )
     return values
 

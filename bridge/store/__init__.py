@@ -83,7 +83,7 @@ _UNAVAILABLE = (
 
 # Columns a call row may be updated with as the call progresses.
 CALL_COLUMNS = frozenset({
-    "asterisk_node", "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
+    "asterisk_node", "path", "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
     "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
     "hangup_by", "setup_ms", "talk_seconds", "recorded",
 })

@@ -160,7 +160,8 @@ def test_a_second_instance_waits_as_standby_and_takes_over_when_the_first_dies(s
     with open(log_path, "wb") as log:
         standby = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT,
-                                   env={**os.environ, **stack.env, "MASKING_HTTP_PORT": str(free_port())})
+                                   env={**os.environ, **stack.env, "MASKING_HTTP_PORT": str(free_port()),
+                                        "MASKING_AGI_PORT": str(free_port())})
     try:
         wait_until(lambda: '"lease.standby"' in log_path.read_text())
         parties = new_parties(stack)
@@ -178,3 +179,46 @@ def test_a_second_instance_waits_as_standby_and_takes_over_when_the_first_dies(s
     finally:
         standby.terminate()
         standby.wait(timeout=20)
+
+
+def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_prompt(
+        stack, place_call, restore_service, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import query
+    from tests.integration.test_masked_call import number_forms
+    from tests.support.stack import REPO
+
+    stack.stop_service()
+    log_path = tmp_path / "agi.log"
+    with open(log_path, "wb") as log:
+        agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ, **stack.env})
+    try:
+        wait_until(lambda: '"agi.listening"' in log_path.read_text())
+        parties = new_parties(stack)
+        call = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=3000)
+
+        assert call.caller.succeeded and call.counterpart.succeeded, call.counterpart.output
+        invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
+        assert f"<sip:{parties.virtual_number}@" in invite
+        received = "\n".join(call.counterpart.received())
+        assert not any(form in received for form in number_forms(parties.a)), "caller's number leaked"
+        assert call.counterpart_rtp.level > 200, "no media through the fallback"
+        row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+        assert row["path"] == "agi" and row["disposition"] == "answered"
+        assert row["recording"]["bytes"] > 8000
+    finally:
+        agi.terminate()
+        agi.wait(timeout=20)
+
+    # Nothing answers the fallback either: the caller still hears a prompt.
+    parties = new_parties(stack)
+    call = place_call(parties.a, parties.virtual_number, uac="uac_rejected.xml",
+                      uac_values={"final_status": 503, "tag": "nothing-up"})
+    assert call.caller.succeeded and call.caller_rtp.level > 100
+    assert query(stack.dsn, "SELECT count(*) AS n FROM calls WHERE virtual_number = $1",
+                 parties.virtual_number)[0]["n"] == 0
+    assert_no_leftovers(stack)

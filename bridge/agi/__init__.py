@@ -1,0 +1,131 @@
+"""FastAGI fallback: masked calls when the Stasis application is not registered.
+
+The dialplan (dialplan/extensions.conf) calls `agi://.../route` when Stasis()
+fails. The route is decided by the same code as the ARI path
+(`bridge.calls.flow.resolve`), and the call is written to `calls` with
+`path = 'agi'`. The dialplan then dials with the virtual number as caller ID
+and records with MixMonitor into Asterisk's recordings directory; `h` calls
+`agi://.../finish`, which completes the row and moves the recording into the
+store over ARI's REST interface, as for any call.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+from panoramisk import fast_agi
+
+from bridge import recordings
+from bridge.ari import AriClient, AriError
+from bridge.calls.decisions import ending_for_dial, ending_for_rejection
+from bridge.calls.flow import resolve
+from bridge.calls.record import CallRow
+from bridge.calls.spool import Spool
+from bridge.config import Settings
+from bridge.logs import get_logger
+from bridge.privacy.numbers import mask_number
+from bridge.sessions.resolve import Connect, normalize_caller
+from bridge.store import RecordingRow, Store, utcnow
+
+log = get_logger("bridge.agi")
+DIAL_OUTCOMES = ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION")
+DISPOSITIONS = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "cancelled"}
+
+
+class FallbackAgi:
+    def __init__(self, store: Store, ari: AriClient, settings: Settings, node: str, spool: Spool | None):
+        self.store, self.ari, self.settings, self.node, self.spool = store, ari, settings, node, spool
+        self.app = fast_agi.Application()
+        self.app.add_route("route", self.route)
+        self.app.add_route("finish", self.finish)
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        """Listen; a port already taken (another instance on this host) is
+        logged, not fatal: the fallback is a second line, not the first."""
+        try:
+            self._server = await asyncio.start_server(self.app.handler, self.settings.agi_host,
+                                                      self.settings.agi_port)
+        except OSError as exc:
+            log.error("agi.unavailable", port=self.settings.agi_port, error=exc.strerror)
+            return
+        log.info("agi.listening", port=self.settings.agi_port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def route(self, request) -> None:
+        headers = request.headers
+        virtual_number = headers.get("agi_extension", "")
+        caller_number = normalize_caller(headers.get("agi_callerid", ""), self.settings.default_region)
+        call_id = uuid.uuid4()
+        clog = log.bind(call_id=str(call_id), virtual_number=virtual_number, path="agi")
+        route = await resolve(self.store, self.settings, virtual_number, caller_number, clog)
+        session = route.session
+        row = CallRow(self.store, call_id, clog, spool=self.spool)
+        row.insert(virtual_number=virtual_number, caller_channel_id=headers.get("agi_uniqueid", ""),
+                   started_at=utcnow(), asterisk_node=self.node, path="agi",
+                   session_id=session.id if session else None,
+                   direction=route.direction if isinstance(route, Connect) else None)
+        variables = {"MASKING_CALL_ID": str(call_id)}
+        if isinstance(route, Connect):
+            variables.update(MASKING_DIAL=f"PJSIP/{route.counterpart}@{self.settings.outbound_endpoint}",
+                             MASKING_CLI=virtual_number, MASKING_RECORD="1" if session.record else "0",
+                             MASKING_RECORDING=f"call-{call_id}.{self.settings.recording_format}")
+            for status in DIAL_OUTCOMES:
+                ending = ending_for_dial(status, None, self.settings.prompts)
+                variables[f"MASKING_PROMPT_{status}"] = ending.prompt
+                variables[f"MASKING_CAUSE_{status}"] = str(ending.cause)
+            row.update(recorded=session.record)
+            clog.info("call.resolved", outcome="connect", counterpart=mask_number(route.counterpart))
+        else:
+            ending = ending_for_rejection(route.reason, self.settings.prompts)
+            variables.update(MASKING_PROMPT=ending.prompt, MASKING_CAUSE=str(ending.cause))
+            row.update(disposition="rejected", reject_reason=route.reason.value, hangup_by="system",
+                       caller_hangup_cause=ending.cause)
+            clog.info("call.rejected", reason=route.reason.value)
+        await row.close()
+        for name, value in variables.items():
+            await request.send_command(f'SET VARIABLE {name} "{value}"')
+
+    async def finish(self, request) -> None:
+        values = {}
+        for name in ("MASKING_CALL_ID", "DIALSTATUS", "ANSWEREDTIME", "HANGUPCAUSE", "MASKING_RECORD"):
+            result = await request.send_command(f"GET VARIABLE {name}")
+            values[name] = result.get("result", ("", ""))[1] if result.get("result", ("0",))[0] == "1" else ""
+        try:
+            call_id = uuid.UUID(values["MASKING_CALL_ID"])
+        except ValueError:
+            return
+        clog = log.bind(call_id=str(call_id), path="agi")
+        row = CallRow(self.store, call_id, clog, spool=self.spool)
+        ended = utcnow()
+        status = values["DIALSTATUS"]
+        fields = {"ended_at": ended, "dial_status": status or None,
+                  "caller_hangup_cause": int(values["HANGUPCAUSE"]) if values["HANGUPCAUSE"].isdigit() else None}
+        if status:  # it was dialed (a rejected call's row is complete already)
+            fields["disposition"] = DISPOSITIONS.get(status, "failed")
+            if status == "ANSWER" and values["ANSWEREDTIME"].isdigit():
+                talk = int(values["ANSWEREDTIME"])
+                fields.update(answered_at=ended - timedelta(seconds=talk), talk_seconds=talk)
+        row.update(**fields)
+        clog.info("call.ended", disposition=fields.get("disposition"))
+        if values["MASKING_RECORD"] == "1" and status == "ANSWER":
+            await self._store_recording(call_id, row, clog)
+        await row.close()
+
+    async def _store_recording(self, call_id: uuid.UUID, row: CallRow, clog) -> None:
+        fmt = self.settings.recording_format
+        dest = recordings.storage_path(self.settings.recording_dir, call_id, utcnow(), fmt)
+        try:
+            stored = await recordings.collect(self.ari, f"call-{call_id}", dest, fmt)
+        except (AriError, recordings.RecordingInvalid, OSError) as exc:
+            clog.error("recording.lost", error=str(exc))
+            return
+        row.recording(RecordingRow(id=uuid.uuid4(), call_id=call_id, storage_path=str(stored.path),
+                                   format=stored.format, bytes=stored.bytes,
+                                   duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256))
+        clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))
