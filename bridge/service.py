@@ -19,6 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from bridge.agi import FallbackAgi
+from bridge.ami import AsteriskMonitor
 from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
@@ -51,10 +52,13 @@ class Service:
 
     async def start(self) -> None:
         self.store = await Store.connect(self.settings.database_url, self.settings.db_timeout)
+        self.asterisk = AsteriskMonitor(self.settings)
+        self.asterisk.start()
         self.spool = Spool(self.settings.state_dir / "spool" / "calls.jsonl")
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
                              node=self.node, spool=self.spool)
-        app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls))
+        app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls),
+                       extra_metrics=self.asterisk.metrics)
         if self.settings.test_hooks:
             app.router.add_post("/debug/ari/drop", self._drop_ari)
         self._http = web.AppRunner(app, access_log=None)
@@ -92,6 +96,7 @@ class Service:
         if self._http:
             await self._http.cleanup()
         await self.agi.stop()
+        self.asterisk.stop()
         await self.ari.close()
         if self._lease is not None:
             await self._lease.close()
@@ -194,7 +199,7 @@ class Service:
             for channel_id in (call.caller_id, call.callee_id, call.snoop_id):
                 if channel_id and channel_id not in live and self.router.owns(channel_id) \
                         and not await self.ari.channel_exists(channel_id):
-                    self.router.dispatch(Event(type="ChannelDestroyed",
+                    self.router.dispatch(Event(type="ChannelVanished",
                                                channel=Channel(channel_id, "", "Down", "", "")))
 
     async def _drop_ari(self, _request: web.Request) -> web.Response:
@@ -203,7 +208,8 @@ class Service:
 
     # -- health and time ---------------------------------------------------------------
     async def _readiness(self) -> dict[str, bool]:
-        checks = {"ari": self.stream.connected.is_set(), "database": True, "accepting_calls": not self.draining}
+        checks = {"ari": self.stream.connected.is_set(), "asterisk": self.asterisk.fully_booted,
+                  "database": True, "accepting_calls": not self.draining}
         try:
             await self.store.ping()
         except StoreUnavailable:

@@ -28,16 +28,19 @@ STORE = web.AppKey("store", Store)
 SETTINGS = web.AppKey("settings", Settings)
 READINESS = web.AppKey("readiness", object)
 ACTIVE_CALLS = web.AppKey("active_calls", object)
+EXTRA_METRICS = web.AppKey("extra_metrics", object)
 API_KEY = web.RequestKey("api_key", dict)
 
 
 def make_app(store: Store, settings: Settings,
              readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
-             active_calls: Callable[[], int] = lambda: 0) -> web.Application:
+             active_calls: Callable[[], int] = lambda: 0,
+             extra_metrics: Callable[[], list[str]] = lambda: []) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=64 * 1024)
     app[STORE], app[SETTINGS] = store, settings
     app[READINESS] = readiness or (lambda: _database_ready(store))
     app[ACTIVE_CALLS] = active_calls
+    app[EXTRA_METRICS] = extra_metrics
     r = app.router
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
@@ -243,7 +246,8 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_endpoint(request: web.Request) -> web.Response:
     lines = [*metrics.calls_total.render(), *metrics.call_setup_seconds.render(),
              *metrics.webhook_failures_total.render(), *metrics.webhooks_delivered_total.render(),
-             *metrics.gauge("masking_active_calls", "Calls in progress.", request.app[ACTIVE_CALLS]())]
+             *metrics.gauge("masking_active_calls", "Calls in progress.", request.app[ACTIVE_CALLS]()),
+             *request.app[EXTRA_METRICS]()]
     try:
         pool = await request.app[STORE].pool_counts()
         lines += metrics.gauge("masking_pool_numbers_in_use", "Pool numbers with live sessions.", pool["in_use"])

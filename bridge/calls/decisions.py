@@ -17,6 +17,9 @@ CAUSE_USER_BUSY = 17
 CAUSE_NO_ANSWER = 19
 CAUSE_NO_USER_RESPONSE = 18
 CAUSE_TEMPORARY_FAILURE = 34  # released so: 503 Service Unavailable
+# The cause Asterisk 22 gives every channel it hangs up when it shuts down
+# (`core stop`, a restart): measured here; a party's own hangup gives 16.
+CAUSE_ASTERISK_SHUTDOWN = 4
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,12 @@ def sound_uris(prompt: str) -> list[str]:
 
 def hangup_side(first_gone: str, caller_id: str) -> str:
     return "caller" if first_gone == caller_id else "callee"
+
+
+def ended_by_asterisk(first_gone_cause: int | None, vanished: bool) -> bool:
+    """Did the call end because Asterisk went away, rather than a party hanging up?
+
+    Either the leg disappeared without a hangup we saw (Asterisk died while we
+    were disconnected), or Asterisk hung it up while shutting down.
+    """
+    return vanished or first_gone_cause == CAUSE_ASTERISK_SHUTDOWN

@@ -10,7 +10,9 @@ from bridge.logs import get_logger
 
 log = get_logger("bridge.calls")
 
-GONE_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+# ChannelVanished is ours: a leg found missing on reconnect (Asterisk restarted,
+# or it hung up while we were disconnected).
+GONE_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest", "ChannelVanished"})
 
 
 class CallEvents:
@@ -22,6 +24,7 @@ class CallEvents:
         self.channels: set[str] = set()
         self.gone: dict[str, int | None] = {}  # channel id -> hangup cause (if known)
         self.gone_order: list[str] = []
+        self.vanished: set[str] = set()  # legs that went without a hangup we saw
 
     def watch(self, channel_id: str) -> None:
         """Own `channel_id`; call before creating it so no event is missed."""
@@ -41,6 +44,8 @@ class CallEvents:
         if channel is None or channel.id not in self.channels:
             return
         if event.type in GONE_EVENTS:
+            if event.type == "ChannelVanished" and channel.id not in self.gone:
+                self.vanished.add(channel.id)
             if channel.id not in self.gone:
                 self.gone[channel.id] = None
                 self.gone_order.append(channel.id)

@@ -20,7 +20,7 @@ from typing import Callable
 from bridge import metrics, recordings
 from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
 from bridge.calls.decisions import (
-    CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, ending_for_dial, ending_for_rejection, hangup_side, sound_uris,
+    CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, ended_by_asterisk, ending_for_dial, ending_for_rejection, hangup_side, sound_uris,
 )
 from bridge.calls.events import GONE_EVENTS, CallEvents
 from bridge.calls.out_of_session import ASKABLE, ask_business
@@ -206,11 +206,15 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
     await hangup_leg(ari, call, other, CAUSE_NORMAL)
     await events.settle_causes((call.caller_id, call.callee_id))
     talk = (utcnow() - answered_at).total_seconds()
-    row.update(disposition="answered", ended_at=utcnow(), talk_seconds=round(talk, 3),
-               hangup_by=hangup_side(first_gone, call.caller_id),
-               caller_hangup_cause=events.gone.get(call.caller_id),
-               callee_hangup_cause=events.gone.get(call.callee_id))
-    clog.info("call.ended", hangup_by=hangup_side(first_gone, call.caller_id), talk_seconds=round(talk, 1))
+    if ended_by_asterisk(events.gone.get(first_gone), first_gone in events.vanished):
+        row.update(disposition="interrupted", ended_at=utcnow(), talk_seconds=round(talk, 3), hangup_by="system")
+        clog.warning("call.interrupted", answered=True)
+    else:
+        row.update(disposition="answered", ended_at=utcnow(), talk_seconds=round(talk, 3),
+                   hangup_by=hangup_side(first_gone, call.caller_id),
+                   caller_hangup_cause=events.gone.get(call.caller_id),
+                   callee_hangup_cause=events.gone.get(call.callee_id))
+        clog.info("call.ended", hangup_by=hangup_side(first_gone, call.caller_id), talk_seconds=round(talk, 1))
     if call.recording_name:
         await store_recording(deps, events, call, row, started_at, clog)
 

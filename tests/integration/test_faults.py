@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -221,4 +222,34 @@ def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_promp
     assert call.caller.succeeded and call.caller_rtp.level > 100
     assert query(stack.dsn, "SELECT count(*) AS n FROM calls WHERE virtual_number = $1",
                  parties.virtual_number)[0]["n"] == 0
+    assert_no_leftovers(stack)
+
+
+def test_an_asterisk_restart_is_noticed_its_calls_are_marked_interrupted_and_service_resumes(
+        stack, place_call, restore_service):
+    import json
+
+    parties = new_parties(stack)
+    call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=8000)
+    wait_until(lambda: bridged(stack))
+
+    stack.asterisk.stop()
+    stack.asterisk.start()
+    call.join()  # both SIPps lose their dialog; how they end is not the point
+
+    row = wait_for_call_row(stack, parties.virtual_number, timeout=40)
+    assert row["disposition"] == "interrupted" and row["ended_at"] is not None, {k: row[k] for k in ("hangup_by", "caller_hangup_cause", "callee_hangup_cause")}
+
+    def ready():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{stack.settings.http_port}/readyz", timeout=5) as r:
+                return json.loads(r.read())["ready"]
+        except urllib.error.HTTPError:  # 503 until ARI and AMI are back
+            return False
+    wait_until(ready, timeout=30)
+    logs = stack.service_log.read_text()
+    assert '"asterisk.shutdown"' in logs and logs.rfind('"ari.connected"') > logs.rfind('"ari.disconnected"')
+    parties = new_parties(stack)
+    after = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=1000)
+    assert after.counterpart.succeeded, "calls do not work again after the restart"
     assert_no_leftovers(stack)

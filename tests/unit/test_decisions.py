@@ -80,3 +80,12 @@ def test_hangup_side_is_caller_when_the_caller_leg_went_first():
 
 def test_hangup_side_is_callee_when_the_other_leg_went_first():
     assert hangup_side("chan-2", "chan-1") == "callee"
+
+
+def test_a_call_is_ended_by_asterisk_when_its_leg_vanished_or_asterisk_shut_down():
+    from bridge.calls.decisions import CAUSE_ASTERISK_SHUTDOWN, ended_by_asterisk
+
+    assert ended_by_asterisk(None, vanished=True)
+    assert ended_by_asterisk(CAUSE_ASTERISK_SHUTDOWN, vanished=False)
+    assert not ended_by_asterisk(16, vanished=False)
+    assert not ended_by_asterisk(None, vanished=False)

@@ -1,0 +1,69 @@
+"""Asterisk's own state, watched over AMI (panoramisk).
+
+ARI says whether our application is connected; AMI says what Asterisk itself
+is doing: fully booted, reloading a module, shutting down. The service shows
+it in `/readyz` and `/metrics`; `masking doctor` reads the same state.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from panoramisk import Manager
+
+from bridge.config import Settings
+from bridge.logs import get_logger
+from bridge.store import utcnow
+
+log = get_logger("bridge.ami")
+
+
+class AsteriskMonitor:
+    def __init__(self, settings: Settings):
+        self.state = "disconnected"  # disconnected | booted | shutting_down
+        self.reloads = 0
+        self.last_change: datetime | None = None
+        self.manager = Manager(
+            host=settings.ami_host, port=settings.ami_port, username=settings.ami_user,
+            secret=settings.ami_password, ping_delay=5, reconnect_timeout=2,
+            on_disconnect=self._disconnected, log=logging.getLogger("bridge.ami.panoramisk"))
+        self.manager.register_event("FullyBooted", self._booted)
+        self.manager.register_event("Shutdown", self._shutting_down)
+        self.manager.register_event("Reload", self._reloaded)
+
+    @property
+    def fully_booted(self) -> bool:
+        return self.state == "booted"
+
+    def start(self) -> None:
+        self.manager.connect()
+
+    def stop(self) -> None:
+        self.manager.connect = lambda *args, **kwargs: None  # panoramisk reconnects after close()
+        self.manager.close()
+
+    def _set(self, state: str) -> None:
+        if state != self.state:
+            log.info("asterisk.state", state=state, previous=self.state)
+            self.state, self.last_change = state, utcnow()
+
+    def _booted(self, _manager, _event) -> None:
+        self._set("booted")
+
+    def _shutting_down(self, _manager, event) -> None:
+        log.warning("asterisk.shutdown", restart=event.get("Restart"))
+        self._set("shutting_down")
+
+    def _reloaded(self, _manager, event) -> None:
+        self.reloads += 1
+        log.info("asterisk.reload", module=event.get("Module"), status=event.get("Status"))
+
+    def _disconnected(self, _manager, _exc) -> None:
+        self._set("disconnected")
+
+    def metrics(self) -> list[str]:
+        from bridge.metrics import gauge
+
+        return [*gauge("masking_asterisk_fully_booted", "1 while AMI reports Asterisk fully booted.",
+                       1 if self.fully_booted else 0),
+                *gauge("masking_asterisk_reloads", "Reloads seen since the service started.", self.reloads)]
