@@ -23,8 +23,8 @@ from bridge.ami import AsteriskMonitor
 from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
-from bridge.calls.flow import CallDeps, adopt_call, masked_call
-from bridge.calls.spool import Spool
+from bridge.calls.flow import CallDeps, adopt_call, collect_left_recording, masked_call
+from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.store import Store, StoreUnavailable, utcnow
@@ -46,6 +46,7 @@ class Service:
         self.store: Store | None = None
         self.deps: CallDeps | None = None
         self.draining = False
+        self._asterisk_started: str | None = None  # Asterisk's startup time, to notice restarts
         self._lease: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task] = []
         self._http: web.AppRunner | None = None
@@ -73,7 +74,7 @@ class Service:
         self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
-        self._tasks.append(asyncio.create_task(self._replay_spool(), name="spool-replay"))
+        self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
 
@@ -163,7 +164,13 @@ class Service:
             log.warning("reconcile.failed", status=exc.status)
             return
         live = set(app.get("channel_ids", []))
-        await self._tell_calls_about_vanished_legs(live)
+        try:
+            started = (await self.ari.info()).get("status", {}).get("startup_time")
+        except AriError:
+            started = None
+        restarted = self._asterisk_started is not None and started != self._asterisk_started
+        self._asterisk_started = started
+        await self._tell_calls_about_vanished_legs(live, restarted)
         claimed: set[str] = set()
         try:
             in_progress = await self.store.calls_in_progress(self.node)
@@ -179,28 +186,56 @@ class Service:
         owned_bridges = {call.bridge_id for call in self.deps.active.values()}
         for channel_id in live - claimed:
             if not self.router.owns(channel_id):
-                try:
-                    await self.ari.hangup(channel_id, 34)
-                    log.warning("reconcile.orphan_hung_up", channel_id=channel_id)
-                except AriError:
-                    pass
+                await self._serve_or_release(channel_id)
         for bridge_id in set(app.get("bridge_ids", [])) - owned_bridges:
             if not any(bridge_id.startswith(str(r["id"])) for r in in_progress):
                 try:
                     await self.ari.destroy_bridge(bridge_id)
                 except AriError:
                     pass
+        try:
+            left = await self.store.recordings_not_collected(self.node)
+        except StoreUnavailable:
+            left = []
+        for record in left:
+            if not any(call.id == record["id"] for call in self.deps.active.values()):
+                self._spawn(collect_left_recording(self.deps, record["id"], record["started_at"]),
+                            f"recording-{record['id']}")
         log.info("reconcile.done", live_channels=len(live), adopted=sum(1 for r in in_progress
                                                                          if r["caller_channel_id"] in claimed))
 
-    async def _tell_calls_about_vanished_legs(self, live: set[str]) -> None:
-        """Hangups that happened while disconnected reach no one: say them now."""
+    async def _serve_or_release(self, channel_id: str) -> None:
+        """A leg of our app that no call owns: a caller who arrived while no
+        process was listening is served now; anything else is released."""
+        try:
+            data = await self.ari.channel(channel_id)
+            if data is None:
+                return
+            waiting_caller = (data.get("dialplan", {}).get("context") == FALLBACK_CONTEXT
+                              and data.get("state") in ("Ring", "Ringing"))
+            if waiting_caller and not self.draining:
+                channel = Channel.from_json(data)
+                log.info("reconcile.late_caller_served", channel_id=channel_id)
+                self._on_new_channel(Event(type="StasisStart", channel=channel, args=(channel.exten,)))
+                return
+            await self.ari.hangup(channel_id, 34)
+            log.warning("reconcile.orphan_hung_up", channel_id=channel_id)
+        except AriError:
+            pass
+
+    async def _tell_calls_about_vanished_legs(self, live: set[str], restarted: bool) -> None:
+        """Hangups that happened while disconnected reached no one: say them now.
+
+        If Asterisk restarted meanwhile the legs died with it (ChannelVanished:
+        the call is recorded as interrupted); otherwise a party hung up while we
+        were not listening (an ordinary hangup, cause unknown).
+        """
+        kind = "ChannelVanished" if restarted else "ChannelDestroyed"
         for call in list(self.deps.active.values()):
             for channel_id in (call.caller_id, call.callee_id, call.snoop_id):
                 if channel_id and channel_id not in live and self.router.owns(channel_id) \
                         and not await self.ari.channel_exists(channel_id):
-                    self.router.dispatch(Event(type="ChannelVanished",
-                                               channel=Channel(channel_id, "", "Down", "", "")))
+                    self.router.dispatch(Event(type=kind, channel=Channel(channel_id, "", "Down", "", "")))
 
     async def _drop_ari(self, _request: web.Request) -> web.Response:
         await self.stream.drop()
@@ -215,13 +250,6 @@ class Service:
         except StoreUnavailable:
             checks["database"] = False
         return checks
-
-    async def _replay_spool(self) -> None:
-        """Writes kept while the database was down go in as soon as it is back."""
-        while True:
-            if self.spool.path.exists():
-                await self.spool.replay(self.store)
-            await asyncio.sleep(2)
 
     async def _expire_sessions(self) -> None:
         """Expire sessions at their time, without a cron: sleep until the next
@@ -243,15 +271,17 @@ async def serve_agi(settings: Settings) -> None:
     """Only the FastAGI fallback (for a standby host), until SIGINT or SIGTERM."""
     store = await Store.connect(settings.database_url, settings.db_timeout)
     ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app)
-    agi = FallbackAgi(store, ari, settings, f"{settings.ari_url}/{settings.ari_app}",
-                      Spool(settings.state_dir / "spool" / "calls-agi.jsonl"))
+    spool = Spool(settings.state_dir / "spool" / "calls-agi.jsonl")
+    agi = FallbackAgi(store, ari, settings, f"{settings.ari_url}/{settings.ari_app}", spool)
     await agi.start()
+    replay = asyncio.create_task(replay_forever(spool, store))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
+        replay.cancel()
         await agi.stop()
         await ari.close()
         await store.close()

@@ -17,7 +17,7 @@ from datetime import timedelta
 from panoramisk import fast_agi
 
 from bridge import recordings
-from bridge.ari import AriClient, AriError
+from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls.decisions import ending_for_dial, ending_for_rejection
 from bridge.calls.flow import resolve
 from bridge.calls.record import CallRow
@@ -120,10 +120,19 @@ class FallbackAgi:
     async def _store_recording(self, call_id: uuid.UUID, row: CallRow, clog) -> None:
         fmt = self.settings.recording_format
         dest = recordings.storage_path(self.settings.recording_dir, call_id, utcnow(), fmt)
-        try:
-            stored = await recordings.collect(self.ari, f"call-{call_id}", dest, fmt)
-        except (AriError, recordings.RecordingInvalid, OSError) as exc:
-            clog.error("recording.lost", error=str(exc))
+        # MixMonitor closes its file after the channel is gone, so `h` may run
+        # first: give it a few seconds.
+        for attempt in range(25):
+            try:
+                stored = await recordings.collect(self.ari, f"call-{call_id}", dest, fmt)
+                break
+            except (recordings.RecordingIncomplete, AriNotFound):
+                await asyncio.sleep(0.2)
+            except (AriError, recordings.RecordingInvalid, OSError) as exc:
+                clog.error("recording.lost", error=str(exc))
+                return
+        else:
+            clog.error("recording.lost", error="not complete after 5 s")
             return
         row.recording(RecordingRow(id=uuid.uuid4(), call_id=call_id, storage_path=str(stored.path),
                                    format=stored.format, bytes=stored.bytes,

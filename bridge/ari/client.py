@@ -95,12 +95,14 @@ class AriClient:
         await self.request("POST", f"/channels/{channel_id}/continue",
                            {"context": context, "extension": extension, "label": label})
 
-    async def channel_exists(self, channel_id: str) -> bool:
+    async def channel(self, channel_id: str) -> dict | None:
         try:
-            await self.request("GET", f"/channels/{channel_id}")
-            return True
+            return await self.request("GET", f"/channels/{channel_id}")
         except AriNotFound:
-            return False
+            return None
+
+    async def channel_exists(self, channel_id: str) -> bool:
+        return await self.channel(channel_id) is not None
 
     async def play(self, channel_id: str, media: list[str], playback_id: str) -> None:
         await self.request(

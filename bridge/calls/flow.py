@@ -224,11 +224,13 @@ async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: 
     """Whatever happened: nothing left in Asterisk, the row and events written."""
     await release_everything(deps.ari, call, events)
     events.close()
-    deps.active.pop(call.caller_id, None)
     metrics.calls_total.inc(row.fields.get("disposition", "failed"))
     if session is not None:
         row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session))
     await row.close()
+    # Only now: until its row says how it ended, reconciliation must not take
+    # the call for one a dead process left behind.
+    deps.active.pop(call.caller_id, None)
 
 
 async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> None:
@@ -395,6 +397,28 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, r
     ))
     call.recording_id = recording_id
     clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))
+
+
+async def collect_left_recording(deps: CallDeps, call_id: uuid.UUID, started_at) -> None:
+    """Move a recording a dead process left in Asterisk (if it is still there)."""
+    clog = log.bind(call_id=str(call_id))
+    row = CallRow(deps.store, call_id, clog, resumed_fields={}, spool=deps.spool)
+    fmt = deps.settings.recording_format
+    dest = recordings.storage_path(Path(deps.settings.recording_dir), call_id, started_at, fmt)
+    try:
+        stored = await recordings.collect(deps.ari, f"call-{call_id}", dest, fmt)
+    except AriNotFound:
+        await row.close()
+        return  # nothing was left (or another process took it)
+    except (AriError, recordings.RecordingInvalid, OSError) as exc:
+        clog.error("recording.lost", error=str(exc))
+        await row.close()
+        return
+    row.recording(RecordingRow(id=uuid.uuid4(), call_id=call_id, storage_path=str(stored.path),
+                               format=stored.format, bytes=stored.bytes,
+                               duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256))
+    await row.close()
+    clog.info("recording.recovered", bytes=stored.bytes)
 
 
 async def release_everything(ari: AriClient, call: CallState, events: CallEvents, cause: int | None = None) -> None:

@@ -117,3 +117,11 @@ async def apply(store: Store, call_id: uuid.UUID, operation: str, fields: dict[s
             pass
     else:
         raise ValueError(f"unknown spooled operation {operation!r}")
+
+
+async def replay_forever(spool: Spool, store: Store, interval: float = 2.0) -> None:
+    """Writes kept while the database was down go in as soon as it is back."""
+    while True:
+        if spool.path.exists():
+            await spool.replay(store)
+        await asyncio.sleep(interval)

@@ -21,6 +21,10 @@ class RecordingInvalid(Exception):
     """The downloaded file is not what Asterisk sent, or not a usable WAV."""
 
 
+class RecordingIncomplete(RecordingInvalid):
+    """Asterisk is still writing the file (its WAV header is not final yet)."""
+
+
 @dataclass(frozen=True)
 class WavInfo:
     channels: int
@@ -92,7 +96,12 @@ async def collect(ari: AriClient, name: str, dest: Path, fmt: str) -> StoredReco
     duration = 0.0
     if fmt == "wav":
         with open(partial, "rb") as f:
-            duration = parse_wav_header(f.read(4096)).duration_seconds
+            info = parse_wav_header(f.read(4096))
+        if info.data_bytes == 0 and size > 44:
+            # The writer fills in the sizes when it closes the file.
+            partial.unlink(missing_ok=True)
+            raise RecordingIncomplete("the WAV header is not final yet")
+        duration = info.duration_seconds
     os.replace(partial, dest)
     try:
         await ari.delete_stored_recording(name)

@@ -475,7 +475,18 @@ class Store:
 
     async def calls_in_progress(self, asterisk_node: str) -> list[dict]:
         rows = await self._run(lambda conn: conn.fetch(
-            "SELECT * FROM calls WHERE disposition = 'in_progress' AND asterisk_node = $1 ORDER BY started_at",
+            "SELECT * FROM calls WHERE disposition = 'in_progress' AND asterisk_node = $1 AND path = 'ari'"
+            " ORDER BY started_at",
+            asterisk_node))
+        return [dict(r) for r in rows]
+
+    async def recordings_not_collected(self, asterisk_node: str) -> list[dict]:
+        """Recorded calls that ended (in the last day) without a recording row:
+        their process died between hanging up and moving the file."""
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT c.id, c.started_at FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+            " WHERE c.recorded AND r.id IS NULL AND c.asterisk_node = $1 AND c.path = 'ari'"
+            " AND c.disposition IN ('answered', 'interrupted') AND c.ended_at > now() - interval '1 day'",
             asterisk_node))
         return [dict(r) for r in rows]
 

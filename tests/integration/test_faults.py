@@ -210,7 +210,7 @@ def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_promp
         assert call.counterpart_rtp.level > 200, "no media through the fallback"
         row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
         assert row["path"] == "agi" and row["disposition"] == "answered"
-        assert row["recording"]["bytes"] > 8000
+        assert row["recording"]["bytes"] > 8000 and float(row["recording"]["duration_seconds"]) > 2
     finally:
         agi.terminate()
         agi.wait(timeout=20)

@@ -74,11 +74,18 @@ class Stack:
         while time.monotonic() < deadline:
             if self.service.poll() is not None:
                 raise RuntimeError(f"service exited:\n{self.service_log.read_text()[-3000:]}")
+            # Asterisk keeps an application registered after its websocket
+            # died: ask the service whether *it* is connected.
             try:
-                self.ari("GET", f"/applications/{self.settings.ari_app}")
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.http_port}/readyz", timeout=2) as r:
+                    checks = json.loads(r.read())["checks"]
+            except urllib.error.HTTPError as exc:
+                checks = json.loads(exc.read()).get("checks", {})
+            except (urllib.error.URLError, OSError, ValueError):
+                checks = {}
+            if checks.get("ari"):
                 return
-            except urllib.error.HTTPError:
-                time.sleep(0.1)
+            time.sleep(0.1)
         raise RuntimeError("service did not connect to ARI")
 
     def stop_service(self) -> None:
