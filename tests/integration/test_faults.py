@@ -5,6 +5,10 @@ parties saw (SIPp), what Asterisk still holds, and what the database says.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -12,8 +16,10 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import new_parties, wait_for_call_row
-from tests.integration.test_masked_call import assert_no_leftovers, recording_level
+from tests.integration.conftest import new_parties, query, wait_for_call_row
+from tests.integration.test_masked_call import assert_no_leftovers, number_forms, recording_level
+from tests.support.ports import free_port
+from tests.support.stack import REPO
 
 
 class Background:
@@ -150,13 +156,6 @@ def test_sigterm_lets_calls_in_progress_finish_and_sends_new_callers_to_the_fall
 
 def test_a_second_instance_waits_as_standby_and_takes_over_when_the_first_dies(stack, place_call, tmp_path,
                                                                                restore_service):
-    import os
-    import subprocess
-    import sys
-
-    from tests.support.ports import free_port
-    from tests.support.stack import REPO
-
     log_path = tmp_path / "standby.log"
     with open(log_path, "wb") as log:
         standby = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], cwd=REPO, stdout=log,
@@ -184,14 +183,6 @@ def test_a_second_instance_waits_as_standby_and_takes_over_when_the_first_dies(s
 
 def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_prompt(
         stack, place_call, restore_service, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from tests.integration.conftest import query
-    from tests.integration.test_masked_call import number_forms
-    from tests.support.stack import REPO
-
     stack.stop_service()
     log_path = tmp_path / "agi.log"
     with open(log_path, "wb") as log:
@@ -227,8 +218,6 @@ def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_promp
 
 def test_an_asterisk_restart_is_noticed_its_calls_are_marked_interrupted_and_service_resumes(
         stack, place_call, restore_service):
-    import json
-
     parties = new_parties(stack)
     call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=8000)
     wait_until(lambda: bridged(stack))
