@@ -209,8 +209,8 @@ class Service:
         process was listening is served now; anything else is released."""
         try:
             data = await self.ari.channel(channel_id)
-            if data is None:
-                return
+            if data is None or self.router.owns(channel_id) or channel_id in self.deps.active:
+                return  # gone, or its StasisStart arrived meanwhile and a call took it
             waiting_caller = (data.get("dialplan", {}).get("context") == FALLBACK_CONTEXT
                               and data.get("state") in ("Ring", "Ringing"))
             if waiting_caller and not self.draining:
@@ -233,7 +233,9 @@ class Service:
         kind = "ChannelVanished" if restarted else "ChannelDestroyed"
         for call in list(self.deps.active.values()):
             for channel_id in (call.caller_id, call.callee_id, call.snoop_id):
-                if channel_id and channel_id not in live and self.router.owns(channel_id) \
+                # A leg registered but not yet created has not entered Stasis:
+                # it is not missing, it is coming.
+                if channel_id and channel_id not in live and self.router.has_entered(channel_id) \
                         and not await self.ari.channel_exists(channel_id):
                     self.router.dispatch(Event(type=kind, channel=Channel(channel_id, "", "Down", "", "")))
 
@@ -263,6 +265,9 @@ class Service:
                 next_at = await self.store.next_expiry()
                 delay = 5.0 if next_at is None else min(5.0, max(0.05, (next_at - utcnow()).total_seconds()))
             except StoreUnavailable:
+                delay = 5.0
+            except Exception as exc:
+                log.error("sessions.expiry_failed", error=type(exc).__name__)
                 delay = 5.0
             await asyncio.sleep(delay)
 

@@ -66,7 +66,11 @@ class Dispatcher:
                     due = await self.store.due_events()
                 except StoreUnavailable:
                     due = []
-                await asyncio.gather(*(self._deliver(http, event) for event in due))
+                results = await asyncio.gather(*(self._deliver(http, event) for event in due),
+                                               return_exceptions=True)
+                for result in results:
+                    if isinstance(result, Exception):
+                        log.error("webhook.dispatch_error", error=type(result).__name__)
                 if not due:
                     self.wakeup.clear()
                     try:
@@ -84,7 +88,10 @@ class Dispatcher:
         try:
             async with http.post(event["url"], data=body, headers=headers) as resp:
                 if 200 <= resp.status < 300:
-                    await self.store.event_delivered(event["id"])
+                    try:
+                        await self.store.event_delivered(event["id"])
+                    except StoreUnavailable:
+                        pass  # the claim expires; it is sent again (receivers drop duplicates by id)
                     metrics.webhooks_delivered_total.inc(event["event_type"])
                     return
                 error = f"HTTP {resp.status}"

@@ -87,9 +87,10 @@ class FallbackAgi:
             row.update(disposition="rejected", reject_reason=route.reason.value, hangup_by="system",
                        caller_hangup_cause=ending.cause)
             clog.info("call.rejected", reason=route.reason.value)
-        await row.close()
+        # Asterisk first: the caller must not wait on the database.
         for name, value in variables.items():
             await request.send_command(f'SET VARIABLE {name} "{value}"')
+        await row.close()
 
     async def finish(self, request) -> None:
         values = {}

@@ -89,6 +89,7 @@ class EventRouter:
 
     def __init__(self, on_new_channel: Callable[[Event], None]):
         self._owners: dict[str, asyncio.Queue[Event]] = {}
+        self._entered: set[str] = set()  # owned channels whose StasisStart was seen
         self._on_new_channel = on_new_channel
 
     def register(self, channel_id: str, queue: asyncio.Queue[Event]) -> None:
@@ -96,12 +97,19 @@ class EventRouter:
 
     def unregister(self, channel_id: str) -> None:
         self._owners.pop(channel_id, None)
+        self._entered.discard(channel_id)
+
+    def has_entered(self, channel_id: str) -> bool:
+        """Owned and seen in Stasis: a leg that exists (or existed) in Asterisk."""
+        return channel_id in self._entered
 
     def owns(self, channel_id: str) -> bool:
         return channel_id in self._owners
 
     def dispatch(self, event: Event) -> None:
         queues = {id(q): q for cid in event.channel_ids if (q := self._owners.get(cid)) is not None}
+        if event.type == "StasisStart" and event.channel is not None and event.channel.id in self._owners:
+            self._entered.add(event.channel.id)
         for queue in queues.values():
             queue.put_nowait(event)
         if not queues and event.type == "StasisStart" and event.channel is not None:

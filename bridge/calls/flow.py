@@ -222,15 +222,17 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
 async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, session,
                       webhook_url: str | None) -> None:
     """Whatever happened: nothing left in Asterisk, the row and events written."""
-    await release_everything(deps.ari, call, events)
-    events.close()
-    metrics.calls_total.inc(row.fields.get("disposition", "failed"))
-    if session is not None:
-        row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session))
-    await row.close()
-    # Only now: until its row says how it ended, reconciliation must not take
-    # the call for one a dead process left behind.
-    deps.active.pop(call.caller_id, None)
+    try:
+        await release_everything(deps.ari, call, events)
+        events.close()
+        metrics.calls_total.inc(row.fields.get("disposition", "failed"))
+        if session is not None:
+            row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session))
+        await row.close()
+    finally:
+        # Only now: until its row says how it ended, reconciliation must not
+        # take the call for one a dead process left behind.
+        deps.active.pop(call.caller_id, None)
 
 
 async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> None:

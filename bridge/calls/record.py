@@ -44,7 +44,7 @@ class CallRow:
         """Queue a webhook event (after the row writes before it)."""
         if url:
             self._queue.put_nowait(("event", {"event_type": event_type, "session_id": session_id,
-                                              "url": url, "data": data}))
+                                              "url": url, "data": data, "event_id": uuid.uuid4()}))
 
     def touch_session(self, session_id: uuid.UUID) -> None:
         self._queue.put_nowait(("touch", {"session_id": session_id}))
@@ -60,19 +60,25 @@ class CallRow:
     async def _drain(self) -> None:
         while (item := await self._queue.get()) is not None:
             operation, fields = item
-            if not self.spooled:
-                for delay in (0.0, *RETRY_DELAYS):
-                    await asyncio.sleep(delay)
-                    try:
-                        await apply(self.store, self.call_id, operation, fields)
-                        break
-                    except StoreUnavailable:
-                        continue
-                else:
-                    self.spooled = True
-            if self.spooled:
-                if self.spool is None:
-                    self.log.error("call.row_write_lost", operation=operation, fields=sorted(fields))
-                    continue
-                self.spool.append(self.call_id, operation, fields)
-                self.log.warning("call.row_spooled", operation=operation)
+            if not self.spooled and await self._write(operation, fields):
+                continue
+            self.spooled = True  # later writes follow this one, in order
+            if self.spool is None:
+                self.log.error("call.row_write_lost", operation=operation, fields=sorted(fields))
+                continue
+            await asyncio.to_thread(self.spool.append, self.call_id, operation, fields)
+            self.log.warning("call.row_spooled", operation=operation)
+
+    async def _write(self, operation: str, fields: dict[str, Any]) -> bool:
+        """True once the database has it; False when it must go to the spool."""
+        for delay in (0.0, *RETRY_DELAYS):
+            await asyncio.sleep(delay)
+            try:
+                await apply(self.store, self.call_id, operation, fields)
+                return True
+            except StoreUnavailable:
+                continue
+            except Exception as exc:  # refused for another reason: keep it, inspectable, in the spool
+                self.log.error("call.row_write_failed", operation=operation, error=type(exc).__name__)
+                return False
+        return False

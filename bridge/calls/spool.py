@@ -79,13 +79,22 @@ class Spool:
                 return 0
             done = 0
             for line in lines:
-                entry = json.loads(line)
                 try:
+                    entry = json.loads(line)
                     await apply(store, uuid.UUID(entry["call_id"]), entry["op"], _decode(entry["fields"]))
                 except StoreUnavailable:
                     break
+                except (ValueError, KeyError, TypeError, asyncpg.PostgresError) as exc:
+                    # A torn line (crash mid-append) or a write the database refuses for good.
+                    log.error("spool.unusable_write", error=type(exc).__name__)
                 done += 1
-            rest = lines[done:]
+            # Writes appended while we replayed stay; no await from here on, so
+            # nothing can be appended between this read and the replace.
+            try:
+                appended = self.path.read_text().splitlines()[len(lines):]
+            except FileNotFoundError:
+                appended = []
+            rest = lines[done:] + appended
             if rest:
                 tmp = self.path.with_suffix(".tmp")
                 tmp.write_text("".join(r + "\n" for r in rest))
@@ -123,5 +132,8 @@ async def replay_forever(spool: Spool, store: Store, interval: float = 2.0) -> N
     """Writes kept while the database was down go in as soon as it is back."""
     while True:
         if spool.path.exists():
-            await spool.replay(store)
+            try:
+                await spool.replay(store)
+            except Exception as exc:  # keep replaying: the next round may succeed
+                log.error("spool.replay_failed", error=type(exc).__name__)
         await asyncio.sleep(interval)

@@ -6,6 +6,7 @@ is on disk, a well-formed WAV header), and only then deleted from Asterisk.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import struct
@@ -67,6 +68,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sync_and_hash(path: Path) -> str:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    return sha256_file(path)
+
+
 @dataclass(frozen=True)
 class StoredRecording:
     path: Path
@@ -88,9 +95,7 @@ async def collect(ari: AriClient, name: str, dest: Path, fmt: str) -> StoredReco
     size, sent_sha, content_length = await ari.download_stored_recording(name, partial)
     if content_length is not None and size != content_length:
         raise RecordingInvalid(f"downloaded {size} bytes, Asterisk announced {content_length}")
-    with open(partial, "rb+") as f:
-        os.fsync(f.fileno())
-    on_disk_sha = sha256_file(partial)
+    on_disk_sha = await asyncio.to_thread(_sync_and_hash, partial)
     if on_disk_sha != sent_sha:
         raise RecordingInvalid("sha256 of the file on disk differs from the bytes received")
     duration = 0.0

@@ -79,6 +79,9 @@ _UNAVAILABLE = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.OperatorInterventionError,  # admin shutdown, fast restart, terminated backend
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,  # a failover in progress
 )
 
 # Columns a call row may be updated with as the call progresses.
@@ -426,8 +429,10 @@ class Store:
         return result.endswith(" 1")
 
     # -- webhooks outbox --------------------------------------------------------------
-    async def enqueue_event(self, event_type: str, session_id: uuid.UUID | None, url: str, data: dict) -> None:
-        await self._run(lambda conn: _enqueue(conn, event_type, session_id, url, data))
+    async def enqueue_event(self, event_type: str, session_id: uuid.UUID | None, url: str, data: dict,
+                            event_id: uuid.UUID | None = None) -> None:
+        """Idempotent for a given `event_id`: a retried write is not a second event."""
+        await self._run(lambda conn: _enqueue(conn, event_type, session_id, url, data, event_id))
 
     async def due_events(self, limit: int = 20) -> list[dict]:
         """Pending deliveries whose time has come, claimed for 60 s so that two
@@ -540,11 +545,13 @@ async def _expire_due(conn, default_webhook_url: str | None = None, limit: int =
     return [r["id"] for r in rows]
 
 
-async def _enqueue(conn, event_type: str, session_id: uuid.UUID | None, url: str, data: dict) -> None:
-    event_id = uuid.uuid4()
+async def _enqueue(conn, event_type: str, session_id: uuid.UUID | None, url: str, data: dict,
+                   event_id: uuid.UUID | None = None) -> None:
+    event_id = event_id or uuid.uuid4()
     payload = {"id": str(event_id), "type": event_type, "created_at": utcnow().isoformat(), "data": data}
     await conn.execute(
-        "INSERT INTO webhook_outbox (event_id, event_type, session_id, url, payload) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO webhook_outbox (event_id, event_type, session_id, url, payload) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (event_id) DO NOTHING",
         event_id, event_type, session_id, url, json.dumps(payload))
 
 
