@@ -2,7 +2,7 @@
 
 Events are rows in `webhook_outbox`, written in the same transaction as (or
 right after) what they report, so none is lost when the receiver, or this
-process, is down. A dispatcher task sends due rows, retries with exponential
+process, is down. A session's events are sent in the order they were written. A dispatcher task sends due rows, retries with exponential
 backoff, and dead-letters an event after `webhook_max_attempts`.
 
 Signature: `X-Masking-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
@@ -66,8 +66,13 @@ class Dispatcher:
                     due = await self.store.due_events()
                 except StoreUnavailable:
                     due = []
-                results = await asyncio.gather(*(self._deliver(http, event) for event in due),
-                                               return_exceptions=True)
+                # One session's events go out one after another, in the order they
+                # were written (ringing before answered); sessions in parallel.
+                by_session: dict[object, list[dict]] = {}
+                for event in due:
+                    by_session.setdefault(event["session_id"] or event["id"], []).append(event)
+                results = await asyncio.gather(*(self._deliver_in_order(http, events)
+                                                 for events in by_session.values()), return_exceptions=True)
                 for result in results:
                     if isinstance(result, Exception):
                         log.error("webhook.dispatch_error", error=type(result).__name__)
@@ -78,7 +83,22 @@ class Dispatcher:
                     except TimeoutError:
                         pass
 
-    async def _deliver(self, http: aiohttp.ClientSession, event: dict) -> None:
+    async def _deliver_in_order(self, http: aiohttp.ClientSession, events: list[dict]) -> None:
+        events = sorted(events, key=lambda e: e["id"])
+        for i, event in enumerate(events):
+            retry_in = await self._deliver(http, event)
+            if retry_in is not None:
+                # The rest go out with it at its next attempt, still behind it.
+                rest = [e["id"] for e in events[i + 1:]]
+                if rest:
+                    try:
+                        await self.store.events_reschedule(rest, retry_in)
+                    except StoreUnavailable:
+                        pass  # their claim expires; they are tried again later
+                return
+
+    async def _deliver(self, http: aiohttp.ClientSession, event: dict) -> float | None:
+        """None once delivered (or dead-lettered); else seconds to the next attempt."""
         payload = event["payload"]
         body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         timestamp = int(time.time())
@@ -93,7 +113,7 @@ class Dispatcher:
                     except StoreUnavailable:
                         pass  # the claim expires; it is sent again (receivers drop duplicates by id)
                     metrics.webhooks_delivered_total.inc(event["event_type"])
-                    return
+                    return None
                 error = f"HTTP {resp.status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = type(exc).__name__
@@ -106,3 +126,4 @@ class Dispatcher:
             await self.store.event_failed(event["id"], error, retry_in)
         except StoreUnavailable:
             pass  # the claim expires and the event is tried again
+        return retry_in

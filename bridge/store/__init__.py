@@ -448,6 +448,12 @@ class Store:
             "UPDATE webhook_outbox SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,"
             " last_error = NULL WHERE id = $1", outbox_id))
 
+    async def events_reschedule(self, outbox_ids: list[int], delay: float) -> None:
+        """Release claimed events to be tried again in `delay` seconds."""
+        await self._run(lambda conn: conn.execute(
+            "UPDATE webhook_outbox SET next_attempt_at = now() + make_interval(secs => $2::float8)"
+            " WHERE id = ANY($1::bigint[]) AND status = 'pending'", outbox_ids, delay))
+
     async def event_failed(self, outbox_id: int, error: str, retry_in: float | None) -> None:
         """Schedule another attempt in `retry_in` seconds, or dead-letter it (None)."""
         await self._run(lambda conn: conn.execute(

@@ -339,3 +339,38 @@ async def test_webhooks_are_signed_retried_and_dead_lettered(api, store):
     dead = (await (await api.get("/v1/webhooks/events", params={"status": "dead"})).json())["events"]
     assert len(dead) == 1 and dead[0]["last_error"]
     assert (await (await api.post("/v1/webhooks/events/retry")).json()) == {"requeued": 1}
+
+
+async def test_a_sessions_events_arrive_in_order_even_when_one_is_retried(api, store):
+    await numbers(store, "+6560001001")
+    session = await create(api)
+    received: list[str] = []
+    refused = {"once": True}
+
+    async def receiver(request: web.Request) -> web.Response:
+        event = json.loads(await request.read())
+        if event["type"] == "call.ringing" and refused["once"]:
+            refused["once"] = False
+            return web.Response(status=503)
+        received.append(event["type"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", receiver)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    for event_type in ("call.ringing", "call.answered", "call.completed"):
+        await store.enqueue_event(event_type, uuid.UUID(session["id"]), f"http://127.0.0.1:{port}/hook", {})
+    task = asyncio.create_task(Dispatcher(store, SECRET, max_attempts=5, poll_interval=0.05).run())
+    try:
+        for _ in range(60):
+            if len(received) == 3:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await runner.cleanup()
+
+    assert received == ["call.ringing", "call.answered", "call.completed"]
