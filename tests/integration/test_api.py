@@ -55,6 +55,17 @@ def error_code(body) -> str:
     return body["error"]["code"]
 
 
+async def serve_hook(handler) -> tuple[web.AppRunner, int]:
+    """A business's webhook endpoint at http://127.0.0.1:<port>/hook."""
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
 # -- auth ----------------------------------------------------------------------
 async def test_requests_without_a_valid_key_are_refused_and_scopes_are_enforced(api, store):
     no_key = await api.get("/v1/sessions", headers={"Authorization": ""})
@@ -311,12 +322,7 @@ async def test_webhooks_are_signed_retried_and_dead_lettered(api, store):
         received.append((json.loads(body), ok))
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", receiver)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_hook(receiver)
     session_id = uuid.uuid4()
     await store.enqueue_event("call.completed", None, f"http://127.0.0.1:{port}/hook", {"session_id": str(session_id)})
     await store.enqueue_event("call.completed", None, f"http://127.0.0.1:{free_port()}/nobody", {"x": 1})
@@ -355,12 +361,7 @@ async def test_a_sessions_events_arrive_in_order_even_when_one_is_retried(api, s
         received.append(event["type"])
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", receiver)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_hook(receiver)
     for event_type in ("call.ringing", "call.answered", "call.completed"):
         await store.enqueue_event(event_type, uuid.UUID(session["id"]), f"http://127.0.0.1:{port}/hook", {})
     task = asyncio.create_task(Dispatcher(store, SECRET, max_attempts=5, poll_interval=0.05).run())

@@ -55,6 +55,13 @@ def wait_until(predicate, timeout: float = 15, interval: float = 0.1):
     raise AssertionError("condition not reached")
 
 
+def kill_service(stack) -> None:
+    """SIGKILL: no drain, no cleanup, as a crash."""
+    stack.service.kill()
+    stack.service.wait()
+    stack.service = None
+
+
 def bridged(stack) -> bool:
     return any(len(b.get("channels", [])) == 2 for b in stack.ari("GET", "/bridges"))
 
@@ -96,9 +103,7 @@ def test_a_bridged_call_survives_the_service_being_killed_and_is_finished_by_the
     call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=8000)
     wait_until(lambda: bridged(stack))
 
-    stack.service.kill()
-    stack.service.wait()
-    stack.service = None
+    kill_service(stack)
     time.sleep(1)  # the parties talk on with no service at all
     stack.start_service()
     result = call.join()
@@ -119,9 +124,7 @@ def test_a_ringing_call_cut_by_a_killed_service_is_released_and_recorded_as_inte
                       uac_values={"final_status": 503, "tag": "killed-ringing"}, uas_args=())
     wait_until(lambda: ringing(stack))
 
-    stack.service.kill()
-    stack.service.wait()
-    stack.service = None
+    kill_service(stack)
     stack.start_service()
     result = call.join()
 
@@ -168,9 +171,7 @@ def test_a_second_instance_waits_as_standby_and_takes_over_when_the_first_dies(s
         place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=1000)
         assert '"call.started"' not in log_path.read_text(), "the standby took a call"
 
-        stack.service.kill()
-        stack.service.wait()
-        stack.service = None
+        kill_service(stack)
         wait_until(lambda: '"ari.connected"' in log_path.read_text())
         parties = new_parties(stack)
         call = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=1000)
