@@ -23,6 +23,7 @@ from bridge.ami import AsteriskMonitor
 from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
+from bridge.calls import ids
 from bridge.calls.flow import CallDeps, adopt_call, collect_left_recording, masked_call
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
@@ -171,28 +172,31 @@ class Service:
         restarted = self._asterisk_started is not None and started != self._asterisk_started
         self._asterisk_started = started
         await self._tell_calls_about_vanished_legs(live, restarted)
-        claimed: set[str] = set()
+        claimed_channels: set[str] = set()
+        claimed_bridges: set[str] = set()
         try:
             in_progress = await self.store.calls_in_progress(self.node)
         except StoreUnavailable:
             in_progress = []
+        adopted = 0
         for record in in_progress:
             if record["caller_channel_id"] in self.deps.active:
                 continue
             call_id = record["id"]
-            claimed |= {record["caller_channel_id"], record["callee_channel_id"], f"{call_id}-snoop"}
+            claimed_channels |= {record["caller_channel_id"], record["callee_channel_id"], ids.snoop_channel(call_id)}
+            claimed_bridges.add(ids.bridge(call_id))
             self._spawn(adopt_call(self.deps, record, live), f"adopted-{call_id}")
+            adopted += 1
         await asyncio.sleep(0)  # let adopted calls register their channels
-        owned_bridges = {call.bridge_id for call in self.deps.active.values()}
-        for channel_id in live - claimed:
+        claimed_bridges |= {call.bridge_id for call in self.deps.active.values()}
+        for channel_id in live - claimed_channels:
             if not self.router.owns(channel_id):
                 await self._serve_or_release(channel_id)
-        for bridge_id in set(app.get("bridge_ids", [])) - owned_bridges:
-            if not any(bridge_id.startswith(str(r["id"])) for r in in_progress):
-                try:
-                    await self.ari.destroy_bridge(bridge_id)
-                except AriError:
-                    pass
+        for bridge_id in set(app.get("bridge_ids", [])) - claimed_bridges:
+            try:
+                await self.ari.destroy_bridge(bridge_id)
+            except AriError:
+                pass
         try:
             left = await self.store.recordings_not_collected(self.node)
         except StoreUnavailable:
@@ -201,8 +205,7 @@ class Service:
             if not any(call.id == record["id"] for call in self.deps.active.values()):
                 self._spawn(collect_left_recording(self.deps, record["id"], record["started_at"]),
                             f"recording-{record['id']}")
-        log.info("reconcile.done", live_channels=len(live), adopted=sum(1 for r in in_progress
-                                                                         if r["caller_channel_id"] in claimed))
+        log.info("reconcile.done", live_channels=len(live), adopted=adopted)
 
     async def _serve_or_release(self, channel_id: str) -> None:
         """A leg of our app that no call owns: a caller who arrived while no

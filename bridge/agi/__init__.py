@@ -18,6 +18,7 @@ from panoramisk import fast_agi
 
 from bridge import recordings
 from bridge.ari import AriClient, AriError, AriNotFound
+from bridge.calls import ids
 from bridge.calls.decisions import ending_for_dial, ending_for_rejection
 from bridge.calls.flow import resolve
 from bridge.calls.record import CallRow
@@ -26,7 +27,7 @@ from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.numbers import mask_number
 from bridge.sessions.resolve import Connect, normalize_caller
-from bridge.store import RecordingRow, Store, utcnow
+from bridge.store import Store, utcnow
 
 log = get_logger("bridge.agi")
 DIAL_OUTCOMES = ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION")
@@ -74,7 +75,7 @@ class FallbackAgi:
         if isinstance(route, Connect):
             variables.update(MASKING_DIAL=f"PJSIP/{route.counterpart}@{self.settings.outbound_endpoint}",
                              MASKING_CLI=virtual_number, MASKING_RECORD="1" if session.record else "0",
-                             MASKING_RECORDING=f"call-{call_id}.{self.settings.recording_format}")
+                             MASKING_RECORDING=f"{ids.recording(call_id)}.{self.settings.recording_format}")
             for status in DIAL_OUTCOMES:
                 ending = ending_for_dial(status, None, self.settings.prompts)
                 variables[f"MASKING_PROMPT_{status}"] = ending.prompt
@@ -125,7 +126,7 @@ class FallbackAgi:
         # first: give it a few seconds.
         for attempt in range(25):
             try:
-                stored = await recordings.collect(self.ari, f"call-{call_id}", dest, fmt)
+                stored = await recordings.collect(self.ari, ids.recording(call_id), dest, fmt)
                 break
             except (recordings.RecordingIncomplete, AriNotFound):
                 await asyncio.sleep(0.2)
@@ -135,7 +136,5 @@ class FallbackAgi:
         else:
             clog.error("recording.lost", error="not complete after 5 s")
             return
-        row.recording(RecordingRow(id=uuid.uuid4(), call_id=call_id, storage_path=str(stored.path),
-                                   format=stored.format, bytes=stored.bytes,
-                                   duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256))
+        row.recording(stored)
         clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))

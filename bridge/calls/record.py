@@ -14,6 +14,7 @@ from typing import Any
 from dataclasses import asdict
 
 from bridge.calls.spool import Spool, apply
+from bridge.recordings import StoredRecording
 from bridge.store import RecordingRow, Store, StoreUnavailable
 
 RETRY_DELAYS = (0.2, 0.5, 1.0)  # then the write goes to the spool
@@ -49,8 +50,14 @@ class CallRow:
     def touch_session(self, session_id: uuid.UUID) -> None:
         self._queue.put_nowait(("touch", {"session_id": session_id}))
 
-    def recording(self, row: RecordingRow) -> None:
+    def recording(self, stored: StoredRecording) -> uuid.UUID:
+        """Index a recording moved into the store; returns its id."""
+        recording_id = uuid.uuid4()
+        row = RecordingRow(id=recording_id, call_id=self.call_id, storage_path=str(stored.path),
+                           format=stored.format, bytes=stored.bytes,
+                           duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256)
         self._queue.put_nowait(("recording", asdict(row)))
+        return recording_id
 
     async def close(self) -> None:
         """Wait until every write has been applied or spooled."""

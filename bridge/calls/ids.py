@@ -1,0 +1,23 @@
+"""Every Asterisk object of a call is named after its call id, so a row in
+`calls` is enough to find them all again (adoption after a restart relies on
+it). This module is the one place that says how."""
+from __future__ import annotations
+
+import uuid
+
+
+def callee_channel(call_id: uuid.UUID) -> str:
+    return f"{call_id}-callee"
+
+
+def bridge(call_id: uuid.UUID) -> str:
+    return f"{call_id}-bridge"
+
+
+def snoop_channel(call_id: uuid.UUID) -> str:
+    return f"{call_id}-snoop"
+
+
+def recording(call_id: uuid.UUID) -> str:
+    """The stored recording's name in Asterisk (file `<name>.<format>`)."""
+    return f"call-{call_id}"
