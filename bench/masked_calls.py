@@ -50,7 +50,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def provision(stack: Stack, parties: list[tuple[str, str, str]]) -> None:
-    store = await Store.connect(stack.dsn)
+    store = await Store.connect(stack.dsn, stack.keys)
     try:
         for virtual, a, b in parties:
             await store.add_number(virtual)
@@ -62,7 +62,7 @@ async def provision(stack: Stack, parties: list[tuple[str, str, str]]) -> None:
 async def far_end_counts(stack: Stack, since: datetime, settle: float = 20) -> dict:
     """Counts once every call row is finished and every recorded call has its
     recording row (or `settle` seconds have passed)."""
-    store = await Store.connect(stack.dsn)
+    store = await Store.connect(stack.dsn, stack.keys)
     try:
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:

@@ -76,8 +76,8 @@ class Faults:
         self.cluster.start()
 
 
-async def provision(dsn: str) -> None:
-    store = await Store.connect(dsn)
+async def provision(dsn: str, keys) -> None:
+    store = await Store.connect(dsn, keys)
     try:
         await store.add_number(VIRTUAL)
         await store.create_session(SessionRequest(CALLER, COUNTERPART, ttl_seconds=86400, record=True))
@@ -85,8 +85,8 @@ async def provision(dsn: str) -> None:
         await store.close()
 
 
-async def verify(dsn: str) -> dict:
-    store = await Store.connect(dsn)
+async def verify(dsn: str, keys) -> dict:
+    store = await Store.connect(dsn, keys)
     try:
         async with store.pool.acquire() as conn:
             by_disposition = dict(await conn.fetch(
@@ -119,7 +119,7 @@ def main() -> int:
     try:
         with running_stack(workdir, admin_dsn=cluster.dsn(), rtp_ports=1200, MASKING_DIAL_TIMEOUT="3",
                            MASKING_LOG_LEVEL="info", MASKING_DB_TIMEOUT="1") as stack:
-            asyncio.run(provision(stack.dsn))
+            asyncio.run(provision(stack.dsn, stack.keys))
             # The standby holds the FastAGI port; the service then runs without its own.
             stack.stop_service()
             standby = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO,
@@ -154,7 +154,7 @@ def main() -> int:
             while any(p.stat().st_size for p in spool.glob("*.jsonl")) and time.monotonic() < deadline:
                 time.sleep(1)  # writes kept during the database crash, being replayed
             channels, bridges = stack.leftovers(20)
-            result = asyncio.run(verify(stack.dsn))
+            result = asyncio.run(verify(stack.dsn, stack.keys))
             standby.terminate()
             standby.wait(20)
     finally:

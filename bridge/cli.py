@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bridge import logs
 from bridge.config import ConfigError, Settings
+from bridge.privacy.crypto import CryptoError, KeyRing
 from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store, StoreError, ensure_database, utcnow
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, InvalidNumber, ConfigError) as exc:
         print(f"masking: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (StoreError, OSError) as exc:
+    except (StoreError, CryptoError, OSError) as exc:
         print(f"masking: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 # -- helpers ---------------------------------------------------------------------
 @asynccontextmanager
 async def open_store(settings: Settings):
-    store = await Store.connect(settings.database_url, settings.db_timeout)
+    store = await Store.connect(settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout)
     try:
         yield store
     finally:
@@ -194,6 +195,10 @@ async def cmd_run(settings: Settings, args) -> int:
     from bridge.service import serve
     from bridge.stack.asterisk import AsteriskInstance
 
+    _, created = KeyRing.load_or_create(settings.keys_path)
+    if created:
+        print(f"created a key ring at {settings.keys_path}: keep it safe, the data is unreadable without it",
+              file=sys.stderr)
     await cmd_db_upgrade(settings, args)
     settings.recording_dir.mkdir(parents=True, exist_ok=True)
     asterisk = AsteriskInstance(settings)

@@ -89,8 +89,15 @@ class Settings:
     default_region: str = "SG"
     log_level: str = "info"
     state_dir: Path = Path(".run")
+    # Master keys and the lookup key (see bridge/privacy/crypto.py); empty
+    # means `<state_dir>/keys.json`. Keep it off the database host's backups.
+    keys_file: Path = Path("")
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file if str(self.keys_file) not in ("", ".") else self.state_dir / "keys.json"
 
     @property
     def ari_url(self) -> str:

@@ -10,6 +10,7 @@ import asyncpg
 
 from bridge.ari import AriClient, AriError
 from bridge.config import Settings
+from bridge.privacy.crypto import CryptoError, KeyRing
 from bridge.store import Store, StoreUnavailable, migrations
 
 
@@ -65,7 +66,11 @@ async def check_ami(settings: Settings) -> Check:
 
 
 async def check_database(settings: Settings) -> Check:
-    store = await Store.connect(settings.database_url, settings.db_timeout)
+    try:
+        keys = KeyRing.load(settings.keys_path)
+    except CryptoError as exc:
+        return Check("keys", False, str(exc))
+    store = await Store.connect(settings.database_url, keys, settings.db_timeout)
     try:
         try:
             await store.ping()

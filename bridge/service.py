@@ -27,6 +27,7 @@ from bridge.calls import ids
 from bridge.calls.flow import CallDeps, adopt_call, collect_left_recording, masked_call
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
+from bridge.privacy.crypto import KeyRing
 from bridge.logs import get_logger
 from bridge.store import Store, StoreUnavailable, utcnow
 from bridge.webhooks import Dispatcher
@@ -53,7 +54,8 @@ class Service:
         self._http: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self.store = await Store.connect(self.settings.database_url, self.settings.db_timeout)
+        self.store = await Store.connect(self.settings.database_url, KeyRing.load(self.settings.keys_path),
+                                         self.settings.db_timeout)
         self.asterisk = AsteriskMonitor(self.settings)
         self.asterisk.start()
         self.spool = Spool(self.settings.state_dir / "spool" / "calls.jsonl")
@@ -277,7 +279,7 @@ class Service:
 
 async def serve_agi(settings: Settings) -> None:
     """Only the FastAGI fallback (for a standby host), until SIGINT or SIGTERM."""
-    store = await Store.connect(settings.database_url, settings.db_timeout)
+    store = await Store.connect(settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout)
     ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app)
     spool = Spool(settings.state_dir / "spool" / "calls-agi.jsonl")
     agi = FallbackAgi(store, ari, settings, f"{settings.ari_url}/{settings.ari_app}", spool)

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from bridge.privacy.crypto import KeyRing
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_number, region_of
 
@@ -114,18 +115,19 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool, timeout: float):
+    def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
         self.pool = pool
+        self.keys = keys  # numbers are sealed and hashed with these (bridge/privacy/crypto.py)
         self.timeout = timeout
 
     @classmethod
-    async def connect(cls, dsn: str, timeout: float = 2.0, max_size: int = 10) -> "Store":
+    async def connect(cls, dsn: str, keys: KeyRing, timeout: float = 2.0, max_size: int = 10) -> "Store":
         # min_size=0: the service starts (and answers callers with a prompt)
         # even when the database is down.
         pool = await asyncpg.create_pool(
             dsn, min_size=0, max_size=max_size, timeout=timeout, command_timeout=timeout,
         )
-        return cls(pool, timeout)
+        return cls(pool, keys, timeout)
 
     async def close(self) -> None:
         await self.pool.close()

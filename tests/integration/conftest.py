@@ -85,7 +85,7 @@ def new_parties(stack: Stack, ttl: int = 3600, record: bool = True, add_session:
     parties = Parties(f"+656100{n:04d}", f"+659100{n:04d}", f"+658100{n:04d}")
 
     async def run():
-        store = await Store.connect(stack.dsn)
+        store = await Store.connect(stack.dsn, stack.keys)
         try:
             await store.add_number(parties.virtual_number)
             if add_session:

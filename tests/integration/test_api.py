@@ -15,6 +15,7 @@ from bridge.config import Settings
 from bridge.store import Store
 from bridge.webhooks import Dispatcher, verify
 from tests.support.ports import free_port
+from tests.support.keys import shared_keys
 from tests.integration.conftest import empty
 
 SECRET = "test-webhook-secret"
@@ -22,7 +23,7 @@ SECRET = "test-webhook-secret"
 
 @pytest.fixture
 async def store(dsn):
-    store = await Store.connect(dsn)
+    store = await Store.connect(dsn, shared_keys())
     await empty(store)
     yield store
     await store.close()

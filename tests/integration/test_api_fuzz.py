@@ -34,6 +34,7 @@ from bridge.sessions.models import SessionRequest
 from bridge.store import RecordingRow, Store
 from tests.support.ports import free_port
 from tests.support.stack import create_database, drop_database, migrate
+from tests.support.keys import shared_keys
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 POOL = ["+6560000001", "+6560000002", "+6560000003", "+6560000004"]
@@ -63,7 +64,7 @@ class Server:
         self.run(self._start())
 
     async def _start(self) -> None:
-        self.store = await Store.connect(self.dsn)
+        self.store = await Store.connect(self.dsn, shared_keys())
         if self.recording_dir is not None:
             self.token, _ = await self.store.create_api_key("fuzz", ["sessions", "numbers", "recordings"])
             self.narrow_token, _ = await self.store.create_api_key("numbers-only", ["numbers"])

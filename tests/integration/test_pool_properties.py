@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bridge.sessions.models import SessionRequest
 from bridge.store import NumberInUse, PoolExhausted, Store
+from tests.support.keys import shared_keys
 from tests.integration.conftest import empty
 
 POOL = ["+6560002001", "+6560002002", "+6560002003"]
@@ -48,7 +49,7 @@ class Model:
 
 
 async def run(ops, dsn: str) -> None:
-    store = await Store.connect(dsn)
+    store = await Store.connect(dsn, shared_keys())
     try:
         await empty(store)
         for number in POOL:

@@ -26,7 +26,9 @@ from typing import Iterator
 import asyncpg
 
 from bridge.config import Settings
+from bridge.privacy.crypto import KeyRing
 from bridge.stack.asterisk import AsteriskInstance, find_install
+from tests.support.keys import keys_file
 from tests.support.ports import free_port, free_range
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +50,10 @@ class Stack:
     @property
     def dsn(self) -> str:
         return self.settings.database_url
+
+    @property
+    def keys(self) -> KeyRing:
+        return KeyRing.load(self.settings.keys_path)
 
     @property
     def sip_target(self) -> str:
@@ -121,7 +127,11 @@ class Stack:
 def make_settings(workdir: Path, database: str, rtp_ports: int = 200,
                   admin_dsn: str = ADMIN_DSN) -> tuple[Settings, dict[str, str]]:
     rtp_start, rtp_end = free_range(rtp_ports)
+    stack_keys = workdir / "keys.json"
+    if not stack_keys.exists():
+        KeyRing.generate().save(stack_keys)
     env = {
+        "MASKING_KEYS_FILE": str(stack_keys),
         "MASKING_DATABASE_URL": admin_dsn.rsplit("/", 1)[0] + f"/{database}",
         "MASKING_DB_TIMEOUT": "2",
         "MASKING_ARI_PORT": str(free_port()),
@@ -164,6 +174,7 @@ async def drop_database(name: str, admin_dsn: str = ADMIN_DSN) -> None:
 
 
 def migrate(env: dict[str, str]) -> None:
+    env = {"MASKING_KEYS_FILE": str(keys_file()), **env}
     subprocess.run([sys.executable, "-m", "bridge.cli", "db", "upgrade"], cwd=REPO,
                    env={**os.environ, **env}, check=True, capture_output=True)
 
