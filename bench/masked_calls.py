@@ -54,7 +54,7 @@ async def provision(stack: Stack, parties: list[tuple[str, str, str]]) -> None:
     try:
         for virtual, a, b in parties:
             await store.add_number(virtual)
-            await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=True))
+            await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=True, purpose="delivery_order"))
     finally:
         await store.close()
 

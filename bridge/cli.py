@@ -21,7 +21,7 @@ from bridge import logs
 from bridge.config import ConfigError, Settings
 from bridge.privacy.crypto import CryptoError, KeyRing
 from bridge.privacy.numbers import InvalidNumber, parse_e164
-from bridge.sessions.models import SessionRequest
+from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.store import Store, StoreError, ensure_database, utcnow
 
 EXIT_FAILED = 1
@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = group("sessions", "masking sessions")
     p = command(sessions, "create", cmd_sessions_create, "bind two participants to a virtual number", listing=True)
     p.add_argument("--a", required=True, help="participant A (E.164)")
+    p.add_argument("--purpose", required=True, help="why the numbers are used, e.g. delivery_order")
+    p.add_argument("--window-start", help="calls allowed from (ISO 8601 with offset)")
+    p.add_argument("--window-end", help="calls allowed until (ISO 8601 with offset)")
     p.add_argument("--b", required=True, help="participant B (E.164)")
     p.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     p.add_argument("--ttl-mode", choices=["creation", "last_interaction"], default="creation")
@@ -115,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["pending", "delivered", "dead"])
     p.add_argument("--limit", type=int, default=50)
     command(webhooks, "retry", cmd_webhooks_retry, "send dead-lettered events again")
+
+    ring = group("keys", "the keys that encrypt personal data at rest (MASKING_KEYS_FILE)")
+    command(ring, "init", cmd_keys_init, "create the key file (refuses to overwrite one)")
+    p = command(ring, "add", cmd_keys_add, "add a new master key and make it active for new writes")
+    p.add_argument("--no-activate", action="store_true", help="add it, but keep sealing with the current key")
+    p = command(ring, "rotate", cmd_keys_rotate, "re-seal data sealed under older keys with the active one")
+    p.add_argument("--batch", type=int, default=500)
+    command(ring, "status", cmd_keys_status, "key ids, the active one, and how many rows each seals",
+            listing=True)
 
     keys = group("apikeys", "API keys for the HTTP API")
     p = command(keys, "create", cmd_apikeys_create, "create a key; the token is printed once")
@@ -160,6 +172,20 @@ def parse_uuid(raw: str, what: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise UsageError(f"{what} must be a UUID") from None
+
+
+def _iso_time(raw: str | None, option: str):
+    from datetime import datetime
+
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise UsageError(f"{option} must be an ISO 8601 time with a UTC offset")
+    return moment
 
 
 def representations():
@@ -267,8 +293,17 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
     ttl = args.ttl if args.ttl is not None else settings.default_ttl
     if ttl <= 0:
         raise UsageError("--ttl must be a positive number of seconds")
+    if not purpose_allowed(args.purpose, settings.allowed_purposes):
+        raise UsageError("--purpose must be a code like delivery_order"
+                         + (f", one of {', '.join(sorted(settings.allowed_purposes))}" if settings.allowed_purposes
+                            else ""))
+    window = [_iso_time(raw, name) for raw, name in ((args.window_start, "--window-start"),
+                                                      (args.window_end, "--window-end"))]
+    if window[0] and window[1] and window[1] <= window[0]:
+        raise UsageError("--window-end must be after --window-start")
     request = SessionRequest(
-        participant_a=a, participant_b=b, ttl_seconds=ttl, ttl_mode=args.ttl_mode,
+        participant_a=a, participant_b=b, ttl_seconds=ttl, ttl_mode=args.ttl_mode, purpose=args.purpose,
+        window_starts_at=window[0], window_ends_at=window[1],
         record=settings.record_by_default and not args.no_record, external_ref=args.external_ref,
         webhook_url=args.webhook_url, sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,
         virtual_number=parse_e164(args.number) if args.number else None)
@@ -340,6 +375,44 @@ async def cmd_webhooks_retry(settings: Settings, _args) -> int:
     async with open_store(settings) as store:
         count = await store.retry_dead_events()
     print(f"requeued {count} dead-lettered event(s)")
+    return 0
+
+
+async def cmd_keys_init(settings: Settings, _args) -> int:
+    path = settings.keys_path
+    if path.exists():
+        raise UsageError(f"{path} exists; use `masking keys add` to add a key")
+    ring = KeyRing.generate()
+    ring.save(path)
+    print(f"created {path} with key {ring.active_id}; back it up apart from the database")
+    return 0
+
+
+async def cmd_keys_add(settings: Settings, args) -> int:
+    ring = KeyRing.load(settings.keys_path)
+    key_id = ring.add_key(activate=not args.no_activate)
+    ring.save()
+    print(f"added key {key_id}" + ("" if args.no_activate else " (active)")
+          + "; restart the services, then run `masking keys rotate`")
+    return 0
+
+
+async def cmd_keys_rotate(settings: Settings, args) -> int:
+    async with open_store(settings) as store:
+        total = 0
+        while resealed := await store.reseal_sessions(args.batch):
+            total += resealed
+    print(f"re-sealed {total} session(s) under key {store.keys.active_id}")
+    return 0
+
+
+async def cmd_keys_status(settings: Settings, args) -> int:
+    async with open_store(settings) as store:
+        counts = await store.rows_by_key()
+    ids = sorted(set(store.keys.keys) | set(counts))
+    emit([{"key_id": k, "active": k == store.keys.active_id, "in_key_file": k in store.keys.keys,
+           "sessions": counts.get(k, 0)} for k in ids], ["key_id", "active", "in_key_file", "sessions"],
+         args.json, key="keys")
     return 0
 
 

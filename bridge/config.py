@@ -81,6 +81,9 @@ class Settings:
     # Asked what to do when no live session matches a call; empty: prompt.
     out_of_session_url: str = ""
     out_of_session_timeout: float = 2.0
+    # The purposes sessions may name (comma-separated codes); empty: any well-formed code.
+    purposes: str = ""
+    out_of_session_purpose: str = "out_of_session"  # for sessions the business makes on the spot
     # On SIGTERM: new calls go to the dialplan fallback, calls in progress get
     # this long to finish before they are released.
     drain_seconds: float = 30.0
@@ -94,6 +97,10 @@ class Settings:
     keys_file: Path = Path("")
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
+
+    @property
+    def allowed_purposes(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.purposes.split(",") if p.strip())
 
     @property
     def keys_path(self) -> Path:
@@ -140,6 +147,11 @@ class Settings:
                           ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url)):
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{name} must be an http(s) URL")
+        from bridge.sessions.models import purpose_allowed
+
+        bad = [p for p in self.allowed_purposes if not purpose_allowed(p, frozenset())]
+        if bad or not purpose_allowed(self.out_of_session_purpose, frozenset()):
+            raise ConfigError("MASKING_PURPOSES and MASKING_OUT_OF_SESSION_PURPOSE must be codes like delivery_order")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
 

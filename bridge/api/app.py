@@ -11,6 +11,7 @@ import json
 import uuid
 from importlib import resources
 from pathlib import Path
+from datetime import datetime
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from bridge import metrics
 from bridge.api.errors import ApiError, error_middleware, invalid, json_body
 from bridge.config import Settings
 from bridge.privacy.numbers import InvalidNumber, parse_e164
-from bridge.sessions.models import MaskingSession, SessionRequest
+from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
 from bridge.store import Store, StoreUnavailable, utcnow
 
 SCOPES = ("sessions", "numbers", "recordings")
@@ -151,6 +152,31 @@ def url_field(body: dict, name: str) -> str | None:
     return value
 
 
+def window_field(body: dict, name: str) -> tuple[datetime | None, datetime | None]:
+    """{"start": ISO 8601, "end": ISO 8601}, either optional; times need a UTC offset."""
+    value = body.get(name)
+    if value is None:
+        return None, None
+    if not isinstance(value, dict) or set(value) - {"start", "end"}:
+        raise invalid(name, f"{name} must be an object with start and/or end")
+    bounds = []
+    for bound in ("start", "end"):
+        raw = value.get(bound)
+        if raw is None:
+            bounds.append(None)
+            continue
+        try:
+            moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise invalid(name, f"{name}.{bound} must be an ISO 8601 time with a UTC offset")
+        bounds.append(moment)
+    if bounds[0] and bounds[1] and bounds[1] <= bounds[0]:
+        raise invalid(name, f"{name}.end must be after {name}.start")
+    return bounds[0], bounds[1]
+
+
 def uuid_param(request: web.Request, name: str = "id") -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info[name])
@@ -166,7 +192,8 @@ def limit_param(request: web.Request) -> int:
 
 
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
-                        "webhook_url", "virtual_number", "number_selection", "country_match"}
+                        "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
+                        "allowed_window"}
 
 
 def session_request(body: dict, settings: Settings) -> SessionRequest:
@@ -177,8 +204,15 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
     b = number_field(body, "participant_b", settings)
     if a == b:
         raise invalid("participant_b", "participant_b must differ from participant_a")
+    purpose = body.get("purpose")
+    if not isinstance(purpose, str) or not purpose_allowed(purpose, settings.allowed_purposes):
+        allowed = sorted(settings.allowed_purposes)
+        raise invalid("purpose", "purpose is required: " + (f"one of {', '.join(allowed)}" if allowed else
+                                                             "a code like delivery_order"))
+    window_start, window_end = window_field(body, "allowed_window")
     return SessionRequest(
-        participant_a=a, participant_b=b,
+        participant_a=a, participant_b=b, purpose=purpose,
+        window_starts_at=window_start, window_ends_at=window_end,
         ttl_seconds=int_field(body, "ttl_seconds", settings.default_ttl, 1, MAX_TTL),
         ttl_mode=choice_field(body, "ttl_mode", "creation", ("creation", "last_interaction")),
         record=bool_field(body, "record", settings.record_by_default),
@@ -273,7 +307,8 @@ async def create_session(request: web.Request) -> web.Response:
     if key is not None:
         if not key.strip() or len(key) > 200:
             raise invalid("Idempotency-Key", "Idempotency-Key must be 1 to 200 characters")
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        # Keyed: the body holds phone numbers, which a plain hash would let anyone enumerate.
+        digest = store.keys.keyed_digest("idempotency", json.dumps(body, sort_keys=True).encode())
         idempotency = (request[API_KEY]["id"], key, digest)
     session, created = await store.create_session(session_request_, idempotency)
     return web.json_response(session_json(session), status=201 if created else 200)

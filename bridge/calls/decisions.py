@@ -39,6 +39,7 @@ def ending_for_rejection(reason: RejectReason, prompts: Prompts) -> Ending:
         RejectReason.SESSION_EXPIRED: (prompts.session_ended, 22),
         RejectReason.SESSION_CLOSED: (prompts.session_ended, 22),
         RejectReason.DATABASE_UNAVAILABLE: (prompts.unavailable, 34),
+        RejectReason.OUTSIDE_WINDOW: (prompts.session_ended, 21),  # the out-of-session prompt; 403
     }[reason]
     return Ending("rejected", prompt, cause)
 

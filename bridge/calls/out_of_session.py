@@ -20,7 +20,7 @@ import aiohttp
 
 from bridge.config import Settings
 from bridge.privacy.numbers import InvalidNumber, parse_e164
-from bridge.sessions.models import SessionRequest
+from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.sessions.resolve import Connect, Reject, RejectReason
 from bridge.store import Store, StoreError
 from bridge.webhooks import sign
@@ -45,8 +45,12 @@ def connect_request(answer: object, caller: str, virtual_number: str, settings: 
     if counterpart == caller or not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0 \
             or not isinstance(record, bool):
         raise NoDecision("the answer is malformed")
+    purpose = answer.get("purpose", settings.out_of_session_purpose)
+    if not isinstance(purpose, str) or not purpose_allowed(purpose, settings.allowed_purposes):
+        raise NoDecision("the answer names no allowed purpose")
     return SessionRequest(participant_a=caller, participant_b=counterpart, ttl_seconds=ttl, record=record,
-                          virtual_number=virtual_number, external_ref=_text(answer.get("external_ref")))
+                          purpose=purpose, virtual_number=virtual_number,
+                          external_ref=_text(answer.get("external_ref")))
 
 
 def _text(value: object) -> str | None:

@@ -103,6 +103,11 @@ class KeyRing:
         ring.save(path)
         return ring, True
 
+    def reload(self) -> None:
+        """Take the keys (and active id) the file holds now."""
+        fresh = KeyRing.load(self.path)
+        self.keys, self.active_id, self.lookup_key = fresh.keys, fresh.active_id, fresh.lookup_key
+
     def save(self, path: Path | None = None) -> None:
         path = path or self.path
         if path is None:
@@ -148,6 +153,9 @@ class KeyRing:
 
     def open(self, key_id: str, blob: bytes, context: bytes) -> bytes:
         key = self.keys.get(key_id)
+        if key is None and self.path is not None:
+            self.reload()  # another process may have added a key and rotated rows to it
+            key = self.keys.get(key_id)
         if key is None:
             raise UnknownKey(f"data sealed under key {key_id!r}, which the key ring does not hold")
         try:

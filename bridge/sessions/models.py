@@ -1,9 +1,17 @@
 """Masking sessions as the rest of the code sees them."""
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+
+PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+
+
+def purpose_allowed(code: str, allowed: frozenset[str]) -> bool:
+    """A purpose code is well formed and, when the operator lists purposes, one of them."""
+    return bool(PURPOSE_CODE.fullmatch(code)) and (not allowed or code in allowed)
 
 
 @dataclass(frozen=True)
@@ -21,9 +29,16 @@ class MaskingSession:
     ttl_mode: str = "creation"  # or 'last_interaction': each call restarts the TTL
     ttl_seconds: int | None = None
     webhook_url: str | None = None
+    purpose: str = "unspecified"  # why the numbers were collected (PDPA purpose limitation)
+    window_starts_at: datetime | None = None  # calls are allowed only within the purpose's window
+    window_ends_at: datetime | None = None
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now
+
+    def in_window(self, now: datetime) -> bool:
+        return ((self.window_starts_at is None or now >= self.window_starts_at)
+                and (self.window_ends_at is None or now < self.window_ends_at))
 
     def state(self, now: datetime) -> str:
         """'active', 'expired' or 'closed' as a caller would experience it now
@@ -40,6 +55,11 @@ class MaskingSession:
             "participant_b": self.participant_b,
             "status": self.state(now),
             "record": self.record,
+            "purpose": self.purpose,
+            "allowed_window": {
+                "start": self.window_starts_at.isoformat() if self.window_starts_at else None,
+                "end": self.window_ends_at.isoformat() if self.window_ends_at else None,
+            },
             "external_ref": self.external_ref,
             "ttl_mode": self.ttl_mode,
             "ttl_seconds": self.ttl_seconds,
@@ -65,6 +85,9 @@ class SessionRequest:
     participant_b: str
     ttl_seconds: int
     record: bool
+    purpose: str
+    window_starts_at: datetime | None = None
+    window_ends_at: datetime | None = None
     ttl_mode: str = "creation"
     external_ref: str | None = None
     webhook_url: str | None = None

@@ -21,6 +21,7 @@ class RejectReason(enum.Enum):
     SESSION_CLOSED = "session_closed"
     DATABASE_UNAVAILABLE = "database_unavailable"
     INVALID_CALLER = "invalid_caller"
+    OUTSIDE_WINDOW = "outside_window"  # the session's purpose does not allow calls now
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ def resolve_route(lookup: RouteLookup, caller: str | None, now: datetime) -> Rou
         # The pool never gives a participant one number in two live sessions;
         # should the data say otherwise, the newest session wins.
         session = max(live, key=lambda s: s.created_at)
+        if not session.in_window(now):
+            return Reject(RejectReason.OUTSIDE_WINDOW, session)
         if caller == session.participant_a:
             return Connect(session, session.participant_b, "a_to_b")
         return Connect(session, session.participant_a, "b_to_a")

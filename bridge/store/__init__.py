@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge.privacy.crypto import KeyRing
+from bridge.privacy.crypto import KeyRing, number_context
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_number, region_of
 
@@ -104,6 +104,9 @@ class RecordingRow:
     sha256: str
 
 
+CODE_MARKER = "-- masking:code "
+
+
 def migrations() -> list[tuple[int, str, str]]:
     folder = resources.files("bridge.store") / "migrations"
     found = []
@@ -140,12 +143,15 @@ class Store:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
 
+    def _session(self, row) -> MaskingSession:
+        return session_from_row(self.keys, row)
+
     async def ping(self) -> None:
         await self._run(lambda conn: conn.fetchval("SELECT 1"))
 
     # -- schema -------------------------------------------------------------
-    async def upgrade(self) -> list[str]:
-        """Apply pending migrations in order; return the names applied."""
+    async def upgrade(self, until: int | None = None) -> list[str]:
+        """Apply pending migrations in order (up to version `until`); return the names applied."""
         applied: list[str] = []
         async with self.pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -157,10 +163,14 @@ class Store:
                 )
                 done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
                 for version, name, sql in migrations():
-                    if version in done:
+                    if version in done or (until is not None and version > until):
                         continue
                     async with conn.transaction():
-                        await conn.execute(sql)
+                        for kind, part in migration_steps(sql):
+                            if kind == "sql":
+                                await conn.execute(part)
+                            else:
+                                await CODE_STEPS[part](conn, self.keys)
                         await conn.execute(
                             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
                         )
@@ -180,14 +190,14 @@ class Store:
                 FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL (
                     SELECT * FROM masking_sessions
-                    WHERE virtual_number = $1 AND $2::text IS NOT NULL
-                      AND (participant_a = $2 OR participant_b = $2)
+                    WHERE virtual_number = $1 AND $2::bytea IS NOT NULL
+                      AND (participant_a_hash = $2 OR participant_b_hash = $2)
                     ORDER BY created_at DESC LIMIT 5
                 ) AS s ON true
                 """,
-                virtual_number, caller,
+                virtual_number, self.keys.lookup_hash(caller) if caller else None,
             )
-            sessions = tuple(_session(r) for r in rows if r["id"] is not None)
+            sessions = tuple(self._session(r) for r in rows if r["id"] is not None)
             return RouteLookup(number_in_pool=rows[0]["in_pool"], sessions=sessions)
 
         return await self._run(query)
@@ -215,6 +225,33 @@ class Store:
             " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             row.id, row.call_id, row.storage_path, row.format, row.bytes, row.duration_seconds, row.sha256,
         ))
+
+    # -- keys ----------------------------------------------------------------------
+    async def reseal_sessions(self, batch: int = 500) -> int:
+        """Re-seal up to `batch` sessions' numbers sealed under a key that is not
+        the active one; returns how many. Run until 0 after a new key is activated."""
+        active = self.keys.active_id
+
+        async def reseal(conn):
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT * FROM masking_sessions WHERE key_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED", active, batch)
+                await conn.executemany(
+                    "UPDATE masking_sessions SET participant_a_sealed = $2, participant_b_sealed = $3, key_id = $4"
+                    " WHERE id = $1",
+                    [(r["id"], *seal_participants(self.keys, r["id"], *self._numbers(r))[2:]) for r in rows])
+                return len(rows)
+
+        return await self._run(reseal)
+
+    async def rows_by_key(self) -> dict[str, int]:
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT key_id, count(*) FROM masking_sessions GROUP BY key_id"))
+        return {r["key_id"]: r["count"] for r in rows}
+
+    def _numbers(self, row) -> tuple[str, str]:
+        session = self._session(row)
+        return session.participant_a, session.participant_b
 
     # -- operators ---------------------------------------------------------------
     async def add_number(self, number: str, reserved: bool = False) -> dict:
@@ -261,10 +298,11 @@ class Store:
         the guarantee underneath.
         """
         a, b = request.participant_a, request.participant_b
+        hash_a, hash_b = self.keys.lookup_hash(a), self.keys.lookup_hash(b)
 
         async def create(conn):
             async with conn.transaction():
-                for participant in sorted({a, b}):
+                for participant in sorted({hash_a.hex(), hash_b.hex()}):
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", participant)
                 if idempotency:
                     api_key_id, key, request_hash = idempotency
@@ -275,7 +313,7 @@ class Store:
                         if seen["request_hash"] != request_hash:
                             raise IdempotencyConflict("this Idempotency-Key was used for a different request")
                         row = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", seen["session_id"])
-                        return _session(row), False
+                        return self._session(row), False
                 await _expire_due(conn)
                 number = request.virtual_number or await self._allocate(conn, request)
                 if request.virtual_number:
@@ -284,17 +322,22 @@ class Store:
                         raise NumberUnavailable("that virtual number is not in the pool" if status is None
                                                 else "that virtual number is retired")
                 session_id = uuid.uuid4()
+                sealed = seal_participants(self.keys, session_id, a, b)
                 row = await conn.fetchrow(
-                    "INSERT INTO masking_sessions (id, virtual_number, participant_a, participant_b, record,"
-                    " expires_at, external_ref, ttl_mode, ttl_seconds, webhook_url)"
-                    " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $6, $9) RETURNING *",
-                    session_id, number, a, b, request.record, request.ttl_seconds, request.external_ref,
-                    request.ttl_mode, request.webhook_url)
+                    "INSERT INTO masking_sessions (id, virtual_number, participant_a_hash, participant_b_hash,"
+                    " participant_a_sealed, participant_b_sealed, key_id, record, expires_at, external_ref,"
+                    " ttl_mode, ttl_seconds, webhook_url, purpose, window_starts_at, window_ends_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11, $9, $12,"
+                    " $13, $14, $15) RETURNING *",
+                    session_id, number, *sealed, request.record, request.ttl_seconds, request.external_ref,
+                    request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
+                    request.window_ends_at)
                 try:
                     async with conn.transaction():
                         await conn.executemany(
-                            "INSERT INTO session_participants (session_id, role, virtual_number, number)"
-                            " VALUES ($1, $2, $3, $4)", [(session_id, "a", number, a), (session_id, "b", number, b)])
+                            "INSERT INTO session_participants (session_id, role, virtual_number, number_hash)"
+                            " VALUES ($1, $2, $3, $4)",
+                            [(session_id, "a", number, hash_a), (session_id, "b", number, hash_b)])
                 except asyncpg.UniqueViolationError:
                     raise NumberInUse("a participant already holds this virtual number in a live session") from None
                 await conn.execute("UPDATE virtual_numbers SET last_allocated_at = now() WHERE number = $1", number)
@@ -302,25 +345,25 @@ class Store:
                     await conn.execute(
                         "INSERT INTO idempotency_keys (api_key_id, key, request_hash, session_id)"
                         " VALUES ($1, $2, $3, $4)", idempotency[0], idempotency[1], idempotency[2], session_id)
-                return _session(row), True
+                return self._session(row), True
 
         return await self._run(create)
 
     async def _allocate(self, conn, request: SessionRequest) -> str:
-        participants = [request.participant_a, request.participant_b]
+        participants = [self.keys.lookup_hash(request.participant_a), self.keys.lookup_hash(request.participant_b)]
         rows = await conn.fetch(
             """
             SELECT v.number, v.country, v.last_allocated_at,
                    EXISTS (SELECT 1 FROM session_participants p
-                           WHERE p.virtual_number = v.number AND p.number = ANY($1) AND NOT p.live) AS held_before,
+                           WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND NOT p.live) AS held_before,
                    EXISTS (SELECT 1 FROM session_participants p JOIN masking_sessions s ON s.id = p.session_id
-                           WHERE p.virtual_number = v.number AND p.number = ANY($1) AND NOT p.live
+                           WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND NOT p.live
                              AND p.ended_at > now() - make_interval(secs => $2)
-                             AND NOT (s.participant_a = ANY($1) AND s.participant_b = ANY($1))) AS quarantined
+                             AND NOT (s.participant_a_hash = ANY($1) AND s.participant_b_hash = ANY($1))) AS quarantined
             FROM virtual_numbers v
             WHERE v.status = 'active' AND NOT v.reserved
               AND NOT EXISTS (SELECT 1 FROM session_participants p
-                              WHERE p.virtual_number = v.number AND p.number = ANY($1) AND p.live)
+                              WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND p.live)
             """,
             participants, request.quarantine_seconds)
         candidates = [Candidate(r["number"], r["country"], r["last_allocated_at"], r["held_before"],
@@ -339,7 +382,7 @@ class Store:
         row = await self._run(lambda conn: conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", session_id))
         if row is None:
             raise NotFound("no such session")
-        return _session(row)
+        return self._session(row)
 
     async def list_sessions(self, external_ref: str | None, status: str | None, limit: int) -> list[MaskingSession]:
         rows = await self._run(lambda conn: conn.fetch(
@@ -347,7 +390,7 @@ class Store:
             " AND ($2::text IS NULL OR (CASE WHEN status = 'active' AND expires_at <= now() THEN 'expired'"
             "      ELSE status END) = $2)"
             " ORDER BY created_at DESC LIMIT $3", external_ref, status, limit))
-        return [_session(r) for r in rows]
+        return [self._session(r) for r in rows]
 
     async def close_session(self, session_id: uuid.UUID) -> MaskingSession:
         async def close(conn):
@@ -359,10 +402,10 @@ class Store:
                     existing = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", session_id)
                     if existing is None:
                         raise NotFound("no such session")
-                    raise SessionNotActive(f"the session is {_session(existing).state(utcnow())}")
+                    raise SessionNotActive(f"the session is {self._session(existing).state(utcnow())}")
                 await conn.execute("UPDATE session_participants SET live = false, ended_at = now()"
                                    " WHERE session_id = $1", session_id)
-                return _session(row)
+                return self._session(row)
 
         return await self._run(close)
 
@@ -376,8 +419,8 @@ class Store:
                 existing = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", session_id)
                 if existing is None:
                     raise NotFound("no such session")
-                raise SessionNotActive(f"the session is {_session(existing).state(utcnow())}")
-            return _session(row)
+                raise SessionNotActive(f"the session is {self._session(existing).state(utcnow())}")
+            return self._session(row)
 
         return await self._run(extend)
 
@@ -574,14 +617,59 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _session(row) -> MaskingSession:
+def session_from_row(keys: KeyRing, row) -> MaskingSession:
+    """A session row with its participants' numbers opened (only ever in memory)."""
+    session_id, key_id = row["id"], row["key_id"]
     return MaskingSession(
-        id=row["id"], virtual_number=row["virtual_number"], participant_a=row["participant_a"],
-        participant_b=row["participant_b"], status=row["status"], record=row["record"],
+        id=session_id, virtual_number=row["virtual_number"],
+        participant_a=keys.open_number(key_id, row["participant_a_sealed"],
+                                       number_context("masking_sessions", session_id, "participant_a")),
+        participant_b=keys.open_number(key_id, row["participant_b_sealed"],
+                                       number_context("masking_sessions", session_id, "participant_b")),
+        status=row["status"], record=row["record"],
         created_at=row["created_at"], expires_at=row["expires_at"], closed_at=row["closed_at"],
         external_ref=row["external_ref"], ttl_mode=row["ttl_mode"], ttl_seconds=row["ttl_seconds"],
-        webhook_url=row["webhook_url"],
+        webhook_url=row["webhook_url"], purpose=row["purpose"],
+        window_starts_at=row["window_starts_at"], window_ends_at=row["window_ends_at"],
     )
+
+
+def seal_participants(keys: KeyRing, session_id: uuid.UUID, a: str, b: str) -> tuple:
+    """(hash a, hash b, sealed a, sealed b, key id): the columns that hold a session's numbers."""
+    return (keys.lookup_hash(a), keys.lookup_hash(b),
+            keys.seal_number(a, number_context("masking_sessions", session_id, "participant_a")),
+            keys.seal_number(b, number_context("masking_sessions", session_id, "participant_b")),
+            keys.row_key_id)
+
+
+def migration_steps(sql: str) -> list[tuple[str, str]]:
+    """A migration's parts in order: ("sql", text) and ("code", step name) at
+    each `-- masking:code NAME` line, for data changes SQL cannot make."""
+    steps, current = [], []
+    for line in sql.splitlines():
+        if line.startswith(CODE_MARKER):
+            steps.append(("sql", "\n".join(current)))
+            steps.append(("code", line[len(CODE_MARKER):].strip()))
+            current = []
+        else:
+            current.append(line)
+    steps.append(("sql", "\n".join(current)))
+    return [(kind, part) for kind, part in steps if kind == "code" or part.strip()]
+
+
+async def _seal_participant_numbers(conn, keys: KeyRing) -> None:
+    """0005: encrypt and hash the numbers stored in clear before it."""
+    rows = await conn.fetch("SELECT id, participant_a, participant_b FROM masking_sessions")
+    await conn.executemany(
+        "UPDATE masking_sessions SET participant_a_hash = $2, participant_b_hash = $3, participant_a_sealed = $4,"
+        " participant_b_sealed = $5, key_id = $6 WHERE id = $1",
+        [(r["id"], *seal_participants(keys, r["id"], r["participant_a"], r["participant_b"])) for r in rows])
+    numbers = await conn.fetch("SELECT DISTINCT number FROM session_participants")
+    await conn.executemany("UPDATE session_participants SET number_hash = $2 WHERE number = $1",
+                           [(r["number"], keys.lookup_hash(r["number"])) for r in numbers])
+
+
+CODE_STEPS = {"seal_participant_numbers": _seal_participant_numbers}
 
 
 def utcnow() -> datetime:

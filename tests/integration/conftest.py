@@ -89,7 +89,7 @@ def new_parties(stack: Stack, ttl: int = 3600, record: bool = True, add_session:
         try:
             await store.add_number(parties.virtual_number)
             if add_session:
-                await store.create_session(SessionRequest(parties.a, parties.b, ttl_seconds=ttl, record=record))
+                await store.create_session(SessionRequest(parties.a, parties.b, ttl_seconds=ttl, record=record, purpose="delivery_order"))
         finally:
             await store.close()
 

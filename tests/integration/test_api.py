@@ -46,7 +46,7 @@ async def numbers(store, *pool: str, reserved: tuple[str, ...] = ()):
 
 
 async def create(api, a="+6591110001", b="+6581110001", status=201, **extra):
-    resp = await api.post("/v1/sessions", json={"participant_a": a, "participant_b": b, **extra})
+    resp = await api.post("/v1/sessions", json={"participant_a": a, "participant_b": b, "purpose": "delivery_order", **extra})
     body = await resp.json()
     assert resp.status == status, body
     return body
@@ -101,10 +101,10 @@ async def test_creating_a_session_allocates_a_virtual_number_and_answers_the_ses
 async def test_the_same_idempotency_key_returns_the_same_session_never_a_second(api, store):
     await numbers(store, "+6560001001", "+6560001002")
     headers = {"Idempotency-Key": "order-42-create"}
-    body = {"participant_a": "+6591110001", "participant_b": "+6581110001"}
+    body = {"participant_a": "+6591110001", "participant_b": "+6581110001", "purpose": "delivery_order"}
     first = await api.post("/v1/sessions", json=body, headers=headers)
     replays = await asyncio.gather(*(api.post("/v1/sessions", json=body, headers=headers) for _ in range(5)))
-    other = await api.post("/v1/sessions", json={**body, "participant_b": "+6581110002"}, headers=headers)
+    other = await api.post("/v1/sessions", json={**body, "participant_b": "+6581110002", "purpose": "delivery_order"}, headers=headers)
 
     first_body = await first.json()
     assert first.status == 201
@@ -118,21 +118,21 @@ async def test_the_same_idempotency_key_returns_the_same_session_never_a_second(
 @pytest.mark.parametrize("body, status, code, field", [
     ("not json", 400, "malformed_json", None),
     ([1, 2], 400, "malformed_json", None),
-    ({"participant_b": "+6581110001"}, 422, "invalid_field", "participant_a"),
-    ({"participant_a": "+65123", "participant_b": "+6581110001"}, 422, "invalid_number", "participant_a"),
-    ({"participant_a": 6591110001, "participant_b": "+6581110001"}, 422, "invalid_field", "participant_a"),
-    ({"participant_a": "+6591110001", "participant_b": "+6591110001"}, 422, "invalid_field", "participant_b"),
-    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "ttl_seconds": 0}, 422, "invalid_field",
+    ({"participant_b": "+6581110001", "purpose": "delivery_order"}, 422, "invalid_field", "participant_a"),
+    ({"participant_a": "+65123", "participant_b": "+6581110001", "purpose": "delivery_order"}, 422, "invalid_number", "participant_a"),
+    ({"participant_a": 6591110001, "participant_b": "+6581110001", "purpose": "delivery_order"}, 422, "invalid_field", "participant_a"),
+    ({"participant_a": "+6591110001", "participant_b": "+6591110001", "purpose": "delivery_order"}, 422, "invalid_field", "participant_b"),
+    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "purpose": "delivery_order", "ttl_seconds": 0}, 422, "invalid_field",
      "ttl_seconds"),
-    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "ttl_seconds": "60"}, 422, "invalid_field",
+    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "purpose": "delivery_order", "ttl_seconds": "60"}, 422, "invalid_field",
      "ttl_seconds"),
-    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "record": "yes"}, 422, "invalid_field",
+    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "purpose": "delivery_order", "record": "yes"}, 422, "invalid_field",
      "record"),
-    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "ttl_mode": "forever"}, 422,
+    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "purpose": "delivery_order", "ttl_mode": "forever"}, 422,
      "invalid_field", "ttl_mode"),
-    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "webhook_url": "ftp://x"}, 422,
+    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "purpose": "delivery_order", "webhook_url": "ftp://x"}, 422,
      "invalid_field", "webhook_url"),
-    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "colour": "red"}, 422, "invalid_field",
+    ({"participant_a": "+6591110001", "participant_b": "+6581110001", "purpose": "delivery_order", "colour": "red"}, 422, "invalid_field",
      "colour"),
 ])
 async def test_malformed_session_requests_get_a_precise_error(api, store, body, status, code, field):
@@ -148,7 +148,7 @@ async def test_malformed_session_requests_get_a_precise_error(api, store, body, 
 async def test_an_exhausted_pool_is_a_409_with_counts(api, store):
     await numbers(store, "+6560001001")
     await create(api)
-    resp = await api.post("/v1/sessions", json={"participant_a": "+6591110001", "participant_b": "+6581110002"})
+    resp = await api.post("/v1/sessions", json={"participant_a": "+6591110001", "participant_b": "+6581110002", "purpose": "delivery_order"})
     body = await resp.json()
     assert (resp.status, error_code(body)) == (409, "pool_exhausted")
     assert body["error"]["total_numbers"] == 1
@@ -196,7 +196,7 @@ async def test_a_participant_never_holds_one_number_in_two_live_sessions(api, st
     await numbers(store, "+6560001001", "+6560001002")
     first = await create(api)
     second = await create(api, b="+6581110002")
-    clash = await api.post("/v1/sessions", json={"participant_a": "+6591110001", "participant_b": "+6581110003",
+    clash = await api.post("/v1/sessions", json={"participant_a": "+6591110001", "participant_b": "+6581110003", "purpose": "delivery_order",
                                                  "virtual_number": first["virtual_number"]})
     assert first["virtual_number"] != second["virtual_number"]
     assert (clash.status, error_code(await clash.json())) == (409, "number_in_use")
@@ -233,7 +233,7 @@ async def test_parallel_creates_on_a_small_pool_never_double_book_and_never_fail
     await numbers(store, "+6560001001", "+6560001002", "+6560001003")
     customers = [f"+659111{i:04d}" for i in range(4)]
     drivers = [f"+658111{i:04d}" for i in range(4)]
-    requests = [{"participant_a": customers[i % 4], "participant_b": drivers[(i * 3) % 4]} for i in range(40)]
+    requests = [{"participant_a": customers[i % 4], "participant_b": drivers[(i * 3) % 4], "purpose": "delivery_order"} for i in range(40)]
 
     responses = await asyncio.gather(*(api.post("/v1/sessions", json=r) for r in requests))
 

@@ -89,7 +89,7 @@ def test_a_business_creates_a_session_gets_signed_call_events_and_reads_the_reco
     status, _ = call_api(stack, api_token, "POST", "/v1/numbers", {"number": "+6564000001"})
     assert status == 201
     status, body = call_api(stack, api_token, "POST", "/v1/sessions", {
-        "participant_a": "+6594000001", "participant_b": "+6584000001", "ttl_seconds": 600,
+        "participant_a": "+6594000001", "participant_b": "+6584000001", "purpose": "delivery_order", "ttl_seconds": 600,
         "external_ref": "order-777", "webhook_url": receiver.url})
     assert status == 201, body
     session = json.loads(body)
@@ -122,7 +122,7 @@ def test_a_session_expires_on_time_tells_the_business_and_its_callers_hear_the_p
     receiver = Receiver()
     call_api(stack, api_token, "POST", "/v1/numbers", {"number": "+6564000002"})
     status, body = call_api(stack, api_token, "POST", "/v1/sessions", {
-        "participant_a": "+6594000002", "participant_b": "+6584000002", "ttl_seconds": 1,
+        "participant_a": "+6594000002", "participant_b": "+6584000002", "purpose": "delivery_order", "ttl_seconds": 1,
         "webhook_url": receiver.url})
     session = json.loads(body)
 
@@ -208,7 +208,7 @@ def test_a_slow_out_of_session_business_falls_back_to_the_prompt_in_bounded_time
 def test_a_call_on_a_last_interaction_session_restarts_its_ttl(stack, place_call, api_token):
     call_api(stack, api_token, "POST", "/v1/numbers", {"number": "+6564000020"})
     status, body = call_api(stack, api_token, "POST", "/v1/sessions", {
-        "participant_a": "+6594000020", "participant_b": "+6584000020", "ttl_seconds": 600,
+        "participant_a": "+6594000020", "participant_b": "+6584000020", "purpose": "delivery_order", "ttl_seconds": 600,
         "ttl_mode": "last_interaction", "record": False})
     session = json.loads(body)
 

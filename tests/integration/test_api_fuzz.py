@@ -98,7 +98,7 @@ async def seed(store: Store, recording_dir: Path) -> dict:
     await store.add_number(RESERVED, reserved=True)
 
     def request(a: str, b: str, **extra) -> SessionRequest:
-        return SessionRequest(participant_a=a, participant_b=b, ttl_seconds=3600, record=True, **extra)
+        return SessionRequest(participant_a=a, participant_b=b, ttl_seconds=3600, record=True, purpose="delivery_order", **extra)
 
     live, _ = await store.create_session(request("+6591230001", "+6581230001", external_ref="order-1"))
     closed, _ = await store.create_session(request("+6591230002", "+6581230002", ttl_mode="last_interaction"))
@@ -231,7 +231,7 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
         return {"id": str(seeded[name].id)}
 
     # Sessions: idempotent replay and its conflict, pool exhaustion, a busy explicit number, dead sessions.
-    new = {"participant_a": "+6591239001", "participant_b": "+6581239001", "ttl_seconds": 600}
+    new = {"participant_a": "+6591239001", "participant_b": "+6581239001", "purpose": "delivery_order", "ttl_seconds": 600}
     created = call("POST", "/v1/sessions", 201, body=new, headers={"Idempotency-Key": "fuzz-1"}).json()
     assert call("POST", "/v1/sessions", 200, body=new, headers={"Idempotency-Key": "fuzz-1"}).json() == created
     call("POST", "/v1/sessions", 422, body={**new, "ttl_seconds": 601}, headers={"Idempotency-Key": "fuzz-1"},
@@ -240,7 +240,7 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     call("POST", "/v1/sessions", 409, body={**new, "virtual_number": created["virtual_number"]},
          code="number_in_use")
     call("POST", "/v1/sessions", 201, body={**new, "virtual_number": RESERVED})
-    pair = {"participant_a": "+6591239002", "participant_b": "+6581239002"}
+    pair = {"participant_a": "+6591239002", "participant_b": "+6581239002", "purpose": "delivery_order"}
     active = call("GET", "/v1/numbers", 200, query={"status": "active"}).json()["numbers"]
     free = sum(not number["reserved"] for number in active)
     for _ in range(free):  # the pair takes every allocatable number, then the pool is exhausted for it
@@ -322,7 +322,7 @@ def test_api_answers_as_documented(case, server):
 # express); each must now be a client error.
 def _session_body(n: int, **extra) -> dict:
     """Fresh participants on a fresh pool number of their own (the fuzzer may have retired the others)."""
-    return {"participant_a": f"+659123{n:04d}", "participant_b": f"+658123{n:04d}",
+    return {"participant_a": f"+659123{n:04d}", "participant_b": f"+658123{n:04d}", "purpose": "delivery_order",
             "virtual_number": f"+656000{n:04d}", **extra}
 
 

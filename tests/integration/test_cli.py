@@ -23,7 +23,7 @@ def test_a_malformed_number_is_refused_with_exit_code_2_and_not_echoed(stack):
 def test_sessions_create_prints_the_session_with_its_virtual_number(stack):
     assert masking(stack, "numbers", "add", "+6563000001").returncode == 0
 
-    result = masking(stack, "sessions", "create", "--a", "+6593000001", "--b", "9300 0002", "--ttl", "600",
+    result = masking(stack, "sessions", "create", "--purpose", "delivery_order", "--a", "+6593000001", "--b", "9300 0002", "--ttl", "600",
                      "--no-record")
 
     assert result.returncode == 0, result.stderr
@@ -35,8 +35,8 @@ def test_sessions_create_prints_the_session_with_its_virtual_number(stack):
 
 def test_a_participant_never_gets_the_same_virtual_number_twice_while_live(stack):
     masking(stack, "numbers", "add", "+6563000101", "+6563000102")
-    first = json.loads(masking(stack, "sessions", "create", "--a", "+6593000101", "--b", "+6583000101").stdout)
-    second = json.loads(masking(stack, "sessions", "create", "--a", "+6593000101", "--b", "+6583000102").stdout)
+    first = json.loads(masking(stack, "sessions", "create", "--purpose", "delivery_order", "--a", "+6593000101", "--b", "+6583000101").stdout)
+    second = json.loads(masking(stack, "sessions", "create", "--purpose", "delivery_order", "--a", "+6593000101", "--b", "+6583000102").stdout)
     assert first["virtual_number"] != second["virtual_number"]
 
 
@@ -63,7 +63,7 @@ def test_doctor_says_precisely_what_is_wrong(stack):
 
 def test_sessions_can_be_listed_shown_extended_and_closed_from_the_cli(stack):
     masking(stack, "numbers", "add", "+6563000201")
-    created = json.loads(masking(stack, "sessions", "create", "--a", "+6593000201", "--b", "+6583000201",
+    created = json.loads(masking(stack, "sessions", "create", "--purpose", "delivery_order", "--a", "+6593000201", "--b", "+6583000201",
                                  "--ttl", "60", "--external-ref", "order-cli-1").stdout)
     listed = json.loads(masking(stack, "sessions", "list", "--external-ref", "order-cli-1", "--json").stdout)
     table = masking(stack, "sessions", "list", "--external-ref", "order-cli-1").stdout
@@ -82,7 +82,7 @@ def test_sessions_can_be_listed_shown_extended_and_closed_from_the_cli(stack):
 
 def test_numbers_can_be_reserved_and_retired_only_when_unused_from_the_cli(stack):
     assert masking(stack, "numbers", "add", "--reserved", "+6563000301").returncode == 0
-    session = json.loads(masking(stack, "sessions", "create", "--a", "+6593000301", "--b", "+6583000301",
+    session = json.loads(masking(stack, "sessions", "create", "--purpose", "delivery_order", "--a", "+6593000301", "--b", "+6583000301",
                                  "--number", "+6563000301").stdout)
     in_use = masking(stack, "numbers", "retire", "+6563000301")
     masking(stack, "sessions", "close", session["id"])

@@ -149,15 +149,21 @@ def test_caller_hanging_up_while_ringing_cancels_the_counterpart(stack, place_ca
     assert_no_leftovers(stack)
 
 
-@pytest.mark.parametrize("case", ["unknown_number", "not_a_participant", "session_expired", "session_closed"])
+@pytest.mark.parametrize("case", ["unknown_number", "not_a_participant", "session_expired", "session_closed",
+                                  "outside_window"])
 def test_caller_outside_a_live_session_hears_a_prompt_and_nobody_is_dialed(stack, place_call, case):
     parties = new_parties(stack, ttl=1 if case == "session_expired" else 3600)
     caller, dialed, status = parties.a, parties.virtual_number, {
-        "unknown_number": 404, "not_a_participant": 403, "session_expired": 410, "session_closed": 410}[case]
+        "unknown_number": 404, "not_a_participant": 403, "session_expired": 410, "session_closed": 410,
+        "outside_window": 403}[case]
     if case == "unknown_number":
         dialed = "+6569990000"
     elif case == "not_a_participant":
         caller = "+6597770000"
+    elif case == "outside_window":  # the purpose allowed calls during an hour that is over
+        query(stack.dsn, "UPDATE masking_sessions SET window_starts_at = now() - interval '2 hours',"
+                         " window_ends_at = now() - interval '1 hour' WHERE virtual_number = $1",
+              parties.virtual_number)
     elif case == "session_closed":
         query(stack.dsn, "UPDATE masking_sessions SET status = 'closed', closed_at = now()"
                          " WHERE virtual_number = $1", parties.virtual_number)

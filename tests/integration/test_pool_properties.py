@@ -61,7 +61,7 @@ async def run(ops, dsn: str) -> None:
                 a, b = CUSTOMERS[i], DRIVERS[j]
                 expected = model.eligible(a, b)
                 try:
-                    session, _ = await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=False,
+                    session, _ = await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=False, purpose="delivery_order",
                                                                            quarantine_seconds=86400))
                 except (PoolExhausted, NumberInUse):
                     assert not expected, f"refused although {expected} were free for the pair"
@@ -89,9 +89,9 @@ async def run(ops, dsn: str) -> None:
 
 async def check_invariants(store: Store, model: Model) -> None:
     async with store.pool.acquire() as conn:
-        live = await conn.fetch("SELECT virtual_number, number FROM session_participants WHERE live")
+        live = await conn.fetch("SELECT virtual_number, number_hash FROM session_participants WHERE live")
         statuses = dict(await conn.fetch("SELECT id::text, status FROM masking_sessions"))
-    pairs = [(r["virtual_number"], r["number"]) for r in live]
+    pairs = [(r["virtual_number"], r["number_hash"]) for r in live]
     assert len(pairs) == len(set(pairs)), "a participant holds one number in two live sessions"
     assert {sid for sid, status in statuses.items() if status == "active"} == set(model.live)
     assert all(number != RESERVED for number, _ in pairs), "a reserved number was auto-allocated"

@@ -1,4 +1,5 @@
 """Who a caller on a virtual number reaches, decided without any I/O."""
+import dataclasses
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -119,3 +120,19 @@ def test_rejection_reports_the_newest_of_several_dead_sessions():
     expired = session(age_hours=1, expires_in_hours=-0.5)
     closed = session(status="closed", age_hours=5)
     assert resolve_route(lookup(closed, expired), ALICE, NOW) == Reject(RejectReason.SESSION_EXPIRED, expired)
+
+
+# purpose windows
+
+@pytest.mark.parametrize(("starts", "ends"), [(1, 2), (-2, -1)])
+def test_caller_outside_the_purpose_window_is_refused_with_the_session(starts, ends):
+    windowed = dataclasses.replace(session(), window_starts_at=NOW + timedelta(hours=starts),
+                                   window_ends_at=NOW + timedelta(hours=ends))
+    route = resolve_route(lookup(windowed), ALICE, NOW)
+    assert route == Reject(RejectReason.OUTSIDE_WINDOW, windowed)
+
+
+def test_caller_inside_the_purpose_window_is_connected():
+    windowed = dataclasses.replace(session(), window_starts_at=NOW - timedelta(minutes=1),
+                                   window_ends_at=NOW + timedelta(minutes=1))
+    assert resolve_route(lookup(windowed), ALICE, NOW) == Connect(windowed, BOB, "a_to_b")
