@@ -30,6 +30,21 @@ class Prompts:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """The recording notice both parties hear before a recorded call connects.
+
+    `id` and `version` go into the call row as evidence of what was played;
+    change the version whenever the wording changes. Pressing `opt_out_digit`
+    during the notice turns recording off for the call (empty: no opt-out).
+    """
+
+    sound: str = "masking/masking-recording-notice"
+    id: str = "recording-notice"
+    version: str = "1"
+    opt_out_digit: str = "9"
+
+
+@dataclass(frozen=True)
 class AsteriskSettings:
     """What the rendered Asterisk configuration needs: its ports and trunks."""
 
@@ -97,6 +112,7 @@ class Settings:
     keys_file: Path = Path("")
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
+    notice: Notice = field(default_factory=Notice)
 
     @property
     def allowed_purposes(self) -> frozenset[str]:
@@ -116,8 +132,9 @@ class Settings:
         env = os.environ if env is None else env
         asterisk = _load(AsteriskSettings, env, "MASKING_")
         prompts = _load(Prompts, env, "MASKING_PROMPT_")
-        settings = _load(cls, env, "MASKING_", skip={"asterisk", "prompts"})
-        settings = replace(settings, asterisk=asterisk, prompts=prompts)
+        notice = _load(Notice, env, "MASKING_NOTICE_")
+        settings = _load(cls, env, "MASKING_", skip={"asterisk", "prompts", "notice"})
+        settings = replace(settings, asterisk=asterisk, prompts=prompts, notice=notice)
         settings.validate()
         return settings
 
@@ -152,6 +169,8 @@ class Settings:
         bad = [p for p in self.allowed_purposes if not purpose_allowed(p, frozenset())]
         if bad or not purpose_allowed(self.out_of_session_purpose, frozenset()):
             raise ConfigError("MASKING_PURPOSES and MASKING_OUT_OF_SESSION_PURPOSE must be codes like delivery_order")
+        if self.notice.opt_out_digit not in {"", *"0123456789*#"} or len(self.notice.opt_out_digit) > 1:
+            raise ConfigError("MASKING_NOTICE_OPT_OUT_DIGIT must be one DTMF digit (0-9, *, #) or empty")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
 

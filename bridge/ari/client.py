@@ -109,6 +109,9 @@ class AriClient:
             "POST", f"/channels/{channel_id}/play", {"media": ",".join(media), "playbackId": playback_id}
         )
 
+    async def stop_playback(self, playback_id: str) -> None:
+        await self.request("DELETE", f"/playbacks/{playback_id}")
+
     async def create_channel(
         self, endpoint: str, channel_id: str, app_args: str, originator: str | None, variables: dict[str, str]
     ) -> dict:

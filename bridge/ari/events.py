@@ -51,6 +51,7 @@ class Event:
     target_id: str | None = None  # channel a playback or recording ran on
     recording_name: str | None = None
     playback_id: str | None = None
+    digit: str | None = None  # ChannelDtmfReceived
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -75,6 +76,7 @@ def parse_event(data: dict) -> Event:
         target_id=target_uri.split(":", 1)[1] if target_uri.startswith("channel:") else None,
         recording_name=(data.get("recording") or {}).get("name"),
         playback_id=(data.get("playback") or {}).get("id"),
+        digit=data.get("digit"),
         raw=data,
     )
 

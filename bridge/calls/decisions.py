@@ -70,3 +70,15 @@ def ended_by_asterisk(first_gone_cause: int | None, vanished: bool) -> bool:
     were disconnected), or Asterisk hung it up while shutting down.
     """
     return vanished or first_gone_cause == CAUSE_ASTERISK_SHUTDOWN
+
+
+def recording_consent(session_records: bool, heard: list) -> tuple[bool, str | None]:
+    """(record?, who opted out). A call is recorded only if its session records
+    and every party it was played to heard the notice to the end without
+    opting out: a notice that failed or was cut short means no recording."""
+    if not session_records:
+        return False, None
+    opted = next((h.party for h in heard if h.opted_out), None)
+    if opted:
+        return False, opted
+    return bool(heard) and all(h.completed for h in heard), None

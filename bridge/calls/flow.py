@@ -11,6 +11,7 @@ outlives the call: the `finally` hangs up and destroys what is left.
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ from bridge import metrics, recordings
 from bridge.calls import ids
 from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
 from bridge.calls.decisions import (
-    CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, ended_by_asterisk, ending_for_dial, ending_for_rejection, hangup_side, sound_uris,
+    CAUSE_NO_ANSWER, CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, ended_by_asterisk, ending_for_dial,
+    ending_for_rejection, hangup_side, recording_consent, sound_uris,
 )
 from bridge.calls.events import GONE_EVENTS, CallEvents
+from bridge.calls.notice import NoticeHeard, play_notice, start_ringback, stop_ringback
 from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.record import CallRow
 from bridge.calls.spool import Spool
@@ -109,10 +112,25 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         if session.ttl_mode == "last_interaction":
             row.touch_session(session.id)
 
-        # 2. Ring the caller and dial the counterpart, showing only the virtual number.
+        # 2. A recorded call tells the caller so first (in early media, so not
+        #    billed), with the chance to opt out; then ring the counterpart,
+        #    showing only the virtual number.
+        heard: list[NoticeHeard] = []
+        ringback = None
+        if session.record:
+            await ari.progress(caller.id)
+            heard.append(await play_notice(ari, events, caller.id, "caller", settings.notice, (caller.id,)))
+            row.update(notices=notices_json(heard))
+            if events.is_gone(caller.id):
+                row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
+                           caller_hangup_cause=events.gone[caller.id])
+                clog.info("call.cancelled", during="notice")
+                return
+            ringback = await start_ringback(ari, caller.id)
+        else:
+            await ari.ring(caller.id)
         call.callee_id = ids.callee_channel(call.id)
         events.watch(call.callee_id)
-        await ari.ring(caller.id)
         await ari.create_channel(
             endpoint=f"PJSIP/{route.counterpart}@{settings.outbound_endpoint}",
             channel_id=call.callee_id, app_args=f"callee,{call.id}", originator=caller.id,
@@ -154,7 +172,21 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
                        caller_hangup_cause=events.gone.get(caller.id) or ending.cause)
             return
 
-        # 4. Connected: answer the caller, bridge the two legs, record.
+        # 4. Answered. Unless the caller already opted out, the counterpart hears
+        #    the notice too before the parties hear each other; then answer the
+        #    caller, bridge the two legs, and record only if both heard it.
+        if session.record and not any(h.opted_out for h in heard):
+            heard.append(await play_notice(ari, events, call.callee_id, "callee", settings.notice,
+                                           (caller.id, call.callee_id)))
+            row.update(notices=notices_json(heard))
+            if events.is_gone(caller.id) or events.is_gone(call.callee_id):
+                await left_during_notice(ari, events, call, row, settings, clog)
+                return
+        record, opted_out_by = recording_consent(session.record, heard)
+        if opted_out_by:
+            row.update(recording_opt_out=opted_out_by)
+            clog.info("recording.opted_out", party=opted_out_by)
+        await stop_ringback(ari, ringback)
         await ari.answer(caller.id)
         call.bridge_id = ids.bridge(call.id)
         await ari.create_bridge(call.bridge_id, name=f"masking-{call.id}")
@@ -163,11 +195,11 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         row.update(answered_at=answered_at, dial_status="ANSWER")
         row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
         clog.info("call.bridged", answer_ms=_ms_since(received))
-        if session.record:
+        if record:
             # A recording failure must not cost the parties their conversation.
             try:
                 await start_recording(ari, events, call, settings)
-                row.update(recorded=True)
+                row.update(recorded=True, recording_started_at=utcnow())
             except (AriError, CallAborted) as exc:
                 call.recording_name = None
                 clog.error("recording.not_started", error=str(exc))
@@ -182,6 +214,27 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
                    ended_at=utcnow(), hangup_by="caller" if events.is_gone(caller.id) else "system")
     finally:
         await finish_call(deps, call, events, row, session, webhook_url)
+
+
+async def left_during_notice(ari: AriClient, events: CallEvents, call: CallState, row: CallRow,
+                             settings: Settings, clog) -> None:
+    """A party hung up while the counterpart heard the notice, before the bridge."""
+    caller_left = events.is_gone(call.caller_id)
+    if caller_left:
+        await hangup_leg(ari, call, call.callee_id, CAUSE_NORMAL)
+    else:
+        await release_with_prompt(ari, events, call, Ending("failed", settings.prompts.unavailable,
+                                                            CAUSE_NO_ANSWER))
+    await events.settle_causes((call.caller_id, call.callee_id))
+    row.update(disposition="cancelled" if caller_left else "failed", dial_status="ANSWER", ended_at=utcnow(),
+               hangup_by="caller" if caller_left else "callee",
+               caller_hangup_cause=events.gone.get(call.caller_id),
+               callee_hangup_cause=events.gone.get(call.callee_id))
+    clog.info("call.not_connected", during="notice", hangup_by="caller" if caller_left else "callee")
+
+
+def notices_json(heard: list[NoticeHeard]) -> str:
+    return json.dumps([h.to_json() for h in heard])
 
 
 async def resolve(store: Store, settings: Settings, virtual_number: str, caller_number: str | None,

@@ -55,6 +55,25 @@ class AsteriskInstall:
         """The path on this machine of a path as Asterisk sees it."""
         return self.root / inner.lstrip("/") if self.chrooted else Path(inner)
 
+    def resolved_host_path(self, inner: str) -> Path:
+        """`host_path`, following symlinks as Asterisk would: inside the chroot
+        an absolute link (Debian's sounds/en -> /etc/alternatives/...) points
+        below the root, not at this machine's own /etc."""
+        path = Path("/")
+        parts = list(Path(inner).parts[1:])
+        for _ in range(100):  # a bound on link chains
+            if not parts:
+                return self.host_path(str(path))
+            candidate = path / parts.pop(0)
+            host = self.host_path(str(candidate))
+            if host.is_symlink():
+                target = Path(os.readlink(host))
+                parts = list((target if target.is_absolute() else candidate.parent / target).parts[1:]) + parts
+                path = Path("/")
+            else:
+                path = candidate
+        raise OSError(f"too many symbolic links under {inner}")
+
 
 def system_asterisk_version() -> tuple[int, ...] | None:
     if not shutil.which("asterisk"):
@@ -124,6 +143,15 @@ def template_values(settings: Settings, install: AsteriskInstall, instance_dir: 
     return values
 
 
+def install_sounds(sounds_dir: Path, source: Path = DIALPLAN_DIR / "sounds") -> None:
+    """The project's own sounds (the recording notice) as `masking/<name>`."""
+    target = sounds_dir / "masking"
+    target.mkdir(parents=True, exist_ok=True)
+    for sound in source.glob("*.wav"):
+        if not (target / sound.name).exists() or (target / sound.name).read_bytes() != sound.read_bytes():
+            shutil.copyfile(sound, target / sound.name)
+
+
 class AsteriskInstance:
     """One running Asterisk with rendered configuration, started and stopped by us."""
 
@@ -152,6 +180,7 @@ class AsteriskInstance:
         values = template_values(self.settings, self.install, self.inner_dir)
         for name, text in render_templates(values).items():
             (self.dir / "etc" / name).write_text(text)
+        install_sounds(self.install.resolved_host_path(self.install.data_dir + "/sounds/en"))
 
     def start(self, timeout: float = 30.0) -> None:
         self.stop_stale()

@@ -89,7 +89,7 @@ _UNAVAILABLE = (
 CALL_COLUMNS = frozenset({
     "asterisk_node", "path", "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
     "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
-    "hangup_by", "setup_ms", "talk_seconds", "recorded",
+    "hangup_by", "setup_ms", "talk_seconds", "recorded", "notices", "recording_opt_out", "recording_started_at",
 })
 
 

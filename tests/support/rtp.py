@@ -10,6 +10,7 @@ import math
 import socket
 import struct
 import threading
+import time
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -44,6 +45,7 @@ class RtpSniffer:
         self.port = port
         self.payload_types: list[int] = []
         self.samples: list[int] = []
+        self.arrivals: list[tuple[float, float]] = []  # (wall-clock time, level) per audio packet
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
         self._sock.bind(("lo", 0))
@@ -91,4 +93,10 @@ class RtpSniffer:
             table = ALAW if payload_type == 8 else ULAW if payload_type == 0 else None
             if table is not None:
                 header = 12 + 4 * (rtp[0] & 0x0F)
-                self.samples.extend(table[b] for b in rtp[header:])
+                samples = [table[b] for b in rtp[header:]]
+                self.samples.extend(samples)
+                self.arrivals.append((time.time(), rms(samples)))
+
+    def audio_between(self, start: float, end: float, level: float = 100) -> int:
+        """How many packets carrying sound (not silence) arrived between two wall-clock times."""
+        return sum(1 for at, packet_level in self.arrivals if start <= at <= end and packet_level > level)

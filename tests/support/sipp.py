@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,19 @@ class SippResult:
     @property
     def succeeded(self) -> bool:
         return self.returncode == 0
+
+    def timed(self) -> list[tuple[float, str, str]]:
+        """(wall-clock time, 'sent' or 'received', message) for every SIP message."""
+        out = []
+        for stamp, first, body in re.findall(r"^-{10,} (\S+ \S+)[^\n]*\n([^\n]*)\n(.*?)(?=^-{10,} |\Z)",
+                                             self.messages, flags=re.M | re.S):
+            moment = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            out.append((moment, "received" if "received" in first else "sent", body.strip()))
+        return out
+
+    def first(self, direction: str, start_line: str) -> float:
+        """When the first message sent or received that starts with `start_line` went."""
+        return next(t for t, d, m in self.timed() if d == direction and m.startswith(start_line))
 
     def received(self) -> list[str]:
         """The SIP messages this endpoint received, one string each."""
@@ -43,7 +57,7 @@ def render(scenario: str, workdir: Path, **values: str) -> Path:
     path.write_text(text)
     pcap = workdir / "pcap"
     pcap.mkdir(exist_ok=True)
-    for audio in ("g711a.pcap",):
+    for audio in ("g711a.pcap", "dtmf_2833_9.pcap"):
         if not (pcap / audio).exists():
             (pcap / audio).symlink_to(PCAP_DIR / audio)
     return path

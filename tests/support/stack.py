@@ -152,6 +152,8 @@ def make_settings(workdir: Path, database: str, rtp_ports: int = 200,
         "MASKING_LOG_LEVEL": "debug",
         "MASKING_TEST_HOOKS": "true",  # /debug/ari/drop for fault injection
         "MASKING_DRAIN_SECONDS": "10",
+        # A short notice keeps the suite fast; tests/integration/test_consent.py runs the real one.
+        "MASKING_NOTICE_SOUND": "beep",
     }
     return Settings.from_env(env), env
 

@@ -6,16 +6,18 @@ details a real run shows only as a race (a second hangup overwriting the cause).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from bridge.ari import AriNotFound, Event, EventRouter
+from bridge.ari import AriError, AriNotFound, Event, EventRouter
 from bridge.ari.events import Channel
 from bridge.calls.flow import CallDeps, masked_call
 from bridge.config import Settings
 from bridge.sessions.models import MaskingSession, RouteLookup
 from bridge.store import StoreUnavailable
 
+NOTICE = "sound:masking/masking-recording-notice"
 CALLER = Channel(id="caller-1", name="PJSIP/carrier-in-1", state="Ring", caller_number="+6591234567",
                  exten="+6560000001")
 
@@ -27,6 +29,8 @@ class FakeAri:
         self.router = router
         self.requests: list[tuple] = []
         self.answer_dial_with = "ANSWER"
+        self.press_during_notice: dict[str, str] = {}  # 'caller' or 'callee' -> the digit that party presses
+        self.notice_fails = False
 
     def emit(self, **fields) -> None:
         asyncio.get_running_loop().call_soon(self.router.dispatch, Event(**fields))
@@ -42,7 +46,22 @@ class FakeAri:
 
     async def play(self, channel_id, media, playback_id):
         self.requests.append(("play", channel_id, tuple(media)))
-        self.emit(type="PlaybackFinished", playback_id=playback_id, target_id=channel_id)
+        if media == ["tone:ring"]:
+            return  # rings until stopped
+        party = "caller" if channel_id == CALLER.id else "callee"
+        if NOTICE in media and party in self.press_during_notice:
+            self.emit(type="ChannelDtmfReceived", digit=self.press_during_notice[party],
+                      channel=Channel(channel_id, "", "Up", "", ""))
+        failed = NOTICE in media and self.notice_fails
+        self.emit(type="PlaybackFailed" if failed else "PlaybackFinished", playback_id=playback_id,
+                  target_id=channel_id)
+
+    async def stop_playback(self, playback_id):
+        self.requests.append(("stop_playback", playback_id))
+
+    async def snoop(self, channel_id, snoop_id, spy, app_args):
+        self.requests.append(("snoop", channel_id))
+        raise AriError(500, "POST", "snoop")  # recording itself is proven on a real Asterisk
 
     async def hangup(self, channel_id, cause=None):
         if any(r[:2] == ("hangup", channel_id) for r in self.requests):
@@ -111,9 +130,11 @@ def live_session(record=False) -> MaskingSession:
                           now - timedelta(minutes=1), now + timedelta(hours=1))
 
 
-async def run_call(lookup) -> tuple[FakeAri, FakeStore]:
+async def run_call(lookup, **ari_behaviour) -> tuple[FakeAri, FakeStore]:
     router = EventRouter(lambda event: None)
     ari, store = FakeAri(router), FakeStore(lookup)
+    for name, value in ari_behaviour.items():
+        setattr(ari, name, value)
     deps = CallDeps(ari=ari, store=store, router=router, settings=Settings(dial_timeout=2))
     await asyncio.wait_for(masked_call(deps, Event(type="StasisStart", channel=CALLER, args=("+6560000001",))), 10)
     return ari, store
@@ -161,3 +182,66 @@ async def test_a_busy_counterpart_gives_the_caller_the_busy_prompt_and_cause():
     play = next(r for r in ari.requests if r[0] == "play")
     assert play[2] == ("sound:vm-nobodyavail", "sound:please-try-call-later")
     assert store.final()["disposition"] == "busy" and store.final()["dial_status"] == "BUSY"
+
+
+def recorded_call() -> RouteLookup:
+    return RouteLookup(number_in_pool=True, sessions=(live_session(record=True),))
+
+
+def index_of(ari: FakeAri, request: tuple) -> int:
+    return next(i for i, r in enumerate(ari.requests) if r[:len(request)] == request)
+
+
+async def test_both_parties_hear_the_notice_before_they_are_bridged_and_recording_starts_after():
+    ari, store = await run_call(recorded_call())
+
+    callee = next(r[1] for r in ari.requests if r[0] == "create")
+    caller_notice = index_of(ari, ("play", CALLER.id, (NOTICE,)))
+    assert index_of(ari, ("progress", CALLER.id)) < caller_notice < index_of(ari, ("create",)), \
+        "the caller must hear the notice, in early media, before anyone is dialed"
+    assert index_of(ari, ("play", CALLER.id, ("tone:ring",))) > caller_notice, "dead air while B rings"
+    callee_notice = index_of(ari, ("play", callee, (NOTICE,)))
+    assert index_of(ari, ("dial",)) < callee_notice < index_of(ari, ("add",)) < index_of(ari, ("snoop",))
+    assert index_of(ari, ("stop_playback",)) < index_of(ari, ("answer", CALLER.id)), "ringback into the bridge"
+    notices = json.loads(store.final()["notices"])
+    assert [(n["party"], n["notice_id"], n["version"], n["completed"], n["opted_out"]) for n in notices] == \
+        [("caller", "recording-notice", "1", True, False), ("callee", "recording-notice", "1", True, False)]
+    assert store.final()["disposition"] == "answered"
+
+
+async def test_the_caller_pressing_the_opt_out_digit_turns_recording_off_and_b_hears_no_notice():
+    ari, store = await run_call(recorded_call(), press_during_notice={"caller": "9"})
+
+    callee = next(r[1] for r in ari.requests if r[0] == "create")
+    assert not any(r[0] == "snoop" for r in ari.requests), "recorded although the caller opted out"
+    assert ("play", callee, (NOTICE,)) not in ari.requests
+    assert store.final()["recording_opt_out"] == "caller" and not store.final().get("recorded")
+    assert json.loads(store.final()["notices"])[0]["opted_out"] is True
+    assert store.final()["disposition"] == "answered", "opting out of recording is not hanging up"
+
+
+async def test_the_counterpart_pressing_the_opt_out_digit_turns_recording_off():
+    ari, store = await run_call(recorded_call(), press_during_notice={"callee": "9"})
+
+    assert not any(r[0] == "snoop" for r in ari.requests)
+    assert store.final()["recording_opt_out"] == "callee"
+
+
+async def test_a_digit_other_than_the_opt_out_digit_changes_nothing():
+    ari, store = await run_call(recorded_call(), press_during_notice={"caller": "5"})
+
+    assert store.final().get("recording_opt_out") is None
+
+
+async def test_a_notice_that_cannot_be_played_means_no_recording():
+    ari, store = await run_call(recorded_call(), notice_fails=True)
+
+    assert not any(r[0] == "snoop" for r in ari.requests), "recorded without a notice having been heard"
+    assert store.final()["disposition"] == "answered" and store.final().get("recording_opt_out") is None
+
+
+async def test_an_unrecorded_session_plays_no_notice_and_rings_the_classic_way():
+    ari, _ = await run_call(RouteLookup(number_in_pool=True, sessions=(live_session(record=False),)))
+
+    assert not any(r[0] == "play" for r in ari.requests)
+    assert ("ring", CALLER.id) in ari.requests
