@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 
+from bridge.config import Settings
 from bridge.privacy.audit import verify_chain
+from bridge.service import audit_configuration
 from bridge.store import Store
 from tests.integration.test_cli import masking
-from tests.support.keys import keys_file
+from tests.support.keys import keys_file, shared_keys
+from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -122,3 +126,29 @@ async def test_pool_changes_from_the_cli_are_audited_with_the_number_masked(stor
     assert table.stdout.splitlines()[0].split()[:4] == ["seq", "at", "actor", "action"]
     assert "number.added" in table.stdout and "number.retired" not in table.stdout
     assert "6563009001" not in table.stdout
+
+
+# -- configuration -----------------------------------------------------------------------------
+async def test_a_start_with_changed_settings_writes_one_config_row_naming_them(store, dsn):
+    settings = Settings(database_url=dsn, ari_password="s3cret-ari", webhook_secret="s3cret-hook",
+                        webhook_url="https://shop.example/hook?token=s3cret-token")
+
+    first = await audit_configuration(store, settings)
+    unchanged = await audit_configuration(store, settings)
+    changed = await audit_configuration(store, replace(settings, dial_timeout=45, ari_password="other",
+                                                       webhook_url="https://shop.example/hook?token=new"))
+
+    rows = await store.list_audit(action="config.changed")
+    assert (first, unchanged, changed) == (True, False, True) and len(rows) == 2
+    assert rows[0].details["changed"] == ["MASKING_DIAL_TIMEOUT", "MASKING_WEBHOOK_URL"]
+    assert rows[0].details["settings"]["MASKING_DIAL_TIMEOUT"] == "45"
+    assert (rows[0].actor, rows[0].target_type) == ("service", "host") and rows[0].source.startswith("service@")
+    assert "s3cret" not in json.dumps([row.details for row in rows])
+
+
+async def test_a_database_outage_never_stops_a_start():
+    down = await Store.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", shared_keys(), timeout=1)
+    try:
+        assert await audit_configuration(down, Settings()) is False
+    finally:
+        await down.close()
