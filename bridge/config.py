@@ -84,6 +84,9 @@ class Settings:
     # On SIGTERM: new calls go to the dialplan fallback, calls in progress get
     # this long to finish before they are released.
     drain_seconds: float = 30.0
+    # Take the client address for audit rows from the last X-Forwarded-For
+    # entry: only behind a reverse proxy that sets it (anyone can send one).
+    trust_forwarded_for: bool = False
     # Fault-injection endpoints (/debug/...) for the test suite; never in production.
     test_hooks: bool = False
     default_region: str = "SG"
