@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
+import socket
 import sys
 import uuid
 from contextlib import asynccontextmanager
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from bridge import logs
 from bridge.config import ConfigError, Settings
+from bridge.privacy.audit import Actor, ChainWalk, entry_json
 from bridge.privacy.crypto import CryptoError, KeyRing
 from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.sessions.models import SessionRequest, purpose_allowed
@@ -131,11 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     keys = group("apikeys", "API keys for the HTTP API")
     p = command(keys, "create", cmd_apikeys_create, "create a key; the token is printed once")
     p.add_argument("--name", required=True)
-    p.add_argument("--scope", action="append", choices=["sessions", "numbers", "recordings"],
+    p.add_argument("--scope", action="append", choices=["sessions", "numbers", "recordings", "audit"],
                    help="repeat for several; default: sessions")
     command(keys, "list", cmd_apikeys_list, "list keys (never their tokens)", listing=True)
     p = command(keys, "revoke", cmd_apikeys_revoke, "revoke a key by its prefix")
     p.add_argument("prefix")
+
+    audit = group("audit", "the audit trail: who read or changed what")
+    p = command(audit, "verify", cmd_audit_verify, "check the hash chain; print its head to anchor elsewhere")
+    p.add_argument("--expect-head", metavar="HEX", help="a head printed before: fail if it is no longer there")
+    p = command(audit, "list", cmd_audit_list, "latest rows, newest first", listing=True)
+    p.add_argument("--action", help="e.g. recording.read")
+    p.add_argument("--session", dest="session_id")
+    p.add_argument("--limit", type=int, default=50)
 
     ast = group("asterisk", "Asterisk configuration")
     p = command(ast, "config", cmd_asterisk_config, "render dialplan/ templates with the current settings")
@@ -186,6 +198,15 @@ def _iso_time(raw: str | None, option: str):
     if moment is None or moment.tzinfo is None:
         raise UsageError(f"{option} must be an ISO 8601 time with a UTC offset")
     return moment
+
+
+def operator() -> Actor:
+    """The person at this terminal, for the audit rows their changes write."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid{os.getuid()}"
+    return Actor(f"cli:{user}", f"cli@{socket.gethostname()}")
 
 
 def representations():
@@ -256,7 +277,7 @@ async def cmd_numbers_add(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         for number in numbers:
             try:
-                await store.add_number(number, reserved=args.reserved)
+                await store.add_number(number, reserved=args.reserved, by=operator())
                 print(f"added {number}{' (reserved)' if args.reserved else ''}")
             except StoreError as exc:
                 failed = True
@@ -276,7 +297,7 @@ async def cmd_numbers_retire(settings: Settings, args) -> int:
     number = parse_e164(args.number)
     async with open_store(settings) as store:
         try:
-            await store.retire_number(number)
+            await store.retire_number(number, by=operator())
         except StoreError as exc:
             detail = f" (sessions {', '.join(exc.session_ids)})" if getattr(exc, "session_ids", None) else ""
             print(f"masking: {exc}{detail}", file=sys.stderr)
@@ -392,6 +413,11 @@ async def cmd_keys_add(settings: Settings, args) -> int:
     ring = KeyRing.load(settings.keys_path)
     key_id = ring.add_key(activate=not args.no_activate)
     ring.save()
+    try:
+        async with open_store(settings) as store:
+            await store.audit_by(operator(), "keys.added", "key", key_id, details={"active": ring.active_id})
+    except StoreError as exc:  # the key is added; say the trail missed it
+        print(f"masking: the audit row was not written: {exc}", file=sys.stderr)
     print(f"added key {key_id}" + ("" if args.no_activate else " (active)")
           + "; restart the services, then run `masking keys rotate`")
     return 0
@@ -402,6 +428,8 @@ async def cmd_keys_rotate(settings: Settings, args) -> int:
         total = 0
         while resealed := await store.reseal_sessions(args.batch):
             total += resealed
+        await store.audit_by(operator(), "keys.rotated", "key", store.keys.active_id,
+                             details={"sessions_resealed": total})
     print(f"re-sealed {total} session(s) under key {store.keys.active_id}")
     return 0
 
@@ -418,7 +446,7 @@ async def cmd_keys_status(settings: Settings, args) -> int:
 
 async def cmd_apikeys_create(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        token, row = await store.create_api_key(args.name, sorted(set(args.scope or ["sessions"])))
+        token, row = await store.create_api_key(args.name, sorted(set(args.scope or ["sessions"])), by=operator())
     print(json.dumps({"token": token, "name": row["name"], "prefix": row["prefix"], "scopes": row["scopes"]},
                      indent=2))
     print("masking: store the token now; it cannot be shown again", file=sys.stderr)
@@ -434,11 +462,38 @@ async def cmd_apikeys_list(settings: Settings, args) -> int:
 
 async def cmd_apikeys_revoke(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        revoked = await store.revoke_api_key(args.prefix)
+        revoked = await store.revoke_api_key(args.prefix, by=operator())
     if not revoked:
         print("masking: no active key with that prefix", file=sys.stderr)
         return EXIT_FAILED
     print(f"revoked {args.prefix}")
+    return 0
+
+
+async def cmd_audit_verify(settings: Settings, args) -> int:
+    try:
+        expected = bytes.fromhex(args.expect_head) if args.expect_head else None
+    except ValueError:
+        raise UsageError("--expect-head must be a hash in hex, as verify prints it") from None
+    walk = ChainWalk(expected)
+    async with open_store(settings) as store:
+        async for row in store.walk_audit():
+            if not walk.add(row):
+                break
+    result = walk.result()
+    if not result.ok:
+        print(f"audit trail broken at seq {result.first_bad_seq}: {result.message}")
+        return EXIT_FAILED
+    print(f"audit trail ok: {result.message}; head seq {result.head_seq} hash {result.head_hash.hex()}")
+    return 0
+
+
+async def cmd_audit_list(settings: Settings, args) -> int:
+    session_id = parse_uuid(args.session_id, "--session") if args.session_id else None
+    async with open_store(settings) as store:
+        rows = await store.list_audit(action=args.action, session_id=session_id, limit=args.limit)
+    emit([entry_json(r) for r in rows], ["seq", "at", "actor", "action", "target_type", "target_id", "source",
+                                         "reason"], args.json, "entries")
     return 0
 
 

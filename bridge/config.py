@@ -102,6 +102,9 @@ class Settings:
     # On SIGTERM: new calls go to the dialplan fallback, calls in progress get
     # this long to finish before they are released.
     drain_seconds: float = 30.0
+    # Take the client address for audit rows from the last X-Forwarded-For
+    # entry: only behind a reverse proxy that sets it (anyone can send one).
+    trust_forwarded_for: bool = False
     # Fault-injection endpoints (/debug/...) for the test suite; never in production.
     test_hooks: bool = False
     default_region: str = "SG"
@@ -173,6 +176,24 @@ class Settings:
             raise ConfigError("MASKING_NOTICE_OPT_OUT_DIGIT must be one DTMF digit (0-9, *, #) or empty")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
+
+
+# Never recorded anywhere, not even as a digest.
+SECRET_SETTINGS = frozenset({"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MASKING_WEBHOOK_SECRET"})
+# May carry credentials or personal data (user:password@host, a token in a
+# query): audit rows hold a keyed digest of these, never the value.
+UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL"})
+_NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_"}  # as `from_env` reads them
+
+
+def settings_by_name(settings: Settings) -> dict[str, str]:
+    """Every setting by its variable name, as text (the names operators set)."""
+    named = {}
+    for group, prefix in ((settings, "MASKING_"), *((getattr(settings, g), p) for g, p in _NESTED.items())):
+        for f in fields(group):
+            if f.name not in _NESTED:
+                named[prefix + f.name.upper()] = str(getattr(group, f.name))
+    return named
 
 
 def _load(cls, env: Mapping[str, str], prefix: str, skip: frozenset | set = frozenset()):

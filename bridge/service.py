@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 
 import asyncpg
 from aiohttp import web
@@ -27,9 +28,10 @@ from bridge.calls import ids
 from bridge.calls.flow import CallDeps, adopt_call, collect_left_recording, masked_call
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
+from bridge.privacy.audit import changed_settings, config_snapshot, fingerprint
 from bridge.privacy.crypto import KeyRing
 from bridge.logs import get_logger
-from bridge.store import Store, StoreUnavailable, utcnow
+from bridge.store import Store, StoreError, StoreUnavailable, utcnow
 from bridge.webhooks import Dispatcher
 
 log = get_logger("bridge.service")
@@ -56,6 +58,7 @@ class Service:
     async def start(self) -> None:
         self.store = await Store.connect(self.settings.database_url, KeyRing.load(self.settings.keys_path),
                                          self.settings.db_timeout)
+        self._tasks.append(asyncio.create_task(audit_configuration(self.store, self.settings), name="audit-config"))
         self.asterisk = AsteriskMonitor(self.settings)
         self.asterisk.start()
         self.spool = Spool(self.settings.state_dir / "spool" / "calls.jsonl")
@@ -275,6 +278,28 @@ class Service:
                 log.error("sessions.expiry_failed", error=type(exc).__name__)
                 delay = 5.0
             await asyncio.sleep(delay)
+
+
+async def audit_configuration(store: Store, settings: Settings) -> bool:
+    """Write a config.changed row if this host's settings differ from the last
+    ones recorded (True if written). An audit failure never stops a start: it
+    is logged, and the next start compares again."""
+    host = socket.gethostname()
+    snapshot = config_snapshot(settings, lambda value: store.keys.keyed_digest("setting", value.encode()))
+    current = fingerprint(snapshot)
+    try:
+        last = await store.list_audit(action="config.changed", target_id=host, limit=1)
+        before = last[0].details if last else {}
+        if before.get("fingerprint") == current:
+            return False
+        changed = changed_settings(before.get("settings", {}), snapshot)
+        await store.audit("service", "config.changed", "host", host, source=f"service@{host}",
+                          details={"fingerprint": current, "changed": changed, "settings": snapshot})
+    except (StoreError, asyncpg.PostgresError) as exc:
+        log.warning("audit.config_failed", error=type(exc).__name__)
+        return False
+    log.info("audit.config_changed", changed=len(changed))
+    return True
 
 
 async def serve_agi(settings: Settings) -> None:

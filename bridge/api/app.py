@@ -3,12 +3,15 @@
 Every `/v1` route needs an API key (`Authorization: Bearer mk_...`) with the
 route's scope; `/healthz`, `/readyz`, `/metrics` and `/openapi.json` do not.
 The OpenAPI document beside this file describes every route and error.
+Reading a recording and changing the pool write audit rows (who, from where,
+why: `X-Audit-Reason`) before they answer.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from datetime import datetime
@@ -19,11 +22,12 @@ from aiohttp import web
 from bridge import metrics
 from bridge.api.errors import ApiError, error_middleware, invalid, json_body
 from bridge.config import Settings
+from bridge.privacy.audit import Actor, clean_reason, entry_json
 from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
 from bridge.store import Store, StoreUnavailable, utcnow
 
-SCOPES = ("sessions", "numbers", "recordings")
+SCOPES = ("sessions", "numbers", "recordings", "audit")
 MAX_TTL = 366 * 86400
 STORE = web.AppKey("store", Store)
 SETTINGS = web.AppKey("settings", Settings)
@@ -61,12 +65,13 @@ def make_app(store: Store, settings: Settings,
     r.add_delete("/v1/numbers/{number}", retire_number)
     r.add_get("/v1/webhooks/events", list_webhook_events)
     r.add_post("/v1/webhooks/events/retry", retry_webhook_events)
+    r.add_get("/v1/audit", list_audit)
     return app
 
 
 # -- auth ------------------------------------------------------------------------
 ROUTE_SCOPES = {"/v1/sessions": "sessions", "/v1/calls": "sessions", "/v1/webhooks": "sessions",
-                "/v1/numbers": "numbers", "/v1/recordings": "recordings"}
+                "/v1/numbers": "numbers", "/v1/recordings": "recordings", "/v1/audit": "audit"}
 
 
 def scope_for(path: str) -> str | None:
@@ -91,6 +96,22 @@ async def auth_middleware(request: web.Request, handler):
         raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope")
     request[API_KEY] = key
     return await handler(request)
+
+
+def actor(request: web.Request) -> Actor:
+    """The API key behind `request`, for the audit rows it causes."""
+    key = request[API_KEY]
+    return Actor(f"apikey:{key['prefix']}:{key['name']}", client_address(request),
+                 clean_reason(request.headers.get("X-Audit-Reason")))
+
+
+def client_address(request: web.Request) -> str:
+    """The peer's address; behind a trusted proxy, the one it appended to X-Forwarded-For."""
+    if request.app[SETTINGS].trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+        if forwarded and forwarded.isprintable():
+            return forwarded[:100]
+    return request.remote or "unknown"
 
 
 # -- validation --------------------------------------------------------------------
@@ -182,6 +203,26 @@ def uuid_param(request: web.Request, name: str = "id") -> uuid.UUID:
         return uuid.UUID(request.match_info[name])
     except ValueError:
         raise ApiError(404, "not_found", "no such resource") from None
+
+
+def uuid_query(request: web.Request, name: str) -> uuid.UUID | None:
+    if name not in request.query:
+        return None
+    try:
+        return uuid.UUID(request.query[name])
+    except ValueError:
+        raise invalid(name, f"{name} must be a UUID") from None
+
+
+def time_query(request: web.Request, name: str) -> datetime | None:
+    """An ISO 8601 time (UTC if it names no offset)."""
+    if name not in request.query:
+        return None
+    try:
+        value = datetime.fromisoformat(request.query[name])
+        return value.replace(tzinfo=value.tzinfo or timezone.utc).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise invalid(name, f"{name} must be a date-time such as 2025-01-31T08:00:00Z") from None
 
 
 def limit_param(request: web.Request) -> int:
@@ -341,13 +382,7 @@ async def close_session(request: web.Request) -> web.Response:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    session_id = None
-    if "session_id" in request.query:
-        try:
-            session_id = uuid.UUID(request.query["session_id"])
-        except ValueError:
-            raise invalid("session_id", "session_id must be a UUID") from None
-    rows = await request.app[STORE].list_calls(limit_param(request), session_id)
+    rows = await request.app[STORE].list_calls(limit_param(request), uuid_query(request, "session_id"))
     return web.json_response({"calls": [call_json(r) for r in rows]})
 
 
@@ -355,8 +390,17 @@ async def get_call(request: web.Request) -> web.Response:
     return web.json_response(call_json(await request.app[STORE].call(uuid_param(request))))
 
 
+async def audit_read(request: web.Request, action: str, recording: dict) -> None:
+    """Written before the answer: no recording is read without its audit row."""
+    await request.app[STORE].audit_by(actor(request), action, "recording", str(recording["id"]),
+                                      session_id=recording["session_id"],
+                                      details={"call_id": str(recording["call_id"])})
+
+
 async def get_recording(request: web.Request) -> web.Response:
-    return web.json_response(recording_json(await request.app[STORE].recording(uuid_param(request))))
+    row = await request.app[STORE].recording(uuid_param(request))
+    await audit_read(request, "recording.read", row)
+    return web.json_response(recording_json(row))
 
 
 async def get_recording_audio(request: web.Request) -> web.StreamResponse:
@@ -364,6 +408,7 @@ async def get_recording_audio(request: web.Request) -> web.StreamResponse:
     path = Path(row["storage_path"])
     if not path.is_file():
         raise ApiError(410, "recording_gone", "the recording's audio is no longer stored")
+    await audit_read(request, "recording.audio", row)
     # FileResponse answers Range requests (206) and HEAD itself.
     return web.FileResponse(path, headers={"Content-Type": f"audio/{row['format']}",
                                            "Content-Disposition": f'attachment; filename="{row["id"]}.{row["format"]}"'})
@@ -373,7 +418,8 @@ async def add_number(request: web.Request) -> web.Response:
     body = await json_body(request)
     number = number_field(body, "number", request.app[SETTINGS])
     reserved = bool_field(body, "reserved", False)
-    return web.json_response(number_json(await request.app[STORE].add_number(number, reserved)), status=201)
+    row = await request.app[STORE].add_number(number, reserved, by=actor(request))
+    return web.json_response(number_json(row), status=201)
 
 
 async def list_numbers(request: web.Request) -> web.Response:
@@ -388,7 +434,7 @@ async def retire_number(request: web.Request) -> web.Response:
         number = parse_e164(request.match_info["number"])
     except InvalidNumber:
         raise ApiError(404, "not_found", "no such number in the pool") from None
-    await request.app[STORE].retire_number(number)
+    await request.app[STORE].retire_number(number, by=actor(request))
     return web.Response(status=204)
 
 
@@ -406,3 +452,10 @@ async def list_webhook_events(request: web.Request) -> web.Response:
 
 async def retry_webhook_events(request: web.Request) -> web.Response:
     return web.json_response({"requeued": await request.app[STORE].retry_dead_events()})
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    rows = await request.app[STORE].list_audit(
+        action=checked_text(request.query.get("action"), "action", 100), session_id=uuid_query(request, "session_id"),
+        since=time_query(request, "since"), limit=limit_param(request))
+    return web.json_response({"entries": [entry_json(r) for r in rows]})

@@ -17,9 +17,12 @@ from typing import Any
 
 import asyncpg
 
+from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import KeyRing, number_context
+from bridge.privacy.numbers import mask_number
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_number, region_of
+from bridge.store.audit import AuditQueries
 
 MIGRATION_LOCK = 0x6D61736B  # 'mask': serialises concurrent `db upgrade`
 
@@ -117,7 +120,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-class Store:
+class Store(AuditQueries):
     def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
         self.pool = pool
         self.keys = keys  # numbers are sealed and hashed with these (bridge/privacy/crypto.py)
@@ -254,11 +257,21 @@ class Store:
         return session.participant_a, session.participant_b
 
     # -- operators ---------------------------------------------------------------
-    async def add_number(self, number: str, reserved: bool = False) -> dict:
+    async def add_number(self, number: str, reserved: bool = False, *, by: Actor | None = None) -> dict:
+        """Add to the pool; `by` writes the number.added audit row in the same transaction."""
+
+        async def add(conn):
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "INSERT INTO virtual_numbers (number, reserved, country) VALUES ($1, $2, $3) RETURNING *",
+                    number, reserved, region_of(number))
+                if by:
+                    await self.audit_by(by, "number.added", "number", mask_number(number), conn,
+                                        subject_hash=self.keys.lookup_hash(number), details={"reserved": reserved})
+                return row
+
         try:
-            row = await self._run(lambda conn: conn.fetchrow(
-                "INSERT INTO virtual_numbers (number, reserved, country) VALUES ($1, $2, $3) RETURNING *",
-                number, reserved, region_of(number)))
+            row = await self._run(add)
         except asyncpg.UniqueViolationError:
             raise NumberAlreadyInPool(f"{number} is already in the pool") from None
         return dict(row) | {"live_sessions": 0}
@@ -270,7 +283,7 @@ class Store:
             " FROM virtual_numbers v WHERE $1::text IS NULL OR v.status = $1 ORDER BY v.number", status))
         return [dict(r) for r in rows]
 
-    async def retire_number(self, number: str) -> None:
+    async def retire_number(self, number: str, *, by: Actor | None = None) -> None:
         """Take a number out of the pool; refused while live sessions use it."""
 
         async def retire(conn):
@@ -278,6 +291,8 @@ class Store:
                 row = await conn.fetchrow("SELECT status FROM virtual_numbers WHERE number = $1 FOR UPDATE", number)
                 if row is None:
                     raise NotFound("no such number in the pool")
+                if row["status"] == "retired":
+                    return  # nothing changes, so nothing to audit
                 await _expire_due(conn)
                 users = await conn.fetch(
                     "SELECT DISTINCT session_id FROM session_participants WHERE virtual_number = $1 AND live",
@@ -286,6 +301,9 @@ class Store:
                     ids = [str(r["session_id"]) for r in users]
                     raise NumberInUse(f"{len(ids)} live session(s) use this number", ids)
                 await conn.execute("UPDATE virtual_numbers SET status = 'retired' WHERE number = $1", number)
+                if by:
+                    await self.audit_by(by, "number.retired", "number", mask_number(number), conn,
+                                        subject_hash=self.keys.lookup_hash(number))
 
         await self._run(retire)
 
@@ -444,14 +462,23 @@ class Store:
             "SELECT min(expires_at) FROM masking_sessions WHERE status = 'active'"))
 
     # -- API keys -----------------------------------------------------------------
-    async def create_api_key(self, name: str, scopes: list[str]) -> tuple[str, dict]:
-        """Return (token, row). The token is shown once; only its hash is kept."""
+    async def create_api_key(self, name: str, scopes: list[str], *, by: Actor | None = None) -> tuple[str, dict]:
+        """Return (token, row). The token is shown once; only its hash is kept (and
+        the apikey.created row written for `by` names the key by its prefix)."""
         prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(24)
-        row = await self._run(lambda conn: conn.fetchrow(
-            "INSERT INTO api_keys (id, name, prefix, key_hash, scopes) VALUES ($1, $2, $3, $4, $5)"
-            " RETURNING id, name, prefix, scopes, created_at",
-            uuid.uuid4(), name, prefix, _hash_secret(secret), scopes))
-        return f"mk_{prefix}_{secret}", dict(row)
+
+        async def create(conn):
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "INSERT INTO api_keys (id, name, prefix, key_hash, scopes) VALUES ($1, $2, $3, $4, $5)"
+                    " RETURNING id, name, prefix, scopes, created_at",
+                    uuid.uuid4(), name, prefix, _hash_secret(secret), scopes)
+                if by:
+                    await self.audit_by(by, "apikey.created", "apikey", prefix, conn,
+                                        details={"name": name, "scopes": scopes})
+                return row
+
+        return f"mk_{prefix}_{secret}", dict(await self._run(create))
 
     async def api_key_for_token(self, token: str) -> dict | None:
         parts = token.split("_", 2)
@@ -468,10 +495,16 @@ class Store:
             "SELECT id, name, prefix, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at"))
         return [dict(r) for r in rows]
 
-    async def revoke_api_key(self, prefix: str) -> bool:
-        result = await self._run(lambda conn: conn.execute(
-            "UPDATE api_keys SET revoked_at = now() WHERE prefix = $1 AND revoked_at IS NULL", prefix))
-        return result.endswith(" 1")
+    async def revoke_api_key(self, prefix: str, *, by: Actor | None = None) -> bool:
+        async def revoke(conn):
+            async with conn.transaction():
+                name = await conn.fetchval("UPDATE api_keys SET revoked_at = now()"
+                                           " WHERE prefix = $1 AND revoked_at IS NULL RETURNING name", prefix)
+                if name is not None and by:
+                    await self.audit_by(by, "apikey.revoked", "apikey", prefix, conn, details={"name": name})
+                return name is not None
+
+        return await self._run(revoke)
 
     # -- webhooks outbox --------------------------------------------------------------
     async def enqueue_event(self, event_type: str, session_id: uuid.UUID | None, url: str, data: dict,

@@ -16,6 +16,7 @@ from bridge.config import Settings
 from bridge.stack.asterisk import AsteriskNotInstalled, find_install
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
+from tests.support.keys import shared_keys
 from tests.support.rtp import RtpSniffer
 from tests.support.sipp import Sipp, SippResult, render
 from tests.support.stack import Stack, create_database, drop_database, migrate, running_stack
@@ -52,10 +53,19 @@ def dsn():
     asyncio.run(drop_database(name))
 
 
+@pytest.fixture
+async def store(dsn):
+    """A store over the module's database, emptied for each test."""
+    store = await Store.connect(dsn, shared_keys())
+    await empty(store)
+    yield store
+    await store.close()
+
+
 async def empty(store: Store) -> None:
     async with store.pool.acquire() as conn:
         await conn.execute("TRUNCATE webhook_outbox, idempotency_keys, recordings, calls, session_participants,"
-                           " masking_sessions, virtual_numbers, api_keys CASCADE")
+                           " masking_sessions, virtual_numbers, api_keys, audit_log CASCADE")
 
 
 _serial = itertools.count(1000)

@@ -12,21 +12,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.api.app import make_app
 from bridge.config import Settings
-from bridge.store import Store
+from bridge.privacy.audit import entry_json
 from bridge.webhooks import Dispatcher, verify
 from tests.support.ports import free_port
-from tests.support.keys import shared_keys
-from tests.integration.conftest import empty
 
 SECRET = "test-webhook-secret"
-
-
-@pytest.fixture
-async def store(dsn):
-    store = await Store.connect(dsn, shared_keys())
-    await empty(store)
-    yield store
-    await store.close()
 
 
 @pytest.fixture
@@ -34,7 +24,7 @@ async def api(store, dsn):
     settings = Settings(database_url=dsn, quarantine_seconds=3600, webhook_secret=SECRET)
     client = TestClient(TestServer(make_app(store, settings)))
     await client.start_server()
-    token, _ = await store.create_api_key("test", ["sessions", "numbers", "recordings"])
+    token, _ = await store.create_api_key("test", ["sessions", "numbers", "recordings", "audit"])
     client.session.headers["Authorization"] = f"Bearer {token}"
     yield client
     await client.close()
@@ -274,19 +264,25 @@ async def test_numbers_can_be_added_listed_and_retired_only_when_unused(api, sto
 
 
 # -- calls and recordings --------------------------------------------------------------
-async def test_calls_and_recording_audio_with_range(api, store, tmp_path: Path):
-    await numbers(store, "+6560001001")
-    session = await create(api)
+async def recorded_call(store, session: dict, audio: Path) -> tuple[uuid.UUID, uuid.UUID]:
+    """An answered call of `session` and its recording, `audio`: (call id, recording id)."""
     call_id, recording_id = uuid.uuid4(), uuid.uuid4()
-    audio = tmp_path / "rec.wav"
     audio.write_bytes(b"RIFF" + bytes(range(256)) * 4)
     async with store.pool.acquire() as conn:
         await conn.execute("INSERT INTO calls (id, session_id, virtual_number, direction, caller_channel_id,"
                            " started_at, disposition) VALUES ($1, $2, $3, 'a_to_b', 'x', now(), 'answered')",
-                           call_id, uuid.UUID(session["id"]), "+6560001001")
+                           call_id, uuid.UUID(session["id"]), session["virtual_number"])
         await conn.execute("INSERT INTO recordings (id, call_id, storage_path, format, bytes, duration_seconds,"
                            " sha256) VALUES ($1, $2, $3, 'wav', $4, 1.5, $5)", recording_id, call_id, str(audio),
                            audio.stat().st_size, "0" * 64)
+    return call_id, recording_id
+
+
+async def test_calls_and_recording_audio_with_range(api, store, tmp_path: Path):
+    await numbers(store, "+6560001001")
+    session = await create(api)
+    audio = tmp_path / "rec.wav"
+    call_id, recording_id = await recorded_call(store, session, audio)
 
     calls = await (await api.get("/v1/calls", params={"session_id": session["id"]})).json()
     call = await (await api.get(f"/v1/calls/{call_id}")).json()
@@ -299,6 +295,68 @@ async def test_calls_and_recording_audio_with_range(api, store, tmp_path: Path):
     assert meta["bytes"] == audio.stat().st_size and meta["session_id"] == session["id"]
     assert part.status == 206 and await part.read() == audio.read_bytes()[4:104]
     assert forbidden.status == 403
+
+
+# -- audit ----------------------------------------------------------------------------------
+async def test_reading_a_recording_is_audited_with_the_key_its_address_and_the_reason(api, store, tmp_path):
+    await numbers(store, "+6560001001")
+    session = await create(api)
+    call_id, recording_id = await recorded_call(store, session, tmp_path / "rec.wav")
+    prefix = (await store.list_api_keys())[0]["prefix"]
+
+    await api.get(f"/v1/recordings/{recording_id}", headers={
+        "X-Audit-Reason": "  complaint 77 from +6591110001 ", "X-Forwarded-For": "203.0.113.9"})
+    await api.get(f"/v1/recordings/{recording_id}/audio")
+    listed = await api.get("/v1/audit", params={"session_id": session["id"]})
+
+    entries = (await listed.json())["entries"]
+    assert [(e["action"], e["reason"]) for e in entries] == [
+        ("recording.audio", None), ("recording.read", "complaint 77 from +65****0001")]
+    read = entries[1]
+    assert read["actor"] == f"apikey:{prefix}:test"
+    assert read["source"] == "127.0.0.1", "X-Forwarded-For is not trusted unless a setting says so"
+    assert (read["target_type"], read["target_id"]) == ("recording", str(recording_id))
+    assert read["details"] == {"call_id": str(call_id)}
+    assert "6591110001" not in json.dumps(entries)
+
+
+async def test_behind_a_trusted_proxy_the_audited_address_is_the_one_it_appended(api, store, dsn, tmp_path):
+    await numbers(store, "+6560001001")
+    _, recording_id = await recorded_call(store, await create(api), tmp_path / "rec.wav")
+    proxied = make_app(store, Settings(database_url=dsn, trust_forwarded_for=True))
+    async with TestClient(TestServer(proxied)) as client:
+        await client.get(f"/v1/recordings/{recording_id}", headers={
+            "Authorization": api.session.headers["Authorization"], "X-Forwarded-For": "198.51.100.1, 203.0.113.9"})
+    assert [row.source for row in await store.list_audit()] == ["203.0.113.9"]
+
+
+async def test_pool_changes_are_audited_with_the_number_masked_and_keyed(api, store):
+    added = await api.post("/v1/numbers", json={"number": "+6560001001"}, headers={"X-Audit-Reason": "new range"})
+    duplicate = await api.post("/v1/numbers", json={"number": "+6560001001"})
+    retired = await api.delete("/v1/numbers/%2B6560001001")
+    again = await api.delete("/v1/numbers/%2B6560001001")  # already retired: nothing changes
+
+    rows = await store.list_audit()
+    assert (added.status, duplicate.status, retired.status, again.status) == (201, 409, 204, 204)
+    assert [(r.action, r.target_type, r.target_id, r.reason) for r in rows] == [
+        ("number.retired", "number", "+65****1001", None), ("number.added", "number", "+65****1001", "new range")]
+    assert {r.subject_hash for r in rows} == {store.keys.lookup_hash("+6560001001")}
+    assert "6560001001" not in json.dumps([entry_json(r) for r in rows])
+
+
+async def test_the_audit_trail_needs_the_audit_scope_and_validates_its_filters(api, store):
+    token, _ = await store.create_api_key("no-audit", ["sessions", "numbers", "recordings"])
+    forbidden = await api.get("/v1/audit", headers={"Authorization": f"Bearer {token}"})
+    bad_since = await api.get("/v1/audit", params={"since": "yesterday"})
+    bad_session = await api.get("/v1/audit", params={"session_id": "nope"})
+    await api.post("/v1/numbers", json={"number": "+6560001001"})
+    recent = await api.get("/v1/audit", params={"since": "2020-01-01T00:00:00", "action": "number.added"})
+    future = await api.get("/v1/audit", params={"since": "2999-01-01T00:00:00+08:00"})
+
+    assert (forbidden.status, error_code(await forbidden.json())) == (403, "forbidden")
+    assert (await bad_since.json())["error"]["field"] == "since" and bad_session.status == 422
+    assert [e["action"] for e in (await recent.json())["entries"]] == ["number.added"]
+    assert (await future.json())["entries"] == []
 
 
 async def test_metrics_never_carry_a_phone_number(api, store):

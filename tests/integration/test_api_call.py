@@ -116,6 +116,13 @@ def test_a_business_creates_a_session_gets_signed_call_events_and_reads_the_reco
     status, body = call_api(stack, api_token, "GET", f"/v1/calls?session_id={session['id']}")
     assert [c["disposition"] for c in json.loads(body)["calls"]] == ["answered"]
 
+    listed = masking(stack, "audit", "list", "--session", session["id"], "--json")
+    reads = json.loads(listed.stdout)["entries"]
+    assert [(e["action"], e["target_id"]) for e in reads] == [("recording.audio", data["recording_id"]),
+                                                                ("recording.read", data["recording_id"])]
+    assert all(e["actor"].endswith(":delivery-app") and e["source"] == "127.0.0.1" for e in reads)
+    assert masking(stack, "audit", "verify").returncode == 0
+
 
 def test_a_session_expires_on_time_tells_the_business_and_its_callers_hear_the_prompt(stack, place_call,
                                                                                        api_token):

@@ -66,7 +66,7 @@ class Server:
     async def _start(self) -> None:
         self.store = await Store.connect(self.dsn, shared_keys())
         if self.recording_dir is not None:
-            self.token, _ = await self.store.create_api_key("fuzz", ["sessions", "numbers", "recordings"])
+            self.token, _ = await self.store.create_api_key("fuzz", ["sessions", "numbers", "recordings", "audit"])
             self.narrow_token, _ = await self.store.create_api_key("numbers-only", ["numbers"])
             self.seeded = await seed(self.store, self.recording_dir)
         self.runner = web.AppRunner(make_app(self.store, Settings(database_url=self.dsn)))
@@ -260,7 +260,8 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     call("GET", "/v1/calls/{id}", 200, path_parameters={"id": str(seeded["call"])})
     call("GET", "/v1/calls/{id}", 200, path_parameters={"id": str(seeded["rejected_call"])})
     call("GET", "/v1/calls", 200, query={"session_id": str(seeded["live"].id), "limit": 1})
-    call("GET", "/v1/recordings/{id}", 200, path_parameters={"id": str(seeded["recording"])})
+    call("GET", "/v1/recordings/{id}", 200, path_parameters={"id": str(seeded["recording"])},
+         headers={"X-Audit-Reason": "fuzz"})
     audio = {"id": str(seeded["recording"])}
     whole = call("GET", "/v1/recordings/{id}/audio", 200, path_parameters=audio)
     assert whole.content == seeded["audio"]
@@ -284,6 +285,13 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     assert {e["status"] for e in events} == {"pending", "delivered", "dead"}
     assert call("POST", "/v1/webhooks/events/retry", 200).json()["requeued"] >= 1
 
+    # The audit trail those reads and changes wrote.
+    reads = call("GET", "/v1/audit", 200, query={"action": "recording.read"}).json()["entries"]
+    assert [(r["reason"], r["session_id"]) for r in reads] == [("fuzz", str(seeded["live"].id))]
+    call("GET", "/v1/audit", 200, query={"session_id": str(seeded["live"].id), "since": "2020-01-01T00:00:00Z"})
+    call("GET", "/v1/audit", 422, query={"since": "yesterday"}, code="invalid_field")
+    call("GET", "/v1/audit", 403, token=server.narrow_token, code="forbidden")
+
     # Bodies over 64 KiB.
     call("POST", "/v1/numbers", 413, body={"number": "+6560000006", "padding": "x" * 70_000}, code="http_error")
 
@@ -299,6 +307,7 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     down = {"base_url": down_server.base_url, "token": "mk_any_key"}
     call("GET", "/v1/sessions", 503, code="database_unavailable", **down)
     call("POST", "/v1/numbers", 503, body={"number": "+6560000006"}, code="database_unavailable", **down)
+    call("GET", "/v1/audit", 503, code="database_unavailable", **down)
     assert call("GET", "/readyz", 503, **down).json() == {"ready": False, "checks": {"database": False}}
     call("GET", "/metrics", 200, **down)
     call("GET", "/healthz", 200, **down)

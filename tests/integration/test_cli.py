@@ -100,3 +100,12 @@ def test_webhook_deliveries_are_visible_and_dead_letters_retried_from_the_cli(st
     retried = masking(stack, "webhooks", "retry")
     assert listed.returncode == 0 and "events" in json.loads(listed.stdout)
     assert retried.returncode == 0 and retried.stdout.startswith("requeued")
+
+
+def test_the_running_service_recorded_its_configuration_without_secrets(stack):
+    listed = masking(stack, "audit", "list", "--action", "config.changed", "--json")
+    rows = json.loads(listed.stdout)["entries"]
+    assert rows and rows[-1]["actor"] == "service" and rows[-1]["source"].startswith("service@")
+    settings = rows[0]["details"]["settings"]
+    assert settings["MASKING_SIP_PORT"] == str(stack.settings.asterisk.sip_port)
+    assert "MASKING_ARI_PASSWORD" not in settings and stack.settings.ari_password not in listed.stdout

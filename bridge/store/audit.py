@@ -1,0 +1,94 @@
+"""The audit trail's SQL: appending a chained row, reading the chain back.
+
+Appends take a transaction-scoped advisory lock, so seq numbers and links are
+allocated one writer at a time (callers run READ COMMITTED, so the row read
+under the lock is the newest committed one). With a caller's connection the
+row commits, or not, with the caller's own change; the lock is then held to
+its commit, so audit last in such a transaction.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, AsyncIterator
+
+import asyncpg
+
+from bridge.privacy.audit import Actor, AuditEntry, sealed
+
+AUDIT_LOCK = 0x61756474  # 'audt'
+
+
+class AuditQueries:
+    """Store methods for the audit trail (mixed into `Store`, which provides `_run`)."""
+
+    async def audit(self, actor: str, action: str, target_type: str, target_id: str, *, source: str,
+                    reason: str | None = None, session_id: uuid.UUID | None = None,
+                    subject_hash: bytes | None = None, details: dict[str, Any] | None = None,
+                    conn: asyncpg.Connection | None = None) -> AuditEntry:
+        """Append a row: in its own transaction, or in the caller's `conn`'s."""
+
+        async def append(conn: asyncpg.Connection) -> AuditEntry:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+                # The database's clock, so `at` grows with seq whoever writes; details as jsonb
+                # gives them back, so the hash seals exactly what is stored.
+                head = await conn.fetchrow(
+                    "SELECT clock_timestamp() AS at, $1::jsonb AS details, last.seq, last.hash"
+                    " FROM (SELECT 1) AS one LEFT JOIN LATERAL"
+                    " (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS last ON true",
+                    json.dumps(details or {}))
+                entry = AuditEntry(
+                    seq=(head["seq"] or 0) + 1, at=head["at"], actor=actor, action=action, target_type=target_type,
+                    target_id=target_id, source=source, session_id=session_id, subject_hash=subject_hash,
+                    reason=reason, details=json.loads(head["details"]))
+                entry = sealed(entry, head["hash"] or entry.prev_hash)
+                await conn.execute(
+                    "INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, session_id,"
+                    " subject_hash, source, reason, details, prev_hash, hash)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13)",
+                    entry.seq, entry.at, actor, action, target_type, target_id, session_id, subject_hash,
+                    source, reason, head["details"], entry.prev_hash, entry.hash)
+                return entry
+
+        return await (append(conn) if conn is not None else self._run(append))
+
+    async def audit_by(self, by: Actor, action: str, target_type: str, target_id: str,
+                       conn: asyncpg.Connection | None = None, **fields: Any) -> AuditEntry:
+        """`audit` on behalf of `by` (its name, source and reason)."""
+        return await self.audit(by.name, action, target_type, target_id, source=by.source, reason=by.reason,
+                                conn=conn, **fields)
+
+    async def audit_rows(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Rows after `after_seq`, oldest first."""
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit))
+        return [_entry(r) for r in rows]
+
+    async def walk_audit(self, page: int = 1000) -> AsyncIterator[AuditEntry]:
+        """Every row, oldest first, read a page at a time (a row out of range still shows)."""
+        after = -2 ** 63
+        while rows := await self.audit_rows(after, page):
+            for row in rows:
+                yield row
+            after = rows[-1].seq
+
+    async def list_audit(self, action: str | None = None, session_id: uuid.UUID | None = None,
+                         subject_hash: bytes | None = None, since: datetime | None = None,
+                         target_id: str | None = None, limit: int = 50) -> list[AuditEntry]:
+        """Rows matching every filter given, newest first."""
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT * FROM audit_log WHERE ($1::text IS NULL OR action = $1) AND ($2::uuid IS NULL OR session_id = $2)"
+            " AND ($3::bytea IS NULL OR subject_hash = $3) AND ($4::timestamptz IS NULL OR at >= $4)"
+            " AND ($5::text IS NULL OR target_id = $5) ORDER BY seq DESC LIMIT $6",
+            action, session_id, subject_hash, since, target_id, limit))
+        return [_entry(r) for r in rows]
+
+
+def _entry(row: asyncpg.Record) -> AuditEntry:
+    return AuditEntry(
+        seq=row["seq"], at=row["at"], actor=row["actor"], action=row["action"], target_type=row["target_type"],
+        target_id=row["target_id"], source=row["source"], session_id=row["session_id"],
+        subject_hash=row["subject_hash"], reason=row["reason"], details=json.loads(row["details"]),
+        prev_hash=row["prev_hash"], hash=row["hash"])
