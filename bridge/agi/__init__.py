@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta, timezone
 
 from panoramisk import fast_agi
 
@@ -21,6 +22,7 @@ from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
 from bridge.calls.decisions import ending_for_dial, ending_for_rejection
 from bridge.calls.flow import resolve
+from bridge.calls.notice import NoticeHeard
 from bridge.calls.record import CallRow
 from bridge.calls.spool import Spool
 from bridge.config import Settings
@@ -75,7 +77,9 @@ class FallbackAgi:
         if isinstance(route, Connect):
             variables.update(MASKING_DIAL=f"PJSIP/{route.counterpart}@{self.settings.outbound_endpoint}",
                              MASKING_CLI=virtual_number, MASKING_RECORD="1" if session.record else "0",
-                             MASKING_RECORDING=f"{ids.recording(call_id)}.{self.settings.recording_format}")
+                             MASKING_RECORDING=f"{ids.recording(call_id)}.{self.settings.recording_format}",
+                             MASKING_NOTICE=self.settings.notice.sound,
+                             MASKING_OPT_OUT_DIGIT=self.settings.notice.opt_out_digit)
             for status in DIAL_OUTCOMES:
                 ending = ending_for_dial(status, None, self.settings.prompts)
                 variables[f"MASKING_PROMPT_{status}"] = ending.prompt
@@ -95,7 +99,8 @@ class FallbackAgi:
 
     async def finish(self, request) -> None:
         values = {}
-        for name in ("MASKING_CALL_ID", "DIALSTATUS", "ANSWEREDTIME", "HANGUPCAUSE", "MASKING_RECORD"):
+        for name in ("MASKING_CALL_ID", "DIALSTATUS", "ANSWEREDTIME", "HANGUPCAUSE", "MASKING_RECORD",
+                     "MASKING_NOTICE_STARTED", "MASKING_NOTICE_ENDED", "MASKING_NOTICE_STATUS", "MASKING_PRESSED"):
             result = await request.send_command(f"GET VARIABLE {name}")
             values[name] = result.get("result", ("", ""))[1] if result.get("result", ("0",))[0] == "1" else ""
         try:
@@ -113,11 +118,34 @@ class FallbackAgi:
             if status == "ANSWER" and values["ANSWEREDTIME"].isdigit():
                 talk = int(values["ANSWEREDTIME"])
                 fields.update(answered_at=ended - timedelta(seconds=talk), talk_seconds=talk)
+        fields.update(self._notice_evidence(values))
         row.update(**fields)
         clog.info("call.ended", disposition=fields.get("disposition"))
         if values["MASKING_RECORD"] == "1" and status == "ANSWER":
             await self._store_recording(call_id, row, clog)
         await row.close()
+
+    def _notice_evidence(self, values: dict[str, str]) -> dict:
+        """The caller's notice as the dialplan played it (Read() and EPOCH).
+
+        On this path the counterpart hears the notice through Dial's A(), which
+        reports nothing back: only the caller's hearing is evidenced, and only
+        the caller can opt out (docs/faults.md)."""
+        if not values["MASKING_NOTICE_STARTED"].isdigit():
+            return {}
+        notice = self.settings.notice
+        opted_out = bool(notice.opt_out_digit) and values["MASKING_PRESSED"] == notice.opt_out_digit
+        heard = NoticeHeard(
+            "caller", notice.id, notice.version,
+            datetime.fromtimestamp(int(values["MASKING_NOTICE_STARTED"]), timezone.utc),
+            datetime.fromtimestamp(int(values["MASKING_NOTICE_ENDED"] or values["MASKING_NOTICE_STARTED"]),
+                                   timezone.utc),
+            completed=values["MASKING_NOTICE_STATUS"] in ("OK", "TIMEOUT") and not values["MASKING_PRESSED"],
+            opted_out=opted_out)
+        evidence = {"notices": json.dumps([heard.to_json()])}
+        if opted_out:
+            evidence.update(recording_opt_out="caller", recorded=False)
+        return evidence
 
     async def _store_recording(self, call_id: uuid.UUID, row: CallRow, clog) -> None:
         fmt = self.settings.recording_format
