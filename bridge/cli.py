@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(keys, "revoke", cmd_apikeys_revoke, "revoke a key by its prefix")
     p.add_argument("prefix")
 
+    recordings = group("recordings", "recordings at rest")
+    p = command(recordings, "seal", cmd_recordings_seal,
+                "encrypt recordings stored before sealing existed (idempotent, in batches)")
+    p.add_argument("--batch", type=int, default=20, help="recordings per batch")
+
     ast = group("asterisk", "Asterisk configuration")
     p = command(ast, "config", cmd_asterisk_config, "render dialplan/ templates with the current settings")
     p.add_argument("--out", required=True, type=Path)
@@ -366,6 +371,17 @@ async def cmd_apikeys_revoke(settings: Settings, args) -> int:
         print("masking: no active key with that prefix", file=sys.stderr)
         return EXIT_FAILED
     print(f"revoked {args.prefix}")
+    return 0
+
+
+async def cmd_recordings_seal(settings: Settings, args) -> int:
+    from bridge.recordings.backfill import seal_stored_recordings
+
+    if args.batch < 1:
+        raise UsageError("--batch must be at least 1")
+    async with open_store(settings) as store:
+        report = await seal_stored_recordings(store, args.batch)
+    print(f"sealed {report.sealed} recording(s), skipped {report.skipped} (see the log)")
     return 0
 
 
