@@ -1,7 +1,9 @@
 """Recordings encrypted at rest, on a real PostgreSQL: served decrypted, shredded
-for good, rewrapped when the master key rotates, old plaintext ones sealed."""
+for good, rewrapped when the master key rotates, old plaintext ones sealed (by
+the command and at service start), spooled writes carrying only wrapped keys."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -16,9 +18,10 @@ import pytest
 
 from bridge.calls.spool import Spool
 from bridge.privacy.crypto import KeyRing, recording_key_context
+from bridge.recordings import backfill
 from bridge.recordings.sealed import CHUNK_SIZE, SealedFileCorrupt, new_dek, plaintext_size, read_range, seal_file
 from bridge.sessions.models import SessionRequest
-from bridge.store import NotFound, RecordingRow, Store, utcnow
+from bridge.store import NotFound, RecordingRow, Store, StoreUnavailable, utcnow
 from tests.integration.test_api import api, store  # noqa: F401 (fixtures)
 from tests.support.keys import keys_file
 from tests.support.recordings import store_recording
@@ -188,3 +191,25 @@ async def test_a_tampered_sealed_file_is_never_served_as_audio(api, store, tmp_p
     assert late.status == 200
     with pytest.raises(aiohttp.ClientPayloadError):  # cut short, never a second answer inside the body
         await late.read()
+
+
+async def test_the_service_seals_old_recordings_at_start_once_the_database_answers(store, tmp_path, monkeypatch):
+    recording_id = await store_recording(store, await answered_call(store, 14), tmp_path, AUDIO[:4000],
+                                         sealed=False)
+    real, calls = store.unsealed_recordings, []
+
+    async def down_once(after, limit):
+        calls.append(after)
+        if len(calls) == 1:
+            raise StoreUnavailable("down")
+        return await real(after, limit)
+
+    monkeypatch.setattr(store, "unsealed_recordings", down_once)
+    monkeypatch.setattr(backfill, "RETRY_SECONDS", 0.01)
+
+    await asyncio.wait_for(backfill.seal_in_background(store, pause=0), timeout=10)
+
+    assert len(calls) == 3  # refused, then one batch, then nothing left
+    row = await store.recording(recording_id)
+    assert row["sealed"] and decrypt(store, recording_id, Path(row["storage_path"]),
+                                     await store.recording_key(recording_id)) == AUDIO[:4000]
