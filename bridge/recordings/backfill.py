@@ -28,7 +28,7 @@ RETRY_SECONDS = 30.0
 @dataclass
 class SealReport:
     sealed: int = 0
-    skipped: int = 0  # plaintext missing or changed since it was stored: left as it is, and logged
+    skipped: int = 0  # plaintext missing or changed (left as it is, logged), or sealed by another pass meanwhile
 
 
 async def seal_stored_recordings(store: Store, batch: int = BATCH, pause: float = 0.0) -> SealReport:
@@ -75,7 +75,7 @@ async def _seal_one(store: Store, row: dict) -> bool:
         log.error("recording.seal_refused", recording_id=str(recording_id), reason="sha256 differs from the row")
         return False
     try:
-        counted = await store.recording_sealed(recording_id, str(dest), key)
+        counted = await store.mark_recording_sealed(recording_id, str(dest), key)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise

@@ -596,7 +596,7 @@ class Store:
             " ORDER BY id LIMIT $2", after, limit))
         return [dict(r) for r in rows]
 
-    async def recording_sealed(self, recording_id: uuid.UUID, storage_path: str, key: Sealed) -> bool:
+    async def mark_recording_sealed(self, recording_id: uuid.UUID, storage_path: str, key: Sealed) -> bool:
         """Point a plaintext recording at its sealed file and store its wrapped
         key; False if another sealer got there first (its file counts, not
         this one). A recording shredded meanwhile keeps no key."""

@@ -213,3 +213,18 @@ async def test_the_service_seals_old_recordings_at_start_once_the_database_answe
     row = await store.recording(recording_id)
     assert row["sealed"] and decrypt(store, recording_id, Path(row["storage_path"]),
                                      await store.recording_key(recording_id)) == AUDIO[:4000]
+
+
+async def test_two_sealing_passes_at_once_seal_each_recording_once_and_leave_no_stray_file(store, tmp_path):
+    recordings = [await store_recording(store, await answered_call(store, n), tmp_path, AUDIO[:n * 3000],
+                                        sealed=False) for n in range(15, 21)]
+
+    reports = await asyncio.gather(backfill.seal_stored_recordings(store, batch=2),
+                                   backfill.seal_stored_recordings(store, batch=3))
+
+    assert sum(r.sealed for r in reports) == len(recordings)
+    rows = [await store.recording(r) for r in recordings]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(row["storage_path"]).name for row in rows)
+    for n, row in zip(range(15, 21), rows):
+        key = await store.recording_key(row["id"])
+        assert decrypt(store, row["id"], Path(row["storage_path"]), key) == AUDIO[:n * 3000]
