@@ -148,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", help="e.g. recording.read")
     p.add_argument("--session", dest="session_id")
     p.add_argument("--limit", type=int, default=50)
+    recordings = group("recordings", "recordings at rest")
+    p = command(recordings, "seal", cmd_recordings_seal,
+                "encrypt recordings stored before sealing existed (idempotent, in batches)")
+    p.add_argument("--batch", type=int, default=20, help="recordings per batch")
 
     ast = group("asterisk", "Asterisk configuration")
     p = command(ast, "config", cmd_asterisk_config, "render dialplan/ templates with the current settings")
@@ -425,12 +429,16 @@ async def cmd_keys_add(settings: Settings, args) -> int:
 
 async def cmd_keys_rotate(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        total = 0
+        total = rewrapped = 0
         while resealed := await store.reseal_sessions(args.batch):
             total += resealed
+        # Recordings: only their wrapped data keys change; the audio stays as it is.
+        while done := await store.rewrap_recording_keys(args.batch):
+            rewrapped += done
         await store.audit_by(operator(), "keys.rotated", "key", store.keys.active_id,
-                             details={"sessions_resealed": total})
-    print(f"re-sealed {total} session(s) under key {store.keys.active_id}")
+                             details={"sessions_resealed": total, "recording_keys_rewrapped": rewrapped})
+    print(f"re-sealed {total} session(s) and re-wrapped {rewrapped} recording key(s) under key "
+          f"{store.keys.active_id}")
     return 0
 
 
@@ -494,6 +502,15 @@ async def cmd_audit_list(settings: Settings, args) -> int:
         rows = await store.list_audit(action=args.action, session_id=session_id, limit=args.limit)
     emit([entry_json(r) for r in rows], ["seq", "at", "actor", "action", "target_type", "target_id", "source",
                                          "reason"], args.json, "entries")
+
+async def cmd_recordings_seal(settings: Settings, args) -> int:
+    from bridge.recordings.backfill import seal_stored_recordings
+
+    if args.batch < 1:
+        raise UsageError("--batch must be at least 1")
+    async with open_store(settings) as store:
+        report = await seal_stored_recordings(store, args.batch)
+    print(f"sealed {report.sealed} recording(s), skipped {report.skipped} (see the log)")
     return 0
 
 

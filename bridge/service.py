@@ -7,6 +7,8 @@ Lifecycle, with faults in mind:
   connection left in progress, release what cannot be resumed, hang up
   orphans, tell running calls about legs that vanished while disconnected);
 - database down: call-row writes wait in a spool file and are replayed;
+- recordings stored as plaintext before sealing existed are sealed in the
+  background, a batch at a time;
 - SIGTERM: drain (new calls go to the dialplan fallback, calls in progress get
   `drain_seconds` to finish), then stop.
 """
@@ -31,6 +33,7 @@ from bridge.config import Settings
 from bridge.privacy.audit import changed_settings, config_snapshot, fingerprint
 from bridge.privacy.crypto import KeyRing
 from bridge.logs import get_logger
+from bridge.recordings.backfill import seal_in_background
 from bridge.store import Store, StoreError, StoreUnavailable, utcnow
 from bridge.webhooks import Dispatcher
 
@@ -81,6 +84,7 @@ class Service:
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
+        self._tasks.append(asyncio.create_task(seal_in_background(self.store), name="recordings-seal"))
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
 

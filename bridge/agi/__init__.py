@@ -154,7 +154,7 @@ class FallbackAgi:
         # first: give it a few seconds.
         for attempt in range(25):
             try:
-                stored = await recordings.collect(self.ari, ids.recording(call_id), dest, fmt)
+                stored = await recordings.collect(self.ari, ids.recording(call_id), dest, fmt, self.store.keys)
                 break
             except (recordings.RecordingIncomplete, AriNotFound):
                 await asyncio.sleep(0.2)

@@ -20,10 +20,14 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from bridge import metrics
+from bridge.api.audio import stream_sealed
 from bridge.api.errors import ApiError, error_middleware, invalid, json_body
 from bridge.config import Settings
+from bridge.logs import get_logger
 from bridge.privacy.audit import Actor, clean_reason, entry_json
+from bridge.privacy.crypto import CryptoError, recording_key_context
 from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.recordings.sealed import SealedFileError
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
 from bridge.store import Store, StoreUnavailable, utcnow
 
@@ -35,6 +39,7 @@ READINESS = web.AppKey("readiness", object)
 ACTIVE_CALLS = web.AppKey("active_calls", object)
 EXTRA_METRICS = web.AppKey("extra_metrics", object)
 API_KEY = web.RequestKey("api_key", dict)
+log = get_logger("bridge.api")
 
 
 def make_app(store: Store, settings: Settings,
@@ -290,7 +295,8 @@ def call_json(row: dict) -> dict:
 def recording_json(row: dict) -> dict:
     return {"id": str(row["id"]), "call_id": str(row["call_id"]), "session_id": str(row["session_id"]),
             "format": row["format"], "bytes": row["bytes"], "duration_seconds": float(row["duration_seconds"]),
-            "sha256": row["sha256"], "created_at": row["created_at"].isoformat()}
+            "sha256": row["sha256"], "created_at": row["created_at"].isoformat(), "sealed": row["sealed"],
+            "shredded_at": row["shredded_at"].isoformat() if row["shredded_at"] else None}
 
 
 def number_json(row: dict) -> dict:
@@ -404,14 +410,31 @@ async def get_recording(request: web.Request) -> web.Response:
 
 
 async def get_recording_audio(request: web.Request) -> web.StreamResponse:
-    row = await request.app[STORE].recording(uuid_param(request))
+    store, recording_id = request.app[STORE], uuid_param(request)
+    row = await store.recording(recording_id)
+    if row["shredded_at"] is not None:
+        raise shredded()
     path = Path(row["storage_path"])
     if not path.is_file():
         raise ApiError(410, "recording_gone", "the recording's audio is no longer stored")
     await audit_read(request, "recording.audio", row)
-    # FileResponse answers Range requests (206) and HEAD itself.
-    return web.FileResponse(path, headers={"Content-Type": f"audio/{row['format']}",
-                                           "Content-Disposition": f'attachment; filename="{row["id"]}.{row["format"]}"'})
+    headers = {"Content-Type": f"audio/{row['format']}",
+               "Content-Disposition": f'attachment; filename="{row["id"]}.{row["format"]}"'}
+    if not row["sealed"]:  # stored before sealing existed, and not sealed yet
+        return web.FileResponse(path, headers=headers)  # answers Range (206) and HEAD itself
+    key = await store.recording_key(recording_id)
+    if key is None:  # shredded since the row was read
+        raise shredded()
+    try:
+        dek = store.keys.open(key.key_id, key.blob, recording_key_context(recording_id))
+        return await stream_sealed(request, path, dek, recording_id, headers)
+    except (CryptoError, SealedFileError) as exc:
+        log.error("recording.unreadable", recording_id=str(recording_id), error=type(exc).__name__)
+        raise ApiError(500, "internal_error", "the recording's audio cannot be decrypted") from None
+
+
+def shredded() -> ApiError:
+    return ApiError(410, "recording_shredded", "the recording was shredded: its audio can no longer be decrypted")
 
 
 async def add_number(request: web.Request) -> web.Response:

@@ -442,7 +442,8 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, r
     )
     dest = recordings.storage_path(Path(settings.recording_dir), call.id, started_at, settings.recording_format)
     try:
-        stored = await recordings.collect(ari, call.recording_name, dest, settings.recording_format)
+        stored = await recordings.collect(ari, call.recording_name, dest, settings.recording_format,
+                                            deps.store.keys)
     except (AriError, recordings.RecordingInvalid, OSError) as exc:
         clog.error("recording.lost", error=str(exc))
         return
@@ -457,7 +458,7 @@ async def collect_left_recording(deps: CallDeps, call_id: uuid.UUID, started_at)
     fmt = deps.settings.recording_format
     dest = recordings.storage_path(Path(deps.settings.recording_dir), call_id, started_at, fmt)
     try:
-        stored = await recordings.collect(deps.ari, ids.recording(call_id), dest, fmt)
+        stored = await recordings.collect(deps.ari, ids.recording(call_id), dest, fmt, deps.store.keys)
     except AriNotFound:
         await row.close()
         return  # nothing was left (or another process took it)

@@ -51,13 +51,14 @@ class CallRow:
         self._queue.put_nowait(("touch", {"session_id": session_id}))
 
     def recording(self, stored: StoredRecording) -> uuid.UUID:
-        """Index a recording moved into the store; returns its id."""
-        recording_id = uuid.uuid4()
-        row = RecordingRow(id=recording_id, call_id=self.call_id, storage_path=str(stored.path),
+        """Index a recording moved into the store, with its wrapped key (so a
+        spooled write carries the key wrapped, never in the clear); returns its id."""
+        row = RecordingRow(id=stored.id, call_id=self.call_id, storage_path=str(stored.path),
                            format=stored.format, bytes=stored.bytes,
-                           duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256)
+                           duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256,
+                           key_id=stored.key.key_id, wrapped_key=stored.key.blob)
         self._queue.put_nowait(("recording", asdict(row)))
-        return recording_id
+        return stored.id
 
     async def close(self) -> None:
         """Wait until every write has been applied or spooled."""

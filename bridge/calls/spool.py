@@ -9,6 +9,7 @@ event id).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import uuid
@@ -30,6 +31,8 @@ def _encode(value: Any) -> Any:
         return {"$dt": value.isoformat()}
     if isinstance(value, uuid.UUID):
         return {"$uuid": str(value)}
+    if isinstance(value, bytes):  # a wrapped recording key: the spool never sees a raw one
+        return {"$b64": base64.b64encode(value).decode()}
     if isinstance(value, dict):
         return {k: _encode(v) for k, v in value.items()}
     return value
@@ -41,6 +44,8 @@ def _decode(value: Any) -> Any:
             return datetime.fromisoformat(value["$dt"])
         if set(value) == {"$uuid"}:
             return uuid.UUID(value["$uuid"])
+        if set(value) == {"$b64"}:
+            return base64.b64decode(value["$b64"])
         return {k: _decode(v) for k, v in value.items()}
     return value
 

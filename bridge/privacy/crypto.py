@@ -184,3 +184,8 @@ def number_context(table: str, row_id: object, column: str) -> str:
     """Associated data binding a sealed number to its row and column: a
     ciphertext copied into another row does not open there."""
     return f"{table}:{row_id}:{column}"
+
+
+def recording_key_context(recording_id: object) -> bytes:
+    """Associated data binding a wrapped recording key to its recording."""
+    return f"recording-key:{recording_id}".encode()

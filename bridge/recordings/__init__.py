@@ -1,14 +1,16 @@
 """Move a finished recording out of Asterisk into the project's store, verified.
 
 Asterisk's spool is not storage: a recording is downloaded over ARI into the
-configured directory, checked (size against what Asterisk sent, sha256 of what
-is on disk, a well-formed WAV header), and only then deleted from Asterisk.
+configured directory, checked (size against what Asterisk sent, a well-formed
+WAV header, sha256 of what is on disk), sealed under a data key of its own
+(`sealed.py`; the plaintext download is removed), and only then deleted from
+Asterisk. Size, duration and sha256 are those of the plaintext audio.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
+import secrets
 import struct
 import uuid
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from bridge.ari import AriClient, AriError
+from bridge.privacy.crypto import KeyRing, Sealed, recording_key_context
+from bridge.recordings.sealed import PlaintextDigest, new_dek, seal_file
 
 
 class RecordingInvalid(Exception):
@@ -68,19 +72,29 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sync_and_hash(path: Path) -> str:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-    return sha256_file(path)
-
-
 @dataclass(frozen=True)
 class StoredRecording:
-    path: Path
+    path: Path  # the sealed file
     format: str
-    bytes: int
+    bytes: int  # size, duration and sha256 of the plaintext audio
     duration_seconds: float
     sha256: str
+    id: uuid.UUID
+    key: Sealed  # its data key, wrapped by the active master key
+
+
+def sealed_path(plain: Path) -> Path:
+    """Where `plain` is sealed to: a name of its own per sealing, so two
+    sealers of one file never overwrite each other (the row names the one that counts)."""
+    return plain.with_name(f"{plain.name}.{secrets.token_hex(4)}.sealed")
+
+
+def seal_recording(src: Path, dest: Path, recording_id: uuid.UUID, keys: KeyRing) -> tuple[Sealed, PlaintextDigest]:
+    """Seal `src` into `dest` under a fresh data key; returns the key wrapped
+    by the active master key (the plain key is dropped here) and what was sealed."""
+    dek = new_dek()
+    digest = seal_file(src, dest, dek, recording_id)
+    return keys.seal(dek, recording_key_context(recording_id)), digest
 
 
 def storage_path(root: Path, call_id: uuid.UUID, started_at: datetime, fmt: str) -> Path:
@@ -88,28 +102,33 @@ def storage_path(root: Path, call_id: uuid.UUID, started_at: datetime, fmt: str)
     return root / f"{started_at:%Y/%m/%d}" / f"{call_id}.{fmt}"
 
 
-async def collect(ari: AriClient, name: str, dest: Path, fmt: str) -> StoredRecording:
-    """Download Asterisk's stored recording `name` to `dest`, verify it, delete it there."""
+async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing) -> StoredRecording:
+    """Download Asterisk's stored recording `name`, verify it, seal it beside
+    `dest` (see `sealed_path`), delete it there."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_suffix(dest.suffix + ".partial")
-    size, sent_sha, content_length = await ari.download_stored_recording(name, partial)
-    if content_length is not None and size != content_length:
-        raise RecordingInvalid(f"downloaded {size} bytes, Asterisk announced {content_length}")
-    on_disk_sha = await asyncio.to_thread(_sync_and_hash, partial)
-    if on_disk_sha != sent_sha:
-        raise RecordingInvalid("sha256 of the file on disk differs from the bytes received")
-    duration = 0.0
-    if fmt == "wav":
-        with open(partial, "rb") as f:
-            info = parse_wav_header(f.read(4096))
-        if info.data_bytes == 0 and size > 44:
-            # The writer fills in the sizes when it closes the file.
-            partial.unlink(missing_ok=True)
-            raise RecordingIncomplete("the WAV header is not final yet")
-        duration = info.duration_seconds
-    os.replace(partial, dest)
+    try:
+        size, sent_sha, content_length = await ari.download_stored_recording(name, partial)
+        if content_length is not None and size != content_length:
+            raise RecordingInvalid(f"downloaded {size} bytes, Asterisk announced {content_length}")
+        duration = 0.0
+        if fmt == "wav":
+            with open(partial, "rb") as f:
+                info = parse_wav_header(f.read(4096))
+            if info.data_bytes == 0 and size > 44:
+                # The writer fills in the sizes when it closes the file.
+                raise RecordingIncomplete("the WAV header is not final yet")
+            duration = info.duration_seconds
+        recording_id, sealed = uuid.uuid4(), sealed_path(dest)
+        # Sealing reads the download once: the sha256 it computes is of what is on disk.
+        key, digest = await asyncio.to_thread(seal_recording, partial, sealed, recording_id, keys)
+        if digest.sha256 != sent_sha:
+            sealed.unlink(missing_ok=True)
+            raise RecordingInvalid("sha256 of the file on disk differs from the bytes received")
+    finally:
+        partial.unlink(missing_ok=True)  # no plaintext stays behind, whatever happened
     try:
         await ari.delete_stored_recording(name)
     except AriError:
         pass  # already verified and stored; a leftover in the spool is harmless
-    return StoredRecording(dest, fmt, size, duration, on_disk_sha)
+    return StoredRecording(sealed, fmt, size, duration, digest.sha256, recording_id, key)

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from bridge.privacy.audit import Actor
-from bridge.privacy.crypto import KeyRing, number_context
+from bridge.privacy.crypto import DecryptionFailed, KeyRing, Sealed, number_context, recording_key_context
 from bridge.privacy.numbers import mask_number
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_number, region_of
@@ -105,6 +105,10 @@ class RecordingRow:
     bytes: int
     duration_seconds: float
     sha256: str
+    # The recording's data key, wrapped by a master key (never the key itself);
+    # None for a plaintext file (stored before sealing existed).
+    key_id: str | None = None
+    wrapped_key: bytes | None = None
 
 
 CODE_MARKER = "-- masking:code "
@@ -223,11 +227,18 @@ class Store(AuditQueries):
         ))
 
     async def insert_recording(self, row: RecordingRow) -> None:
-        await self._run(lambda conn: conn.execute(
-            "INSERT INTO recordings (id, call_id, storage_path, format, bytes, duration_seconds, sha256)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            row.id, row.call_id, row.storage_path, row.format, row.bytes, row.duration_seconds, row.sha256,
-        ))
+        """The recording and its wrapped key together, or neither."""
+        async def insert(conn):
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO recordings (id, call_id, storage_path, format, bytes, duration_seconds, sha256,"
+                    " sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    row.id, row.call_id, row.storage_path, row.format, row.bytes, row.duration_seconds,
+                    row.sha256, row.wrapped_key is not None)
+                if row.wrapped_key is not None:
+                    await _insert_recording_key(conn, row.id, Sealed(row.key_id, row.wrapped_key))
+
+        await self._run(insert)
 
     # -- keys ----------------------------------------------------------------------
     async def reseal_sessions(self, batch: int = 500) -> int:
@@ -599,6 +610,83 @@ class Store(AuditQueries):
             raise NotFound("no such recording")
         return dict(row)
 
+    # -- recordings at rest ----------------------------------------------------------
+    async def recording_key(self, recording_id: uuid.UUID) -> Sealed | None:
+        """The recording's wrapped data key; None once shredded (or never sealed)."""
+        row = await self._run(lambda conn: conn.fetchrow(
+            "SELECT key_id, wrapped_key FROM recording_keys WHERE recording_id = $1", recording_id))
+        return Sealed(row["key_id"], row["wrapped_key"]) if row else None
+
+    async def shred_recording(self, recording_id: uuid.UUID, conn: asyncpg.Connection | None = None) -> datetime:
+        """Delete the recording's wrapped key: its audio is unreadable wherever a
+        copy of the file is. Idempotent; returns when it was first shredded.
+
+        `conn`: run in the caller's transaction (erasure, retention purge). A
+        recording stored before sealing has no key: the sealing pass deletes its
+        plaintext instead of sealing it (`bridge/recordings/backfill.py`).
+        """
+        async def shred(conn):
+            async with conn.transaction():
+                # The row lock first: a concurrent sealing commits its key before
+                # this deletes it, or sees the row shredded and stores none.
+                shredded_at = await conn.fetchval(
+                    "UPDATE recordings SET shredded_at = coalesce(shredded_at, now()) WHERE id = $1"
+                    " RETURNING shredded_at", recording_id)
+                if shredded_at is None:
+                    raise NotFound("no such recording")
+                await conn.execute("DELETE FROM recording_keys WHERE recording_id = $1", recording_id)
+                return shredded_at
+
+        return await (shred(conn) if conn is not None else self._run(shred))
+
+    async def rewrap_recording_keys(self, batch: int = 500) -> int:
+        """Re-wrap up to `batch` data keys held under an older master key with the
+        active one (the audio is not touched); returns how many. Keys under a
+        master key the ring no longer holds are left alone: nothing can open them."""
+        older = sorted(set(self.keys.keys) - {self.keys.active_id})
+
+        async def rewrap(conn):
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT recording_id, key_id, wrapped_key FROM recording_keys WHERE key_id = ANY($1)"
+                    " ORDER BY recording_id LIMIT $2 FOR UPDATE SKIP LOCKED", older, batch)
+                rewrapped = []
+                for r in rows:
+                    context = recording_key_context(r["recording_id"])
+                    try:
+                        dek = self.keys.open(r["key_id"], r["wrapped_key"], context)
+                    except DecryptionFailed:
+                        raise DecryptionFailed(f"the key of recording {r['recording_id']} does not open") from None
+                    new = self.keys.seal(dek, context)
+                    rewrapped.append((r["recording_id"], new.key_id, new.blob))
+                await conn.executemany("UPDATE recording_keys SET key_id = $2, wrapped_key = $3"
+                                       " WHERE recording_id = $1", rewrapped)
+                return len(rewrapped)
+
+        return await self._run(rewrap) if older else 0
+
+    async def unsealed_recordings(self, after: uuid.UUID, limit: int) -> list[dict]:
+        """Recordings still stored as plaintext, in id order after `after`."""
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT id, storage_path, bytes, sha256, shredded_at FROM recordings WHERE NOT sealed AND id > $1"
+            " ORDER BY id LIMIT $2", after, limit))
+        return [dict(r) for r in rows]
+
+    async def mark_recording_sealed(self, recording_id: uuid.UUID, storage_path: str, key: Sealed) -> bool:
+        """Point a plaintext recording at its sealed file and store its wrapped
+        key; False if another sealer got there first (its file counts, not
+        this one). A recording shredded meanwhile keeps no key."""
+        async def mark(conn):
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE recordings SET sealed = true, storage_path = $2 WHERE id = $1 AND NOT sealed"
+                    " RETURNING shredded_at", recording_id, storage_path)
+                if row is not None and row["shredded_at"] is None:
+                    await _insert_recording_key(conn, recording_id, key)
+                return row is not None
+
+        return await self._run(mark)
+
     async def pool_counts(self) -> dict:
         row = await self._run(lambda conn: conn.fetchrow(
             "SELECT count(*) FILTER (WHERE v.status = 'active') AS active,"
@@ -637,6 +725,11 @@ async def _enqueue(conn, event_type: str, session_id: uuid.UUID | None, url: str
         "INSERT INTO webhook_outbox (event_id, event_type, session_id, url, payload) VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT (event_id) DO NOTHING",
         event_id, event_type, session_id, url, json.dumps(payload))
+
+
+async def _insert_recording_key(conn, recording_id: uuid.UUID, key: Sealed) -> None:
+    await conn.execute("INSERT INTO recording_keys (recording_id, key_id, wrapped_key) VALUES ($1, $2, $3)",
+                       recording_id, key.key_id, key.blob)
 
 
 def _hash_secret(secret: str) -> str:

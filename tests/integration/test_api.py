@@ -293,6 +293,7 @@ async def test_calls_and_recording_audio_with_range(api, store, tmp_path: Path):
 
     assert [c["id"] for c in calls["calls"]] == [str(call_id)] and call["recording_id"] == str(recording_id)
     assert meta["bytes"] == audio.stat().st_size and meta["session_id"] == session["id"]
+    assert meta["sealed"] is False and meta["shredded_at"] is None  # stored before sealing: still served
     assert part.status == 206 and await part.read() == audio.read_bytes()[4:104]
     assert forbidden.status == 403
 

@@ -1,19 +1,23 @@
 """A business back end's view, end to end: API session, real call, signed webhooks, recording."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from bridge.webhooks import verify
+from tests.integration.conftest import query
 from tests.integration.test_cli import masking
+from tests.integration.test_masked_call import sealed_audio
 from tests.support.ports import free_port
 
 DEFAULT_SECRET = "masking-dev-webhook-secret"  # the stack does not override it
@@ -113,6 +117,9 @@ def test_a_business_creates_a_session_gets_signed_call_events_and_reads_the_reco
     meta = json.loads(body)
     status, audio = call_api(stack, api_token, "GET", f"/v1/recordings/{data['recording_id']}/audio")
     assert status == 200 and audio[:4] == b"RIFF" and len(audio) == meta["bytes"]
+    assert hashlib.sha256(audio).hexdigest() == meta["sha256"] and meta["sealed"] is True
+    row = query(stack.dsn, "SELECT * FROM recordings WHERE id = $1", uuid.UUID(data["recording_id"]))[0]
+    assert sealed_audio(stack, row) == audio  # and the file on disk holds none of it in the clear
     status, body = call_api(stack, api_token, "GET", f"/v1/calls?session_id={session['id']}")
     assert [c["disposition"] for c in json.loads(body)["calls"]] == ["answered"]
 

@@ -35,6 +35,7 @@ from bridge.store import RecordingRow, Store
 from tests.support.ports import free_port
 from tests.support.stack import create_database, drop_database, migrate
 from tests.support.keys import shared_keys
+from tests.support.recordings import store_recording
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 POOL = ["+6560000001", "+6560000002", "+6560000003", "+6560000004"]
@@ -124,11 +125,15 @@ async def seed(store: Store, recording_dir: Path) -> dict:
                             session_id=live.id, direction="b_to_a", disposition="in_progress", recorded=True)
 
     audio = b"RIFF" + bytes(range(256)) * 8
-    recording_dir.mkdir(parents=True, exist_ok=True)
-    recording, gone = uuid.uuid4(), uuid.uuid4()
-    (recording_dir / f"{recording}.wav").write_bytes(audio)
-    await store.insert_recording(RecordingRow(recording, answered, str(recording_dir / f"{recording}.wav"), "wav",
-                                              len(audio), 61.5, hashlib.sha256(audio).hexdigest()))
+    recording = await store_recording(store, answered, recording_dir, audio)  # sealed, as calls store them
+    legacy_call, shredded_call = uuid.uuid4(), uuid.uuid4()
+    for call_id in (legacy_call, shredded_call):
+        await store.insert_call(call_id, live.virtual_number, f"chan-{call_id}", now - timedelta(minutes=1),
+                                session_id=live.id, disposition="answered", recorded=True)
+    legacy = await store_recording(store, legacy_call, recording_dir, audio, sealed=False)
+    shredded = await store_recording(store, shredded_call, recording_dir, audio)
+    await store.shred_recording(shredded)
+    gone = uuid.uuid4()
     await store.insert_recording(RecordingRow(gone, gone_call, str(recording_dir / "gone.wav"), "wav", 0, 0.0,
                                               hashlib.sha256(b"").hexdigest()))
 
@@ -140,7 +145,7 @@ async def seed(store: Store, recording_dir: Path) -> dict:
     await store.event_failed(due[1]["id"], "connection refused", None)  # dead
     await store.event_failed(due[2]["id"], "HTTP 500", 30.0)  # pending, retried later
     return {"live": live, "closed": closed, "expired": expired, "call": answered, "rejected_call": rejected,
-            "recording": recording, "gone": gone, "audio": audio}
+            "recording": recording, "legacy": legacy, "shredded": shredded, "gone": gone, "audio": audio}
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +261,7 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     call("GET", "/v1/sessions", 200, query={"external_ref": "order-1", "status": "active"})
     call("GET", "/v1/sessions/{id}", 404, path_parameters={"id": "not-a-uuid"}, code="not_found")
 
-    # Calls, recordings and their audio (whole, ranged, unsatisfiable, gone).
+    # Calls, recordings and their audio (whole, ranged, unsatisfiable, not sealed yet, shredded, gone).
     call("GET", "/v1/calls/{id}", 200, path_parameters={"id": str(seeded["call"])})
     call("GET", "/v1/calls/{id}", 200, path_parameters={"id": str(seeded["rejected_call"])})
     call("GET", "/v1/calls", 200, query={"session_id": str(seeded["live"].id), "limit": 1})
@@ -268,6 +273,11 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     part = call("GET", "/v1/recordings/{id}/audio", 206, path_parameters=audio, headers={"Range": "bytes=4-13"})
     assert part.content == seeded["audio"][4:14]
     call("GET", "/v1/recordings/{id}/audio", 416, path_parameters=audio, headers={"Range": "bytes=999999-"})
+    legacy = call("GET", "/v1/recordings/{id}/audio", 200, path_parameters={"id": str(seeded["legacy"])})
+    assert legacy.content == seeded["audio"]
+    call("GET", "/v1/recordings/{id}", 200, path_parameters={"id": str(seeded["shredded"])})
+    call("GET", "/v1/recordings/{id}/audio", 410, path_parameters={"id": str(seeded["shredded"])},
+         code="recording_shredded")
     call("GET", "/v1/recordings/{id}/audio", 410, path_parameters={"id": str(seeded["gone"])},
          code="recording_gone")
 
@@ -287,7 +297,8 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
 
     # The audit trail those reads and changes wrote.
     reads = call("GET", "/v1/audit", 200, query={"action": "recording.read"}).json()["entries"]
-    assert [(r["reason"], r["session_id"]) for r in reads] == [("fuzz", str(seeded["live"].id))]
+    assert ("fuzz", str(seeded["live"].id)) in [(r["reason"], r["session_id"]) for r in reads]
+    assert len(reads) == 2, "one row per metadata read: the live recording's and the shredded one's"
     call("GET", "/v1/audit", 200, query={"session_id": str(seeded["live"].id), "since": "2020-01-01T00:00:00Z"})
     call("GET", "/v1/audit", 422, query={"since": "yesterday"}, code="invalid_field")
     call("GET", "/v1/audit", 403, token=server.narrow_token, code="forbidden")

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from tests.integration.conftest import new_parties, query, wait_for_call_row
-from tests.integration.test_masked_call import assert_no_leftovers, number_forms, recording_level
+from tests.integration.test_masked_call import assert_no_leftovers, number_forms, recording_level, sealed_audio
 from tests.support.ports import free_port
 from tests.support.stack import REPO
 
@@ -90,7 +90,7 @@ def test_a_bridged_call_keeps_talking_while_the_ari_websocket_is_down(stack, pla
     assert result.caller.succeeded and result.counterpart.succeeded
     row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
     assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
-    seconds, level = recording_level(row["recording"]["storage_path"])
+    seconds, level = recording_level(stack, row["recording"])
     assert seconds > 5 and level > 200
     assert_no_leftovers(stack)
     logs = stack.service_log.read_text()
@@ -112,7 +112,7 @@ def test_a_bridged_call_survives_the_service_being_killed_and_is_finished_by_the
     row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
     assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
     assert float(row["talk_seconds"]) > 7
-    seconds, level = recording_level(row["recording"]["storage_path"])
+    seconds, level = recording_level(stack, row["recording"])
     assert seconds > 7 and level > 200
     assert_no_leftovers(stack)
 
@@ -203,6 +203,7 @@ def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_promp
         row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
         assert row["path"] == "agi" and row["disposition"] == "answered"
         assert row["recording"]["bytes"] > 8000 and float(row["recording"]["duration_seconds"]) > 2
+        sealed_audio(stack, row["recording"])
     finally:
         agi.terminate()
         agi.wait(timeout=20)

@@ -5,12 +5,16 @@ wire, the audio that reached it, the recording on disk, and the call row.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 import wave
 from pathlib import Path
 
 import pytest
 
+from bridge.privacy.crypto import recording_key_context
+from bridge.recordings.sealed import plaintext_size, read_range
 from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.support.rtp import rms
 
@@ -23,8 +27,22 @@ def number_forms(number: str) -> list[str]:
     return [number, digits, digits[2:]]
 
 
-def recording_level(path: str) -> tuple[float, float]:
-    with wave.open(path) as w:
+def sealed_audio(stack, recording: dict) -> bytes:
+    """A recording's audio, decrypted with its wrapped key as the API does, after
+    checking that the file on disk holds none of it in the clear."""
+    path = Path(recording["storage_path"])
+    key = query(stack.dsn, "SELECT * FROM recording_keys WHERE recording_id = $1", recording["id"])[0]
+    dek = stack.keys.open(key["key_id"], key["wrapped_key"], recording_key_context(recording["id"]))
+    audio = b"".join(read_range(path, dek, recording["id"], 0, plaintext_size(path)))
+    on_disk = path.read_bytes()
+    assert recording["sealed"] and audio.startswith(b"RIFF") and not on_disk.startswith(b"RIFF")
+    assert not any(audio[i:i + 32] in on_disk for i in range(0, len(audio) - 32, 4096)), "plaintext on disk"
+    assert len(audio) == recording["bytes"] and hashlib.sha256(audio).hexdigest() == recording["sha256"]
+    return audio
+
+
+def recording_level(stack, recording: dict) -> tuple[float, float]:
+    with wave.open(io.BytesIO(sealed_audio(stack, recording))) as w:
         frames = w.readframes(w.getnframes())
         seconds = w.getnframes() / w.getframerate()
     samples = [int.from_bytes(frames[i:i + 2], "little", signed=True) for i in range(0, len(frames), 2)]
@@ -62,10 +80,8 @@ def test_caller_reaches_counterpart_who_sees_only_the_virtual_number(stack, plac
     assert row["hangup_by"] == "caller" and row["setup_ms"] is not None
     assert abs(float(row["talk_seconds"]) - TALK_MS / 1000) < 1.5
 
-    recording = row["recording"]
-    seconds, level = recording_level(recording["storage_path"])
+    seconds, level = recording_level(stack, row["recording"])
     assert abs(seconds - TALK_MS / 1000) < 1.5 and level > 200, (seconds, level)
-    assert Path(recording["storage_path"]).stat().st_size == recording["bytes"]
     assert_no_leftovers(stack)
 
 
