@@ -400,7 +400,8 @@ async def audit_read(request: web.Request, action: str, recording: dict) -> None
     """Written before the answer: no recording is read without its audit row."""
     await request.app[STORE].audit_by(actor(request), action, "recording", str(recording["id"]),
                                       session_id=recording["session_id"],
-                                      details={"call_id": str(recording["call_id"])})
+                                      details={"call_id": str(recording["call_id"]),
+                                               "purpose": recording.get("purpose")})
 
 
 async def get_recording(request: web.Request) -> web.Response:

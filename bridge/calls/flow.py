@@ -346,12 +346,17 @@ def call_event_data(call: CallState, row: CallRow, session) -> dict:
     def iso(name):
         return f[name].isoformat() if f.get(name) else None
 
+    direction = f.get("direction")
     return {
         "call_id": str(call.id), "session_id": str(session.id), "external_ref": session.external_ref,
-        "direction": f.get("direction"), "disposition": f.get("disposition", "in_progress"),
+        "purpose": session.purpose, "direction": direction,
+        # Participants by role, as the session names them; never by number.
+        "caller": direction[0] if direction else None, "callee": direction[-1] if direction else None,
+        "disposition": f.get("disposition", "in_progress"),
         "started_at": iso("started_at"), "ringing_at": iso("ringing_at"), "answered_at": iso("answered_at"),
         "ended_at": iso("ended_at"), "talk_seconds": f.get("talk_seconds"), "setup_ms": f.get("setup_ms"),
         "recording_id": str(call.recording_id) if call.recording_id else None,
+        "recording_opt_out": f.get("recording_opt_out"),
     }
 
 

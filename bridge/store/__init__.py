@@ -604,7 +604,8 @@ class Store(AuditQueries):
 
     async def recording(self, recording_id: uuid.UUID) -> dict:
         row = await self._run(lambda conn: conn.fetchrow(
-            "SELECT r.*, c.session_id FROM recordings r JOIN calls c ON c.id = r.call_id WHERE r.id = $1",
+            "SELECT r.*, c.session_id, s.purpose FROM recordings r JOIN calls c ON c.id = r.call_id"
+            " LEFT JOIN masking_sessions s ON s.id = c.session_id WHERE r.id = $1",
             recording_id))
         if row is None:
             raise NotFound("no such recording")
