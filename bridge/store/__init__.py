@@ -89,7 +89,8 @@ _UNAVAILABLE = (
 CALL_COLUMNS = frozenset({
     "asterisk_node", "path", "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
     "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
-    "hangup_by", "setup_ms", "talk_seconds", "recorded",
+    "hangup_by", "setup_ms", "talk_seconds", "recorded", "kind", "custom_field", "time_limit_seconds",
+    "caller_answered_at",
 })
 
 
@@ -286,10 +287,11 @@ class Store:
                 session_id = uuid.uuid4()
                 row = await conn.fetchrow(
                     "INSERT INTO masking_sessions (id, virtual_number, participant_a, participant_b, record,"
-                    " expires_at, external_ref, ttl_mode, ttl_seconds, webhook_url)"
-                    " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $6, $9) RETURNING *",
+                    " expires_at, external_ref, ttl_mode, ttl_seconds, webhook_url, time_limit_seconds)"
+                    " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $6, $9, $10)"
+                    " RETURNING *",
                     session_id, number, a, b, request.record, request.ttl_seconds, request.external_ref,
-                    request.ttl_mode, request.webhook_url)
+                    request.ttl_mode, request.webhook_url, request.time_limit_seconds)
                 try:
                     async with conn.transaction():
                         await conn.executemany(
@@ -499,7 +501,7 @@ class Store:
         rows = await self._run(lambda conn: conn.fetch(
             "SELECT c.id, c.started_at FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
             " WHERE c.recorded AND r.id IS NULL AND c.asterisk_node = $1 AND c.path = 'ari'"
-            " AND c.disposition IN ('answered', 'interrupted') AND c.ended_at > now() - interval '1 day'",
+            " AND c.disposition IN ('answered', 'interrupted', 'time_limit') AND c.ended_at > now() - interval '1 day'",
             asterisk_node))
         return [dict(r) for r in rows]
 
@@ -580,7 +582,7 @@ def _session(row) -> MaskingSession:
         participant_b=row["participant_b"], status=row["status"], record=row["record"],
         created_at=row["created_at"], expires_at=row["expires_at"], closed_at=row["closed_at"],
         external_ref=row["external_ref"], ttl_mode=row["ttl_mode"], ttl_seconds=row["ttl_seconds"],
-        webhook_url=row["webhook_url"],
+        webhook_url=row["webhook_url"], time_limit_seconds=row["time_limit_seconds"],
     )
 
 
