@@ -10,6 +10,7 @@ import math
 import socket
 import struct
 import threading
+from datetime import datetime
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -44,6 +45,7 @@ class RtpSniffer:
         self.port = port
         self.payload_types: list[int] = []
         self.samples: list[int] = []
+        self.arrivals: list[datetime] = []  # local wall clock, comparable with SIPp's message log
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
         self._sock.bind(("lo", 0))
@@ -88,6 +90,7 @@ class RtpSniffer:
                 continue
             payload_type = rtp[1] & 0x7F
             self.payload_types.append(payload_type)
+            self.arrivals.append(datetime.now())
             table = ALAW if payload_type == 8 else ULAW if payload_type == 0 else None
             if table is not None:
                 header = 12 + 4 * (rtp[0] & 0x0F)

@@ -4,12 +4,27 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from tests.support.ports import free_port
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 PCAP_DIR = Path("/usr/share/sip-tester")
+
+
+@dataclass(frozen=True)
+class SipMessage:
+    """One SIP message SIPp logged, when, and whether it received or sent it."""
+
+    at: datetime
+    received: bool
+    text: str
+
+    @property
+    def call_id(self) -> str:
+        match = re.search(r"^(?:Call-ID|i):\s*(\S+)", self.text, re.M | re.I)
+        return match.group(1) if match else ""
 
 
 @dataclass
@@ -21,6 +36,16 @@ class SippResult:
     @property
     def succeeded(self) -> bool:
         return self.returncode == 0
+
+    def log(self) -> list[SipMessage]:
+        """Every message sent and received, in order."""
+        logged = []
+        for block in re.split(r"^-{10,} ", self.messages, flags=re.M)[1:]:
+            stamp, _, rest = block.partition("\n")
+            heading, _, text = rest.partition("\n")
+            logged.append(SipMessage(datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S.%f"),
+                                     "message received" in heading, text.strip()))
+        return logged
 
     def received(self) -> list[str]:
         """The SIP messages this endpoint received, one string each."""
