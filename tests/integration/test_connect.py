@@ -16,6 +16,7 @@ from itertools import count
 
 from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.integration.test_api_call import DEFAULT_SECRET, Receiver, api_token, call_api  # noqa: F401 (fixture)
+from tests.integration.test_faults import bridged, kill_service, restore_service, wait_until  # noqa: F401
 from tests.integration.test_masked_call import assert_no_leftovers, number_forms, recording_level
 from tests.support.rtp import RtpSniffer
 from tests.support.sipp import SipMessage, Sipp, SippResult, render
@@ -203,4 +204,25 @@ def test_a_time_limit_warns_both_parties_then_ends_an_answered_call(stack, place
     assert (row["disposition"], row["hangup_by"], row["time_limit_seconds"]) == ("time_limit", "system", 4)
     assert (row["caller_hangup_cause"], row["callee_hangup_cause"]) == (16, 16), "not a normal clearing"
     assert row["recording"] is not None
+    assert_no_leftovers(stack)
+
+
+def test_a_bridged_click_to_call_outlives_a_killed_service_and_the_next_one_keeps_its_time_limit(
+        stack, api_token, tmp_path, restore_service):
+    session, a, b = live_session(stack, api_token)
+    parties = parties_sipp(stack, tmp_path, "uas_connect.xml", talk_ms=60000, second=b.lstrip("+"), tag="killed")
+
+    assert place(stack, api_token, session["id"], **{"from": "a", "time_limit_seconds": 8})[0] == 202
+    wait_until(lambda: bridged(stack))
+    kill_service(stack)
+    stack.start_service()
+    result = parties.wait(60)
+
+    # The second party's scenario meant to hang up itself: the limit's BYE comes first.
+    assert all(any(m.received and m.text.startswith("BYE") for m in dialog) for dialog in dialogs(result)), \
+        "a party was not released"
+    row = wait_for_call_row(stack, session["virtual_number"], with_recording=True)
+    assert (row["kind"], row["disposition"], row["time_limit_seconds"]) == ("connect", "time_limit", 8)
+    assert any('"call.adopted"' in line and str(row["id"]) in line
+               for line in stack.service_log.read_text().splitlines()), "not adopted by the next process"
     assert_no_leftovers(stack)
