@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--number", help="assign this virtual number explicitly (reserved numbers too)")
     p.add_argument("--external-ref", help="the business's reference, e.g. the order id")
     p.add_argument("--webhook-url", help="where this session's call events go")
+    p.add_argument("--time-limit", type=int, default=None,
+                   help="end each call this many seconds after its answer (a warning beep comes first)")
     p = command(sessions, "list", cmd_sessions_list, "latest sessions", listing=True)
     p.add_argument("--external-ref")
     p.add_argument("--status", choices=["active", "expired", "closed"])
@@ -326,12 +328,14 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
                                                       (args.window_end, "--window-end"))]
     if window[0] and window[1] and window[1] <= window[0]:
         raise UsageError("--window-end must be after --window-start")
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise UsageError("--time-limit must be a positive number of seconds")
     request = SessionRequest(
         participant_a=a, participant_b=b, ttl_seconds=ttl, ttl_mode=args.ttl_mode, purpose=args.purpose,
         window_starts_at=window[0], window_ends_at=window[1],
         record=settings.record_by_default and not args.no_record, external_ref=args.external_ref,
         webhook_url=args.webhook_url, sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,
-        virtual_number=parse_e164(args.number) if args.number else None)
+        virtual_number=parse_e164(args.number) if args.number else None, time_limit_seconds=args.time_limit)
     async with open_store(settings) as store:
         try:
             session, _ = await store.create_session(request)

@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Prompts:
-    """Core-sound prompts the caller hears for each outcome (`&` joins files)."""
+    """Core-sound prompts the parties hear (`&` joins files)."""
 
     unknown_number: str = "ss-noservice"
     not_a_participant: str = "cannot-complete-as-dialed&check-number-dial-again"
@@ -27,6 +27,10 @@ class Prompts:
     no_answer: str = "number-not-answering&please-try-call-later"
     unreachable: str = "all-circuits-busy-now&please-try-call-later"
     unavailable: str = "sorry&please-try-call-later"
+    # Click-to-call: the first party, on answering, while the other is dialed.
+    connecting: str = "pls-hold-while-try"
+    # Both parties, before a call's time limit ends it.
+    time_limit_warning: str = "beep"
 
 
 @dataclass(frozen=True)

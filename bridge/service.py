@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import uuid
 
 import asyncpg
 from aiohttp import web
@@ -24,9 +25,10 @@ from aiohttp import web
 from bridge.agi import FallbackAgi
 from bridge.ami import AsteriskMonitor
 from bridge.api.app import make_app
-from bridge.ari import AriClient, AriError, Event, EventRouter, EventStream
+from bridge.ari import AriClient, AriError, AriNotConnected, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
 from bridge.calls import ids
+from bridge.calls.connect import ConnectRequest, connect_call, connect_row
 from bridge.calls.flow import CallDeps, adopt_call, collect_left_recording, masked_call
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
@@ -34,6 +36,7 @@ from bridge.privacy.audit import changed_settings, config_snapshot, fingerprint
 from bridge.privacy.crypto import KeyRing
 from bridge.logs import get_logger
 from bridge.recordings.backfill import seal_in_background
+from bridge.sessions.models import MaskingSession
 from bridge.store import Store, StoreError, StoreUnavailable, utcnow
 from bridge.webhooks import Dispatcher
 
@@ -68,7 +71,7 @@ class Service:
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
                              node=self.node, spool=self.spool)
         app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls),
-                       extra_metrics=self.asterisk.metrics)
+                       extra_metrics=self.asterisk.metrics, place_call=self.place_call)
         if self.settings.test_hooks:
             app.router.add_post("/debug/ari/drop", self._drop_ari)
         self._http = web.AppRunner(app, access_log=None)
@@ -117,12 +120,21 @@ class Service:
 
     # -- calls ------------------------------------------------------------------------
     def _on_new_channel(self, event: Event) -> None:
-        if event.args and event.args[0] in ("callee", "snoop"):
+        if event.args and event.args[0] in ids.OWN_LEG_ROLES:
             return  # a leg of ours whose call has already ended; reconcile cleans it
         if self.draining:
             self._spawn(self._to_fallback(event), f"fallback-{event.channel.id}")
             return
         self._spawn(masked_call(self.deps, event), f"call-{event.channel.id}")
+
+    async def place_call(self, session: MaskingSession, request: ConnectRequest) -> uuid.UUID:
+        """Start a click-to-call; its row exists when this returns (StoreUnavailable if it cannot)."""
+        if not self.stream.connected.is_set() or self.draining:
+            raise AriNotConnected("not connected to Asterisk")
+        row = connect_row(uuid.uuid4(), session, request, self.node)
+        await self.store.insert_call(**row)
+        self._spawn(connect_call(self.deps, session, request, row), f"connect-{row['call_id']}")
+        return row["call_id"]
 
     def _spawn(self, coroutine, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)

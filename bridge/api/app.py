@@ -22,6 +22,8 @@ from aiohttp import web
 from bridge import metrics
 from bridge.api.audio import stream_sealed
 from bridge.api.errors import ApiError, error_middleware, invalid, json_body
+from bridge.ari import AriNotConnected
+from bridge.calls.connect import ConnectRequest
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor, clean_reason, entry_json
@@ -29,15 +31,18 @@ from bridge.privacy.crypto import CryptoError, recording_key_context
 from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.recordings.sealed import SealedFileError
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
-from bridge.store import Store, StoreUnavailable, utcnow
+from bridge.store import SessionNotActive, Store, StoreUnavailable, utcnow
 
 SCOPES = ("sessions", "numbers", "recordings", "audit")
 MAX_TTL = 366 * 86400
+MAX_TIME_LIMIT = 86400
+MAX_RING_TIMEOUT = 300
 STORE = web.AppKey("store", Store)
 SETTINGS = web.AppKey("settings", Settings)
 READINESS = web.AppKey("readiness", object)
 ACTIVE_CALLS = web.AppKey("active_calls", object)
 EXTRA_METRICS = web.AppKey("extra_metrics", object)
+PLACE_CALL = web.AppKey("place_call", object)
 API_KEY = web.RequestKey("api_key", dict)
 log = get_logger("bridge.api")
 
@@ -45,12 +50,16 @@ log = get_logger("bridge.api")
 def make_app(store: Store, settings: Settings,
              readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
              active_calls: Callable[[], int] = lambda: 0,
-             extra_metrics: Callable[[], list[str]] = lambda: []) -> web.Application:
+             extra_metrics: Callable[[], list[str]] = lambda: [],
+             place_call: Callable[[MaskingSession, ConnectRequest], Awaitable[uuid.UUID]] | None = None,
+             ) -> web.Application:
+    """`place_call` starts a click-to-call (the service's); without it, such requests answer 503."""
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=64 * 1024)
     app[STORE], app[SETTINGS] = store, settings
     app[READINESS] = readiness or (lambda: _database_ready(store))
     app[ACTIVE_CALLS] = active_calls
     app[EXTRA_METRICS] = extra_metrics
+    app[PLACE_CALL] = place_call
     r = app.router
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
@@ -61,6 +70,7 @@ def make_app(store: Store, settings: Settings,
     r.add_get("/v1/sessions/{id}", get_session)
     r.add_patch("/v1/sessions/{id}", extend_session)
     r.add_delete("/v1/sessions/{id}", close_session)
+    r.add_post("/v1/sessions/{id}/calls", place_session_call)
     r.add_get("/v1/calls", list_calls)
     r.add_get("/v1/calls/{id}", get_call)
     r.add_get("/v1/recordings/{id}", get_recording)
@@ -141,6 +151,10 @@ def int_field(body: dict, name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise invalid(name, f"{name} must be between {low} and {high}")
     return value
+
+
+def optional_int_field(body: dict, name: str, low: int, high: int) -> int | None:
+    return None if body.get(name) is None else int_field(body, name, 0, low, high)
 
 
 def bool_field(body: dict, name: str, default: bool) -> bool:
@@ -239,13 +253,18 @@ def limit_param(request: web.Request) -> int:
 
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
                         "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
-                        "allowed_window"}
+                        "allowed_window", "time_limit_seconds"}
+KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "time_limit_seconds", "record", "custom_field"}
+
+
+def refuse_unknown(body: dict, known: set[str]) -> None:
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise invalid(unknown[0], f"unknown field {unknown[0]!r}")
 
 
 def session_request(body: dict, settings: Settings) -> SessionRequest:
-    unknown = set(body) - KNOWN_SESSION_FIELDS
-    if unknown:
-        raise invalid(sorted(unknown)[0], f"unknown field {sorted(unknown)[0]!r}")
+    refuse_unknown(body, KNOWN_SESSION_FIELDS)
     a = number_field(body, "participant_a", settings)
     b = number_field(body, "participant_b", settings)
     if a == b:
@@ -268,6 +287,19 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         sticky=choice_field(body, "number_selection", settings.sticky, ("none", "prefer_sticky", "avoid_sticky")),
         country_match=bool_field(body, "country_match", True),
         quarantine_seconds=settings.quarantine_seconds,
+        time_limit_seconds=optional_int_field(body, "time_limit_seconds", 1, MAX_TIME_LIMIT),
+    )
+
+
+def connect_request(body: dict, settings: Settings) -> ConnectRequest:
+    refuse_unknown(body, KNOWN_CONNECT_FIELDS)
+    return ConnectRequest(
+        first=choice_field(body, "from", "", ("a", "b")),
+        ring_timeout_seconds=int_field(body, "ring_timeout_seconds", min(settings.dial_timeout, MAX_RING_TIMEOUT),
+                                       1, MAX_RING_TIMEOUT),
+        time_limit_seconds=optional_int_field(body, "time_limit_seconds", 1, MAX_TIME_LIMIT),
+        record=None if body.get("record") is None else bool_field(body, "record", True),
+        custom_field=text_field(body, "custom_field", 256),
     )
 
 
@@ -277,7 +309,8 @@ def session_json(session: MaskingSession) -> dict:
 
 
 CALL_FIELDS = ("session_id", "virtual_number", "direction", "disposition", "reject_reason", "dial_status",
-               "hangup_by", "caller_hangup_cause", "callee_hangup_cause", "setup_ms", "recorded")
+               "hangup_by", "caller_hangup_cause", "callee_hangup_cause", "setup_ms", "recorded", "kind",
+               "custom_field", "time_limit_seconds")
 
 
 def call_json(row: dict) -> dict:
@@ -285,7 +318,7 @@ def call_json(row: dict) -> dict:
     for name in CALL_FIELDS:
         value = row.get(name)
         out[name] = str(value) if isinstance(value, uuid.UUID) else value
-    for name in ("started_at", "ringing_at", "answered_at", "ended_at"):
+    for name in ("started_at", "caller_answered_at", "ringing_at", "answered_at", "ended_at"):
         out[name] = row[name].isoformat() if row.get(name) else None
     out["talk_seconds"] = float(row["talk_seconds"]) if row.get("talk_seconds") is not None else None
     out["recording_id"] = str(row["recording_id"]) if row.get("recording_id") else None
@@ -385,6 +418,20 @@ async def extend_session(request: web.Request) -> web.Response:
 
 async def close_session(request: web.Request) -> web.Response:
     return web.json_response(session_json(await request.app[STORE].close_session(uuid_param(request))))
+
+
+async def place_session_call(request: web.Request) -> web.Response:
+    """Click-to-call: the service calls one participant, then the other (bridge/calls/connect.py)."""
+    session_id = uuid_param(request)
+    connect = connect_request(await json_body(request), request.app[SETTINGS])
+    session = await request.app[STORE].get_session(session_id)
+    if not session.is_live(utcnow()):
+        raise SessionNotActive(f"the session is {session.state(utcnow())}")
+    if request.app[PLACE_CALL] is None:
+        raise AriNotConnected("this process places no calls")
+    call_id = await request.app[PLACE_CALL](session, connect)
+    return web.json_response({"call_id": str(call_id), "session_id": str(session.id)}, status=202,
+                             headers={"Location": f"/v1/calls/{call_id}"})
 
 
 async def list_calls(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ import json
 
 from aiohttp import web
 
+from bridge.ari import AriNotConnected
 from bridge.logs import get_logger
 from bridge.privacy.numbers import InvalidNumber
 from bridge.store import (
@@ -55,6 +56,8 @@ def from_exception(exc: Exception) -> ApiError | None:
         return ApiError(404, "not_found", str(exc))
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, "database_unavailable", "the database is unavailable; retry later")
+    if isinstance(exc, AriNotConnected):
+        return ApiError(503, "ari_unavailable", "the bridge is not connected to Asterisk; retry later")
     if isinstance(exc, InvalidNumber):
         return ApiError(422, "invalid_number", str(exc))
     return None

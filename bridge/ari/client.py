@@ -30,6 +30,10 @@ class AriConflict(AriError):
     """The object is in the wrong state (for example: channel not in Stasis)."""
 
 
+class AriNotConnected(Exception):
+    """The event websocket is down: a call placed now would never hear its events."""
+
+
 class AriUnreachable(AriError):
     def __init__(self, method: str, path: str, reason: str):
         super().__init__(0, method, path, f"unreachable: {reason}")
@@ -80,6 +84,10 @@ class AriClient:
     # -- channels -----------------------------------------------------------
     async def ring(self, channel_id: str) -> None:
         await self.request("POST", f"/channels/{channel_id}/ring")
+
+    async def ring_stop(self, channel_id: str) -> None:
+        """Stop the ringback `ring` plays to an answered channel."""
+        await self.request("DELETE", f"/channels/{channel_id}/ring")
 
     async def progress(self, channel_id: str) -> None:
         await self.request("POST", f"/channels/{channel_id}/progress")

@@ -70,7 +70,9 @@ def parse_event(data: dict) -> Event:
         type=data.get("type", ""),
         channel=channel,
         args=tuple(data.get("args") or ()),
-        cause=data.get("cause"),
+        # A soft hangup request's `cause` is Asterisk's soft-hangup flag (32 for
+        # an ARI DELETE), not a Q.850 cause: the real one follows.
+        cause=None if data.get("soft") else data.get("cause"),
         dialstatus=data.get("dialstatus"),
         peer_id=peer["id"] if peer else None,
         target_id=target_uri.split(":", 1)[1] if target_uri.startswith("channel:") else None,

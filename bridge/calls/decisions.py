@@ -1,4 +1,4 @@
-"""What the caller hears and how the call ends, for every unhappy outcome.
+"""What the parties hear and how a call ends: every unhappy outcome, and time limits.
 
 Pure functions: the call flow asks, these answer. Release causes are Q.850
 codes; chan_pjsip turns them into the SIP status the caller's carrier sees
@@ -82,3 +82,29 @@ def recording_consent(session_records: bool, heard: list) -> tuple[bool, str | N
     if opted:
         return False, opted
     return bool(heard) and all(h.completed for h in heard), None
+
+
+WARNING_LEAD = 30.0  # seconds of notice before a time limit ends a call
+
+
+@dataclass(frozen=True)
+class LimitStep:
+    """Something a call's time limit makes happen, `at` seconds after the answer."""
+
+    action: str  # 'warn': both parties hear the warning; 'end': the call is released
+    at: float
+
+
+def time_limit_steps(limit_seconds: int | None, elapsed: float = 0.0) -> tuple[LimitStep, ...]:
+    """What a call's time limit still has to do, `elapsed` seconds after the answer.
+
+    The warning comes 30 s before the end, or halfway through a limit under a
+    minute (where 30 s of notice would be most of the call). A warning whose
+    time has passed is not repeated: a call adopted after a restart was warned
+    by the process that ran it then. The end always stays, due at once if late.
+    """
+    if not limit_seconds:
+        return ()
+    warn_at = limit_seconds - WARNING_LEAD if limit_seconds >= 2 * WARNING_LEAD else limit_seconds / 2
+    steps = (LimitStep("warn", warn_at), LimitStep("end", float(limit_seconds)))
+    return tuple(step for step in steps if step.action == "end" or step.at > elapsed)

@@ -15,6 +15,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +24,7 @@ from bridge.calls import ids
 from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
 from bridge.calls.decisions import (
     CAUSE_NO_ANSWER, CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, ended_by_asterisk, ending_for_dial,
-    ending_for_rejection, hangup_side, recording_consent, sound_uris,
+    ending_for_rejection, hangup_side, recording_consent, sound_uris, time_limit_steps,
 )
 from bridge.calls.events import GONE_EVENTS, CallEvents
 from bridge.calls.notice import NoticeHeard, play_notice, start_ringback, stop_ringback
@@ -96,7 +97,8 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         row.insert(virtual_number=virtual_number, caller_channel_id=caller.id, started_at=started_at,
                    asterisk_node=deps.node,
                    session_id=session.id if session else None,
-                   direction=route.direction if isinstance(route, Connect) else None)
+                   direction=route.direction if isinstance(route, Connect) else None,
+                   time_limit_seconds=session.time_limit_seconds if isinstance(route, Connect) else None)
         clog = clog.bind(session_id=str(session.id) if session else None)
         clog.info("call.resolved", outcome="connect" if isinstance(route, Connect) else route.reason.value,
                   lookup_ms=_ms_since(received))
@@ -119,8 +121,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         ringback = None
         if session.record:
             await ari.progress(caller.id)
-            heard.append(await play_notice(ari, events, caller.id, "caller", settings.notice, (caller.id,)))
-            row.update(notices=notices_json(heard))
+            await hear_notice(deps, events, row, heard, caller.id, "caller", (caller.id,))
             if events.is_gone(caller.id):
                 row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
                            caller_hangup_cause=events.gone[caller.id])
@@ -130,18 +131,8 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         else:
             await ari.ring(caller.id)
         call.callee_id = ids.callee_channel(call.id)
-        events.watch(call.callee_id)
-        await ari.create_channel(
-            endpoint=f"PJSIP/{route.counterpart}@{settings.outbound_endpoint}",
-            channel_id=call.callee_id, app_args=f"callee,{call.id}", originator=caller.id,
-            variables=masked_identity(virtual_number),
-        )
-        await wait_in_stasis(events, call.callee_id, stop_if_gone=(caller.id,))
-        # No `caller=` on dial: Asterisk would copy the caller's identity into
-        # the new leg's connected line, which chan_pjsip sends as From and PAI.
-        # No Asterisk timeout either: on expiry it hangs the leg up with cause 32
-        # and no NOANSWER event, so the ring timeout is ours (step 3).
-        await ari.dial(call.callee_id)
+        await dial_masked(deps, events, call.callee_id, route.counterpart, virtual_number,
+                          app_args=f"callee,{call.id}", originator=caller.id)
         setup_ms = _ms_since(received)
         row.update(callee_channel_id=call.callee_id, setup_ms=setup_ms)
         metrics.call_setup_seconds.observe(setup_ms / 1000)
@@ -161,48 +152,22 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
             clog.info("call.cancelled", ring_ms=_ms_since(received))
             return
         if answer is None or answer.dialstatus != "ANSWER":
-            await hangup_leg(ari, call, call.callee_id)
-            await events.settle_causes((call.callee_id,))
-            dialstatus = answer.dialstatus if answer else "NOANSWER"
-            ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), settings.prompts)
-            clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
-            await release_with_prompt(ari, events, call, ending)
-            row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
-                       hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),
-                       caller_hangup_cause=events.gone.get(caller.id) or ending.cause)
+            await end_unanswered(deps, events, call, answer, row, clog)
             return
 
         # 4. Answered. Unless the caller already opted out, the counterpart hears
         #    the notice too before the parties hear each other; then answer the
         #    caller, bridge the two legs, and record only if both heard it.
         if session.record and not any(h.opted_out for h in heard):
-            heard.append(await play_notice(ari, events, call.callee_id, "callee", settings.notice,
-                                           (caller.id, call.callee_id)))
-            row.update(notices=notices_json(heard))
+            await hear_notice(deps, events, row, heard, call.callee_id, "callee", (caller.id, call.callee_id))
             if events.is_gone(caller.id) or events.is_gone(call.callee_id):
                 await left_during_notice(ari, events, call, row, settings, clog)
                 return
-        record, opted_out_by = recording_consent(session.record, heard)
-        if opted_out_by:
-            row.update(recording_opt_out=opted_out_by)
-            clog.info("recording.opted_out", party=opted_out_by)
+        record = consented(session.record, heard, row, clog)
         await stop_ringback(ari, ringback)
         await ari.answer(caller.id)
-        call.bridge_id = ids.bridge(call.id)
-        await ari.create_bridge(call.bridge_id, name=f"masking-{call.id}")
-        await ari.add_to_bridge(call.bridge_id, [caller.id, call.callee_id])
-        answered_at = utcnow()
-        row.update(answered_at=answered_at, dial_status="ANSWER")
-        row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
-        clog.info("call.bridged", answer_ms=_ms_since(received))
-        if record:
-            # A recording failure must not cost the parties their conversation.
-            try:
-                await start_recording(ari, events, call, settings)
-                row.update(recorded=True, recording_started_at=utcnow())
-            except (AriError, CallAborted) as exc:
-                call.recording_name = None
-                clog.error("recording.not_started", error=str(exc))
+        answered_at = await bridge_and_record(deps, events, call, row, session, webhook_url, clog,
+                                              record=record, since=received)
 
         # 5.-6. Talk until either side hangs up; tear down; store the recording.
         await talk_until_hangup(deps, call, events, row, answered_at, started_at, clog)
@@ -233,8 +198,20 @@ async def left_during_notice(ari: AriClient, events: CallEvents, call: CallState
     clog.info("call.not_connected", during="notice", hangup_by="caller" if caller_left else "callee")
 
 
-def notices_json(heard: list[NoticeHeard]) -> str:
-    return json.dumps([h.to_json() for h in heard])
+async def hear_notice(deps: CallDeps, events: CallEvents, row: CallRow, heard: list[NoticeHeard], channel_id: str,
+                      party: str, stop_if_gone: tuple[str, ...]) -> None:
+    """Play the recording notice to one party and keep the evidence in the row."""
+    heard.append(await play_notice(deps.ari, events, channel_id, party, deps.settings.notice, stop_if_gone))
+    row.update(notices=json.dumps([h.to_json() for h in heard]))
+
+
+def consented(session_records: bool, heard: list[NoticeHeard], row: CallRow, clog) -> bool:
+    """Whether to record, after the notices; an opt-out goes into the row."""
+    record, opted_out_by = recording_consent(session_records, heard)
+    if opted_out_by:
+        row.update(recording_opt_out=opted_out_by)
+        clog.info("recording.opted_out", party=opted_out_by)
+    return record
 
 
 async def resolve(store: Store, settings: Settings, virtual_number: str, caller_number: str | None,
@@ -253,14 +230,21 @@ async def resolve(store: Store, settings: Settings, virtual_number: str, caller_
 
 async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, answered_at,
                             started_at, clog) -> None:
-    """Steps 5 and 6 of a connected call, shared by calls adopted after a restart."""
+    """Steps 5 and 6 of a connected call, shared by calls adopted after a restart
+    and by click-to-call. The call's time limit is in its row."""
     ari = deps.ari
-    first_gone = await events.wait_gone((call.caller_id, call.callee_id), timeout=float("inf"))
-    other = call.callee_id if first_gone == call.caller_id else call.caller_id
-    await hangup_leg(ari, call, other, CAUSE_NORMAL)
+    first_gone = await talk_within_limit(deps, call, events, answered_at, row.fields.get("time_limit_seconds"))
+    for leg in (call.caller_id, call.callee_id):
+        if leg != first_gone:
+            await hangup_leg(ari, call, leg, CAUSE_NORMAL)
     await events.settle_causes((call.caller_id, call.callee_id))
     talk = (utcnow() - answered_at).total_seconds()
-    if ended_by_asterisk(events.gone.get(first_gone), first_gone in events.vanished):
+    if first_gone is None:
+        row.update(disposition="time_limit", ended_at=utcnow(), talk_seconds=round(talk, 3), hangup_by="system",
+                   caller_hangup_cause=events.gone.get(call.caller_id),
+                   callee_hangup_cause=events.gone.get(call.callee_id))
+        clog.info("call.time_limit_reached", talk_seconds=round(talk, 1))
+    elif ended_by_asterisk(events.gone.get(first_gone), first_gone in events.vanished):
         row.update(disposition="interrupted", ended_at=utcnow(), talk_seconds=round(talk, 3), hangup_by="system")
         clog.warning("call.interrupted", answered=True)
     else:
@@ -271,6 +255,27 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
         clog.info("call.ended", hangup_by=hangup_side(first_gone, call.caller_id), talk_seconds=round(talk, 1))
     if call.recording_name:
         await store_recording(deps, events, call, row, started_at, clog)
+
+
+async def talk_within_limit(deps: CallDeps, call: CallState, events: CallEvents, answered_at: datetime,
+                            limit_seconds: int | None) -> str | None:
+    """The leg that hung up first, or None when the time limit ended the call
+    (both parties heard the warning first)."""
+    legs = (call.caller_id, call.callee_id)
+    steps = time_limit_steps(limit_seconds, _seconds_since(answered_at))
+    if not steps:
+        return await events.wait_gone(legs, timeout=float("inf"))
+    for step in steps:
+        first_gone = await events.wait_gone(legs, timeout=max(0.0, step.at - _seconds_since(answered_at)))
+        if first_gone is not None:
+            return first_gone
+        if step.action == "warn":
+            for leg in legs:  # on each channel: an announcer in the bridge would make Asterisk mix in software
+                try:
+                    await deps.ari.play(leg, sound_uris(deps.settings.prompts.time_limit_warning), str(uuid.uuid4()))
+                except AriError:
+                    pass  # that leg just hung up: the next wait sees it
+    return None
 
 
 async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, session,
@@ -357,6 +362,7 @@ def call_event_data(call: CallState, row: CallRow, session) -> dict:
         "ended_at": iso("ended_at"), "talk_seconds": f.get("talk_seconds"), "setup_ms": f.get("setup_ms"),
         "recording_id": str(call.recording_id) if call.recording_id else None,
         "recording_opt_out": f.get("recording_opt_out"),
+        "kind": f.get("kind", "inbound"), "custom_field": f.get("custom_field"),
     }
 
 
@@ -376,39 +382,107 @@ async def wait_for_answer(events: CallEvents, call: CallState, timeout: float,
                           on_ringing: Callable[[], None]) -> Event | None:
     """The final Dial event for the counterpart's leg, or None (caller left, or
     nobody answered within `timeout`: the ring timeout)."""
+    return await wait_for_dial(events, call.callee_id, timeout, on_ringing, stop_if_gone=(call.caller_id,))
+
+
+async def wait_for_dial(events: CallEvents, leg_id: str, timeout: float, on_ringing: Callable[[], None],
+                        stop_if_gone: tuple[str, ...] = ()) -> Event | None:
+    """The final Dial event for a dialed leg, or None (a leg in `stop_if_gone`
+    left, or nobody answered within `timeout`: the ring timeout)."""
     ringing_noted = False
 
     def final_dial(event: Event) -> bool:
         nonlocal ringing_noted
-        if event.type == "Dial" and event.peer_id == call.callee_id:
+        if event.type == "Dial" and event.peer_id == leg_id:
             if event.dialstatus in ("RINGING", "PROGRESS") and not ringing_noted:
                 ringing_noted = True
                 on_ringing()
             return event.dialstatus not in ("", None, "RINGING", "PROGRESS", "PROCEEDING")
-        # The counterpart's leg died without a final Dial event.
-        return event.type in GONE_EVENTS and event.channel is not None and event.channel.id == call.callee_id
+        # The leg died without a final Dial event.
+        return event.type in GONE_EVENTS and event.channel is not None and event.channel.id == leg_id
 
-    event = await events.wait_for(final_dial, timeout, stop_if_gone=(call.caller_id,))
+    event = await events.wait_for(final_dial, timeout, stop_if_gone=stop_if_gone)
     if event is not None and event.type != "Dial":
-        return Event(type="Dial", dialstatus="", peer_id=call.callee_id)
+        return Event(type="Dial", dialstatus="", peer_id=leg_id)
     return event
 
 
-async def release_with_prompt(ari: AriClient, events: CallEvents, call: CallState, ending: Ending) -> None:
-    """Play the prompt as early media (the caller is never answered, so not
-    billed), then release with the ending's cause."""
-    playback_id = str(uuid.uuid4())
+async def dial_masked(deps: CallDeps, events: CallEvents, channel_id: str, number: str, virtual_number: str,
+                      app_args: str, originator: str | None) -> None:
+    """Create a leg to `number` in our app, showing only the virtual number, and dial it."""
+    events.watch(channel_id)
+    await deps.ari.create_channel(
+        endpoint=f"PJSIP/{number}@{deps.settings.outbound_endpoint}", channel_id=channel_id, app_args=app_args,
+        originator=originator, variables=masked_identity(virtual_number),
+    )
+    await wait_in_stasis(events, channel_id, stop_if_gone=(originator,) if originator else ())
+    # No `caller=` on dial: Asterisk would copy the caller's identity into
+    # the new leg's connected line, which chan_pjsip sends as From and PAI.
+    # No Asterisk timeout either: on expiry it hangs the leg up with cause 32
+    # and no NOANSWER event, so the ring timeout is ours (`wait_for_dial`).
+    await deps.ari.dial(channel_id)
+
+
+async def end_unanswered(deps: CallDeps, events: CallEvents, call: CallState, answer: Event | None, row: CallRow,
+                         clog, early_media: bool = True) -> None:
+    """The counterpart did not answer: the caller hears why and is released."""
+    ari = deps.ari
+    await hangup_leg(ari, call, call.callee_id)
+    await events.settle_causes((call.callee_id,))
+    dialstatus = answer.dialstatus if answer else "NOANSWER"
+    ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), deps.settings.prompts)
+    clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
+    await release_with_prompt(ari, events, call, ending, early_media)
+    row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
+               hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),
+               caller_hangup_cause=events.gone.get(call.caller_id) or ending.cause)
+
+
+async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, session,
+                            webhook_url: str | None, clog, record: bool, since: float) -> datetime:
+    """Both legs answered: bridge them, tell the business, record. Returns the answer time."""
+    ari = deps.ari
+    call.bridge_id = ids.bridge(call.id)
+    await ari.create_bridge(call.bridge_id, name=f"masking-{call.id}")
+    await ari.add_to_bridge(call.bridge_id, [call.caller_id, call.callee_id])
+    answered_at = utcnow()
+    row.update(answered_at=answered_at, dial_status="ANSWER")
+    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
+    clog.info("call.bridged", answer_ms=_ms_since(since))
+    if record:
+        # A recording failure must not cost the parties their conversation.
+        try:
+            await start_recording(ari, events, call, deps.settings)
+            row.update(recorded=True, recording_started_at=utcnow())
+        except (AriError, CallAborted) as exc:
+            call.recording_name = None
+            clog.error("recording.not_started", error=str(exc))
+    return answered_at
+
+
+async def release_with_prompt(ari: AriClient, events: CallEvents, call: CallState, ending: Ending,
+                              early_media: bool = True) -> None:
+    """Play the prompt, then release with the ending's cause. As early media
+    unless the caller is already answered (a click-to-call's first party), so
+    a caller is never answered, and billed, just to hear why not."""
     try:
-        await ari.progress(call.caller_id)
-        await ari.play(call.caller_id, sound_uris(ending.prompt), playback_id)
-        await events.wait_for(
-            lambda e: e.type in ("PlaybackFinished", "PlaybackFailed") and e.playback_id == playback_id,
-            PROMPT_LIMIT, stop_if_gone=(call.caller_id,),
-        )
+        if early_media:
+            await ari.progress(call.caller_id)
+        await play_to_end(ari, events, call.caller_id, ending.prompt)
     except AriError:
         pass  # the caller hung up during the prompt
     if not events.is_gone(call.caller_id):
         await hangup_leg(ari, call, call.caller_id, ending.cause)
+
+
+async def play_to_end(ari: AriClient, events: CallEvents, channel_id: str, prompt: str) -> None:
+    """Play `prompt` to a channel and wait until it is over or the channel hangs up."""
+    playback_id = str(uuid.uuid4())
+    await ari.play(channel_id, sound_uris(prompt), playback_id)
+    await events.wait_for(
+        lambda e: e.type in ("PlaybackFinished", "PlaybackFailed") and e.playback_id == playback_id,
+        PROMPT_LIMIT, stop_if_gone=(channel_id,),
+    )
 
 
 async def start_recording(ari: AriClient, events: CallEvents, call: CallState, settings: Settings) -> None:
@@ -503,3 +577,7 @@ async def hangup_leg(ari: AriClient, call: CallState, channel_id: str | None, ca
 
 def _ms_since(start: float) -> int:
     return int((time.monotonic() - start) * 1000)
+
+
+def _seconds_since(moment: datetime) -> float:
+    return (utcnow() - moment).total_seconds()

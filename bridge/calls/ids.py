@@ -5,6 +5,15 @@ from __future__ import annotations
 
 import uuid
 
+# The role (first of `appArgs`) of every leg we create: a StasisStart with one
+# is a leg of ours, never a new inbound call (whose argument is the number dialed).
+OWN_LEG_ROLES = ("caller", "callee", "snoop")
+
+
+def caller_channel(call_id: uuid.UUID) -> str:
+    """The first party's leg of a click-to-call; an inbound caller's leg is named by Asterisk."""
+    return f"{call_id}-caller"
+
 
 def callee_channel(call_id: uuid.UUID) -> str:
     return f"{call_id}-callee"

@@ -32,6 +32,7 @@ class MaskingSession:
     purpose: str = "unspecified"  # why the numbers were collected (PDPA purpose limitation)
     window_starts_at: datetime | None = None  # calls are allowed only within the purpose's window
     window_ends_at: datetime | None = None
+    time_limit_seconds: int | None = None  # each call's talk time, from its answer
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now
@@ -63,6 +64,7 @@ class MaskingSession:
             "external_ref": self.external_ref,
             "ttl_mode": self.ttl_mode,
             "ttl_seconds": self.ttl_seconds,
+            "time_limit_seconds": self.time_limit_seconds,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
@@ -95,3 +97,4 @@ class SessionRequest:
     sticky: str = "none"
     country_match: bool = True
     quarantine_seconds: int = 0
+    time_limit_seconds: int | None = None

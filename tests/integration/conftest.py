@@ -89,7 +89,8 @@ def query(dsn: str, sql: str, *args):
     return asyncio.run(run())
 
 
-def new_parties(stack: Stack, ttl: int = 3600, record: bool = True, add_session: bool = True) -> Parties:
+def new_parties(stack: Stack, ttl: int = 3600, record: bool = True, add_session: bool = True,
+                time_limit: int | None = None) -> Parties:
     """A fresh virtual number and two participants, with a live session between them."""
     n = next(_serial)
     parties = Parties(f"+656100{n:04d}", f"+659100{n:04d}", f"+658100{n:04d}")
@@ -99,7 +100,8 @@ def new_parties(stack: Stack, ttl: int = 3600, record: bool = True, add_session:
         try:
             await store.add_number(parties.virtual_number)
             if add_session:
-                await store.create_session(SessionRequest(parties.a, parties.b, ttl_seconds=ttl, record=record, purpose="delivery_order"))
+                await store.create_session(SessionRequest(parties.a, parties.b, ttl_seconds=ttl, record=record, purpose="delivery_order",
+                                                          time_limit_seconds=time_limit))
         finally:
             await store.close()
 

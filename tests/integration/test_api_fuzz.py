@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from bridge.api.app import make_app
+from bridge.ari import AriNotConnected
 from bridge.config import Settings
 from bridge.sessions.models import SessionRequest
 from bridge.store import RecordingRow, Store
@@ -56,6 +57,13 @@ class Server:
         self.runner: web.AppRunner | None = None
         self.store: Store | None = None
         self.seeded: dict = {}
+        self.ari_connected = True  # what the stand-in for the service's call placing answers
+
+    async def place_call(self, session, request) -> uuid.UUID:
+        """The service's click-to-call, without Asterisk: accepted, or 503 when 'disconnected'."""
+        if not self.ari_connected:
+            raise AriNotConnected("not connected to Asterisk")
+        return uuid.uuid4()
 
     def run(self, coro, timeout: float = 30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -70,7 +78,8 @@ class Server:
             self.token, _ = await self.store.create_api_key("fuzz", ["sessions", "numbers", "recordings", "audit"])
             self.narrow_token, _ = await self.store.create_api_key("numbers-only", ["numbers"])
             self.seeded = await seed(self.store, self.recording_dir)
-        self.runner = web.AppRunner(make_app(self.store, Settings(database_url=self.dsn)))
+        self.runner = web.AppRunner(make_app(self.store, Settings(database_url=self.dsn),
+                                             place_call=self.place_call))
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
 
@@ -260,6 +269,24 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
         call("DELETE", "/v1/sessions/{id}", 409, path_parameters=session_id(name), code="session_not_active")
     call("GET", "/v1/sessions", 200, query={"external_ref": "order-1", "status": "active"})
     call("GET", "/v1/sessions/{id}", 404, path_parameters={"id": "not-a-uuid"}, code="not_found")
+
+    # Click-to-call: accepted, a dead session, an unknown one, a bad body, Asterisk not connected.
+    placed = call("POST", "/v1/sessions/{id}/calls", 202, path_parameters=session_id("live"),
+                  body={"from": "b", "ring_timeout_seconds": 20, "time_limit_seconds": 300, "record": False,
+                        "custom_field": "ticket-42"})
+    assert placed.headers["location"] == [f"/v1/calls/{placed.json()['call_id']}"]
+    call("POST", "/v1/sessions/{id}/calls", 409, path_parameters=session_id("closed"), body={"from": "a"},
+         code="session_not_active")
+    call("POST", "/v1/sessions/{id}/calls", 404, path_parameters={"id": str(uuid.uuid4())}, body={"from": "a"},
+         code="not_found")
+    call("POST", "/v1/sessions/{id}/calls", 422, path_parameters=session_id("live"), body={"from": "c"},
+         code="invalid_field")
+    server.ari_connected = False
+    try:
+        call("POST", "/v1/sessions/{id}/calls", 503, path_parameters=session_id("live"), body={"from": "a"},
+             code="ari_unavailable")
+    finally:
+        server.ari_connected = True
 
     # Calls, recordings and their audio (whole, ranged, unsatisfiable, not sealed yet, shredded, gone).
     call("GET", "/v1/calls/{id}", 200, path_parameters={"id": str(seeded["call"])})

@@ -33,6 +33,17 @@ def test_sessions_create_prints_the_session_with_its_virtual_number(stack):
     assert session["record"] is False
 
 
+def test_sessions_create_takes_a_call_time_limit_and_refuses_a_nonsensical_one(stack):
+    masking(stack, "numbers", "add", "+6563000401")
+
+    created = masking(stack, "sessions", "create", "--a", "+6593000401", "--b", "+6583000401", "--time-limit", "90")
+    refused = masking(stack, "sessions", "create", "--a", "+6593000402", "--b", "+6583000402", "--time-limit", "0")
+
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["time_limit_seconds"] == 90
+    assert refused.returncode == 2 and "--time-limit" in refused.stderr
+
+
 def test_a_participant_never_gets_the_same_virtual_number_twice_while_live(stack):
     masking(stack, "numbers", "add", "+6563000101", "+6563000102")
     first = json.loads(masking(stack, "sessions", "create", "--purpose", "delivery_order", "--a", "+6593000101", "--b", "+6583000101").stdout)

@@ -10,7 +10,7 @@ import math
 import socket
 import struct
 import threading
-import time
+from datetime import datetime
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -45,7 +45,8 @@ class RtpSniffer:
         self.port = port
         self.payload_types: list[int] = []
         self.samples: list[int] = []
-        self.arrivals: list[tuple[float, float]] = []  # (wall-clock time, level) per audio packet
+        self.arrivals: list[datetime] = []  # local wall clock, comparable with SIPp's message log
+        self.sounds: list[tuple[datetime, float]] = []  # (arrival, level) of each G.711 packet
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
         self._sock.bind(("lo", 0))
@@ -90,13 +91,14 @@ class RtpSniffer:
                 continue
             payload_type = rtp[1] & 0x7F
             self.payload_types.append(payload_type)
+            self.arrivals.append(datetime.now())
             table = ALAW if payload_type == 8 else ULAW if payload_type == 0 else None
             if table is not None:
                 header = 12 + 4 * (rtp[0] & 0x0F)
                 samples = [table[b] for b in rtp[header:]]
                 self.samples.extend(samples)
-                self.arrivals.append((time.time(), rms(samples)))
+                self.sounds.append((self.arrivals[-1], rms(samples)))
 
-    def audio_between(self, start: float, end: float, level: float = 100) -> int:
+    def audio_between(self, start: datetime, end: datetime, level: float = 100) -> int:
         """How many packets carrying sound (not silence) arrived between two wall-clock times."""
-        return sum(1 for at, packet_level in self.arrivals if start <= at <= end and packet_level > level)
+        return sum(1 for at, packet_level in self.sounds if start <= at <= end and packet_level > level)

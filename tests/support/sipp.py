@@ -2,15 +2,29 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from tests.support.ports import free_port
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 PCAP_DIR = Path("/usr/share/sip-tester")
+
+
+@dataclass(frozen=True)
+class SipMessage:
+    """One SIP message SIPp logged, when, and whether it received or sent it."""
+
+    at: datetime
+    received: bool
+    text: str
+
+    @property
+    def call_id(self) -> str:
+        match = re.search(r"^(?:Call-ID|i):\s*(\S+)", self.text, re.M | re.I)
+        return match.group(1) if match else ""
 
 
 @dataclass
@@ -23,18 +37,19 @@ class SippResult:
     def succeeded(self) -> bool:
         return self.returncode == 0
 
-    def timed(self) -> list[tuple[float, str, str]]:
-        """(wall-clock time, 'sent' or 'received', message) for every SIP message."""
-        out = []
-        for stamp, first, body in re.findall(r"^-{10,} (\S+ \S+)[^\n]*\n([^\n]*)\n(.*?)(?=^-{10,} |\Z)",
-                                             self.messages, flags=re.M | re.S):
-            moment = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
-            out.append((moment, "received" if "received" in first else "sent", body.strip()))
-        return out
+    def log(self) -> list[SipMessage]:
+        """Every message sent and received, in order."""
+        logged = []
+        for block in re.split(r"^-{10,} ", self.messages, flags=re.M)[1:]:
+            stamp, _, rest = block.partition("\n")
+            heading, _, text = rest.partition("\n")
+            logged.append(SipMessage(datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S.%f"),
+                                     "message received" in heading, text.strip()))
+        return logged
 
-    def first(self, direction: str, start_line: str) -> float:
+    def first(self, direction: str, start_line: str) -> datetime:
         """When the first message sent or received that starts with `start_line` went."""
-        return next(t for t, d, m in self.timed() if d == direction and m.startswith(start_line))
+        return next(m.at for m in self.log() if m.received == (direction == "received") and m.text.startswith(start_line))
 
     def received(self) -> list[str]:
         """The SIP messages this endpoint received, one string each."""

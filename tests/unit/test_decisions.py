@@ -1,7 +1,9 @@
 """What the caller hears, and the release cause, for every unhappy outcome."""
 import pytest
 
-from bridge.calls.decisions import Ending, ending_for_dial, ending_for_rejection, hangup_side, sound_uris
+from bridge.calls.decisions import (
+    Ending, LimitStep, ending_for_dial, ending_for_rejection, hangup_side, sound_uris, time_limit_steps,
+)
 from bridge.config import Prompts
 from bridge.sessions.resolve import RejectReason
 
@@ -89,3 +91,25 @@ def test_a_call_is_ended_by_asterisk_when_its_leg_vanished_or_asterisk_shut_down
     assert ended_by_asterisk(CAUSE_ASTERISK_SHUTDOWN, vanished=False)
     assert not ended_by_asterisk(16, vanished=False)
     assert not ended_by_asterisk(None, vanished=False)
+
+
+# -- time limits -------------------------------------------------------------------
+def test_no_time_limit_means_nothing_to_do():
+    assert time_limit_steps(None) == () and time_limit_steps(0) == ()
+
+
+def test_a_long_limit_warns_thirty_seconds_before_the_end():
+    assert time_limit_steps(300) == (LimitStep("warn", 270.0), LimitStep("end", 300.0))
+
+
+@pytest.mark.parametrize(("limit", "warn_at"), [(4, 2.0), (59, 29.5), (60, 30.0), (61, 31.0)])
+def test_a_limit_under_a_minute_warns_halfway(limit, warn_at):
+    assert time_limit_steps(limit)[0] == LimitStep("warn", warn_at)
+
+
+def test_an_adopted_call_past_its_warning_is_not_warned_twice():
+    assert time_limit_steps(300, elapsed=280) == (LimitStep("end", 300.0),)
+
+
+def test_an_adopted_call_past_its_limit_still_ends():
+    assert time_limit_steps(300, elapsed=400) == (LimitStep("end", 300.0),)

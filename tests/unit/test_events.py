@@ -32,6 +32,11 @@ def test_dial_carries_the_peer_id_and_dialstatus():
     assert e.channel is None
 
 
+def test_a_soft_hangup_requests_flag_is_not_taken_for_a_hangup_cause():
+    e = parse_event({"type": "ChannelHangupRequest", "channel": CHANNEL, "cause": 32, "soft": True})
+    assert e.cause is None
+
+
 def test_channel_destroyed_carries_the_cause():
     e = parse_event({"type": "ChannelDestroyed", "channel": CHANNEL, "cause": 17, "cause_txt": "User busy"})
     assert e.cause == 17

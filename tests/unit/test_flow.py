@@ -28,7 +28,8 @@ class FakeAri:
     def __init__(self, router: EventRouter):
         self.router = router
         self.requests: list[tuple] = []
-        self.answer_dial_with = "ANSWER"
+        self.answer_dial_with: str | list[str] = "ANSWER"  # a list: one outcome per leg dialed, in order
+        self.hang_up_after_bridge = True  # the first leg in the bridge talks, then hangs up
         self.press_during_notice: dict[str, str] = {}  # 'caller' or 'callee' -> the digit that party presses
         self.notice_fails = False
 
@@ -40,6 +41,9 @@ class FakeAri:
 
     async def ring(self, channel_id):
         self.requests.append(("ring", channel_id))
+
+    async def ring_stop(self, channel_id):
+        self.requests.append(("ring_stop", channel_id))
 
     async def answer(self, channel_id):
         self.requests.append(("answer", channel_id))
@@ -79,18 +83,20 @@ class FakeAri:
     async def dial(self, channel_id, caller=None, timeout=None):
         self.requests.append(("dial", channel_id, caller))
         self.emit(type="Dial", peer_id=channel_id, dialstatus="RINGING")
-        self.emit(type="Dial", peer_id=channel_id, dialstatus=self.answer_dial_with)
+        outcome = self.answer_dial_with if isinstance(self.answer_dial_with, str) else self.answer_dial_with.pop(0)
+        self.emit(type="Dial", peer_id=channel_id, dialstatus=outcome)
 
     async def create_bridge(self, bridge_id, name):
         self.requests.append(("bridge", bridge_id))
 
     async def add_to_bridge(self, bridge_id, channel_ids):
         self.requests.append(("add", bridge_id, tuple(channel_ids)))
-        # The caller talks, then hangs up.
-        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self.hangup_by_caller()))
+        if self.hang_up_after_bridge:  # the caller talks, then hangs up
+            asyncio.get_running_loop().call_later(
+                0.05, lambda: asyncio.ensure_future(self.hangup_by_caller(channel_ids[0])))
 
-    async def hangup_by_caller(self):
-        gone = Channel(id=CALLER.id, name="", state="Up", caller_number="", exten="")
+    async def hangup_by_caller(self, caller_id=CALLER.id):
+        gone = Channel(id=caller_id, name="", state="Up", caller_number="", exten="")
         self.router.dispatch(Event(type="StasisEnd", channel=gone))
         self.router.dispatch(Event(type="ChannelDestroyed", channel=gone, cause=16))
 
@@ -124,10 +130,11 @@ class FakeStore:
         return merged
 
 
-def live_session(record=False) -> MaskingSession:
+def live_session(record=False, time_limit_seconds=None) -> MaskingSession:
     now = datetime.now(timezone.utc)
     return MaskingSession(uuid.uuid4(), "+6560000001", "+6591234567", "+6598765432", "active", record,
-                          now - timedelta(minutes=1), now + timedelta(hours=1))
+                          now - timedelta(minutes=1), now + timedelta(hours=1),
+                          time_limit_seconds=time_limit_seconds)
 
 
 async def run_call(lookup, **ari_behaviour) -> tuple[FakeAri, FakeStore]:
@@ -245,3 +252,20 @@ async def test_an_unrecorded_session_plays_no_notice_and_rings_the_classic_way()
 
     assert not any(r[0] == "play" for r in ari.requests)
     assert ("ring", CALLER.id) in ari.requests
+
+
+async def test_a_time_limit_beeps_both_legs_then_releases_both_with_normal_clearing():
+    router = EventRouter(lambda event: None)
+    ari = FakeAri(router)
+    ari.hang_up_after_bridge = False  # nobody hangs up: the limit (1 s, warning at 0.5 s) ends the call
+    store = FakeStore(RouteLookup(number_in_pool=True, sessions=(live_session(time_limit_seconds=1),)))
+    deps = CallDeps(ari=ari, store=store, router=router, settings=Settings(dial_timeout=2))
+
+    await asyncio.wait_for(masked_call(deps, Event(type="StasisStart", channel=CALLER, args=("+6560000001",))), 10)
+
+    callee = next(r[1] for r in ari.requests if r[0] == "create")
+    beeps = [r for r in ari.requests if r[0] == "play"]
+    assert {r[1] for r in beeps} == {CALLER.id, callee} and all(r[2] == ("sound:beep",) for r in beeps)
+    assert ari.hangups_of(CALLER.id) == [("hangup", CALLER.id, 16)] and ari.hangups_of(callee)[0][2] == 16
+    assert ari.requests.index(beeps[-1]) < ari.requests.index(ari.hangups_of(CALLER.id)[0])
+    assert store.final()["disposition"] == "time_limit" and store.final()["hangup_by"] == "system"
