@@ -114,6 +114,9 @@ class Settings:
     default_region: str = "SG"
     log_level: str = "info"
     state_dir: Path = Path(".run")
+    # Where Asterisk reads this project's sounds as `masking/...` (uploaded wait
+    # audio goes below it); empty: the sounds directory of the Asterisk we run.
+    asterisk_sounds_dir: Path = Path("")
     # Master keys and the lookup key (see bridge/privacy/crypto.py); empty
     # means `<state_dir>/keys.json`. Keep it off the database host's backups.
     keys_file: Path = Path("")

@@ -36,6 +36,7 @@ from bridge.privacy.audit import changed_settings, config_snapshot, fingerprint
 from bridge.privacy.crypto import KeyRing
 from bridge.logs import get_logger
 from bridge.recordings.backfill import seal_in_background
+from bridge.recordings.wait_audio import sync_wait_audio
 from bridge.sessions.models import MaskingSession
 from bridge.store import Store, StoreError, StoreUnavailable, utcnow
 from bridge.webhooks import Dispatcher
@@ -88,6 +89,7 @@ class Service:
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
         self._tasks.append(asyncio.create_task(seal_in_background(self.store), name="recordings-seal"))
+        self._tasks.append(asyncio.create_task(sync_wait_audio(self.store, self.settings), name="wait-audio-sync"))
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
 

@@ -29,6 +29,7 @@ from bridge.logs import get_logger
 from bridge.privacy.audit import Actor, clean_reason, entry_json
 from bridge.privacy.crypto import CryptoError, recording_key_context
 from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.recordings import wait_audio
 from bridge.recordings.sealed import SealedFileError
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
 from bridge.store import SessionNotActive, Store, StoreUnavailable, utcnow
@@ -75,6 +76,9 @@ def make_app(store: Store, settings: Settings,
     r.add_get("/v1/calls/{id}", get_call)
     r.add_get("/v1/recordings/{id}", get_recording)
     r.add_get("/v1/recordings/{id}/audio", get_recording_audio)
+    r.add_post("/v1/wait-audio", add_wait_audio)
+    r.add_get("/v1/wait-audio", list_wait_audio)
+    r.add_delete("/v1/wait-audio/{id}", delete_wait_audio)
     r.add_post("/v1/numbers", add_number)
     r.add_get("/v1/numbers", list_numbers)
     r.add_delete("/v1/numbers/{number}", retire_number)
@@ -86,7 +90,8 @@ def make_app(store: Store, settings: Settings,
 
 # -- auth ------------------------------------------------------------------------
 ROUTE_SCOPES = {"/v1/sessions": "sessions", "/v1/calls": "sessions", "/v1/webhooks": "sessions",
-                "/v1/numbers": "numbers", "/v1/recordings": "recordings", "/v1/audit": "audit"}
+                "/v1/numbers": "numbers", "/v1/recordings": "recordings", "/v1/audit": "audit",
+                "/v1/wait-audio": "sessions"}
 
 
 def scope_for(path: str) -> str | None:
@@ -217,6 +222,18 @@ def window_field(body: dict, name: str) -> tuple[datetime | None, datetime | Non
     return bounds[0], bounds[1]
 
 
+def uuid_field(body: dict, name: str) -> uuid.UUID | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise invalid(name, f"{name} must be a UUID")
+
+
 def uuid_param(request: web.Request, name: str = "id") -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info[name])
@@ -253,7 +270,7 @@ def limit_param(request: web.Request) -> int:
 
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
                         "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
-                        "allowed_window", "time_limit_seconds"}
+                        "allowed_window", "time_limit_seconds", "wait_audio_id"}
 KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "time_limit_seconds", "record", "custom_field"}
 
 
@@ -288,6 +305,7 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         country_match=bool_field(body, "country_match", True),
         quarantine_seconds=settings.quarantine_seconds,
         time_limit_seconds=optional_int_field(body, "time_limit_seconds", 1, MAX_TIME_LIMIT),
+        wait_audio_id=uuid_field(body, "wait_audio_id"),
     )
 
 
@@ -483,6 +501,40 @@ async def get_recording_audio(request: web.Request) -> web.StreamResponse:
 
 def shredded() -> ApiError:
     return ApiError(410, "recording_shredded", "the recording was shredded: its audio can no longer be decrypted")
+
+
+MAX_WAIT_AUDIO_BYTES = 8 * 1024 * 1024
+
+
+async def add_wait_audio(request: web.Request) -> web.Response:
+    """The body is the WAV itself (any PCM WAV; converted for Asterisk)."""
+    if request.content_type not in ("audio/wav", "audio/x-wav", "audio/wave"):
+        raise ApiError(415, "unsupported_media_type", "send the audio as a WAV body (Content-Type: audio/wav)")
+    upload = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        upload += chunk
+        if len(upload) > MAX_WAIT_AUDIO_BYTES:
+            raise ApiError(413, "payload_too_large", f"wait audio may be at most {MAX_WAIT_AUDIO_BYTES} bytes")
+    name = checked_text(request.query.get("name"), "name", 200) or "wait audio"
+    row = await wait_audio.add_wait_audio(request.app[STORE], request.app[SETTINGS], bytes(upload), name,
+                                          actor(request))
+    return web.json_response(wait_audio_json(row), status=201)
+
+
+async def list_wait_audio(request: web.Request) -> web.Response:
+    return web.json_response({"wait_audio": [wait_audio_json(r) for r in await request.app[STORE].list_wait_audio()]})
+
+
+async def delete_wait_audio(request: web.Request) -> web.Response:
+    await wait_audio.delete_wait_audio(request.app[STORE], request.app[SETTINGS], uuid_param(request),
+                                       actor(request))
+    return web.Response(status=204)
+
+
+def wait_audio_json(row: dict) -> dict:
+    return {"id": str(row["id"]), "name": row["name"], "bytes": row["bytes"],
+            "duration_seconds": float(row["duration_seconds"]), "sha256": row["sha256"],
+            "created_at": row["created_at"].isoformat()}
 
 
 async def add_number(request: web.Request) -> web.Response:

@@ -14,8 +14,10 @@ from bridge.logs import get_logger
 from bridge.privacy.numbers import InvalidNumber
 from bridge.store import (
     IdempotencyConflict, NotFound, NumberAlreadyInPool, NumberInUse, NumberUnavailable, PoolExhausted,
-    SessionNotActive, StoreUnavailable,
+    SessionNotActive, StoreUnavailable, UnknownWaitAudio,
 )
+from bridge.recordings.convert import UnsupportedAudio
+from bridge.recordings.wait_audio import SoundsDirUnknown
 
 log = get_logger("bridge.api")
 
@@ -50,6 +52,12 @@ def from_exception(exc: Exception) -> ApiError | None:
         return ApiError(409, "number_exists", "that number is already in the pool", "number")
     if isinstance(exc, IdempotencyConflict):
         return ApiError(422, "idempotency_key_reused", str(exc), "Idempotency-Key")
+    if isinstance(exc, UnknownWaitAudio):
+        return ApiError(422, "invalid_field", str(exc), "wait_audio_id")
+    if isinstance(exc, SoundsDirUnknown):
+        return ApiError(503, "sounds_unavailable", str(exc))
+    if isinstance(exc, UnsupportedAudio):
+        return ApiError(422, "unsupported_audio", str(exc))
     if isinstance(exc, SessionNotActive):
         return ApiError(409, "session_not_active", str(exc))
     if isinstance(exc, NotFound):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from bridge import metrics, recordings
+from bridge.recordings import wait_audio
 from bridge.calls import ids
 from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
 from bridge.calls.decisions import (
@@ -116,7 +117,8 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
 
         # 2. A recorded call tells the caller so first (in early media, so not
         #    billed), with the chance to opt out; then ring the counterpart,
-        #    showing only the virtual number.
+        #    showing only the virtual number, while the caller hears ringback
+        #    (or the session's wait audio).
         heard: list[NoticeHeard] = []
         ringback = None
         if session.record:
@@ -127,7 +129,10 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
                            caller_hangup_cause=events.gone[caller.id])
                 clog.info("call.cancelled", during="notice")
                 return
-            ringback = await start_ringback(ari, caller.id)
+            ringback = await start_ringback(ari, caller.id, wait_sound(session))
+        elif session.wait_audio_id:
+            await ari.progress(caller.id)
+            ringback = await start_ringback(ari, caller.id, wait_sound(session))
         else:
             await ari.ring(caller.id)
         call.callee_id = ids.callee_channel(call.id)
@@ -203,6 +208,10 @@ async def hear_notice(deps: CallDeps, events: CallEvents, row: CallRow, heard: l
     """Play the recording notice to one party and keep the evidence in the row."""
     heard.append(await play_notice(deps.ari, events, channel_id, party, deps.settings.notice, stop_if_gone))
     row.update(notices=json.dumps([h.to_json() for h in heard]))
+
+
+def wait_sound(session) -> str | None:
+    return wait_audio.sound_uri(session.wait_audio_id) if session.wait_audio_id else None
 
 
 def consented(session_records: bool, heard: list[NoticeHeard], row: CallRow, clog) -> bool:

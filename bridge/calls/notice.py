@@ -66,13 +66,14 @@ async def play_notice(ari: AriClient, events: CallEvents, channel_id: str, party
                        opted_out=opted_out)
 
 
-async def start_ringback(ari: AriClient, channel_id: str) -> str | None:
-    """Ringback as in-band audio. Once a caller has had early media (the notice),
-    phones play the media stream, not their own ringing tone: without this the
-    caller would hear dead air while the counterpart rings."""
+async def start_ringback(ari: AriClient, channel_id: str, wait_sound: str | None = None) -> str | None:
+    """Ringback as in-band audio, after the session's wait audio if it has one.
+    Once a caller has had early media (the notice), phones play the media
+    stream, not their own ringing tone: without this the caller would hear
+    dead air while the counterpart rings."""
     playback_id = str(uuid.uuid4())
     try:
-        await ari.play(channel_id, ["tone:ring"], playback_id)
+        await ari.play(channel_id, [*([wait_sound] if wait_sound else []), "tone:ring"], playback_id)
     except AriError:
         return None
     return playback_id

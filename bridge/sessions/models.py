@@ -33,6 +33,7 @@ class MaskingSession:
     window_starts_at: datetime | None = None  # calls are allowed only within the purpose's window
     window_ends_at: datetime | None = None
     time_limit_seconds: int | None = None  # each call's talk time, from its answer
+    wait_audio_id: uuid.UUID | None = None  # heard instead of ringback while the counterpart rings
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now
@@ -62,6 +63,7 @@ class MaskingSession:
                 "end": self.window_ends_at.isoformat() if self.window_ends_at else None,
             },
             "external_ref": self.external_ref,
+            "wait_audio_id": str(self.wait_audio_id) if self.wait_audio_id else None,
             "ttl_mode": self.ttl_mode,
             "ttl_seconds": self.ttl_seconds,
             "time_limit_seconds": self.time_limit_seconds,
@@ -90,6 +92,7 @@ class SessionRequest:
     purpose: str
     window_starts_at: datetime | None = None
     window_ends_at: datetime | None = None
+    wait_audio_id: uuid.UUID | None = None
     ttl_mode: str = "creation"
     external_ref: str | None = None
     webhook_url: str | None = None

@@ -56,6 +56,10 @@ class NumberInUse(StoreError):
         self.session_ids = session_ids or []
 
 
+class UnknownWaitAudio(StoreError):
+    """A session names wait audio that was never uploaded (or was deleted)."""
+
+
 class SessionNotActive(StoreError):
     """The session is closed or expired; it cannot be changed."""
 
@@ -241,6 +245,26 @@ class Store(AuditQueries):
 
         await self._run(insert)
 
+    # -- wait audio ----------------------------------------------------------------
+    async def add_wait_audio(self, audio_id: uuid.UUID, name: str, storage_path: str, size: int,
+                             duration_seconds: float, sha256: str) -> dict:
+        row = await self._run(lambda conn: conn.fetchrow(
+            "INSERT INTO wait_audio (id, name, storage_path, bytes, duration_seconds, sha256)"
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+            audio_id, name, storage_path, size, duration_seconds, sha256))
+        return dict(row)
+
+    async def list_wait_audio(self) -> list[dict]:
+        return [dict(r) for r in await self._run(lambda conn: conn.fetch(
+            "SELECT * FROM wait_audio ORDER BY created_at"))]
+
+    async def delete_wait_audio(self, audio_id: uuid.UUID) -> dict:
+        row = await self._run(lambda conn: conn.fetchrow(
+            "DELETE FROM wait_audio WHERE id = $1 RETURNING *", audio_id))
+        if row is None:
+            raise NotFound("no such wait audio")
+        return dict(row)
+
     # -- keys ----------------------------------------------------------------------
     async def reseal_sessions(self, batch: int = 500) -> int:
         """Re-seal up to `batch` sessions' numbers sealed under a key that is not
@@ -353,16 +377,19 @@ class Store(AuditQueries):
                                                 else "that virtual number is retired")
                 session_id = uuid.uuid4()
                 sealed = seal_participants(self.keys, session_id, a, b)
+                if request.wait_audio_id and not await conn.fetchval(
+                        "SELECT 1 FROM wait_audio WHERE id = $1", request.wait_audio_id):
+                    raise UnknownWaitAudio("no wait audio with that id")
                 row = await conn.fetchrow(
                     "INSERT INTO masking_sessions (id, virtual_number, participant_a_hash, participant_b_hash,"
                     " participant_a_sealed, participant_b_sealed, key_id, record, expires_at, external_ref,"
                     " ttl_mode, ttl_seconds, webhook_url, purpose, window_starts_at, window_ends_at,"
-                    " time_limit_seconds)"
+                    " time_limit_seconds, wait_audio_id)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11, $9, $12,"
-                    " $13, $14, $15, $16) RETURNING *",
+                    " $13, $14, $15, $16, $17) RETURNING *",
                     session_id, number, *sealed, request.record, request.ttl_seconds, request.external_ref,
                     request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
-                    request.window_ends_at, request.time_limit_seconds)
+                    request.window_ends_at, request.time_limit_seconds, request.wait_audio_id)
                 try:
                     async with conn.transaction():
                         await conn.executemany(
@@ -761,6 +788,7 @@ def session_from_row(keys: KeyRing, row) -> MaskingSession:
         webhook_url=row["webhook_url"], purpose=row["purpose"],
         window_starts_at=row["window_starts_at"], window_ends_at=row["window_ends_at"],
         time_limit_seconds=row["time_limit_seconds"],
+        wait_audio_id=row["wait_audio_id"],
     )
 
 
@@ -825,6 +853,6 @@ async def ensure_database(dsn: str) -> bool:
 
 __all__ = [
     "Store", "StoreError", "StoreUnavailable", "NumberAlreadyInPool", "PoolExhausted", "NotFound",
-    "NumberUnavailable", "NumberInUse", "SessionNotActive", "IdempotencyConflict",
+    "NumberUnavailable", "NumberInUse", "SessionNotActive", "UnknownWaitAudio", "IdempotencyConflict",
     "RecordingRow", "ensure_database", "utcnow", "migrations",
 ]

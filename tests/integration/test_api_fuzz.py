@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import struct
 import os
+import tempfile
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 import requests
 import schemathesis
 from aiohttp import web
@@ -37,6 +40,15 @@ from tests.support.ports import free_port
 from tests.support.stack import create_database, drop_database, migrate
 from tests.support.keys import shared_keys
 from tests.support.recordings import store_recording
+
+def _wav(frames: bytes) -> bytes:
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(frames), b"WAVE", b"fmt ", 16, 1, 1, 8000, 16000, 2,
+                       16, b"data", len(frames)) + frames
+
+
+# Wait audio uploads: small real WAVs, and bytes that are not one.
+schemathesis.openapi.media_type("audio/wav", st.one_of(st.binary(min_size=2, max_size=400).map(_wav),
+                                                       st.binary(max_size=200)))
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 POOL = ["+6560000001", "+6560000002", "+6560000003", "+6560000004"]
@@ -58,6 +70,7 @@ class Server:
         self.store: Store | None = None
         self.seeded: dict = {}
         self.ari_connected = True  # what the stand-in for the service's call placing answers
+        self.scratch = Path(tempfile.mkdtemp(prefix="masking-fuzz-"))  # uploaded wait audio lands here
 
     async def place_call(self, session, request) -> uuid.UUID:
         """The service's click-to-call, without Asterisk: accepted, or 503 when 'disconnected'."""
@@ -78,7 +91,8 @@ class Server:
             self.token, _ = await self.store.create_api_key("fuzz", ["sessions", "numbers", "recordings", "audit"])
             self.narrow_token, _ = await self.store.create_api_key("numbers-only", ["numbers"])
             self.seeded = await seed(self.store, self.recording_dir)
-        self.runner = web.AppRunner(make_app(self.store, Settings(database_url=self.dsn),
+        self.runner = web.AppRunner(make_app(self.store, Settings(database_url=self.dsn, recording_dir=self.scratch / "recordings",
+                                                              asterisk_sounds_dir=self.scratch / "sounds"),
                                              place_call=self.place_call))
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()

@@ -46,7 +46,7 @@ class RtpSniffer:
         self.payload_types: list[int] = []
         self.samples: list[int] = []
         self.arrivals: list[datetime] = []  # local wall clock, comparable with SIPp's message log
-        self.sounds: list[tuple[datetime, float]] = []  # (arrival, level) of each G.711 packet
+        self.sounds: list[tuple[datetime, float, list[int]]] = []  # (arrival, level, samples) per G.711 packet
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
         self._sock.bind(("lo", 0))
@@ -97,8 +97,15 @@ class RtpSniffer:
                 header = 12 + 4 * (rtp[0] & 0x0F)
                 samples = [table[b] for b in rtp[header:]]
                 self.samples.extend(samples)
-                self.sounds.append((self.arrivals[-1], rms(samples)))
+                self.sounds.append((self.arrivals[-1], rms(samples), samples))
 
     def audio_between(self, start: datetime, end: datetime, level: float = 100) -> int:
         """How many packets carrying sound (not silence) arrived between two wall-clock times."""
-        return sum(1 for at, packet_level in self.sounds if start <= at <= end and packet_level > level)
+        return sum(1 for at, packet_level, _ in self.sounds if start <= at <= end and packet_level > level)
+
+    def pitch(self, level: float = 100) -> float:
+        """Zero crossings per second of the packets carrying sound: twice the
+        frequency of a pure tone (tells a 1 kHz clip from a 425 Hz ringback)."""
+        loud = [samples for _, packet_level, samples in self.sounds if packet_level > level]
+        crossings = sum(sum(1 for a, b in zip(p, p[1:]) if (a < 0) != (b < 0)) for p in loud)
+        return crossings / (sum(len(p) for p in loud) / 8000) if loud else 0.0
