@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(sessions, "create", cmd_sessions_create, "bind two participants to a virtual number", listing=True)
     p.add_argument("--a", required=True, help="participant A (E.164)")
     p.add_argument("--purpose", required=True, help="why the numbers are used, e.g. delivery_order")
+    p.add_argument("--recording-channels", type=int, choices=[1, 2], default=1,
+                   help="2: each party on its own channel of a stereo recording")
     p.add_argument("--window-start", help="calls allowed from (ISO 8601 with offset)")
     p.add_argument("--window-end", help="calls allowed until (ISO 8601 with offset)")
     p.add_argument("--b", required=True, help="participant B (E.164)")
@@ -332,6 +334,7 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
         raise UsageError("--time-limit must be a positive number of seconds")
     request = SessionRequest(
         participant_a=a, participant_b=b, ttl_seconds=ttl, ttl_mode=args.ttl_mode, purpose=args.purpose,
+        recording_channels=args.recording_channels,
         window_starts_at=window[0], window_ends_at=window[1],
         record=settings.record_by_default and not args.no_record, external_ref=args.external_ref,
         webhook_url=args.webhook_url, sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,

@@ -226,7 +226,8 @@ class Service:
             left = []
         for record in left:
             if not any(call.id == record["id"] for call in self.deps.active.values()):
-                self._spawn(collect_left_recording(self.deps, record["id"], record["started_at"]),
+                self._spawn(collect_left_recording(self.deps, record["id"], record["started_at"],
+                                                   record["recording_channels"]),
                             f"recording-{record['id']}")
         log.info("reconcile.done", live_channels=len(live), adopted=adopted)
 
@@ -258,7 +259,7 @@ class Service:
         """
         kind = "ChannelVanished" if restarted else "ChannelDestroyed"
         for call in list(self.deps.active.values()):
-            for channel_id in (call.caller_id, call.callee_id, call.snoop_id):
+            for channel_id in (call.caller_id, call.callee_id, call.snoop_id, call.callee_snoop_id):
                 # A leg registered but not yet created has not entered Stasis:
                 # it is not missing, it is coming.
                 if channel_id and channel_id not in live and self.router.has_entered(channel_id) \

@@ -270,7 +270,8 @@ def limit_param(request: web.Request) -> int:
 
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
                         "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
-                        "allowed_window", "time_limit_seconds", "wait_audio_id"}
+                        "allowed_window", "time_limit_seconds", "wait_audio_id",
+                        "recording_channels"}
 KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "time_limit_seconds", "record", "custom_field"}
 
 
@@ -306,6 +307,7 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         quarantine_seconds=settings.quarantine_seconds,
         time_limit_seconds=optional_int_field(body, "time_limit_seconds", 1, MAX_TIME_LIMIT),
         wait_audio_id=uuid_field(body, "wait_audio_id"),
+        recording_channels=int_field(body, "recording_channels", 1, 1, 2),
     )
 
 

@@ -27,6 +27,16 @@ def snoop_channel(call_id: uuid.UUID) -> str:
     return f"{call_id}-snoop"
 
 
+def callee_snoop_channel(call_id: uuid.UUID) -> str:
+    """The second snoop of a two-channel recording (what the counterpart says)."""
+    return f"{call_id}-snoop-callee"
+
+
 def recording(call_id: uuid.UUID) -> str:
     """The stored recording's name in Asterisk (file `<name>.<format>`)."""
     return f"call-{call_id}"
+
+
+def recording_part(call_id: uuid.UUID, party: str) -> str:
+    """One party's recording of a two-channel call ('caller' or 'callee')."""
+    return f"call-{call_id}-{party}"

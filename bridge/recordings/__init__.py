@@ -102,23 +102,30 @@ def storage_path(root: Path, call_id: uuid.UUID, started_at: datetime, fmt: str)
     return root / f"{started_at:%Y/%m/%d}" / f"{call_id}.{fmt}"
 
 
+async def download(ari: AriClient, name: str, partial: Path, fmt: str) -> tuple[int, str, float]:
+    """Asterisk's stored recording `name` into `partial`, checked against what
+    Asterisk sent; returns (bytes, sha256 of the bytes received, duration)."""
+    size, sent_sha, content_length = await ari.download_stored_recording(name, partial)
+    if content_length is not None and size != content_length:
+        raise RecordingInvalid(f"downloaded {size} bytes, Asterisk announced {content_length}")
+    duration = 0.0
+    if fmt == "wav":
+        with open(partial, "rb") as f:
+            info = parse_wav_header(f.read(4096))
+        if info.data_bytes == 0 and size > 44:
+            # The writer fills in the sizes when it closes the file.
+            raise RecordingIncomplete("the WAV header is not final yet")
+        duration = info.duration_seconds
+    return size, sent_sha, duration
+
+
 async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing) -> StoredRecording:
     """Download Asterisk's stored recording `name`, verify it, seal it beside
     `dest` (see `sealed_path`), delete it there."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_suffix(dest.suffix + ".partial")
     try:
-        size, sent_sha, content_length = await ari.download_stored_recording(name, partial)
-        if content_length is not None and size != content_length:
-            raise RecordingInvalid(f"downloaded {size} bytes, Asterisk announced {content_length}")
-        duration = 0.0
-        if fmt == "wav":
-            with open(partial, "rb") as f:
-                info = parse_wav_header(f.read(4096))
-            if info.data_bytes == 0 and size > 44:
-                # The writer fills in the sizes when it closes the file.
-                raise RecordingIncomplete("the WAV header is not final yet")
-            duration = info.duration_seconds
+        size, sent_sha, duration = await download(ari, name, partial, fmt)
         recording_id, sealed = uuid.uuid4(), sealed_path(dest)
         # Sealing reads the download once: the sha256 it computes is of what is on disk.
         key, digest = await asyncio.to_thread(seal_recording, partial, sealed, recording_id, keys)
@@ -132,3 +139,37 @@ async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing
     except AriError:
         pass  # already verified and stored; a leftover in the spool is harmless
     return StoredRecording(sealed, fmt, size, duration, digest.sha256, recording_id, key)
+
+
+async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, keys: KeyRing,
+                         delays: tuple[int, int] = (0, 0)) -> StoredRecording:
+    """Download the two one-party recordings (WAV), merge them into one stereo
+    file (`names[0]` left, `names[1]` right, aligned by `delays` samples), seal
+    it beside `dest`, and delete both from Asterisk. Size, duration and sha256
+    are the merged audio's."""
+    from bridge.recordings.stereo import merge
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    parts = [dest.with_suffix(f"{dest.suffix}.{side}.partial") for side in ("left", "right")]
+    merged = dest.with_suffix(dest.suffix + ".partial")
+    try:
+        for name, part in zip(names, parts):
+            _, sent_sha, _ = await download(ari, name, part, "wav")
+            if await asyncio.to_thread(sha256_file, part) != sent_sha:
+                raise RecordingInvalid("sha256 of the file on disk differs from the bytes received")
+        try:
+            audio, duration = await asyncio.to_thread(merge, parts[0].read_bytes(), parts[1].read_bytes(), delays)
+        except ValueError as exc:  # not WAV, or the two do not match
+            raise RecordingInvalid(f"cannot merge the two channels: {exc}") from None
+        merged.write_bytes(audio)
+        recording_id, sealed = uuid.uuid4(), sealed_path(dest)
+        key, digest = await asyncio.to_thread(seal_recording, merged, sealed, recording_id, keys)
+    finally:
+        for path in (*parts, merged):
+            path.unlink(missing_ok=True)  # no plaintext stays behind, whatever happened
+    for name in names:
+        try:
+            await ari.delete_stored_recording(name)
+        except AriError:
+            pass
+    return StoredRecording(sealed, "wav", len(audio), duration, digest.sha256, recording_id, key)

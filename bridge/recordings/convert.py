@@ -29,7 +29,7 @@ class Pcm:
         return len(self.samples) / self.sample_rate
 
 
-def read_wav(blob: bytes) -> Pcm:
+def read_wav(blob: bytes, allow_empty: bool = False) -> Pcm:
     """Mono 16-bit-range samples of a PCM WAV (channels averaged)."""
     if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
         raise UnsupportedAudio("not a WAV file (RIFF/WAVE)")
@@ -49,7 +49,7 @@ def read_wav(blob: bytes) -> Pcm:
         raise UnsupportedAudio("only PCM WAV is supported (8, 16, 24 or 32 bits, 4 kHz or more)")
     width = bits // 8
     frames = len(data) // (width * channels)
-    if frames == 0:
+    if frames == 0 and not allow_empty:
         raise UnsupportedAudio("the WAV file holds no audio")
     if frames / rate > MAX_SECONDS:
         raise UnsupportedAudio(f"wait audio may last at most {MAX_SECONDS} s")

@@ -34,6 +34,7 @@ class MaskingSession:
     window_ends_at: datetime | None = None
     time_limit_seconds: int | None = None  # each call's talk time, from its answer
     wait_audio_id: uuid.UUID | None = None  # heard instead of ringback while the counterpart rings
+    recording_channels: int = 1  # 2: each party on its own channel of a stereo recording
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now
@@ -64,6 +65,7 @@ class MaskingSession:
             },
             "external_ref": self.external_ref,
             "wait_audio_id": str(self.wait_audio_id) if self.wait_audio_id else None,
+            "recording_channels": self.recording_channels,
             "ttl_mode": self.ttl_mode,
             "ttl_seconds": self.ttl_seconds,
             "time_limit_seconds": self.time_limit_seconds,
@@ -93,6 +95,7 @@ class SessionRequest:
     window_starts_at: datetime | None = None
     window_ends_at: datetime | None = None
     wait_audio_id: uuid.UUID | None = None
+    recording_channels: int = 1
     ttl_mode: str = "creation"
     external_ref: str | None = None
     webhook_url: str | None = None

@@ -97,7 +97,7 @@ CALL_COLUMNS = frozenset({
     "asterisk_node", "path", "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
     "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
     "hangup_by", "setup_ms", "talk_seconds", "recorded", "notices", "recording_opt_out", "recording_started_at",
-    "kind", "custom_field", "time_limit_seconds", "caller_answered_at",
+    "recording_channels", "kind", "custom_field", "time_limit_seconds", "caller_answered_at",
 })
 
 
@@ -384,12 +384,13 @@ class Store(AuditQueries):
                     "INSERT INTO masking_sessions (id, virtual_number, participant_a_hash, participant_b_hash,"
                     " participant_a_sealed, participant_b_sealed, key_id, record, expires_at, external_ref,"
                     " ttl_mode, ttl_seconds, webhook_url, purpose, window_starts_at, window_ends_at,"
-                    " time_limit_seconds, wait_audio_id)"
+                    " time_limit_seconds, wait_audio_id, recording_channels)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11, $9, $12,"
-                    " $13, $14, $15, $16, $17) RETURNING *",
+                    " $13, $14, $15, $16, $17, $18) RETURNING *",
                     session_id, number, *sealed, request.record, request.ttl_seconds, request.external_ref,
                     request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
-                    request.window_ends_at, request.time_limit_seconds, request.wait_audio_id)
+                    request.window_ends_at, request.time_limit_seconds, request.wait_audio_id,
+                    request.recording_channels)
                 try:
                     async with conn.transaction():
                         await conn.executemany(
@@ -613,7 +614,7 @@ class Store(AuditQueries):
         """Recorded calls that ended (in the last day) without a recording row:
         their process died between hanging up and moving the file."""
         rows = await self._run(lambda conn: conn.fetch(
-            "SELECT c.id, c.started_at FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+            "SELECT c.id, c.started_at, c.recording_channels FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
             " WHERE c.recorded AND r.id IS NULL AND c.asterisk_node = $1 AND c.path = 'ari'"
             " AND c.disposition IN ('answered', 'interrupted', 'time_limit') AND c.ended_at > now() - interval '1 day'",
             asterisk_node))
@@ -788,7 +789,7 @@ def session_from_row(keys: KeyRing, row) -> MaskingSession:
         webhook_url=row["webhook_url"], purpose=row["purpose"],
         window_starts_at=row["window_starts_at"], window_ends_at=row["window_ends_at"],
         time_limit_seconds=row["time_limit_seconds"],
-        wait_audio_id=row["wait_audio_id"],
+        wait_audio_id=row["wait_audio_id"], recording_channels=row["recording_channels"],
     )
 
 
