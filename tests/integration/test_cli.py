@@ -36,8 +36,8 @@ def test_sessions_create_prints_the_session_with_its_virtual_number(stack):
 def test_sessions_create_takes_a_call_time_limit_and_refuses_a_nonsensical_one(stack):
     masking(stack, "numbers", "add", "+6563000401")
 
-    created = masking(stack, "sessions", "create", "--a", "+6593000401", "--b", "+6583000401", "--time-limit", "90")
-    refused = masking(stack, "sessions", "create", "--a", "+6593000402", "--b", "+6583000402", "--time-limit", "0")
+    created = masking(stack, "sessions", "create", "--purpose", "delivery_order", "--a", "+6593000401", "--b", "+6583000401", "--time-limit", "90")
+    refused = masking(stack, "sessions", "create", "--purpose", "delivery_order", "--a", "+6593000402", "--b", "+6583000402", "--time-limit", "0")
 
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["time_limit_seconds"] == 90
