@@ -52,6 +52,7 @@ class Event:
     recording_name: str | None = None
     playback_id: str | None = None
     digit: str | None = None  # ChannelDtmfReceived
+    soft_hangup: int | None = None  # a soft ChannelHangupRequest's AST_SOFTHANGUP_* flags
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -71,8 +72,9 @@ def parse_event(data: dict) -> Event:
         channel=channel,
         args=tuple(data.get("args") or ()),
         # A soft hangup request's `cause` is Asterisk's soft-hangup flag (32 for
-        # an ARI DELETE), not a Q.850 cause: the real one follows.
+        # an ARI DELETE, 4 for a shutdown), not a Q.850 cause: the real one follows.
         cause=None if data.get("soft") else data.get("cause"),
+        soft_hangup=data.get("cause") if data.get("soft") else None,
         dialstatus=data.get("dialstatus"),
         peer_id=peer["id"] if peer else None,
         target_id=target_uri.split(":", 1)[1] if target_uri.startswith("channel:") else None,

@@ -17,9 +17,11 @@ CAUSE_USER_BUSY = 17
 CAUSE_NO_ANSWER = 19
 CAUSE_NO_USER_RESPONSE = 18
 CAUSE_TEMPORARY_FAILURE = 34  # released so: 503 Service Unavailable
-# The cause Asterisk 22 gives every channel it hangs up when it shuts down
-# (`core stop`, a restart): measured here; a party's own hangup gives 16.
-CAUSE_ASTERISK_SHUTDOWN = 4
+# The soft-hangup flag (AST_SOFTHANGUP_SHUTDOWN) on the ChannelHangupRequest
+# Asterisk 22 sends for every channel it hangs up when it shuts down (`core
+# stop`, a restart): measured here. It is a flag, not a Q.850 cause: the
+# channel's cause is 16 then, as for a party's own hangup.
+SOFTHANGUP_SHUTDOWN = 0x04
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,14 @@ def hangup_side(first_gone: str, caller_id: str) -> str:
     return "caller" if first_gone == caller_id else "callee"
 
 
-def ended_by_asterisk(first_gone_cause: int | None, vanished: bool) -> bool:
+def ended_by_asterisk(soft_hangup: int | None, vanished: bool) -> bool:
     """Did the call end because Asterisk went away, rather than a party hanging up?
 
     Either the leg disappeared without a hangup we saw (Asterisk died while we
-    were disconnected), or Asterisk hung it up while shutting down.
+    were disconnected), or Asterisk asked it to hang up because it is shutting
+    down (`soft_hangup`: the flags of the leg's soft hangup request).
     """
-    return vanished or first_gone_cause == CAUSE_ASTERISK_SHUTDOWN
+    return vanished or bool((soft_hangup or 0) & SOFTHANGUP_SHUTDOWN)
 
 
 def recording_consent(session_records: bool, heard: list) -> tuple[bool, str | None]:

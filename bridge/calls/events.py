@@ -25,6 +25,7 @@ class CallEvents:
         self.gone: dict[str, int | None] = {}  # channel id -> hangup cause (if known)
         self.gone_order: list[str] = []
         self.vanished: set[str] = set()  # legs that went without a hangup we saw
+        self.soft_hangups: dict[str, int] = {}  # channel id -> AST_SOFTHANGUP_* flags Asterisk gave
 
     def watch(self, channel_id: str) -> None:
         """Own `channel_id`; call before creating it so no event is missed."""
@@ -43,6 +44,8 @@ class CallEvents:
         channel = event.channel
         if channel is None or channel.id not in self.channels:
             return
+        if event.soft_hangup:
+            self.soft_hangups[channel.id] = self.soft_hangups.get(channel.id, 0) | event.soft_hangup
         if event.type in GONE_EVENTS:
             if event.type == "ChannelVanished" and channel.id not in self.gone:
                 self.vanished.add(channel.id)

@@ -268,7 +268,7 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
                    caller_hangup_cause=events.gone.get(call.caller_id),
                    callee_hangup_cause=events.gone.get(call.callee_id))
         clog.info("call.time_limit_reached", talk_seconds=round(talk, 1))
-    elif ended_by_asterisk(events.gone.get(first_gone), first_gone in events.vanished):
+    elif ended_by_asterisk(events.soft_hangups.get(first_gone), first_gone in events.vanished):
         row.update(disposition="interrupted", ended_at=utcnow(), talk_seconds=round(talk, 3), hangup_by="system")
         clog.warning("call.interrupted", answered=True)
     else:

@@ -85,11 +85,12 @@ def test_hangup_side_is_callee_when_the_other_leg_went_first():
 
 
 def test_a_call_is_ended_by_asterisk_when_its_leg_vanished_or_asterisk_shut_down():
-    from bridge.calls.decisions import CAUSE_ASTERISK_SHUTDOWN, ended_by_asterisk
+    from bridge.calls.decisions import SOFTHANGUP_SHUTDOWN, ended_by_asterisk
 
     assert ended_by_asterisk(None, vanished=True)
-    assert ended_by_asterisk(CAUSE_ASTERISK_SHUTDOWN, vanished=False)
-    assert not ended_by_asterisk(16, vanished=False)
+    assert ended_by_asterisk(SOFTHANGUP_SHUTDOWN, vanished=False)
+    assert ended_by_asterisk(SOFTHANGUP_SHUTDOWN | 0x20, vanished=False)
+    assert not ended_by_asterisk(0x20, vanished=False)  # an explicit hangup (ARI DELETE)
     assert not ended_by_asterisk(None, vanished=False)
 
 

@@ -34,7 +34,12 @@ def test_dial_carries_the_peer_id_and_dialstatus():
 
 def test_a_soft_hangup_requests_flag_is_not_taken_for_a_hangup_cause():
     e = parse_event({"type": "ChannelHangupRequest", "channel": CHANNEL, "cause": 32, "soft": True})
-    assert e.cause is None
+    assert e.cause is None and e.soft_hangup == 32
+
+
+def test_a_hard_hangup_request_carries_its_cause_and_no_soft_flags():
+    e = parse_event({"type": "ChannelHangupRequest", "channel": CHANNEL, "cause": 17})
+    assert e.cause == 17 and e.soft_hangup is None
 
 
 def test_channel_destroyed_carries_the_cause():
