@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = group("apikeys", "API keys for the HTTP API")
     p = command(keys, "create", cmd_apikeys_create, "create a key; the token is printed once")
     p.add_argument("--name", required=True)
-    p.add_argument("--scope", action="append", choices=["sessions", "numbers", "recordings", "audit"],
+    p.add_argument("--scope", action="append", choices=["sessions", "numbers", "recordings", "audit", "subjects"],
                    help="repeat for several; default: sessions")
     command(keys, "list", cmd_apikeys_list, "list keys (never their tokens)", listing=True)
     p = command(keys, "revoke", cmd_apikeys_revoke, "revoke a key by its prefix")
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(recordings, "seal", cmd_recordings_seal,
                 "encrypt recordings stored before sealing existed (idempotent, in batches)")
     p.add_argument("--batch", type=int, default=20, help="recordings per batch")
+
+    add_subject_commands(group("subject", "data subjects' requests: access (export), correction, erasure"),
+                         command)
 
     ast = group("asterisk", "Asterisk configuration")
     p = command(ast, "config", cmd_asterisk_config, "render dialplan/ templates with the current settings")
@@ -518,6 +521,103 @@ async def cmd_recordings_seal(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         report = await seal_stored_recordings(store, args.batch)
     print(f"sealed {report.sealed} recording(s), skipped {report.skipped} (see the log)")
+    return 0
+
+
+# -- data subjects ---------------------------------------------------------------------
+def add_subject_commands(subject, command) -> None:
+    p = command(subject, "export", cmd_subject_export, "a zip of everything held about one number")
+    p.add_argument("number", help="the person's number (E.164)")
+    p.add_argument("--audio", action="store_true", help="include the recordings' audio, decrypted")
+    p.add_argument("--out", type=Path, help="the zip to write (default: subject-export-<time>.zip here)")
+    p.add_argument("--request", dest="request_id", help="the access request this answers: marked done")
+    request = subject.add_parser("request", help="track a request received from a person").add_subparsers(
+        dest="request_command", required=True)
+    p = command(request, "open", cmd_subject_request_open, "record a request and its due date", listing=True)
+    p.add_argument("number", help="the person's number (E.164); only its keyed hash is kept")
+    p.add_argument("--kind", required=True, choices=["access", "correction", "erasure"])
+    p.add_argument("--received", help="when it was received: YYYY-MM-DD or ISO 8601 (default: now)")
+    p.add_argument("--notes", help="free text, without numbers (any is masked)")
+    p = command(request, "close", cmd_subject_request_close, "mark a request answered (or refused)", listing=True)
+    p.add_argument("request_id")
+    p.add_argument("--refused", action="store_true", help="refused, not answered (say why in --notes)")
+    p.add_argument("--notes")
+    p = command(subject, "requests", cmd_subject_requests, "requests by due date", listing=True)
+    p.add_argument("--overdue", action="store_true", help="only open requests past their due date")
+    p.add_argument("--status", choices=["open", "done", "refused"])
+    p.add_argument("--kind", choices=["access", "correction", "erasure"])
+    p.add_argument("--limit", type=int, default=100)
+
+
+REQUEST_COLUMNS = ["id", "kind", "subject", "status", "received_at", "due_at", "overdue", "completed_at"]
+
+
+async def cmd_subject_export(settings: Settings, args) -> int:
+    from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen
+    from bridge.privacy.subject_export import export_subject
+
+    number = parse_e164(args.number, settings.default_region)
+    request_id = parse_uuid(args.request_id, "--request") if args.request_id else None
+    now = utcnow()
+    path = args.out or Path(f"subject-export-{now:%Y%m%dT%H%M%SZ}.zip")
+    if path.exists():
+        raise UsageError(f"{path} exists; name another file with --out")
+    partial = path.with_name(f".{path.name}.partial")  # renamed once complete: never half a zip under its name
+    async with open_store(settings) as store:
+        try:
+            with open(partial, "wb") as out:
+                summary = await export_subject(store, number, out, operator(), now, args.audio, request_id)
+            os.replace(partial, path)
+        except RequestMismatch as exc:
+            raise UsageError(str(exc)) from None
+        except RequestNotOpen as exc:
+            print(f"masking: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            partial.unlink(missing_ok=True)
+    counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items())
+    print(f"wrote {path}: {counts}" + (f"; request {request_id} done" if request_id else ""))
+    return 0
+
+
+async def cmd_subject_request_open(settings: Settings, args) -> int:
+    from bridge.privacy.subject_access import due_at, received_at
+
+    number = parse_e164(args.number, settings.default_region)
+    try:
+        received = received_at(args.received, utcnow())
+    except ValueError as exc:
+        raise UsageError(f"--received: {exc}") from None
+    async with open_store(settings) as store:
+        request = await store.open_subject_request(args.kind, number, received,
+                                                   due_at(received, settings.subject_request_days), operator(),
+                                                   args.notes)
+    emit([request.to_json(utcnow())], REQUEST_COLUMNS, args.json)
+    return 0
+
+
+async def cmd_subject_request_close(settings: Settings, args) -> int:
+    from bridge.privacy.subject_access import RequestNotOpen
+
+    request_id = parse_uuid(args.request_id, "request id")
+    async with open_store(settings) as store:
+        try:
+            request = await store.complete_subject_request(request_id, operator(),
+                                                           "refused" if args.refused else "done", args.notes)
+        except RequestNotOpen as exc:
+            print(f"masking: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    emit([request.to_json(utcnow())], REQUEST_COLUMNS + ["completed_by"], args.json)
+    return 0
+
+
+async def cmd_subject_requests(settings: Settings, args) -> int:
+    if not 1 <= args.limit <= 1000:
+        raise UsageError("--limit must be between 1 and 1000")
+    async with open_store(settings) as store:
+        requests = await store.list_subject_requests(args.status, args.overdue, args.kind, args.limit)
+    now = utcnow()
+    emit([r.to_json(now) for r in requests], REQUEST_COLUMNS, args.json, "requests")
     return 0
 
 

@@ -109,6 +109,8 @@ class Settings:
     # Take the client address for audit rows from the last X-Forwarded-For
     # entry: only behind a reverse proxy that sets it (anyone can send one).
     trust_forwarded_for: bool = False
+    # Days a data subject's request may take to answer (PDPA: 30); due_at = received + this.
+    subject_request_days: int = 30
     # Fault-injection endpoints (/debug/...) for the test suite; never in production.
     test_hooks: bool = False
     default_region: str = "SG"
@@ -181,6 +183,8 @@ class Settings:
             raise ConfigError("MASKING_PURPOSES and MASKING_OUT_OF_SESSION_PURPOSE must be codes like delivery_order")
         if self.notice.opt_out_digit not in {"", *"0123456789*#"} or len(self.notice.opt_out_digit) > 1:
             raise ConfigError("MASKING_NOTICE_OPT_OUT_DIGIT must be one DTMF digit (0-9, *, #) or empty")
+        if not 0 < self.subject_request_days <= 366:
+            raise ConfigError("MASKING_SUBJECT_REQUEST_DAYS must be between 1 and 366")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
 

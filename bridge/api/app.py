@@ -27,14 +27,15 @@ from bridge.calls.connect import ConnectRequest
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor, clean_reason, entry_json
-from bridge.privacy.crypto import CryptoError, recording_key_context
+from bridge.privacy.crypto import CryptoError
 from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.recordings import wait_audio
+from bridge.recordings.reading import AudioUnavailable, open_audio
 from bridge.recordings.sealed import SealedFileError
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
 from bridge.store import SessionNotActive, Store, StoreUnavailable, utcnow
 
-SCOPES = ("sessions", "numbers", "recordings", "audit")
+SCOPES = ("sessions", "numbers", "recordings", "audit", "subjects")
 MAX_TTL = 366 * 86400
 MAX_TIME_LIMIT = 86400
 MAX_RING_TIMEOUT = 300
@@ -85,13 +86,16 @@ def make_app(store: Store, settings: Settings,
     r.add_get("/v1/webhooks/events", list_webhook_events)
     r.add_post("/v1/webhooks/events/retry", retry_webhook_events)
     r.add_get("/v1/audit", list_audit)
+    from bridge.api import subjects  # its handlers use this module's helpers
+
+    subjects.add_routes(r)
     return app
 
 
 # -- auth ------------------------------------------------------------------------
 ROUTE_SCOPES = {"/v1/sessions": "sessions", "/v1/calls": "sessions", "/v1/webhooks": "sessions",
                 "/v1/numbers": "numbers", "/v1/recordings": "recordings", "/v1/audit": "audit",
-                "/v1/wait-audio": "sessions"}
+                "/v1/wait-audio": "sessions", "/v1/subjects": "subjects"}
 
 
 def scope_for(path: str) -> str | None:
@@ -480,23 +484,22 @@ async def get_recording(request: web.Request) -> web.Response:
 async def get_recording_audio(request: web.Request) -> web.StreamResponse:
     store, recording_id = request.app[STORE], uuid_param(request)
     row = await store.recording(recording_id)
-    if row["shredded_at"] is not None:
-        raise shredded()
-    path = Path(row["storage_path"])
-    if not path.is_file():
-        raise ApiError(410, "recording_gone", "the recording's audio is no longer stored")
+    try:
+        audio = await open_audio(store, row)
+    except AudioUnavailable as exc:
+        raise shredded() if exc.reason == "shredded" else \
+            ApiError(410, "recording_gone", "the recording's audio is no longer stored") from None
+    except CryptoError as exc:
+        log.error("recording.unreadable", recording_id=str(recording_id), error=type(exc).__name__)
+        raise ApiError(500, "internal_error", "the recording's audio cannot be decrypted") from None
     await audit_read(request, "recording.audio", row)
     headers = {"Content-Type": f"audio/{row['format']}",
                "Content-Disposition": f'attachment; filename="{row["id"]}.{row["format"]}"'}
-    if not row["sealed"]:  # stored before sealing existed, and not sealed yet
-        return web.FileResponse(path, headers=headers)  # answers Range (206) and HEAD itself
-    key = await store.recording_key(recording_id)
-    if key is None:  # shredded since the row was read
-        raise shredded()
+    if audio.dek is None:  # stored before sealing existed, and not sealed yet
+        return web.FileResponse(audio.path, headers=headers)  # answers Range (206) and HEAD itself
     try:
-        dek = store.keys.open(key.key_id, key.blob, recording_key_context(recording_id))
-        return await stream_sealed(request, path, dek, recording_id, headers)
-    except (CryptoError, SealedFileError) as exc:
+        return await stream_sealed(request, audio.path, audio.dek, recording_id, headers)
+    except SealedFileError as exc:
         log.error("recording.unreadable", recording_id=str(recording_id), error=type(exc).__name__)
         raise ApiError(500, "internal_error", "the recording's audio cannot be decrypted") from None
 

@@ -23,6 +23,7 @@ from bridge.privacy.numbers import mask_number
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_number, region_of
 from bridge.store.audit import AuditQueries
+from bridge.store.subjects import SubjectQueries
 
 MIGRATION_LOCK = 0x6D61736B  # 'mask': serialises concurrent `db upgrade`
 
@@ -129,7 +130,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-class Store(AuditQueries):
+class Store(AuditQueries, SubjectQueries):
     def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
         self.pool = pool
         self.keys = keys  # numbers are sealed and hashed with these (bridge/privacy/crypto.py)

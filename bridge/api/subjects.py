@@ -1,0 +1,122 @@
+"""Data subjects' requests over HTTP, for privacy officers (the `subjects` scope).
+
+The number is always in the JSON body, never in a URL: paths and query
+strings land in access logs. An export answers `application/zip`.
+"""
+from __future__ import annotations
+
+import asyncio
+import tempfile
+
+from aiohttp import web
+
+from bridge.api.app import (
+    SETTINGS, STORE, actor, bool_field, checked_text, choice_field, limit_param, number_field,
+    refuse_unknown, text_field, uuid_field, uuid_param,
+)
+from bridge.api.errors import ApiError, invalid, json_body
+from bridge.privacy.subject_access import (
+    MAX_NOTES, REQUEST_KINDS, RequestMismatch, RequestNotOpen, SubjectRequest, due_at, received_at,
+)
+from bridge.privacy.subject_export import export_subject
+from bridge.store import utcnow
+
+SCOPE = "subjects"
+PIECE = 64 * 1024
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/subjects/export", export)
+    router.add_post("/v1/subjects/requests", open_request)
+    router.add_get("/v1/subjects/requests", list_requests)
+    router.add_get("/v1/subjects/requests/{id}", get_request)
+    router.add_post("/v1/subjects/requests/{id}/close", close_request)
+
+
+def request_json(request: SubjectRequest) -> dict:
+    return request.to_json(utcnow())
+
+
+def refused(exc: Exception) -> ApiError:
+    if isinstance(exc, RequestNotOpen):
+        return ApiError(409, "request_not_open", str(exc))
+    return ApiError(422, "request_mismatch", str(exc), "request_id")
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """The zip of everything held about the number in the body (see docs/privacy.md)."""
+    body = await json_body(request)
+    refuse_unknown(body, {"number", "include_audio", "request_id"})
+    number = number_field(body, "number", request.app[SETTINGS])
+    include_audio = bool_field(body, "include_audio", False)
+    request_id = uuid_field(body, "request_id")
+    now = utcnow()
+    with tempfile.TemporaryFile(prefix="masking-export-") as out:  # audio can be large: not in memory
+        try:
+            await export_subject(request.app[STORE], number, out, actor(request), now, include_audio, request_id)
+        except (RequestNotOpen, RequestMismatch) as exc:
+            raise refused(exc) from None
+        size = out.tell()
+        out.seek(0)
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/zip", "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="subject-export-{now:%Y%m%dT%H%M%SZ}.zip"'})
+        response.content_length = size
+        await response.prepare(request)
+        while piece := await asyncio.to_thread(out.read, PIECE):
+            await response.write(piece)
+        await response.write_eof()
+    return response
+
+
+async def open_request(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = await json_body(request)
+    refuse_unknown(body, {"kind", "number", "received_at", "notes"})
+    kind = choice_field(body, "kind", "", REQUEST_KINDS)
+    number = number_field(body, "number", settings)
+    raw = text_field(body, "received_at", 40)
+    now = utcnow()
+    try:
+        received = received_at(raw, now)
+    except ValueError as exc:
+        raise invalid("received_at", str(exc)) from None
+    notes = text_field(body, "notes", MAX_NOTES)
+    row = await request.app[STORE].open_subject_request(kind, number, received,
+                                                        due_at(received, settings.subject_request_days),
+                                                        actor(request), notes)
+    return web.json_response(request_json(row), status=201, headers={"Location": f"/v1/subjects/requests/{row.id}"})
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    query = request.query
+    status = query.get("status")
+    if status is not None and status not in ("open", "done", "refused"):
+        raise invalid("status", "status must be one of open, done, refused")
+    kind = query.get("kind")
+    if kind is not None and kind not in REQUEST_KINDS:
+        raise invalid("kind", f"kind must be one of {', '.join(REQUEST_KINDS)}")
+    overdue = query.get("overdue", "false")
+    if overdue not in ("true", "false"):
+        raise invalid("overdue", "overdue must be true or false")
+    rows = await request.app[STORE].list_subject_requests(status, overdue == "true", kind, limit_param(request))
+    return web.json_response({"requests": [request_json(r) for r in rows]})
+
+
+async def get_request(request: web.Request) -> web.Response:
+    row, _ = await request.app[STORE].subject_request(uuid_param(request))
+    return web.json_response(request_json(row))
+
+
+async def close_request(request: web.Request) -> web.Response:
+    request_id = uuid_param(request)
+    body = await json_body(request)
+    refuse_unknown(body, {"status", "notes"})
+    status = choice_field(body, "status", "done", ("done", "refused"))
+    notes = checked_text(body.get("notes"), "notes", MAX_NOTES)
+    try:
+        row = await request.app[STORE].complete_subject_request(request_id, actor(request), status, notes)
+    except RequestNotOpen as exc:
+        raise refused(exc) from None
+    return web.json_response(request_json(row))
+

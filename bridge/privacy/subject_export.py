@@ -1,0 +1,109 @@
+"""A data subject's export: read everything held about a number, audit the
+export, write the zip (see `subject_access.py` for what it holds).
+
+The `subject.exported` row is written after the data is read and before any
+byte of the zip: an export that cannot be audited is not made, and each export
+appears in the next one's disclosure log, not in its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO
+
+from bridge.privacy.audit import Actor
+from bridge.privacy.numbers import mask_number
+from bridge.privacy.subject_access import (
+    DISCLOSURE_WINDOW, RequestMismatch, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
+)
+from bridge.recordings.reading import AudioUnavailable, StoredAudio, open_audio
+
+EXPORTABLE_KINDS = ("access", "correction")  # a correction request is answered with what is held, too
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    generated_at: datetime
+    counts: dict[str, int]
+    files: list[str]
+    request_id: uuid.UUID | None
+
+
+async def read_holdings(store, subject: str, now: datetime) -> SubjectHoldings:
+    subject_hash = store.keys.lookup_hash(subject)
+    sessions = await store.subject_sessions(subject_hash)
+    ids = [s.id for s in sessions]
+    calls, recordings = await store.session_calls_and_recordings(ids)
+    disclosures = await store.subject_disclosures(subject_hash, ids, now - DISCLOSURE_WINDOW)
+    return SubjectHoldings(subject, subject_hash, tuple(sessions), tuple(calls), tuple(recordings),
+                           tuple(disclosures))
+
+
+async def check_request(store, request_id: uuid.UUID, subject: str) -> None:
+    """The request an export answers must be open, for this number, and ask for access."""
+    request, subject_hash = await store.subject_request(request_id)
+    if subject_hash != store.keys.lookup_hash(subject):
+        raise RequestMismatch("that request is for another number")
+    if request.kind not in EXPORTABLE_KINDS:
+        raise RequestMismatch(f"an export answers an access or correction request, not {request.kind}")
+    if request.status != "open":
+        raise RequestNotOpen(f"the request is already {request.status}")
+
+
+async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: datetime,
+                         include_audio: bool = False, request_id: uuid.UUID | None = None) -> ExportSummary:
+    """Write the zip of everything held about `subject` (E.164) to `out`; with
+    `request_id`, mark that request done once the zip is written."""
+    if request_id is not None:
+        await check_request(store, request_id, subject)
+    holdings = await read_holdings(store, subject, now)
+    audio: dict[uuid.UUID, tuple[str, str | None]] = {}
+    sources: list[tuple[str, StoredAudio]] = []
+    for row in holdings.recordings:
+        if not include_audio:
+            continue
+        try:
+            source = await open_audio(store, row)
+        except AudioUnavailable as exc:
+            audio[row["id"]] = (exc.reason, None)
+            continue
+        name = f"audio/{row['id']}.{row['format']}"
+        audio[row["id"]] = ("included", name)
+        sources.append((name, source))
+    docs = {name: encode(doc) for name, doc in documents(holdings, now, audio).items()}
+    counts = {"sessions": len(holdings.sessions), "calls": len(holdings.calls),
+              "recordings": len(holdings.recordings), "audio_files": len(sources),
+              "disclosures": len(holdings.disclosures)}
+    await store.audit_by(by, "subject.exported", "subject", mask_number(subject), subject_hash=holdings.subject_hash,
+                         details={"counts": counts, "include_audio": include_audio,
+                                  "request_id": str(request_id) if request_id else None})
+    files = await asyncio.to_thread(_write_zip, out, subject, now, docs, sources, counts, request_id)
+    if request_id is not None:
+        await store.complete_subject_request(request_id, by, "done", details={"answered_by": "subject.exported"})
+    return ExportSummary(now, counts, files, request_id)
+
+
+def _write_zip(out: IO[bytes], subject: str, now: datetime, docs: dict[str, bytes],
+               sources: list[tuple[str, StoredAudio]], counts: dict[str, int],
+               request_id: uuid.UUID | None) -> list[str]:
+    """Blocking: the JSON documents, the decrypted audio (hashed as it goes), the manifest last."""
+    listed: dict[str, bytes | tuple[int, str]] = dict(docs)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in docs.items():
+            archive.writestr(name, content)
+        for name, source in sources:
+            digest, size = hashlib.sha256(), 0
+            # WAV barely deflates: stored, so a large export costs no CPU to pack.
+            with archive.open(zipfile.ZipInfo(name, date_time=now.timetuple()[:6]), "w",
+                              force_zip64=True) as member:
+                for piece in source.pieces():
+                    member.write(piece)
+                    digest.update(piece)
+                    size += len(piece)
+            listed[name] = (size, digest.hexdigest())
+        archive.writestr("manifest.json", encode(manifest(subject, now, listed, counts, request_id)))
+    return ["manifest.json", *sorted(listed)]

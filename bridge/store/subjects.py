@@ -1,0 +1,128 @@
+"""Data subjects' SQL: everything held about one number, and their requests.
+
+A number is found by its keyed hash (`session_participants.number_hash`, an
+index hit), never stored in clear here either: requests keep the hash and a
+masked hint. Every change to a request is audited in its own transaction.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bridge.privacy.audit import Actor, AuditEntry
+from bridge.privacy.numbers import mask_number
+from bridge.privacy.subject_access import RequestNotOpen, SubjectRequest, clean_notes
+from bridge.sessions.models import MaskingSession
+from bridge.store.audit import _entry
+
+
+class SubjectQueries:
+    """Store methods for subject access (mixed into `Store`: `_run`, `_session`, `keys`, `audit_by`)."""
+
+    async def subject_sessions(self, subject_hash: bytes) -> list[MaskingSession]:
+        """Every session the number took part in, oldest first."""
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT * FROM masking_sessions WHERE id IN"
+            " (SELECT session_id FROM session_participants WHERE number_hash = $1) ORDER BY created_at, id",
+            subject_hash))
+        return [self._session(r) for r in rows]
+
+    async def session_calls_and_recordings(self, session_ids: list[uuid.UUID]) -> tuple[list[dict], list[dict]]:
+        """The calls of these sessions and their recordings, oldest first."""
+
+        async def read(conn):
+            calls = await conn.fetch(
+                "SELECT c.*, r.id AS recording_id FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+                " WHERE c.session_id = ANY($1) ORDER BY c.started_at, c.id", session_ids)
+            recordings = await conn.fetch(
+                "SELECT r.*, c.session_id FROM recordings r JOIN calls c ON c.id = r.call_id"
+                " WHERE c.session_id = ANY($1) ORDER BY r.created_at, r.id", session_ids)
+            return [dict(c) for c in calls], [dict(r) for r in recordings]
+
+        return await self._run(read)
+
+    async def subject_disclosures(self, subject_hash: bytes, session_ids: list[uuid.UUID],
+                                  since: datetime) -> list[AuditEntry]:
+        """Audit rows about the number, or about one of its sessions, since `since`, oldest first."""
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT * FROM audit_log WHERE at >= $3 AND (subject_hash = $1 OR session_id = ANY($2)) ORDER BY seq",
+            subject_hash, session_ids, since))
+        return [_entry(r) for r in rows]
+
+    # -- requests ---------------------------------------------------------------------
+    async def open_subject_request(self, kind: str, number: str, received_at: datetime, due_at: datetime,
+                                   by: Actor, notes: str | None = None) -> SubjectRequest:
+        """Track a request received from the person with `number` (stored as its hash)."""
+        subject_hash, request_id = self.keys.lookup_hash(number), uuid.uuid4()
+
+        async def insert(conn):
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "INSERT INTO subject_requests (id, kind, subject_hash, subject_hint, received_at, due_at, actor,"
+                    " notes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                    request_id, kind, subject_hash, mask_number(number), received_at, due_at, by.name,
+                    clean_notes(notes))
+                await self.audit_by(by, "subject.request.opened", "subject_request", str(request_id), conn,
+                                    subject_hash=subject_hash,
+                                    details={"kind": kind, "received_at": received_at.isoformat(),
+                                             "due_at": due_at.isoformat()})
+                return _request(row)
+
+        return await self._run(insert)
+
+    async def subject_request(self, request_id: uuid.UUID) -> tuple[SubjectRequest, bytes]:
+        """A request and its subject's hash (to check it against a number)."""
+        from bridge.store import NotFound
+
+        row = await self._run(lambda conn: conn.fetchrow("SELECT * FROM subject_requests WHERE id = $1", request_id))
+        if row is None:
+            raise NotFound("no such subject request")
+        return _request(row), row["subject_hash"]
+
+    async def list_subject_requests(self, status: str | None = None, overdue: bool = False,
+                                    kind: str | None = None, limit: int = 100) -> list[SubjectRequest]:
+        """Requests by due date, soonest first; `overdue`: open ones past their due date."""
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT * FROM subject_requests WHERE ($1::text IS NULL OR status = $1)"
+            " AND (NOT $2 OR (status = 'open' AND due_at < now())) AND ($3::text IS NULL OR kind = $3)"
+            " ORDER BY due_at, id LIMIT $4", status, overdue, kind, limit))
+        return [_request(r) for r in rows]
+
+    async def complete_subject_request(self, request_id: uuid.UUID, by: Actor, status: str = "done",
+                                       notes: str | None = None, conn: asyncpg.Connection | None = None,
+                                       details: dict[str, Any] | None = None) -> SubjectRequest:
+        """Mark an open request answered (`done`) or `refused`; audited. `conn`: in the
+        caller's transaction (an erasure marks its request done with the erasure itself)."""
+        from bridge.store import NotFound
+
+        if status not in ("done", "refused"):
+            raise ValueError("a request is completed as done or refused")
+
+        async def complete(conn):
+            async with conn.transaction():
+                row = await conn.fetchrow("SELECT * FROM subject_requests WHERE id = $1 FOR UPDATE", request_id)
+                if row is None:
+                    raise NotFound("no such subject request")
+                if row["status"] != "open":
+                    raise RequestNotOpen(f"the request is already {row['status']}")
+                notes_ = clean_notes(notes)
+                row = await conn.fetchrow(
+                    "UPDATE subject_requests SET status = $2, completed_at = now(), completed_by = $3,"
+                    " notes = coalesce($4, notes) WHERE id = $1 RETURNING *", request_id, status, by.name, notes_)
+                await self.audit_by(by, "subject.request.closed", "subject_request", str(request_id), conn,
+                                    subject_hash=row["subject_hash"],
+                                    details={"kind": row["kind"], "status": status,
+                                             "overdue": row["completed_at"] > row["due_at"], **(details or {})})
+                return _request(row)
+
+        return await (complete(conn) if conn is not None else self._run(complete))
+
+
+def _request(row: asyncpg.Record) -> SubjectRequest:
+    return SubjectRequest(
+        id=row["id"], kind=row["kind"], subject_hint=row["subject_hint"], received_at=row["received_at"],
+        due_at=row["due_at"], status=row["status"], actor=row["actor"], completed_at=row["completed_at"],
+        completed_by=row["completed_by"], notes=row["notes"])
