@@ -32,6 +32,7 @@ DISCLOSURE_WINDOW = timedelta(days=365)
 REQUEST_KINDS = ("access", "correction", "erasure")
 REQUEST_STATUSES = ("open", "done", "refused")
 MAX_NOTES = 1000
+OLDEST_REQUEST = timedelta(days=3660)  # a request received longer ago is a typo
 REDACTED = "[redacted]"
 
 
@@ -87,6 +88,8 @@ def received_at(raw: str | None, now: datetime) -> datetime:
         raise ValueError("the received date must be YYYY-MM-DD or an ISO 8601 time with a UTC offset")
     if moment > now:
         raise ValueError("the received date cannot be in the future")
+    if moment < now - OLDEST_REQUEST:
+        raise ValueError("the received date is more than ten years ago")
     return moment
 
 
@@ -151,7 +154,7 @@ def call_document(row: dict, session: MaskingSession, subject: str) -> dict[str,
     return out
 
 
-AUDIO_STATES = ("included", "not_requested", "shredded", "gone")
+AUDIO_STATES = ("included", "not_requested", "shredded", "gone", "unreadable")
 
 
 def recording_document(row: dict, audio: str, file: str | None = None) -> dict[str, Any]:

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO
 
+from bridge.logs import get_logger
 from bridge.privacy.audit import Actor
+from bridge.privacy.crypto import CryptoError
 from bridge.privacy.numbers import mask_number
 from bridge.privacy.subject_access import (
     DISCLOSURE_WINDOW, RequestMismatch, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
 )
 from bridge.recordings.reading import AudioUnavailable, StoredAudio, open_audio
 
+log = get_logger("bridge.subjects")
 EXPORTABLE_KINDS = ("access", "correction")  # a correction request is answered with what is held, too
 
 
@@ -70,6 +73,10 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
             source = await open_audio(store, row)
         except AudioUnavailable as exc:
             audio[row["id"]] = (exc.reason, None)
+            continue
+        except CryptoError as exc:  # its key does not open: say so rather than fail the whole export
+            log.error("recording.unreadable", recording_id=str(row["id"]), error=type(exc).__name__)
+            audio[row["id"]] = ("unreadable", None)
             continue
         name = f"audio/{row['id']}.{row['format']}"
         audio[row["id"]] = ("included", name)

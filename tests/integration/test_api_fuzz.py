@@ -88,7 +88,8 @@ class Server:
     async def _start(self) -> None:
         self.store = await Store.connect(self.dsn, shared_keys())
         if self.recording_dir is not None:
-            self.token, _ = await self.store.create_api_key("fuzz", ["sessions", "numbers", "recordings", "audit"])
+            self.token, _ = await self.store.create_api_key("fuzz", ["sessions", "numbers", "recordings", "audit",
+                                                                     "subjects"])
             self.narrow_token, _ = await self.store.create_api_key("numbers-only", ["numbers"])
             self.seeded = await seed(self.store, self.recording_dir)
         self.runner = web.AppRunner(make_app(self.store, Settings(database_url=self.dsn, recording_dir=self.scratch / "recordings",
@@ -344,6 +345,25 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     call("GET", "/v1/audit", 422, query={"since": "yesterday"}, code="invalid_field")
     call("GET", "/v1/audit", 403, token=server.narrow_token, code="forbidden")
 
+    # Data subjects: an export with audio (a zip), requests opened, listed, closed once, refused for another number.
+    export = call("POST", "/v1/subjects/export", 200, body={"number": "+6591230001", "include_audio": True})
+    assert export.content.startswith(b"PK") and export.headers["content-type"] == ["application/zip"]
+    opened = call("POST", "/v1/subjects/requests", 201,
+                  body={"kind": "access", "number": "+6591230001", "received_at": "2020-01-01"}).json()
+    call("GET", "/v1/subjects/requests", 200, query={"overdue": "true", "kind": "access"})
+    call("GET", "/v1/subjects/requests/{id}", 200, path_parameters={"id": opened["id"]})
+    call("POST", "/v1/subjects/export", 422, body={"number": "+6581230001", "request_id": opened["id"]},
+         code="request_mismatch")
+    call("POST", "/v1/subjects/requests/{id}/close", 200, path_parameters={"id": opened["id"]}, body={})
+    call("POST", "/v1/subjects/requests/{id}/close", 409, path_parameters={"id": opened["id"]},
+         body={"status": "refused"}, code="request_not_open")
+    call("POST", "/v1/subjects/export", 409, body={"number": "+6591230001", "request_id": opened["id"]},
+         code="request_not_open")
+    call("POST", "/v1/subjects/export", 404, body={"number": "+6591230001", "request_id": str(uuid.uuid4())},
+         code="not_found")
+    call("POST", "/v1/subjects/export", 403, body={"number": "+6591230001"}, token=server.narrow_token,
+         code="forbidden")
+
     # Bodies over 64 KiB.
     call("POST", "/v1/numbers", 413, body={"number": "+6560000006", "padding": "x" * 70_000}, code="http_error")
 
@@ -360,6 +380,7 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     call("GET", "/v1/sessions", 503, code="database_unavailable", **down)
     call("POST", "/v1/numbers", 503, body={"number": "+6560000006"}, code="database_unavailable", **down)
     call("GET", "/v1/audit", 503, code="database_unavailable", **down)
+    call("POST", "/v1/subjects/export", 503, body={"number": "+6591230001"}, code="database_unavailable", **down)
     assert call("GET", "/readyz", 503, **down).json() == {"ready": False, "checks": {"database": False}}
     call("GET", "/metrics", 200, **down)
     call("GET", "/healthz", 200, **down)
