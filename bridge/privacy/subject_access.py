@@ -165,14 +165,20 @@ def recording_document(row: dict, audio: str, file: str | None = None) -> dict[s
             "shredded_at": _iso(row.get("shredded_at")), "audio": audio, "file": file}
 
 
-def disclosure_document(entry: AuditEntry, subject_hash: bytes) -> dict[str, Any]:
+def disclosure_document(entry: AuditEntry, subject_hash: bytes, session_ids: set[str]) -> dict[str, Any]:
     """One access to or change of the subject's data: who, what, when, from where, why.
-    Hashes are left out (a row found by session may carry the other party's)."""
+    Hashes are left out (a row found by session may carry the other party's); the
+    other party's own export shows only which of the subject's sessions it disclosed."""
+    about_number = entry.subject_hash == subject_hash
+    details = entry.details
+    if not about_number and entry.action == "subject.exported":
+        details = {"include_audio": details.get("include_audio"),
+                   "session_ids": sorted(set(details.get("session_ids") or []) & session_ids)}
     return {"seq": entry.seq, "at": entry.at.astimezone(timezone.utc).isoformat(), "actor": entry.actor,
-            "action": entry.action, "target_type": entry.target_type, "target_id": entry.target_id,
+            "action": entry.action, "target_type": entry.target_type,
+            "target_id": entry.target_id if about_number or entry.action != "subject.exported" else "the other party",
             "session_id": _str(entry.session_id), "source": entry.source, "reason": entry.reason,
-            "about": "your number" if entry.subject_hash == subject_hash else "your session",
-            "details": entry.details}
+            "about": "your number" if about_number else "your session", "details": details}
 
 
 def number_spellings(number: str) -> list[str]:
@@ -220,7 +226,8 @@ def documents(holdings: SubjectHoldings, now: datetime, audio: dict[uuid.UUID, t
                        if c.get("session_id") in sessions],
         "recordings.json": [recording_document(r, *audio.get(r["id"], ("not_requested", None)))
                             for r in holdings.recordings],
-        "disclosures.json": [disclosure_document(e, holdings.subject_hash) for e in holdings.disclosures],
+        "disclosures.json": [disclosure_document(e, holdings.subject_hash, {str(i) for i in sessions})
+                             for e in holdings.disclosures],
     }
     return scrub(out, [n for n in counterparts if n != subject])
 

@@ -87,6 +87,7 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
               "disclosures": len(holdings.disclosures)}
     await store.audit_by(by, "subject.exported", "subject", mask_number(subject), subject_hash=holdings.subject_hash,
                          details={"counts": counts, "include_audio": include_audio,
+                                  "session_ids": [str(s.id) for s in holdings.sessions],
                                   "request_id": str(request_id) if request_id else None})
     files = await asyncio.to_thread(_write_zip, out, subject, now, docs, sources, counts, request_id)
     if request_id is not None:

@@ -46,10 +46,12 @@ class SubjectQueries:
 
     async def subject_disclosures(self, subject_hash: bytes, session_ids: list[uuid.UUID],
                                   since: datetime) -> list[AuditEntry]:
-        """Audit rows about the number, or about one of its sessions, since `since`, oldest first."""
+        """Audit rows about the number, or about one of its sessions (the other
+        party's exports list the sessions they disclosed), since `since`, oldest first."""
         rows = await self._run(lambda conn: conn.fetch(
-            "SELECT * FROM audit_log WHERE at >= $3 AND (subject_hash = $1 OR session_id = ANY($2)) ORDER BY seq",
-            subject_hash, session_ids, since))
+            "SELECT * FROM audit_log WHERE at >= $3 AND (subject_hash = $1 OR session_id = ANY($2)"
+            " OR (action = 'subject.exported' AND details->'session_ids' ?| $4::text[])) ORDER BY seq",
+            subject_hash, session_ids, since, [str(i) for i in session_ids]))
         return [_entry(r) for r in rows]
 
     # -- requests ---------------------------------------------------------------------

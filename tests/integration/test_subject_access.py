@@ -124,6 +124,14 @@ def test_the_counterpart_gets_their_own_export_of_the_same_call_naming_them_the_
     assert json.loads(files["recordings.json"])[0]["audio"] == "not_requested"
     assert not any(name.startswith("audio/") for name in files)
     assert spellings_in(files, parties.a) == []
+    # B's export disclosed the session A shares: A's next export lists it, without B's number.
+    mine = masking(stack, "subject", "export", parties.a, "--out", str(tmp_path / "a.zip"))
+    assert mine.returncode == 0, mine.stderr
+    files = members((tmp_path / "a.zip").read_bytes())
+    (theirs,) = [d for d in json.loads(files["disclosures.json"]) if d["action"] == "subject.exported"]
+    assert (theirs["about"], theirs["target_id"]) == ("your session", "the other party")
+    assert theirs["details"]["session_ids"] == [str(row["session_id"])]
+    assert spellings_in(files, parties.b) == []
 
 
 def test_a_number_nothing_is_held_about_gets_an_empty_export(stack, tmp_path):

@@ -39,8 +39,9 @@ def recording_row(call: dict) -> dict:
 
 
 def entry(seq: int, **extra) -> AuditEntry:
-    return AuditEntry(seq=seq, at=NOW - timedelta(days=seq), actor="apikey:ab12:crm", action="recording.read",
-                      target_type="recording", target_id=str(uuid.uuid4()), source="10.0.0.9", **extra)
+    fields = {"actor": "apikey:ab12:crm", "action": "recording.read", "target_type": "recording",
+              "target_id": str(uuid.uuid4()), "source": "10.0.0.9", **extra}
+    return AuditEntry(seq=seq, at=NOW - timedelta(days=seq), **fields)
 
 
 def holdings(*sessions: MaskingSession, calls=(), recordings=(), disclosures=()) -> SubjectHoldings:
@@ -151,3 +152,16 @@ def test_received_defaults_to_now_and_takes_a_time_with_an_offset():
 def test_notes_keep_no_number_and_no_control_characters():
     assert clean_notes("called from +65 9123 4567\x00 about order 12") == "called from +65****4567  about order 12"
     assert clean_notes("   ") is None and clean_notes(None) is None
+
+
+def test_the_other_partys_export_shows_only_which_of_the_subjects_sessions_it_disclosed():
+    mine, theirs_alone = session(), uuid.uuid4()
+    export = entry(1, action="subject.exported", target_type="subject", target_id="+65****4321",
+                   subject_hash=b"\x02" * 32,
+                   details={"counts": {"sessions": 7}, "include_audio": True,
+                            "session_ids": [str(mine.id), str(theirs_alone)]})
+
+    (row,) = documents(holdings(mine, disclosures=[export]), NOW, {})["disclosures.json"]
+
+    assert (row["about"], row["target_id"]) == ("your session", "the other party")
+    assert row["details"] == {"include_audio": True, "session_ids": [str(mine.id)]}
