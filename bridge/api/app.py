@@ -13,7 +13,6 @@ import json
 import uuid
 from datetime import datetime, timezone
 from importlib import resources
-from pathlib import Path
 from datetime import datetime
 from typing import Awaitable, Callable
 

@@ -20,7 +20,7 @@ from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import CryptoError
 from bridge.privacy.numbers import mask_number
 from bridge.privacy.subject_access import (
-    DISCLOSURE_WINDOW, RequestMismatch, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
+    DISCLOSURE_WINDOW, SubjectHoldings, documents, encode, manifest,
 )
 from bridge.recordings.reading import AudioUnavailable, StoredAudio, open_audio
 
@@ -46,23 +46,12 @@ async def read_holdings(store, subject: str, now: datetime) -> SubjectHoldings:
                            tuple(disclosures))
 
 
-async def check_request(store, request_id: uuid.UUID, subject: str) -> None:
-    """The request an export answers must be open, for this number, and ask for access."""
-    request, subject_hash = await store.subject_request(request_id)
-    if subject_hash != store.keys.lookup_hash(subject):
-        raise RequestMismatch("that request is for another number")
-    if request.kind not in EXPORTABLE_KINDS:
-        raise RequestMismatch(f"an export answers an access or correction request, not {request.kind}")
-    if request.status != "open":
-        raise RequestNotOpen(f"the request is already {request.status}")
-
-
 async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: datetime,
                          include_audio: bool = False, request_id: uuid.UUID | None = None) -> ExportSummary:
     """Write the zip of everything held about `subject` (E.164) to `out`; with
     `request_id`, mark that request done once the zip is written."""
     if request_id is not None:
-        await check_request(store, request_id, subject)
+        await store.open_request_for(request_id, subject, EXPORTABLE_KINDS)
     holdings = await read_holdings(store, subject, now)
     audio: dict[uuid.UUID, tuple[str, str | None]] = {}
     sources: list[tuple[str, StoredAudio]] = []

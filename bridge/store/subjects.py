@@ -14,7 +14,7 @@ import asyncpg
 
 from bridge.privacy.audit import Actor, AuditEntry
 from bridge.privacy.numbers import mask_number
-from bridge.privacy.subject_access import RequestNotOpen, SubjectRequest, clean_notes
+from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen, SubjectRequest, clean_notes
 from bridge.sessions.models import MaskingSession
 from bridge.store.audit import _entry
 
@@ -83,6 +83,18 @@ class SubjectQueries:
         if row is None:
             raise NotFound("no such subject request")
         return _request(row), row["subject_hash"]
+
+    async def open_request_for(self, request_id: uuid.UUID, number: str, kinds: tuple[str, ...]) -> SubjectRequest:
+        """The request an action on `number` answers: it must be open, about that
+        number, and of one of `kinds` (an export: access, correction; an erasure: erasure)."""
+        request, subject_hash = await self.subject_request(request_id)
+        if subject_hash != self.keys.lookup_hash(number):
+            raise RequestMismatch("that request is for another number")
+        if request.kind not in kinds:
+            raise RequestMismatch(f"this answers {' or '.join(kinds)} requests, not {request.kind}")
+        if request.status != "open":
+            raise RequestNotOpen(f"the request is already {request.status}")
+        return request
 
     async def list_subject_requests(self, status: str | None = None, overdue: bool = False,
                                     kind: str | None = None, limit: int = 100) -> list[SubjectRequest]:
