@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from bridge.privacy.retention import RetentionPolicy
 
 
 class ConfigError(ValueError):
@@ -122,6 +125,15 @@ class Settings:
     # Master keys and the lookup key (see bridge/privacy/crypto.py); empty
     # means `<state_dir>/keys.json`. Keep it off the database host's backups.
     keys_file: Path = Path("")
+    # Retention (bridge/privacy/retention.py), in days or `never`: recordings from
+    # when stored, calls' personal details from their start, sessions' numbers
+    # from their end. The purge runs every `purge_interval_seconds` (0: only
+    # `masking purge`), `purge_batch` rows per transaction.
+    retain_recordings_days: str = "90"
+    retain_call_details_days: str = "365"
+    retain_sessions_days: str = "90"
+    purge_interval_seconds: float = 3600.0
+    purge_batch: int = 500
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
     notice: Notice = field(default_factory=Notice)
@@ -133,6 +145,14 @@ class Settings:
     @property
     def keys_path(self) -> Path:
         return self.keys_file if str(self.keys_file) not in ("", ".") else self.state_dir / "keys.json"
+
+    @property
+    def retention(self) -> "RetentionPolicy":
+        from bridge.privacy.retention import RetentionPolicy, parse_days
+
+        return RetentionPolicy(recordings_days=parse_days(self.retain_recordings_days),
+                               call_details_days=parse_days(self.retain_call_details_days),
+                               sessions_days=parse_days(self.retain_sessions_days))
 
     @property
     def ari_url(self) -> str:
@@ -187,6 +207,21 @@ class Settings:
             raise ConfigError("MASKING_SUBJECT_REQUEST_DAYS must be between 1 and 366")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
+        self._validate_retention()
+
+    def _validate_retention(self) -> None:
+        from bridge.privacy.retention import parse_days
+
+        for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):
+            try:
+                parse_days(getattr(self, name))
+            except ValueError:
+                raise ConfigError(f"MASKING_{name.upper()} must be a number of days (0-36500) or never, "
+                                  f"got {getattr(self, name)!r}") from None
+        if not 0 <= self.purge_interval_seconds <= 7 * 86400:
+            raise ConfigError("MASKING_PURGE_INTERVAL_SECONDS must be between 0 (off) and 604800")
+        if not 1 <= self.purge_batch <= 10000:
+            raise ConfigError("MASKING_PURGE_BATCH must be between 1 and 10000")
 
 
 # Never recorded anywhere, not even as a digest.

@@ -35,6 +35,12 @@ class MaskingSession:
     time_limit_seconds: int | None = None  # each call's talk time, from its answer
     wait_audio_id: uuid.UUID | None = None  # heard instead of ringback while the counterpart rings
     recording_channels: int = 1  # 2: each party on its own channel of a stereo recording
+    # Retention: an anonymised session keeps no numbers (participants are None);
+    # one under legal hold is kept whole, by purge and erasure, until released.
+    anonymised_at: datetime | None = None
+    legal_hold_at: datetime | None = None
+    legal_hold_reason: str | None = None
+    legal_hold_by: str | None = None
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now
@@ -72,6 +78,9 @@ class MaskingSession:
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "anonymised_at": self.anonymised_at.isoformat() if self.anonymised_at else None,
+            "legal_hold": None if self.legal_hold_at is None else {
+                "since": self.legal_hold_at.isoformat(), "reason": self.legal_hold_reason, "by": self.legal_hold_by},
         }
 
 

@@ -23,6 +23,7 @@ from bridge.privacy.numbers import mask_number
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_number, region_of
 from bridge.store.audit import AuditQueries
+from bridge.store.retention import ErasureReport, PurgeReport, RetentionQueries
 from bridge.store.subjects import SubjectQueries
 
 MIGRATION_LOCK = 0x6D61736B  # 'mask': serialises concurrent `db upgrade`
@@ -63,6 +64,14 @@ class UnknownWaitAudio(StoreError):
 
 class SessionNotActive(StoreError):
     """The session is closed or expired; it cannot be changed."""
+
+
+class SessionAnonymised(StoreError):
+    """The session's personal data is gone (retention or erasure): nothing to hold."""
+
+
+class LegalHoldActive(StoreError):
+    """The session is under legal hold: it is not anonymised until released."""
 
 
 class IdempotencyConflict(StoreError):
@@ -130,7 +139,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-class Store(AuditQueries, SubjectQueries):
+class Store(AuditQueries, RetentionQueries, SubjectQueries):
     def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
         self.pool = pool
         self.keys = keys  # numbers are sealed and hashed with these (bridge/privacy/crypto.py)
@@ -286,7 +295,7 @@ class Store(AuditQueries, SubjectQueries):
 
     async def rows_by_key(self) -> dict[str, int]:
         rows = await self._run(lambda conn: conn.fetch(
-            "SELECT key_id, count(*) FROM masking_sessions GROUP BY key_id"))
+            "SELECT key_id, count(*) FROM masking_sessions WHERE key_id IS NOT NULL GROUP BY key_id"))
         return {r["key_id"]: r["count"] for r in rows}
 
     def _numbers(self, row) -> tuple[str, str]:
@@ -778,12 +787,15 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
 def session_from_row(keys: KeyRing, row) -> MaskingSession:
     """A session row with its participants' numbers opened (only ever in memory)."""
     session_id, key_id = row["id"], row["key_id"]
+
+    def opened(column: str) -> str | None:  # None once anonymised
+        sealed = row[f"{column}_sealed"]
+        return None if sealed is None else keys.open_number(key_id, sealed,
+                                                            number_context("masking_sessions", session_id, column))
+
     return MaskingSession(
         id=session_id, virtual_number=row["virtual_number"],
-        participant_a=keys.open_number(key_id, row["participant_a_sealed"],
-                                       number_context("masking_sessions", session_id, "participant_a")),
-        participant_b=keys.open_number(key_id, row["participant_b_sealed"],
-                                       number_context("masking_sessions", session_id, "participant_b")),
+        participant_a=opened("participant_a"), participant_b=opened("participant_b"),
         status=row["status"], record=row["record"],
         created_at=row["created_at"], expires_at=row["expires_at"], closed_at=row["closed_at"],
         external_ref=row["external_ref"], ttl_mode=row["ttl_mode"], ttl_seconds=row["ttl_seconds"],
@@ -791,6 +803,8 @@ def session_from_row(keys: KeyRing, row) -> MaskingSession:
         window_starts_at=row["window_starts_at"], window_ends_at=row["window_ends_at"],
         time_limit_seconds=row["time_limit_seconds"],
         wait_audio_id=row["wait_audio_id"], recording_channels=row["recording_channels"],
+        anonymised_at=row.get("anonymised_at"), legal_hold_at=row.get("legal_hold_at"),
+        legal_hold_reason=row.get("legal_hold_reason"), legal_hold_by=row.get("legal_hold_by"),
     )
 
 
@@ -855,6 +869,7 @@ async def ensure_database(dsn: str) -> bool:
 
 __all__ = [
     "Store", "StoreError", "StoreUnavailable", "NumberAlreadyInPool", "PoolExhausted", "NotFound",
-    "NumberUnavailable", "NumberInUse", "SessionNotActive", "UnknownWaitAudio", "IdempotencyConflict",
+    "NumberUnavailable", "NumberInUse", "SessionNotActive", "SessionAnonymised", "LegalHoldActive",
+    "PurgeReport", "ErasureReport", "UnknownWaitAudio", "IdempotencyConflict",
     "RecordingRow", "ensure_database", "utcnow", "migrations",
 ]

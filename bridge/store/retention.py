@@ -1,0 +1,293 @@
+"""Retention's SQL: anonymising a session, the purge's batches, legal hold, erasure.
+
+One primitive, `_anonymise_session`, serves both the purge (a session past its
+retention) and erasure (a subject's sessions): numbers nulled, participants
+rows, idempotency digests and webhook events deleted, recordings
+crypto-shredded, calls' personal details cleared; the row stays, without
+personal data, so calls keep their session for accounting. What is due is
+decided in `bridge/privacy/retention.py`; this module selects candidates past
+the cutoff and applies the verdicts, a bounded batch per transaction, walking
+each work list in id order (so a dry run, whose batches roll back, and rows
+kept under hold never stall it).
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bridge.privacy.audit import Actor, clean_reason
+from bridge.privacy.numbers import mask_number
+from bridge.privacy.retention import (
+    Kind, RetentionPolicy, SessionToErase, Verdict, plan_erasure, session_ended_at, verdict,
+)
+from bridge.sessions.models import MaskingSession
+
+# Long enough for a batch of shreds and cascades; each statement keeps the pool's own timeout.
+BATCH_SECONDS = 60.0
+
+# Per kind: the candidates past the cutoff ($1) after the last id seen ($2), with
+# their retention moment and whether their session is held; then the change.
+CANDIDATES = {
+    Kind.SESSIONS: (
+        "SELECT id, status, closed_at, expires_at, legal_hold_at IS NOT NULL AS held FROM masking_sessions"
+        " WHERE anonymised_at IS NULL AND status <> 'active' AND coalesce(closed_at, expires_at) < $1"
+        " AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"),
+    Kind.RECORDINGS: (
+        "SELECT r.id, r.created_at AS moment, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
+        " FROM recordings r JOIN calls c ON c.id = r.call_id LEFT JOIN masking_sessions s ON s.id = c.session_id"
+        " WHERE r.shredded_at IS NULL AND r.created_at < $1 AND ($2::uuid IS NULL OR r.id > $2)"
+        " ORDER BY r.id LIMIT $3 FOR UPDATE OF r SKIP LOCKED"),
+    Kind.CALL_DETAILS: (
+        "SELECT c.id, c.started_at AS moment, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
+        " FROM calls c LEFT JOIN masking_sessions s ON s.id = c.session_id"
+        " WHERE c.details_purged_at IS NULL AND c.disposition <> 'in_progress' AND c.started_at < $1"
+        " AND ($2::uuid IS NULL OR c.id > $2) ORDER BY c.id LIMIT $3 FOR UPDATE OF c SKIP LOCKED"),
+    Kind.WEBHOOK_EVENTS: (
+        "SELECT o.id, o.created_at AS moment, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
+        " FROM webhook_outbox o LEFT JOIN masking_sessions s ON s.id = o.session_id"
+        " WHERE o.status <> 'pending' AND o.created_at < $1 AND ($2::bigint IS NULL OR o.id > $2)"
+        " ORDER BY o.id LIMIT $3 FOR UPDATE OF o SKIP LOCKED"),
+}
+CLEAR_CALL_DETAILS = (
+    "UPDATE calls SET custom_field = NULL, direction = NULL, details_purged_at = now()"
+    " WHERE details_purged_at IS NULL AND {where}")
+
+
+@dataclass
+class PurgeReport:
+    """Per kind, rows purged and rows past their time kept under legal hold."""
+
+    dry_run: bool = False
+    purged: dict[Kind, int] = field(default_factory=lambda: {k: 0 for k in Kind})
+    held: dict[Kind, int] = field(default_factory=lambda: {k: 0 for k in Kind})
+    batches: dict[Kind, list[int]] = field(default_factory=lambda: {k: [] for k in Kind})  # changes per batch
+
+    @property
+    def total(self) -> int:
+        return sum(self.purged.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run,
+                "kinds": {k.value: {"purged": self.purged[k], "held": self.held[k],
+                                    "batches": len(self.batches[k])} for k in Kind}}
+
+
+@dataclass
+class ErasureReport:
+    subject: str  # masked, never the number
+    sessions_erased: list[uuid.UUID] = field(default_factory=list)
+    closed_first: list[uuid.UUID] = field(default_factory=list)
+    recordings_shredded: int = 0
+    calls_cleared: int = 0
+    kept: list[dict[str, Any]] = field(default_factory=list)  # {session_id, reason, legal_hold_reason}
+    audit_seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"subject": self.subject, "sessions_erased": len(self.sessions_erased),
+                "session_ids": [str(s) for s in self.sessions_erased],
+                "closed_first": [str(s) for s in self.closed_first],
+                "recordings_shredded": self.recordings_shredded, "calls_cleared": self.calls_cleared,
+                "kept": self.kept, "audit_seq": self.audit_seq}
+
+
+class RetentionQueries:
+    """Store methods for retention (mixed into `Store`: `_run`, `keys`, `audit_by`, `shred_recording`)."""
+
+    async def _run_long(self, operation, seconds: float = BATCH_SECONDS):
+        from bridge.store import _UNAVAILABLE, StoreUnavailable
+
+        try:
+            async with asyncio.timeout(seconds):
+                async with self.pool.acquire() as conn:
+                    return await operation(conn)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
+
+    async def _anonymise_session(self, conn: asyncpg.Connection, session_id: uuid.UUID) -> tuple[int, int]:
+        """Strip a session of personal data, in the caller's transaction (its row
+        locked, not under hold); returns (recordings shredded, calls cleared)."""
+        from bridge.store import LegalHoldActive
+
+        recordings = await conn.fetch(
+            "SELECT r.id FROM recordings r JOIN calls c ON c.id = r.call_id"
+            " WHERE c.session_id = $1 AND r.shredded_at IS NULL", session_id)
+        for recording in recordings:
+            await self.shred_recording(recording["id"], conn=conn)
+        cleared = await conn.execute(CLEAR_CALL_DETAILS.format(where="session_id = $1"), session_id)
+        await conn.execute("DELETE FROM session_participants WHERE session_id = $1", session_id)
+        await conn.execute("DELETE FROM idempotency_keys WHERE session_id = $1", session_id)
+        await conn.execute("DELETE FROM webhook_outbox WHERE session_id = $1", session_id)
+        done = await conn.fetchval(
+            "UPDATE masking_sessions SET participant_a_hash = NULL, participant_b_hash = NULL,"
+            " participant_a_sealed = NULL, participant_b_sealed = NULL, key_id = NULL, external_ref = NULL,"
+            " webhook_url = NULL, anonymised_at = now()"
+            " WHERE id = $1 AND legal_hold_at IS NULL AND anonymised_at IS NULL RETURNING id", session_id)
+        if done is None:
+            raise LegalHoldActive(f"session {session_id} is under legal hold or already anonymised")
+        return len(recordings), int(cleared.split()[-1])
+
+    # -- the purge --------------------------------------------------------------------
+    async def purge(self, policy: RetentionPolicy, batch: int = 500, dry_run: bool = False,
+                    by: Actor | None = None) -> PurgeReport:
+        """Purge everything past its retention, `batch` rows per transaction, until
+        none is left; idempotent. `dry_run`: the same work in one transaction
+        rolled back at the end (exact counts, nothing changed). `by` writes the
+        purge.run audit row when anything was purged."""
+        from bridge.store import _expire_due
+
+        report = PurgeReport(dry_run=dry_run)
+        async with self.pool.acquire() as conn:
+            outer = conn.transaction()
+            if dry_run:
+                await outer.start()
+            try:
+                async with asyncio.timeout(BATCH_SECONDS):
+                    async with conn.transaction():  # a session past its time has ended, swept or not
+                        await _expire_due(conn)
+                    now = await conn.fetchval("SELECT now()")
+                for kind in Kind:
+                    cutoff = policy.cutoff(kind, now)
+                    after = None
+                    while cutoff is not None:
+                        async with asyncio.timeout(BATCH_SECONDS):
+                            after, scanned = await self._purge_batch(conn, kind, policy, now, cutoff, after,
+                                                                     batch, report)
+                        if scanned < batch:
+                            break
+                if not dry_run and by is not None and report.total:
+                    await self.audit_by(by, "purge.run", "retention", now.isoformat(), conn,
+                                        details=report.to_json()["kinds"])
+            finally:
+                if dry_run:
+                    await outer.rollback()
+        return report
+
+    async def _purge_batch(self, conn, kind: Kind, policy: RetentionPolicy, now: datetime, cutoff: datetime,
+                           after, batch: int, report: PurgeReport) -> tuple[Any, int]:
+        """One transaction: up to `batch` candidates, each given its verdict."""
+        async with conn.transaction():
+            rows = await conn.fetch(CANDIDATES[kind], cutoff, after, batch)
+            due = []
+            for row in rows:
+                moment = (session_ended_at(row["status"], row["closed_at"], row["expires_at"], now)
+                          if kind is Kind.SESSIONS else row["moment"])
+                decision = verdict(policy, kind, moment, row["held"], now)
+                if decision is Verdict.DUE:
+                    due.append(row["id"])
+                elif decision is Verdict.HELD:
+                    report.held[kind] += 1
+            if kind is Kind.SESSIONS:
+                for session_id in due:
+                    shredded, cleared = await self._anonymise_session(conn, session_id)
+                    report.purged[Kind.RECORDINGS] += shredded
+                    report.purged[Kind.CALL_DETAILS] += cleared
+            elif kind is Kind.RECORDINGS:
+                for recording_id in due:
+                    await self.shred_recording(recording_id, conn=conn)
+            elif kind is Kind.CALL_DETAILS and due:
+                await conn.execute(CLEAR_CALL_DETAILS.format(where="id = ANY($1::uuid[])"), due)
+            elif kind is Kind.WEBHOOK_EVENTS and due:
+                await conn.execute("DELETE FROM webhook_outbox WHERE id = ANY($1::bigint[])", due)
+            report.purged[kind] += len(due)
+            report.batches[kind].append(len(due))
+            return (rows[-1]["id"] if rows else after), len(rows)
+
+    # -- legal hold ---------------------------------------------------------------------
+    async def set_legal_hold(self, session_id: uuid.UUID, reason: str, by: Actor) -> MaskingSession:
+        """Keep the session whole (numbers, calls, recordings) through purge and
+        erasure until released; setting it again replaces the reason."""
+        from bridge.store import NotFound, SessionAnonymised
+
+        reason = clean_reason(reason)
+        if reason is None:
+            raise ValueError("a legal hold needs a reason")
+
+        async def hold(conn):
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE masking_sessions SET legal_hold_at = coalesce(legal_hold_at, now()),"
+                    " legal_hold_reason = $2, legal_hold_by = $3 WHERE id = $1 AND anonymised_at IS NULL"
+                    " RETURNING *", session_id, reason, by.name)
+                if row is None:
+                    if await conn.fetchval("SELECT 1 FROM masking_sessions WHERE id = $1", session_id):
+                        raise SessionAnonymised("the session was anonymised: there is nothing left to hold")
+                    raise NotFound("no such session")
+                await self.audit(by.name, "legal_hold.set", "session", str(session_id), source=by.source,
+                                 reason=reason, session_id=session_id, conn=conn)
+                return self._session(row)
+
+        return await self._run(hold)
+
+    async def release_legal_hold(self, session_id: uuid.UUID, by: Actor) -> MaskingSession:
+        """Lift the hold: retention applies again from the next purge. Idempotent
+        (a session not held is returned as it is, and nothing is audited)."""
+        from bridge.store import NotFound
+
+        async def release(conn):
+            async with conn.transaction():
+                before = await conn.fetchrow(
+                    "SELECT legal_hold_reason FROM masking_sessions WHERE id = $1 FOR UPDATE", session_id)
+                if before is None:
+                    raise NotFound("no such session")
+                row = await conn.fetchrow(
+                    "UPDATE masking_sessions SET legal_hold_at = NULL, legal_hold_reason = NULL,"
+                    " legal_hold_by = NULL WHERE id = $1 RETURNING *", session_id)
+                if before["legal_hold_reason"] is not None:
+                    await self.audit_by(by, "legal_hold.released", "session", str(session_id), conn,
+                                        session_id=session_id,
+                                        details={"hold_reason": before["legal_hold_reason"]})
+                return self._session(row)
+
+        return await self._run(release)
+
+    # -- erasure ----------------------------------------------------------------------------
+    async def erase_subject(self, number: str, by: Actor, batch: int = 200) -> ErasureReport:
+        """Anonymise every session `number` (E.164) takes part in, found by its
+        keyed hash, except those under legal hold or with a call in progress
+        (reported, with why); a live one is closed first. Audited as
+        subject.erased with the subject's keyed hash, never the number."""
+        from bridge.store import _expire_due
+
+        subject = self.keys.lookup_hash(number)
+        report = ErasureReport(subject=mask_number(number))
+
+        async def erase_batch(conn, after):
+            async with conn.transaction():
+                await _expire_due(conn)
+                rows = await conn.fetch(
+                    "SELECT s.id, s.status, s.expires_at > now() AS unexpired, s.legal_hold_at IS NOT NULL AS held,"
+                    " s.legal_hold_reason, EXISTS (SELECT 1 FROM calls c WHERE c.session_id = s.id"
+                    "   AND c.disposition = 'in_progress') AS call_in_progress"
+                    " FROM masking_sessions s WHERE (s.participant_a_hash = $1 OR s.participant_b_hash = $1)"
+                    " AND ($2::uuid IS NULL OR s.id > $2) ORDER BY s.id LIMIT $3 FOR UPDATE OF s",
+                    subject, after, batch)
+                plan = plan_erasure([SessionToErase(
+                    r["id"], live=r["status"] == "active" and r["unexpired"], held=r["held"],
+                    call_in_progress=r["call_in_progress"], hold_reason=r["legal_hold_reason"]) for r in rows])
+                for session_id in plan.close_first:
+                    await conn.execute("UPDATE masking_sessions SET status = 'closed', closed_at = now()"
+                                       " WHERE id = $1", session_id)
+                for session_id in plan.erase:
+                    shredded, cleared = await self._anonymise_session(conn, session_id)
+                    report.recordings_shredded += shredded
+                    report.calls_cleared += cleared
+                report.sessions_erased += plan.erase
+                report.closed_first += plan.close_first
+                report.kept += [{"session_id": str(s), "reason": why.value, "legal_hold_reason": hold}
+                                for s, why, hold in plan.kept]
+                if len(rows) < batch:  # the last batch: the audit row commits with it
+                    entry = await self.audit_by(
+                        by, "subject.erased", "subject", report.subject, conn, subject_hash=subject,
+                        details={k: v for k, v in report.to_json().items() if k not in ("subject", "audit_seq")})
+                    report.audit_seq = entry.seq
+                return rows[-1]["id"] if rows else after, len(rows)
+
+        after, scanned = None, batch
+        while scanned == batch:
+            after, scanned = await self._run_long(lambda conn: erase_batch(conn, after))
+        return report

@@ -1,0 +1,92 @@
+"""What retention purges and erasure keeps, decided without a database."""
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bridge.config import ConfigError, Settings
+from bridge.privacy.retention import (
+    KeptBecause, Kind, RetentionPolicy, SessionToErase, Verdict, parse_days, plan_erasure, session_ended_at,
+    verdict,
+)
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+POLICY = RetentionPolicy(recordings_days=30, call_details_days=365, sessions_days=90)
+
+
+def test_a_recording_older_than_its_period_is_due_and_a_younger_one_is_not():
+    assert verdict(POLICY, Kind.RECORDINGS, NOW - timedelta(days=31), False, NOW) is Verdict.DUE
+    assert verdict(POLICY, Kind.RECORDINGS, NOW - timedelta(days=29), False, NOW) is Verdict.NOT_DUE
+
+
+def test_exactly_at_the_cutoff_is_not_due_yet_a_moment_later_it_is():
+    cutoff = NOW - timedelta(days=30)
+    assert verdict(POLICY, Kind.RECORDINGS, cutoff, False, NOW) is Verdict.NOT_DUE
+    assert verdict(POLICY, Kind.RECORDINGS, cutoff - timedelta(microseconds=1), False, NOW) is Verdict.DUE
+
+
+def test_each_kind_runs_on_its_own_period_and_webhook_bodies_on_the_call_details_one():
+    moment = NOW - timedelta(days=100)
+    assert verdict(POLICY, Kind.SESSIONS, moment, False, NOW) is Verdict.DUE
+    assert verdict(POLICY, Kind.CALL_DETAILS, moment, False, NOW) is Verdict.NOT_DUE
+    assert verdict(POLICY, Kind.WEBHOOK_EVENTS, moment, False, NOW) is Verdict.NOT_DUE
+    assert verdict(POLICY, Kind.WEBHOOK_EVENTS, NOW - timedelta(days=366), False, NOW) is Verdict.DUE
+
+
+def test_legal_hold_keeps_what_is_due_and_says_so_but_changes_nothing_not_due():
+    assert verdict(POLICY, Kind.SESSIONS, NOW - timedelta(days=400), True, NOW) is Verdict.HELD
+    assert verdict(POLICY, Kind.SESSIONS, NOW - timedelta(days=1), True, NOW) is Verdict.NOT_DUE
+
+
+def test_a_period_of_never_keeps_everything_and_zero_purges_anything_already_ended():
+    forever = RetentionPolicy(recordings_days=None, call_details_days=0, sessions_days=0)
+    assert forever.cutoff(Kind.RECORDINGS, NOW) is None
+    assert verdict(forever, Kind.RECORDINGS, NOW - timedelta(days=10000), False, NOW) is Verdict.NOT_DUE
+    assert verdict(forever, Kind.SESSIONS, NOW - timedelta(seconds=1), False, NOW) is Verdict.DUE
+
+
+def test_a_live_session_or_a_call_without_a_moment_is_never_due():
+    assert verdict(POLICY, Kind.SESSIONS, None, False, NOW) is Verdict.NOT_DUE
+
+
+def test_a_session_ends_when_closed_or_when_its_time_ran_out():
+    closed_at, expires_at = NOW - timedelta(days=5), NOW + timedelta(days=5)
+    assert session_ended_at("closed", closed_at, expires_at, NOW) == closed_at
+    assert session_ended_at("expired", None, NOW - timedelta(days=2), NOW) == NOW - timedelta(days=2)
+    assert session_ended_at("active", None, NOW - timedelta(hours=1), NOW) == NOW - timedelta(hours=1)
+    assert session_ended_at("active", None, expires_at, NOW) is None
+
+
+@pytest.mark.parametrize(("raw", "days"), [("90", 90), ("0", 0), (" 7 ", 7), ("never", None), ("NEVER", None)])
+def test_periods_are_days_or_never(raw, days):
+    assert parse_days(raw) == days
+
+
+@pytest.mark.parametrize("raw", ["-1", "1.5", "ninety", "", "36501"])
+def test_other_periods_are_refused(raw):
+    with pytest.raises(ValueError):
+        parse_days(raw)
+
+
+def test_retention_settings_default_validate_and_name_the_variable():
+    assert Settings.from_env({}).retention == RetentionPolicy(90, 365, 90)
+    assert Settings.from_env({"MASKING_RETAIN_RECORDINGS_DAYS": "never"}).retention.recordings_days is None
+    with pytest.raises(ConfigError, match="MASKING_RETAIN_SESSIONS_DAYS"):
+        Settings.from_env({"MASKING_RETAIN_SESSIONS_DAYS": "soon"})
+    with pytest.raises(ConfigError, match="MASKING_PURGE_BATCH"):
+        Settings.from_env({"MASKING_PURGE_BATCH": "0"})
+    with pytest.raises(ConfigError, match="MASKING_PURGE_INTERVAL_SECONDS"):
+        Settings.from_env({"MASKING_PURGE_INTERVAL_SECONDS": "-5"})
+
+
+def test_erasure_keeps_held_sessions_and_calls_in_progress_and_closes_live_ones_first():
+    held, busy, live, ended = (uuid.uuid4() for _ in range(4))
+    plan = plan_erasure([
+        SessionToErase(held, live=True, held=True, call_in_progress=True, hold_reason="case 12"),
+        SessionToErase(busy, live=True, held=False, call_in_progress=True),
+        SessionToErase(live, live=True, held=False, call_in_progress=False),
+        SessionToErase(ended, live=False, held=False, call_in_progress=False),
+    ])
+    assert plan.erase == [live, ended]
+    assert plan.close_first == [live]
+    assert plan.kept == [(held, KeptBecause.LEGAL_HOLD, "case 12"), (busy, KeptBecause.CALL_IN_PROGRESS, None)]
