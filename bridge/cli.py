@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--instance-dir", default="/var/lib/masking-asterisk",
                    help="directory Asterisk sees as its own (etc/, run/, spool/... below it)")
+    add_retention_commands(sub, sessions, command, group)
     return parser
 
 
@@ -618,6 +619,89 @@ async def cmd_subject_requests(settings: Settings, args) -> int:
         requests = await store.list_subject_requests(args.status, args.overdue, args.kind, args.limit)
     now = utcnow()
     emit([r.to_json(now) for r in requests], REQUEST_COLUMNS, args.json, "requests")
+
+# -- retention, legal hold, erasure (docs/privacy.md) ---------------------------------
+def add_retention_commands(sub, sessions, command, group) -> None:
+    p = command(sessions, "hold", cmd_sessions_hold,
+                "put a session under legal hold: purge and erasure keep it whole until released", listing=True)
+    p.add_argument("session_id")
+    p.add_argument("--reason", required=True, help="why (a case or ticket); numbers in it are masked")
+    p = command(sessions, "release-hold", cmd_sessions_release_hold, "lift a legal hold", listing=True)
+    p.add_argument("session_id")
+    p.add_argument("--reason", help="why, for the audit row")
+    p = command(sub, "purge", cmd_purge, "anonymise or delete what is past its retention (idempotent)",
+                listing=True)
+    p.add_argument("--dry-run", action="store_true", help="count what is due; change nothing")
+    p.add_argument("--batch", type=int, default=None, help="rows per transaction (MASKING_PURGE_BATCH)")
+    subject = (subcommands(sub, "subject")
+               or group("subject", "a data subject's rights: everything held about one number"))
+    p = command(subject, "erase", cmd_subject_erase,
+                "anonymise every session of a number, except those under legal hold", listing=True)
+    p.add_argument("number", help="the subject's number (E.164)")
+    p.add_argument("--reason", help="why (the request's reference), for the audit row")
+
+
+def subcommands(sub, name: str):
+    """The subcommands of group `name` if another part of the CLI made it (`subject` is shared)."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        return None
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+async def cmd_sessions_hold(settings: Settings, args) -> int:
+    if not args.reason.strip():
+        raise UsageError("--reason must say why the session is held")
+    by = operator()
+    async with open_store(settings) as store:
+        session = await store.set_legal_hold(parse_uuid(args.session_id, "session id"), args.reason, by)
+    emit([session.to_json(utcnow())], SESSION_COLUMNS + ["legal_hold"], args.json)
+    return 0
+
+
+async def cmd_sessions_release_hold(settings: Settings, args) -> int:
+    from dataclasses import replace
+
+    by = replace(operator(), reason=args.reason)
+    async with open_store(settings) as store:
+        session = await store.release_legal_hold(parse_uuid(args.session_id, "session id"), by)
+    emit([session.to_json(utcnow())], SESSION_COLUMNS + ["legal_hold"], args.json)
+    return 0
+
+
+async def cmd_purge(settings: Settings, args) -> int:
+    batch = settings.purge_batch if args.batch is None else args.batch
+    if batch < 1:
+        raise UsageError("--batch must be at least 1")
+    async with open_store(settings) as store:
+        report = await store.purge(settings.retention, batch, dry_run=args.dry_run, by=operator())
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    verb = "would purge" if args.dry_run else "purged"
+    for kind, counts in report.to_json()["kinds"].items():
+        print(f"{kind}: {verb} {counts['purged']}, kept under legal hold {counts['held']}")
+    return 0
+
+
+async def cmd_subject_erase(settings: Settings, args) -> int:
+    from dataclasses import replace
+
+    from bridge.privacy.audit import clean_reason
+
+    number = parse_e164(args.number, settings.default_region)
+    async with open_store(settings) as store:
+        report = await store.erase_subject(number, replace(operator(), reason=clean_reason(args.reason)))
+    body = report.to_json()
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"erased {body['sessions_erased']} session(s) of {body['subject']}: "
+          f"{body['recordings_shredded']} recording(s) shredded, {body['calls_cleared']} call(s) cleared"
+          + (f"; closed first (were live): {', '.join(body['closed_first'])}" if body["closed_first"] else ""))
+    for kept in body["kept"]:
+        why = kept["reason"] + (f" ({kept['legal_hold_reason']})" if kept["legal_hold_reason"] else "")
+        print(f"kept {kept['session_id']}: {why}")
     return 0
 
 

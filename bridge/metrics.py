@@ -57,3 +57,5 @@ call_setup_seconds = Histogram(
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 webhook_failures_total = Counter("masking_webhook_failures_total", "Failed webhook deliveries.", "event_type")
 webhooks_delivered_total = Counter("masking_webhooks_delivered_total", "Delivered webhooks.", "event_type")
+retention_purged_total = Counter("masking_retention_purged_total",
+                                 "Rows purged past their retention, by kind.", "kind")

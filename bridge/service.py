@@ -22,6 +22,7 @@ import uuid
 import asyncpg
 from aiohttp import web
 
+from bridge import metrics
 from bridge.agi import FallbackAgi
 from bridge.ami import AsteriskMonitor
 from bridge.api.app import make_app
@@ -32,7 +33,7 @@ from bridge.calls.connect import ConnectRequest, connect_call, connect_row
 from bridge.calls.flow import CallDeps, adopt_call, collect_left_recording, masked_call
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
-from bridge.privacy.audit import changed_settings, config_snapshot, fingerprint
+from bridge.privacy.audit import Actor, changed_settings, config_snapshot, fingerprint
 from bridge.privacy.crypto import KeyRing
 from bridge.logs import get_logger
 from bridge.recordings.backfill import seal_in_background
@@ -90,6 +91,8 @@ class Service:
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
         self._tasks.append(asyncio.create_task(seal_in_background(self.store), name="recordings-seal"))
         self._tasks.append(asyncio.create_task(sync_wait_audio(self.store, self.settings), name="wait-audio-sync"))
+        if self.settings.purge_interval_seconds > 0:
+            self._tasks.append(asyncio.create_task(purge_periodically(self.store, self.settings), name="purge"))
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
 
@@ -297,6 +300,28 @@ class Service:
                 log.error("sessions.expiry_failed", error=type(exc).__name__)
                 delay = 5.0
             await asyncio.sleep(delay)
+
+
+async def purge_periodically(store: Store, settings: Settings) -> None:
+    """Retention without a cron: purge what is due every `purge_interval_seconds`
+    (first a minute after start, once the service settled). Safe beside other
+    instances and `masking purge`: batches skip rows another purge holds."""
+    by = Actor("service", f"service@{socket.gethostname()}")
+    await asyncio.sleep(min(60.0, settings.purge_interval_seconds))
+    while True:
+        try:
+            report = await store.purge(settings.retention, settings.purge_batch, by=by)
+            counts = report.to_json()["kinds"]
+            for kind, c in counts.items():
+                metrics.retention_purged_total.inc(kind, c["purged"])
+            if report.total or any(c["held"] for c in counts.values()):
+                log.info("retention.purged", **{f"{k}_purged": c["purged"] for k, c in counts.items()},
+                         **{f"{k}_held": c["held"] for k, c in counts.items()})
+        except StoreUnavailable:
+            log.warning("retention.database_unavailable")
+        except Exception as exc:
+            log.error("retention.purge_failed", error=type(exc).__name__)
+        await asyncio.sleep(settings.purge_interval_seconds)
 
 
 async def audit_configuration(store: Store, settings: Settings) -> bool:

@@ -88,6 +88,7 @@ def make_app(store: Store, settings: Settings,
     from bridge.api import subjects  # its handlers use this module's helpers
 
     subjects.add_routes(r)
+    add_retention_routes(r)
     return app
 
 
@@ -97,7 +98,14 @@ ROUTE_SCOPES = {"/v1/sessions": "sessions", "/v1/calls": "sessions", "/v1/webhoo
                 "/v1/wait-audio": "sessions", "/v1/subjects": "subjects"}
 
 
+# Holds decide what erasure may touch: the subjects scope, like erasure itself.
+SUFFIX_SCOPES = {"/legal-hold": "subjects"}
+
+
 def scope_for(path: str) -> str | None:
+    for suffix, scope in SUFFIX_SCOPES.items():
+        if path.endswith(suffix):
+            return scope
     for prefix, scope in ROUTE_SCOPES.items():
         if path == prefix or path.startswith(prefix + "/"):
             return scope
@@ -383,6 +391,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_endpoint(request: web.Request) -> web.Response:
     lines = [*metrics.calls_total.render(), *metrics.call_setup_seconds.render(),
              *metrics.webhook_failures_total.render(), *metrics.webhooks_delivered_total.render(),
+             *metrics.retention_purged_total.render(),
              *metrics.gauge("masking_active_calls", "Calls in progress.", request.app[ACTIVE_CALLS]()),
              *request.app[EXTRA_METRICS]()]
     try:
@@ -586,3 +595,37 @@ async def list_audit(request: web.Request) -> web.Response:
         action=checked_text(request.query.get("action"), "action", 100), session_id=uuid_query(request, "session_id"),
         since=time_query(request, "since"), limit=limit_param(request))
     return web.json_response({"entries": [entry_json(r) for r in rows]})
+
+
+# -- retention: legal hold, erasure (docs/privacy.md) --------------------------------------
+def add_retention_routes(r: web.UrlDispatcher) -> None:
+    r.add_post("/v1/sessions/{id}/legal-hold", set_legal_hold)
+    r.add_delete("/v1/sessions/{id}/legal-hold", release_legal_hold)
+    r.add_post("/v1/subjects/erase", erase_subject)
+
+
+async def set_legal_hold(request: web.Request) -> web.Response:
+    session_id = uuid_param(request)
+    body = await json_body(request)
+    refuse_unknown(body, {"reason"})
+    reason = text_field(body, "reason", 200)
+    if reason is None:
+        raise invalid("reason", "reason is required: why the session is held (a case or ticket)")
+    session = await request.app[STORE].set_legal_hold(session_id, reason, actor(request))
+    return web.json_response(session_json(session))
+
+
+async def release_legal_hold(request: web.Request) -> web.Response:
+    session = await request.app[STORE].release_legal_hold(uuid_param(request), actor(request))
+    return web.json_response(session_json(session))
+
+
+async def erase_subject(request: web.Request) -> web.Response:
+    """The number travels in the body, never in the URL (URLs land in access logs)."""
+    body = await json_body(request)
+    refuse_unknown(body, {"number"})
+    number = number_field(body, "number", request.app[SETTINGS])
+    report = await request.app[STORE].erase_subject(number, actor(request))
+    log.info("subject.erased", subject=report.subject, sessions=len(report.sessions_erased),
+             kept=len(report.kept), audit_seq=report.audit_seq)
+    return web.json_response(report.to_json())

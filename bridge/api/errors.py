@@ -16,6 +16,7 @@ from bridge.store import (
     IdempotencyConflict, NotFound, NumberAlreadyInPool, NumberInUse, NumberUnavailable, PoolExhausted,
     SessionNotActive, StoreUnavailable, UnknownWaitAudio,
 )
+from bridge.store import LegalHoldActive, SessionAnonymised
 from bridge.recordings.convert import UnsupportedAudio
 from bridge.recordings.wait_audio import SoundsDirUnknown
 
@@ -58,6 +59,10 @@ def from_exception(exc: Exception) -> ApiError | None:
         return ApiError(503, "sounds_unavailable", str(exc))
     if isinstance(exc, UnsupportedAudio):
         return ApiError(422, "unsupported_audio", str(exc))
+    if isinstance(exc, SessionAnonymised):
+        return ApiError(409, "session_anonymised", str(exc))
+    if isinstance(exc, LegalHoldActive):
+        return ApiError(409, "legal_hold", str(exc))
     if isinstance(exc, SessionNotActive):
         return ApiError(409, "session_not_active", str(exc))
     if isinstance(exc, NotFound):

@@ -4,6 +4,7 @@ leaves (a recording file nobody can decrypt, no number in any table)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from pathlib import Path
@@ -15,6 +16,7 @@ from bridge.privacy.retention import Kind, RetentionPolicy
 from bridge.recordings.sealed import SealedFileCorrupt, read_range
 from bridge.sessions.models import SessionRequest
 from bridge.store import NotFound, SessionAnonymised, Store, utcnow
+from tests.integration.test_api import api  # noqa: F401 (fixture)
 from tests.support.recordings import store_recording
 
 OPERATOR = Actor("cli:test", "cli@test", "ticket 42")
@@ -198,3 +200,166 @@ async def test_erasure_keeps_a_session_whose_call_is_in_progress(store, tmp_path
 
     assert report.kept == [{"session_id": str(session.id), "reason": "call_in_progress", "legal_hold_reason": None}]
     assert (await store.get_session(session.id)).participant_a == subject
+
+
+# -- the API -----------------------------------------------------------------------------
+async def test_the_api_holds_releases_and_erases_with_the_privacy_scope_only(api, store, tmp_path):
+    subject = "+6597770003"
+    session, _, recording_id = await session_with_call(store, tmp_path, a=subject)
+    plain_key = api.session.headers["Authorization"]  # sessions, numbers, recordings, audit: no privacy
+
+    refused = [await api.post(f"/v1/sessions/{session.id}/legal-hold", json={"reason": "x"}),
+               await api.post("/v1/subjects/erase", json={"number": subject})]
+    token, _ = await store.create_api_key("dpo", ["privacy"])
+    api.session.headers["Authorization"] = f"Bearer {token}"
+    held = await api.post(f"/v1/sessions/{session.id}/legal-hold", json={"reason": "case 7"},
+                          headers={"X-Audit-Reason": "court order"})
+    kept = await api.post("/v1/subjects/erase", json={"number": subject})
+    no_reason = await api.post(f"/v1/sessions/{session.id}/legal-hold", json={})
+    bad_number = await api.post("/v1/subjects/erase", json={"number": "+65123"})
+    unknown = await api.post(f"/v1/sessions/{uuid.uuid4()}/legal-hold", json={"reason": "x"})
+    released = await api.delete(f"/v1/sessions/{session.id}/legal-hold")
+    erased = await api.post("/v1/subjects/erase", json={"number": "9777 0003"})  # national form
+    too_late = await api.post(f"/v1/sessions/{session.id}/legal-hold", json={"reason": "late"})
+    api.session.headers["Authorization"] = plain_key
+    shown = await (await api.get(f"/v1/sessions/{session.id}")).json()
+    audio = await api.get(f"/v1/recordings/{recording_id}/audio")
+
+    assert [r.status for r in refused] == [403, 403]
+    assert held.status == 200 and (await held.json())["legal_hold"]["reason"] == "case 7"
+    assert (await kept.json())["kept"][0]["reason"] == "legal_hold"
+    assert (no_reason.status, (await no_reason.json())["error"]["field"]) == (422, "reason")
+    assert (bad_number.status, (await bad_number.json())["error"]["code"]) == (422, "invalid_number")
+    assert "+65123" not in await bad_number.text()
+    assert unknown.status == 404
+    assert released.status == 200 and (await released.json())["legal_hold"] is None
+    body = await erased.json()
+    assert erased.status == 200 and body["sessions_erased"] == 1 and body["recordings_shredded"] == 1
+    assert body["subject"] == "+65****0003" and subject[1:] not in await erased.text()
+    assert (too_late.status, (await too_late.json())["error"]["code"]) == (409, "session_anonymised")
+    assert shown["participant_a"] is None and shown["anonymised_at"] is not None and shown["legal_hold"] is None
+    assert audio.status == 410 and (await audio.json())["error"]["code"] == "recording_shredded"
+    [hold_row] = await store.list_audit(action="legal_hold.set")
+    assert (hold_row.reason, hold_row.session_id) == ("case 7", session.id)
+
+
+# -- real calls ----------------------------------------------------------------------------------
+def test_erasing_after_a_real_recorded_call_leaves_a_file_nobody_can_decrypt_and_no_number(stack, place_call):
+    from tests.integration.conftest import new_parties, query, wait_for_call_row
+    from tests.integration.test_privacy import leaks, pg_dump
+
+    parties = new_parties(stack)
+    call = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=2000)
+    assert call.counterpart.succeeded, call.counterpart.output
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    recording = row["recording"]
+    path = Path(recording["storage_path"])
+    assert decrypt_with(stack, recording["id"], path)[:4] == b"RIFF"  # readable before
+
+    status, body = api_call(stack, "POST", "/v1/subjects/erase", {"number": parties.b}, scopes=["privacy"])
+    audio_status, audio = api_call(stack, "GET", f"/v1/recordings/{recording['id']}/audio", scopes=["recordings"])
+
+    assert status == 200 and body["sessions_erased"] == 1 and body["recordings_shredded"] == 1
+    assert body["closed_first"] == [str(row["session_id"])]  # it was live: closed, then erased
+    assert path.is_file() and path.stat().st_size > 0
+    assert query(stack.dsn, "SELECT * FROM recording_keys WHERE recording_id = $1", recording["id"]) == []
+    for master_key in stack.keys.keys.values():  # nothing left that opens it
+        with pytest.raises(SealedFileCorrupt):
+            next(read_range(path, master_key, recording["id"], 0, 1))
+    assert audio_status == 410 and audio["error"]["code"] == "recording_shredded"
+    [call_row] = query(stack.dsn, "SELECT * FROM calls WHERE id = $1", row["id"])
+    assert call_row["disposition"] == "answered" and call_row["talk_seconds"] > 0  # accounting stays
+    dump = pg_dump(stack.dsn)
+    assert parties.virtual_number in dump  # the dump is real
+    assert leaks(dump, [parties.a, parties.b]) == []
+    # The caller dials again: the session is gone for them.
+    again = place_call(parties.a, parties.virtual_number, uac="uac_rejected.xml",
+                       uac_values={"final_status": 403, "tag": "erased"})
+    assert again.caller.succeeded, again.caller.output
+
+
+def test_a_held_session_keeps_its_real_recording_through_purge_and_erasure_until_released(stack, place_call):
+    from tests.integration.conftest import new_parties, query, wait_for_call_row
+    from tests.integration.test_cli import masking
+
+    parties = new_parties(stack)
+    call = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=2000)
+    assert call.counterpart.succeeded, call.counterpart.output
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    session_id, recording = str(row["session_id"]), row["recording"]
+    assert masking(stack, "sessions", "close", session_id).returncode == 0
+    # Past every period (30 days) by back-dating this session only: the shared database's other rows stay young.
+    query(stack.dsn, "UPDATE masking_sessions SET closed_at = now() - interval '40 days', created_at = now()"
+          " - interval '41 days', expires_at = now() - interval '39 days' WHERE id = $1", row["session_id"])
+    query(stack.dsn, "UPDATE calls SET started_at = now() - interval '40 days' WHERE id = $1", row["id"])
+    query(stack.dsn, "UPDATE recordings SET created_at = now() - interval '40 days' WHERE id = $1",
+          recording["id"])
+    periods = {f"MASKING_RETAIN_{k}_DAYS": "30" for k in ("RECORDINGS", "CALL_DETAILS", "SESSIONS")}
+
+    held = masking(stack, "sessions", "hold", session_id, "--reason", "dispute 88", "--json")
+    dry = masking(stack, "purge", "--dry-run", "--json", **periods)
+    purge = masking(stack, "purge", "--json", **periods)
+    erase = masking(stack, "subject", "erase", parties.a, "--json", "--reason", "request 5")
+    status, _ = api_call(stack, "GET", f"/v1/recordings/{recording['id']}/audio", scopes=["recordings"])
+
+    assert held.returncode == 0, held.stderr
+    assert json.loads(held.stdout)["legal_hold"]["reason"] == "dispute 88"
+    for result in (dry, purge):
+        assert result.returncode == 0, result.stderr
+        kinds = json.loads(result.stdout)["kinds"]
+        assert kinds["sessions"]["held"] >= 1 and kinds["recordings"]["held"] >= 1
+    assert json.loads(erase.stdout)["kept"] == [
+        {"session_id": session_id, "reason": "legal_hold", "legal_hold_reason": "dispute 88"}]
+    assert status == 200 and decrypt_with(stack, recording["id"], Path(recording["storage_path"]))[:4] == b"RIFF"
+
+    released = masking(stack, "sessions", "release-hold", session_id, "--reason", "settled")
+    after = masking(stack, "purge", **periods)
+    second = masking(stack, "purge", "--json", **periods)
+
+    assert released.returncode == 0, released.stderr
+    assert after.returncode == 0 and "sessions: purged 1," in after.stdout, after.stdout
+    assert "recordings: purged 1," in after.stdout  # shredded with its session
+    assert all(k["purged"] == 0 for k in json.loads(second.stdout)["kinds"].values())
+    [session_row] = query(stack.dsn, "SELECT * FROM masking_sessions WHERE id = $1", row["session_id"])
+    assert session_row["participant_a_sealed"] is None and session_row["anonymised_at"] is not None
+    assert query(stack.dsn, "SELECT * FROM recording_keys WHERE recording_id = $1", recording["id"]) == []
+    actions = [r["action"] for r in query(stack.dsn, "SELECT action FROM audit_log WHERE session_id = $1"
+                                          " ORDER BY seq", row["session_id"])]
+    assert actions[-2:] == ["legal_hold.set", "legal_hold.released"]
+    [run] = query(stack.dsn, "SELECT * FROM audit_log WHERE action = 'purge.run' ORDER BY seq DESC LIMIT 1")
+    assert run["actor"].startswith("cli:")
+
+
+def decrypt_with(stack, recording_id: uuid.UUID, path: Path) -> bytes:
+    from bridge.privacy.crypto import recording_key_context
+    from bridge.recordings.sealed import plaintext_size
+    from tests.integration.conftest import query
+
+    [key] = query(stack.dsn, "SELECT key_id, wrapped_key FROM recording_keys WHERE recording_id = $1",
+                  recording_id)
+    dek = stack.keys.open(key["key_id"], key["wrapped_key"], recording_key_context(recording_id))
+    return b"".join(read_range(path, dek, recording_id, 0, plaintext_size(path)))
+
+
+def api_call(stack, method: str, path: str, body: dict | None = None, scopes=("sessions",)) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    async def token():
+        store = await Store.connect(stack.dsn, stack.keys)
+        try:
+            return (await store.create_api_key("retention-test", list(scopes)))[0]
+        finally:
+            await store.close()
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.settings.http_port}{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {asyncio.run(token())}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            data = resp.read()
+            return resp.status, json.loads(data) if resp.headers.get("Content-Type", "").startswith(
+                "application/json") else {}
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
