@@ -289,7 +289,7 @@ KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "time_limit_seconds", "r
 def refuse_unknown(body: dict, known: set[str]) -> None:
     unknown = sorted(set(body) - known)
     if unknown:
-        raise invalid(unknown[0], f"unknown field {unknown[0]!r}")
+        raise invalid(unknown[0] or '""', f"unknown field {unknown[0]!r}")  # an empty name still names the field
 
 
 def session_request(body: dict, settings: Settings) -> SessionRequest:
