@@ -250,7 +250,13 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries):
                     " sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     row.id, row.call_id, row.storage_path, row.format, row.bytes, row.duration_seconds,
                     row.sha256, row.wrapped_key is not None)
-                if row.wrapped_key is not None:
+                # Collected after its session was erased (a process died between the
+                # hangup and the move): born shredded, its key never stored.
+                erased = await conn.fetchval(
+                    "UPDATE recordings r SET shredded_at = now() FROM calls c JOIN masking_sessions s"
+                    " ON s.id = c.session_id WHERE r.id = $1 AND c.id = r.call_id AND s.anonymised_at IS NOT NULL"
+                    " RETURNING r.id", row.id)
+                if row.wrapped_key is not None and erased is None:
                     await _insert_recording_key(conn, row.id, Sealed(row.key_id, row.wrapped_key))
 
         await self._run(insert)

@@ -218,7 +218,8 @@ class RetentionQueries:
                         raise SessionAnonymised("the session was anonymised: there is nothing left to hold")
                     raise NotFound("no such session")
                 await self.audit(by.name, "legal_hold.set", "session", str(session_id), source=by.source,
-                                 reason=reason, session_id=session_id, conn=conn)
+                                 reason=by.reason or reason, session_id=session_id, conn=conn,
+                                 details={"hold_reason": reason})
                 return self._session(row)
 
         return await self._run(hold)
