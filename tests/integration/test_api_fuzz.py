@@ -323,6 +323,20 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
     call("GET", "/v1/recordings/{id}/audio", 410, path_parameters={"id": str(seeded["gone"])},
          code="recording_gone")
 
+    # Legal hold and erasure: kept while held, erased once released, nothing left to hold after.
+    closed = session_id("closed")
+    held = call("POST", "/v1/sessions/{id}/legal-hold", 200, path_parameters=closed, body={"reason": "case 1"})
+    assert held.json()["legal_hold"]["reason"] == "case 1"
+    kept = call("POST", "/v1/subjects/erase", 200, body={"number": "+6591230002"}).json()
+    assert kept["kept"][0]["reason"] == "legal_hold" and kept["sessions_erased"] == 0
+    call("DELETE", "/v1/sessions/{id}/legal-hold", 200, path_parameters=closed)
+    assert call("POST", "/v1/subjects/erase", 200, body={"number": "+6591230002"}).json()["sessions_erased"] == 1
+    assert call("GET", "/v1/sessions/{id}", 200, path_parameters=closed).json()["participant_a"] is None
+    call("POST", "/v1/sessions/{id}/legal-hold", 409, path_parameters=closed, body={"reason": "late"},
+         code="session_anonymised")
+    call("POST", "/v1/subjects/erase", 403, body={"number": "+6591230002"}, token=server.narrow_token,
+         code="forbidden")
+
     # The pool: duplicates, retiring a busy number, retiring twice.
     call("POST", "/v1/numbers", 409, body={"number": POOL[0]}, code="number_exists")
     busy = call("DELETE", "/v1/numbers/{number}", 409, path_parameters={"number": POOL[0]}, code="number_in_use")
