@@ -138,10 +138,20 @@ class RetentionQueries:
         none is left; idempotent. `dry_run`: the same work in one transaction
         rolled back at the end (exact counts, nothing changed). `by` writes the
         purge.run audit row when anything was purged."""
+        from bridge.store import _UNAVAILABLE, StoreUnavailable
+
+        try:
+            return await self._purge(policy, batch, dry_run, by)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
+
+    async def _purge(self, policy: RetentionPolicy, batch: int, dry_run: bool, by: Actor | None) -> PurgeReport:
         from bridge.store import _expire_due
 
         report = PurgeReport(dry_run=dry_run)
-        async with self.pool.acquire() as conn:
+        async with asyncio.timeout(self.timeout + 1):
+            conn = await self.pool.acquire()
+        try:
             outer = conn.transaction()
             if dry_run:
                 await outer.start()
@@ -165,6 +175,8 @@ class RetentionQueries:
             finally:
                 if dry_run:
                     await outer.rollback()
+        finally:
+            await self.pool.release(conn)
         return report
 
     async def _purge_batch(self, conn, kind: Kind, policy: RetentionPolicy, now: datetime, cutoff: datetime,

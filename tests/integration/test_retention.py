@@ -402,3 +402,18 @@ async def test_the_service_purges_on_its_interval_audits_and_counts(store, tmp_p
     assert run.actor == "service" and run.details["sessions"]["purged"] == 1
     assert metrics.retention_purged_total.values["sessions"] == before + 1
     assert await store.recording_key(recording_id) is None
+
+
+async def test_with_the_database_down_purge_and_erasure_say_so():
+    from bridge.store import StoreUnavailable
+    from tests.support.keys import shared_keys
+    from tests.support.ports import free_port
+
+    down = await Store.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", shared_keys(), timeout=1)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await down.purge(NOTHING_KEPT)
+        with pytest.raises(StoreUnavailable):
+            await down.erase_subject("+6597770005", OPERATOR)
+    finally:
+        await down.close()
