@@ -650,7 +650,9 @@ def subcommands(sub, name: str):
 
 
 async def cmd_sessions_hold(settings: Settings, args) -> int:
-    if not args.reason.strip():
+    from bridge.privacy.audit import clean_reason
+
+    if clean_reason(args.reason) is None:
         raise UsageError("--reason must say why the session is held")
     by = operator()
     async with open_store(settings) as store:

@@ -417,3 +417,17 @@ async def test_with_the_database_down_purge_and_erasure_say_so():
             await down.erase_subject("+6597770005", OPERATOR)
     finally:
         await down.close()
+
+
+def test_the_cli_refuses_bad_input_with_exit_code_2_and_never_echoes_a_number(stack):
+    from tests.integration.test_cli import masking
+
+    malformed = masking(stack, "subject", "erase", "+65123")
+    no_reason = masking(stack, "sessions", "hold", str(uuid.uuid4()), "--reason", " ")
+    unknown = masking(stack, "sessions", "hold", str(uuid.uuid4()), "--reason", "case 3")
+    bad_batch = masking(stack, "purge", "--batch", "0")
+
+    assert malformed.returncode == 2 and "+65123" not in malformed.stderr + malformed.stdout
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    assert unknown.returncode == 1 and "no such session" in unknown.stderr
+    assert bad_batch.returncode == 2
