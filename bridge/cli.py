@@ -683,6 +683,8 @@ async def cmd_purge(settings: Settings, args) -> int:
     verb = "would purge" if args.dry_run else "purged"
     for kind, counts in report.to_json()["kinds"].items():
         print(f"{kind}: {verb} {counts['purged']}, kept under legal hold {counts['held']}")
+    if report.held_sessions:
+        print("kept under legal hold: sessions " + ", ".join(report.to_json()["held_sessions"]))
     return 0
 
 

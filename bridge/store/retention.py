@@ -34,21 +34,22 @@ BATCH_SECONDS = 60.0
 # their retention moment and whether their session is held; then the change.
 CANDIDATES = {
     Kind.SESSIONS: (
-        "SELECT id, status, closed_at, expires_at, legal_hold_at IS NOT NULL AS held FROM masking_sessions"
+        "SELECT id, id AS session_id, status, closed_at, expires_at, legal_hold_at IS NOT NULL AS held"
+        " FROM masking_sessions"
         " WHERE anonymised_at IS NULL AND status <> 'active' AND coalesce(closed_at, expires_at) < $1"
         " AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"),
     Kind.RECORDINGS: (
-        "SELECT r.id, r.created_at AS moment, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
+        "SELECT r.id, r.created_at AS moment, s.id AS session_id, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
         " FROM recordings r JOIN calls c ON c.id = r.call_id LEFT JOIN masking_sessions s ON s.id = c.session_id"
         " WHERE r.shredded_at IS NULL AND r.created_at < $1 AND ($2::uuid IS NULL OR r.id > $2)"
         " ORDER BY r.id LIMIT $3 FOR UPDATE OF r SKIP LOCKED"),
     Kind.CALL_DETAILS: (
-        "SELECT c.id, c.started_at AS moment, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
+        "SELECT c.id, c.started_at AS moment, s.id AS session_id, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
         " FROM calls c LEFT JOIN masking_sessions s ON s.id = c.session_id"
         " WHERE c.details_purged_at IS NULL AND c.disposition <> 'in_progress' AND c.started_at < $1"
         " AND ($2::uuid IS NULL OR c.id > $2) ORDER BY c.id LIMIT $3 FOR UPDATE OF c SKIP LOCKED"),
     Kind.WEBHOOK_EVENTS: (
-        "SELECT o.id, o.created_at AS moment, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
+        "SELECT o.id, o.created_at AS moment, s.id AS session_id, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
         " FROM webhook_outbox o LEFT JOIN masking_sessions s ON s.id = o.session_id"
         " WHERE o.status <> 'pending' AND o.created_at < $1 AND ($2::bigint IS NULL OR o.id > $2)"
         " ORDER BY o.id LIMIT $3 FOR UPDATE OF o SKIP LOCKED"),
@@ -66,6 +67,7 @@ class PurgeReport:
     purged: dict[Kind, int] = field(default_factory=lambda: {k: 0 for k in Kind})
     held: dict[Kind, int] = field(default_factory=lambda: {k: 0 for k in Kind})
     batches: dict[Kind, list[int]] = field(default_factory=lambda: {k: [] for k in Kind})  # changes per batch
+    held_sessions: set[uuid.UUID] = field(default_factory=set)  # the holds that kept them
 
     @property
     def total(self) -> int:
@@ -74,7 +76,8 @@ class PurgeReport:
     def to_json(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run,
                 "kinds": {k.value: {"purged": self.purged[k], "held": self.held[k],
-                                    "batches": len(self.batches[k])} for k in Kind}}
+                                    "batches": len(self.batches[k])} for k in Kind},
+                "held_sessions": sorted(str(s) for s in self.held_sessions)}
 
 
 @dataclass
@@ -193,6 +196,7 @@ class RetentionQueries:
                     due.append(row["id"])
                 elif decision is Verdict.HELD:
                     report.held[kind] += 1
+                    report.held_sessions.add(row["session_id"])
             if kind is Kind.SESSIONS:
                 for session_id in due:
                     shredded, cleared = await self._anonymise_session(conn, session_id)

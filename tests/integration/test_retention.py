@@ -159,6 +159,7 @@ async def test_a_hold_keeps_recordings_and_call_details_past_their_own_periods(s
     report = await store.purge(NOTHING_KEPT)
 
     assert report.held[Kind.RECORDINGS] == 1 and report.held[Kind.CALL_DETAILS] == 1
+    assert report.held_sessions == {session.id}
     assert report.total == 0 and await store.recording_key(recording_id) is not None
 
 
@@ -309,6 +310,7 @@ def test_a_held_session_keeps_its_real_recording_through_purge_and_erasure_until
         assert result.returncode == 0, result.stderr
         kinds = json.loads(result.stdout)["kinds"]
         assert kinds["sessions"]["held"] >= 1 and kinds["recordings"]["held"] >= 1
+        assert session_id in json.loads(result.stdout)["held_sessions"]
     assert json.loads(erase.stdout)["kept"] == [
         {"session_id": session_id, "reason": "legal_hold", "legal_hold_reason": "dispute 88"}]
     assert status == 200 and decrypt_with(stack, recording["id"], Path(recording["storage_path"]))[:4] == b"RIFF"
