@@ -204,14 +204,14 @@ async def test_erasure_keeps_a_session_whose_call_is_in_progress(store, tmp_path
 
 
 # -- the API -----------------------------------------------------------------------------
-async def test_the_api_holds_releases_and_erases_with_the_privacy_scope_only(api, store, tmp_path):
+async def test_the_api_holds_releases_and_erases_with_the_subjects_scope_only(api, store, tmp_path):
     subject = "+6597770003"
     session, _, recording_id = await session_with_call(store, tmp_path, a=subject)
-    plain_key = api.session.headers["Authorization"]  # sessions, numbers, recordings, audit: no privacy
+    plain_key = api.session.headers["Authorization"]  # sessions, numbers, recordings, audit: no subjects
 
     refused = [await api.post(f"/v1/sessions/{session.id}/legal-hold", json={"reason": "x"}),
                await api.post("/v1/subjects/erase", json={"number": subject})]
-    token, _ = await store.create_api_key("dpo", ["privacy"])
+    token, _ = await store.create_api_key("dpo", ["subjects"])
     api.session.headers["Authorization"] = f"Bearer {token}"
     held = await api.post(f"/v1/sessions/{session.id}/legal-hold", json={"reason": "case 7"},
                           headers={"X-Audit-Reason": "court order"})
@@ -258,7 +258,7 @@ def test_erasing_after_a_real_recorded_call_leaves_a_file_nobody_can_decrypt_and
     path = Path(recording["storage_path"])
     assert decrypt_with(stack, recording["id"], path)[:4] == b"RIFF"  # readable before
 
-    status, body = api_call(stack, "POST", "/v1/subjects/erase", {"number": parties.b}, scopes=["privacy"])
+    status, body = api_call(stack, "POST", "/v1/subjects/erase", {"number": parties.b}, scopes=["subjects"])
     audio_status, audio = api_call(stack, "GET", f"/v1/recordings/{recording['id']}/audio", scopes=["recordings"])
 
     assert status == 200 and body["sessions_erased"] == 1 and body["recordings_shredded"] == 1
