@@ -639,6 +639,7 @@ def add_retention_commands(sub, sessions, command, group) -> None:
                 "anonymise every session of a number, except those under legal hold", listing=True)
     p.add_argument("number", help="the subject's number (E.164)")
     p.add_argument("--reason", help="why (the request's reference), for the audit row")
+    p.add_argument("--request", dest="request_id", help="the open erasure request this answers: marked done")
 
 
 def subcommands(sub, name: str):
@@ -693,9 +694,19 @@ async def cmd_subject_erase(settings: Settings, args) -> int:
 
     from bridge.privacy.audit import clean_reason
 
+    from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen
+
     number = parse_e164(args.number, settings.default_region)
+    request_id = parse_uuid(args.request_id, "--request") if args.request_id else None
     async with open_store(settings) as store:
-        report = await store.erase_subject(number, replace(operator(), reason=clean_reason(args.reason)))
+        try:
+            report = await store.erase_subject(number, replace(operator(), reason=clean_reason(args.reason)),
+                                               request_id=request_id)
+        except RequestMismatch as exc:
+            raise UsageError(str(exc)) from None
+        except RequestNotOpen as exc:
+            print(f"masking: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     body = report.to_json()
     if args.json:
         print(json.dumps(body, indent=2))
@@ -706,6 +717,8 @@ async def cmd_subject_erase(settings: Settings, args) -> int:
     for kept in body["kept"]:
         why = kept["reason"] + (f" ({kept['legal_hold_reason']})" if kept["legal_hold_reason"] else "")
         print(f"kept {kept['session_id']}: {why}")
+    if request_id:
+        print(f"request {request_id} done")
     return 0
 
 

@@ -622,10 +622,17 @@ async def release_legal_hold(request: web.Request) -> web.Response:
 
 async def erase_subject(request: web.Request) -> web.Response:
     """The number travels in the body, never in the URL (URLs land in access logs)."""
+    from bridge.api.subjects import refused
+    from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen
+
     body = await json_body(request)
-    refuse_unknown(body, {"number"})
+    refuse_unknown(body, {"number", "request_id"})
     number = number_field(body, "number", request.app[SETTINGS])
-    report = await request.app[STORE].erase_subject(number, actor(request))
+    try:
+        report = await request.app[STORE].erase_subject(number, actor(request),
+                                                        request_id=uuid_field(body, "request_id"))
+    except (RequestNotOpen, RequestMismatch) as exc:
+        raise refused(exc) from None
     log.info("subject.erased", subject=report.subject, sessions=len(report.sessions_erased),
              kept=len(report.kept), audit_seq=report.audit_seq)
     return web.json_response(report.to_json())

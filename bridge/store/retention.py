@@ -89,13 +89,15 @@ class ErasureReport:
     calls_cleared: int = 0
     kept: list[dict[str, Any]] = field(default_factory=list)  # {session_id, reason, legal_hold_reason}
     audit_seq: int | None = None
+    request_id: uuid.UUID | None = None  # the erasure request answered
 
     def to_json(self) -> dict[str, Any]:
         return {"subject": self.subject, "sessions_erased": len(self.sessions_erased),
                 "session_ids": [str(s) for s in self.sessions_erased],
                 "closed_first": [str(s) for s in self.closed_first],
                 "recordings_shredded": self.recordings_shredded, "calls_cleared": self.calls_cleared,
-                "kept": self.kept, "audit_seq": self.audit_seq}
+                "kept": self.kept, "audit_seq": self.audit_seq,
+                "request_id": str(self.request_id) if self.request_id else None}
 
 
 class RetentionQueries:
@@ -263,15 +265,20 @@ class RetentionQueries:
         return await self._run(release)
 
     # -- erasure ----------------------------------------------------------------------------
-    async def erase_subject(self, number: str, by: Actor, batch: int = 200) -> ErasureReport:
+    async def erase_subject(self, number: str, by: Actor, batch: int = 200,
+                            request_id: uuid.UUID | None = None) -> ErasureReport:
         """Anonymise every session `number` (E.164) takes part in, found by its
         keyed hash, except those under legal hold or with a call in progress
         (reported, with why); a live one is closed first. Audited as
-        subject.erased with the subject's keyed hash, never the number."""
+        subject.erased with the subject's keyed hash, never the number.
+        `request_id`: the open erasure request this answers, marked done with
+        the last batch (refused before anything is erased if it is not one)."""
         from bridge.store import _expire_due
 
+        if request_id is not None:
+            await self.open_request_for(request_id, number, ("erasure",))
         subject = self.keys.lookup_hash(number)
-        report = ErasureReport(subject=mask_number(number))
+        report = ErasureReport(subject=mask_number(number), request_id=request_id)
 
         async def erase_batch(conn, after):
             async with conn.transaction():
@@ -302,6 +309,10 @@ class RetentionQueries:
                         by, "subject.erased", "subject", report.subject, conn, subject_hash=subject,
                         details={k: v for k, v in report.to_json().items() if k not in ("subject", "audit_seq")})
                     report.audit_seq = entry.seq
+                    if request_id is not None:
+                        await self.complete_subject_request(
+                            request_id, by, conn=conn,
+                            details={"sessions_erased": len(report.sessions_erased), "kept": len(report.kept)})
                 return rows[-1]["id"] if rows else after, len(rows)
 
         after, scanned = None, batch

@@ -336,6 +336,8 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
          code="session_anonymised")
     call("POST", "/v1/subjects/erase", 403, body={"number": "+6591230002"}, token=server.narrow_token,
          code="forbidden")
+    call("POST", "/v1/subjects/erase", 404, body={"number": "+6591230002", "request_id": str(uuid.uuid4())},
+         code="not_found")
 
     # The pool: duplicates, retiring a busy number, retiring twice.
     call("POST", "/v1/numbers", 409, body={"number": POOL[0]}, code="number_exists")

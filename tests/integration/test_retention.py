@@ -433,3 +433,31 @@ def test_the_cli_refuses_bad_input_with_exit_code_2_and_never_echoes_a_number(st
     assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
     assert unknown.returncode == 1 and "no such session" in unknown.stderr
     assert bad_batch.returncode == 2
+
+
+async def test_erasure_answers_an_open_erasure_request_and_refuses_any_other(store, tmp_path):
+    from datetime import timedelta
+
+    from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen
+
+    subject = "+6597770006"
+    await session_with_call(store, tmp_path, a=subject)
+    now = utcnow()
+    erasure = await store.open_subject_request("erasure", subject, now, now + timedelta(days=30), OPERATOR)
+    access = await store.open_subject_request("access", subject, now, now + timedelta(days=30), OPERATOR)
+    other = await store.open_subject_request("erasure", "+6597770007", now, now + timedelta(days=30), OPERATOR)
+
+    with pytest.raises(RequestMismatch):
+        await store.erase_subject(subject, OPERATOR, request_id=access.id)
+    with pytest.raises(RequestMismatch):
+        await store.erase_subject(subject, OPERATOR, request_id=other.id)
+    assert await store.list_audit(action="subject.erased") == []  # refused before anything was erased
+    report = await store.erase_subject(subject, OPERATOR, request_id=erasure.id)
+    with pytest.raises(RequestNotOpen):
+        await store.erase_subject(subject, OPERATOR, request_id=erasure.id)
+
+    assert len(report.sessions_erased) == 1 and report.to_json()["request_id"] == str(erasure.id)
+    done, _ = await store.subject_request(erasure.id)
+    assert done.status == "done"
+    [closed] = await store.list_audit(action="subject.request.closed")
+    assert closed.details["sessions_erased"] == 1 and closed.seq == report.audit_seq + 1
