@@ -619,6 +619,8 @@ async def cmd_subject_requests(settings: Settings, args) -> int:
         requests = await store.list_subject_requests(args.status, args.overdue, args.kind, args.limit)
     now = utcnow()
     emit([r.to_json(now) for r in requests], REQUEST_COLUMNS, args.json, "requests")
+    return 0
+
 
 # -- retention, legal hold, erasure (docs/privacy.md) ---------------------------------
 def add_retention_commands(sub, sessions, command, group) -> None:
@@ -693,7 +695,6 @@ async def cmd_subject_erase(settings: Settings, args) -> int:
     from dataclasses import replace
 
     from bridge.privacy.audit import clean_reason
-
     from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen
 
     number = parse_e164(args.number, settings.default_region)
