@@ -17,6 +17,8 @@ from itertools import count
 
 import pytest
 
+from bridge.sessions.resolve import Connect, resolve_route
+from bridge.store import utcnow
 from tests.integration.conftest import query, wait_for_call_row
 from tests.integration.test_api import api, create, error_code, numbers  # noqa: F401 (fixture)
 from tests.integration.test_api_call import api_token  # noqa: F401 (fixture)
@@ -251,3 +253,35 @@ async def test_parallel_per_participant_creates_never_double_book_a_holder(api, 
         rows = await conn.fetch("SELECT virtual_number, number_hash, count(*) FROM session_participants"
                                 " WHERE live GROUP BY 1, 2 HAVING count(*) > 1")
     assert rows == []
+
+
+async def test_an_explicit_number_its_holder_already_holds_live_is_number_in_use(api, store):
+    await numbers(store, "+6560003001", "+6560003002", "+6560003003")
+    await create(api, caller_id_policy="per_participant", virtual_number="+6560003001",
+                 virtual_number_b="+6560003002")
+
+    again = await create(api, a="+6591110002", status=409, caller_id_policy="per_participant",
+                         virtual_number="+6560003003", virtual_number_b="+6560003002")
+
+    assert error_code(again) == "number_in_use"
+
+
+async def test_b_may_hold_a_s_number_with_someone_else_and_each_number_reaches_its_holders_counterpart(api, store):
+    a, b, c = "+6591110001", "+6581110001", "+6591110003"
+    await numbers(store, "+6560003001", "+6560003002")
+    shared = await create(api, a=c, b=b, virtual_number="+6560003001")  # B and C on N1
+
+    mine = await create(api, a=a, b=b, caller_id_policy="per_participant", virtual_number="+6560003001",
+                        virtual_number_b="+6560003002")
+
+    def reached(number, caller):
+        async def route():
+            found = resolve_route(await store.route_lookup(number, caller), caller, utcnow())
+            return (str(found.session.id), found.counterpart, found.caller_id) if isinstance(found, Connect) \
+                else found.reason.value
+        return route()
+
+    assert await reached("+6560003001", a) == (mine["id"], b, "+6560003002")
+    assert await reached("+6560003002", b) == (mine["id"], a, "+6560003001")
+    assert await reached("+6560003001", b) == (shared["id"], c, "+6560003001")
+    assert await reached("+6560003002", a) == "not_a_participant"
