@@ -66,6 +66,18 @@ def assert_shows_only(messages: list[str], shown: str, hidden: tuple[str, ...]) 
     assert "Remote-Party-ID:" not in everything and "Diversion:" not in everything
 
 
+def test_the_cli_refuses_a_second_number_the_policy_does_not_use(stack):
+    x_a, x_b, a, b = fresh(stack)
+    base = ("sessions", "create", "--purpose", "delivery_order", "--a", a, "--b", b)
+
+    shared = masking(stack, *base, "--number-b", x_b)
+    same = masking(stack, *base, "--caller-id", "per_participant", "--number", x_a, "--number-b", x_a)
+
+    assert shared.returncode == 2 and "--caller-id per_participant" in shared.stderr
+    assert same.returncode == 2 and "must differ" in same.stderr
+    assert x_a not in shared.stderr + same.stderr, "the error repeats a number"
+
+
 def test_a_dialing_their_number_rings_b_showing_b_s_own_number_only(stack, place_call):
     x_a, x_b, a, b = per_participant_session(stack, record=True)
 
