@@ -208,8 +208,9 @@ class Store(AuditQueries, CallerIdQueries):
                 FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL (
                     SELECT * FROM masking_sessions
-                    WHERE $2::bytea IS NOT NULL
-                      AND ((virtual_number = $1 AND (participant_a_hash = $2 OR participant_b_hash = $2))
+                    WHERE $2::bytea IS NOT NULL  -- sessions where the caller holds this number:
+                      AND ((virtual_number = $1
+                            AND (participant_a_hash = $2 OR (participant_b_hash = $2 AND virtual_number_b IS NULL)))
                            OR (virtual_number_b = $1 AND participant_b_hash = $2))
                     ORDER BY created_at DESC LIMIT 5
                 ) AS s ON true

@@ -297,3 +297,19 @@ async def test_b_may_hold_a_s_number_with_someone_else_and_each_number_reaches_i
     assert await reached("+6560003002", b) == (mine["id"], a, "+6560003001")
     assert await reached("+6560003001", b) == (shared["id"], c, "+6560003001")
     assert await reached("+6560003002", a) == "not_a_participant"
+
+
+async def test_many_newer_sessions_where_b_does_not_hold_the_number_do_not_hide_b_s_live_one(api, store):
+    # A driver B is on N with C; meanwhile customers' per-participant sessions with B give
+    # the customers N (B holds M there). The lookup of B dialing N must still find C.
+    b, c = "+6581110001", "+6591110003"
+    await numbers(store, "+6560003001", "+6560003002")
+    shared = await create(api, a=c, b=b, virtual_number="+6560003001")
+    for i in range(6):
+        other = await create(api, a=f"+659111100{i}", b=b, caller_id_policy="per_participant",
+                             virtual_number="+6560003001", virtual_number_b="+6560003002")
+        await api.delete(f"/v1/sessions/{other['id']}")
+
+    route = resolve_route(await store.route_lookup("+6560003001", b), b, utcnow())
+
+    assert isinstance(route, Connect) and str(route.session.id) == shared["id"] and route.counterpart == c
