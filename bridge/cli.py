@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook-url", help="where this session's call events go")
     p.add_argument("--time-limit", type=int, default=None,
                    help="end each call this many seconds after its answer (a warning beep comes first)")
+    p.add_argument("--caller-id", choices=["shared", "per_participant"], default="shared",
+                   help="per_participant: each participant dials, and sees, a virtual number of their own")
+    p.add_argument("--number-b", help="with --caller-id per_participant: B's number, explicitly")
     p = command(sessions, "list", cmd_sessions_list, "latest sessions", listing=True)
     p.add_argument("--external-ref")
     p.add_argument("--status", choices=["active", "expired", "closed"])
@@ -342,7 +345,8 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
         window_starts_at=window[0], window_ends_at=window[1],
         record=settings.record_by_default and not args.no_record, external_ref=args.external_ref,
         webhook_url=args.webhook_url, sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,
-        virtual_number=parse_e164(args.number) if args.number else None, time_limit_seconds=args.time_limit)
+        virtual_number=parse_e164(args.number) if args.number else None, time_limit_seconds=args.time_limit,
+        **caller_id_options(args))
     async with open_store(settings) as store:
         try:
             session, _ = await store.create_session(request)
@@ -352,6 +356,16 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
     # JSON by default: scripts read the virtual number from it.
     emit([session.to_json(utcnow())], SESSION_COLUMNS, True)
     return 0
+
+
+def caller_id_options(args) -> dict:
+    """--caller-id and --number-b, checked as the API checks them."""
+    number_b = parse_e164(args.number_b) if args.number_b else None
+    if number_b and args.caller_id != "per_participant":
+        raise UsageError("--number-b is B's own number: it needs --caller-id per_participant")
+    if number_b and args.number and number_b == parse_e164(args.number):
+        raise UsageError("--number-b must differ from --number")
+    return {"caller_id_policy": args.caller_id, "virtual_number_b": number_b}
 
 
 async def cmd_sessions_list(settings: Settings, args) -> int:

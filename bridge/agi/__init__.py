@@ -76,7 +76,7 @@ class FallbackAgi:
         variables = {"MASKING_CALL_ID": str(call_id)}
         if isinstance(route, Connect):
             variables.update(MASKING_DIAL=f"PJSIP/{route.counterpart}@{self.settings.outbound_endpoint}",
-                             MASKING_CLI=virtual_number, MASKING_RECORD="1" if session.record else "0",
+                             MASKING_CLI=route.caller_id, MASKING_RECORD="1" if session.record else "0",
                              MASKING_RECORDING=f"{ids.recording(call_id)}.{self.settings.recording_format}",
                              MASKING_NOTICE=self.settings.notice.sound,
                              MASKING_OPT_OUT_DIGIT=self.settings.notice.opt_out_digit)

@@ -31,6 +31,7 @@ from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.recordings import wait_audio
 from bridge.recordings.reading import AudioUnavailable, open_audio
 from bridge.recordings.sealed import SealedFileError
+from bridge.sessions import caller_id
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
 from bridge.store import SessionNotActive, Store, StoreUnavailable, utcnow
 
@@ -282,7 +283,7 @@ def limit_param(request: web.Request) -> int:
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
                         "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
                         "allowed_window", "time_limit_seconds", "wait_audio_id",
-                        "recording_channels"}
+                        "recording_channels", "caller_id_policy", "virtual_number_b"}
 KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "time_limit_seconds", "record", "custom_field"}
 
 
@@ -305,6 +306,7 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
                                                              "a code like delivery_order"))
     window_start, window_end = window_field(body, "allowed_window")
     return SessionRequest(
+        **caller_id_fields(body, settings),
         participant_a=a, participant_b=b, purpose=purpose,
         window_starts_at=window_start, window_ends_at=window_end,
         ttl_seconds=int_field(body, "ttl_seconds", settings.default_ttl, 1, MAX_TTL),
@@ -320,6 +322,17 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         wait_audio_id=uuid_field(body, "wait_audio_id"),
         recording_channels=int_field(body, "recording_channels", 1, 1, 2),
     )
+
+
+def caller_id_fields(body: dict, settings: Settings) -> dict:
+    """The caller ID policy and, under 'per_participant', B's own number if given."""
+    policy = choice_field(body, "caller_id_policy", caller_id.SHARED, caller_id.POLICIES)
+    number_b = number_field(body, "virtual_number_b", settings, required=False)
+    problem = caller_id.numbers_problem(policy, number_field(body, "virtual_number", settings, required=False),
+                                        number_b)
+    if problem:
+        raise invalid("virtual_number_b", problem)
+    return {"caller_id_policy": policy, "virtual_number_b": number_b}
 
 
 def connect_request(body: dict, settings: Settings) -> ConnectRequest:

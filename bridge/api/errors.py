@@ -48,7 +48,7 @@ def from_exception(exc: Exception) -> ApiError | None:
     if isinstance(exc, NumberInUse):
         return ApiError(409, "number_in_use", str(exc), session_ids=exc.session_ids)
     if isinstance(exc, NumberUnavailable):
-        return ApiError(422, "number_unavailable", str(exc), "virtual_number")
+        return ApiError(422, "number_unavailable", str(exc), exc.field)
     if isinstance(exc, NumberAlreadyInPool):
         return ApiError(409, "number_exists", "that number is already in the pool", "number")
     if isinstance(exc, IdempotencyConflict):

@@ -28,6 +28,7 @@ from bridge.calls.notice import NoticeHeard
 from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow
 from bridge.logs import get_logger
+from bridge.sessions.caller_id import number_of, other
 from bridge.sessions.models import MaskingSession
 from bridge.store import utcnow
 
@@ -49,7 +50,8 @@ def connect_row(call_id: uuid.UUID, session: MaskingSession, request: ConnectReq
     """The call's row as it is written before the call starts, so that the
     API's `Location` answers at once."""
     return {
-        "call_id": call_id, "virtual_number": session.virtual_number,
+        # As if the first party had dialed: the number that is theirs.
+        "call_id": call_id, "virtual_number": number_of(session, request.first),
         "caller_channel_id": ids.caller_channel(call_id), "started_at": utcnow(), "session_id": session.id,
         "direction": "a_to_b" if request.first == "a" else "b_to_a", "kind": "connect",
         "custom_field": request.custom_field, "asterisk_node": node,
@@ -72,8 +74,9 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
         if session.ttl_mode == "last_interaction":
             row.touch_session(session.id)
 
-        # 1. Call the first party, showing only the virtual number.
-        await dial_masked(deps, events, call.caller_id, first, session.virtual_number,
+        # 1. Call the first party, showing only the virtual number (their own,
+        #    under the per-participant caller ID policy).
+        await dial_masked(deps, events, call.caller_id, first, number_of(session, request.first),
                           app_args=f"caller,{call.id}", originator=None)
         setup_ms = int((time.monotonic() - started) * 1000)
         row.update(setup_ms=setup_ms)
@@ -107,7 +110,7 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
             raise CallAborted("the first party hung up during the prompt")
         await ari.ring(call.caller_id)
         call.callee_id = ids.callee_channel(call.id)
-        await dial_masked(deps, events, call.callee_id, second, session.virtual_number,
+        await dial_masked(deps, events, call.callee_id, second, number_of(session, other(request.first)),
                           app_args=f"callee,{call.id}", originator=call.caller_id)
         row.update(callee_channel_id=call.callee_id)
         clog.info("call.dialing", leg="second")

@@ -151,7 +151,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         else:
             await ari.ring(caller.id)
         call.callee_id = ids.callee_channel(call.id)
-        await dial_masked(deps, events, call.callee_id, route.counterpart, virtual_number,
+        await dial_masked(deps, events, call.callee_id, route.counterpart, route.caller_id,
                           app_args=f"callee,{call.id}", originator=caller.id)
         setup_ms = _ms_since(received)
         row.update(callee_channel_id=call.callee_id, setup_ms=setup_ms)

@@ -41,6 +41,8 @@ class MaskingSession:
     legal_hold_at: datetime | None = None
     legal_hold_reason: str | None = None
     legal_hold_by: str | None = None
+    caller_id_policy: str = "shared"  # or 'per_participant': B dials and sees virtual_number_b
+    virtual_number_b: str | None = None  # B's own number under 'per_participant' (sessions/caller_id.py)
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now
@@ -60,6 +62,8 @@ class MaskingSession:
         return {
             "id": str(self.id),
             "virtual_number": self.virtual_number,
+            "virtual_number_b": self.virtual_number_b,
+            "caller_id_policy": self.caller_id_policy,
             "participant_a": self.participant_a,
             "participant_b": self.participant_b,
             "status": self.state(now),
@@ -90,6 +94,7 @@ class RouteLookup:
 
     number_in_pool: bool
     sessions: tuple[MaskingSession, ...]  # sessions on this number that include the caller
+    virtual_number: str | None = None  # the number dialed (None: not known)
 
 
 @dataclass(frozen=True)
@@ -113,3 +118,5 @@ class SessionRequest:
     country_match: bool = True
     quarantine_seconds: int = 0
     time_limit_seconds: int | None = None
+    caller_id_policy: str = "shared"  # 'per_participant': a second number, B's own
+    virtual_number_b: str | None = None  # explicit assignment of B's number under 'per_participant'

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.sessions.caller_id import holds, number_of
 from bridge.sessions.models import MaskingSession, RouteLookup
 
 
@@ -29,6 +30,11 @@ class Connect:
     session: MaskingSession
     counterpart: str
     direction: str  # 'a_to_b' or 'b_to_a'
+
+    @property
+    def caller_id(self) -> str:
+        """What the counterpart's phone shows: the virtual number that is theirs."""
+        return number_of(self.session, "b" if self.direction == "a_to_b" else "a")
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ def resolve_route(lookup: RouteLookup, caller: str | None, now: datetime) -> Rou
         return Reject(RejectReason.UNKNOWN_NUMBER)
     if caller is None:
         return Reject(RejectReason.INVALID_CALLER)
-    mine = [s for s in lookup.sessions if caller in (s.participant_a, s.participant_b)]
+    mine = [s for s in lookup.sessions if holds(s, caller, lookup.virtual_number)]
     if not mine:
         return Reject(RejectReason.NOT_A_PARTICIPANT)
     live = [s for s in mine if s.is_live(now)]

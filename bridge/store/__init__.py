@@ -20,11 +20,13 @@ import asyncpg
 from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import DecryptionFailed, KeyRing, Sealed, number_context, recording_key_context
 from bridge.privacy.numbers import mask_number
+from bridge.sessions.caller_id import PER_PARTICIPANT
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_number, region_of
 from bridge.store.audit import AuditQueries
 from bridge.store.retention import ErasureReport, PurgeReport, RetentionQueries
 from bridge.store.subjects import SubjectQueries
+from bridge.store.caller_id import CallerIdQueries
 
 MIGRATION_LOCK = 0x6D61736B  # 'mask': serialises concurrent `db upgrade`
 
@@ -47,6 +49,10 @@ class NotFound(StoreError):
 
 class NumberUnavailable(StoreError):
     """An explicitly requested number is not in the pool, or retired."""
+
+    def __init__(self, message: str, field: str = "virtual_number"):
+        super().__init__(message)
+        self.field = field  # which request field named it
 
 
 class NumberInUse(StoreError):
@@ -139,7 +145,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-class Store(AuditQueries, RetentionQueries, SubjectQueries):
+class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
     def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
         self.pool = pool
         self.keys = keys  # numbers are sealed and hashed with these (bridge/privacy/crypto.py)
@@ -212,15 +218,17 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries):
                 FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL (
                     SELECT * FROM masking_sessions
-                    WHERE virtual_number = $1 AND $2::bytea IS NOT NULL
-                      AND (participant_a_hash = $2 OR participant_b_hash = $2)
+                    WHERE $2::bytea IS NOT NULL  -- sessions where the caller holds this number:
+                      AND ((virtual_number = $1
+                            AND (participant_a_hash = $2 OR (participant_b_hash = $2 AND virtual_number_b IS NULL)))
+                           OR (virtual_number_b = $1 AND participant_b_hash = $2))
                     ORDER BY created_at DESC LIMIT 5
                 ) AS s ON true
                 """,
                 virtual_number, self.keys.lookup_hash(caller) if caller else None,
             )
             sessions = tuple(self._session(r) for r in rows if r["id"] is not None)
-            return RouteLookup(number_in_pool=rows[0]["in_pool"], sessions=sessions)
+            return RouteLookup(number_in_pool=rows[0]["in_pool"], sessions=sessions, virtual_number=virtual_number)
 
         return await self._run(query)
 
@@ -385,7 +393,11 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries):
                         row = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", seen["session_id"])
                         return self._session(row), False
                 await _expire_due(conn)
-                number = request.virtual_number or await self._allocate(conn, request)
+                number_b = None
+                if request.caller_id_policy == PER_PARTICIPANT:
+                    number, number_b = await self._allocate_pair(conn, request)
+                else:
+                    number = request.virtual_number or await self._allocate(conn, request)
                 if request.virtual_number:
                     status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)
                     if status != "active":
@@ -407,12 +419,14 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries):
                     request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
                     request.window_ends_at, request.time_limit_seconds, request.wait_audio_id,
                     request.recording_channels)
+                if number_b:
+                    row = await self._set_number_b(conn, session_id, number_b)
                 try:
                     async with conn.transaction():
                         await conn.executemany(
                             "INSERT INTO session_participants (session_id, role, virtual_number, number_hash)"
                             " VALUES ($1, $2, $3, $4)",
-                            [(session_id, "a", number, hash_a), (session_id, "b", number, hash_b)])
+                            [(session_id, "a", number, hash_a), (session_id, "b", number_b or number, hash_b)])
                 except asyncpg.UniqueViolationError:
                     raise NumberInUse("a participant already holds this virtual number in a live session") from None
                 await conn.execute("UPDATE virtual_numbers SET last_allocated_at = now() WHERE number = $1", number)
@@ -811,6 +825,7 @@ def session_from_row(keys: KeyRing, row) -> MaskingSession:
         wait_audio_id=row["wait_audio_id"], recording_channels=row["recording_channels"],
         anonymised_at=row.get("anonymised_at"), legal_hold_at=row.get("legal_hold_at"),
         legal_hold_reason=row.get("legal_hold_reason"), legal_hold_by=row.get("legal_hold_by"),
+        caller_id_policy=row["caller_id_policy"], virtual_number_b=row["virtual_number_b"],
     )
 
 

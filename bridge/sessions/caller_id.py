@@ -1,0 +1,59 @@
+"""Which virtual number each participant dials and sees: a session's caller ID policy.
+
+`shared`: one virtual number; both parties dial it and see it when called.
+`per_participant`: each party has a number of their own (Twilio Proxy's
+per-participant proxy number), so each can save a distinct contact. A dials
+X_A (`virtual_number`) to reach B, and B's phone shows X_B; B dials X_B
+(`virtual_number_b`) and A's phone shows X_A. A number connects only its
+holder: A dialing X_B is not a participant there.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+SHARED = "shared"
+PER_PARTICIPANT = "per_participant"
+POLICIES = (SHARED, PER_PARTICIPANT)
+
+
+class HasNumbers(Protocol):
+    participant_a: str
+    participant_b: str
+    virtual_number: str
+    virtual_number_b: str | None
+
+
+def number_of(session: HasNumbers, role: str) -> str:
+    """The virtual number participant `role` ('a' or 'b') dials, and sees when called."""
+    if role == "b" and session.virtual_number_b:
+        return session.virtual_number_b
+    return session.virtual_number
+
+
+def role_of(session: HasNumbers, number: str) -> str | None:
+    """'a', 'b', or None when `number` is not a participant of the session."""
+    if number == session.participant_a:
+        return "a"
+    if number == session.participant_b:
+        return "b"
+    return None
+
+
+def other(role: str) -> str:
+    return "b" if role == "a" else "a"
+
+
+def holds(session: HasNumbers, caller: str, dialed: str | None) -> bool:
+    """Whether `caller` reaches this session by dialing `dialed` (None: not
+    known, so any number of theirs)."""
+    role = role_of(session, caller)
+    return role is not None and (dialed is None or number_of(session, role) == dialed)
+
+
+def numbers_problem(policy: str, virtual_number: str | None, virtual_number_b: str | None) -> str | None:
+    """Why explicitly assigned numbers do not fit the policy, or None if they do."""
+    if virtual_number_b and policy != PER_PARTICIPANT:
+        return "virtual_number_b is B's own number: it needs caller_id_policy per_participant"
+    if virtual_number_b and virtual_number_b == virtual_number:
+        return "virtual_number_b must differ from virtual_number"
+    return None

@@ -1,0 +1,78 @@
+"""The store's part of the per-participant caller ID policy: two numbers per session.
+
+Mixed into `Store` (which provides `keys`). `create_session` calls these
+inside its transaction, under its per-participant advisory locks; the partial
+unique index on live (virtual number, participant) rows stays the guarantee
+underneath: with this policy A's row holds X_A and B's row X_B.
+"""
+from __future__ import annotations
+
+import uuid
+
+from bridge.sessions.caller_id import PER_PARTICIPANT
+from bridge.sessions.models import SessionRequest
+from bridge.sessions.pool import Candidate, StickyPreference, choose_pair
+
+# Numbers free for one holder: in the pool, not reserved, not held live by
+# them. `held_before` and `quarantined` as in Store._allocate, for this holder
+# alone (a number is only ever dialed by its holder); $2 is the pair, whose own
+# earlier sessions do not quarantine a number.
+_FREE_FOR_HOLDER = """
+    SELECT v.number, v.country, v.last_allocated_at,
+           EXISTS (SELECT 1 FROM session_participants p
+                   WHERE p.virtual_number = v.number AND p.number_hash = $1 AND NOT p.live) AS held_before,
+           EXISTS (SELECT 1 FROM session_participants p JOIN masking_sessions s ON s.id = p.session_id
+                   WHERE p.virtual_number = v.number AND p.number_hash = $1 AND NOT p.live
+                     AND p.ended_at > now() - make_interval(secs => $3)
+                     AND NOT (s.participant_a_hash = ANY($2) AND s.participant_b_hash = ANY($2))) AS quarantined
+    FROM virtual_numbers v
+    WHERE v.status = 'active' AND NOT v.reserved
+      AND NOT EXISTS (SELECT 1 FROM session_participants p
+                      WHERE p.virtual_number = v.number AND p.number_hash = $1 AND p.live)
+"""
+
+
+class CallerIdQueries:
+    """Store methods for sessions whose participants each have their own number."""
+
+    async def _allocate_pair(self, conn, request: SessionRequest) -> tuple[str, str]:
+        """(X_A, X_B) for a per-participant session: the explicit ones as given
+        (checked by the caller), the others chosen from the pool."""
+        from bridge.store import PoolExhausted  # the store package imports this module
+
+        if request.virtual_number_b:
+            await self._check_number_b(conn, request.virtual_number_b, request.virtual_number)
+        hash_a, hash_b = self.keys.lookup_hash(request.participant_a), self.keys.lookup_hash(request.participant_b)
+        sides = []
+        for explicit, holder in ((request.virtual_number, hash_a), (request.virtual_number_b, hash_b)):
+            if explicit:
+                sides.append([Candidate(explicit, None, None, False, False)])
+                continue
+            rows = await conn.fetch(_FREE_FOR_HOLDER, holder, [hash_a, hash_b], request.quarantine_seconds)
+            sides.append([Candidate(r["number"], r["country"], r["last_allocated_at"], r["held_before"],
+                                    r["quarantined"]) for r in rows])
+        pair = choose_pair(sides[0], sides[1], request.participant_a, request.participant_b,
+                           StickyPreference(request.sticky), request.country_match)
+        if pair is None:
+            allocatable = await conn.fetchval(
+                "SELECT count(*) FROM virtual_numbers WHERE status = 'active' AND NOT reserved")
+            # Free for the participant with fewest; a pair needs two different ones.
+            raise PoolExhausted(min(sum(not c.quarantined for c in side) for side in sides), allocatable)
+        return pair
+
+    async def _check_number_b(self, conn, number: str, number_a: str | None) -> None:
+        from bridge.store import NumberUnavailable
+
+        if number == number_a:
+            raise NumberUnavailable("virtual_number_b must differ from virtual_number", field="virtual_number_b")
+        status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)
+        if status != "active":
+            raise NumberUnavailable("that virtual number is not in the pool" if status is None
+                                    else "that virtual number is retired", field="virtual_number_b")
+
+    async def _set_number_b(self, conn, session_id: uuid.UUID, number_b: str):
+        """Give a new session its per-participant policy and B's number; returns the row."""
+        await conn.execute("UPDATE virtual_numbers SET last_allocated_at = now() WHERE number = $1", number_b)
+        return await conn.fetchrow(
+            "UPDATE masking_sessions SET caller_id_policy = $2, virtual_number_b = $3 WHERE id = $1 RETURNING *",
+            session_id, PER_PARTICIPANT, number_b)
