@@ -429,7 +429,11 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
                             [(session_id, "a", number, hash_a), (session_id, "b", number_b or number, hash_b)])
                 except asyncpg.UniqueViolationError:
                     raise NumberInUse("a participant already holds this virtual number in a live session") from None
-                await conn.execute("UPDATE virtual_numbers SET last_allocated_at = now() WHERE number = $1", number)
+                # Both numbers in one order: two creates that took each other's
+                # numbers in the other order would deadlock.
+                for allocated in sorted({number, number_b} - {None}):
+                    await conn.execute("UPDATE virtual_numbers SET last_allocated_at = now() WHERE number = $1",
+                                       allocated)
                 if idempotency:
                     await conn.execute(
                         "INSERT INTO idempotency_keys (api_key_id, key, request_hash, session_id)"

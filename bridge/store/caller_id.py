@@ -72,7 +72,6 @@ class CallerIdQueries:
 
     async def _set_number_b(self, conn, session_id: uuid.UUID, number_b: str):
         """Give a new session its per-participant policy and B's number; returns the row."""
-        await conn.execute("UPDATE virtual_numbers SET last_allocated_at = now() WHERE number = $1", number_b)
         return await conn.fetchrow(
             "UPDATE masking_sessions SET caller_id_policy = $2, virtual_number_b = $3 WHERE id = $1 RETURNING *",
             session_id, PER_PARTICIPANT, number_b)
