@@ -65,7 +65,7 @@ async def store(dsn):
 async def empty(store: Store) -> None:
     async with store.pool.acquire() as conn:
         await conn.execute("TRUNCATE webhook_outbox, idempotency_keys, recordings, calls, session_participants,"
-                           " masking_sessions, virtual_numbers, api_keys, audit_log CASCADE")
+                           " masking_sessions, virtual_numbers, api_keys, audit_log, subject_requests CASCADE")
 
 
 _serial = itertools.count(1000)

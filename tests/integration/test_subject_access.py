@@ -145,8 +145,6 @@ def test_a_number_nothing_is_held_about_gets_an_empty_export(stack, tmp_path):
 
 # -- request tracking from the CLI ----------------------------------------------------------------
 async def test_overdue_requests_are_listed_and_an_export_answering_one_completes_it(store, operator, tmp_path):
-    async with store.pool.acquire() as conn:
-        await conn.execute("TRUNCATE subject_requests")
     late_day = (datetime.now(timezone.utc) - timedelta(days=40)).date().isoformat()
 
     def run(*args: str):
@@ -210,9 +208,7 @@ async def test_the_cli_refuses_a_malformed_number_or_date_without_echoing_it(ope
 # -- the API -------------------------------------------------------------------------------------
 @pytest.fixture
 async def officer(api, store):
-    """`api` with a privacy officer's key (the `subjects` scope), subject requests emptied."""
-    async with store.pool.acquire() as conn:
-        await conn.execute("TRUNCATE subject_requests")
+    """`api` with a privacy officer's key (the `subjects` scope)."""
     token, _ = await store.create_api_key("officer", ["subjects"])
     return {"Authorization": f"Bearer {token}"}
 
