@@ -163,9 +163,12 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
     async def close(self) -> None:
         await self.pool.close()
 
-    async def _run(self, operation):
+    async def _run(self, operation, timeout: float | None = None):
+        """`operation(conn)` on a pooled connection within `timeout` seconds (the
+        store's own by default; retention's batches give theirs); an unreachable
+        database is StoreUnavailable."""
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 async with self.pool.acquire() as conn:
                     return await operation(conn)
         except _UNAVAILABLE as exc:

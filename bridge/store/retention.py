@@ -7,8 +7,10 @@ crypto-shredded, calls' personal details cleared; the row stays, without
 personal data, so calls keep their session for accounting. What is due is
 decided in `bridge/privacy/retention.py`; this module selects candidates past
 the cutoff and applies the verdicts, a bounded batch per transaction, walking
-each work list in id order (so a dry run, whose batches roll back, and rows
-kept under hold never stall it).
+each work list in id order (so rows kept under hold, which stay candidates,
+never stall it). A dry run does the same batches as savepoints of a single
+transaction, rolled back at the end: exact counts, nothing changed, every row
+it touched locked until then.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from bridge.sessions.models import MaskingSession
 
 # Long enough for a batch of shreds and cascades; each statement keeps the pool's own timeout.
 BATCH_SECONDS = 60.0
+# A dry run is one transaction holding its rows' locks to the end: bounded as a whole too.
+DRY_RUN_SECONDS = 1800.0
 
 # Per kind: the candidates past the cutoff ($1) after the last id seen ($2), with
 # their retention moment and whether their session is held; then the change.
@@ -103,16 +107,6 @@ class ErasureReport:
 class RetentionQueries:
     """Store methods for retention (mixed into `Store`: `_run`, `keys`, `audit_by`, `shred_recording`)."""
 
-    async def _run_long(self, operation, seconds: float = BATCH_SECONDS):
-        from bridge.store import _UNAVAILABLE, StoreUnavailable
-
-        try:
-            async with asyncio.timeout(seconds):
-                async with self.pool.acquire() as conn:
-                    return await operation(conn)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
-
     async def _anonymise_session(self, conn: asyncpg.Connection, session_id: uuid.UUID) -> tuple[int, int]:
         """Strip a session of personal data, in the caller's transaction (its row
         locked, not under hold); returns (recordings shredded, calls cleared)."""
@@ -143,46 +137,46 @@ class RetentionQueries:
         none is left; idempotent. `dry_run`: the same work in one transaction
         rolled back at the end (exact counts, nothing changed). `by` writes the
         purge.run audit row when anything was purged."""
-        from bridge.store import _UNAVAILABLE, StoreUnavailable
+        report = PurgeReport(dry_run=dry_run)
+        if not dry_run:
+            await self._purge(policy, batch, by, report, lambda step: self._run(step, timeout=BATCH_SECONDS))
+            return report
 
-        try:
-            return await self._purge(policy, batch, dry_run, by)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
+        async def dry(conn):
+            outer = conn.transaction()
+            await outer.start()
+            try:
+                await self._purge(policy, batch, None, report,
+                                  lambda step: asyncio.wait_for(step(conn), BATCH_SECONDS))
+            finally:
+                await outer.rollback()
 
-    async def _purge(self, policy: RetentionPolicy, batch: int, dry_run: bool, by: Actor | None) -> PurgeReport:
+        await self._run(dry, timeout=DRY_RUN_SECONDS)
+        return report
+
+    async def _purge(self, policy: RetentionPolicy, batch: int, by: Actor | None, report: PurgeReport,
+                     run) -> None:
+        """The purge's steps, each through `run(step)`: its own pooled transaction,
+        or (a dry run) a savepoint of the one transaction that is rolled back."""
         from bridge.store import _expire_due
 
-        report = PurgeReport(dry_run=dry_run)
-        async with asyncio.timeout(self.timeout + 1):
-            conn = await self.pool.acquire()
-        try:
-            outer = conn.transaction()
-            if dry_run:
-                await outer.start()
-            try:
-                async with asyncio.timeout(BATCH_SECONDS):
-                    async with conn.transaction():  # a session past its time has ended, swept or not
-                        await _expire_due(conn)
-                    now = await conn.fetchval("SELECT now()")
-                for kind in Kind:
-                    cutoff = policy.cutoff(kind, now)
-                    after = None
-                    while cutoff is not None:
-                        async with asyncio.timeout(BATCH_SECONDS):
-                            after, scanned = await self._purge_batch(conn, kind, policy, now, cutoff, after,
-                                                                     batch, report)
-                        if scanned < batch:
-                            break
-                if not dry_run and by is not None and report.total:
-                    await self.audit_by(by, "purge.run", "retention", now.isoformat(), conn,
-                                        details=report.to_json()["kinds"])
-            finally:
-                if dry_run:
-                    await outer.rollback()
-        finally:
-            await self.pool.release(conn)
-        return report
+        async def expire(conn):
+            async with conn.transaction():  # a session past its time has ended, swept or not
+                await _expire_due(conn)
+            return await conn.fetchval("SELECT now()")
+
+        now = await run(expire)
+        for kind in Kind:
+            cutoff = policy.cutoff(kind, now)
+            after = None
+            while cutoff is not None:
+                after, scanned = await run(
+                    lambda conn: self._purge_batch(conn, kind, policy, now, cutoff, after, batch, report))
+                if scanned < batch:
+                    break
+        if by is not None and report.total:
+            await run(lambda conn: self.audit_by(by, "purge.run", "retention", now.isoformat(), conn,
+                                                 details=report.to_json()["kinds"]))
 
     async def _purge_batch(self, conn, kind: Kind, policy: RetentionPolicy, now: datetime, cutoff: datetime,
                            after, batch: int, report: PurgeReport) -> tuple[Any, int]:
@@ -317,5 +311,5 @@ class RetentionQueries:
 
         after, scanned = None, batch
         while scanned == batch:
-            after, scanned = await self._run_long(lambda conn: erase_batch(conn, after))
+            after, scanned = await self._run(lambda conn: erase_batch(conn, after), timeout=BATCH_SECONDS)
         return report
