@@ -31,6 +31,7 @@ from bridge.sessions.models import MaskingSession
 
 # Long enough for a batch of shreds and cascades; each statement keeps the pool's own timeout.
 BATCH_SECONDS = 60.0
+EXPIRE_BATCH = 500
 # A dry run is one transaction holding its rows' locks to the end: bounded as a whole too.
 DRY_RUN_SECONDS = 1800.0
 
@@ -132,21 +133,25 @@ class RetentionQueries:
 
     # -- the purge --------------------------------------------------------------------
     async def purge(self, policy: RetentionPolicy, batch: int = 500, dry_run: bool = False,
-                    by: Actor | None = None) -> PurgeReport:
+                    by: Actor | None = None, webhook_url: str | None = None) -> PurgeReport:
         """Purge everything past its retention, `batch` rows per transaction, until
         none is left; idempotent. `dry_run`: the same work in one transaction
-        rolled back at the end (exact counts, nothing changed). `by` writes the
-        purge.run audit row when anything was purged."""
+        rolled back at the end (exact counts, nothing changed). `by`: each batch
+        that changed anything writes a purge.batch audit row in its own
+        transaction (what it purged, by id), and a run that changed anything
+        ends with purge.run (the counts). `webhook_url`: where session.expired
+        goes for sessions without their own (the expiry that runs first)."""
         report = PurgeReport(dry_run=dry_run)
         if not dry_run:
-            await self._purge(policy, batch, by, report, lambda step: self._run(step, timeout=BATCH_SECONDS))
+            await self._purge(policy, batch, by, webhook_url, report,
+                              lambda step: self._run(step, timeout=BATCH_SECONDS))
             return report
 
         async def dry(conn):
             outer = conn.transaction()
             await outer.start()
             try:
-                await self._purge(policy, batch, None, report,
+                await self._purge(policy, batch, None, webhook_url, report,
                                   lambda step: asyncio.wait_for(step(conn), BATCH_SECONDS))
             finally:
                 await outer.rollback()
@@ -154,24 +159,25 @@ class RetentionQueries:
         await self._run(dry, timeout=DRY_RUN_SECONDS)
         return report
 
-    async def _purge(self, policy: RetentionPolicy, batch: int, by: Actor | None, report: PurgeReport,
-                     run) -> None:
+    async def _purge(self, policy: RetentionPolicy, batch: int, by: Actor | None, webhook_url: str | None,
+                     report: PurgeReport, run) -> None:
         """The purge's steps, each through `run(step)`: its own pooled transaction,
         or (a dry run) a savepoint of the one transaction that is rolled back."""
         from bridge.store import _expire_due
 
-        async def expire(conn):
-            async with conn.transaction():  # a session past its time has ended, swept or not
-                await _expire_due(conn)
-            return await conn.fetchval("SELECT now()")
+        async def expire(conn):  # a session past its time has ended, swept or not
+            async with conn.transaction():
+                return len(await _expire_due(conn, webhook_url, EXPIRE_BATCH))
 
-        now = await run(expire)
+        while await run(expire) == EXPIRE_BATCH:
+            pass
+        now = await run(lambda conn: conn.fetchval("SELECT now()"))
         for kind in Kind:
             cutoff = policy.cutoff(kind, now)
             after = None
             while cutoff is not None:
                 after, scanned = await run(
-                    lambda conn: self._purge_batch(conn, kind, policy, now, cutoff, after, batch, report))
+                    lambda conn: self._purge_batch(conn, kind, policy, now, cutoff, after, batch, report, by))
                 if scanned < batch:
                     break
         if by is not None and report.total:
@@ -179,11 +185,12 @@ class RetentionQueries:
                                                  details=report.to_json()["kinds"]))
 
     async def _purge_batch(self, conn, kind: Kind, policy: RetentionPolicy, now: datetime, cutoff: datetime,
-                           after, batch: int, report: PurgeReport) -> tuple[Any, int]:
-        """One transaction: up to `batch` candidates, each given its verdict."""
+                           after, batch: int, report: PurgeReport, by: Actor | None) -> tuple[Any, int]:
+        """One transaction: up to `batch` candidates, each given its verdict, and
+        (`by`) the audit row of what it changed. The report counts it once committed."""
         async with conn.transaction():
             rows = await conn.fetch(CANDIDATES[kind], cutoff, after, batch)
-            due = []
+            due, held, shredded, cleared = [], [], 0, 0
             for row in rows:
                 moment = (session_ended_at(row["status"], row["closed_at"], row["expires_at"], now)
                           if kind is Kind.SESSIONS else row["moment"])
@@ -191,13 +198,11 @@ class RetentionQueries:
                 if decision is Verdict.DUE:
                     due.append(row["id"])
                 elif decision is Verdict.HELD:
-                    report.held[kind] += 1
-                    report.held_sessions.add(row["session_id"])
+                    held.append(row["session_id"])
             if kind is Kind.SESSIONS:
                 for session_id in due:
-                    shredded, cleared = await self._anonymise_session(conn, session_id)
-                    report.purged[Kind.RECORDINGS] += shredded
-                    report.purged[Kind.CALL_DETAILS] += cleared
+                    s, c = await self._anonymise_session(conn, session_id)
+                    shredded, cleared = shredded + s, cleared + c
             elif kind is Kind.RECORDINGS:
                 for recording_id in due:
                     await self.shred_recording(recording_id, conn=conn)
@@ -205,9 +210,18 @@ class RetentionQueries:
                 await conn.execute(CLEAR_CALL_DETAILS.format(where="id = ANY($1::uuid[])"), due)
             elif kind is Kind.WEBHOOK_EVENTS and due:
                 await conn.execute("DELETE FROM webhook_outbox WHERE id = ANY($1::bigint[])", due)
-            report.purged[kind] += len(due)
-            report.batches[kind].append(len(due))
-            return (rows[-1]["id"] if rows else after), len(rows)
+            if by is not None and due:
+                details = {"kind": kind.value, "purged": len(due), "held": len(held), "ids": [str(i) for i in due]}
+                if kind is Kind.SESSIONS:
+                    details |= {"recordings_shredded": shredded, "calls_cleared": cleared}
+                await self.audit_by(by, "purge.batch", "retention", now.isoformat(), conn, details=details)
+        report.purged[kind] += len(due)
+        report.purged[Kind.RECORDINGS] += shredded
+        report.purged[Kind.CALL_DETAILS] += cleared
+        report.held[kind] += len(held)
+        report.held_sessions.update(held)
+        report.batches[kind].append(len(due))
+        return (rows[-1]["id"] if rows else after), len(rows)
 
     # -- legal hold ---------------------------------------------------------------------
     async def set_legal_hold(self, session_id: uuid.UUID, reason: str, by: Actor) -> MaskingSession:
@@ -259,24 +273,31 @@ class RetentionQueries:
         return await self._run(release)
 
     # -- erasure ----------------------------------------------------------------------------
-    async def erase_subject(self, number: str, by: Actor, batch: int = 200,
-                            request_id: uuid.UUID | None = None) -> ErasureReport:
+    async def erase_subject(self, number: str, by: Actor, batch: int = 200, request_id: uuid.UUID | None = None,
+                            webhook_url: str | None = None) -> ErasureReport:
         """Anonymise every session `number` (E.164) takes part in, found by its
         keyed hash, except those under legal hold or with a call in progress
-        (reported, with why); a live one is closed first. Audited as
-        subject.erased with the subject's keyed hash, never the number.
-        `request_id`: the open erasure request this answers, marked done with
-        the last batch (refused before anything is erased if it is not one)."""
-        from bridge.store import _expire_due
+        (reported, with why); a live one is closed first.
 
+        A batch per transaction, each audited in it, with the subject's keyed
+        hash and the sessions it erased (never the number): a batch that fails
+        leaves the ones before it in the trail, which a retry no longer finds.
+        The last batch writes subject.erased with the whole report. `request_id`:
+        the open erasure request this answers, locked first in every batch (a
+        request closed meanwhile stops the erasure at its next batch) and marked
+        done with the last; refused before anything is erased if it is not one.
+        `webhook_url`: where session.expired goes for sessions without their own
+        (the expiry that runs first, in its own transaction)."""
+        subject = self.keys.lookup_hash(number)
         if request_id is not None:
             await self.open_request_for(request_id, number, ("erasure",))
-        subject = self.keys.lookup_hash(number)
+        await self._expire_all(webhook_url)
         report = ErasureReport(subject=mask_number(number), request_id=request_id)
 
         async def erase_batch(conn, after):
             async with conn.transaction():
-                await _expire_due(conn)
+                if request_id is not None:  # the row lock before any other, as closing a request takes them
+                    await self.lock_open_request(conn, request_id, subject, ("erasure",))
                 rows = await conn.fetch(
                     "SELECT s.id, s.status, s.expires_at > now() AS unexpired, s.legal_hold_at IS NOT NULL AS held,"
                     " s.legal_hold_reason, EXISTS (SELECT 1 FROM calls c WHERE c.session_id = s.id"
@@ -290,26 +311,47 @@ class RetentionQueries:
                 for session_id in plan.close_first:
                     await conn.execute("UPDATE masking_sessions SET status = 'closed', closed_at = now()"
                                        " WHERE id = $1", session_id)
+                shredded = cleared = 0
                 for session_id in plan.erase:
-                    shredded, cleared = await self._anonymise_session(conn, session_id)
-                    report.recordings_shredded += shredded
-                    report.calls_cleared += cleared
-                report.sessions_erased += plan.erase
-                report.closed_first += plan.close_first
-                report.kept += [{"session_id": str(s), "reason": why.value, "legal_hold_reason": hold}
-                                for s, why, hold in plan.kept]
-                if len(rows) < batch:  # the last batch: the audit row commits with it
+                    s, c = await self._anonymise_session(conn, session_id)
+                    shredded, cleared = shredded + s, cleared + c
+                last = len(rows) < batch
+                if plan.erase and not last:  # the last batch's sessions are in subject.erased
+                    await self.audit_by(
+                        by, "subject.erasure.batch", "subject", report.subject, conn, subject_hash=subject,
+                        details={"session_ids": [str(i) for i in plan.erase],
+                                 "closed_first": [str(i) for i in plan.close_first],
+                                 "recordings_shredded": shredded, "calls_cleared": cleared,
+                                 "request_id": str(request_id) if request_id else None})
+                done = ErasureReport(
+                    report.subject, report.sessions_erased + plan.erase, report.closed_first + plan.close_first,
+                    report.recordings_shredded + shredded, report.calls_cleared + cleared,
+                    report.kept + [{"session_id": str(s), "reason": why.value, "legal_hold_reason": hold}
+                                   for s, why, hold in plan.kept], None, request_id)
+                if last:  # the audit row commits with it
                     entry = await self.audit_by(
                         by, "subject.erased", "subject", report.subject, conn, subject_hash=subject,
-                        details={k: v for k, v in report.to_json().items() if k not in ("subject", "audit_seq")})
-                    report.audit_seq = entry.seq
+                        details={k: v for k, v in done.to_json().items() if k not in ("subject", "audit_seq")})
+                    done.audit_seq = entry.seq
                     if request_id is not None:
                         await self.complete_subject_request(
                             request_id, by, conn=conn,
-                            details={"sessions_erased": len(report.sessions_erased), "kept": len(report.kept)})
-                return rows[-1]["id"] if rows else after, len(rows)
+                            details={"sessions_erased": len(done.sessions_erased), "kept": len(done.kept)})
+                return done, (rows[-1]["id"] if rows else after), len(rows)
 
         after, scanned = None, batch
         while scanned == batch:
-            after, scanned = await self._run(lambda conn: erase_batch(conn, after), timeout=BATCH_SECONDS)
+            report, after, scanned = await self._run(lambda conn: erase_batch(conn, after), timeout=BATCH_SECONDS)
         return report
+
+    async def _expire_all(self, webhook_url: str | None) -> None:
+        """Expire every session past its time, 500 a transaction, as the service's
+        timer does (session.expired to `webhook_url` when a session has none)."""
+        from bridge.store import _expire_due
+
+        async def expire(conn):
+            async with conn.transaction():
+                return len(await _expire_due(conn, webhook_url, EXPIRE_BATCH))
+
+        while await self._run(expire, timeout=BATCH_SECONDS) == EXPIRE_BATCH:
+            pass

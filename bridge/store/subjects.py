@@ -88,12 +88,21 @@ class SubjectQueries:
         """The request an action on `number` answers: it must be open, about that
         number, and of one of `kinds` (an export: access, correction; an erasure: erasure)."""
         request, subject_hash = await self.subject_request(request_id)
-        if subject_hash != self.keys.lookup_hash(number):
-            raise RequestMismatch("that request is for another number")
-        if request.kind not in kinds:
-            raise RequestMismatch(f"this answers {' or '.join(kinds)} requests, not {request.kind}")
-        if request.status != "open":
-            raise RequestNotOpen(f"the request is already {request.status}")
+        _check_request(request, subject_hash, self.keys.lookup_hash(number), kinds)
+        return request
+
+    async def lock_open_request(self, conn: asyncpg.Connection, request_id: uuid.UUID, subject_hash: bytes,
+                                kinds: tuple[str, ...]) -> SubjectRequest:
+        """`open_request_for`, in the caller's transaction, the row locked to its
+        end: nobody closes it meanwhile. Take it before any other lock (the
+        audit trail's above all: closing a request locks the row, then audits)."""
+        from bridge.store import NotFound
+
+        row = await conn.fetchrow("SELECT * FROM subject_requests WHERE id = $1 FOR UPDATE", request_id)
+        if row is None:
+            raise NotFound("no such subject request")
+        request = _request(row)
+        _check_request(request, row["subject_hash"], subject_hash, kinds)
         return request
 
     async def list_subject_requests(self, status: str | None = None, overdue: bool = False,
@@ -133,6 +142,15 @@ class SubjectQueries:
                 return _request(row)
 
         return await (complete(conn) if conn is not None else self._run(complete))
+
+
+def _check_request(request: SubjectRequest, request_hash: bytes, subject_hash: bytes, kinds: tuple[str, ...]) -> None:
+    if request_hash != subject_hash:
+        raise RequestMismatch("that request is for another number")
+    if request.kind not in kinds:
+        raise RequestMismatch(f"this answers {' or '.join(kinds)} requests, not {request.kind}")
+    if request.status != "open":
+        raise RequestNotOpen(f"the request is already {request.status}")
 
 
 def _request(row: asyncpg.Record) -> SubjectRequest:

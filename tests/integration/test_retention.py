@@ -4,11 +4,13 @@ leaves (a recording file nobody can decrypt, no number in any table)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bridge.privacy.audit import Actor
@@ -461,3 +463,112 @@ async def test_erasure_answers_an_open_erasure_request_and_refuses_any_other(sto
     assert done.status == "done"
     [closed] = await store.list_audit(action="subject.request.closed")
     assert closed.details["sessions_erased"] == 1 and closed.seq == report.audit_seq + 1
+
+
+# -- failures and races (fixed after review) ------------------------------------------------
+@contextlib.asynccontextmanager
+async def failing_anonymisation(store: Store, session_id: uuid.UUID):
+    """A blip (reported as a deadlock) whenever `session_id` is anonymised."""
+    async with store.pool.acquire() as conn:
+        await conn.execute("CREATE OR REPLACE FUNCTION test_blip() RETURNS trigger LANGUAGE plpgsql AS"
+                           " $$ BEGIN RAISE EXCEPTION 'blip' USING ERRCODE = '40P01'; END $$")
+        await conn.execute(f"CREATE TRIGGER test_blip BEFORE UPDATE ON masking_sessions FOR EACH ROW WHEN"
+                           f" (NEW.id = '{session_id}' AND NEW.anonymised_at IS NOT NULL) EXECUTE FUNCTION test_blip()")
+    try:
+        yield
+    finally:
+        async with store.pool.acquire() as conn:
+            await conn.execute("DROP TRIGGER IF EXISTS test_blip ON masking_sessions")
+
+
+async def waiting_for_locks(store: Store, count: int) -> None:
+    """Until `count` backends of this database wait on a lock (the race is set up)."""
+    for _ in range(400):
+        waiting = (await rows(store, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+                                     " AND wait_event_type = 'Lock'"))[0]["n"]
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{count} backend(s) never waited on a lock")
+
+
+async def anonymised(store: Store) -> set[uuid.UUID]:
+    return {r["id"] for r in await rows(store, "SELECT id FROM masking_sessions WHERE anonymised_at IS NOT NULL")}
+
+
+async def test_an_erasure_failing_in_a_later_batch_has_audited_every_session_it_erased(store, tmp_path):
+    subject = "+6597770011"
+    ids = sorted([(await session_with_call(store, tmp_path, a=subject, record=False))[0].id for _ in range(3)])
+
+    async with failing_anonymisation(store, ids[2]):
+        with pytest.raises(asyncpg.DeadlockDetectedError):
+            await store.erase_subject(subject, OPERATOR, batch=1)
+    trail = await store.list_audit(subject_hash=store.keys.lookup_hash(subject))
+    retry = await store.erase_subject(subject, OPERATOR, batch=1)
+
+    assert await anonymised(store) == set(ids)
+    assert sorted(s for e in trail for s in e.details.get("session_ids", [])) == [str(i) for i in ids[:2]]
+    assert {e.action for e in trail} == {"subject.erasure.batch"}
+    assert retry.sessions_erased == [ids[2]]  # the retry no longer finds the others: the trail names them
+
+
+async def test_a_purge_failing_in_a_later_batch_has_audited_every_batch_it_committed(store, tmp_path):
+    ids = sorted([(await session_with_call(store, tmp_path, record=False))[0].id for _ in range(3)])
+
+    async with failing_anonymisation(store, ids[2]):
+        with pytest.raises(asyncpg.DeadlockDetectedError):
+            await store.purge(NOTHING_KEPT, batch=1, by=OPERATOR)
+    batches = await store.list_audit(action="purge.batch")
+
+    assert await anonymised(store) == set(ids[:2])
+    assert sorted(i for b in batches for i in b.details["ids"]) == [str(i) for i in ids[:2]]
+    assert {(b.details["kind"], b.details["purged"], b.actor) for b in batches} == {("sessions", 1, "cli:test")}
+    assert await store.list_audit(action="purge.run") == []  # the run never finished
+
+
+async def test_closing_an_erasure_request_while_its_erasure_runs_never_deadlocks(store, tmp_path):
+    from datetime import timedelta
+
+    from bridge.privacy.subject_access import RequestNotOpen
+    from bridge.store.audit import AUDIT_LOCK
+
+    subject = "+6597770012"
+    await session_with_call(store, tmp_path, a=subject, record=False)
+    now = utcnow()
+    request = await store.open_subject_request("erasure", subject, now, now + timedelta(days=30), OPERATOR)
+
+    async with store.pool.acquire() as gate:  # holds the audit trail's lock: both writers queue behind it
+        hold = gate.transaction()
+        await hold.start()
+        await gate.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+        erase = asyncio.create_task(store.erase_subject(subject, OPERATOR, request_id=request.id))
+        await waiting_for_locks(store, 1)
+        close = asyncio.create_task(store.complete_subject_request(request.id, OPERATOR, "refused"))
+        await waiting_for_locks(store, 2)
+        await hold.rollback()
+    results = await asyncio.gather(erase, close, return_exceptions=True)
+
+    assert not [r for r in results if isinstance(r, asyncpg.DeadlockDetectedError)], results
+    assert isinstance(results[1], RequestNotOpen), results  # the erasure had it locked, and answered it
+    assert (await store.subject_request(request.id))[0].status == "done"
+    assert await store.list_audit(action="subject.erased") != []
+
+
+async def test_purge_and_erasure_expire_sessions_past_their_time_with_the_default_webhook_url(store, tmp_path):
+    url = "http://hooks.invalid/default"
+    subject = "+6597770013"
+    await session_with_call(store, tmp_path, a=subject, record=False)
+    due = [(await session_with_call(store, tmp_path, closed=False, record=False))[0].id for _ in range(2)]
+    async with store.pool.acquire() as conn:  # past its time, not yet expired (creating a session would)
+        await conn.execute("UPDATE masking_sessions SET expires_at = now() - interval '1 minute',"
+                           " created_at = now() - interval '1 hour' WHERE id = $1", due[0])
+
+    await store.erase_subject(subject, OPERATOR, webhook_url=url)
+    async with store.pool.acquire() as conn:
+        await conn.execute("UPDATE masking_sessions SET expires_at = now() - interval '1 minute',"
+                           " created_at = now() - interval '1 hour' WHERE id = $1", due[1])
+    await store.purge(RetentionPolicy(recordings_days=None, call_details_days=None, sessions_days=None),
+                      webhook_url=url)
+
+    events = await rows(store, "SELECT session_id, url FROM webhook_outbox WHERE event_type = 'session.expired'")
+    assert sorted((e["session_id"], e["url"]) for e in events) == sorted((s, url) for s in due)
