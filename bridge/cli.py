@@ -693,7 +693,8 @@ async def cmd_purge(settings: Settings, args) -> int:
     if batch < 1:
         raise UsageError("--batch must be at least 1")
     async with open_store(settings) as store:
-        report = await store.purge(settings.retention, batch, dry_run=args.dry_run, by=operator())
+        report = await store.purge(settings.retention, batch, dry_run=args.dry_run, by=operator(),
+                                   webhook_url=settings.webhook_url or None)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0
@@ -716,7 +717,7 @@ async def cmd_subject_erase(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         try:
             report = await store.erase_subject(number, replace(operator(), reason=clean_reason(args.reason)),
-                                               request_id=request_id)
+                                               request_id=request_id, webhook_url=settings.webhook_url or None)
         except RequestMismatch as exc:
             raise UsageError(str(exc)) from None
         except RequestNotOpen as exc:

@@ -310,7 +310,8 @@ async def purge_periodically(store: Store, settings: Settings) -> None:
     await asyncio.sleep(min(60.0, settings.purge_interval_seconds))
     while True:
         try:
-            report = await store.purge(settings.retention, settings.purge_batch, by=by)
+            report = await store.purge(settings.retention, settings.purge_batch, by=by,
+                                       webhook_url=settings.webhook_url or None)
             counts = report.to_json()["kinds"]
             for kind, c in counts.items():
                 metrics.retention_purged_total.inc(kind, c["purged"])

@@ -643,7 +643,8 @@ async def erase_subject(request: web.Request) -> web.Response:
     number = number_field(body, "number", request.app[SETTINGS])
     try:
         report = await request.app[STORE].erase_subject(number, actor(request),
-                                                        request_id=uuid_field(body, "request_id"))
+                                                        request_id=uuid_field(body, "request_id"),
+                                                        webhook_url=request.app[SETTINGS].webhook_url or None)
     except (RequestNotOpen, RequestMismatch) as exc:
         raise refused(exc) from None
     log.info("subject.erased", subject=report.subject, sessions=len(report.sessions_erased),
