@@ -36,29 +36,40 @@ EXPIRE_BATCH = 500
 DRY_RUN_SECONDS = 1800.0
 
 # Per kind: the candidates past the cutoff ($1) after the last id seen ($2), with
-# their retention moment and whether their session is held; then the change.
+# their retention moment and their session; then the change. A session is
+# judged (held or not) from its row: a session is locked as it is decided,
+# FOR UPDATE (sessions) or FOR SHARE (the rest, `LOCK_SESSIONS`), so a hold
+# committing meanwhile is seen, or waits for the batch.
 CANDIDATES = {
     Kind.SESSIONS: (
         "SELECT id, id AS session_id, status, closed_at, expires_at, legal_hold_at IS NOT NULL AS held"
-        " FROM masking_sessions"
+        " FROM masking_sessions s"
         " WHERE anonymised_at IS NULL AND status <> 'active' AND coalesce(closed_at, expires_at) < $1"
-        " AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"),
+        " AND ($2::uuid IS NULL OR id > $2)"
+        " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"),
     Kind.RECORDINGS: (
-        "SELECT r.id, r.created_at AS moment, s.id AS session_id, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
-        " FROM recordings r JOIN calls c ON c.id = r.call_id LEFT JOIN masking_sessions s ON s.id = c.session_id"
+        "SELECT r.id, r.created_at AS moment, c.session_id"
+        " FROM recordings r JOIN calls c ON c.id = r.call_id"
         " WHERE r.shredded_at IS NULL AND r.created_at < $1 AND ($2::uuid IS NULL OR r.id > $2)"
         " ORDER BY r.id LIMIT $3 FOR UPDATE OF r SKIP LOCKED"),
     Kind.CALL_DETAILS: (
-        "SELECT c.id, c.started_at AS moment, s.id AS session_id, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
-        " FROM calls c LEFT JOIN masking_sessions s ON s.id = c.session_id"
+        "SELECT c.id, c.started_at AS moment, c.session_id"
+        " FROM calls c"
         " WHERE c.details_purged_at IS NULL AND c.disposition <> 'in_progress' AND c.started_at < $1"
         " AND ($2::uuid IS NULL OR c.id > $2) ORDER BY c.id LIMIT $3 FOR UPDATE OF c SKIP LOCKED"),
     Kind.WEBHOOK_EVENTS: (
-        "SELECT o.id, o.created_at AS moment, s.id AS session_id, coalesce(s.legal_hold_at IS NOT NULL, false) AS held"
-        " FROM webhook_outbox o LEFT JOIN masking_sessions s ON s.id = o.session_id"
+        "SELECT o.id, o.created_at AS moment, o.session_id"
+        " FROM webhook_outbox o"
         " WHERE o.status <> 'pending' AND o.created_at < $1 AND ($2::bigint IS NULL OR o.id > $2)"
         " ORDER BY o.id LIMIT $3 FOR UPDATE OF o SKIP LOCKED"),
 }
+# The candidates' sessions, locked against a hold (its UPDATE) until the batch
+# commits, and read as locked. SKIP LOCKED: one being changed right now (a
+# hold being set, an erasure) is left, with its rows, for the next purge; waiting
+# could deadlock with an erasure, which locks the session and then its rows.
+LOCK_SESSIONS = (
+    "SELECT id, legal_hold_at IS NOT NULL AS held FROM masking_sessions WHERE id = ANY($1::uuid[])"
+    " ORDER BY id FOR SHARE SKIP LOCKED")
 CLEAR_CALL_DETAILS = (
     "UPDATE calls SET custom_field = NULL, direction = NULL, details_purged_at = now()"
     " WHERE details_purged_at IS NULL AND {where}")
@@ -190,11 +201,16 @@ class RetentionQueries:
         (`by`) the audit row of what it changed. The report counts it once committed."""
         async with conn.transaction():
             rows = await conn.fetch(CANDIDATES[kind], cutoff, after, batch)
+            sessions = {r["id"]: r["held"] for r in rows} if kind is Kind.SESSIONS else {
+                r["id"]: r["held"] for r in await conn.fetch(
+                    LOCK_SESSIONS, list({r["session_id"] for r in rows if r["session_id"] is not None}))}
             due, held, shredded, cleared = [], [], 0, 0
             for row in rows:
+                if row["session_id"] is not None and row["session_id"] not in sessions:
+                    continue  # its session is being changed: the next purge decides
                 moment = (session_ended_at(row["status"], row["closed_at"], row["expires_at"], now)
                           if kind is Kind.SESSIONS else row["moment"])
-                decision = verdict(policy, kind, moment, row["held"], now)
+                decision = verdict(policy, kind, moment, sessions.get(row["session_id"], False), now)
                 if decision is Verdict.DUE:
                     due.append(row["id"])
                 elif decision is Verdict.HELD:

@@ -572,3 +572,22 @@ async def test_purge_and_erasure_expire_sessions_past_their_time_with_the_defaul
 
     events = await rows(store, "SELECT session_id, url FROM webhook_outbox WHERE event_type = 'session.expired'")
     assert sorted((e["session_id"], e["url"]) for e in events) == sorted((s, url) for s in due)
+
+
+async def test_a_hold_committing_while_a_purge_runs_keeps_its_recording_and_call_details(store, tmp_path):
+    session, call_id, recording_id = await session_with_call(store, tmp_path)
+    no_sessions = RetentionPolicy(recordings_days=0, call_details_days=0, sessions_days=None)
+
+    async with store.pool.acquire() as other:
+        hold = other.transaction()
+        await hold.start()  # set_legal_hold's UPDATE, committed only once the purge is done
+        await other.execute("UPDATE masking_sessions SET legal_hold_at = now(), legal_hold_reason = 'case 12',"
+                            " legal_hold_by = 'test' WHERE id = $1", session.id)
+        during = await asyncio.wait_for(store.purge(no_sessions), 30)
+        await hold.commit()
+    after = await store.purge(no_sessions)
+
+    assert during.total == 0 and await store.recording_key(recording_id) is not None
+    assert (await store.call(call_id))["custom_field"] == "order 1234"
+    assert after.total == 0 and after.held[Kind.RECORDINGS] == 1 and after.held_sessions == {session.id}
+
