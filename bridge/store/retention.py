@@ -46,6 +46,7 @@ CANDIDATES = {
         " FROM masking_sessions s"
         " WHERE anonymised_at IS NULL AND status <> 'active' AND coalesce(closed_at, expires_at) < $1"
         " AND ($2::uuid IS NULL OR id > $2)"
+        " AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.session_id = s.id AND c.disposition = 'in_progress')"
         " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"),
     Kind.RECORDINGS: (
         "SELECT r.id, r.created_at AS moment, c.session_id"

@@ -591,3 +591,15 @@ async def test_a_hold_committing_while_a_purge_runs_keeps_its_recording_and_call
     assert (await store.call(call_id))["custom_field"] == "order 1234"
     assert after.total == 0 and after.held[Kind.RECORDINGS] == 1 and after.held_sessions == {session.id}
 
+
+async def test_purge_keeps_a_session_whose_call_is_in_progress_as_erasure_does(store, tmp_path):
+    session, call_id, _ = await session_with_call(store, tmp_path, record=False)
+    await store.update_call(call_id, disposition="in_progress")
+
+    during = await store.purge(NOTHING_KEPT)
+    kept = await store.get_session(session.id)
+    await store.update_call(call_id, disposition="answered")
+    after = await store.purge(NOTHING_KEPT)
+
+    assert during.purged[Kind.SESSIONS] == 0 and kept.participant_a is not None
+    assert after.purged[Kind.SESSIONS] == 1
