@@ -256,18 +256,19 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
         """The recording and its wrapped key together, or neither."""
         async def insert(conn):
             async with conn.transaction():
+                # Collected after its session was erased (a process died between the
+                # hangup and the move): born shredded, its key never stored. The
+                # session locked first: an erasure at this moment commits before
+                # this reads it, or waits and then finds this recording to shred.
+                erased = await conn.fetchval(
+                    "SELECT s.anonymised_at IS NOT NULL FROM calls c JOIN masking_sessions s ON s.id = c.session_id"
+                    " WHERE c.id = $1 FOR SHARE OF s", row.call_id)
                 await conn.execute(
                     "INSERT INTO recordings (id, call_id, storage_path, format, bytes, duration_seconds, sha256,"
-                    " sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    " sealed, shredded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN now() END)",
                     row.id, row.call_id, row.storage_path, row.format, row.bytes, row.duration_seconds,
-                    row.sha256, row.wrapped_key is not None)
-                # Collected after its session was erased (a process died between the
-                # hangup and the move): born shredded, its key never stored.
-                erased = await conn.fetchval(
-                    "UPDATE recordings r SET shredded_at = now() FROM calls c JOIN masking_sessions s"
-                    " ON s.id = c.session_id WHERE r.id = $1 AND c.id = r.call_id AND s.anonymised_at IS NOT NULL"
-                    " RETURNING r.id", row.id)
-                if row.wrapped_key is not None and erased is None:
+                    row.sha256, row.wrapped_key is not None, bool(erased))
+                if row.wrapped_key is not None and not erased:
                     await _insert_recording_key(conn, row.id, Sealed(row.key_id, row.wrapped_key))
 
         await self._run(insert)

@@ -481,9 +481,12 @@ async def failing_anonymisation(store: Store, session_id: uuid.UUID):
             await conn.execute("DROP TRIGGER IF EXISTS test_blip ON masking_sessions")
 
 
-async def waiting_for_locks(store: Store, count: int) -> None:
-    """Until `count` backends of this database wait on a lock (the race is set up)."""
+async def waiting_for_locks(store: Store, count: int, unless: asyncio.Task | None = None) -> None:
+    """Until `count` backends of this database wait on a lock (the race is set
+    up), or `unless` finished without waiting."""
     for _ in range(400):
+        if unless is not None and unless.done():
+            return
         waiting = (await rows(store, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
                                      " AND wait_event_type = 'Lock'"))[0]["n"]
         if waiting >= count:
@@ -603,3 +606,20 @@ async def test_purge_keeps_a_session_whose_call_is_in_progress_as_erasure_does(s
 
     assert during.purged[Kind.SESSIONS] == 0 and kept.participant_a is not None
     assert after.purged[Kind.SESSIONS] == 1
+
+
+async def test_a_recording_stored_while_its_session_is_being_erased_is_born_shredded(store, tmp_path):
+    session, call_id, _ = await session_with_call(store, tmp_path, record=False)
+
+    async with store.pool.acquire() as conn:
+        erasing = conn.transaction()
+        await erasing.start()  # an erasure's batch, committed once the recording is on its way in
+        await conn.execute("SELECT 1 FROM masking_sessions WHERE id = $1 FOR UPDATE", session.id)
+        await store._anonymise_session(conn, session.id)
+        stored = asyncio.create_task(store_recording(store, call_id, tmp_path, AUDIO))
+        await waiting_for_locks(store, 1, unless=stored)
+        await erasing.commit()
+    recording_id = await stored
+
+    assert await store.recording_key(recording_id) is None
+    assert (await store.recording(recording_id))["shredded_at"] is not None
