@@ -591,7 +591,9 @@ async def cmd_subject_export(settings: Settings, args) -> int:
         finally:
             partial.unlink(missing_ok=True)
     counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items())
-    print(f"wrote {path}: {counts}" + (f"; request {request_id} done" if request_id else ""))
+    answered = (f"; request {request_id} done" if summary.request_done
+                else f"; request {request_id} was closed meanwhile, not by this export" if request_id else "")
+    print(f"wrote {path}: {counts}{answered}")
     return 0
 
 

@@ -3,7 +3,10 @@ export, write the zip (see `subject_access.py` for what it holds).
 
 The `subject.exported` row is written after the data is read and before any
 byte of the zip: an export that cannot be audited is not made, and each export
-appears in the next one's disclosure log, not in its own.
+appears in the next one's disclosure log, not in its own. An export answering
+a request writes that row only while the request is open (checked with its
+row locked), so a request closed meanwhile is refused before anything is
+audited or written, never after.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import CryptoError
 from bridge.privacy.numbers import mask_number
 from bridge.privacy.subject_access import (
-    DISCLOSURE_WINDOW, SubjectHoldings, documents, encode, manifest,
+    DISCLOSURE_WINDOW, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
 )
 from bridge.recordings.reading import AudioUnavailable, StoredAudio, open_audio
 
@@ -34,6 +37,7 @@ class ExportSummary:
     counts: dict[str, int]
     files: list[str]
     request_id: uuid.UUID | None
+    request_done: bool | None = None  # False: the request was closed by someone else while this was written
 
 
 async def read_holdings(store, subject: str, now: datetime) -> SubjectHoldings:
@@ -49,7 +53,9 @@ async def read_holdings(store, subject: str, now: datetime) -> SubjectHoldings:
 async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: datetime,
                          include_audio: bool = False, request_id: uuid.UUID | None = None) -> ExportSummary:
     """Write the zip of everything held about `subject` (E.164) to `out`; with
-    `request_id`, mark that request done once the zip is written."""
+    `request_id`, refuse it unless that request is open when the export is
+    audited (RequestNotOpen, before any byte), and mark it done once the zip
+    is written (unless someone closed it meanwhile: `request_done` False)."""
     if request_id is not None:
         await store.open_request_for(request_id, subject, EXPORTABLE_KINDS)
     holdings = await read_holdings(store, subject, now)
@@ -74,14 +80,21 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
     counts = {"sessions": len(holdings.sessions), "calls": len(holdings.calls),
               "recordings": len(holdings.recordings), "audio_files": len(sources),
               "disclosures": len(holdings.disclosures)}
-    await store.audit_by(by, "subject.exported", "subject", mask_number(subject), subject_hash=holdings.subject_hash,
-                         details={"counts": counts, "include_audio": include_audio,
-                                  "session_ids": [str(s.id) for s in holdings.sessions],
-                                  "request_id": str(request_id) if request_id else None})
+    await store.audit_subject_export(by, mask_number(subject), holdings.subject_hash,
+                                     {"counts": counts, "include_audio": include_audio,
+                                      "session_ids": [str(s.id) for s in holdings.sessions],
+                                      "request_id": str(request_id) if request_id else None},
+                                     request_id, EXPORTABLE_KINDS)
     files = await asyncio.to_thread(_write_zip, out, subject, now, docs, sources, counts, request_id)
+    request_done = None
     if request_id is not None:
-        await store.complete_subject_request(request_id, by, "done", details={"answered_by": "subject.exported"})
-    return ExportSummary(now, counts, files, request_id)
+        try:
+            await store.complete_subject_request(request_id, by, "done", details={"answered_by": "subject.exported"})
+            request_done = True
+        except RequestNotOpen:  # closed by someone else once this export was audited: the export stands
+            log.warning("subject.request_closed_meanwhile", request_id=str(request_id))
+            request_done = False
+    return ExportSummary(now, counts, files, request_id, request_done)
 
 
 def _write_zip(out: IO[bytes], subject: str, now: datetime, docs: dict[str, bytes],

@@ -105,6 +105,22 @@ class SubjectQueries:
         _check_request(request, row["subject_hash"], subject_hash, kinds)
         return request
 
+    async def audit_subject_export(self, by: Actor, target_id: str, subject_hash: bytes, details: dict[str, Any],
+                                   request_id: uuid.UUID | None = None,
+                                   kinds: tuple[str, ...] = ()) -> AuditEntry:
+        """The subject.exported row; with `request_id`, only while that request is
+        still open (its row locked in the same transaction: nobody closes it
+        between the check and the row)."""
+
+        async def append(conn):
+            async with conn.transaction():
+                if request_id is not None:
+                    await self.lock_open_request(conn, request_id, subject_hash, kinds)
+                return await self.audit_by(by, "subject.exported", "subject", target_id, conn,
+                                           subject_hash=subject_hash, details=details)
+
+        return await self._run(append)
+
     async def list_subject_requests(self, status: str | None = None, overdue: bool = False,
                                     kind: str | None = None, limit: int = 100) -> list[SubjectRequest]:
         """Requests by due date, soonest first; `overdue`: open ones past their due date."""

@@ -275,3 +275,44 @@ async def test_requests_over_the_api_are_opened_listed_overdue_and_closed_once(a
     assert {r.subject_hash for r in opened} == {store.keys.lookup_hash("+6591118888"),
                                                 store.keys.lookup_hash("+6591118889")}
     assert all(r.actor.startswith("apikey:") for r in opened)
+
+
+# -- a request closed while its export runs (fixed after review) ---------------------------------
+async def test_an_export_whose_request_is_closed_meanwhile_is_refused_before_its_audit_row_or_delivered_after(
+        store, monkeypatch):
+    from bridge.privacy import subject_export
+    from bridge.privacy.audit import Actor
+    from bridge.privacy.subject_access import RequestNotOpen
+
+    officer = Actor("cli:test", "cli@test")
+    now = datetime.now(timezone.utc)
+    number = "+6591119990"
+    early = await store.open_subject_request("access", number, now, now + timedelta(days=30), officer)
+    late = await store.open_subject_request("access", number, now, now + timedelta(days=30), officer)
+    read, write = subject_export.read_holdings, subject_export._write_zip
+    loop = asyncio.get_running_loop()
+
+    async def read_then_close(store_, subject, now_):  # closed after the request was checked, before the audit
+        holdings = await read(store_, subject, now_)
+        await store.complete_subject_request(early.id, officer, "refused")
+        return holdings
+
+    monkeypatch.setattr(subject_export, "read_holdings", read_then_close)
+    refused_out = io.BytesIO()
+    with pytest.raises(RequestNotOpen):
+        await subject_export.export_subject(store, number, refused_out, officer, now, request_id=early.id)
+    monkeypatch.setattr(subject_export, "read_holdings", read)
+
+    def close_then_write(*args):  # closed after the audit row, while the zip is written
+        asyncio.run_coroutine_threadsafe(store.complete_subject_request(late.id, officer, "refused"), loop).result()
+        return write(*args)
+
+    monkeypatch.setattr(subject_export, "_write_zip", close_then_write)
+    out = io.BytesIO()
+    summary = await subject_export.export_subject(store, number, out, officer, now, request_id=late.id)
+
+    exported = await store.list_audit(action="subject.exported")
+    assert [e.details["request_id"] for e in exported] == [str(late.id)], "no row for the refused export"
+    assert refused_out.getvalue() == b""
+    assert "manifest.json" in members(out.getvalue()) and summary.request_done is False
+    assert (await store.subject_request(late.id))[0].status == "refused"  # as its closer left it
