@@ -5,7 +5,9 @@ for each: seals the file beside it under a fresh data key, records the sealed
 path and the wrapped key in one transaction (when two sealers race, the first
 to record counts and the other removes its own file), then removes the
 plaintext. A recording shredded before it was sealed is sealed and its key
-dropped at once: that is how its plaintext goes. Idempotent (a rerun finds
+dropped at once: that is how its plaintext goes (the purge and erasure do
+this as soon as they shred one, `retire_shredded`; the pass catches any they
+could not, e.g. a process killed in between). Idempotent (a rerun finds
 nothing to do); until a recording is sealed, the API still serves its
 plaintext file. Run by `masking recordings seal` and once at service start.
 """
@@ -60,6 +62,13 @@ async def seal_in_background(store: Store, batch: int = BATCH, pause: float = 0.
         if report.sealed or report.skipped:
             log.info("recordings.sealed", sealed=report.sealed, skipped=report.skipped)
         return
+
+
+async def retire_shredded(store: Store, row: dict) -> bool:
+    """A plaintext recording just shredded (purge, erasure): its plaintext goes
+    now, as this pass would remove it later (`row` as `unsealed_recordings`
+    lists it). False if the file was already gone, or another pass sealed it."""
+    return await _seal_one(store, row)
 
 
 async def _seal_one(store: Store, row: dict) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
@@ -49,7 +49,7 @@ CANDIDATES = {
         " AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.session_id = s.id AND c.disposition = 'in_progress')"
         " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"),
     Kind.RECORDINGS: (
-        "SELECT r.id, r.created_at AS moment, c.session_id"
+        "SELECT r.id, r.created_at AS moment, c.session_id, r.sealed, r.storage_path, r.sha256"
         " FROM recordings r JOIN calls c ON c.id = r.call_id"
         " WHERE r.shredded_at IS NULL AND r.created_at < $1 AND ($2::uuid IS NULL OR r.id > $2)"
         " ORDER BY r.id LIMIT $3 FOR UPDATE OF r SKIP LOCKED"),
@@ -120,16 +120,21 @@ class ErasureReport:
 class RetentionQueries:
     """Store methods for retention (mixed into `Store`: `_run`, `keys`, `audit_by`, `shred_recording`)."""
 
-    async def _anonymise_session(self, conn: asyncpg.Connection, session_id: uuid.UUID) -> tuple[int, int]:
+    async def _anonymise_session(self, conn: asyncpg.Connection, session_id: uuid.UUID,
+                                 plaintext: list[dict] | None = None) -> tuple[int, int]:
         """Strip a session of personal data, in the caller's transaction (its row
-        locked, not under hold); returns (recordings shredded, calls cleared)."""
+        locked, not under hold); returns (recordings shredded, calls cleared).
+        Its plaintext recordings (stored before sealing) are added to `plaintext`,
+        for `_retire_plaintext` once the transaction commits."""
         from bridge.store import LegalHoldActive
 
         recordings = await conn.fetch(
-            "SELECT r.id FROM recordings r JOIN calls c ON c.id = r.call_id"
+            "SELECT r.id, r.sealed, r.storage_path, r.sha256 FROM recordings r JOIN calls c ON c.id = r.call_id"
             " WHERE c.session_id = $1 AND r.shredded_at IS NULL", session_id)
         for recording in recordings:
             await self.shred_recording(recording["id"], conn=conn)
+        if plaintext is not None:
+            plaintext += [dict(r) for r in recordings if not r["sealed"]]
         cleared = await conn.execute(CLEAR_CALL_DETAILS.format(where="session_id = $1"), session_id)
         await conn.execute("DELETE FROM session_participants WHERE session_id = $1", session_id)
         await conn.execute("DELETE FROM idempotency_keys WHERE session_id = $1", session_id)
@@ -188,8 +193,10 @@ class RetentionQueries:
             cutoff = policy.cutoff(kind, now)
             after = None
             while cutoff is not None:
-                after, scanned = await run(
+                after, scanned, plaintext = await run(
                     lambda conn: self._purge_batch(conn, kind, policy, now, cutoff, after, batch, report, by))
+                if not report.dry_run:
+                    await self._retire_plaintext(plaintext)
                 if scanned < batch:
                     break
         if by is not None and report.total:
@@ -197,15 +204,18 @@ class RetentionQueries:
                                                  details=report.to_json()["kinds"]))
 
     async def _purge_batch(self, conn, kind: Kind, policy: RetentionPolicy, now: datetime, cutoff: datetime,
-                           after, batch: int, report: PurgeReport, by: Actor | None) -> tuple[Any, int]:
+                           after, batch: int, report: PurgeReport,
+                           by: Actor | None) -> tuple[Any, int, list[dict]]:
         """One transaction: up to `batch` candidates, each given its verdict, and
-        (`by`) the audit row of what it changed. The report counts it once committed."""
+        (`by`) the audit row of what it changed. The report counts it once
+        committed; returns the last id seen, how many, and the plaintext
+        recordings it shredded."""
         async with conn.transaction():
             rows = await conn.fetch(CANDIDATES[kind], cutoff, after, batch)
             sessions = {r["id"]: r["held"] for r in rows} if kind is Kind.SESSIONS else {
                 r["id"]: r["held"] for r in await conn.fetch(
                     LOCK_SESSIONS, list({r["session_id"] for r in rows if r["session_id"] is not None}))}
-            due, held, shredded, cleared = [], [], 0, 0
+            due, held, shredded, cleared, plaintext = [], [], 0, 0, []
             for row in rows:
                 if row["session_id"] is not None and row["session_id"] not in sessions:
                     continue  # its session is being changed: the next purge decides
@@ -218,11 +228,12 @@ class RetentionQueries:
                     held.append(row["session_id"])
             if kind is Kind.SESSIONS:
                 for session_id in due:
-                    s, c = await self._anonymise_session(conn, session_id)
+                    s, c = await self._anonymise_session(conn, session_id, plaintext)
                     shredded, cleared = shredded + s, cleared + c
             elif kind is Kind.RECORDINGS:
                 for recording_id in due:
                     await self.shred_recording(recording_id, conn=conn)
+                plaintext = [dict(r) for r in rows if r["id"] in set(due) and not r["sealed"]]
             elif kind is Kind.CALL_DETAILS and due:
                 await conn.execute(CLEAR_CALL_DETAILS.format(where="id = ANY($1::uuid[])"), due)
             elif kind is Kind.WEBHOOK_EVENTS and due:
@@ -238,7 +249,7 @@ class RetentionQueries:
         report.held[kind] += len(held)
         report.held_sessions.update(held)
         report.batches[kind].append(len(due))
-        return (rows[-1]["id"] if rows else after), len(rows)
+        return (rows[-1]["id"] if rows else after), len(rows), plaintext
 
     # -- legal hold ---------------------------------------------------------------------
     async def set_legal_hold(self, session_id: uuid.UUID, reason: str, by: Actor) -> MaskingSession:
@@ -328,9 +339,9 @@ class RetentionQueries:
                 for session_id in plan.close_first:
                     await conn.execute("UPDATE masking_sessions SET status = 'closed', closed_at = now()"
                                        " WHERE id = $1", session_id)
-                shredded = cleared = 0
+                shredded, cleared, plaintext = 0, 0, []
                 for session_id in plan.erase:
-                    s, c = await self._anonymise_session(conn, session_id)
+                    s, c = await self._anonymise_session(conn, session_id, plaintext)
                     shredded, cleared = shredded + s, cleared + c
                 last = len(rows) < batch
                 if plan.erase and not last:  # the last batch's sessions are in subject.erased
@@ -354,12 +365,23 @@ class RetentionQueries:
                         await self.complete_subject_request(
                             request_id, by, conn=conn,
                             details={"sessions_erased": len(done.sessions_erased), "kept": len(done.kept)})
-                return done, (rows[-1]["id"] if rows else after), len(rows)
+                return done, (rows[-1]["id"] if rows else after), len(rows), plaintext
 
         after, scanned = None, batch
         while scanned == batch:
-            report, after, scanned = await self._run(lambda conn: erase_batch(conn, after), timeout=BATCH_SECONDS)
+            report, after, scanned, plaintext = await self._run(lambda conn: erase_batch(conn, after),
+                                                                timeout=BATCH_SECONDS)
+            await self._retire_plaintext(plaintext)
         return report
+
+    async def _retire_plaintext(self, recordings: list[dict]) -> None:
+        """Plaintext recordings (stored before sealing) a committed batch shredded:
+        their files go now, not at the next sealing pass, the way that pass does it
+        (sealed under a key that is not kept, then the plaintext removed)."""
+        from bridge.recordings.backfill import retire_shredded
+
+        for row in recordings:
+            await retire_shredded(self, {**row, "shredded_at": datetime.now(timezone.utc)})
 
     async def _expire_all(self, webhook_url: str | None) -> None:
         """Expire every session past its time, 500 a transaction, as the service's

@@ -623,3 +623,26 @@ async def test_a_recording_stored_while_its_session_is_being_erased_is_born_shre
 
     assert await store.recording_key(recording_id) is None
     assert (await store.recording(recording_id))["shredded_at"] is not None
+
+
+async def test_shredding_a_plaintext_recording_removes_its_file_at_once(store, tmp_path):
+    from bridge.recordings.backfill import seal_stored_recordings
+
+    subject = "+6597770015"
+    recordings = []
+    for closed, a in ((True, subject), (True, None), (False, None)):  # erased, purged with its session, on its own
+        _, call_id, _ = await session_with_call(store, tmp_path, closed=closed, a=a, record=False)
+        recordings.append(await store_recording(store, call_id, tmp_path / "plain", AUDIO, sealed=False))
+    plain = [Path((await store.recording(r))["storage_path"]) for r in recordings]
+    assert all(p.read_bytes() == AUDIO for p in plain)
+
+    await store.erase_subject(subject, OPERATOR)
+    report = await store.purge(RetentionPolicy(recordings_days=0, call_details_days=None, sessions_days=0))
+
+    assert report.purged[Kind.SESSIONS] == 1 and report.purged[Kind.RECORDINGS] == 2
+    assert [p.exists() for p in plain] == [False] * 3
+    assert [f.name for f in tmp_path.rglob("*") if f.is_file() and AUDIO[:64] in f.read_bytes()] == []
+    for recording_id in recordings:
+        row = await store.recording(recording_id)
+        assert row["shredded_at"] is not None and await store.recording_key(recording_id) is None
+    assert (await seal_stored_recordings(store)).skipped == 0  # nothing left for the sealing pass
