@@ -553,8 +553,10 @@ async def test_closing_an_erasure_request_while_its_erasure_runs_never_deadlocks
 
     assert not [r for r in results if isinstance(r, asyncpg.DeadlockDetectedError)], results
     assert isinstance(results[1], RequestNotOpen), results  # the erasure had it locked, and answered it
-    assert (await store.subject_request(request.id))[0].status == "done"
-    assert await store.list_audit(action="subject.erased") != []
+    done, request_hash = await store.subject_request(request.id)
+    assert done.status == "done" and await store.list_audit(action="subject.erased") != []
+    # Kept on purpose, as the audit trail keeps it (docs/privacy.md, "What erasure keeps").
+    assert (request_hash, done.subject_hint) == (store.keys.lookup_hash(subject), "+65****0012")
 
 
 async def test_purge_and_erasure_expire_sessions_past_their_time_with_the_default_webhook_url(store, tmp_path):
