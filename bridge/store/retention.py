@@ -212,9 +212,11 @@ class RetentionQueries:
         recordings it shredded."""
         async with conn.transaction():
             rows = await conn.fetch(CANDIDATES[kind], cutoff, after, batch)
-            sessions = {r["id"]: r["held"] for r in rows} if kind is Kind.SESSIONS else {
-                r["id"]: r["held"] for r in await conn.fetch(
-                    LOCK_SESSIONS, list({r["session_id"] for r in rows if r["session_id"] is not None}))}
+            if kind is Kind.SESSIONS:
+                sessions = {r["id"]: r["held"] for r in rows}
+            else:
+                ids = list({r["session_id"] for r in rows if r["session_id"] is not None})
+                sessions = {r["id"]: r["held"] for r in await conn.fetch(LOCK_SESSIONS, ids)} if ids else {}
             due, held, shredded, cleared, plaintext = [], [], 0, 0, []
             for row in rows:
                 if row["session_id"] is not None and row["session_id"] not in sessions:
@@ -233,7 +235,8 @@ class RetentionQueries:
             elif kind is Kind.RECORDINGS:
                 for recording_id in due:
                     await self.shred_recording(recording_id, conn=conn)
-                plaintext = [dict(r) for r in rows if r["id"] in set(due) and not r["sealed"]]
+                chosen = set(due)
+                plaintext = [dict(r) for r in rows if r["id"] in chosen and not r["sealed"]]
             elif kind is Kind.CALL_DETAILS and due:
                 await conn.execute(CLEAR_CALL_DETAILS.format(where="id = ANY($1::uuid[])"), due)
             elif kind is Kind.WEBHOOK_EVENTS and due:
