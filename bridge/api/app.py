@@ -283,7 +283,8 @@ def limit_param(request: web.Request) -> int:
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
                         "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
                         "allowed_window", "time_limit_seconds", "wait_audio_id",
-                        "recording_channels", "caller_id_policy", "virtual_number_b"}
+                        "recording_channels", "caller_id_policy", "virtual_number_b", "pin_mode",
+                        "pin_unknown_callers"}
 KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "time_limit_seconds", "record", "custom_field"}
 
 
@@ -321,6 +322,8 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         time_limit_seconds=optional_int_field(body, "time_limit_seconds", 1, MAX_TIME_LIMIT),
         wait_audio_id=uuid_field(body, "wait_audio_id"),
         recording_channels=int_field(body, "recording_channels", 1, 1, 2),
+        pin_mode=bool_field(body, "pin_mode", False), pin_unknown_callers=bool_field(body, "pin_unknown_callers", False),
+        pin_length=settings.pin_length, pin_quarantine_seconds=settings.pin_quarantine_seconds,
     )
 
 
@@ -378,7 +381,7 @@ def recording_json(row: dict) -> dict:
 
 def number_json(row: dict) -> dict:
     return {"number": row["number"], "status": row["status"], "reserved": row["reserved"],
-            "country": row["country"], "live_sessions": row["live_sessions"],
+            "country": row["country"], "live_sessions": row["live_sessions"], "pin_mode": row["pin_mode"],
             "last_allocated_at": row["last_allocated_at"].isoformat() if row["last_allocated_at"] else None}
 
 
@@ -567,7 +570,8 @@ async def add_number(request: web.Request) -> web.Response:
     body = await json_body(request)
     number = number_field(body, "number", request.app[SETTINGS])
     reserved = bool_field(body, "reserved", False)
-    row = await request.app[STORE].add_number(number, reserved, by=actor(request))
+    row = await request.app[STORE].add_number(number, reserved, by=actor(request),
+                                              pin_mode=bool_field(body, "pin_mode", False))
     return web.json_response(number_json(row), status=201)
 
 

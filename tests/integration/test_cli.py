@@ -120,3 +120,15 @@ def test_the_running_service_recorded_its_configuration_without_secrets(stack):
     settings = rows[0]["details"]["settings"]
     assert settings["MASKING_SIP_PORT"] == str(stack.settings.asterisk.sip_port)
     assert "MASKING_ARI_PASSWORD" not in settings and stack.settings.ari_password not in listed.stdout
+
+
+def test_a_shared_number_and_a_session_with_a_pin_from_the_cli(stack):
+    assert masking(stack, "numbers", "add", "--pin-mode", "+6563000901").returncode == 0
+
+    sessions = [json.loads(masking(stack, "sessions", "create", "--purpose", "delivery_order", "--pin-mode",
+                                   "--a", f"+659300090{n}", "--b", "+6583000901").stdout) for n in range(2)]
+    listed = json.loads(masking(stack, "numbers", "list", "--json").stdout)
+
+    assert [s["virtual_number"] for s in sessions] == ["+6563000901"] * 2
+    assert sessions[0]["pin"] != sessions[1]["pin"] and all(s["pin"].isdigit() for s in sessions)
+    assert next(n for n in listed["numbers"] if n["number"] == "+6563000901")["pin_mode"] is True

@@ -95,3 +95,24 @@ async def test_no_shared_number_is_a_clear_pool_exhausted(store):
     await store.add_number(PLAIN)
     with pytest.raises(PoolExhausted):
         await store.create_session(request(customer(1)))
+
+
+from tests.integration.test_api import api, create  # noqa: E402,F401  (the API client fixture)
+
+
+async def test_the_api_adds_a_shared_number_and_sessions_on_it_show_their_pin(api):
+    resp = await api.post("/v1/numbers", json={"number": SHARED, "pin_mode": True})
+    assert resp.status == 201 and (await resp.json())["pin_mode"] is True
+    await api.post("/v1/numbers", json={"number": PLAIN})
+
+    shared = [await create(api, a=customer(n), b=DRIVER, pin_mode=True, pin_unknown_callers=n == 0) for n in range(3)]
+    plain = await create(api, a=customer(9), b=DRIVER)
+
+    assert {s["virtual_number"] for s in shared} == {SHARED}
+    assert len({s["pin"] for s in shared}) == 3 and all(len(s["pin"]) == 4 for s in shared)
+    assert [s["pin_unknown_callers"] for s in shared] == [True, False, False]
+    assert plain["virtual_number"] == PLAIN and plain["pin"] is None
+    shown = await (await api.get(f"/v1/sessions/{shared[1]['id']}")).json()
+    assert shown["pin"] == shared[1]["pin"]
+    listed = {n["number"]: n for n in (await (await api.get("/v1/numbers")).json())["numbers"]}
+    assert listed[SHARED]["pin_mode"] and listed[SHARED]["live_sessions"] == 3 and not listed[PLAIN]["pin_mode"]
