@@ -12,7 +12,7 @@ from bridge.sessions.models import MaskingSession, SessionRequest
 from bridge.store import Store
 from tests.integration.conftest import query, wait_for_call_row
 from tests.integration.test_masked_call import assert_no_leftovers, number_forms
-from tests.support.dtmf import dtmf_pcap
+from tests.support.dtmf import dtmf_pcap, info_messages
 
 _serial = itertools.count(1)
 
@@ -125,4 +125,20 @@ def test_the_pin_of_an_expired_session_hears_the_session_ended(stack, place_call
     assert row["disposition"] == "rejected" and row["reject_reason"] == "session_expired"
     assert row["session_id"] == session.id and row["callee_channel_id"] is None
     assert query(stack.dsn, "SELECT count(*) AS n FROM calls WHERE virtual_number = $1", number)[0]["n"] == 1
+    assert_no_leftovers(stack)
+
+
+def test_a_pin_keyed_as_sip_info_connects_too(stack, place_call):
+    number, driver, (session, _) = shared_number(stack)
+
+    call = place_call(session.participant_a, number, uac="uac_pin_info.xml", uas="uas_answer.xml", talk_ms=2000,
+                      uac_values={"infos": info_messages(session.pin), "final_status": "200",
+                                  "final_next": "connected"})
+
+    assert call.caller.succeeded, call.caller.output
+    assert call.counterpart.succeeded, call.counterpart.output
+    invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
+    assert re.search(r"^To: <sip:" + re.escape(driver) + "@", invite, re.M), invite
+    row = wait_for_call_row(stack, number)
+    assert row["disposition"] == "answered" and row["session_id"] == session.id
     assert_no_leftovers(stack)

@@ -45,3 +45,35 @@ def dtmf_pcap(digits: str, path: Path, gap: float = 0.4) -> Path:
             out.append(struct.pack("<IIII", int(at), int((at % 1) * 1e6), len(packet), len(packet)) + packet)
     path.write_bytes(header + b"".join(out))
     return path
+
+
+def info_messages(digits: str, gap_ms: int = 300) -> str:
+    """SIPp steps sending `digits` as SIP INFO (application/dtmf-relay) in
+    the early dialog, each answered 200 before the next, for
+    tests/sipp/uac_pin_info.xml. Between digits the caller waits `gap_ms`
+    in a receive that also takes the 183s Asterisk repeats as prompts start
+    (a plain <pause> would abort the call on one)."""
+    steps = []
+    for index, digit in enumerate(digits):
+        steps.append(f"""  <send retrans="500" start_txn="info{index}">
+    <![CDATA[
+      INFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {index + 2} INFO
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={digit}
+      Duration=160
+    ]]>
+  </send>
+  <recv response="183" optional="true"/>
+  <recv response="200" response_txn="info{index}"/>
+  <recv response="183" timeout="{gap_ms}" ontimeout="keyed{index}"/>
+  <label id="keyed{index}"/>""")
+    return "\n".join(steps)
