@@ -357,7 +357,7 @@ def session_json(session: MaskingSession) -> dict:
 
 CALL_FIELDS = ("session_id", "virtual_number", "direction", "disposition", "reject_reason", "dial_status",
                "hangup_by", "caller_hangup_cause", "callee_hangup_cause", "setup_ms", "recorded", "kind",
-               "custom_field", "time_limit_seconds")
+               "custom_field", "time_limit_seconds", "pin_attempts")
 
 
 def call_json(row: dict) -> dict:

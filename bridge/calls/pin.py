@@ -44,6 +44,7 @@ async def route_by_pin(deps: "CallDeps", events: CallEvents, row: CallRow, calle
     for attempt in range(1, settings.pin_attempts + 1):
         digits = await collect_pin(deps.ari, events, caller_id, prompt, settings.pin_length,
                                    settings.pin_digit_timeout)
+        row.update(pin_attempts=attempt if digits is not None else attempt - 1)
         if digits is None:
             row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
                        caller_hangup_cause=events.gone.get(caller_id))

@@ -115,6 +115,7 @@ CALL_COLUMNS = frozenset({
     "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
     "hangup_by", "setup_ms", "talk_seconds", "recorded", "notices", "recording_opt_out", "recording_started_at",
     "recording_channels", "kind", "custom_field", "time_limit_seconds", "caller_answered_at",
+    "pin_attempts",
 })
 
 

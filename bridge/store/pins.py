@@ -11,24 +11,33 @@ from __future__ import annotations
 import asyncpg
 
 from bridge.sessions.models import SessionRequest
-from bridge.sessions.pins import PinLookup, choose_pin
+from bridge.sessions.pins import PinLookup, choose_pin, pin_space
 
 
 class PinQueries:
     """Store methods for PIN numbers (mixed into `Store`)."""
 
     async def _allocate_pin_number(self, conn: asyncpg.Connection, request: SessionRequest) -> str:
-        """The shared number with the fewest live sessions that still has a free PIN."""
+        """The shared number with the fewest live sessions that still has a free PIN.
+
+        No lock here: only the chosen number's PIN lock is taken (by
+        `_assign_pin`), so two creates never hold two numbers' locks in
+        different orders."""
         from bridge.store import PoolExhausted
 
-        rows = await conn.fetch(
-            "SELECT v.number FROM virtual_numbers v WHERE v.status = 'active' AND NOT v.reserved AND v.pin_mode"
-            " ORDER BY (SELECT count(*) FROM masking_sessions s WHERE s.virtual_number = v.number"
-            "  AND s.status = 'active'), v.last_allocated_at NULLS FIRST, v.number")
-        for row in rows:
-            if await self._free_pin(conn, row["number"], request) is not None:
-                return row["number"]
-        raise PoolExhausted(0, len(rows))
+        row = await conn.fetchrow(
+            "SELECT count(*) AS shared, (SELECT v.number FROM virtual_numbers v"
+            "  WHERE v.status = 'active' AND NOT v.reserved AND v.pin_mode"
+            "  AND (SELECT count(*) FROM masking_sessions s WHERE s.virtual_number = v.number AND s.pin IS NOT NULL"
+            "       AND length(s.pin) = $1 AND (s.status = 'active'"
+            "            OR coalesce(s.closed_at, s.expires_at) > now() - make_interval(secs => $2))) < $3"
+            "  ORDER BY (SELECT count(*) FROM masking_sessions s WHERE s.virtual_number = v.number"
+            "   AND s.status = 'active'), v.last_allocated_at NULLS FIRST, v.number LIMIT 1) AS number"
+            " FROM virtual_numbers WHERE status = 'active' AND NOT reserved AND pin_mode",
+            request.pin_length, request.pin_quarantine_seconds, pin_space(request.pin_length))
+        if row["number"] is None:
+            raise PoolExhausted(0, row["shared"])
+        return row["number"]
 
     async def _free_pin(self, conn: asyncpg.Connection, number: str, request: SessionRequest) -> str | None:
         """A free PIN on `number`, holding the number's PIN lock to the end of the transaction."""

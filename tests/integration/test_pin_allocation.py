@@ -116,3 +116,26 @@ async def test_the_api_adds_a_shared_number_and_sessions_on_it_show_their_pin(ap
     assert shown["pin"] == shared[1]["pin"]
     listed = {n["number"]: n for n in (await (await api.get("/v1/numbers")).json())["numbers"]}
     assert listed[SHARED]["pin_mode"] and listed[SHARED]["live_sessions"] == 3 and not listed[PLAIN]["pin_mode"]
+
+
+async def test_a_number_whose_pins_are_all_taken_sends_new_sessions_to_the_next_one(store):
+    other = "+6560003003"
+    await store.add_number(SHARED, pin_mode=True)
+    first, _ = await store.create_session(request(customer(1), pin_length=3))
+    async with store.pool.acquire() as conn:  # every other 3-digit PIN on SHARED, live
+        await conn.execute(
+            "INSERT INTO masking_sessions (id, virtual_number, participant_a_hash, participant_b_hash,"
+            " participant_a_sealed, participant_b_sealed, key_id, record, expires_at, purpose, pin)"
+            " SELECT gen_random_uuid(), s.virtual_number, s.participant_a_hash, s.participant_b_hash,"
+            " s.participant_a_sealed, s.participant_b_sealed, s.key_id, false, s.expires_at, s.purpose,"
+            " lpad(g::text, 3, '0') FROM masking_sessions s, generate_series(0, 999) g"
+            " WHERE s.id = $1 AND lpad(g::text, 3, '0') <> s.pin", first.id)
+    with pytest.raises(PoolExhausted):
+        await store.create_session(request(customer(2), pin_length=3))
+    await store.add_number(other, pin_mode=True)
+
+    moved, _ = await store.create_session(request(customer(2), pin_length=3))
+    longer, _ = await store.create_session(request(customer(3), pin_length=4))
+
+    assert moved.virtual_number == other
+    assert longer.virtual_number == other  # fewest live sessions first

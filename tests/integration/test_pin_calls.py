@@ -70,7 +70,7 @@ def test_the_pin_not_the_callers_number_picks_the_session(stack, place_call, tmp
 
     row = wait_for_call_row(stack, number)
     assert row["disposition"] == "answered" and row["session_id"] == first.id and row["direction"] == "b_to_a"
-    assert row["answered_at"] is not None and row["reject_reason"] is None
+    assert row["answered_at"] is not None and row["reject_reason"] is None and row["pin_attempts"] == 1
     assert_no_leftovers(stack)
 
 
@@ -106,7 +106,7 @@ def test_three_wrong_pins_end_the_call_with_a_prompt_and_nobody_is_dialed(stack,
     row = wait_for_call_row(stack, number)
     assert row["disposition"] == "rejected" and row["reject_reason"] == "invalid_pin"
     assert row["session_id"] is None and row["callee_channel_id"] is None and row["hangup_by"] == "system"
-    assert row["caller_hangup_cause"] == 21
+    assert row["caller_hangup_cause"] == 21 and row["pin_attempts"] == 3
     assert time.monotonic() - started < 60
     assert_no_leftovers(stack)
 
@@ -123,7 +123,7 @@ def test_the_pin_of_an_expired_session_hears_the_session_ended(stack, place_call
     assert call.caller_rtp.packets > 50
     row = wait_for_call_row(stack, number)
     assert row["disposition"] == "rejected" and row["reject_reason"] == "session_expired"
-    assert row["session_id"] == session.id and row["callee_channel_id"] is None
+    assert row["session_id"] == session.id and row["callee_channel_id"] is None and row["pin_attempts"] == 1
     assert query(stack.dsn, "SELECT count(*) AS n FROM calls WHERE virtual_number = $1", number)[0]["n"] == 1
     assert_no_leftovers(stack)
 

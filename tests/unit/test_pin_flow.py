@@ -73,6 +73,7 @@ async def test_a_silent_caller_is_asked_again_then_released_with_the_closing_pro
     assert ari.hangups_of(CALLER.id) == [("hangup", CALLER.id, 21)]
     assert store.pins_asked == []
     assert store.final()["disposition"] == "rejected" and store.final()["reject_reason"] == "invalid_pin"
+    assert store.final()["pin_attempts"] == 3
 
 
 async def test_a_wrong_pin_is_said_to_be_wrong_and_the_right_one_connects():

@@ -34,6 +34,9 @@ DROP INDEX session_participants_one_live_number;
 CREATE UNIQUE INDEX session_participants_one_live_number
     ON session_participants (virtual_number, number_hash) WHERE live AND NOT pinned;
 
+-- How many PIN entries a call on a shared number took (NULL elsewhere).
+ALTER TABLE calls ADD COLUMN pin_attempts smallint CHECK (pin_attempts >= 0);
+
 -- New reject reasons, added to whatever list the constraint holds now (other
 -- migrations extend it too): no valid PIN within the attempts, and a shared
 -- number reached over the FastAGI fallback, which does not ask for PINs.
