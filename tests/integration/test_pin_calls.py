@@ -18,7 +18,8 @@ _serial = itertools.count(1)
 
 
 def shared_number(stack, customers: int = 2, ttl: int = 3600) -> tuple[str, str, list[MaskingSession]]:
-    """A fresh shared number and one driver with a live session per customer on it."""
+    """A fresh shared number and one driver with a live session per customer on it
+    (named explicitly: other tests' shared numbers live in the same database)."""
     n = next(_serial)
     number, driver = f"+656200{n:04d}", f"+658200{n:04d}"
 
@@ -28,7 +29,7 @@ def shared_number(stack, customers: int = 2, ttl: int = 3600) -> tuple[str, str,
             await store.add_number(number, pin_mode=True)
             return [(await store.create_session(SessionRequest(
                 f"+65920{n:03d}{c:02d}", driver, ttl_seconds=ttl, record=False, purpose="delivery_order",
-                pin_mode=True)))[0] for c in range(customers)]
+                pin_mode=True, virtual_number=number)))[0] for c in range(customers)]
         finally:
             await store.close()
 
