@@ -121,6 +121,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
             if route is None:
                 return  # hung up during PIN entry
             session = route.session
+            received = time.monotonic()  # setup time is ours: it starts when the PIN is in, not before
         clog = clog.bind(session_id=str(session.id) if session else None)
         clog.info("call.resolved", outcome="connect" if isinstance(route, Connect) else route.reason.value,
                   lookup_ms=_ms_since(received))

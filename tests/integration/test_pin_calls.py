@@ -95,7 +95,6 @@ def test_three_wrong_pins_end_the_call_with_a_prompt_and_nobody_is_dialed(stack,
     number, driver, sessions = shared_number(stack)
     wrong = wrong_pins({s.pin for s in sessions}, 3)
 
-    started = time.monotonic()
     call = place_call(sessions[0].participant_a, number, uac="uac_pin.xml",
                       uac_values={"pcap": key_in(tmp_path, "".join(wrong)), "final_status": "403",
                                   "final_next": "rejected"})
@@ -108,7 +107,6 @@ def test_three_wrong_pins_end_the_call_with_a_prompt_and_nobody_is_dialed(stack,
     assert row["disposition"] == "rejected" and row["reject_reason"] == "invalid_pin"
     assert row["session_id"] is None and row["callee_channel_id"] is None and row["hangup_by"] == "system"
     assert row["caller_hangup_cause"] == 21 and row["pin_attempts"] == 3
-    assert time.monotonic() - started < 60
     assert_no_leftovers(stack)
 
 
@@ -142,4 +140,20 @@ def test_a_pin_keyed_as_sip_info_connects_too(stack, place_call):
     assert re.search(r"^To: <sip:" + re.escape(driver) + "@", invite, re.M), invite
     row = wait_for_call_row(stack, number)
     assert row["disposition"] == "answered" and row["session_id"] == session.id
+    assert_no_leftovers(stack)
+
+
+def test_a_silent_caller_is_asked_again_then_released_never_left_in_dead_air(stack, place_call):
+    number, driver, sessions = shared_number(stack, customers=1)
+
+    call = place_call(sessions[0].participant_a, number, uac="uac_rejected.xml", uac_values={"final_status": "403"},
+                      timeout=90)
+
+    # Released with 403 after the digit timeouts (SIPp gives up at 90 s: a hung call fails here).
+    assert call.caller.succeeded, call.caller.output
+    # The request three times and the closing prompt: seconds of audio, not silence.
+    assert call.caller_rtp.packets > 250 and call.caller_rtp.level > 100
+    row = wait_for_call_row(stack, number)
+    assert row["disposition"] == "rejected" and row["reject_reason"] == "invalid_pin" and row["pin_attempts"] == 3
+    assert row["callee_channel_id"] is None
     assert_no_leftovers(stack)
