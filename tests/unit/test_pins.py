@@ -1,5 +1,4 @@
 """PINs on shared numbers: allocation and where an entered PIN leads, without I/O."""
-import dataclasses
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
