@@ -17,7 +17,8 @@ from tests.support.dtmf import dtmf_pcap, info_messages
 _serial = itertools.count(1)
 
 
-def shared_number(stack, customers: int = 2, ttl: int = 3600) -> tuple[str, str, list[MaskingSession]]:
+def shared_number(stack, customers: int = 2, ttl: int = 3600,
+                  unknown_callers: bool = False) -> tuple[str, str, list[MaskingSession]]:
     """A fresh shared number and one driver with a live session per customer on it
     (named explicitly: other tests' shared numbers live in the same database)."""
     n = next(_serial)
@@ -29,7 +30,8 @@ def shared_number(stack, customers: int = 2, ttl: int = 3600) -> tuple[str, str,
             await store.add_number(number, pin_mode=True)
             return [(await store.create_session(SessionRequest(
                 f"+65920{n:03d}{c:02d}", driver, ttl_seconds=ttl, record=False, purpose="delivery_order",
-                pin_mode=True, virtual_number=number)))[0] for c in range(customers)]
+                pin_mode=True, virtual_number=number, pin_unknown_callers=unknown_callers)))[0]
+                for c in range(customers)]
         finally:
             await store.close()
 
@@ -156,4 +158,35 @@ def test_a_silent_caller_is_asked_again_then_released_never_left_in_dead_air(sta
     row = wait_for_call_row(stack, number)
     assert row["disposition"] == "rejected" and row["reject_reason"] == "invalid_pin" and row["pin_attempts"] == 3
     assert row["callee_channel_id"] is None
+    assert_no_leftovers(stack)
+
+
+def test_a_session_open_to_unknown_callers_connects_anyone_with_its_pin_to_the_driver(stack, place_call, tmp_path):
+    number, driver, (session,) = shared_number(stack, customers=1, unknown_callers=True)
+    stranger = "+6597770001"  # the customer, calling from a phone the session does not know
+
+    call = place_call(stranger, number, uac="uac_pin.xml", uas="uas_answer.xml", talk_ms=2000,
+                      uac_values={"pcap": key_in(tmp_path, session.pin), "final_status": "200",
+                                  "final_next": "connected"})
+
+    assert call.caller.succeeded and call.counterpart.succeeded, call.caller.output
+    invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
+    assert re.search(r"^To: <sip:" + re.escape(driver) + "@", invite, re.M), invite
+    assert re.search(r"^From: .*<sip:" + re.escape(number) + "@", invite, re.M), invite
+    assert not any(form in "\n".join(call.counterpart.received()) for form in number_forms(stranger))
+    row = wait_for_call_row(stack, number)
+    assert row["disposition"] == "answered" and row["session_id"] == session.id and row["direction"] == "a_to_b"
+    assert_no_leftovers(stack)
+
+
+def test_a_stranger_with_a_valid_pin_is_told_it_is_wrong(stack, place_call, tmp_path):
+    number, driver, (session,) = shared_number(stack, customers=1)
+
+    call = place_call("+6597770002", number, uac="uac_pin.xml",
+                      uac_values={"pcap": key_in(tmp_path, session.pin * 3), "final_status": "403",
+                                  "final_next": "rejected"})
+
+    assert call.caller.succeeded, call.caller.output
+    row = wait_for_call_row(stack, number)
+    assert row["reject_reason"] == "invalid_pin" and row["session_id"] is None and row["callee_channel_id"] is None
     assert_no_leftovers(stack)
