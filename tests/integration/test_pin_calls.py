@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -216,4 +217,30 @@ def test_over_the_fastagi_fallback_a_shared_numbers_caller_hears_try_later(stack
     assert call.caller.succeeded and call.caller_rtp.level > 100, call.caller.output
     row = wait_for_call_row(stack, number)
     assert row["path"] == "agi" and row["disposition"] == "rejected" and row["reject_reason"] == "pin_unavailable"
+    assert_no_leftovers(stack)
+
+
+def test_a_recorded_session_on_a_shared_number_plays_the_notice_after_the_pin_and_records(stack, place_call,
+                                                                                          tmp_path):
+    n = next(_serial)
+    number, driver, customer = f"+656200{n:04d}", f"+658200{n:04d}", f"+659200{n:04d}"
+
+    async def create():
+        store = await Store.connect(stack.dsn, stack.keys)
+        try:
+            await store.add_number(number, pin_mode=True)
+            return (await store.create_session(SessionRequest(customer, driver, ttl_seconds=600, record=True,
+                                                              purpose="delivery_order", virtual_number=number)))[0]
+        finally:
+            await store.close()
+
+    session = asyncio.run(create())
+    call = place_call(customer, number, uac="uac_pin.xml", uas="uas_answer.xml", talk_ms=3000,
+                      uac_values={"pcap": key_in(tmp_path, session.pin), "final_status": "200",
+                                  "final_next": "connected"})
+
+    assert call.caller.succeeded and call.counterpart.succeeded, call.caller.output
+    row = wait_for_call_row(stack, number, with_recording=True)
+    assert row["disposition"] == "answered" and row["recorded"] and row["recording"]["bytes"] > 8000
+    assert [n["party"] for n in json.loads(row["notices"])] == ["caller", "callee"]
     assert_no_leftovers(stack)
