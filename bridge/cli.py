@@ -371,6 +371,8 @@ def caller_id_options(args) -> dict:
         raise UsageError("--number-b is B's own number: it needs --caller-id per_participant")
     if number_b and args.number and number_b == parse_e164(args.number):
         raise UsageError("--number-b must differ from --number")
+    if args.pin_mode and args.caller_id != "shared":
+        raise UsageError("--pin-mode sessions share one number: it needs --caller-id shared")
     return {"caller_id_policy": args.caller_id, "virtual_number_b": number_b}
 
 

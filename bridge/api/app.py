@@ -330,6 +330,8 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
 def caller_id_fields(body: dict, settings: Settings) -> dict:
     """The caller ID policy and, under 'per_participant', B's own number if given."""
     policy = choice_field(body, "caller_id_policy", caller_id.SHARED, caller_id.POLICIES)
+    if policy != caller_id.SHARED and bool_field(body, "pin_mode", False):
+        raise invalid("pin_mode", "pin_mode sessions share one number: caller_id_policy must be shared")
     number_b = number_field(body, "virtual_number_b", settings, required=False)
     problem = caller_id.numbers_problem(policy, number_field(body, "virtual_number", settings, required=False),
                                         number_b)

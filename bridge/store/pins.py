@@ -53,11 +53,16 @@ class PinQueries:
 
     async def _assign_pin(self, conn: asyncpg.Connection, row: asyncpg.Record, request: SessionRequest):
         """Give a new session on a shared number its PIN (other sessions pass through)."""
-        from bridge.store import NumberInUse, PoolExhausted
+        from bridge.store import NumberInUse, NumberUnavailable, PoolExhausted
 
-        number = row["virtual_number"]
-        if not await conn.fetchval("SELECT pin_mode FROM virtual_numbers WHERE number = $1", number):
+        number, number_b = row["virtual_number"], row["virtual_number_b"]
+        shared = await conn.fetch("SELECT number FROM virtual_numbers WHERE pin_mode AND number = ANY($1)",
+                                  [number, number_b])
+        if not shared:
             return row
+        if number_b is not None:  # two numbers, one per participant; a PIN names a session on one
+            raise NumberUnavailable("a shared (pin_mode) number cannot serve a per_participant session",
+                                    field="virtual_number" if shared[0]["number"] == number else "virtual_number_b")
         pin = await self._free_pin(conn, number, request)
         if pin is None:
             raise PoolExhausted(0, 1)

@@ -139,3 +139,24 @@ async def test_a_number_whose_pins_are_all_taken_sends_new_sessions_to_the_next_
 
     assert moved.virtual_number == other
     assert longer.virtual_number == other  # fewest live sessions first
+
+
+async def test_per_participant_sessions_never_take_a_shared_number(store):
+    from bridge.store import NumberUnavailable
+
+    await store.add_number(SHARED, pin_mode=True)
+    for n in range(2):
+        await store.add_number(f"+656000310{n}")
+    pair, _ = await store.create_session(request(customer(1), pin_mode=False, caller_id_policy="per_participant"))
+    assert SHARED not in (pair.virtual_number, pair.virtual_number_b) and pair.pin is None
+    with pytest.raises(NumberUnavailable):
+        await store.create_session(request(customer(2), pin_mode=False, caller_id_policy="per_participant",
+                                           virtual_number_b=SHARED))
+
+
+async def test_the_api_refuses_a_pin_on_a_per_participant_session(api):
+    resp = await api.post("/v1/sessions", json={"participant_a": customer(1), "participant_b": DRIVER,
+                                                "purpose": "delivery_order", "pin_mode": True,
+                                                "caller_id_policy": "per_participant"})
+    body = await resp.json()
+    assert resp.status == 422 and body["error"]["field"] == "pin_mode", body
