@@ -77,6 +77,8 @@ def resolve_pin_route(lookup: PinLookup, caller: str | None, pin: str, now: date
         return WrongPin()
     live = [s for s in sessions if s.is_live(now)]
     session = live[0] if live else max(sessions, key=lambda s: s.created_at)
+    if session.participant_a is None or session.participant_b is None:
+        return WrongPin()  # anonymised (retention, erasure): nobody left to reach, or to tell
     if caller is not None and caller == session.participant_b:
         counterpart, direction = session.participant_a, "b_to_a"
     elif (caller is not None and caller == session.participant_a) or session.pin_unknown_callers:

@@ -1,4 +1,5 @@
 """PINs on shared numbers: allocation and where an entered PIN leads, without I/O."""
+import dataclasses
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -124,6 +125,12 @@ def test_the_live_session_wins_over_an_ended_one_that_held_the_pin_before():
 def test_outside_the_purpose_window_is_rejected_as_on_a_direct_call():
     s = session(window_ends_in_hours=-0.5)
     assert resolve_pin_route(PinLookup((s,)), CUSTOMER, "4821", NOW) == Reject(RejectReason.OUTSIDE_WINDOW, s)
+
+
+def test_an_anonymised_sessions_pin_reaches_nobody_even_open_to_unknown_callers():
+    s = dataclasses.replace(session(unknown_callers=True, expires_in_hours=-1), participant_a=None,
+                            participant_b=None)
+    assert resolve_pin_route(PinLookup((s,)), STRANGER, "4821", NOW) == WrongPin()
 
 
 def test_a_lookup_for_another_pin_does_not_connect():
