@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(numbers, "add", cmd_numbers_add, "add virtual numbers (E.164) to the pool")
     p.add_argument("numbers", nargs="+")
     p.add_argument("--reserved", action="store_true", help="never auto-allocated; assign with --number")
+    p.add_argument("--pin-mode", action="store_true", help="shared by many sessions: callers key the session's PIN")
     p = command(numbers, "list", cmd_numbers_list, "list the pool", listing=True)
     p.add_argument("--status", choices=["active", "retired"])
     p = command(numbers, "retire", cmd_numbers_retire, "retire a number no live session uses")
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-record", action="store_true", help="do not record this session's calls")
     p.add_argument("--number", help="assign this virtual number explicitly (reserved numbers too)")
     p.add_argument("--external-ref", help="the business's reference, e.g. the order id")
+    p.add_argument("--pin-mode", action="store_true", help="on a shared (--pin-mode) number, with a PIN")
+    p.add_argument("--pin-unknown-callers", action="store_true",
+                   help="the PIN alone lets a caller who is neither participant reach B")
     p.add_argument("--webhook-url", help="where this session's call events go")
     p.add_argument("--time-limit", type=int, default=None,
                    help="end each call this many seconds after its answer (a warning beep comes first)")
@@ -292,8 +296,8 @@ async def cmd_numbers_add(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         for number in numbers:
             try:
-                await store.add_number(number, reserved=args.reserved, by=operator())
-                print(f"added {number}{' (reserved)' if args.reserved else ''}")
+                await store.add_number(number, reserved=args.reserved, by=operator(), pin_mode=args.pin_mode)
+                print(f"added {number}{' (reserved)' if args.reserved else ''}{' (pin mode)' if args.pin_mode else ''}")
             except StoreError as exc:
                 failed = True
                 print(f"masking: {exc}", file=sys.stderr)
@@ -303,7 +307,7 @@ async def cmd_numbers_add(settings: Settings, args) -> int:
 async def cmd_numbers_list(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         rows = [representations().number_json(r) for r in await store.list_numbers(args.status)]
-    emit(rows, ["number", "status", "reserved", "country", "live_sessions", "last_allocated_at"], args.json,
+    emit(rows, ["number", "status", "reserved", "pin_mode", "country", "live_sessions", "last_allocated_at"], args.json,
          "numbers")
     return 0
 
@@ -346,7 +350,9 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
         record=settings.record_by_default and not args.no_record, external_ref=args.external_ref,
         webhook_url=args.webhook_url, sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,
         virtual_number=parse_e164(args.number) if args.number else None, time_limit_seconds=args.time_limit,
-        **caller_id_options(args))
+        **caller_id_options(args),
+        pin_mode=args.pin_mode, pin_unknown_callers=args.pin_unknown_callers, pin_length=settings.pin_length,
+        pin_quarantine_seconds=settings.pin_quarantine_seconds)
     async with open_store(settings) as store:
         try:
             session, _ = await store.create_session(request)
@@ -365,6 +371,8 @@ def caller_id_options(args) -> dict:
         raise UsageError("--number-b is B's own number: it needs --caller-id per_participant")
     if number_b and args.number and number_b == parse_e164(args.number):
         raise UsageError("--number-b must differ from --number")
+    if args.pin_mode and args.caller_id != "shared":
+        raise UsageError("--pin-mode sessions share one number: it needs --caller-id shared")
     return {"caller_id_policy": args.caller_id, "virtual_number_b": number_b}
 
 

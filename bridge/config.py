@@ -34,6 +34,11 @@ class Prompts:
     connecting: str = "pls-hold-while-try"
     # Both parties, before a call's time limit ends it.
     time_limit_warning: str = "beep"
+    # Shared (pin_mode) numbers: asked for the PIN, told it was wrong, and
+    # released after the last wrong attempt.
+    pin_request: str = "confbridge-pin"
+    pin_invalid: str = "confbridge-pin-bad"
+    pin_failed: str = "confbridge-pin-bad&vm-goodbye"
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,13 @@ class Settings:
     # Pool rules (see bridge/sessions/pool.py).
     quarantine_seconds: int = 86400
     sticky: str = "none"  # none | prefer_sticky | avoid_sticky
+    # Shared (pin_mode) numbers (see bridge/sessions/pins.py): digits of a new
+    # PIN, how long an ended session's PIN is not handed out again, attempts a
+    # caller has, and seconds of silence that end an entry.
+    pin_length: int = 4
+    pin_quarantine_seconds: int = 3600
+    pin_attempts: int = 3
+    pin_digit_timeout: float = 5.0
     # Call and session events to the business; per-session URLs override.
     webhook_url: str = ""
     webhook_secret: str = "masking-dev-webhook-secret"
@@ -205,6 +217,11 @@ class Settings:
             raise ConfigError("MASKING_NOTICE_OPT_OUT_DIGIT must be one DTMF digit (0-9, *, #) or empty")
         if not 0 < self.subject_request_days <= 366:
             raise ConfigError("MASKING_SUBJECT_REQUEST_DAYS must be between 1 and 366")
+        if not 3 <= self.pin_length <= 8:
+            raise ConfigError("MASKING_PIN_LENGTH must be between 3 and 8 digits")
+        if self.pin_attempts < 1 or self.pin_digit_timeout <= 0 or self.pin_quarantine_seconds < 0:
+            raise ConfigError("MASKING_PIN_ATTEMPTS and MASKING_PIN_DIGIT_TIMEOUT must be positive,"
+                              " MASKING_PIN_QUARANTINE_SECONDS not negative")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
         self._validate_retention()

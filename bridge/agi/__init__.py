@@ -28,7 +28,7 @@ from bridge.calls.spool import Spool
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.numbers import mask_number
-from bridge.sessions.resolve import Connect, normalize_caller
+from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller
 from bridge.store import Store, utcnow
 
 log = get_logger("bridge.agi")
@@ -67,6 +67,10 @@ class FallbackAgi:
         call_id = uuid.uuid4()
         clog = log.bind(call_id=str(call_id), virtual_number=virtual_number, path="agi")
         route = await resolve(self.store, self.settings, virtual_number, caller_number, clog)
+        if isinstance(route, AskPin):
+            # PIN entry runs on the ARI path only: while it is down, callers of
+            # a shared number hear "try later" (503) rather than a wrong party.
+            route = Reject(RejectReason.PIN_UNAVAILABLE)
         session = route.session
         row = CallRow(self.store, call_id, clog, spool=self.spool)
         row.insert(virtual_number=virtual_number, caller_channel_id=headers.get("agi_uniqueid", ""),

@@ -283,7 +283,8 @@ def limit_param(request: web.Request) -> int:
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
                         "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
                         "allowed_window", "time_limit_seconds", "wait_audio_id",
-                        "recording_channels", "caller_id_policy", "virtual_number_b"}
+                        "recording_channels", "caller_id_policy", "virtual_number_b", "pin_mode",
+                        "pin_unknown_callers"}
 KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "time_limit_seconds", "record", "custom_field"}
 
 
@@ -321,12 +322,16 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         time_limit_seconds=optional_int_field(body, "time_limit_seconds", 1, MAX_TIME_LIMIT),
         wait_audio_id=uuid_field(body, "wait_audio_id"),
         recording_channels=int_field(body, "recording_channels", 1, 1, 2),
+        pin_mode=bool_field(body, "pin_mode", False), pin_unknown_callers=bool_field(body, "pin_unknown_callers", False),
+        pin_length=settings.pin_length, pin_quarantine_seconds=settings.pin_quarantine_seconds,
     )
 
 
 def caller_id_fields(body: dict, settings: Settings) -> dict:
     """The caller ID policy and, under 'per_participant', B's own number if given."""
     policy = choice_field(body, "caller_id_policy", caller_id.SHARED, caller_id.POLICIES)
+    if policy != caller_id.SHARED and bool_field(body, "pin_mode", False):
+        raise invalid("pin_mode", "pin_mode sessions share one number: caller_id_policy must be shared")
     number_b = number_field(body, "virtual_number_b", settings, required=False)
     problem = caller_id.numbers_problem(policy, number_field(body, "virtual_number", settings, required=False),
                                         number_b)
@@ -354,7 +359,7 @@ def session_json(session: MaskingSession) -> dict:
 
 CALL_FIELDS = ("session_id", "virtual_number", "direction", "disposition", "reject_reason", "dial_status",
                "hangup_by", "caller_hangup_cause", "callee_hangup_cause", "setup_ms", "recorded", "kind",
-               "custom_field", "time_limit_seconds")
+               "custom_field", "time_limit_seconds", "pin_attempts")
 
 
 def call_json(row: dict) -> dict:
@@ -378,7 +383,7 @@ def recording_json(row: dict) -> dict:
 
 def number_json(row: dict) -> dict:
     return {"number": row["number"], "status": row["status"], "reserved": row["reserved"],
-            "country": row["country"], "live_sessions": row["live_sessions"],
+            "country": row["country"], "live_sessions": row["live_sessions"], "pin_mode": row["pin_mode"],
             "last_allocated_at": row["last_allocated_at"].isoformat() if row["last_allocated_at"] else None}
 
 
@@ -567,7 +572,8 @@ async def add_number(request: web.Request) -> web.Response:
     body = await json_body(request)
     number = number_field(body, "number", request.app[SETTINGS])
     reserved = bool_field(body, "reserved", False)
-    row = await request.app[STORE].add_number(number, reserved, by=actor(request))
+    row = await request.app[STORE].add_number(number, reserved, by=actor(request),
+                                              pin_mode=bool_field(body, "pin_mode", False))
     return web.json_response(number_json(row), status=201)
 
 

@@ -42,6 +42,8 @@ def ending_for_rejection(reason: RejectReason, prompts: Prompts) -> Ending:
         RejectReason.SESSION_CLOSED: (prompts.session_ended, 22),
         RejectReason.DATABASE_UNAVAILABLE: (prompts.unavailable, 34),
         RejectReason.OUTSIDE_WINDOW: (prompts.session_ended, 21),  # the out-of-session prompt; 403
+        RejectReason.INVALID_PIN: (prompts.pin_failed, 21),  # 403: the caller never named a session
+        RejectReason.PIN_UNAVAILABLE: (prompts.unavailable, 34),
     }[reason]
     return Ending("rejected", prompt, cause)
 

@@ -35,7 +35,8 @@ from bridge.calls.spool import Spool
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.numbers import mask_number
-from bridge.sessions.resolve import Connect, Reject, RejectReason, normalize_caller, resolve_route
+from bridge.calls.pin import route_by_pin
+from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller, resolve_route
 from bridge.store import Store, StoreError, StoreUnavailable, utcnow
 
 log = get_logger("bridge.calls")
@@ -115,6 +116,12 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
                    session_id=session.id if session else None,
                    direction=route.direction if isinstance(route, Connect) else None,
                    time_limit_seconds=session.time_limit_seconds if isinstance(route, Connect) else None)
+        if isinstance(route, AskPin):  # a shared number: the caller's PIN names the session
+            route = await route_by_pin(deps, events, row, caller.id, virtual_number, caller_number, clog)
+            if route is None:
+                return  # hung up during PIN entry
+            session = route.session
+            received = time.monotonic()  # setup time is ours: it starts when the PIN is in, not before
         clog = clog.bind(session_id=str(session.id) if session else None)
         clog.info("call.resolved", outcome="connect" if isinstance(route, Connect) else route.reason.value,
                   lookup_ms=_ms_since(received))

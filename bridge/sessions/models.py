@@ -43,6 +43,8 @@ class MaskingSession:
     legal_hold_by: str | None = None
     caller_id_policy: str = "shared"  # or 'per_participant': B dials and sees virtual_number_b
     virtual_number_b: str | None = None  # B's own number under 'per_participant' (sessions/caller_id.py)
+    pin: str | None = None  # on a shared (pin_mode) number: what the caller enters to reach this session
+    pin_unknown_callers: bool = False  # the PIN alone lets a non-participant reach participant b
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now
@@ -85,6 +87,8 @@ class MaskingSession:
             "anonymised_at": self.anonymised_at.isoformat() if self.anonymised_at else None,
             "legal_hold": None if self.legal_hold_at is None else {
                 "since": self.legal_hold_at.isoformat(), "reason": self.legal_hold_reason, "by": self.legal_hold_by},
+            "pin": self.pin,
+            "pin_unknown_callers": self.pin_unknown_callers,
         }
 
 
@@ -95,6 +99,7 @@ class RouteLookup:
     number_in_pool: bool
     sessions: tuple[MaskingSession, ...]  # sessions on this number that include the caller
     virtual_number: str | None = None  # the number dialed (None: not known)
+    pin_mode: bool = False  # a shared number: the caller's PIN, not their number, names the session
 
 
 @dataclass(frozen=True)
@@ -120,3 +125,7 @@ class SessionRequest:
     time_limit_seconds: int | None = None
     caller_id_policy: str = "shared"  # 'per_participant': a second number, B's own
     virtual_number_b: str | None = None  # explicit assignment of B's number under 'per_participant'
+    pin_mode: bool = False  # allocate a shared (pin_mode) number and a PIN on it
+    pin_unknown_callers: bool = False
+    pin_length: int = 4
+    pin_quarantine_seconds: int = 3600

@@ -23,6 +23,8 @@ class RejectReason(enum.Enum):
     DATABASE_UNAVAILABLE = "database_unavailable"
     INVALID_CALLER = "invalid_caller"
     OUTSIDE_WINDOW = "outside_window"  # the session's purpose does not allow calls now
+    INVALID_PIN = "invalid_pin"  # a shared number: no valid PIN within the attempts allowed
+    PIN_UNAVAILABLE = "pin_unavailable"  # a shared number reached over the FastAGI fallback (no PIN entry)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,14 @@ class Reject:
     session: MaskingSession | None = None
 
 
-Route = Connect | Reject
+@dataclass(frozen=True)
+class AskPin:
+    """A shared (pin_mode) number: the caller's PIN names the session (bridge/sessions/pins.py)."""
+
+    session: None = None
+
+
+Route = Connect | Reject | AskPin
 
 
 def normalize_caller(raw: str, default_region: str) -> str | None:
@@ -68,6 +77,8 @@ def normalize_caller(raw: str, default_region: str) -> str | None:
 def resolve_route(lookup: RouteLookup, caller: str | None, now: datetime) -> Route:
     if not lookup.number_in_pool:
         return Reject(RejectReason.UNKNOWN_NUMBER)
+    if lookup.pin_mode:
+        return AskPin()
     if caller is None:
         return Reject(RejectReason.INVALID_CALLER)
     mine = [s for s in lookup.sessions if holds(s, caller, lookup.virtual_number)]

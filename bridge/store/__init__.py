@@ -27,6 +27,7 @@ from bridge.store.audit import AuditQueries
 from bridge.store.retention import ErasureReport, PurgeReport, RetentionQueries
 from bridge.store.subjects import SubjectQueries
 from bridge.store.caller_id import CallerIdQueries
+from bridge.store.pins import PinQueries
 
 MIGRATION_LOCK = 0x6D61736B  # 'mask': serialises concurrent `db upgrade`
 
@@ -114,6 +115,7 @@ CALL_COLUMNS = frozenset({
     "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
     "hangup_by", "setup_ms", "talk_seconds", "recorded", "notices", "recording_opt_out", "recording_started_at",
     "recording_channels", "kind", "custom_field", "time_limit_seconds", "caller_answered_at",
+    "pin_attempts",
 })
 
 
@@ -145,7 +147,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
+class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries, PinQueries):
     def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
         self.pool = pool
         self.keys = keys  # numbers are sealed and hashed with these (bridge/privacy/crypto.py)
@@ -217,7 +219,8 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
         async def query(conn):
             rows = await conn.fetch(
                 """
-                SELECT EXISTS (SELECT 1 FROM virtual_numbers WHERE number = $1) AS in_pool, s.*
+                SELECT EXISTS (SELECT 1 FROM virtual_numbers WHERE number = $1) AS in_pool,
+                       EXISTS (SELECT 1 FROM virtual_numbers WHERE number = $1 AND pin_mode) AS pin_mode, s.*
                 FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL (
                     SELECT * FROM masking_sessions
@@ -231,7 +234,8 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
                 virtual_number, self.keys.lookup_hash(caller) if caller else None,
             )
             sessions = tuple(self._session(r) for r in rows if r["id"] is not None)
-            return RouteLookup(number_in_pool=rows[0]["in_pool"], sessions=sessions, virtual_number=virtual_number)
+            return RouteLookup(number_in_pool=rows[0]["in_pool"], sessions=sessions, virtual_number=virtual_number,
+                               pin_mode=rows[0]["pin_mode"])
 
         return await self._run(query)
 
@@ -321,17 +325,18 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
         return session.participant_a, session.participant_b
 
     # -- operators ---------------------------------------------------------------
-    async def add_number(self, number: str, reserved: bool = False, *, by: Actor | None = None) -> dict:
+    async def add_number(self, number: str, reserved: bool = False, *, by: Actor | None = None,
+                         pin_mode: bool = False) -> dict:
         """Add to the pool; `by` writes the number.added audit row in the same transaction."""
 
         async def add(conn):
             async with conn.transaction():
                 row = await conn.fetchrow(
-                    "INSERT INTO virtual_numbers (number, reserved, country) VALUES ($1, $2, $3) RETURNING *",
-                    number, reserved, region_of(number))
+                    "INSERT INTO virtual_numbers (number, reserved, country, pin_mode) VALUES ($1, $2, $3, $4)"
+                    " RETURNING *", number, reserved, region_of(number), pin_mode)
                 if by:
                     await self.audit_by(by, "number.added", "number", mask_number(number), conn,
-                                        subject_hash=self.keys.lookup_hash(number), details={"reserved": reserved})
+                                        subject_hash=self.keys.lookup_hash(number), details={"reserved": reserved, "pin_mode": pin_mode})
                 return row
 
         try:
@@ -401,7 +406,8 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
                 if request.caller_id_policy == PER_PARTICIPANT:
                     number, number_b = await self._allocate_pair(conn, request)
                 else:
-                    number = request.virtual_number or await self._allocate(conn, request)
+                    number = request.virtual_number or await (
+                        self._allocate_pin_number(conn, request) if request.pin_mode else self._allocate(conn, request))
                 if request.virtual_number:
                     status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)
                     if status != "active":
@@ -425,6 +431,7 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
                     request.recording_channels)
                 if number_b:
                     row = await self._set_number_b(conn, session_id, number_b)
+                row = await self._assign_pin(conn, row, request)  # on a shared number only
                 try:
                     async with conn.transaction():
                         await conn.executemany(
@@ -458,7 +465,7 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries):
                              AND p.ended_at > now() - make_interval(secs => $2)
                              AND NOT (s.participant_a_hash = ANY($1) AND s.participant_b_hash = ANY($1))) AS quarantined
             FROM virtual_numbers v
-            WHERE v.status = 'active' AND NOT v.reserved
+            WHERE v.status = 'active' AND NOT v.reserved AND NOT v.pin_mode
               AND NOT EXISTS (SELECT 1 FROM session_participants p
                               WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND p.live)
             """,
@@ -834,6 +841,7 @@ def session_from_row(keys: KeyRing, row) -> MaskingSession:
         anonymised_at=row.get("anonymised_at"), legal_hold_at=row.get("legal_hold_at"),
         legal_hold_reason=row.get("legal_hold_reason"), legal_hold_by=row.get("legal_hold_by"),
         caller_id_policy=row["caller_id_policy"], virtual_number_b=row["virtual_number_b"],
+        pin=row["pin"], pin_unknown_callers=row["pin_unknown_callers"],
     )
 
 

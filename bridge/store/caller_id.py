@@ -26,7 +26,7 @@ _FREE_FOR_HOLDER = """
                      AND p.ended_at > now() - make_interval(secs => $3)
                      AND NOT (s.participant_a_hash = ANY($2) AND s.participant_b_hash = ANY($2))) AS quarantined
     FROM virtual_numbers v
-    WHERE v.status = 'active' AND NOT v.reserved
+    WHERE v.status = 'active' AND NOT v.reserved AND NOT v.pin_mode
       AND NOT EXISTS (SELECT 1 FROM session_participants p
                       WHERE p.virtual_number = v.number AND p.number_hash = $1 AND p.live)
 """

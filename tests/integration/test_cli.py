@@ -120,3 +120,19 @@ def test_the_running_service_recorded_its_configuration_without_secrets(stack):
     settings = rows[0]["details"]["settings"]
     assert settings["MASKING_SIP_PORT"] == str(stack.settings.asterisk.sip_port)
     assert "MASKING_ARI_PASSWORD" not in settings and stack.settings.ari_password not in listed.stdout
+
+
+def test_a_shared_number_and_a_session_with_a_pin_from_the_cli(stack):
+    assert masking(stack, "numbers", "add", "--pin-mode", "+6563000901").returncode == 0
+
+    created = [masking(stack, "sessions", "create", "--purpose", "delivery_order", "--pin-mode", "--a", a,
+                       "--b", "+6583000901", *extra)
+               for a, extra in (("+6593000901", ()), ("+6593000902", ("--number", "+6563000901")),
+                                ("+6593000903", ("--number", "+6563000901")))]
+    sessions = [json.loads(c.stdout) for c in created]
+    shared = {n["number"] for n in json.loads(masking(stack, "numbers", "list", "--json").stdout)["numbers"]
+              if n["pin_mode"]}
+
+    assert "+6563000901" in shared and {s["virtual_number"] for s in sessions} <= shared
+    assert all(len(s["pin"]) == 4 and s["pin"].isdigit() for s in sessions)
+    assert sessions[1]["pin"] != sessions[2]["pin"]  # one driver, two live sessions on one number

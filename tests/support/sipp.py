@@ -72,7 +72,7 @@ def render(scenario: str, workdir: Path, **values: str) -> Path:
     path.write_text(text)
     pcap = workdir / "pcap"
     pcap.mkdir(exist_ok=True)
-    for audio in ("g711a.pcap", "dtmf_2833_9.pcap"):
+    for audio in ("g711a.pcap", *(p.name for p in PCAP_DIR.glob("dtmf_2833_*.pcap"))):
         if not (pcap / audio).exists():
             (pcap / audio).symlink_to(PCAP_DIR / audio)
     return path
