@@ -2,13 +2,14 @@
 
 The business asks (`POST /v1/sessions/{id}/calls`) and the service calls the
 first participant, showing only the session's virtual number. When they
-answer they hear "please hold while we try to connect you" and ringback while
-the other participant is dialed, again showing only the virtual number; when
-that one answers the two are bridged and recorded, and the call goes on like
-an inbound one (`talk_until_hangup`). If the first party does not answer,
-nobody else is called; if the second does not, the first hears why and is
-released. The call row and webhook events are the same as for an inbound call,
-with `kind = 'connect'`: the first party is the row's caller.
+answer they hear "please hold while we try to connect you", then the session's
+wait audio (if it has one) and ringback while the other participant is dialed,
+again showing only the virtual number; when that one answers the two are
+bridged and recorded, and the call goes on like an inbound one
+(`talk_until_hangup`). If the first party does not answer, nobody else is
+called; if the second does not, the first hears why and is released. The call
+row and webhook events are the same as for an inbound call, with
+`kind = 'connect'`: the first party is the row's caller.
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from bridge.calls import ids
 from bridge.calls.decisions import ending_for_dial
 from bridge.calls.flow import (
     CallAborted, CallDeps, CallState, bridge_and_record, call_event_data, consented, dial_masked, end_unanswered,
-    finish_call, hangup_leg, hear_notice, play_to_end, talk_until_hangup, wait_for_answer, wait_for_dial,
+    finish_call, hangup_leg, hear_notice, play_to_end, talk_until_hangup, wait_for_answer, wait_for_dial, wait_sound,
 )
-from bridge.calls.notice import NoticeHeard
+from bridge.calls.notice import NoticeHeard, start_ringback, stop_ringback
 from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow
 from bridge.logs import get_logger
@@ -96,8 +97,8 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
             return
 
         # 2. They answered: the recording notice if the call records (with the
-        #    chance to opt out), "connecting you", then ringback while the
-        #    other party is dialed.
+        #    chance to opt out), "connecting you", then the session's wait audio
+        #    and ringback (or ringback alone) while the other party is dialed.
         row.update(caller_answered_at=utcnow())
         records = session.record if request.record is None else request.record
         heard: list[NoticeHeard] = []
@@ -108,7 +109,11 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
         await play_to_end(ari, events, call.caller_id, settings.prompts.connecting)
         if events.is_gone(call.caller_id):
             raise CallAborted("the first party hung up during the prompt")
-        await ari.ring(call.caller_id)
+        ringback = None
+        if session.wait_audio_id:
+            ringback = await start_ringback(ari, call.caller_id, wait_sound(session))
+        else:
+            await ari.ring(call.caller_id)
         call.callee_id = ids.callee_channel(call.id)
         await dial_masked(deps, events, call.callee_id, second, number_of(session, other(request.first)),
                           app_args=f"callee,{call.id}", originator=call.caller_id)
@@ -128,7 +133,10 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
                        caller_hangup_cause=events.gone[call.caller_id])
             clog.info("call.cancelled")
             return
-        await ari.ring_stop(call.caller_id)
+        if ringback:
+            await stop_ringback(ari, ringback)
+        else:
+            await ari.ring_stop(call.caller_id)
         if answer is None or answer.dialstatus != "ANSWER":
             await end_unanswered(deps, events, call, answer, row, clog, early_media=False)
             return

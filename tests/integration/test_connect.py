@@ -18,6 +18,7 @@ from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.integration.test_api_call import DEFAULT_SECRET, Receiver, api_token, call_api  # noqa: F401 (fixture)
 from tests.integration.test_faults import bridged, kill_service, restore_service, wait_until  # noqa: F401
 from tests.integration.test_masked_call import assert_no_leftovers, number_forms, recording_level
+from tests.integration.test_wait_audio import TONE_HZ, tone_wav, upload
 from tests.support.rtp import RtpSniffer
 from tests.support.sipp import SipMessage, Sipp, SippResult, render
 from bridge.webhooks import verify
@@ -50,9 +51,10 @@ def place(stack, token: str, session_id: str, **body) -> tuple[int, str | None, 
 
 
 def parties_sipp(stack, tmp_path, scenario: str, talk_ms: int = 2000, **values) -> Sipp:
-    """One SIPp on the outbound trunk's port answering for both participants."""
-    sipp = Sipp(tmp_path, render(scenario, tmp_path, **values), ["-m", "2", "-d", str(talk_ms)], "parties",
-                port=stack.counterpart_port)
+    """One SIPp on the outbound trunk's port answering for both participants
+    (after ringing `ring_ms`, 300 unless given)."""
+    scenario_path = render(scenario, tmp_path, **{"ring_ms": 300, **values})
+    sipp = Sipp(tmp_path, scenario_path, ["-m", "2", "-d", str(talk_ms)], "parties", port=stack.counterpart_port)
     sipp.start()
     time.sleep(0.2)  # SIPp binds its port
     return sipp
@@ -172,6 +174,29 @@ def test_a_busy_second_party_gives_the_first_the_busy_prompt_and_a_hangup(stack,
     row = wait_for_call_row(stack, session["virtual_number"])
     assert (row["disposition"], row["hangup_by"]) == ("busy", "system")
     assert row["caller_answered_at"] is not None and row["answered_at"] is None
+    assert_no_leftovers(stack)
+
+
+def test_the_first_party_hears_the_sessions_wait_audio_while_the_second_rings(stack, api_token, tmp_path):
+    status, audio = upload(stack, api_token, tone_wav(3.0))
+    assert status == 201, audio
+    session, a, b = live_session(stack, api_token, record=False, wait_audio_id=audio["id"])
+    # Both parties ring 2 s, shorter than the clip; the second answers and plays
+    # audio only after: what the first hears while the second rings is ours.
+    parties = parties_sipp(stack, tmp_path, "uas_connect.xml", second=b.lstrip("+"), ring_ms=2000, tag="wait-audio")
+
+    with RtpSniffer(parties.media_port) as rtp:
+        assert place(stack, api_token, session["id"], **{"from": "a"})[0] == 202
+        result = parties.wait(60)
+
+    assert result.succeeded, result.output
+    first_call, second_call = dialogs(result)
+    assert (invited(first_call), invited(second_call)) == (a, b)
+    ringing = (first(second_call, "INVITE").at, first(second_call, "SIP/2.0 200", received=False).at)
+    assert rtp.audio_between(*ringing) > 50, "the first party heard nothing while the second rang"
+    assert abs(rtp.pitch(between=ringing) - 2 * TONE_HZ) < 150, "the first party heard something else than the upload"
+    row = wait_for_call_row(stack, session["virtual_number"])
+    assert (row["kind"], row["disposition"]) == ("connect", "answered")
     assert_no_leftovers(stack)
 
 

@@ -103,9 +103,11 @@ class RtpSniffer:
         """How many packets carrying sound (not silence) arrived between two wall-clock times."""
         return sum(1 for at, packet_level, _ in self.sounds if start <= at <= end and packet_level > level)
 
-    def pitch(self, level: float = 100) -> float:
-        """Zero crossings per second of the packets carrying sound: twice the
-        frequency of a pure tone (tells a 1 kHz clip from a 425 Hz ringback)."""
-        loud = [samples for _, packet_level, samples in self.sounds if packet_level > level]
+    def pitch(self, level: float = 100, between: tuple[datetime, datetime] | None = None) -> float:
+        """Zero crossings per second of the packets carrying sound (arrived
+        `between` two wall-clock times, if given): twice the frequency of a
+        pure tone (tells a 1 kHz clip from a 425 Hz ringback)."""
+        loud = [samples for at, packet_level, samples in self.sounds
+                if packet_level > level and (between is None or between[0] <= at <= between[1])]
         crossings = sum(sum(1 for a, b in zip(p, p[1:]) if (a < 0) != (b < 0)) for p in loud)
         return crossings / (sum(len(p) for p in loud) / 8000) if loud else 0.0

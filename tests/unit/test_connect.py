@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 from bridge.ari import EventRouter
@@ -13,13 +14,14 @@ from bridge.sessions.models import RouteLookup
 from tests.unit.test_flow import FakeAri, FakeStore, live_session
 
 
-async def run_connect(outcomes: list[str], first: str = "a") -> tuple[FakeAri, dict, dict]:
+async def run_connect(outcomes: list[str], first: str = "a", **session_fields) -> tuple[FakeAri, dict, dict]:
     """Returns the fake ARI, the call row as finally written, and the row as inserted before the call."""
     router = EventRouter(lambda event: None)
     ari, store = FakeAri(router), FakeStore(RouteLookup(number_in_pool=True, sessions=()))
     ari.answer_dial_with = outcomes
     deps = CallDeps(ari=ari, store=store, router=router, settings=Settings(dial_timeout=2))
-    session, request = live_session(), ConnectRequest(first=first, ring_timeout_seconds=2, custom_field="ticket-42")
+    session = dataclasses.replace(live_session(), **session_fields)
+    request = ConnectRequest(first=first, ring_timeout_seconds=2, custom_field="ticket-42")
     row = connect_row(uuid.uuid4(), session, request, "node")
     await asyncio.wait_for(connect_call(deps, session, request, row), 10)
     return ari, {**row, **store.final()}, row
@@ -63,3 +65,18 @@ async def test_a_second_party_not_answering_gives_the_first_the_prompt_then_a_ha
     assert ari.hangups_of(first_leg) == [("hangup", first_leg, 19)]
     assert ari.requests.index(prompt) < ari.requests.index(ari.hangups_of(first_leg)[0])
     assert (final["disposition"], final["hangup_by"]) == ("no_answer", "system") and "answered_at" not in final
+
+
+async def test_the_first_party_hears_the_sessions_wait_audio_then_ringback_while_the_second_rings():
+    audio_id = uuid.uuid4()
+    ari, final, row = await run_connect(["ANSWER", "ANSWER"], wait_audio_id=audio_id)
+    first_leg = row["caller_channel_id"]
+
+    waiting = ("play", first_leg, (f"sound:masking/wait/{audio_id}", "tone:ring"))
+    connecting = ("play", first_leg, ("sound:pls-hold-while-try",))
+    stopped = next(r for r in ari.requests if r[0] == "stop_playback")
+    bridged = next(r for r in ari.requests if r[0] == "add")
+    order = [connecting, waiting, creates(ari)[1], stopped, bridged]
+    assert [ari.requests.index(r) for r in order] == sorted(ari.requests.index(r) for r in order)
+    assert not any(r[0] in ("ring", "ring_stop") for r in ari.requests), "plain ringback instead of the wait audio"
+    assert final["disposition"] == "answered"
