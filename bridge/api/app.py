@@ -285,7 +285,8 @@ KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mo
                         "allowed_window", "time_limit_seconds", "wait_audio_id",
                         "recording_channels", "caller_id_policy", "virtual_number_b", "pin_mode",
                         "pin_unknown_callers"}
-KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "time_limit_seconds", "record", "custom_field"}
+KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "first_ring_timeout_seconds", "second_ring_timeout_seconds",
+                        "time_limit_seconds", "record", "custom_field"}
 
 
 def refuse_unknown(body: dict, known: set[str]) -> None:
@@ -341,11 +342,15 @@ def caller_id_fields(body: dict, settings: Settings) -> dict:
 
 
 def connect_request(body: dict, settings: Settings) -> ConnectRequest:
+    """A click-to-call request; `ring_timeout_seconds` serves both legs unless
+    `first_`/`second_ring_timeout_seconds` set a leg's own."""
     refuse_unknown(body, KNOWN_CONNECT_FIELDS)
+    first = choice_field(body, "from", "", ("a", "b"))
+    ring = int_field(body, "ring_timeout_seconds", min(settings.dial_timeout, MAX_RING_TIMEOUT), 1, MAX_RING_TIMEOUT)
     return ConnectRequest(
-        first=choice_field(body, "from", "", ("a", "b")),
-        ring_timeout_seconds=int_field(body, "ring_timeout_seconds", min(settings.dial_timeout, MAX_RING_TIMEOUT),
-                                       1, MAX_RING_TIMEOUT),
+        first=first,
+        first_ring_timeout_seconds=int_field(body, "first_ring_timeout_seconds", ring, 1, MAX_RING_TIMEOUT),
+        second_ring_timeout_seconds=int_field(body, "second_ring_timeout_seconds", ring, 1, MAX_RING_TIMEOUT),
         time_limit_seconds=optional_int_field(body, "time_limit_seconds", 1, MAX_TIME_LIMIT),
         record=None if body.get("record") is None else bool_field(body, "record", True),
         custom_field=text_field(body, "custom_field", 256),

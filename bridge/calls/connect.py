@@ -41,7 +41,8 @@ class ConnectRequest:
     """A validated request to connect a session's two participants."""
 
     first: str  # 'a' or 'b': the participant called first
-    ring_timeout_seconds: int  # for each leg
+    first_ring_timeout_seconds: int  # how long the first party may ring
+    second_ring_timeout_seconds: int  # how long the second may, once the first answered
     time_limit_seconds: int | None = None  # None: the session's
     record: bool | None = None  # None: the session's
     custom_field: str | None = None  # the business's, echoed in the call events
@@ -83,7 +84,7 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
         row.update(setup_ms=setup_ms)
         metrics.call_setup_seconds.observe(setup_ms / 1000)
         clog.info("call.dialing", leg="first", first=request.first, setup_ms=setup_ms)
-        answer = await wait_for_dial(events, call.caller_id, request.ring_timeout_seconds,
+        answer = await wait_for_dial(events, call.caller_id, request.first_ring_timeout_seconds,
                                      on_ringing=lambda: clog.info("call.ringing", leg="first"))
         if answer is None or answer.dialstatus != "ANSWER":
             # Nobody else is called. The first party was never answered: no prompt.
@@ -126,7 +127,7 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
             row.event("call.ringing", session.id, webhook_url, call_event_data(call, row, session))
             clog.info("call.ringing", leg="second")
 
-        answer = await wait_for_answer(events, call, request.ring_timeout_seconds, on_ringing)
+        answer = await wait_for_answer(events, call, request.second_ring_timeout_seconds, on_ringing)
         if events.is_gone(call.caller_id):
             await hangup_leg(ari, call, call.callee_id)
             row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",

@@ -287,7 +287,8 @@ def test_answers_a_fuzzer_rarely_reaches_match_the_document(server, down_server,
 
     # Click-to-call: accepted, a dead session, an unknown one, a bad body, Asterisk not connected.
     placed = call("POST", "/v1/sessions/{id}/calls", 202, path_parameters=session_id("live"),
-                  body={"from": "b", "ring_timeout_seconds": 20, "time_limit_seconds": 300, "record": False,
+                  body={"from": "b", "ring_timeout_seconds": 20, "first_ring_timeout_seconds": 15,
+                        "second_ring_timeout_seconds": 40, "time_limit_seconds": 300, "record": False,
                         "custom_field": "ticket-42"})
     assert placed.headers["location"] == [f"/v1/calls/{placed.json()['call_id']}"]
     call("POST", "/v1/sessions/{id}/calls", 409, path_parameters=session_id("closed"), body={"from": "a"},

@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from itertools import count
 
+import pytest
+
 from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.integration.test_api_call import DEFAULT_SECRET, Receiver, api_token, call_api  # noqa: F401 (fixture)
 from tests.integration.test_faults import bridged, kill_service, restore_service, wait_until  # noqa: F401
@@ -127,11 +129,17 @@ def test_click_to_call_rings_the_first_party_then_the_second_who_both_see_only_t
     assert_no_leftovers(stack)
 
 
-def test_a_first_party_who_does_not_answer_means_nobody_else_is_called(stack, api_token, tmp_path):
+@pytest.mark.parametrize("ring_timeouts", [
+    {"ring_timeout_seconds": 2},
+    # Only the first leg's own timeout is short: had another applied, the call
+    # would still be ringing when wait_for_call_row gives up.
+    {"ring_timeout_seconds": 300, "first_ring_timeout_seconds": 2, "second_ring_timeout_seconds": 300},
+], ids=["shared", "first_leg"])
+def test_a_first_party_who_does_not_answer_means_nobody_else_is_called(stack, api_token, tmp_path, ring_timeouts):
     session, a, b = live_session(stack, api_token)
     parties = parties_sipp(stack, tmp_path, "uas_ring.xml")
 
-    status, _, placed = place(stack, api_token, session["id"], **{"from": "b", "ring_timeout_seconds": 2})
+    status, _, placed = place(stack, api_token, session["id"], **{"from": "b", **ring_timeouts})
     assert status == 202, placed
     row = wait_for_call_row(stack, session["virtual_number"])
     result = parties.wait(1)  # still waiting for a second call that must not come
@@ -207,6 +215,9 @@ def test_a_bad_connect_request_gets_a_precise_error_and_calls_nobody(stack, api_
 
     assert place(stack, api_token, session["id"], **{"from": "c"})[2]["error"]["field"] == "from"
     assert place(stack, api_token, session["id"], **{"from": "a", "custom_field": "x" * 257})[0] == 422
+    assert place(stack, api_token, session["id"], **{"from": "a", "second_ring_timeout_seconds": 0})[2]["error"] == \
+        {"code": "invalid_field", "field": "second_ring_timeout_seconds",
+         "message": "second_ring_timeout_seconds must be between 1 and 300"}
     assert place(stack, api_token, closed["id"], **{"from": "a"})[2]["error"]["code"] == "session_not_active"
     assert place(stack, api_token, "00000000-0000-0000-0000-000000000000", **{"from": "a"})[0] == 404
     assert query(stack.dsn, "SELECT id FROM calls WHERE session_id = ANY($1::uuid[])",

@@ -6,6 +6,10 @@ import dataclasses
 import uuid
 
 from bridge.ari import EventRouter
+import pytest
+
+from bridge.api.app import connect_request
+from bridge.api.errors import ApiError
 from bridge.calls import ids
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
 from bridge.calls.flow import CallDeps
@@ -14,14 +18,16 @@ from bridge.sessions.models import RouteLookup
 from tests.unit.test_flow import FakeAri, FakeStore, live_session
 
 
-async def run_connect(outcomes: list[str], first: str = "a", **session_fields) -> tuple[FakeAri, dict, dict]:
+async def run_connect(outcomes: list[str], first: str = "a", ring_timeouts: tuple[int, int] = (2, 2),
+                      **session_fields) -> tuple[FakeAri, dict, dict]:
     """Returns the fake ARI, the call row as finally written, and the row as inserted before the call."""
     router = EventRouter(lambda event: None)
     ari, store = FakeAri(router), FakeStore(RouteLookup(number_in_pool=True, sessions=()))
     ari.answer_dial_with = outcomes
     deps = CallDeps(ari=ari, store=store, router=router, settings=Settings(dial_timeout=2))
     session = dataclasses.replace(live_session(), **session_fields)
-    request = ConnectRequest(first=first, ring_timeout_seconds=2, custom_field="ticket-42")
+    request = ConnectRequest(first=first, first_ring_timeout_seconds=ring_timeouts[0],
+                             second_ring_timeout_seconds=ring_timeouts[1], custom_field="ticket-42")
     row = connect_row(uuid.uuid4(), session, request, "node")
     await asyncio.wait_for(connect_call(deps, session, request, row), 10)
     return ari, {**row, **store.final()}, row
@@ -80,3 +86,58 @@ async def test_the_first_party_hears_the_sessions_wait_audio_then_ringback_while
     assert [ari.requests.index(r) for r in order] == sorted(ari.requests.index(r) for r in order)
     assert not any(r[0] in ("ring", "ring_stop") for r in ari.requests), "plain ringback instead of the wait audio"
     assert final["disposition"] == "answered"
+
+
+# -- ring timeouts, one per leg ------------------------------------------------------------
+# "RINGING" as a leg's outcome: it rings until the service gives up on it.
+
+async def test_the_first_legs_ring_timeout_ends_a_first_party_who_rings_on_and_nobody_else_is_called():
+    ari, final, _ = await run_connect(["RINGING"], ring_timeouts=(1, 300))
+
+    assert len(creates(ari)) == 1
+    assert (final["disposition"], final["dial_status"]) == ("no_answer", "NOANSWER")
+    assert "caller_answered_at" not in final
+
+
+async def test_the_second_legs_ring_timeout_ends_a_second_party_who_rings_on():
+    ari, final, _ = await run_connect(["ANSWER", "RINGING"], ring_timeouts=(300, 1))
+
+    assert len(creates(ari)) == 2
+    assert (final["disposition"], final["dial_status"]) == ("no_answer", "NOANSWER")
+    assert final["caller_answered_at"] and "answered_at" not in final
+
+
+@pytest.mark.parametrize("body, timeouts", [
+    ({}, (30, 30)),
+    ({"ring_timeout_seconds": 20}, (20, 20)),
+    ({"ring_timeout_seconds": 20, "first_ring_timeout_seconds": 5}, (5, 20)),
+    ({"second_ring_timeout_seconds": 45}, (30, 45)),
+    ({"first_ring_timeout_seconds": 1, "second_ring_timeout_seconds": 300}, (1, 300)),
+])
+def test_each_leg_rings_for_its_own_timeout_or_the_shared_one_or_the_dial_timeout(body, timeouts):
+    request = connect_request({"from": "a", **body}, Settings(dial_timeout=30))
+
+    assert (request.first_ring_timeout_seconds, request.second_ring_timeout_seconds) == timeouts
+
+
+def test_the_default_ring_timeout_is_capped_at_the_apis_maximum():
+    request = connect_request({"from": "b"}, Settings(dial_timeout=900))
+
+    assert (request.first_ring_timeout_seconds, request.second_ring_timeout_seconds) == (300, 300)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("first_ring_timeout_seconds", 0, "first_ring_timeout_seconds must be between 1 and 300"),
+    ("second_ring_timeout_seconds", 301, "second_ring_timeout_seconds must be between 1 and 300"),
+    ("first_ring_timeout_seconds", "10", "first_ring_timeout_seconds must be an integer"),
+    ("second_ring_timeout_seconds", True, "second_ring_timeout_seconds must be an integer"),
+    ("second_ring_timeout_seconds", None, "second_ring_timeout_seconds must be an integer"),
+    ("first_ring_timeout_seconds", 2.5, "first_ring_timeout_seconds must be an integer"),
+    ("ring_timeout_seconds", -1, "ring_timeout_seconds must be between 1 and 300"),
+])
+def test_a_bad_ring_timeout_is_refused_naming_its_field(field, value, message):
+    with pytest.raises(ApiError) as refused:
+        connect_request({"from": "a", field: value}, Settings(dial_timeout=30))
+
+    assert (refused.value.status, refused.value.code, refused.value.field, refused.value.message) == \
+        (422, "invalid_field", field, message)
