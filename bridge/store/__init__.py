@@ -455,23 +455,7 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries, Pin
 
     async def _allocate(self, conn, request: SessionRequest) -> str:
         participants = [self.keys.lookup_hash(request.participant_a), self.keys.lookup_hash(request.participant_b)]
-        rows = await conn.fetch(
-            """
-            SELECT v.number, v.country, v.last_allocated_at,
-                   EXISTS (SELECT 1 FROM session_participants p
-                           WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND NOT p.live) AS held_before,
-                   EXISTS (SELECT 1 FROM session_participants p JOIN masking_sessions s ON s.id = p.session_id
-                           WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND NOT p.live
-                             AND p.ended_at > now() - make_interval(secs => $2)
-                             AND NOT (s.participant_a_hash = ANY($1) AND s.participant_b_hash = ANY($1))) AS quarantined
-            FROM virtual_numbers v
-            WHERE v.status = 'active' AND NOT v.reserved AND NOT v.pin_mode
-              AND NOT EXISTS (SELECT 1 FROM session_participants p
-                              WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND p.live)
-            """,
-            participants, request.quarantine_seconds)
-        candidates = [Candidate(r["number"], r["country"], r["last_allocated_at"], r["held_before"],
-                                r["quarantined"]) for r in rows]
+        candidates = await free_numbers(conn, participants, participants, request.quarantine_seconds)
         number = choose_number(candidates, request.participant_a, request.participant_b,
                                StickyPreference(request.sticky), request.country_match)
         if number is None:
@@ -769,6 +753,33 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries, Pin
             " count(*) FILTER (WHERE v.status = 'active' AND EXISTS (SELECT 1 FROM session_participants p"
             "   WHERE p.virtual_number = v.number AND p.live)) AS in_use FROM virtual_numbers v"))
         return dict(row)
+
+
+# Numbers a session may take for `holders` (both participants on a shared
+# number, one on a per-participant one): in the pool, not reserved, not shared
+# with a PIN, held live by none of them. `held_before` and `quarantined`
+# (a holder's earlier number, ended within the quarantine) feed the pure
+# ranking in sessions/pool.py; the pair's own earlier sessions never quarantine.
+_FREE_NUMBERS = """
+    SELECT v.number, v.country, v.last_allocated_at,
+           EXISTS (SELECT 1 FROM session_participants p
+                   WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND NOT p.live) AS held_before,
+           EXISTS (SELECT 1 FROM session_participants p JOIN masking_sessions s ON s.id = p.session_id
+                   WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND NOT p.live
+                     AND p.ended_at > now() - make_interval(secs => $3)
+                     AND NOT (s.participant_a_hash = ANY($2) AND s.participant_b_hash = ANY($2))) AS quarantined
+    FROM virtual_numbers v
+    WHERE v.status = 'active' AND NOT v.reserved AND NOT v.pin_mode
+      AND NOT EXISTS (SELECT 1 FROM session_participants p
+                      WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND p.live)
+"""
+
+
+async def free_numbers(conn, holders: list[bytes], pair: list[bytes], quarantine_seconds: int) -> list[Candidate]:
+    """The pool's candidates for `holders` (keyed hashes), in the caller's transaction."""
+    rows = await conn.fetch(_FREE_NUMBERS, holders, pair, quarantine_seconds)
+    return [Candidate(r["number"], r["country"], r["last_allocated_at"], r["held_before"], r["quarantined"])
+            for r in rows]
 
 
 async def _expire_due(conn, default_webhook_url: str | None = None, limit: int = 500) -> list[uuid.UUID]:

@@ -13,24 +13,6 @@ from bridge.sessions.caller_id import PER_PARTICIPANT
 from bridge.sessions.models import SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_pair
 
-# Numbers free for one holder: in the pool, not reserved, not held live by
-# them. `held_before` and `quarantined` as in Store._allocate, for this holder
-# alone (a number is only ever dialed by its holder); $2 is the pair, whose own
-# earlier sessions do not quarantine a number.
-_FREE_FOR_HOLDER = """
-    SELECT v.number, v.country, v.last_allocated_at,
-           EXISTS (SELECT 1 FROM session_participants p
-                   WHERE p.virtual_number = v.number AND p.number_hash = $1 AND NOT p.live) AS held_before,
-           EXISTS (SELECT 1 FROM session_participants p JOIN masking_sessions s ON s.id = p.session_id
-                   WHERE p.virtual_number = v.number AND p.number_hash = $1 AND NOT p.live
-                     AND p.ended_at > now() - make_interval(secs => $3)
-                     AND NOT (s.participant_a_hash = ANY($2) AND s.participant_b_hash = ANY($2))) AS quarantined
-    FROM virtual_numbers v
-    WHERE v.status = 'active' AND NOT v.reserved AND NOT v.pin_mode
-      AND NOT EXISTS (SELECT 1 FROM session_participants p
-                      WHERE p.virtual_number = v.number AND p.number_hash = $1 AND p.live)
-"""
-
 
 class CallerIdQueries:
     """Store methods for sessions whose participants each have their own number."""
@@ -38,7 +20,7 @@ class CallerIdQueries:
     async def _allocate_pair(self, conn, request: SessionRequest) -> tuple[str, str]:
         """(X_A, X_B) for a per-participant session: the explicit ones as given
         (checked by the caller), the others chosen from the pool."""
-        from bridge.store import PoolExhausted  # the store package imports this module
+        from bridge.store import PoolExhausted, free_numbers  # the store package imports this module
 
         if request.virtual_number_b:
             await self._check_number_b(conn, request.virtual_number_b, request.virtual_number)
@@ -48,9 +30,7 @@ class CallerIdQueries:
             if explicit:
                 sides.append([Candidate(explicit, None, None, False, False)])
                 continue
-            rows = await conn.fetch(_FREE_FOR_HOLDER, holder, [hash_a, hash_b], request.quarantine_seconds)
-            sides.append([Candidate(r["number"], r["country"], r["last_allocated_at"], r["held_before"],
-                                    r["quarantined"]) for r in rows])
+            sides.append(await free_numbers(conn, [holder], [hash_a, hash_b], request.quarantine_seconds))
         pair = choose_pair(sides[0], sides[1], request.participant_a, request.participant_b,
                            StickyPreference(request.sticky), request.country_match)
         if pair is None:
