@@ -43,6 +43,21 @@ def other(role: str) -> str:
     return "b" if role == "a" else "a"
 
 
+def participant(session: HasNumbers, role: str) -> str:
+    """Participant `role`'s own number."""
+    return session.participant_a if role == "a" else session.participant_b
+
+
+def direction_of(caller_role: str) -> str:
+    """A call's direction ('a_to_b' or 'b_to_a') when participant `caller_role` places it."""
+    return f"{caller_role}_to_{other(caller_role)}"
+
+
+def caller_of(direction: str | None) -> str | None:
+    """The role that placed a call going `direction`; None for a call no participant placed."""
+    return {"a_to_b": "a", "b_to_a": "b"}.get(direction or "")
+
+
 def holds(session: HasNumbers, caller: str, dialed: str | None) -> bool:
     """Whether `caller` reaches this session by dialing `dialed` (None: not
     known, so any number of theirs)."""
