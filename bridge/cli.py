@@ -25,6 +25,7 @@ from bridge.config import ConfigError, Settings
 from bridge.privacy.audit import Actor, ChainWalk, entry_json
 from bridge.privacy.crypto import CryptoError, KeyRing
 from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.sessions import caller_id
 from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.store import Store, StoreError, ensure_database, utcnow
 
@@ -361,10 +362,9 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
 def caller_id_options(args) -> dict:
     """--caller-id and --number-b, checked as the API checks them."""
     number_b = parse_e164(args.number_b) if args.number_b else None
-    if number_b and args.caller_id != "per_participant":
-        raise UsageError("--number-b is B's own number: it needs --caller-id per_participant")
-    if number_b and args.number and number_b == parse_e164(args.number):
-        raise UsageError("--number-b must differ from --number")
+    number = parse_e164(args.number) if args.number else None
+    if problem := caller_id.numbers_problem(args.caller_id, number, number_b, caller_id.CLI_NAMES):
+        raise UsageError(problem)
     return {"caller_id_policy": args.caller_id, "virtual_number_b": number_b}
 
 

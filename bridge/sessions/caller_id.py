@@ -65,10 +65,17 @@ def holds(session: HasNumbers, caller: str, dialed: str | None) -> bool:
     return role is not None and (dialed is None or number_of(session, role) == dialed)
 
 
-def numbers_problem(policy: str, virtual_number: str | None, virtual_number_b: str | None) -> str | None:
-    """Why explicitly assigned numbers do not fit the policy, or None if they do."""
+API_NAMES = ("caller_id_policy", "virtual_number", "virtual_number_b")
+CLI_NAMES = ("--caller-id", "--number", "--number-b")
+
+
+def numbers_problem(policy: str, virtual_number: str | None, virtual_number_b: str | None,
+                    names: tuple[str, str, str] = API_NAMES) -> str | None:
+    """Why explicitly assigned numbers do not fit the policy, or None if they do;
+    `names` are what the asker calls (policy, number, number B): API fields or CLI options."""
+    policy_name, number_name, number_b_name = names
     if virtual_number_b and policy != PER_PARTICIPANT:
-        return "virtual_number_b is B's own number: it needs caller_id_policy per_participant"
+        return f"{number_b_name} is B's own number: it needs {policy_name} {PER_PARTICIPANT}"
     if virtual_number_b and virtual_number_b == virtual_number:
-        return "virtual_number_b must differ from virtual_number"
+        return f"{number_b_name} must differ from {number_name}"
     return None
