@@ -161,15 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
                 "encrypt recordings stored before sealing existed (idempotent, in batches)")
     p.add_argument("--batch", type=int, default=20, help="recordings per batch")
 
-    add_subject_commands(group("subject", "data subjects' requests: access (export), correction, erasure"),
-                         command)
+    subject = group("subject", "data subjects' requests: access (export), correction, erasure")
+    add_subject_commands(subject, command)
 
     ast = group("asterisk", "Asterisk configuration")
     p = command(ast, "config", cmd_asterisk_config, "render dialplan/ templates with the current settings")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--instance-dir", default="/var/lib/masking-asterisk",
                    help="directory Asterisk sees as its own (etc/, run/, spool/... below it)")
-    add_retention_commands(sub, sessions, command, group)
+    add_retention_commands(sub, sessions, subject, command)
     return parser
 
 
@@ -639,7 +639,7 @@ async def cmd_subject_requests(settings: Settings, args) -> int:
 
 
 # -- retention, legal hold, erasure (docs/privacy.md) ---------------------------------
-def add_retention_commands(sub, sessions, command, group) -> None:
+def add_retention_commands(sub, sessions, subject, command) -> None:
     p = command(sessions, "hold", cmd_sessions_hold,
                 "put a session under legal hold: purge and erasure keep it whole until released", listing=True)
     p.add_argument("session_id")
@@ -651,21 +651,11 @@ def add_retention_commands(sub, sessions, command, group) -> None:
                 listing=True)
     p.add_argument("--dry-run", action="store_true", help="count what is due; change nothing")
     p.add_argument("--batch", type=int, default=None, help="rows per transaction (MASKING_PURGE_BATCH)")
-    subject = (subcommands(sub, "subject")
-               or group("subject", "a data subject's rights: everything held about one number"))
     p = command(subject, "erase", cmd_subject_erase,
                 "anonymise every session of a number, except those under legal hold", listing=True)
     p.add_argument("number", help="the subject's number (E.164)")
     p.add_argument("--reason", help="why (the request's reference), for the audit row")
     p.add_argument("--request", dest="request_id", help="the open erasure request this answers: marked done")
-
-
-def subcommands(sub, name: str):
-    """The subcommands of group `name` if another part of the CLI made it (`subject` is shared)."""
-    parser = sub.choices.get(name)
-    if parser is None:
-        return None
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 async def cmd_sessions_hold(settings: Settings, args) -> int:
