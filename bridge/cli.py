@@ -25,6 +25,7 @@ from bridge.config import ConfigError, Settings
 from bridge.privacy.audit import Actor, ChainWalk, entry_json
 from bridge.privacy.crypto import CryptoError, KeyRing
 from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.sessions import caller_id
 from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.store import Store, StoreError, ensure_database, utcnow
 
@@ -164,15 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
                 "encrypt recordings stored before sealing existed (idempotent, in batches)")
     p.add_argument("--batch", type=int, default=20, help="recordings per batch")
 
-    add_subject_commands(group("subject", "data subjects' requests: access (export), correction, erasure"),
-                         command)
+    subject = group("subject", "data subjects' requests: access (export), correction, erasure")
+    add_subject_commands(subject, command)
 
     ast = group("asterisk", "Asterisk configuration")
     p = command(ast, "config", cmd_asterisk_config, "render dialplan/ templates with the current settings")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--instance-dir", default="/var/lib/masking-asterisk",
                    help="directory Asterisk sees as its own (etc/, run/, spool/... below it)")
-    add_retention_commands(sub, sessions, command, group)
+    add_retention_commands(sub, sessions, subject, command)
     return parser
 
 
@@ -367,10 +368,9 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
 def caller_id_options(args) -> dict:
     """--caller-id and --number-b, checked as the API checks them."""
     number_b = parse_e164(args.number_b) if args.number_b else None
-    if number_b and args.caller_id != "per_participant":
-        raise UsageError("--number-b is B's own number: it needs --caller-id per_participant")
-    if number_b and args.number and number_b == parse_e164(args.number):
-        raise UsageError("--number-b must differ from --number")
+    number = parse_e164(args.number) if args.number else None
+    if problem := caller_id.numbers_problem(args.caller_id, number, number_b, caller_id.CLI_NAMES):
+        raise UsageError(problem)
     if args.pin_mode and args.caller_id != "shared":
         raise UsageError("--pin-mode sessions share one number: it needs --caller-id shared")
     return {"caller_id_policy": args.caller_id, "virtual_number_b": number_b}
@@ -647,7 +647,7 @@ async def cmd_subject_requests(settings: Settings, args) -> int:
 
 
 # -- retention, legal hold, erasure (docs/privacy.md) ---------------------------------
-def add_retention_commands(sub, sessions, command, group) -> None:
+def add_retention_commands(sub, sessions, subject, command) -> None:
     p = command(sessions, "hold", cmd_sessions_hold,
                 "put a session under legal hold: purge and erasure keep it whole until released", listing=True)
     p.add_argument("session_id")
@@ -659,21 +659,11 @@ def add_retention_commands(sub, sessions, command, group) -> None:
                 listing=True)
     p.add_argument("--dry-run", action="store_true", help="count what is due; change nothing")
     p.add_argument("--batch", type=int, default=None, help="rows per transaction (MASKING_PURGE_BATCH)")
-    subject = (subcommands(sub, "subject")
-               or group("subject", "a data subject's rights: everything held about one number"))
     p = command(subject, "erase", cmd_subject_erase,
                 "anonymise every session of a number, except those under legal hold", listing=True)
     p.add_argument("number", help="the subject's number (E.164)")
     p.add_argument("--reason", help="why (the request's reference), for the audit row")
     p.add_argument("--request", dest="request_id", help="the open erasure request this answers: marked done")
-
-
-def subcommands(sub, name: str):
-    """The subcommands of group `name` if another part of the CLI made it (`subject` is shared)."""
-    parser = sub.choices.get(name)
-    if parser is None:
-        return None
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 async def cmd_sessions_hold(settings: Settings, args) -> int:

@@ -621,11 +621,10 @@ async def list_audit(request: web.Request) -> web.Response:
     return web.json_response({"entries": [entry_json(r) for r in rows]})
 
 
-# -- retention: legal hold, erasure (docs/privacy.md) --------------------------------------
+# -- retention: legal hold (docs/privacy.md; erasure is in subjects.py) -------------------
 def add_retention_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/v1/sessions/{id}/legal-hold", set_legal_hold)
     r.add_delete("/v1/sessions/{id}/legal-hold", release_legal_hold)
-    r.add_post("/v1/subjects/erase", erase_subject)
 
 
 async def set_legal_hold(request: web.Request) -> web.Response:
@@ -642,22 +641,3 @@ async def set_legal_hold(request: web.Request) -> web.Response:
 async def release_legal_hold(request: web.Request) -> web.Response:
     session = await request.app[STORE].release_legal_hold(uuid_param(request), actor(request))
     return web.json_response(session_json(session))
-
-
-async def erase_subject(request: web.Request) -> web.Response:
-    """The number travels in the body, never in the URL (URLs land in access logs)."""
-    from bridge.api.subjects import refused
-    from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen
-
-    body = await json_body(request)
-    refuse_unknown(body, {"number", "request_id"})
-    number = number_field(body, "number", request.app[SETTINGS])
-    try:
-        report = await request.app[STORE].erase_subject(number, actor(request),
-                                                        request_id=uuid_field(body, "request_id"),
-                                                        webhook_url=request.app[SETTINGS].webhook_url or None)
-    except (RequestNotOpen, RequestMismatch) as exc:
-        raise refused(exc) from None
-    log.info("subject.erased", subject=report.subject, sessions=len(report.sessions_erased),
-             kept=len(report.kept), audit_seq=report.audit_seq)
-    return web.json_response(report.to_json())

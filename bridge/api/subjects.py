@@ -1,4 +1,5 @@
-"""Data subjects' requests over HTTP, for privacy officers (the `subjects` scope).
+"""Data subjects' requests over HTTP, for privacy officers (the `subjects` scope):
+export, request tracking, erasure.
 
 The number is always in the JSON body, never in a URL: paths and query
 strings land in access logs. An export answers `application/zip`.
@@ -15,14 +16,15 @@ from bridge.api.app import (
     refuse_unknown, text_field, uuid_field, uuid_param,
 )
 from bridge.api.errors import ApiError, invalid, json_body
+from bridge.logs import get_logger
 from bridge.privacy.subject_access import (
     MAX_NOTES, REQUEST_KINDS, RequestMismatch, RequestNotOpen, SubjectRequest, due_at, received_at,
 )
 from bridge.privacy.subject_export import export_subject
 from bridge.store import utcnow
 
-SCOPE = "subjects"
 PIECE = 64 * 1024
+log = get_logger("bridge.api")
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -31,6 +33,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/subjects/requests", list_requests)
     router.add_get("/v1/subjects/requests/{id}", get_request)
     router.add_post("/v1/subjects/requests/{id}/close", close_request)
+    router.add_post("/v1/subjects/erase", erase_subject)
 
 
 def request_json(request: SubjectRequest) -> dict:
@@ -120,3 +123,18 @@ async def close_request(request: web.Request) -> web.Response:
         raise refused(exc) from None
     return web.json_response(request_json(row))
 
+
+async def erase_subject(request: web.Request) -> web.Response:
+    """The number travels in the body, never in the URL (URLs land in access logs)."""
+    body = await json_body(request)
+    refuse_unknown(body, {"number", "request_id"})
+    number = number_field(body, "number", request.app[SETTINGS])
+    try:
+        report = await request.app[STORE].erase_subject(number, actor(request),
+                                                        request_id=uuid_field(body, "request_id"),
+                                                        webhook_url=request.app[SETTINGS].webhook_url or None)
+    except (RequestNotOpen, RequestMismatch) as exc:
+        raise refused(exc) from None
+    log.info("subject.erased", subject=report.subject, sessions=len(report.sessions_erased),
+             kept=len(report.kept), audit_seq=report.audit_seq)
+    return web.json_response(report.to_json())

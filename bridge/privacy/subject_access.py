@@ -25,6 +25,7 @@ import phonenumbers
 
 from bridge.privacy.audit import AuditEntry
 from bridge.privacy.numbers import mask_number, redact_text
+from bridge.sessions.caller_id import caller_of, number_of, other, participant, role_of
 from bridge.sessions.models import MaskingSession
 
 SCHEMA_VERSION = 1
@@ -114,20 +115,13 @@ class SubjectHoldings:
     disclosures: tuple[AuditEntry, ...]  # audit rows about the number or its sessions, past 12 months
 
 
-def role_of(session: MaskingSession, subject: str) -> str:
-    return "a" if session.participant_a == subject else "b"
-
-
-def counterpart_of(session: MaskingSession, subject: str) -> str:
-    return session.participant_b if role_of(session, subject) == "a" else session.participant_a
-
-
 def session_document(session: MaskingSession, subject: str, now: datetime) -> dict[str, Any]:
+    """A session as its subject knows it: their own virtual number only (under
+    `per_participant` the other's is never shown to them, docs/api.md)."""
     role = role_of(session, subject)
-    other = "b" if role == "a" else "a"
-    return {"id": str(session.id), "virtual_number": session.virtual_number, "your_role": role,
+    return {"id": str(session.id), "virtual_number": number_of(session, role), "your_role": role,
             "your_number": subject,
-            "counterpart": {"role": other, "number": mask_number(counterpart_of(session, subject))},
+            "counterpart": {"role": other(role), "number": mask_number(participant(session, other(role)))},
             "status": session.state(now), "purpose": session.purpose, "record": session.record,
             "external_ref": session.external_ref, "created_at": session.created_at.isoformat(),
             "expires_at": session.expires_at.isoformat(), "closed_at": _iso(session.closed_at),
@@ -141,11 +135,15 @@ CALL_TIMES = ("started_at", "caller_answered_at", "ringing_at", "answered_at", "
 
 
 def call_document(row: dict, session: MaskingSession, subject: str) -> dict[str, Any]:
-    """A call; `you_were` says whether the subject dialed or was dialed."""
-    caller_role = "a" if row.get("direction") == "a_to_b" else "b" if row.get("direction") == "b_to_a" else None
-    you_were = None if caller_role is None else "caller" if caller_role == role_of(session, subject) else "callee"
+    """A call; `you_were` says whether the subject dialed or was dialed. Its
+    `virtual_number` is the subject's own: the one they dialed or saw (a B->A
+    row holds X_B, which A never sees)."""
+    role = role_of(session, subject)
+    caller = caller_of(row.get("direction"))
+    you_were = None if caller is None else "caller" if caller == role else "callee"
     out: dict[str, Any] = {"id": str(row["id"]), "session_id": str(session.id), "you_were": you_were}
     out |= {name: row.get(name) for name in CALL_FIELDS}
+    out["virtual_number"] = number_of(session, role)
     out |= {name: _iso(row.get(name)) for name in CALL_TIMES}
     out["talk_seconds"] = float(row["talk_seconds"]) if row.get("talk_seconds") is not None else None
     notices = row.get("notices") or []
@@ -216,10 +214,13 @@ def scrub(value: Any, numbers: list[str]) -> Any:
 def documents(holdings: SubjectHoldings, now: datetime, audio: dict[uuid.UUID, tuple[str, str | None]]
               ) -> dict[str, list[dict]]:
     """The JSON files of an export, by name; `audio` says, per recording id, its
-    AUDIO_STATES value and its file in the zip. The other party's numbers are scrubbed."""
+    AUDIO_STATES value and its file in the zip. The other party's numbers are
+    scrubbed, and so is their own virtual number unless it is one of the subject's too."""
     sessions = {s.id: s for s in holdings.sessions}
     subject = holdings.subject
-    counterparts = sorted({counterpart_of(s, subject) for s in holdings.sessions})
+    roles = [(s, role_of(s, subject)) for s in holdings.sessions]
+    mine = {number_of(s, role) for s, role in roles}
+    hidden = {participant(s, other(role)) for s, role in roles} | {number_of(s, other(role)) for s, role in roles}
     out = {
         "sessions.json": [session_document(s, subject, now) for s in holdings.sessions],
         "calls.json": [call_document(c, sessions[c["session_id"]], subject) for c in holdings.calls
@@ -229,7 +230,7 @@ def documents(holdings: SubjectHoldings, now: datetime, audio: dict[uuid.UUID, t
         "disclosures.json": [disclosure_document(e, holdings.subject_hash, {str(i) for i in sessions})
                              for e in holdings.disclosures],
     }
-    return scrub(out, [n for n in counterparts if n != subject])
+    return scrub(out, sorted(hidden - mine - {subject}))
 
 
 def encode(document: Any) -> bytes:

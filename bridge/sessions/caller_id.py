@@ -43,6 +43,21 @@ def other(role: str) -> str:
     return "b" if role == "a" else "a"
 
 
+def participant(session: HasNumbers, role: str) -> str:
+    """Participant `role`'s own number."""
+    return session.participant_a if role == "a" else session.participant_b
+
+
+def direction_of(caller_role: str) -> str:
+    """A call's direction ('a_to_b' or 'b_to_a') when participant `caller_role` places it."""
+    return f"{caller_role}_to_{other(caller_role)}"
+
+
+def caller_of(direction: str | None) -> str | None:
+    """The role that placed a call going `direction`; None for a call no participant placed."""
+    return {"a_to_b": "a", "b_to_a": "b"}.get(direction or "")
+
+
 def holds(session: HasNumbers, caller: str, dialed: str | None) -> bool:
     """Whether `caller` reaches this session by dialing `dialed` (None: not
     known, so any number of theirs)."""
@@ -50,10 +65,17 @@ def holds(session: HasNumbers, caller: str, dialed: str | None) -> bool:
     return role is not None and (dialed is None or number_of(session, role) == dialed)
 
 
-def numbers_problem(policy: str, virtual_number: str | None, virtual_number_b: str | None) -> str | None:
-    """Why explicitly assigned numbers do not fit the policy, or None if they do."""
+API_NAMES = ("caller_id_policy", "virtual_number", "virtual_number_b")
+CLI_NAMES = ("--caller-id", "--number", "--number-b")
+
+
+def numbers_problem(policy: str, virtual_number: str | None, virtual_number_b: str | None,
+                    names: tuple[str, str, str] = API_NAMES) -> str | None:
+    """Why explicitly assigned numbers do not fit the policy, or None if they do;
+    `names` are what the asker calls (policy, number, number B): API fields or CLI options."""
+    policy_name, number_name, number_b_name = names
     if virtual_number_b and policy != PER_PARTICIPANT:
-        return "virtual_number_b is B's own number: it needs caller_id_policy per_participant"
+        return f"{number_b_name} is B's own number: it needs {policy_name} {PER_PARTICIPANT}"
     if virtual_number_b and virtual_number_b == virtual_number:
-        return "virtual_number_b must differ from virtual_number"
+        return f"{number_b_name} must differ from {number_name}"
     return None

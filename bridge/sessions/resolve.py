@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bridge.privacy.numbers import InvalidNumber, parse_e164
-from bridge.sessions.caller_id import holds, number_of
+from bridge.sessions.caller_id import direction_of, holds, number_of, other, participant, role_of
 from bridge.sessions.models import MaskingSession, RouteLookup
 
 
@@ -36,7 +36,7 @@ class Connect:
     @property
     def caller_id(self) -> str:
         """What the counterpart's phone shows: the virtual number that is theirs."""
-        return number_of(self.session, "b" if self.direction == "a_to_b" else "a")
+        return number_of(self.session, role_of(self.session, self.counterpart))
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,8 @@ def resolve_route(lookup: RouteLookup, caller: str | None, now: datetime) -> Rou
         session = max(live, key=lambda s: s.created_at)
         if not session.in_window(now):
             return Reject(RejectReason.OUTSIDE_WINDOW, session)
-        if caller == session.participant_a:
-            return Connect(session, session.participant_b, "a_to_b")
-        return Connect(session, session.participant_a, "b_to_a")
+        role = role_of(session, caller)  # a participant: `holds` said so
+        return Connect(session, participant(session, other(role)), direction_of(role))
     latest = max(mine, key=lambda s: s.created_at)
     reason = RejectReason.SESSION_CLOSED if latest.status == "closed" else RejectReason.SESSION_EXPIRED
     return Reject(reason, latest)

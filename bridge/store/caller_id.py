@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from bridge.sessions.caller_id import PER_PARTICIPANT
+from bridge.sessions.caller_id import PER_PARTICIPANT, numbers_problem
 from bridge.sessions.models import SessionRequest
 from bridge.sessions.pool import Candidate, StickyPreference, choose_pair
 
@@ -43,8 +43,8 @@ class CallerIdQueries:
     async def _check_number_b(self, conn, number: str, number_a: str | None) -> None:
         from bridge.store import NumberUnavailable
 
-        if number == number_a:
-            raise NumberUnavailable("virtual_number_b must differ from virtual_number", field="virtual_number_b")
+        if problem := numbers_problem(PER_PARTICIPANT, number_a, number):
+            raise NumberUnavailable(problem, field="virtual_number_b")
         status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)
         if status != "active":
             raise NumberUnavailable("that virtual number is not in the pool" if status is None

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from itertools import count
 
@@ -24,9 +21,8 @@ from tests.integration.test_api import api, create, error_code, numbers  # noqa:
 from tests.integration.test_api_call import api_token  # noqa: F401 (fixture)
 from tests.integration.test_cli import masking
 from tests.integration.test_connect import dialogs, invited, parties_sipp, place
-from tests.integration.test_faults import restore_service, wait_until  # noqa: F401 (fixture)
+from tests.integration.test_faults import fastagi_fallback, restore_service  # noqa: F401 (fixture)
 from tests.integration.test_masked_call import assert_no_leftovers, number_forms
-from tests.support.stack import REPO
 
 _serial = count(1)
 
@@ -159,22 +155,13 @@ def call_api_session(stack, token, a, b, x_a, x_b):
 def test_the_fastagi_fallback_shows_the_counterpart_their_own_number_too(stack, place_call, restore_service,
                                                                          tmp_path):
     x_a, x_b, a, b = per_participant_session(stack)
-    stack.stop_service()
-    log_path = tmp_path / "agi.log"
-    with open(log_path, "wb") as log:
-        agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ, **stack.env})
-    try:
-        wait_until(lambda: '"agi.listening"' in log_path.read_text())
+    with fastagi_fallback(stack, tmp_path / "agi.log"):
         call = place_call(b, x_b, uas="uas_answer.xml", talk_ms=2000)
 
         assert call.counterpart.succeeded, call.counterpart.output
         assert_shows_only(call.counterpart.received(), x_a, hidden=(b, x_b))
         row = wait_for_call_row(stack, x_b)
         assert (row["path"], row["direction"], row["disposition"]) == ("agi", "b_to_a", "answered")
-    finally:
-        agi.terminate()
-        agi.wait(timeout=20)
 
 
 # -- sessions and the pool, over the API (no Asterisk) -----------------------------------

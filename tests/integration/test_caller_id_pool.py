@@ -5,7 +5,6 @@ by a holder (with a shared number both participants hold it)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
@@ -13,9 +12,8 @@ from hypothesis import strategies as st
 
 from bridge.sessions.models import SessionRequest
 from bridge.sessions.resolve import Connect, resolve_route
-from bridge.store import NumberInUse, PoolExhausted, Store, utcnow
-from tests.integration.conftest import empty
-from tests.support.keys import shared_keys
+from bridge.store import NumberInUse, PoolExhausted, utcnow
+from tests.support.pool_model import ENDINGS, run_sequence
 
 POOL = ["+6560004001", "+6560004002", "+6560004003"]
 RESERVED = "+6560004009"
@@ -25,8 +23,7 @@ DRIVERS = ["+6582000011", "+6582000012"]
 operation = st.one_of(
     st.tuples(st.sampled_from(["shared", "per_participant"]), st.integers(0, len(CUSTOMERS) - 1),
               st.integers(0, len(DRIVERS) - 1)),
-    st.tuples(st.just("close"), st.integers(0, 20), st.just(0)),
-    st.tuples(st.just("expire"), st.integers(0, 20), st.just(0)),
+    *ENDINGS,
 )
 
 
@@ -48,6 +45,9 @@ class Model:
 
         return sorted((n for n in POOL if not held_live(n) and not quarantined(n)), key=self.recency)
 
+    def end(self, session_id: str) -> None:
+        self.ended.extend(self.live.pop(session_id))
+
     def recency(self, number: str):
         return self.last_used.get(number, -1), number
 
@@ -66,61 +66,35 @@ class Model:
 
 
 async def run(ops, dsn: str) -> None:
-    store = await Store.connect(dsn, shared_keys())
-    try:
-        await empty(store)
-        for number in POOL:
-            await store.add_number(number)
-        await store.add_number(RESERVED, reserved=True)
-        model = Model()
-        for kind, i, j in ops:
-            if kind in ("shared", "per_participant"):
-                a, b = CUSTOMERS[i], DRIVERS[j]
-                expected = model.expected(kind, a, b)
-                try:
-                    session, _ = await store.create_session(SessionRequest(
-                        a, b, ttl_seconds=3600, record=False, purpose="delivery_order", quarantine_seconds=86400,
-                        caller_id_policy=kind))
-                except (PoolExhausted, NumberInUse):
-                    assert expected is None, f"{kind} refused although {expected} were free"
-                    continue
-                got = (session.virtual_number, session.virtual_number_b or session.virtual_number)
-                assert got == expected, f"{kind}: allocated {got}, the rules say {expected}"
-                pair = frozenset((a, b))
-                model.live[str(session.id)] = [(got[0], a, pair), (got[1], b, pair)]
-                model.clock += 1
-                for number in set(got):
-                    model.last_used[number] = model.clock
-            elif model.live:
-                session_id = sorted(model.live)[i % len(model.live)]
-                if kind == "close":
-                    await store.close_session(uuid.UUID(session_id))
-                else:
-                    async with store.pool.acquire() as conn:
-                        await conn.execute("UPDATE masking_sessions SET expires_at = now() - interval '1 second',"
-                                           " created_at = now() - interval '2 seconds' WHERE id = $1::uuid",
-                                           session_id)
-                    await store.expire_due()
-                model.ended.extend(model.live.pop(session_id))
-            await check_invariants(store, model)
-    finally:
-        await store.close()
+    model = Model()
 
+    async def create(store, kind, i, j):
+        a, b = CUSTOMERS[i], DRIVERS[j]
+        expected = model.expected(kind, a, b)
+        try:
+            session, _ = await store.create_session(SessionRequest(
+                a, b, ttl_seconds=3600, record=False, purpose="delivery_order", quarantine_seconds=86400,
+                caller_id_policy=kind))
+        except (PoolExhausted, NumberInUse):
+            assert expected is None, f"{kind} refused although {expected} were free"
+            return
+        got = (session.virtual_number, session.virtual_number_b or session.virtual_number)
+        assert got == expected, f"{kind}: allocated {got}, the rules say {expected}"
+        pair = frozenset((a, b))
+        model.live[str(session.id)] = [(got[0], a, pair), (got[1], b, pair)]
+        model.clock += 1
+        for number in set(got):
+            model.last_used[number] = model.clock
 
-async def check_invariants(store: Store, model: Model) -> None:
-    async with store.pool.acquire() as conn:
-        live = await conn.fetch("SELECT virtual_number, number_hash FROM session_participants WHERE live")
-        statuses = dict(await conn.fetch("SELECT id::text, status FROM masking_sessions"))
-    pairs = [(r["virtual_number"], r["number_hash"]) for r in live]
-    assert len(pairs) == len(set(pairs)), "a participant holds one number in two live sessions"
-    assert {sid for sid, status in statuses.items() if status == "active"} == set(model.live)
-    assert all(number != RESERVED for number, _ in pairs), "a reserved number was auto-allocated"
-    # Each holder's number reaches their live session, and its counterpart.
-    for session_id, held in model.live.items():
-        for (number, holder, _), (_, counterpart, _) in zip(held, reversed(held)):
-            route = resolve_route(await store.route_lookup(number, holder), holder, utcnow())
-            assert isinstance(route, Connect) and str(route.session.id) == session_id, (number, route)
-            assert route.counterpart == counterpart
+    async def routes(store):
+        # Each holder's number reaches their live session, and its counterpart.
+        for session_id, held in model.live.items():
+            for (number, holder, _), (_, counterpart, _) in zip(held, reversed(held)):
+                route = resolve_route(await store.route_lookup(number, holder), holder, utcnow())
+                assert isinstance(route, Connect) and str(route.session.id) == session_id, (number, route)
+                assert route.counterpart == counterpart
+
+    await run_sequence(dsn, POOL, RESERVED, model, ops, create, routes)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -13,6 +13,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +70,22 @@ def bridged(stack) -> bool:
 
 def ringing(stack) -> bool:
     return any(c["state"] == "Ringing" for c in stack.ari("GET", "/channels"))
+
+
+@contextmanager
+def fastagi_fallback(stack, log_path: Path):
+    """The service stopped and `masking serve-agi` standing in, logging to
+    `log_path`, until the block ends (`restore_service` brings the service back)."""
+    stack.stop_service()
+    with open(log_path, "wb") as log:
+        agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT, env={**os.environ, **stack.env})
+    try:
+        wait_until(lambda: '"agi.listening"' in log_path.read_text())
+        yield agi
+    finally:
+        agi.terminate()
+        agi.wait(timeout=20)
 
 
 @pytest.fixture
@@ -184,13 +202,7 @@ def test_a_second_instance_waits_as_standby_and_takes_over_when_the_first_dies(s
 
 def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_prompt(
         stack, place_call, restore_service, tmp_path):
-    stack.stop_service()
-    log_path = tmp_path / "agi.log"
-    with open(log_path, "wb") as log:
-        agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ, **stack.env})
-    try:
-        wait_until(lambda: '"agi.listening"' in log_path.read_text())
+    with fastagi_fallback(stack, tmp_path / "agi.log"):
         parties = new_parties(stack)
         call = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=3000)
 
@@ -206,9 +218,6 @@ def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_promp
         assert [(n["party"], n["completed"], n["opted_out"]) for n in notices] == [("caller", True, False)]
         assert row["recording"]["bytes"] > 8000 and float(row["recording"]["duration_seconds"]) > 2
         sealed_audio(stack, row["recording"])
-    finally:
-        agi.terminate()
-        agi.wait(timeout=20)
 
     # Nothing answers the fallback either: the caller still hears a prompt.
     parties = new_parties(stack)

@@ -3,16 +3,14 @@ real PostgreSQL, checked against a small model of the rules after each step."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.sessions.models import SessionRequest
-from bridge.store import NumberInUse, PoolExhausted, Store
-from tests.support.keys import shared_keys
-from tests.integration.conftest import empty
+from bridge.store import NumberInUse, PoolExhausted
+from tests.support.pool_model import ENDINGS, run_sequence
 
 POOL = ["+6560002001", "+6560002002", "+6560002003"]
 RESERVED = "+6560002009"
@@ -21,8 +19,7 @@ DRIVERS = ["+6582000001", "+6582000002"]
 
 operation = st.one_of(
     st.tuples(st.just("create"), st.integers(0, len(CUSTOMERS) - 1), st.integers(0, len(DRIVERS) - 1)),
-    st.tuples(st.just("close"), st.integers(0, 20), st.just(0)),
-    st.tuples(st.just("expire"), st.integers(0, 20), st.just(0)),
+    *ENDINGS,
 )
 
 
@@ -47,54 +44,29 @@ class Model:
     def least_recently_used(self, candidates: list[str]) -> str:
         return min(candidates, key=lambda n: (self.last_used.get(n, -1), n))
 
+    def end(self, session_id: str) -> None:
+        self.ended.append(self.live.pop(session_id))
+
 
 async def run(ops, dsn: str) -> None:
-    store = await Store.connect(dsn, shared_keys())
-    try:
-        await empty(store)
-        for number in POOL:
-            await store.add_number(number)
-        await store.add_number(RESERVED, reserved=True)
-        model = Model()
-        for kind, i, j in ops:
-            if kind == "create":
-                a, b = CUSTOMERS[i], DRIVERS[j]
-                expected = model.eligible(a, b)
-                try:
-                    session, _ = await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=False, purpose="delivery_order",
-                                                                           quarantine_seconds=86400))
-                except (PoolExhausted, NumberInUse):
-                    assert not expected, f"refused although {expected} were free for the pair"
-                    continue
-                assert expected, f"allocated {session.virtual_number} although nothing was eligible"
-                assert session.virtual_number == model.least_recently_used(expected)
-                model.live[str(session.id)] = (session.virtual_number, a, b)
-                model.clock += 1
-                model.last_used[session.virtual_number] = model.clock
-            elif model.live:
-                session_id = sorted(model.live)[i % len(model.live)]
-                if kind == "close":
-                    await store.close_session(uuid.UUID(session_id))
-                else:
-                    async with store.pool.acquire() as conn:
-                        await conn.execute("UPDATE masking_sessions SET expires_at = now() - interval '1 second',"
-                                           " created_at = now() - interval '2 seconds' WHERE id = $1::uuid",
-                                           session_id)
-                    await store.expire_due()
-                model.ended.append(model.live.pop(session_id))
-            await check_invariants(store, model)
-    finally:
-        await store.close()
+    model = Model()
 
+    async def create(store, kind, i, j):
+        a, b = CUSTOMERS[i], DRIVERS[j]
+        expected = model.eligible(a, b)
+        try:
+            session, _ = await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=False, purpose="delivery_order",
+                                                                   quarantine_seconds=86400))
+        except (PoolExhausted, NumberInUse):
+            assert not expected, f"refused although {expected} were free for the pair"
+            return
+        assert expected, f"allocated {session.virtual_number} although nothing was eligible"
+        assert session.virtual_number == model.least_recently_used(expected)
+        model.live[str(session.id)] = (session.virtual_number, a, b)
+        model.clock += 1
+        model.last_used[session.virtual_number] = model.clock
 
-async def check_invariants(store: Store, model: Model) -> None:
-    async with store.pool.acquire() as conn:
-        live = await conn.fetch("SELECT virtual_number, number_hash FROM session_participants WHERE live")
-        statuses = dict(await conn.fetch("SELECT id::text, status FROM masking_sessions"))
-    pairs = [(r["virtual_number"], r["number_hash"]) for r in live]
-    assert len(pairs) == len(set(pairs)), "a participant holds one number in two live sessions"
-    assert {sid for sid, status in statuses.items() if status == "active"} == set(model.live)
-    assert all(number != RESERVED for number, _ in pairs), "a reserved number was auto-allocated"
+    await run_sequence(dsn, POOL, RESERVED, model, ops, create)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -134,6 +134,33 @@ def test_the_counterpart_gets_their_own_export_of_the_same_call_naming_them_the_
     assert spellings_in(files, parties.b) == []
 
 
+def test_under_per_participant_caller_id_each_export_shows_only_the_virtual_number_its_subject_holds(
+        stack, place_call, tmp_path):
+    from tests.integration.test_caller_id import per_participant_session
+
+    x_a, x_b, a, b = per_participant_session(stack)
+    for caller, dialed in ((a, x_a), (b, x_b)):  # A->B rows hold X_A, B->A rows X_B
+        call = place_call(caller, dialed, uas="uas_answer.xml", talk_ms=1000)
+        assert call.counterpart.succeeded, call.counterpart.output
+        wait_for_call_row(stack, dialed)
+
+    exports = {}
+    for who, number in (("a", a), ("b", b)):
+        result = masking(stack, "subject", "export", number, "--out", str(tmp_path / f"{who}.zip"))
+        assert result.returncode == 0, result.stderr
+        exports[who] = members((tmp_path / f"{who}.zip").read_bytes())
+
+    for who, mine, theirs, counterpart in (("a", x_a, x_b, b), ("b", x_b, x_a, a)):
+        files = exports[who]
+        (session,) = json.loads(files["sessions.json"])
+        calls = json.loads(files["calls.json"])
+        assert (session["your_role"], session["virtual_number"]) == (who, mine)
+        assert sorted(c["you_were"] for c in calls) == ["callee", "caller"]
+        assert [c["virtual_number"] for c in calls] == [mine, mine], "a call shows the number the subject dialed or saw"
+        assert spellings_in(files, theirs) == [], f"{who}'s export shows the other's virtual number"
+        assert spellings_in(files, counterpart) == []
+
+
 def test_a_number_nothing_is_held_about_gets_an_empty_export(stack, tmp_path):
     result = masking(stack, "subject", "export", "+6590009999", "--out", str(tmp_path / "none.zip"))
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bridge.sessions.caller_id import holds, number_of, numbers_problem
+from bridge.sessions.caller_id import CLI_NAMES, holds, number_of, numbers_problem
 from bridge.sessions.models import MaskingSession, RouteLookup
 from bridge.sessions.pool import Candidate, StickyPreference, choose_number, choose_pair
 from bridge.sessions.resolve import Connect, Reject, RejectReason, resolve_route
@@ -115,6 +115,12 @@ def test_the_session_json_names_each_participants_number():
 def test_explicit_numbers_must_fit_the_policy(policy, a, b, problem):
     found = numbers_problem(policy, a, b)
     assert (found is None) if problem is None else (problem in found)
+
+
+def test_the_cli_gets_the_same_checks_in_its_own_option_names():
+    assert numbers_problem("shared", None, X_B, CLI_NAMES) == \
+        "--number-b is B's own number: it needs --caller-id per_participant"
+    assert numbers_problem("per_participant", X_A, X_A, CLI_NAMES) == "--number-b must differ from --number"
 
 
 # which two numbers a per-participant session gets

@@ -75,6 +75,40 @@ def test_calls_say_whether_the_subject_dialed_and_recordings_never_say_where_the
     assert "storage_path" not in meta and "/secret/place.wav" not in json.dumps(docs)
 
 
+X_A, X_B = "+6561000001", "+6561000002"
+
+
+def test_under_per_participant_caller_id_each_subject_sees_only_the_virtual_number_they_hold():
+    as_a = session(caller_id_policy="per_participant", virtual_number_b=X_B)
+    as_b = session(a=OTHER, b=SUBJECT, caller_id_policy="per_participant", virtual_number_b=X_B)
+    # Rows hold the number dialed: X_A when A called, X_B when B did.
+    calls_a = [call_row(as_a, "a_to_b"), call_row(as_a, "b_to_a", virtual_number=X_B)]
+    calls_b = [call_row(as_b, "a_to_b"), call_row(as_b, "b_to_a", virtual_number=X_B)]
+
+    docs_a = documents(holdings(as_a, calls=calls_a), NOW, {})
+    docs_b = documents(holdings(as_b, calls=calls_b), NOW, {})
+
+    assert [d["virtual_number"] for d in docs_a["sessions.json"] + docs_a["calls.json"]] == [X_A] * 3
+    assert [d["virtual_number"] for d in docs_b["sessions.json"] + docs_b["calls.json"]] == [X_B] * 3
+    assert [c["you_were"] for c in docs_b["calls.json"]] == ["callee", "caller"]
+    assert all(s not in json.dumps(docs_a) for s in number_spellings(X_B))
+    assert all(s not in json.dumps(docs_b) for s in number_spellings(X_A))
+
+
+def test_the_other_partys_virtual_number_is_scrubbed_unless_the_subject_holds_it_too():
+    theirs = session(a=OTHER, b=SUBJECT, caller_id_policy="per_participant", virtual_number_b=X_B,
+                     external_ref=f"call {X_A} or {X_B}")
+    # In another session, with someone else, the subject holds X_A themself.
+    mine = session(a=SUBJECT, b="+6580000001", external_ref=f"call {X_A}")
+
+    only_theirs = documents(holdings(theirs), NOW, {})["sessions.json"]
+    both = documents(holdings(theirs, mine), NOW, {})["sessions.json"]
+
+    assert only_theirs[0]["external_ref"] == f"call {REDACTED} or {X_B}"
+    assert [s["external_ref"] for s in both] == [f"call {X_A} or {X_B}", f"call {X_A}"]
+    assert [s["virtual_number"] for s in both] == [X_B, X_A]
+
+
 def test_a_recording_without_requested_audio_says_so():
     s = session()
     recording = recording_row(call_row(s))
