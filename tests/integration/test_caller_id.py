@@ -30,10 +30,10 @@ _serial = count(1)
 def fresh(stack) -> tuple[str, str, str, str]:
     """(X_A, X_B, A, B): two new pool numbers and two participants."""
     n = next(_serial)
-    x_a, x_b = f"+656700{n:04d}", f"+656800{n:04d}"
+    x_a, x_b = f"+656600{n:04d}", f"+656610{n:04d}"
     for number in (x_a, x_b):
         assert masking(stack, "numbers", "add", "--reserved", number).returncode == 0
-    return x_a, x_b, f"+659700{n:04d}", f"+658700{n:04d}"
+    return x_a, x_b, f"+659660{n:04d}", f"+658660{n:04d}"
 
 
 def per_participant_session(stack, record: bool = False) -> tuple[str, str, str, str]:
