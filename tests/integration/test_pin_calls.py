@@ -56,21 +56,32 @@ def wrong_pins(real: set[str], count: int) -> list[str]:
     return [p for p in candidates if p not in real][:count]
 
 
+def connect_with_pin(place_call, caller: str, number: str, pin: str, tmp_path, talk_ms: int = 2000):
+    """A call from `caller` to the shared `number` keying `pin` (RFC 2833) that is answered."""
+    return place_call(caller, number, uac="uac_pin.xml", uas="uas_answer.xml", talk_ms=talk_ms,
+                      uac_values={"pcap": key_in(tmp_path, pin), "final_status": "200", "final_next": "connected"})
+
+
+def invite_to(call, callee: str, shown: str | None = None) -> str:
+    """The INVITE the counterpart got: for `callee`, and, given `shown`, from that number only."""
+    invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
+    assert re.search(r"^To: <sip:" + re.escape(callee) + "@", invite, re.M), invite
+    if shown:
+        assert re.search(r"^From: .*<sip:" + re.escape(shown) + "@", invite, re.M), invite
+    return invite
+
+
 def test_the_pin_not_the_callers_number_picks_the_session(stack, place_call, tmp_path):
     number, driver, sessions = shared_number(stack, customers=2)
     first, second = sessions
     assert first.virtual_number == second.virtual_number == number and first.pin != second.pin
 
     # The driver holds both sessions on this number; the PIN says which customer.
-    call = place_call(driver, number, uac="uac_pin.xml", uas="uas_answer.xml", talk_ms=2000,
-                      uac_values={"pcap": key_in(tmp_path, first.pin), "final_status": "200",
-                                  "final_next": "connected"})
+    call = connect_with_pin(place_call, driver, number, first.pin, tmp_path)
 
     assert call.caller.succeeded, call.caller.output
     assert call.counterpart.succeeded, call.counterpart.output
-    invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
-    assert re.search(r"^To: <sip:" + re.escape(first.participant_a) + "@", invite, re.M), invite
-    assert re.search(r"^From: .*<sip:" + re.escape(number) + "@", invite, re.M), invite
+    invite_to(call, first.participant_a, shown=number)
     everything = "\n".join(call.counterpart.received())
     for form in number_forms(driver) + [first.pin]:
         assert form not in everything, "the caller's number or the PIN reached the counterpart"
@@ -86,14 +97,10 @@ def test_the_pin_not_the_callers_number_picks_the_session(stack, place_call, tmp
 def test_a_customer_keys_the_pin_and_reaches_the_driver(stack, place_call, tmp_path):
     number, driver, (session, _) = shared_number(stack)
 
-    call = place_call(session.participant_a, number, uac="uac_pin.xml", uas="uas_answer.xml", talk_ms=2000,
-                      uac_values={"pcap": key_in(tmp_path, session.pin), "final_status": "200",
-                                  "final_next": "connected"})
+    call = connect_with_pin(place_call, session.participant_a, number, session.pin, tmp_path)
 
     assert call.caller.succeeded and call.counterpart.succeeded, call.caller.output
-    invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
-    assert re.search(r"^To: <sip:" + re.escape(driver) + "@", invite, re.M), invite
-    assert re.search(r"^From: .*<sip:" + re.escape(number) + "@", invite, re.M), invite
+    invite_to(call, driver, shown=number)
     row = wait_for_call_row(stack, number)
     assert row["disposition"] == "answered" and row["session_id"] == session.id and row["direction"] == "a_to_b"
     assert_no_leftovers(stack)
@@ -144,8 +151,7 @@ def test_a_pin_keyed_as_sip_info_connects_too(stack, place_call):
 
     assert call.caller.succeeded, call.caller.output
     assert call.counterpart.succeeded, call.counterpart.output
-    invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
-    assert re.search(r"^To: <sip:" + re.escape(driver) + "@", invite, re.M), invite
+    invite_to(call, driver)
     row = wait_for_call_row(stack, number)
     assert row["disposition"] == "answered" and row["session_id"] == session.id
     assert_no_leftovers(stack)
@@ -171,14 +177,10 @@ def test_a_session_open_to_unknown_callers_connects_anyone_with_its_pin_to_the_d
     number, driver, (session,) = shared_number(stack, customers=1, unknown_callers=True)
     stranger = "+6597770001"  # the customer, calling from a phone the session does not know
 
-    call = place_call(stranger, number, uac="uac_pin.xml", uas="uas_answer.xml", talk_ms=2000,
-                      uac_values={"pcap": key_in(tmp_path, session.pin), "final_status": "200",
-                                  "final_next": "connected"})
+    call = connect_with_pin(place_call, stranger, number, session.pin, tmp_path)
 
     assert call.caller.succeeded and call.counterpart.succeeded, call.caller.output
-    invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
-    assert re.search(r"^To: <sip:" + re.escape(driver) + "@", invite, re.M), invite
-    assert re.search(r"^From: .*<sip:" + re.escape(number) + "@", invite, re.M), invite
+    invite_to(call, driver, shown=number)
     assert not any(form in "\n".join(call.counterpart.received()) for form in number_forms(stranger))
     row = wait_for_call_row(stack, number)
     assert row["disposition"] == "answered" and row["session_id"] == session.id and row["direction"] == "a_to_b"
@@ -235,9 +237,7 @@ def test_a_recorded_session_on_a_shared_number_plays_the_notice_after_the_pin_an
             await store.close()
 
     session = asyncio.run(create())
-    call = place_call(customer, number, uac="uac_pin.xml", uas="uas_answer.xml", talk_ms=3000,
-                      uac_values={"pcap": key_in(tmp_path, session.pin), "final_status": "200",
-                                  "final_next": "connected"})
+    call = connect_with_pin(place_call, customer, number, session.pin, tmp_path, talk_ms=3000)
 
     assert call.caller.succeeded and call.counterpart.succeeded, call.caller.output
     row = wait_for_call_row(stack, number, with_recording=True)
