@@ -4,7 +4,9 @@ Starts its own Asterisk, database and service (free ports, as the tests do),
 then:
   1. places --sequential calls one at a time and measures the post-dial delay
      on the wire: the caller's INVITE sent -> the counterpart's INVITE received,
-     both from SIPp's own message timestamps;
+     both from SIPp's own message timestamps (on recorded sessions, the default,
+     this includes the recording notice the caller hears before the dial;
+     --no-record measures the dial path alone);
   2. places --calls calls at --rate calls/s, at most --concurrent at once, each
      talking --talk-ms with real audio, and counts success at the far end:
      rows answered in the database and verified recordings on disk, not SIPp's
@@ -30,12 +32,12 @@ from tests.support.sipp import Sipp, render
 from tests.support.stack import Stack
 
 
-async def provision(stack: Stack, parties: list[tuple[str, str, str]]) -> None:
+async def provision(stack: Stack, parties: list[tuple[str, str, str]], record: bool = True) -> None:
     store = await Store.connect(stack.dsn, stack.keys)
     try:
         for virtual, a, b in parties:
             await store.add_number(virtual)
-            await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=True, purpose="delivery_order"))
+            await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=record, purpose="delivery_order"))
     finally:
         await store.close()
 
@@ -116,12 +118,14 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--concurrent", type=int, default=40)
     parser.add_argument("--talk-ms", type=int, default=5000)
+    parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                        help="record the sessions (the caller then hears the recording notice before the dial)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-bench-"))
     with bench_stack(workdir, args.concurrent) as stack:
         asyncio.run(provision(stack, [("+6562000001", "+6592000001", "+6582000001"),
-                                      ("+6562000002", "+6592000002", "+6582000002")]))
+                                      ("+6562000002", "+6592000002", "+6582000002")], args.record))
         print(f"Asterisk: {stack.asterisk.cli('core show version').strip()}; cores: {os.cpu_count()}")
         if args.sequential:
             delays = sequential_pdd(stack, workdir, args.sequential)
@@ -133,7 +137,7 @@ def main() -> int:
             counts = asyncio.run(far_end_counts(stack, since))
             channels, bridges = stack.leftovers(10)
             print(f"load: {args.calls} calls at {args.rate}/s, up to {args.concurrent} at once, "
-                  f"{args.talk_ms} ms talk, recorded; SIPp caller exit {code}, {elapsed:.1f} s")
+                  f"{args.talk_ms} ms talk, {'recorded' if args.record else 'not recorded'}; SIPp caller exit {code}, {elapsed:.1f} s")
             print(f"  far end: {counts['answered']}/{counts['calls']} answered, "
                   f"{counts['recordings']} verified recordings, {counts['recordings_with_audio']} with audio; "
                   f"service setup p50 {counts['setup_p50']} ms p95 {counts['setup_p95']} ms; "
