@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import re
@@ -156,8 +157,8 @@ async def far_end(stack: Stack, plan: list[tuple[MaskingSession, bool]], since: 
                 " AND disposition = 'in_progress'", VIRTUAL, since):
             await asyncio.sleep(0.5)
         rows = await store.pool.fetch(
-            "SELECT session_id, direction, disposition, reject_reason, answered_at, callee_channel_id, pin_attempts,"
-            " setup_ms FROM calls WHERE virtual_number = $1 AND started_at >= $2", VIRTUAL, since)
+            "SELECT session_id, direction, disposition, reject_reason, started_at, answered_at, ended_at,"
+            " callee_channel_id, pin_attempts, setup_ms FROM calls WHERE virtual_number = $1 AND started_at >= $2", VIRTUAL, since)
     finally:
         await store.close()
     expected = {session.id: "b_to_a" if from_driver else "a_to_b" for session, from_driver in plan}
@@ -174,8 +175,10 @@ async def far_end(stack: Stack, plan: list[tuple[MaskingSession, bool]], since: 
     good = [r for r, v in zip(rows, verdicts) if v == "ok"]
     failures = Counter(v for v in verdicts if v != "ok")
     missing = len(set(expected) - {r["session_id"] for r in rows})
+    edges = sorted([(r["started_at"], 1) for r in rows if r["ended_at"]] +
+                   [(r["ended_at"], -1) for r in rows if r["ended_at"]])
     setup = sorted(r["setup_ms"] for r in good if r["setup_ms"] is not None)
-    return {"rows": len(rows), "good": len(good), "failures": failures, "sessions_without_row": missing,
+    return {"rows": len(rows), "peak": max(itertools.accumulate(d for _, d in edges), default=0), "good": len(good), "failures": failures, "sessions_without_row": missing,
             "setup_p50": setup[len(setup) // 2] if setup else None,
             "setup_p95": setup[min(len(setup) - 1, round(0.95 * (len(setup) - 1)))] if setup else None}
 
@@ -234,7 +237,7 @@ def main() -> int:
             print(f"  far end: {db['good']}/{args.calls} answered with the PIN's session and direction"
                   f" ({db['rows']} rows; sessions without a row: {db['sessions_without_row']});"
                   f" failures: {dict(db['failures']) or 'none'}; service setup p50 {db['setup_p50']} ms"
-                  f" p95 {db['setup_p95']} ms")
+                  f" p95 {db['setup_p95']} ms; at most {db['peak']} calls at once")
             print(f"  counterpart: {far['invites']} INVITEs, {far['bridged']} answered+ACKed+hung up,"
                   f" numbers as the PINs say: {far['right_numbers']}")
             print(f"  left in Asterisk: {len(channels)} channels, {len(bridges)} bridges")
