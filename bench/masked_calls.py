@@ -4,7 +4,9 @@ Starts its own Asterisk, database and service (free ports, as the tests do),
 then:
   1. places --sequential calls one at a time and measures the post-dial delay
      on the wire: the caller's INVITE sent -> the counterpart's INVITE received,
-     both from SIPp's own message timestamps;
+     both from SIPp's own message timestamps (on recorded sessions, the default,
+     this includes the recording notice the caller hears before the dial;
+     --no-record measures the dial path alone);
   2. places --calls calls at --rate calls/s, at most --concurrent at once, each
      talking --talk-ms with real audio, and counts success at the far end:
      rows answered in the database and verified recordings on disk, not SIPp's
@@ -17,44 +19,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import shutil
-import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
-from bridge.stack.asterisk import AsteriskInstance
+from bench.stack import bench_stack, invite_times, summary
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from tests.support.sipp import Sipp, render
-from tests.support.stack import Stack, create_database, drop_database, make_settings, migrate
-
-TIMESTAMP = re.compile(r"^-{10,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n(UDP message (?:sent|received)).*?\n\n(\S+)",
-                       re.M)
+from tests.support.stack import Stack
 
 
-def invite_times(messages: str, direction: str) -> list[datetime]:
-    """Timestamps of INVITEs sent or received in a SIPp message log."""
-    return [datetime.strptime(ts, "%Y-%m-%d %H:%M:%S.%f")
-            for ts, kind, first in TIMESTAMP.findall(messages)
-            if first == "INVITE" and direction in kind]
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-async def provision(stack: Stack, parties: list[tuple[str, str, str]]) -> None:
+async def provision(stack: Stack, parties: list[tuple[str, str, str]], record: bool = True) -> None:
     store = await Store.connect(stack.dsn, stack.keys)
     try:
         for virtual, a, b in parties:
             await store.add_number(virtual)
-            await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=True, purpose="delivery_order"))
+            await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=record, purpose="delivery_order"))
     finally:
         await store.close()
 
@@ -135,46 +118,31 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--concurrent", type=int, default=40)
     parser.add_argument("--talk-ms", type=int, default=5000)
+    parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                        help="record the sessions (the caller then hears the recording notice before the dial)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-bench-"))
-    database = f"masking_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    # Each call holds RTP and RTCP ports on both legs: 4 a call.
-    settings, env = make_settings(workdir, database, rtp_ports=max(200, 6 * args.concurrent))
-    env["MASKING_LOG_LEVEL"] = "info"
-    env["MASKING_DIAL_TIMEOUT"] = "30"
-    asyncio.run(create_database(database))
-    migrate(env)
-    asterisk = AsteriskInstance(settings)
-    asterisk.start()
-    stack = Stack(workdir=workdir, env=env, settings=settings, asterisk=asterisk)
-    try:
-        stack.start_service()
+    with bench_stack(workdir, args.concurrent) as stack:
         asyncio.run(provision(stack, [("+6562000001", "+6592000001", "+6582000001"),
-                                      ("+6562000002", "+6592000002", "+6582000002")]))
-        print(f"Asterisk: {asterisk.cli('core show version').strip()}; cores: {os.cpu_count()}")
+                                      ("+6562000002", "+6592000002", "+6582000002")], args.record))
+        print(f"Asterisk: {stack.asterisk.cli('core show version').strip()}; cores: {os.cpu_count()}")
         if args.sequential:
             delays = sequential_pdd(stack, workdir, args.sequential)
             print(f"post-dial delay (caller INVITE sent -> counterpart INVITE received), {len(delays)} calls: "
-                  f"p50 {statistics.median(delays):.1f} ms, p95 {percentile(delays, 95):.1f} ms, "
-                  f"max {max(delays):.1f} ms")
+                  f"{summary(delays)}")
         if args.calls:
             since = datetime.now().astimezone()
             code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
             counts = asyncio.run(far_end_counts(stack, since))
             channels, bridges = stack.leftovers(10)
             print(f"load: {args.calls} calls at {args.rate}/s, up to {args.concurrent} at once, "
-                  f"{args.talk_ms} ms talk, recorded; SIPp caller exit {code}, {elapsed:.1f} s")
+                  f"{args.talk_ms} ms talk, {'recorded' if args.record else 'not recorded'}; SIPp caller exit {code}, {elapsed:.1f} s")
             print(f"  far end: {counts['answered']}/{counts['calls']} answered, "
                   f"{counts['recordings']} verified recordings, {counts['recordings_with_audio']} with audio; "
                   f"service setup p50 {counts['setup_p50']} ms p95 {counts['setup_p95']} ms; "
                   f"ring->bridge p95 {counts['ring_to_bridge_p95'] or 0:.3f} s")
             print(f"  left in Asterisk: {len(channels)} channels, {len(bridges)} bridges")
-    finally:
-        stack.stop_service()
-        asterisk.stop()
-        shutil.rmtree(asterisk.dir, ignore_errors=True)
-        asyncio.run(drop_database(database))
     print(f"work files: {workdir}")
     return 0
 

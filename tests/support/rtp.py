@@ -39,10 +39,12 @@ def rms(samples: list[int]) -> float:
 
 
 class RtpSniffer:
-    """Collects the RTP packets sent to `port` on loopback while running."""
+    """Collects the RTP packets sent to `port` on loopback while running (or,
+    with `from_port`, the packets sent from it: what an endpoint sent)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, from_port: bool = False):
         self.port = port
+        self._port_offset = 0 if from_port else 2  # UDP source or destination port
         self.payload_types: list[int] = []
         self.samples: list[int] = []
         self.arrivals: list[datetime] = []  # local wall clock, comparable with SIPp's message log
@@ -84,7 +86,7 @@ class RtpSniffer:
             if frame[14 + 9] != 17:  # UDP
                 continue
             udp = 14 + ihl
-            if struct.unpack_from("!H", frame, udp + 2)[0] != self.port:
+            if struct.unpack_from("!H", frame, udp + self._port_offset)[0] != self.port:
                 continue
             rtp = frame[udp + 8:]
             if rtp[0] >> 6 != 2:
