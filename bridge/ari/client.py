@@ -164,12 +164,25 @@ class AriClient:
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{bridge_id}")
 
+    async def bridge(self, bridge_id: str) -> dict | None:
+        try:
+            return await self.request("GET", f"/bridges/{bridge_id}")
+        except AriNotFound:
+            return None
+
     async def list_bridges(self) -> list[dict]:
         return await self.request("GET", "/bridges")
 
     # -- recordings ---------------------------------------------------------
     async def stop_recording(self, name: str) -> None:
         await self.request("POST", f"/recordings/live/{name}/stop")
+
+    async def recording_is_live(self, name: str) -> bool:
+        try:
+            await self.request("GET", f"/recordings/live/{name}")
+            return True
+        except AriNotFound:
+            return False
 
     async def delete_stored_recording(self, name: str) -> None:
         await self.request("DELETE", f"/recordings/stored/{name}")

@@ -89,6 +89,15 @@ def recording_consent(session_records: bool, heard: list) -> tuple[bool, str | N
     return bool(heard) and all(h.completed for h in heard), None
 
 
+def consent_on_record(notices: list[dict]) -> bool:
+    """Whether a call row's notice evidence says both parties agreed to be
+    recorded: each heard the notice to its end and neither opted out. A process
+    adopting a bridged call that is not yet recording (its predecessor died
+    between the bridge and the recording) decides from this alone."""
+    return ({n.get("party") for n in notices} >= {"caller", "callee"}
+            and all(n.get("completed") and not n.get("opted_out") for n in notices))
+
+
 WARNING_LEAD = 30.0  # seconds of notice before a time limit ends a call
 
 

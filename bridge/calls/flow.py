@@ -24,8 +24,8 @@ from bridge.recordings import stereo, wait_audio
 from bridge.calls import ids
 from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
 from bridge.calls.decisions import (
-    CAUSE_NO_ANSWER, CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, ended_by_asterisk, ending_for_dial,
-    ending_for_rejection, hangup_side, recording_consent, sound_uris, time_limit_steps,
+    CAUSE_NO_ANSWER, CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, consent_on_record, ended_by_asterisk,
+    ending_for_dial, ending_for_rejection, hangup_side, recording_consent, sound_uris, time_limit_steps,
 )
 from bridge.calls.events import GONE_EVENTS, CallEvents
 from bridge.calls.notice import NoticeHeard, play_notice, start_ringback, stop_ringback
@@ -356,15 +356,25 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
         except StoreError:
             pass
         legs_alive = call.callee_id and not events.is_gone(call.caller_id) and not events.is_gone(call.callee_id)
-        if record["answered_at"] and legs_alive:
+        answered_at = record["answered_at"]
+        if answered_at is None and legs_alive:
+            # Its predecessor may have bridged the legs and died before the row said so.
+            answered_at = await bridged_at(deps.ari, call)
+            if answered_at:
+                row.update(answered_at=answered_at, dial_status="ANSWER")
+        if answered_at and legs_alive:
             clog.info("call.adopted")
-            await talk_until_hangup(deps, call, events, row, record["answered_at"], record["started_at"], clog)
+            notices = record.get("notices") or "[]"
+            if not record["recorded"] and consent_on_record(json.loads(notices) if isinstance(notices, str) else notices):
+                await resume_recording(deps, events, call, row, session.recording_channels if session else 1,
+                                       live_channels, clog)
+            await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
         else:
-            clog.warning("call.interrupted", answered=bool(record["answered_at"]))
+            clog.warning("call.interrupted", answered=bool(answered_at))
             ended = utcnow()
             fields = {"disposition": "interrupted", "ended_at": ended, "hangup_by": "system"}
-            if record["answered_at"]:
-                fields["talk_seconds"] = round((ended - record["answered_at"]).total_seconds(), 3)
+            if answered_at:
+                fields["talk_seconds"] = round((ended - answered_at).total_seconds(), 3)
             row.update(**fields)
             await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
             if call.recording_name:
@@ -373,6 +383,17 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
         clog.warning("call.aborted", error=str(exc))
     finally:
         await finish_call(deps, call, events, row, session, webhook_url)
+
+
+async def bridged_at(ari: AriClient, call: CallState) -> datetime | None:
+    """When the call's bridge was made, if it holds both legs (Asterisk's clock)."""
+    bridge = await ari.bridge(call.bridge_id) if call.bridge_id else None
+    if not bridge or not {call.caller_id, call.callee_id} <= set(bridge.get("channels", [])):
+        return None
+    try:
+        return datetime.strptime(bridge["creationtime"], "%Y-%m-%dT%H:%M:%S.%f%z")
+    except (KeyError, ValueError):
+        return utcnow()
 
 
 def call_event_data(call: CallState, row: CallRow, session) -> dict:
@@ -481,15 +502,43 @@ async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState,
     row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
     clog.info("call.bridged", answer_ms=_ms_since(since))
     if record:
-        # A recording failure must not cost the parties their conversation.
-        try:
-            channels = session.recording_channels
-            await start_recording(ari, events, call, deps.settings, channels)
-            row.update(recorded=True, recording_started_at=utcnow(), recording_channels=channels)
-        except (AriError, CallAborted) as exc:
-            call.recording_name = None
-            clog.error("recording.not_started", error=str(exc))
+        await begin_recording(deps, events, call, row, session.recording_channels, clog)
     return answered_at
+
+
+async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, channels: int,
+                          clog) -> None:
+    """Start recording a bridged call; a failure must not cost the parties their conversation."""
+    try:
+        await start_recording(deps.ari, events, call, deps.settings, channels)
+        row.update(recorded=True, recording_started_at=utcnow(), recording_channels=channels)
+    except (AriError, CallAborted) as exc:
+        call.recording_name = None
+        clog.error("recording.not_started", error=str(exc))
+
+
+async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, channels: int,
+                           live_channels: set[str], clog) -> None:
+    """Record an adopted call its parties agreed to have recorded, whose dead
+    predecessor had bridged it but not yet (as far as its row says) recorded it.
+    Snoops it left are reused: each records unless its recording already runs."""
+    if ids.snoop_channel(call.id) not in live_channels:
+        await begin_recording(deps, events, call, row, channels, clog)
+        clog.info("recording.resumed", snoop_left=False)
+        return
+    call.use_recording(channels)
+    try:
+        for snoop_id, name in ((call.snoop_id, call.recording_name), (call.callee_snoop_id, call.callee_recording_name)):
+            if snoop_id:
+                events.watch(snoop_id)
+                if not await deps.ari.recording_is_live(name):
+                    await deps.ari.record_channel(snoop_id, name, deps.settings.recording_format if channels == 1
+                                                  else "wav")
+        row.update(recorded=True, recording_channels=channels)
+        clog.info("recording.resumed", snoop_left=True)
+    except AriError as exc:
+        call.recording_name = None
+        clog.error("recording.not_started", error=str(exc))
 
 
 async def release_with_prompt(ari: AriClient, events: CallEvents, call: CallState, ending: Ending,

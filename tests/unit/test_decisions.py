@@ -114,3 +114,16 @@ def test_an_adopted_call_past_its_warning_is_not_warned_twice():
 
 def test_an_adopted_call_past_its_limit_still_ends():
     assert time_limit_steps(300, elapsed=400) == (LimitStep("end", 300.0),)
+
+
+def test_the_rows_notice_evidence_gives_consent_only_when_both_heard_it_to_the_end_and_none_opted_out():
+    from bridge.calls.decisions import consent_on_record
+
+    heard = {"completed": True, "opted_out": False}
+    assert consent_on_record([{"party": "caller", **heard}, {"party": "callee", **heard}])
+    assert not consent_on_record([{"party": "caller", **heard}])  # the counterpart never heard it
+    assert not consent_on_record([])  # an unrecorded call plays no notice
+    assert not consent_on_record([{"party": "caller", **heard}, {"party": "callee", "completed": False,
+                                                                 "opted_out": False}])
+    assert not consent_on_record([{"party": "caller", "completed": True, "opted_out": True},
+                                  {"party": "callee", **heard}])
