@@ -409,10 +409,7 @@ class Store(AuditQueries, RetentionQueries, SubjectQueries, CallerIdQueries, Pin
                     number = request.virtual_number or await (
                         self._allocate_pin_number(conn, request) if request.pin_mode else self._allocate(conn, request))
                 if request.virtual_number:
-                    status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)
-                    if status != "active":
-                        raise NumberUnavailable("that virtual number is not in the pool" if status is None
-                                                else "that virtual number is retired")
+                    await check_assignable(conn, number)
                 session_id = uuid.uuid4()
                 sealed = seal_participants(self.keys, session_id, a, b)
                 if request.wait_audio_id and not await conn.fetchval(
@@ -773,6 +770,14 @@ _FREE_NUMBERS = """
       AND NOT EXISTS (SELECT 1 FROM session_participants p
                       WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND p.live)
 """
+
+
+async def check_assignable(conn, number: str, field: str = "virtual_number") -> None:
+    """An explicitly requested number must be in the pool and not retired."""
+    status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)
+    if status != "active":
+        raise NumberUnavailable("that virtual number is not in the pool" if status is None
+                                else "that virtual number is retired", field=field)
 
 
 async def free_numbers(conn, holders: list[bytes], pair: list[bytes], quarantine_seconds: int) -> list[Candidate]:

@@ -41,14 +41,11 @@ class CallerIdQueries:
         return pair
 
     async def _check_number_b(self, conn, number: str, number_a: str | None) -> None:
-        from bridge.store import NumberUnavailable
+        from bridge.store import NumberUnavailable, check_assignable  # the store package imports this module
 
         if problem := numbers_problem(PER_PARTICIPANT, number_a, number):
             raise NumberUnavailable(problem, field="virtual_number_b")
-        status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)
-        if status != "active":
-            raise NumberUnavailable("that virtual number is not in the pool" if status is None
-                                    else "that virtual number is retired", field="virtual_number_b")
+        await check_assignable(conn, number, field="virtual_number_b")
 
     async def _set_number_b(self, conn, session_id: uuid.UUID, number_b: str):
         """Give a new session its per-participant policy and B's number; returns the row."""
