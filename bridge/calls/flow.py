@@ -44,6 +44,7 @@ log = get_logger("bridge.calls")
 PROMPT_LIMIT = 30.0  # seconds a rejection prompt may take before we release anyway
 RECORDING_SETTLE = 5.0
 LEG_SETUP_LIMIT = 5.0
+ASTERISK_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"  # how ARI writes times (bridges' creationtime, events' timestamp)
 
 
 class CallAborted(Exception):
@@ -364,8 +365,10 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
                 row.update(answered_at=answered_at, dial_status="ANSWER")
         if answered_at and legs_alive:
             clog.info("call.adopted")
-            notices = record.get("notices") or "[]"
-            if not record["recorded"] and consent_on_record(json.loads(notices) if isinstance(notices, str) else notices):
+            notices = record.get("notices") or "[]"  # asyncpg hands jsonb over as text
+            if isinstance(notices, str):
+                notices = json.loads(notices)
+            if not record["recorded"] and consent_on_record(notices):
                 await resume_recording(deps, events, call, row, session.recording_channels if session else 1,
                                        live_channels, clog)
             await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
@@ -391,7 +394,7 @@ async def bridged_at(ari: AriClient, call: CallState) -> datetime | None:
     if not bridge or not {call.caller_id, call.callee_id} <= set(bridge.get("channels", [])):
         return None
     try:
-        return datetime.strptime(bridge["creationtime"], "%Y-%m-%dT%H:%M:%S.%f%z")
+        return datetime.strptime(bridge["creationtime"], ASTERISK_TIME)
     except (KeyError, ValueError):
         return utcnow()
 
@@ -596,7 +599,7 @@ async def recording_delays(events: CallEvents, left: str, right: str) -> tuple[i
 
     def started(e: Event) -> bool:
         if e.type == "RecordingStarted" and e.recording_name in (left, right) and e.raw.get("timestamp"):
-            began[e.recording_name] = datetime.strptime(e.raw["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z")
+            began[e.recording_name] = datetime.strptime(e.raw["timestamp"], ASTERISK_TIME)
         return len(began) == 2
 
     await events.wait_for(started, RECORDING_SETTLE)
