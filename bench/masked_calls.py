@@ -36,8 +36,8 @@ async def provision(stack: Stack, parties: list[tuple[str, str, str]], record: b
     store = await Store.connect(stack.dsn, stack.keys)
     try:
         for virtual, a, b in parties:
-            await store.add_number(virtual)
-            await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=record, purpose="delivery_order"))
+            await store.numbers.add(virtual)
+            await store.sessions.create(SessionRequest(a, b, ttl_seconds=3600, record=record, purpose="delivery_order"))
     finally:
         await store.close()
 

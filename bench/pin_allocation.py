@@ -25,12 +25,12 @@ async def run(sessions: int, numbers: int, concurrency: int, dsn: str) -> None:
     try:
         pool = [f"+65600090{n:02d}" for n in range(numbers)]
         for number in pool:
-            await store.add_number(number, pin_mode=True)
+            await store.numbers.add(number, pin_mode=True)
         gate = asyncio.Semaphore(concurrency)
 
         async def create(i: int):
             async with gate:
-                session, _ = await store.create_session(SessionRequest(
+                session, _ = await store.sessions.create(SessionRequest(
                     f"+6593{i:06d}", "+6583000001", ttl_seconds=3600, record=False, purpose="delivery_order",
                     pin_mode=True))
                 return session
@@ -44,7 +44,7 @@ async def run(sessions: int, numbers: int, concurrency: int, dsn: str) -> None:
               f" per number {per_number}; distinct (number, PIN): {len(pairs) == sessions}")
         started = time.monotonic()
         for s in created[:500]:
-            await store.pin_lookup(s.virtual_number, s.pin)
+            await store.pins.lookup(s.virtual_number, s.pin)
         print(f"pin_lookup: {(time.monotonic() - started) / min(500, sessions) * 1000:.2f} ms each")
     finally:
         await store.close()

@@ -58,12 +58,12 @@ async def provision(stack: Stack, sessions: int, concurrency: int = 8) -> list[M
     """`sessions` live sessions on one shared number, one driver in all of them."""
     store = await Store.connect(stack.dsn, stack.keys)
     try:
-        await store.add_number(VIRTUAL, pin_mode=True)
+        await store.numbers.add(VIRTUAL, pin_mode=True)
         gate = asyncio.Semaphore(concurrency)
 
         async def create(i: int) -> MaskingSession:
             async with gate:
-                return (await store.create_session(SessionRequest(
+                return (await store.sessions.create(SessionRequest(
                     f"+6593{i:06d}", DRIVER, ttl_seconds=3600, record=False, purpose="delivery_order",
                     pin_mode=True, virtual_number=VIRTUAL)))[0]
 

@@ -1,7 +1,7 @@
 """Benchmark: how long the retention purge takes over many ended sessions.
 
 Makes a throwaway database, seeds --sessions closed sessions, each with an
-answered call and a sealed recording, then times `Store.purge` (every period
+answered call and a sealed recording, then times `store.retention.purge` (every period
 0, batches of --batch) and a second purge that must find nothing.
 
     .venv/bin/python -m bench.purge --sessions 2000 --batch 500
@@ -19,7 +19,8 @@ from pathlib import Path
 from bridge.privacy.audit import Actor
 from bridge.privacy.retention import Kind, RetentionPolicy
 from bridge.sessions.models import SessionRequest
-from bridge.store import Store, utcnow
+from bridge.clock import utcnow
+from bridge.store import Store
 from tests.support.keys import shared_keys
 from tests.support.recordings import store_recording
 from tests.support.stack import ADMIN_DSN, create_database, drop_database, migrate
@@ -28,14 +29,14 @@ from tests.support.stack import ADMIN_DSN, create_database, drop_database, migra
 async def seed(store: Store, sessions: int, directory: Path) -> None:
     for n in range(sessions):
         number = f"+6569{n:06d}"
-        await store.add_number(number)
-        session, _ = await store.create_session(SessionRequest(f"+6599{n:06d}", f"+6589{n:06d}", 600, True,
+        await store.numbers.add(number)
+        session, _ = await store.sessions.create(SessionRequest(f"+6599{n:06d}", f"+6589{n:06d}", 600, True,
                                                                "delivery_order"))
         call_id = uuid.uuid4()
-        await store.insert_call(call_id, number, f"chan-{call_id}", utcnow(), session_id=session.id,
+        await store.calls.insert(call_id, number, f"chan-{call_id}", utcnow(), session_id=session.id,
                                 disposition="answered", recorded=True, custom_field="order")
         await store_recording(store, call_id, directory, b"RIFF" + os.urandom(2000))
-        await store.close_session(session.id)
+        await store.sessions.close(session.id)
 
 
 async def main(sessions: int, batch: int) -> None:
@@ -50,10 +51,10 @@ async def main(sessions: int, batch: int) -> None:
                 await seed(store, sessions, Path(directory))
                 policy = RetentionPolicy(0, 0, 0)
                 started = time.perf_counter()
-                report = await store.purge(policy, batch, by=Actor("bench", "bench@localhost"))
+                report = await store.retention.purge(policy, batch, by=Actor("bench", "bench@localhost"))
                 first = time.perf_counter() - started
                 started = time.perf_counter()
-                again = await store.purge(policy, batch)
+                again = await store.retention.purge(policy, batch)
                 second = time.perf_counter() - started
             print(f"purge of {sessions} sessions (batch {batch}): {first:.2f} s, "
                   f"{report.purged[Kind.SESSIONS]} sessions anonymised, "

@@ -79,8 +79,8 @@ class Faults:
 async def provision(dsn: str, keys) -> None:
     store = await Store.connect(dsn, keys)
     try:
-        await store.add_number(VIRTUAL)
-        await store.create_session(SessionRequest(CALLER, COUNTERPART, ttl_seconds=86400, record=True, purpose="delivery_order"))
+        await store.numbers.add(VIRTUAL)
+        await store.sessions.create(SessionRequest(CALLER, COUNTERPART, ttl_seconds=86400, record=True, purpose="delivery_order"))
     finally:
         await store.close()
 

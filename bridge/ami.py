@@ -13,7 +13,7 @@ from panoramisk import Manager
 
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.store import utcnow
+from bridge.clock import utcnow
 
 log = get_logger("bridge.ami")
 

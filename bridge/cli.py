@@ -24,10 +24,15 @@ from bridge import logs
 from bridge.config import ConfigError, Settings
 from bridge.privacy.audit import Actor, ChainWalk, entry_json
 from bridge.privacy.crypto import CryptoError, KeyRing
-from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.privacy.retention import RetentionPolicy
+from bridge.numbering import InvalidNumber, parse_e164
+from bridge.recordings.backfill import plaintext_retirer
 from bridge.sessions import caller_id
 from bridge.sessions.models import SessionRequest, purpose_allowed
-from bridge.store import Store, StoreError, ensure_database, utcnow
+from bridge.clock import utcnow
+from bridge.store import Store
+from bridge.store.db import ensure_database
+from bridge.store.errors import StoreError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -286,7 +291,7 @@ async def cmd_db_upgrade(settings: Settings, _args) -> int:
     if await ensure_database(settings.database_url):
         print("created database", file=sys.stderr)
     async with open_store(settings) as store:
-        applied = await store.upgrade()
+        applied = await store.schema.upgrade()
     print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"), file=sys.stderr)
     return 0
 
@@ -297,7 +302,7 @@ async def cmd_numbers_add(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         for number in numbers:
             try:
-                await store.add_number(number, reserved=args.reserved, by=operator(), pin_mode=args.pin_mode)
+                await store.numbers.add(number, reserved=args.reserved, by=operator(), pin_mode=args.pin_mode)
                 print(f"added {number}{' (reserved)' if args.reserved else ''}{' (pin mode)' if args.pin_mode else ''}")
             except StoreError as exc:
                 failed = True
@@ -307,7 +312,7 @@ async def cmd_numbers_add(settings: Settings, args) -> int:
 
 async def cmd_numbers_list(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        rows = [representations().number_json(r) for r in await store.list_numbers(args.status)]
+        rows = [representations().number_json(r) for r in await store.numbers.list(args.status)]
     emit(rows, ["number", "status", "reserved", "pin_mode", "country", "live_sessions", "last_allocated_at"], args.json,
          "numbers")
     return 0
@@ -317,7 +322,7 @@ async def cmd_numbers_retire(settings: Settings, args) -> int:
     number = parse_e164(args.number)
     async with open_store(settings) as store:
         try:
-            await store.retire_number(number, by=operator())
+            await store.numbers.retire(number, by=operator())
         except StoreError as exc:
             detail = f" (sessions {', '.join(exc.session_ids)})" if getattr(exc, "session_ids", None) else ""
             print(f"masking: {exc}{detail}", file=sys.stderr)
@@ -356,7 +361,7 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
         pin_quarantine_seconds=settings.pin_quarantine_seconds)
     async with open_store(settings) as store:
         try:
-            session, _ = await store.create_session(request)
+            session, _ = await store.sessions.create(request)
         except StoreError as exc:
             print(f"masking: {exc}", file=sys.stderr)
             return EXIT_FAILED
@@ -378,14 +383,14 @@ def caller_id_options(args) -> dict:
 
 async def cmd_sessions_list(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        sessions = await store.list_sessions(args.external_ref, args.status, args.limit)
+        sessions = await store.sessions.list(args.external_ref, args.status, args.limit)
     emit([s.to_json(utcnow()) for s in sessions], SESSION_COLUMNS, args.json, "sessions")
     return 0
 
 
 async def cmd_sessions_show(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        session = await store.get_session(parse_uuid(args.session_id, "session id"))
+        session = await store.sessions.get(parse_uuid(args.session_id, "session id"))
     emit([session.to_json(utcnow())], SESSION_COLUMNS + ["participant_a", "participant_b", "ttl_mode"], args.json)
     return 0
 
@@ -394,14 +399,14 @@ async def cmd_sessions_extend(settings: Settings, args) -> int:
     if args.ttl <= 0:
         raise UsageError("--ttl must be a positive number of seconds")
     async with open_store(settings) as store:
-        session = await store.extend_session(parse_uuid(args.session_id, "session id"), args.ttl)
+        session = await store.sessions.extend(parse_uuid(args.session_id, "session id"), args.ttl)
     emit([session.to_json(utcnow())], SESSION_COLUMNS, args.json)
     return 0
 
 
 async def cmd_sessions_close(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        await store.close_session(parse_uuid(args.session_id, "session id"))
+        await store.sessions.close(parse_uuid(args.session_id, "session id"))
     print(f"closed {args.session_id}")
     return 0
 
@@ -409,7 +414,7 @@ async def cmd_sessions_close(settings: Settings, args) -> int:
 async def cmd_calls_list(settings: Settings, args) -> int:
     session_id = parse_uuid(args.session_id, "--session") if args.session_id else None
     async with open_store(settings) as store:
-        rows = await store.list_calls(args.limit, session_id)
+        rows = await store.calls.list(args.limit, session_id)
     emit([representations().call_json(r) | {"storage_path": r["storage_path"]} for r in rows],
          CALL_COLUMNS + ["storage_path"], args.json, "calls")
     return 0
@@ -417,21 +422,21 @@ async def cmd_calls_list(settings: Settings, args) -> int:
 
 async def cmd_calls_show(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        row = await store.call(parse_uuid(args.call_id, "call id"))
+        row = await store.calls.get(parse_uuid(args.call_id, "call id"))
     emit([representations().call_json(row)], CALL_COLUMNS + ["hangup_by", "ended_at"], args.json)
     return 0
 
 
 async def cmd_webhooks_list(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        rows = await store.list_events(args.status, args.limit)
+        rows = await store.outbox.list(args.status, args.limit)
     emit(rows, ["event_id", "event_type", "status", "attempts", "last_error", "created_at"], args.json, "events")
     return 0
 
 
 async def cmd_webhooks_retry(settings: Settings, _args) -> int:
     async with open_store(settings) as store:
-        count = await store.retry_dead_events()
+        count = await store.outbox.retry_dead()
     print(f"requeued {count} dead-lettered event(s)")
     return 0
 
@@ -452,7 +457,7 @@ async def cmd_keys_add(settings: Settings, args) -> int:
     ring.save()
     try:
         async with open_store(settings) as store:
-            await store.audit_by(operator(), "keys.added", "key", key_id, details={"active": ring.active_id})
+            await store.audit.append_by(operator(), "keys.added", "key", key_id, details={"active": ring.active_id})
     except StoreError as exc:  # the key is added; say the trail missed it
         print(f"masking: the audit row was not written: {exc}", file=sys.stderr)
     print(f"added key {key_id}" + ("" if args.no_activate else " (active)")
@@ -463,12 +468,12 @@ async def cmd_keys_add(settings: Settings, args) -> int:
 async def cmd_keys_rotate(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         total = rewrapped = 0
-        while resealed := await store.reseal_sessions(args.batch):
+        while resealed := await store.sessions.reseal(args.batch):
             total += resealed
         # Recordings: only their wrapped data keys change; the audio stays as it is.
-        while done := await store.rewrap_recording_keys(args.batch):
+        while done := await store.recordings.rewrap_keys(args.batch):
             rewrapped += done
-        await store.audit_by(operator(), "keys.rotated", "key", store.keys.active_id,
+        await store.audit.append_by(operator(), "keys.rotated", "key", store.keys.active_id,
                              details={"sessions_resealed": total, "recording_keys_rewrapped": rewrapped})
     print(f"re-sealed {total} session(s) and re-wrapped {rewrapped} recording key(s) under key "
           f"{store.keys.active_id}")
@@ -477,7 +482,7 @@ async def cmd_keys_rotate(settings: Settings, args) -> int:
 
 async def cmd_keys_status(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        counts = await store.rows_by_key()
+        counts = await store.sessions.rows_by_key()
     ids = sorted(set(store.keys.keys) | set(counts))
     emit([{"key_id": k, "active": k == store.keys.active_id, "in_key_file": k in store.keys.keys,
            "sessions": counts.get(k, 0)} for k in ids], ["key_id", "active", "in_key_file", "sessions"],
@@ -487,7 +492,7 @@ async def cmd_keys_status(settings: Settings, args) -> int:
 
 async def cmd_apikeys_create(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        token, row = await store.create_api_key(args.name, sorted(set(args.scope or ["sessions"])), by=operator())
+        token, row = await store.api_keys.create(args.name, sorted(set(args.scope or ["sessions"])), by=operator())
     print(json.dumps({"token": token, "name": row["name"], "prefix": row["prefix"], "scopes": row["scopes"]},
                      indent=2))
     print("masking: store the token now; it cannot be shown again", file=sys.stderr)
@@ -496,14 +501,14 @@ async def cmd_apikeys_create(settings: Settings, args) -> int:
 
 async def cmd_apikeys_list(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        rows = await store.list_api_keys()
+        rows = await store.api_keys.list()
     emit(rows, ["prefix", "name", "scopes", "created_at", "revoked_at"], args.json, "api_keys")
     return 0
 
 
 async def cmd_apikeys_revoke(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        revoked = await store.revoke_api_key(args.prefix, by=operator())
+        revoked = await store.api_keys.revoke(args.prefix, by=operator())
     if not revoked:
         print("masking: no active key with that prefix", file=sys.stderr)
         return EXIT_FAILED
@@ -518,7 +523,7 @@ async def cmd_audit_verify(settings: Settings, args) -> int:
         raise UsageError("--expect-head must be a hash in hex, as verify prints it") from None
     walk = ChainWalk(expected)
     async with open_store(settings) as store:
-        async for row in store.walk_audit():
+        async for row in store.audit.walk():
             if not walk.add(row):
                 break
     result = walk.result()
@@ -532,7 +537,7 @@ async def cmd_audit_verify(settings: Settings, args) -> int:
 async def cmd_audit_list(settings: Settings, args) -> int:
     session_id = parse_uuid(args.session_id, "--session") if args.session_id else None
     async with open_store(settings) as store:
-        rows = await store.list_audit(action=args.action, session_id=session_id, limit=args.limit)
+        rows = await store.audit.list(action=args.action, session_id=session_id, limit=args.limit)
     emit([entry_json(r) for r in rows], ["seq", "at", "actor", "action", "target_type", "target_id", "source",
                                          "reason"], args.json, "entries")
 
@@ -577,7 +582,7 @@ REQUEST_COLUMNS = ["id", "kind", "subject", "status", "received_at", "due_at", "
 
 async def cmd_subject_export(settings: Settings, args) -> int:
     from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen
-    from bridge.privacy.subject_export import export_subject
+    from bridge.subjects.export import export_subject
 
     number = parse_e164(args.number, settings.default_region)
     request_id = parse_uuid(args.request_id, "--request") if args.request_id else None
@@ -614,7 +619,7 @@ async def cmd_subject_request_open(settings: Settings, args) -> int:
     except ValueError as exc:
         raise UsageError(f"--received: {exc}") from None
     async with open_store(settings) as store:
-        request = await store.open_subject_request(args.kind, number, received,
+        request = await store.subjects.open_request(args.kind, number, received,
                                                    due_at(received, settings.subject_request_days), operator(),
                                                    args.notes)
     emit([request.to_json(utcnow())], REQUEST_COLUMNS, args.json)
@@ -627,7 +632,7 @@ async def cmd_subject_request_close(settings: Settings, args) -> int:
     request_id = parse_uuid(args.request_id, "request id")
     async with open_store(settings) as store:
         try:
-            request = await store.complete_subject_request(request_id, operator(),
+            request = await store.subjects.complete_request(request_id, operator(),
                                                            "refused" if args.refused else "done", args.notes)
         except RequestNotOpen as exc:
             print(f"masking: {exc}", file=sys.stderr)
@@ -640,7 +645,7 @@ async def cmd_subject_requests(settings: Settings, args) -> int:
     if not 1 <= args.limit <= 1000:
         raise UsageError("--limit must be between 1 and 1000")
     async with open_store(settings) as store:
-        requests = await store.list_subject_requests(args.status, args.overdue, args.kind, args.limit)
+        requests = await store.subjects.list_requests(args.status, args.overdue, args.kind, args.limit)
     now = utcnow()
     emit([r.to_json(now) for r in requests], REQUEST_COLUMNS, args.json, "requests")
     return 0
@@ -673,7 +678,7 @@ async def cmd_sessions_hold(settings: Settings, args) -> int:
         raise UsageError("--reason must say why the session is held")
     by = operator()
     async with open_store(settings) as store:
-        session = await store.set_legal_hold(parse_uuid(args.session_id, "session id"), args.reason, by)
+        session = await store.holds.set(parse_uuid(args.session_id, "session id"), args.reason, by)
     emit([session.to_json(utcnow())], SESSION_COLUMNS + ["legal_hold"], args.json)
     return 0
 
@@ -683,7 +688,7 @@ async def cmd_sessions_release_hold(settings: Settings, args) -> int:
 
     by = replace(operator(), reason=args.reason)
     async with open_store(settings) as store:
-        session = await store.release_legal_hold(parse_uuid(args.session_id, "session id"), by)
+        session = await store.holds.release(parse_uuid(args.session_id, "session id"), by)
     emit([session.to_json(utcnow())], SESSION_COLUMNS + ["legal_hold"], args.json)
     return 0
 
@@ -693,8 +698,9 @@ async def cmd_purge(settings: Settings, args) -> int:
     if batch < 1:
         raise UsageError("--batch must be at least 1")
     async with open_store(settings) as store:
-        report = await store.purge(settings.retention, batch, dry_run=args.dry_run, by=operator(),
-                                   webhook_url=settings.webhook_url or None)
+        report = await store.retention.purge(RetentionPolicy.from_settings(settings), batch, dry_run=args.dry_run, by=operator(),
+                                             webhook_url=settings.webhook_url or None,
+                                             retire=plaintext_retirer(store))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0
@@ -716,8 +722,9 @@ async def cmd_subject_erase(settings: Settings, args) -> int:
     request_id = parse_uuid(args.request_id, "--request") if args.request_id else None
     async with open_store(settings) as store:
         try:
-            report = await store.erase_subject(number, replace(operator(), reason=clean_reason(args.reason)),
-                                               request_id=request_id, webhook_url=settings.webhook_url or None)
+            report = await store.erasure.erase(number, replace(operator(), reason=clean_reason(args.reason)),
+                                               request_id=request_id, webhook_url=settings.webhook_url or None,
+                                               retire=plaintext_retirer(store))
         except RequestMismatch as exc:
             raise UsageError(str(exc)) from None
         except RequestNotOpen as exc:

@@ -7,12 +7,13 @@ README and `.env.example` list them.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
-if TYPE_CHECKING:
-    from bridge.privacy.retention import RetentionPolicy
+# What a purpose code looks like (MASKING_PURPOSES, sessions' `purpose`).
+PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -159,14 +160,6 @@ class Settings:
         return self.keys_file if str(self.keys_file) not in ("", ".") else self.state_dir / "keys.json"
 
     @property
-    def retention(self) -> "RetentionPolicy":
-        from bridge.privacy.retention import RetentionPolicy, parse_days
-
-        return RetentionPolicy(recordings_days=parse_days(self.retain_recordings_days),
-                               call_details_days=parse_days(self.retain_call_details_days),
-                               sessions_days=parse_days(self.retain_sessions_days))
-
-    @property
     def ari_url(self) -> str:
         return f"http://{self.ari_host}:{self.ari_port}"
 
@@ -208,10 +201,8 @@ class Settings:
                           ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url)):
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{name} must be an http(s) URL")
-        from bridge.sessions.models import purpose_allowed
-
-        bad = [p for p in self.allowed_purposes if not purpose_allowed(p, frozenset())]
-        if bad or not purpose_allowed(self.out_of_session_purpose, frozenset()):
+        bad = [p for p in self.allowed_purposes if not PURPOSE_CODE.fullmatch(p)]
+        if bad or not PURPOSE_CODE.fullmatch(self.out_of_session_purpose):
             raise ConfigError("MASKING_PURPOSES and MASKING_OUT_OF_SESSION_PURPOSE must be codes like delivery_order")
         if self.notice.opt_out_digit not in {"", *"0123456789*#"} or len(self.notice.opt_out_digit) > 1:
             raise ConfigError("MASKING_NOTICE_OPT_OUT_DIGIT must be one DTMF digit (0-9, *, #) or empty")
@@ -227,8 +218,6 @@ class Settings:
         self._validate_retention()
 
     def _validate_retention(self) -> None:
-        from bridge.privacy.retention import parse_days
-
         for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):
             try:
                 parse_days(getattr(self, name))
@@ -247,6 +236,19 @@ SECRET_SETTINGS = frozenset({"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MA
 # query): audit rows hold a keyed digest of these, never the value.
 UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL"})
 _NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_"}  # as `from_env` reads them
+
+
+def parse_days(raw: str) -> int | None:
+    """A retention period: `90` days, or `never` (kept until erased). Raises ValueError otherwise."""
+    text = raw.strip().lower()
+    if text in ("never", "forever"):
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(raw)
+    days = int(text)
+    if days > 36500:
+        raise ValueError(raw)
+    return days
 
 
 def settings_by_name(settings: Settings) -> dict[str, str]:

@@ -11,7 +11,9 @@ import asyncpg
 from bridge.ari import AriClient, AriError
 from bridge.config import Settings
 from bridge.privacy.crypto import CryptoError, KeyRing
-from bridge.store import Store, StoreUnavailable, migrations
+from bridge.store import Store
+from bridge.store.errors import StoreUnavailable
+from bridge.store.schema import migrations
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from bridge.privacy.numbers import redact_text
+from bridge.numbering import redact_text
 
 
 def _redact_value(value: Any) -> Any:

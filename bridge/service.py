@@ -35,11 +35,14 @@ from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
 from bridge.privacy.audit import Actor, changed_settings, config_snapshot, fingerprint
 from bridge.privacy.crypto import KeyRing
+from bridge.privacy.retention import RetentionPolicy
 from bridge.logs import get_logger
-from bridge.recordings.backfill import seal_in_background
+from bridge.recordings.backfill import plaintext_retirer, seal_in_background
 from bridge.recordings.wait_audio import sync_wait_audio
 from bridge.sessions.models import MaskingSession
-from bridge.store import Store, StoreError, StoreUnavailable, utcnow
+from bridge.clock import utcnow
+from bridge.store import Store
+from bridge.store.errors import StoreError, StoreUnavailable
 from bridge.webhooks import Dispatcher
 
 log = get_logger("bridge.service")
@@ -137,7 +140,7 @@ class Service:
         if not self.stream.connected.is_set() or self.draining:
             raise AriNotConnected("not connected to Asterisk")
         row = connect_row(uuid.uuid4(), session, request, self.node)
-        await self.store.insert_call(**row)
+        await self.store.calls.insert(**row)
         self._spawn(connect_call(self.deps, session, request, row), f"connect-{row['call_id']}")
         return row["call_id"]
 
@@ -172,7 +175,7 @@ class Service:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.warning("lease.database_unavailable")
                 return
-            if await self.store.try_lease(conn, self.node):
+            if await self.store.db.try_lease(conn, self.node):
                 self._lease = conn
                 log.info("lease.acquired")
                 return
@@ -201,7 +204,7 @@ class Service:
         claimed_channels: set[str] = set()
         claimed_bridges: set[str] = set()
         try:
-            in_progress = await self.store.calls_in_progress(self.node)
+            in_progress = await self.store.calls.in_progress(self.node)
         except StoreUnavailable:
             in_progress = []
         adopted = 0
@@ -224,7 +227,7 @@ class Service:
             except AriError:
                 pass
         try:
-            left = await self.store.recordings_not_collected(self.node)
+            left = await self.store.calls.recordings_not_collected(self.node)
         except StoreUnavailable:
             left = []
         for record in left:
@@ -288,11 +291,11 @@ class Service:
         expiry (re-checking at least every 5 s for sessions created since)."""
         while True:
             try:
-                expired = await self.store.expire_due(self.settings.webhook_url or None)
+                expired = await self.store.sessions.expire_due(self.settings.webhook_url or None)
                 if expired:
                     log.info("sessions.expired", count=len(expired))
                     self.dispatcher.wakeup.set()
-                next_at = await self.store.next_expiry()
+                next_at = await self.store.sessions.next_expiry()
                 delay = 5.0 if next_at is None else min(5.0, max(0.05, (next_at - utcnow()).total_seconds()))
             except StoreUnavailable:
                 delay = 5.0
@@ -310,8 +313,9 @@ async def purge_periodically(store: Store, settings: Settings) -> None:
     await asyncio.sleep(min(60.0, settings.purge_interval_seconds))
     while True:
         try:
-            report = await store.purge(settings.retention, settings.purge_batch, by=by,
-                                       webhook_url=settings.webhook_url or None)
+            report = await store.retention.purge(RetentionPolicy.from_settings(settings), settings.purge_batch, by=by,
+                                                 webhook_url=settings.webhook_url or None,
+                                                 retire=plaintext_retirer(store))
             counts = report.to_json()["kinds"]
             for kind, c in counts.items():
                 metrics.retention_purged_total.inc(kind, c["purged"])
@@ -333,12 +337,12 @@ async def audit_configuration(store: Store, settings: Settings) -> bool:
     snapshot = config_snapshot(settings, lambda value: store.keys.keyed_digest("setting", value.encode()))
     current = fingerprint(snapshot)
     try:
-        last = await store.list_audit(action="config.changed", target_id=host, limit=1)
+        last = await store.audit.list(action="config.changed", target_id=host, limit=1)
         before = last[0].details if last else {}
         if before.get("fingerprint") == current:
             return False
         changed = changed_settings(before.get("settings", {}), snapshot)
-        await store.audit("service", "config.changed", "host", host, source=f"service@{host}",
+        await store.audit.append("service", "config.changed", "host", host, source=f"service@{host}",
                           details={"fingerprint": current, "changed": changed, "settings": snapshot})
     except (StoreError, asyncpg.PostgresError) as exc:
         log.warning("audit.config_failed", error=type(exc).__name__)

@@ -21,7 +21,8 @@ import aiohttp
 
 from bridge import metrics
 from bridge.logs import get_logger
-from bridge.store import Store, StoreUnavailable
+from bridge.store import Store
+from bridge.store.errors import StoreUnavailable
 
 log = get_logger("bridge.webhooks")
 TOLERANCE_SECONDS = 300
@@ -63,7 +64,7 @@ class Dispatcher:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             while True:
                 try:
-                    due = await self.store.due_events()
+                    due = await self.store.outbox.due()
                 except StoreUnavailable:
                     due = []
                 # One session's events go out one after another, in the order they
@@ -92,7 +93,7 @@ class Dispatcher:
                 rest = [e["id"] for e in events[i + 1:]]
                 if rest:
                     try:
-                        await self.store.events_reschedule(rest, retry_in)
+                        await self.store.outbox.reschedule(rest, retry_in)
                     except StoreUnavailable:
                         pass  # their claim expires; they are tried again later
                 return
@@ -109,7 +110,7 @@ class Dispatcher:
             async with http.post(event["url"], data=body, headers=headers) as resp:
                 if 200 <= resp.status < 300:
                     try:
-                        await self.store.event_delivered(event["id"])
+                        await self.store.outbox.delivered(event["id"])
                     except StoreUnavailable:
                         pass  # the claim expires; it is sent again (receivers drop duplicates by id)
                     metrics.webhooks_delivered_total.inc(event["event_type"])
@@ -123,7 +124,7 @@ class Dispatcher:
         log.warning("webhook.failed", event_type=event["event_type"], event_id=str(event["event_id"]),
                     attempts=attempts, error=error, dead=retry_in is None)
         try:
-            await self.store.event_failed(event["id"], error, retry_in)
+            await self.store.outbox.failed(event["id"], error, retry_in)
         except StoreUnavailable:
             pass  # the claim expires and the event is tried again
         return retry_in

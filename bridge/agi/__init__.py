@@ -27,9 +27,10 @@ from bridge.calls.record import CallRow
 from bridge.calls.spool import Spool
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.privacy.numbers import mask_number
+from bridge.numbering import mask_number
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller
-from bridge.store import Store, utcnow
+from bridge.clock import utcnow
+from bridge.store import Store
 
 log = get_logger("bridge.agi")
 DIAL_OUTCOMES = ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION")

@@ -27,13 +27,15 @@ from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor, clean_reason, entry_json
 from bridge.privacy.crypto import CryptoError
-from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.numbering import InvalidNumber, parse_e164
 from bridge.recordings import wait_audio
 from bridge.recordings.reading import AudioUnavailable, open_audio
 from bridge.recordings.sealed import SealedFileError
 from bridge.sessions import caller_id
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
-from bridge.store import SessionNotActive, Store, StoreUnavailable, utcnow
+from bridge.clock import utcnow
+from bridge.store import Store
+from bridge.store.errors import SessionNotActive, StoreUnavailable
 
 SCOPES = ("sessions", "numbers", "recordings", "audit", "subjects")
 MAX_TTL = 366 * 86400
@@ -120,7 +122,7 @@ async def auth_middleware(request: web.Request, handler):
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
         raise ApiError(401, "unauthenticated", "send an API key as 'Authorization: Bearer <key>'")
-    key = await request.app[STORE].api_key_for_token(header[7:].strip())
+    key = await request.app[STORE].api_keys.for_token(header[7:].strip())
     if key is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked API key")
     scope = scope_for(request.path)
@@ -418,7 +420,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
              *metrics.gauge("masking_active_calls", "Calls in progress.", request.app[ACTIVE_CALLS]()),
              *request.app[EXTRA_METRICS]()]
     try:
-        pool = await request.app[STORE].pool_counts()
+        pool = await request.app[STORE].numbers.pool_counts()
         lines += metrics.gauge("masking_pool_numbers_in_use", "Pool numbers with live sessions.", pool["in_use"])
         lines += metrics.gauge("masking_pool_numbers_free", "Pool numbers with no live session.",
                                pool["active"] - pool["in_use"])
@@ -445,12 +447,12 @@ async def create_session(request: web.Request) -> web.Response:
         # Keyed: the body holds phone numbers, which a plain hash would let anyone enumerate.
         digest = store.keys.keyed_digest("idempotency", json.dumps(body, sort_keys=True).encode())
         idempotency = (request[API_KEY]["id"], key, digest)
-    session, created = await store.create_session(session_request_, idempotency)
+    session, created = await store.sessions.create(session_request_, idempotency)
     return web.json_response(session_json(session), status=201 if created else 200)
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return web.json_response(session_json(await request.app[STORE].get_session(uuid_param(request))))
+    return web.json_response(session_json(await request.app[STORE].sessions.get(uuid_param(request))))
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -458,7 +460,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     if status is not None and status not in ("active", "expired", "closed"):
         raise invalid("status", "status must be one of active, expired, closed")
     external_ref = checked_text(request.query.get("external_ref"), "external_ref", 200)
-    sessions = await request.app[STORE].list_sessions(external_ref, status, limit_param(request))
+    sessions = await request.app[STORE].sessions.list(external_ref, status, limit_param(request))
     return web.json_response({"sessions": [session_json(s) for s in sessions]})
 
 
@@ -468,18 +470,18 @@ async def extend_session(request: web.Request) -> web.Response:
     if set(body) != {"ttl_seconds"}:
         raise invalid("ttl_seconds", "only ttl_seconds can be changed")
     ttl = int_field(body, "ttl_seconds", 0, 1, MAX_TTL)
-    return web.json_response(session_json(await request.app[STORE].extend_session(session_id, ttl)))
+    return web.json_response(session_json(await request.app[STORE].sessions.extend(session_id, ttl)))
 
 
 async def close_session(request: web.Request) -> web.Response:
-    return web.json_response(session_json(await request.app[STORE].close_session(uuid_param(request))))
+    return web.json_response(session_json(await request.app[STORE].sessions.close(uuid_param(request))))
 
 
 async def place_session_call(request: web.Request) -> web.Response:
     """Click-to-call: the service calls one participant, then the other (bridge/calls/connect.py)."""
     session_id = uuid_param(request)
     connect = connect_request(await json_body(request), request.app[SETTINGS])
-    session = await request.app[STORE].get_session(session_id)
+    session = await request.app[STORE].sessions.get(session_id)
     if not session.is_live(utcnow()):
         raise SessionNotActive(f"the session is {session.state(utcnow())}")
     if request.app[PLACE_CALL] is None:
@@ -490,31 +492,31 @@ async def place_session_call(request: web.Request) -> web.Response:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    rows = await request.app[STORE].list_calls(limit_param(request), uuid_query(request, "session_id"))
+    rows = await request.app[STORE].calls.list(limit_param(request), uuid_query(request, "session_id"))
     return web.json_response({"calls": [call_json(r) for r in rows]})
 
 
 async def get_call(request: web.Request) -> web.Response:
-    return web.json_response(call_json(await request.app[STORE].call(uuid_param(request))))
+    return web.json_response(call_json(await request.app[STORE].calls.get(uuid_param(request))))
 
 
 async def audit_read(request: web.Request, action: str, recording: dict) -> None:
     """Written before the answer: no recording is read without its audit row."""
-    await request.app[STORE].audit_by(actor(request), action, "recording", str(recording["id"]),
+    await request.app[STORE].audit.append_by(actor(request), action, "recording", str(recording["id"]),
                                       session_id=recording["session_id"],
                                       details={"call_id": str(recording["call_id"]),
                                                "purpose": recording.get("purpose")})
 
 
 async def get_recording(request: web.Request) -> web.Response:
-    row = await request.app[STORE].recording(uuid_param(request))
+    row = await request.app[STORE].recordings.get(uuid_param(request))
     await audit_read(request, "recording.read", row)
     return web.json_response(recording_json(row))
 
 
 async def get_recording_audio(request: web.Request) -> web.StreamResponse:
     store, recording_id = request.app[STORE], uuid_param(request)
-    row = await store.recording(recording_id)
+    row = await store.recordings.get(recording_id)
     try:
         audio = await open_audio(store, row)
     except AudioUnavailable as exc:
@@ -558,7 +560,7 @@ async def add_wait_audio(request: web.Request) -> web.Response:
 
 
 async def list_wait_audio(request: web.Request) -> web.Response:
-    return web.json_response({"wait_audio": [wait_audio_json(r) for r in await request.app[STORE].list_wait_audio()]})
+    return web.json_response({"wait_audio": [wait_audio_json(r) for r in await request.app[STORE].wait_audio.list()]})
 
 
 async def delete_wait_audio(request: web.Request) -> web.Response:
@@ -577,7 +579,7 @@ async def add_number(request: web.Request) -> web.Response:
     body = await json_body(request)
     number = number_field(body, "number", request.app[SETTINGS])
     reserved = bool_field(body, "reserved", False)
-    row = await request.app[STORE].add_number(number, reserved, by=actor(request),
+    row = await request.app[STORE].numbers.add(number, reserved, by=actor(request),
                                               pin_mode=bool_field(body, "pin_mode", False))
     return web.json_response(number_json(row), status=201)
 
@@ -586,7 +588,7 @@ async def list_numbers(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in ("active", "retired"):
         raise invalid("status", "status must be active or retired")
-    return web.json_response({"numbers": [number_json(r) for r in await request.app[STORE].list_numbers(status)]})
+    return web.json_response({"numbers": [number_json(r) for r in await request.app[STORE].numbers.list(status)]})
 
 
 async def retire_number(request: web.Request) -> web.Response:
@@ -594,7 +596,7 @@ async def retire_number(request: web.Request) -> web.Response:
         number = parse_e164(request.match_info["number"])
     except InvalidNumber:
         raise ApiError(404, "not_found", "no such number in the pool") from None
-    await request.app[STORE].retire_number(number, by=actor(request))
+    await request.app[STORE].numbers.retire(number, by=actor(request))
     return web.Response(status=204)
 
 
@@ -602,7 +604,7 @@ async def list_webhook_events(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in ("pending", "delivered", "dead"):
         raise invalid("status", "status must be pending, delivered or dead")
-    rows = await request.app[STORE].list_events(status, limit_param(request))
+    rows = await request.app[STORE].outbox.list(status, limit_param(request))
     return web.json_response({"events": [
         {"id": str(r["event_id"]), "type": r["event_type"], "session_id": str(r["session_id"]) if r["session_id"]
          else None, "status": r["status"], "attempts": r["attempts"], "last_error": r["last_error"],
@@ -611,11 +613,11 @@ async def list_webhook_events(request: web.Request) -> web.Response:
 
 
 async def retry_webhook_events(request: web.Request) -> web.Response:
-    return web.json_response({"requeued": await request.app[STORE].retry_dead_events()})
+    return web.json_response({"requeued": await request.app[STORE].outbox.retry_dead()})
 
 
 async def list_audit(request: web.Request) -> web.Response:
-    rows = await request.app[STORE].list_audit(
+    rows = await request.app[STORE].audit.list(
         action=checked_text(request.query.get("action"), "action", 100), session_id=uuid_query(request, "session_id"),
         since=time_query(request, "since"), limit=limit_param(request))
     return web.json_response({"entries": [entry_json(r) for r in rows]})
@@ -634,10 +636,10 @@ async def set_legal_hold(request: web.Request) -> web.Response:
     reason = text_field(body, "reason", 200)
     if reason is None:
         raise invalid("reason", "reason is required: why the session is held (a case or ticket)")
-    session = await request.app[STORE].set_legal_hold(session_id, reason, actor(request))
+    session = await request.app[STORE].holds.set(session_id, reason, actor(request))
     return web.json_response(session_json(session))
 
 
 async def release_legal_hold(request: web.Request) -> web.Response:
-    session = await request.app[STORE].release_legal_hold(uuid_param(request), actor(request))
+    session = await request.app[STORE].holds.release(uuid_param(request), actor(request))
     return web.json_response(session_json(session))

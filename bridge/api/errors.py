@@ -11,12 +11,12 @@ from aiohttp import web
 
 from bridge.ari import AriNotConnected
 from bridge.logs import get_logger
-from bridge.privacy.numbers import InvalidNumber
-from bridge.store import (
+from bridge.numbering import InvalidNumber
+from bridge.store.errors import (
     IdempotencyConflict, NotFound, NumberAlreadyInPool, NumberInUse, NumberUnavailable, PoolExhausted,
     SessionNotActive, StoreUnavailable, UnknownWaitAudio,
 )
-from bridge.store import LegalHoldActive, SessionAnonymised
+from bridge.store.errors import LegalHoldActive, SessionAnonymised
 from bridge.recordings.convert import UnsupportedAudio
 from bridge.recordings.wait_audio import SoundsDirUnknown
 

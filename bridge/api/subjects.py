@@ -20,8 +20,9 @@ from bridge.logs import get_logger
 from bridge.privacy.subject_access import (
     MAX_NOTES, REQUEST_KINDS, RequestMismatch, RequestNotOpen, SubjectRequest, due_at, received_at,
 )
-from bridge.privacy.subject_export import export_subject
-from bridge.store import utcnow
+from bridge.subjects.export import export_subject
+from bridge.recordings.backfill import plaintext_retirer
+from bridge.clock import utcnow
 
 PIECE = 64 * 1024
 log = get_logger("bridge.api")
@@ -85,7 +86,7 @@ async def open_request(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise invalid("received_at", str(exc)) from None
     notes = text_field(body, "notes", MAX_NOTES)
-    row = await request.app[STORE].open_subject_request(kind, number, received,
+    row = await request.app[STORE].subjects.open_request(kind, number, received,
                                                         due_at(received, settings.subject_request_days),
                                                         actor(request), notes)
     return web.json_response(request_json(row), status=201, headers={"Location": f"/v1/subjects/requests/{row.id}"})
@@ -102,12 +103,12 @@ async def list_requests(request: web.Request) -> web.Response:
     overdue = query.get("overdue", "false")
     if overdue not in ("true", "false"):
         raise invalid("overdue", "overdue must be true or false")
-    rows = await request.app[STORE].list_subject_requests(status, overdue == "true", kind, limit_param(request))
+    rows = await request.app[STORE].subjects.list_requests(status, overdue == "true", kind, limit_param(request))
     return web.json_response({"requests": [request_json(r) for r in rows]})
 
 
 async def get_request(request: web.Request) -> web.Response:
-    row, _ = await request.app[STORE].subject_request(uuid_param(request))
+    row, _ = await request.app[STORE].subjects.request(uuid_param(request))
     return web.json_response(request_json(row))
 
 
@@ -118,7 +119,7 @@ async def close_request(request: web.Request) -> web.Response:
     status = choice_field(body, "status", "done", ("done", "refused"))
     notes = checked_text(body.get("notes"), "notes", MAX_NOTES)
     try:
-        row = await request.app[STORE].complete_subject_request(request_id, actor(request), status, notes)
+        row = await request.app[STORE].subjects.complete_request(request_id, actor(request), status, notes)
     except RequestNotOpen as exc:
         raise refused(exc) from None
     return web.json_response(request_json(row))
@@ -130,9 +131,10 @@ async def erase_subject(request: web.Request) -> web.Response:
     refuse_unknown(body, {"number", "request_id"})
     number = number_field(body, "number", request.app[SETTINGS])
     try:
-        report = await request.app[STORE].erase_subject(number, actor(request),
-                                                        request_id=uuid_field(body, "request_id"),
-                                                        webhook_url=request.app[SETTINGS].webhook_url or None)
+        store = request.app[STORE]
+        report = await store.erasure.erase(number, actor(request), request_id=uuid_field(body, "request_id"),
+                                           webhook_url=request.app[SETTINGS].webhook_url or None,
+                                           retire=plaintext_retirer(store))
     except (RequestNotOpen, RequestMismatch) as exc:
         raise refused(exc) from None
     log.info("subject.erased", subject=report.subject, sessions=len(report.sessions_erased),

@@ -31,7 +31,7 @@ from bridge.calls.record import CallRow
 from bridge.logs import get_logger
 from bridge.sessions.caller_id import number_of, other
 from bridge.sessions.models import MaskingSession
-from bridge.store import utcnow
+from bridge.clock import utcnow
 
 log = get_logger("bridge.calls")
 

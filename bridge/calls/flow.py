@@ -34,10 +34,12 @@ from bridge.calls.record import CallRow
 from bridge.calls.spool import Spool
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.privacy.numbers import mask_number
+from bridge.numbering import mask_number
 from bridge.calls.pin import route_by_pin
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller, resolve_route
-from bridge.store import Store, StoreError, StoreUnavailable, utcnow
+from bridge.clock import utcnow
+from bridge.store import Store
+from bridge.store.errors import StoreError, StoreUnavailable
 
 log = get_logger("bridge.calls")
 
@@ -250,7 +252,7 @@ async def resolve(store: Store, settings: Settings, virtual_number: str, caller_
                   clog) -> Connect | Reject:
     """The route for a call, the same whichever path carries it (ARI or FastAGI)."""
     try:
-        lookup = await store.route_lookup(virtual_number, caller_number)
+        lookup = await store.sessions.route_lookup(virtual_number, caller_number)
         route = resolve_route(lookup, caller_number, utcnow())
     except StoreUnavailable:
         route = Reject(RejectReason.DATABASE_UNAVAILABLE)
@@ -352,7 +354,7 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
     session = webhook_url = None
     try:
         try:
-            session = await deps.store.get_session(record["session_id"]) if record["session_id"] else None
+            session = await deps.store.sessions.get(record["session_id"]) if record["session_id"] else None
             webhook_url = (session.webhook_url or deps.settings.webhook_url or None) if session else None
         except StoreError:
             pass

@@ -17,7 +17,7 @@ from bridge.ari import AriClient, AriError
 from bridge.calls.decisions import sound_uris
 from bridge.calls.events import CallEvents
 from bridge.config import Notice
-from bridge.store import utcnow
+from bridge.clock import utcnow
 
 NOTICE_LIMIT = 60.0  # seconds; a notice that never reports its end is not waited on forever
 

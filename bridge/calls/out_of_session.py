@@ -19,10 +19,11 @@ import time
 import aiohttp
 
 from bridge.config import Settings
-from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.numbering import InvalidNumber, parse_e164
 from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.sessions.resolve import Connect, Reject, RejectReason
-from bridge.store import Store, StoreError
+from bridge.store import Store
+from bridge.store.errors import StoreError
 from bridge.webhooks import sign
 
 ASKABLE = frozenset({RejectReason.NOT_A_PARTICIPANT, RejectReason.SESSION_EXPIRED, RejectReason.SESSION_CLOSED})
@@ -72,7 +73,7 @@ async def ask_business(store: Store, settings: Settings, virtual_number: str, ca
                     raise NoDecision(f"HTTP {resp.status}")
                 answer = json.loads(await resp.text())
         request = connect_request(answer, caller, virtual_number, settings)
-        session, _ = await store.create_session(request)
+        session, _ = await store.sessions.create(request)
     except (NoDecision, aiohttp.ClientError, TimeoutError, OSError, ValueError, StoreError):
         return rejection
     return Connect(session, session.participant_b, "a_to_b")

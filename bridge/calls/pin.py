@@ -25,7 +25,8 @@ from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow
 from bridge.sessions.pins import WrongPin, pin_entered, resolve_pin_route
 from bridge.sessions.resolve import Connect, Reject, RejectReason
-from bridge.store import StoreUnavailable, utcnow
+from bridge.clock import utcnow
+from bridge.store.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from bridge.calls.flow import CallDeps
@@ -53,7 +54,7 @@ async def route_by_pin(deps: "CallDeps", events: CallEvents, row: CallRow, calle
         route = WrongPin()
         if digits:
             try:
-                route = resolve_pin_route(await deps.store.pin_lookup(virtual_number, digits), caller_number,
+                route = resolve_pin_route(await deps.store.pins.lookup(virtual_number, digits), caller_number,
                                           digits, utcnow())
             except StoreUnavailable:
                 route = Reject(RejectReason.DATABASE_UNAVAILABLE)

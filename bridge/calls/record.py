@@ -15,7 +15,9 @@ from dataclasses import asdict
 
 from bridge.calls.spool import Spool, apply
 from bridge.recordings import StoredRecording
-from bridge.store import RecordingRow, Store, StoreUnavailable
+from bridge.store import Store
+from bridge.store.errors import StoreUnavailable
+from bridge.store.recordings import RecordingRow
 
 RETRY_DELAYS = (0.2, 0.5, 1.0)  # then the write goes to the spool
 

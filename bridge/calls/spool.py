@@ -20,7 +20,9 @@ from typing import Any
 import asyncpg
 
 from bridge.logs import get_logger
-from bridge.store import RecordingRow, Store, StoreUnavailable
+from bridge.store import Store
+from bridge.store.errors import StoreUnavailable
+from bridge.store.recordings import RecordingRow
 
 log = get_logger("bridge.spool")
 MAX_BYTES = 64 * 1024 * 1024
@@ -115,18 +117,18 @@ async def apply(store: Store, call_id: uuid.UUID, operation: str, fields: dict[s
     """One call-row write; shared by the live writer and the replay."""
     if operation == "insert":
         try:
-            await store.insert_call(call_id, **fields)
+            await store.calls.insert(call_id, **fields)
         except asyncpg.UniqueViolationError:
             pass  # it had landed before the connection failed
     elif operation == "update":
-        await store.update_call(call_id, **fields)
+        await store.calls.update(call_id, **fields)
     elif operation == "event":
-        await store.enqueue_event(**fields)
+        await store.outbox.enqueue(**fields)
     elif operation == "touch":
-        await store.touch_session(**fields)
+        await store.sessions.touch(**fields)
     elif operation == "recording":
         try:
-            await store.insert_recording(RecordingRow(**fields))
+            await store.recordings.insert(RecordingRow(**fields))
         except asyncpg.UniqueViolationError:
             pass
     else:

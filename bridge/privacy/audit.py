@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any, Callable, Iterable
 
 from bridge.config import SECRET_SETTINGS, UNDISCLOSED_SETTINGS, Settings, settings_by_name
-from bridge.privacy.numbers import redact_text
+from bridge.numbering import redact_text
 
 GENESIS = bytes(32)  # the prev_hash of seq 1
 MAX_REASON = 200

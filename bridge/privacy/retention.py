@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from bridge.config import Settings, parse_days
+
 
 class Kind(StrEnum):
     SESSIONS = "sessions"  # numbers nulled, participants removed, recordings shredded, calls cleared
@@ -37,6 +39,13 @@ class RetentionPolicy:
     call_details_days: int | None = 365
     sessions_days: int | None = 90
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetentionPolicy:
+        """The periods MASKING_RETAIN_*_DAYS set (validated when the settings were read)."""
+        return cls(recordings_days=parse_days(settings.retain_recordings_days),
+                   call_details_days=parse_days(settings.retain_call_details_days),
+                   sessions_days=parse_days(settings.retain_sessions_days))
+
     def days(self, kind: Kind) -> int | None:
         # Webhook bodies carry a call's custom field and the session's external ref: call details.
         return {Kind.SESSIONS: self.sessions_days, Kind.RECORDINGS: self.recordings_days,
@@ -46,19 +55,6 @@ class RetentionPolicy:
         """Rows whose moment is before this are due; None: nothing of this kind ever is."""
         days = self.days(kind)
         return None if days is None else now - timedelta(days=days)
-
-
-def parse_days(raw: str) -> int | None:
-    """`90` days, or `never` (kept until erased). Raises ValueError otherwise."""
-    text = raw.strip().lower()
-    if text in ("never", "forever"):
-        return None
-    if not (text.isascii() and text.isdigit()):
-        raise ValueError(raw)
-    days = int(text)
-    if days > 36500:
-        raise ValueError(raw)
-    return days
 
 
 def verdict(policy: RetentionPolicy, kind: Kind, moment: datetime | None, held: bool, now: datetime) -> Verdict:

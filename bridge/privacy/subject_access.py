@@ -24,7 +24,7 @@ from typing import Any
 import phonenumbers
 
 from bridge.privacy.audit import AuditEntry
-from bridge.privacy.numbers import mask_number, redact_text
+from bridge.numbering import mask_number, redact_text
 from bridge.sessions.caller_id import caller_of, number_of, other, participant, role_of
 from bridge.sessions.models import MaskingSession
 

@@ -17,10 +17,13 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Awaitable, Callable
 
+from bridge.clock import utcnow
 from bridge.logs import get_logger
 from bridge.recordings import seal_recording, sealed_path
-from bridge.store import Store, StoreUnavailable
+from bridge.store import Store
+from bridge.store.errors import StoreUnavailable
 
 log = get_logger("bridge.recordings")
 BATCH = 20
@@ -37,7 +40,7 @@ async def seal_stored_recordings(store: Store, batch: int = BATCH, pause: float 
     """One pass over the plaintext recordings, `batch` rows at a time, `pause`
     seconds between batches (so a service's calls keep the disk)."""
     report, after = SealReport(), uuid.UUID(int=0)
-    while rows := await store.unsealed_recordings(after, batch):
+    while rows := await store.recordings.unsealed(after, batch):
         for row in rows:
             after = row["id"]
             if await _seal_one(store, row):
@@ -64,6 +67,18 @@ async def seal_in_background(store: Store, batch: int = BATCH, pause: float = 0.
         return
 
 
+def plaintext_retirer(store: Store) -> Callable[[list[dict]], Awaitable[None]]:
+    """What a purge or an erasure does with the plaintext recordings a committed
+    batch shredded (`retire=` of `store.retention.purge`, `store.erasure.erase`):
+    their files go now, not at the next sealing pass, the way that pass does it
+    (sealed under a key that is not kept, then the plaintext removed)."""
+    async def retire(rows: list[dict]) -> None:
+        for row in rows:
+            await retire_shredded(store, {**row, "shredded_at": utcnow()})
+
+    return retire
+
+
 async def retire_shredded(store: Store, row: dict) -> bool:
     """A plaintext recording just shredded (purge, erasure): its plaintext goes
     now, as this pass would remove it later (`row` as `unsealed_recordings`
@@ -84,7 +99,7 @@ async def _seal_one(store: Store, row: dict) -> bool:
         log.error("recording.seal_refused", recording_id=str(recording_id), reason="sha256 differs from the row")
         return False
     try:
-        counted = await store.mark_recording_sealed(recording_id, str(dest), key)
+        counted = await store.recordings.mark_sealed(recording_id, str(dest), key)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise

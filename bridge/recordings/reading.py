@@ -37,7 +37,7 @@ class StoredAudio:
 
 
 async def open_audio(store, row: dict) -> StoredAudio:
-    """The audio of recording `row` (as `store.recording` returns it), its data key
+    """The audio of recording `row` (as `store.recordings.get` returns it), its data key
     unwrapped; raises AudioUnavailable, or CryptoError if the key does not open."""
     if row["shredded_at"] is not None:
         raise AudioUnavailable("shredded")
@@ -46,7 +46,7 @@ async def open_audio(store, row: dict) -> StoredAudio:
         raise AudioUnavailable("gone")
     if not row["sealed"]:
         return StoredAudio(row["id"], path, None)
-    key = await store.recording_key(row["id"])
+    key = await store.recordings.key(row["id"])
     if key is None:  # shredded since the row was read
         raise AudioUnavailable("shredded")
     return StoredAudio(row["id"], path, store.keys.open(key.key_id, key.blob, recording_key_context(row["id"])))

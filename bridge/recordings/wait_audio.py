@@ -19,7 +19,8 @@ from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor
 from bridge.recordings.convert import to_asterisk_wav
-from bridge.store import Store, StoreError
+from bridge.store import Store
+from bridge.store.errors import StoreError
 
 log = get_logger("bridge.recordings")
 
@@ -57,16 +58,16 @@ async def add_wait_audio(store: Store, settings: Settings, upload: bytes, name: 
     canonical = Path(settings.recording_dir) / "wait-audio" / f"{audio_id}.wav"
     await asyncio.to_thread(_write, canonical, converted)
     await asyncio.to_thread(_place, canonical, asterisk_copy(settings, audio_id))
-    row = await store.add_wait_audio(audio_id, name, str(canonical), len(converted), round(seconds, 3),
+    row = await store.wait_audio.add(audio_id, name, str(canonical), len(converted), round(seconds, 3),
                                      hashlib.sha256(converted).hexdigest())
-    await store.audit_by(by, "wait_audio.added", "wait_audio", str(audio_id), details={"name": name})
+    await store.audit.append_by(by, "wait_audio.added", "wait_audio", str(audio_id), details={"name": name})
     log.info("wait_audio.added", wait_audio_id=str(audio_id), seconds=round(seconds, 1))
     return row
 
 
 async def delete_wait_audio(store: Store, settings: Settings, audio_id: uuid.UUID, by: Actor) -> None:
-    row = await store.delete_wait_audio(audio_id)
-    await store.audit_by(by, "wait_audio.deleted", "wait_audio", str(audio_id), details={"name": row["name"]})
+    row = await store.wait_audio.delete(audio_id)
+    await store.audit.append_by(by, "wait_audio.deleted", "wait_audio", str(audio_id), details={"name": row["name"]})
     for path in (Path(row["storage_path"]), asterisk_copy(settings, audio_id)):
         path.unlink(missing_ok=True)
 
@@ -74,7 +75,7 @@ async def delete_wait_audio(store: Store, settings: Settings, audio_id: uuid.UUI
 async def sync_wait_audio(store: Store, settings: Settings) -> None:
     """Put back the copies Asterisk reads, from the canonical ones."""
     try:
-        rows = await store.list_wait_audio()
+        rows = await store.wait_audio.list()
         for row in rows:
             target = asterisk_copy(settings, row["id"])
             if not target.exists() and Path(row["storage_path"]).exists():

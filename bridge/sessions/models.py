@@ -1,12 +1,11 @@
 """Masking sessions as the rest of the code sees them."""
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+from bridge.config import PURPOSE_CODE
 
 
 def purpose_allowed(code: str, allowed: frozenset[str]) -> bool:

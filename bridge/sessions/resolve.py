@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.privacy.numbers import InvalidNumber, parse_e164
+from bridge.numbering import InvalidNumber, parse_e164
 from bridge.sessions.caller_id import direction_of, holds, number_of, other, participant, role_of
 from bridge.sessions.models import MaskingSession, RouteLookup
 

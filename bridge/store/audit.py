@@ -1,4 +1,4 @@
-"""The audit trail's SQL: appending a chained row, reading the chain back.
+"""The audit trail's SQL (`audit_log`): appending a chained row, reading the chain back.
 
 Appends take a transaction-scoped advisory lock, so seq numbers and links are
 allocated one writer at a time (callers run READ COMMITTED, so the row read
@@ -16,17 +16,21 @@ from typing import Any, AsyncIterator
 import asyncpg
 
 from bridge.privacy.audit import Actor, AuditEntry, sealed
+from bridge.store.db import Database
 
 AUDIT_LOCK = 0x61756474  # 'audt'
 
 
-class AuditQueries:
-    """Store methods for the audit trail (mixed into `Store`, which provides `_run`)."""
+class AuditTrail:
+    """`store.audit`: the rows that say who did what to which personal data."""
 
-    async def audit(self, actor: str, action: str, target_type: str, target_id: str, *, source: str,
-                    reason: str | None = None, session_id: uuid.UUID | None = None,
-                    subject_hash: bytes | None = None, details: dict[str, Any] | None = None,
-                    conn: asyncpg.Connection | None = None) -> AuditEntry:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def append(self, actor: str, action: str, target_type: str, target_id: str, *, source: str,
+                     reason: str | None = None, session_id: uuid.UUID | None = None,
+                     subject_hash: bytes | None = None, details: dict[str, Any] | None = None,
+                     conn: asyncpg.Connection | None = None) -> AuditEntry:
         """Append a row: in its own transaction, or in the caller's `conn`'s."""
 
         async def append(conn: asyncpg.Connection) -> AuditEntry:
@@ -52,41 +56,41 @@ class AuditQueries:
                     source, reason, head["details"], entry.prev_hash, entry.hash)
                 return entry
 
-        return await (append(conn) if conn is not None else self._run(append))
+        return await (append(conn) if conn is not None else self.db.run(append))
 
-    async def audit_by(self, by: Actor, action: str, target_type: str, target_id: str,
-                       conn: asyncpg.Connection | None = None, **fields: Any) -> AuditEntry:
-        """`audit` on behalf of `by` (its name, source and reason)."""
-        return await self.audit(by.name, action, target_type, target_id, source=by.source, reason=by.reason,
-                                conn=conn, **fields)
+    async def append_by(self, by: Actor, action: str, target_type: str, target_id: str,
+                        conn: asyncpg.Connection | None = None, **fields: Any) -> AuditEntry:
+        """`append` on behalf of `by` (its name, source and reason)."""
+        return await self.append(by.name, action, target_type, target_id, source=by.source, reason=by.reason,
+                                 conn=conn, **fields)
 
-    async def audit_rows(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+    async def rows(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         """Rows after `after_seq`, oldest first."""
-        rows = await self._run(lambda conn: conn.fetch(
+        rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit))
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
-    async def walk_audit(self, page: int = 1000) -> AsyncIterator[AuditEntry]:
+    async def walk(self, page: int = 1000) -> AsyncIterator[AuditEntry]:
         """Every row, oldest first, read a page at a time (a row out of range still shows)."""
         after = -2 ** 63
-        while rows := await self.audit_rows(after, page):
+        while rows := await self.rows(after, page):
             for row in rows:
                 yield row
             after = rows[-1].seq
 
-    async def list_audit(self, action: str | None = None, session_id: uuid.UUID | None = None,
-                         subject_hash: bytes | None = None, since: datetime | None = None,
-                         target_id: str | None = None, limit: int = 50) -> list[AuditEntry]:
+    async def list(self, action: str | None = None, session_id: uuid.UUID | None = None,
+                   subject_hash: bytes | None = None, since: datetime | None = None,
+                   target_id: str | None = None, limit: int = 50) -> list[AuditEntry]:
         """Rows matching every filter given, newest first."""
-        rows = await self._run(lambda conn: conn.fetch(
+        rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT * FROM audit_log WHERE ($1::text IS NULL OR action = $1) AND ($2::uuid IS NULL OR session_id = $2)"
             " AND ($3::bytea IS NULL OR subject_hash = $3) AND ($4::timestamptz IS NULL OR at >= $4)"
             " AND ($5::text IS NULL OR target_id = $5) ORDER BY seq DESC LIMIT $6",
             action, session_id, subject_hash, since, target_id, limit))
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
 
-def _entry(row: asyncpg.Record) -> AuditEntry:
+def entry_from_row(row: asyncpg.Record) -> AuditEntry:
     return AuditEntry(
         seq=row["seq"], at=row["at"], actor=row["actor"], action=row["action"], target_type=row["target_type"],
         target_id=row["target_id"], source=row["source"], session_id=row["session_id"],

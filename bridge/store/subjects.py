@@ -13,24 +13,30 @@ from typing import Any
 import asyncpg
 
 from bridge.privacy.audit import Actor, AuditEntry
-from bridge.privacy.numbers import mask_number
+from bridge.numbering import mask_number
 from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen, SubjectRequest, clean_notes
 from bridge.sessions.models import MaskingSession
-from bridge.store.audit import _entry
+from bridge.store.audit import AuditTrail, entry_from_row
+from bridge.store.db import Database
+from bridge.store.errors import NotFound
+from bridge.store.rows import session_from_row
 
 
-class SubjectQueries:
-    """Store methods for subject access (mixed into `Store`: `_run`, `_session`, `keys`, `audit_by`)."""
+class Subjects:
+    """`store.subjects`: what is held about one person, and their requests (`subject_requests`)."""
 
-    async def subject_sessions(self, subject_hash: bytes) -> list[MaskingSession]:
+    def __init__(self, db: Database, audit: AuditTrail):
+        self.db, self.audit = db, audit
+
+    async def sessions(self, subject_hash: bytes) -> list[MaskingSession]:
         """Every session the number took part in, oldest first."""
-        rows = await self._run(lambda conn: conn.fetch(
+        rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT * FROM masking_sessions WHERE id IN"
             " (SELECT session_id FROM session_participants WHERE number_hash = $1) ORDER BY created_at, id",
             subject_hash))
-        return [self._session(r) for r in rows]
+        return [session_from_row(self.db.keys, r) for r in rows]
 
-    async def session_calls_and_recordings(self, session_ids: list[uuid.UUID]) -> tuple[list[dict], list[dict]]:
+    async def calls_and_recordings(self, session_ids: list[uuid.UUID]) -> tuple[list[dict], list[dict]]:
         """The calls of these sessions and their recordings, oldest first."""
 
         async def read(conn):
@@ -42,23 +48,23 @@ class SubjectQueries:
                 " WHERE c.session_id = ANY($1) ORDER BY r.created_at, r.id", session_ids)
             return [dict(c) for c in calls], [dict(r) for r in recordings]
 
-        return await self._run(read)
+        return await self.db.run(read)
 
-    async def subject_disclosures(self, subject_hash: bytes, session_ids: list[uuid.UUID],
+    async def disclosures(self, subject_hash: bytes, session_ids: list[uuid.UUID],
                                   since: datetime) -> list[AuditEntry]:
         """Audit rows about the number, or about one of its sessions (the other
         party's exports list the sessions they disclosed), since `since`, oldest first."""
-        rows = await self._run(lambda conn: conn.fetch(
+        rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT * FROM audit_log WHERE at >= $3 AND (subject_hash = $1 OR session_id = ANY($2)"
             " OR (action = 'subject.exported' AND details->'session_ids' ?| $4::text[])) ORDER BY seq",
             subject_hash, session_ids, since, [str(i) for i in session_ids]))
-        return [_entry(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     # -- requests ---------------------------------------------------------------------
-    async def open_subject_request(self, kind: str, number: str, received_at: datetime, due_at: datetime,
+    async def open_request(self, kind: str, number: str, received_at: datetime, due_at: datetime,
                                    by: Actor, notes: str | None = None) -> SubjectRequest:
         """Track a request received from the person with `number` (stored as its hash)."""
-        subject_hash, request_id = self.keys.lookup_hash(number), uuid.uuid4()
+        subject_hash, request_id = self.db.keys.lookup_hash(number), uuid.uuid4()
 
         async def insert(conn):
             async with conn.transaction():
@@ -67,19 +73,17 @@ class SubjectQueries:
                     " notes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
                     request_id, kind, subject_hash, mask_number(number), received_at, due_at, by.name,
                     clean_notes(notes))
-                await self.audit_by(by, "subject.request.opened", "subject_request", str(request_id), conn,
+                await self.audit.append_by(by, "subject.request.opened", "subject_request", str(request_id), conn,
                                     subject_hash=subject_hash,
                                     details={"kind": kind, "received_at": received_at.isoformat(),
                                              "due_at": due_at.isoformat()})
                 return _request(row)
 
-        return await self._run(insert)
+        return await self.db.run(insert)
 
-    async def subject_request(self, request_id: uuid.UUID) -> tuple[SubjectRequest, bytes]:
+    async def request(self, request_id: uuid.UUID) -> tuple[SubjectRequest, bytes]:
         """A request and its subject's hash (to check it against a number)."""
-        from bridge.store import NotFound
-
-        row = await self._run(lambda conn: conn.fetchrow("SELECT * FROM subject_requests WHERE id = $1", request_id))
+        row = await self.db.run(lambda conn: conn.fetchrow("SELECT * FROM subject_requests WHERE id = $1", request_id))
         if row is None:
             raise NotFound("no such subject request")
         return _request(row), row["subject_hash"]
@@ -87,8 +91,8 @@ class SubjectQueries:
     async def open_request_for(self, request_id: uuid.UUID, number: str, kinds: tuple[str, ...]) -> SubjectRequest:
         """The request an action on `number` answers: it must be open, about that
         number, and of one of `kinds` (an export: access, correction; an erasure: erasure)."""
-        request, subject_hash = await self.subject_request(request_id)
-        _check_request(request, subject_hash, self.keys.lookup_hash(number), kinds)
+        request, subject_hash = await self.request(request_id)
+        _check_request(request, subject_hash, self.db.keys.lookup_hash(number), kinds)
         return request
 
     async def lock_open_request(self, conn: asyncpg.Connection, request_id: uuid.UUID, subject_hash: bytes,
@@ -96,8 +100,6 @@ class SubjectQueries:
         """`open_request_for`, in the caller's transaction, the row locked to its
         end: nobody closes it meanwhile. Take it before any other lock (the
         audit trail's above all: closing a request locks the row, then audits)."""
-        from bridge.store import NotFound
-
         row = await conn.fetchrow("SELECT * FROM subject_requests WHERE id = $1 FOR UPDATE", request_id)
         if row is None:
             raise NotFound("no such subject request")
@@ -105,7 +107,7 @@ class SubjectQueries:
         _check_request(request, row["subject_hash"], subject_hash, kinds)
         return request
 
-    async def audit_subject_export(self, by: Actor, target_id: str, subject_hash: bytes, details: dict[str, Any],
+    async def audit_export(self, by: Actor, target_id: str, subject_hash: bytes, details: dict[str, Any],
                                    request_id: uuid.UUID | None = None,
                                    kinds: tuple[str, ...] = ()) -> AuditEntry:
         """The subject.exported row; with `request_id`, only while that request is
@@ -116,27 +118,25 @@ class SubjectQueries:
             async with conn.transaction():
                 if request_id is not None:
                     await self.lock_open_request(conn, request_id, subject_hash, kinds)
-                return await self.audit_by(by, "subject.exported", "subject", target_id, conn,
+                return await self.audit.append_by(by, "subject.exported", "subject", target_id, conn,
                                            subject_hash=subject_hash, details=details)
 
-        return await self._run(append)
+        return await self.db.run(append)
 
-    async def list_subject_requests(self, status: str | None = None, overdue: bool = False,
+    async def list_requests(self, status: str | None = None, overdue: bool = False,
                                     kind: str | None = None, limit: int = 100) -> list[SubjectRequest]:
         """Requests by due date, soonest first; `overdue`: open ones past their due date."""
-        rows = await self._run(lambda conn: conn.fetch(
+        rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT * FROM subject_requests WHERE ($1::text IS NULL OR status = $1)"
             " AND (NOT $2 OR (status = 'open' AND due_at < now())) AND ($3::text IS NULL OR kind = $3)"
             " ORDER BY due_at, id LIMIT $4", status, overdue, kind, limit))
         return [_request(r) for r in rows]
 
-    async def complete_subject_request(self, request_id: uuid.UUID, by: Actor, status: str = "done",
+    async def complete_request(self, request_id: uuid.UUID, by: Actor, status: str = "done",
                                        notes: str | None = None, conn: asyncpg.Connection | None = None,
                                        details: dict[str, Any] | None = None) -> SubjectRequest:
         """Mark an open request answered (`done`) or `refused`; audited. `conn`: in the
         caller's transaction (an erasure marks its request done with the erasure itself)."""
-        from bridge.store import NotFound
-
         if status not in ("done", "refused"):
             raise ValueError("a request is completed as done or refused")
 
@@ -151,13 +151,13 @@ class SubjectQueries:
                 row = await conn.fetchrow(
                     "UPDATE subject_requests SET status = $2, completed_at = now(), completed_by = $3,"
                     " notes = coalesce($4, notes) WHERE id = $1 RETURNING *", request_id, status, by.name, notes_)
-                await self.audit_by(by, "subject.request.closed", "subject_request", str(request_id), conn,
+                await self.audit.append_by(by, "subject.request.closed", "subject_request", str(request_id), conn,
                                     subject_hash=row["subject_hash"],
                                     details={"kind": row["kind"], "status": status,
                                              "overdue": row["completed_at"] > row["due_at"], **(details or {})})
                 return _request(row)
 
-        return await (complete(conn) if conn is not None else self._run(complete))
+        return await (complete(conn) if conn is not None else self.db.run(complete))
 
 
 def _check_request(request: SubjectRequest, request_hash: bytes, subject_hash: bytes, kinds: tuple[str, ...]) -> None:

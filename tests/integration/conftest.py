@@ -98,9 +98,9 @@ def new_parties(stack: Stack, ttl: int = 3600, record: bool = True, add_session:
     async def run():
         store = await Store.connect(stack.dsn, stack.keys)
         try:
-            await store.add_number(parties.virtual_number)
+            await store.numbers.add(parties.virtual_number)
             if add_session:
-                await store.create_session(SessionRequest(parties.a, parties.b, ttl_seconds=ttl, record=record, purpose="delivery_order",
+                await store.sessions.create(SessionRequest(parties.a, parties.b, ttl_seconds=ttl, record=record, purpose="delivery_order",
                                                           time_limit_seconds=time_limit))
         finally:
             await store.close()

@@ -24,7 +24,7 @@ async def api(store, dsn):
     settings = Settings(database_url=dsn, quarantine_seconds=3600, webhook_secret=SECRET)
     client = TestClient(TestServer(make_app(store, settings)))
     await client.start_server()
-    token, _ = await store.create_api_key("test", ["sessions", "numbers", "recordings", "audit"])
+    token, _ = await store.api_keys.create("test", ["sessions", "numbers", "recordings", "audit"])
     client.session.headers["Authorization"] = f"Bearer {token}"
     yield client
     await client.close()
@@ -32,7 +32,7 @@ async def api(store, dsn):
 
 async def numbers(store, *pool: str, reserved: tuple[str, ...] = ()):
     for number in pool:
-        await store.add_number(number, reserved=number in reserved)
+        await store.numbers.add(number, reserved=number in reserved)
 
 
 async def create(api, a="+6591110001", b="+6581110001", status=201, **extra):
@@ -61,9 +61,9 @@ async def serve_hook(handler) -> tuple[web.AppRunner, int]:
 async def test_requests_without_a_valid_key_are_refused_and_scopes_are_enforced(api, store):
     no_key = await api.get("/v1/sessions", headers={"Authorization": ""})
     wrong = await api.get("/v1/sessions", headers={"Authorization": "Bearer mk_00000000_nope"})
-    token, _ = await store.create_api_key("narrow", ["sessions"])
+    token, _ = await store.api_keys.create("narrow", ["sessions"])
     narrow = await api.get("/v1/numbers", headers={"Authorization": f"Bearer {token}"})
-    await store.revoke_api_key(token.split("_")[1])
+    await store.api_keys.revoke(token.split("_")[1])
     revoked = await api.get("/v1/sessions", headers={"Authorization": f"Bearer {token}"})
 
     assert (no_key.status, error_code(await no_key.json())) == (401, "unauthenticated")
@@ -288,7 +288,7 @@ async def test_calls_and_recording_audio_with_range(api, store, tmp_path: Path):
     call = await (await api.get(f"/v1/calls/{call_id}")).json()
     meta = await (await api.get(f"/v1/recordings/{recording_id}")).json()
     part = await api.get(f"/v1/recordings/{recording_id}/audio", headers={"Range": "bytes=4-103"})
-    token, _ = await store.create_api_key("no-recordings", ["sessions"])
+    token, _ = await store.api_keys.create("no-recordings", ["sessions"])
     forbidden = await api.get(f"/v1/recordings/{recording_id}/audio", headers={"Authorization": f"Bearer {token}"})
 
     assert [c["id"] for c in calls["calls"]] == [str(call_id)] and call["recording_id"] == str(recording_id)
@@ -303,7 +303,7 @@ async def test_reading_a_recording_is_audited_with_the_key_its_address_and_the_r
     await numbers(store, "+6560001001")
     session = await create(api)
     call_id, recording_id = await recorded_call(store, session, tmp_path / "rec.wav")
-    prefix = (await store.list_api_keys())[0]["prefix"]
+    prefix = (await store.api_keys.list())[0]["prefix"]
 
     await api.get(f"/v1/recordings/{recording_id}", headers={
         "X-Audit-Reason": "  complaint 77 from +6591110001 ", "X-Forwarded-For": "203.0.113.9"})
@@ -328,7 +328,7 @@ async def test_behind_a_trusted_proxy_the_audited_address_is_the_one_it_appended
     async with TestClient(TestServer(proxied)) as client:
         await client.get(f"/v1/recordings/{recording_id}", headers={
             "Authorization": api.session.headers["Authorization"], "X-Forwarded-For": "198.51.100.1, 203.0.113.9"})
-    assert [row.source for row in await store.list_audit()] == ["203.0.113.9"]
+    assert [row.source for row in await store.audit.list()] == ["203.0.113.9"]
 
 
 async def test_pool_changes_are_audited_with_the_number_masked_and_keyed(api, store):
@@ -337,7 +337,7 @@ async def test_pool_changes_are_audited_with_the_number_masked_and_keyed(api, st
     retired = await api.delete("/v1/numbers/%2B6560001001")
     again = await api.delete("/v1/numbers/%2B6560001001")  # already retired: nothing changes
 
-    rows = await store.list_audit()
+    rows = await store.audit.list()
     assert (added.status, duplicate.status, retired.status, again.status) == (201, 409, 204, 204)
     assert [(r.action, r.target_type, r.target_id, r.reason) for r in rows] == [
         ("number.retired", "number", "+65****1001", None), ("number.added", "number", "+65****1001", "new range")]
@@ -346,7 +346,7 @@ async def test_pool_changes_are_audited_with_the_number_masked_and_keyed(api, st
 
 
 async def test_the_audit_trail_needs_the_audit_scope_and_validates_its_filters(api, store):
-    token, _ = await store.create_api_key("no-audit", ["sessions", "numbers", "recordings"])
+    token, _ = await store.api_keys.create("no-audit", ["sessions", "numbers", "recordings"])
     forbidden = await api.get("/v1/audit", headers={"Authorization": f"Bearer {token}"})
     bad_since = await api.get("/v1/audit", params={"since": "yesterday"})
     bad_session = await api.get("/v1/audit", params={"session_id": "nope"})
@@ -384,8 +384,8 @@ async def test_webhooks_are_signed_retried_and_dead_lettered(api, store):
 
     runner, port = await serve_hook(receiver)
     session_id = uuid.uuid4()
-    await store.enqueue_event("call.completed", None, f"http://127.0.0.1:{port}/hook", {"session_id": str(session_id)})
-    await store.enqueue_event("call.completed", None, f"http://127.0.0.1:{free_port()}/nobody", {"x": 1})
+    await store.outbox.enqueue("call.completed", None, f"http://127.0.0.1:{port}/hook", {"session_id": str(session_id)})
+    await store.outbox.enqueue("call.completed", None, f"http://127.0.0.1:{free_port()}/nobody", {"x": 1})
     dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.05)
     task = asyncio.create_task(dispatcher.run())
     try:
@@ -423,7 +423,7 @@ async def test_a_sessions_events_arrive_in_order_even_when_one_is_retried(api, s
 
     runner, port = await serve_hook(receiver)
     for event_type in ("call.ringing", "call.answered", "call.completed"):
-        await store.enqueue_event(event_type, uuid.UUID(session["id"]), f"http://127.0.0.1:{port}/hook", {})
+        await store.outbox.enqueue(event_type, uuid.UUID(session["id"]), f"http://127.0.0.1:{port}/hook", {})
     task = asyncio.create_task(Dispatcher(store, SECRET, max_attempts=5, poll_interval=0.05).run())
     try:
         for _ in range(60):

@@ -35,7 +35,8 @@ from bridge.api.app import make_app
 from bridge.ari import AriNotConnected
 from bridge.config import Settings
 from bridge.sessions.models import SessionRequest
-from bridge.store import RecordingRow, Store
+from bridge.store import Store
+from bridge.store.recordings import RecordingRow
 from tests.support.ports import free_port
 from tests.support.stack import create_database, drop_database, migrate
 from tests.support.keys import shared_keys
@@ -88,9 +89,9 @@ class Server:
     async def _start(self) -> None:
         self.store = await Store.connect(self.dsn, shared_keys())
         if self.recording_dir is not None:
-            self.token, _ = await self.store.create_api_key("fuzz", ["sessions", "numbers", "recordings", "audit",
+            self.token, _ = await self.store.api_keys.create("fuzz", ["sessions", "numbers", "recordings", "audit",
                                                                      "subjects"])
-            self.narrow_token, _ = await self.store.create_api_key("numbers-only", ["numbers"])
+            self.narrow_token, _ = await self.store.api_keys.create("numbers-only", ["numbers"])
             self.seeded = await seed(self.store, self.recording_dir)
         self.runner = web.AppRunner(make_app(self.store, Settings(database_url=self.dsn, recording_dir=self.scratch / "recordings",
                                                               asterisk_sounds_dir=self.scratch / "sounds"),
@@ -119,55 +120,55 @@ class Server:
 async def seed(store: Store, recording_dir: Path) -> dict:
     """Something of every kind, so the list endpoints answer real objects."""
     for number in POOL:
-        await store.add_number(number)
-    await store.add_number(RESERVED, reserved=True)
+        await store.numbers.add(number)
+    await store.numbers.add(RESERVED, reserved=True)
 
     def request(a: str, b: str, **extra) -> SessionRequest:
         return SessionRequest(participant_a=a, participant_b=b, ttl_seconds=3600, record=True, purpose="delivery_order", **extra)
 
-    live, _ = await store.create_session(request("+6591230001", "+6581230001", external_ref="order-1"))
-    closed, _ = await store.create_session(request("+6591230002", "+6581230002", ttl_mode="last_interaction"))
-    await store.close_session(closed.id)
-    expired, _ = await store.create_session(request("+6591230003", "+6581230003", webhook_url="http://127.0.0.1:9/x"))
+    live, _ = await store.sessions.create(request("+6591230001", "+6581230001", external_ref="order-1"))
+    closed, _ = await store.sessions.create(request("+6591230002", "+6581230002", ttl_mode="last_interaction"))
+    await store.sessions.close(closed.id)
+    expired, _ = await store.sessions.create(request("+6591230003", "+6581230003", webhook_url="http://127.0.0.1:9/x"))
     async with store.pool.acquire() as conn:  # past its time, and marked so (which enqueues session.expired)
         await conn.execute("UPDATE masking_sessions SET created_at = now() - interval '2 hours',"
                            " expires_at = now() - interval '1 hour' WHERE id = $1", expired.id)
-    await store.expire_due()
+    await store.sessions.expire_due()
 
     now = datetime.now(timezone.utc)
     answered, rejected, gone_call = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    await store.insert_call(answered, live.virtual_number, "chan-1", now - timedelta(minutes=5),
+    await store.calls.insert(answered, live.virtual_number, "chan-1", now - timedelta(minutes=5),
                             session_id=live.id, direction="a_to_b", ringing_at=now - timedelta(minutes=5),
                             answered_at=now - timedelta(minutes=4), ended_at=now - timedelta(minutes=3),
                             disposition="answered", dial_status="ANSWER", hangup_by="caller",
                             caller_hangup_cause=16, callee_hangup_cause=16, setup_ms=812, talk_seconds=61.5,
                             recorded=True)
-    await store.insert_call(rejected, "+6560000099", "chan-2", now - timedelta(minutes=2),
+    await store.calls.insert(rejected, "+6560000099", "chan-2", now - timedelta(minutes=2),
                             disposition="rejected", reject_reason="unknown_number", hangup_by="system",
                             ended_at=now - timedelta(minutes=2))
-    await store.insert_call(gone_call, live.virtual_number, "chan-3", now - timedelta(minutes=1),
+    await store.calls.insert(gone_call, live.virtual_number, "chan-3", now - timedelta(minutes=1),
                             session_id=live.id, direction="b_to_a", disposition="in_progress", recorded=True)
 
     audio = b"RIFF" + bytes(range(256)) * 8
     recording = await store_recording(store, answered, recording_dir, audio)  # sealed, as calls store them
     legacy_call, shredded_call = uuid.uuid4(), uuid.uuid4()
     for call_id in (legacy_call, shredded_call):
-        await store.insert_call(call_id, live.virtual_number, f"chan-{call_id}", now - timedelta(minutes=1),
+        await store.calls.insert(call_id, live.virtual_number, f"chan-{call_id}", now - timedelta(minutes=1),
                                 session_id=live.id, disposition="answered", recorded=True)
     legacy = await store_recording(store, legacy_call, recording_dir, audio, sealed=False)
     shredded = await store_recording(store, shredded_call, recording_dir, audio)
-    await store.shred_recording(shredded)
+    await store.recordings.shred(shredded)
     gone = uuid.uuid4()
-    await store.insert_recording(RecordingRow(gone, gone_call, str(recording_dir / "gone.wav"), "wav", 0, 0.0,
+    await store.recordings.insert(RecordingRow(gone, gone_call, str(recording_dir / "gone.wav"), "wav", 0, 0.0,
                                               hashlib.sha256(b"").hexdigest()))
 
     for _ in range(3):
-        await store.enqueue_event("call.completed", live.id, "http://127.0.0.1:9/hook", {"call_id": str(answered)})
-    await store.enqueue_event("call.ringing", None, "http://127.0.0.1:9/hook", {})
-    due = await store.due_events()
-    await store.event_delivered(due[0]["id"])
-    await store.event_failed(due[1]["id"], "connection refused", None)  # dead
-    await store.event_failed(due[2]["id"], "HTTP 500", 30.0)  # pending, retried later
+        await store.outbox.enqueue("call.completed", live.id, "http://127.0.0.1:9/hook", {"call_id": str(answered)})
+    await store.outbox.enqueue("call.ringing", None, "http://127.0.0.1:9/hook", {})
+    due = await store.outbox.due()
+    await store.outbox.delivered(due[0]["id"])
+    await store.outbox.failed(due[1]["id"], "connection refused", None)  # dead
+    await store.outbox.failed(due[2]["id"], "HTTP 500", 30.0)  # pending, retried later
     return {"live": live, "closed": closed, "expired": expired, "call": answered, "rejected_call": rejected,
             "recording": recording, "legacy": legacy, "shredded": shredded, "gone": gone, "audio": audio}
 
@@ -444,7 +445,7 @@ ONCE_500S = {
 def test_inputs_that_once_caused_a_500_now_get_a_client_error(server, name):
     method, path, kwargs = ONCE_500S[name]
     if "virtual_number" in kwargs.get("json", {}):
-        server.run(server.store.add_number(kwargs["json"]["virtual_number"]))
+        server.run(server.store.numbers.add(kwargs["json"]["virtual_number"]))
     kwargs = {**kwargs, "headers": {"Authorization": f"Bearer {server.token}", **kwargs.get("headers", {})}}
     response = requests.request(method, server.base_url + path, timeout=10, **kwargs)
     if name == "unknown-charset":

@@ -26,7 +26,7 @@ def operator(dsn):
 
 
 async def trail(store: Store, rows: int) -> list:
-    return [await store.audit("cli:test", "recording.read", "recording", str(uuid.uuid4()), source="cli@test",
+    return [await store.audit.append("cli:test", "recording.read", "recording", str(uuid.uuid4()), source="cli@test",
                               details={"n": n}) for n in range(rows)]
 
 
@@ -36,10 +36,10 @@ async def verify(operator, *args: str):
 
 # -- appending ------------------------------------------------------------------------------
 async def test_fifty_concurrent_appends_make_a_gapless_valid_chain(store):
-    await asyncio.gather(*(store.audit("service", "purge.run", "recordings", str(n), source="service@test")
+    await asyncio.gather(*(store.audit.append("service", "purge.run", "recordings", str(n), source="service@test")
                            for n in range(50)))
 
-    rows = [row async for row in store.walk_audit(page=7)]
+    rows = [row async for row in store.audit.walk(page=7)]
     assert [row.seq for row in rows] == list(range(1, 51))
     assert verify_chain(rows).ok
 
@@ -50,11 +50,11 @@ async def test_an_audit_row_commits_or_rolls_back_with_the_callers_transaction(s
 
     with pytest.raises(Refused):
         async with store.pool.acquire() as conn, conn.transaction():
-            await store.audit("cli:test", "subject.erased", "subject", "x", source="cli@test", conn=conn)
+            await store.audit.append("cli:test", "subject.erased", "subject", "x", source="cli@test", conn=conn)
             raise Refused
-    kept = await store.audit("cli:test", "subject.erased", "subject", "y", source="cli@test")
+    kept = await store.audit.append("cli:test", "subject.erased", "subject", "y", source="cli@test")
 
-    assert [(row.seq, row.target_id) for row in await store.audit_rows()] == [(1, "y")]
+    assert [(row.seq, row.target_id) for row in await store.audit.rows()] == [(1, "y")]
     assert kept.seq == 1
 
 
@@ -120,7 +120,7 @@ async def test_pool_changes_from_the_cli_are_audited_with_the_number_masked(stor
     await asyncio.to_thread(masking, operator, "numbers", "retire", "+6563009001")
     table = await asyncio.to_thread(masking, operator, "audit", "list", "--action", "number.added")
 
-    rows = await store.list_audit()
+    rows = await store.audit.list()
     assert [(r.action, r.target_id) for r in rows] == [("number.retired", "+65****9001"),
                                                        ("number.added", "+65****9001")]
     assert table.stdout.splitlines()[0].split()[:4] == ["seq", "at", "actor", "action"]
@@ -138,7 +138,7 @@ async def test_a_start_with_changed_settings_writes_one_config_row_naming_them(s
     changed = await audit_configuration(store, replace(settings, dial_timeout=45, ari_password="other",
                                                        webhook_url="https://shop.example/hook?token=new"))
 
-    rows = await store.list_audit(action="config.changed")
+    rows = await store.audit.list(action="config.changed")
     assert (first, unchanged, changed) == (True, False, True) and len(rows) == 2
     assert rows[0].details["changed"] == ["MASKING_DIAL_TIMEOUT", "MASKING_WEBHOOK_URL"]
     assert rows[0].details["settings"]["MASKING_DIAL_TIMEOUT"] == "45"

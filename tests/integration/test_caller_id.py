@@ -15,7 +15,7 @@ from itertools import count
 import pytest
 
 from bridge.sessions.resolve import Connect, resolve_route
-from bridge.store import utcnow
+from bridge.clock import utcnow
 from tests.integration.conftest import query, wait_for_call_row
 from tests.integration.test_api import api, create, error_code, numbers  # noqa: F401 (fixture)
 from tests.integration.test_api_call import api_token  # noqa: F401 (fixture)
@@ -176,9 +176,9 @@ async def test_a_per_participant_session_holds_one_number_per_participant(api, s
         held = {(r["role"], r["virtual_number"], r["live"]) for r in await conn.fetch(
             "SELECT * FROM session_participants WHERE session_id = $1", uuid.UUID(session["id"]))}
     assert held == {("a", x_a, True), ("b", x_b, True)}
-    lookup_a = await store.route_lookup(x_a, session["participant_a"])
-    lookup_b = await store.route_lookup(x_b, session["participant_b"])
-    wrong = await store.route_lookup(x_b, session["participant_a"])
+    lookup_a = await store.sessions.route_lookup(x_a, session["participant_a"])
+    lookup_b = await store.sessions.route_lookup(x_b, session["participant_b"])
+    wrong = await store.sessions.route_lookup(x_b, session["participant_a"])
     assert [s.id for s in lookup_a.sessions] == [s.id for s in lookup_b.sessions] == [lookup_a.sessions[0].id]
     assert wrong.sessions == ()
     # Retiring B's number is refused while the session lives; closing frees both.
@@ -275,7 +275,7 @@ async def test_b_may_hold_a_s_number_with_someone_else_and_each_number_reaches_i
 
     def reached(number, caller):
         async def route():
-            found = resolve_route(await store.route_lookup(number, caller), caller, utcnow())
+            found = resolve_route(await store.sessions.route_lookup(number, caller), caller, utcnow())
             return (str(found.session.id), found.counterpart, found.caller_id) if isinstance(found, Connect) \
                 else found.reason.value
         return route()
@@ -297,6 +297,6 @@ async def test_many_newer_sessions_where_b_does_not_hold_the_number_do_not_hide_
                              virtual_number="+6560003001", virtual_number_b="+6560003002")
         await api.delete(f"/v1/sessions/{other['id']}")
 
-    route = resolve_route(await store.route_lookup("+6560003001", b), b, utcnow())
+    route = resolve_route(await store.sessions.route_lookup("+6560003001", b), b, utcnow())
 
     assert isinstance(route, Connect) and str(route.session.id) == shared["id"] and route.counterpart == c

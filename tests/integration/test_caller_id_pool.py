@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from bridge.sessions.models import SessionRequest
 from bridge.sessions.resolve import Connect, resolve_route
-from bridge.store import NumberInUse, PoolExhausted, utcnow
+from bridge.clock import utcnow
+from bridge.store.errors import NumberInUse, PoolExhausted
 from tests.support.pool_model import ENDINGS, run_sequence
 
 POOL = ["+6560004001", "+6560004002", "+6560004003"]
@@ -72,7 +73,7 @@ async def run(ops, dsn: str) -> None:
         a, b = CUSTOMERS[i], DRIVERS[j]
         expected = model.expected(kind, a, b)
         try:
-            session, _ = await store.create_session(SessionRequest(
+            session, _ = await store.sessions.create(SessionRequest(
                 a, b, ttl_seconds=3600, record=False, purpose="delivery_order", quarantine_seconds=86400,
                 caller_id_policy=kind))
         except (PoolExhausted, NumberInUse):
@@ -90,7 +91,7 @@ async def run(ops, dsn: str) -> None:
         # Each holder's number reaches their live session, and its counterpart.
         for session_id, held in model.live.items():
             for (number, holder, _), (_, counterpart, _) in zip(held, reversed(held)):
-                route = resolve_route(await store.route_lookup(number, holder), holder, utcnow())
+                route = resolve_route(await store.sessions.route_lookup(number, holder), holder, utcnow())
                 assert isinstance(route, Connect) and str(route.session.id) == session_id, (number, route)
                 assert route.counterpart == counterpart
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from bridge.sessions.models import SessionRequest
-from bridge.store import PoolExhausted
+from bridge.store.errors import PoolExhausted
 import bridge.store.pins as store_pins
 
 SHARED = "+6560003001"
@@ -27,43 +27,43 @@ def customer(n: int) -> str:
 
 
 async def test_one_driver_holds_a_shared_number_in_many_live_sessions_each_with_its_own_pin(store):
-    await store.add_number(SHARED, pin_mode=True)
-    await store.add_number(PLAIN)
-    sessions = [(await store.create_session(request(customer(n))))[0] for n in range(40)]
+    await store.numbers.add(SHARED, pin_mode=True)
+    await store.numbers.add(PLAIN)
+    sessions = [(await store.sessions.create(request(customer(n))))[0] for n in range(40)]
     assert {s.virtual_number for s in sessions} == {SHARED}
     pins = [s.pin for s in sessions]
     assert all(len(p) == 4 and p.isdigit() for p in pins)
     assert len(set(pins)) == len(pins)
     # A plain session never lands on the shared number, and has no PIN.
-    plain, _ = await store.create_session(request(customer(99), pin_mode=False))
+    plain, _ = await store.sessions.create(request(customer(99), pin_mode=False))
     assert (plain.virtual_number, plain.pin) == (PLAIN, None)
 
 
 async def test_concurrent_creates_never_share_a_pin(store):
-    await store.add_number(SHARED, pin_mode=True)
-    created = await asyncio.gather(*(store.create_session(request(customer(n), pin_length=3)) for n in range(30)))
+    await store.numbers.add(SHARED, pin_mode=True)
+    created = await asyncio.gather(*(store.sessions.create(request(customer(n), pin_length=3)) for n in range(30)))
     pins = [s.pin for s, _ in created]
     assert len(set(pins)) == 30 and all(len(p) == 3 for p in pins)
 
 
 async def test_the_database_refuses_a_second_live_session_with_the_same_pin(store):
-    await store.add_number(SHARED, pin_mode=True)
-    first, _ = await store.create_session(request(customer(1)))
-    second, _ = await store.create_session(request(customer(2)))
+    await store.numbers.add(SHARED, pin_mode=True)
+    first, _ = await store.sessions.create(request(customer(1)))
+    second, _ = await store.sessions.create(request(customer(2)))
     async with store.pool.acquire() as conn:
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute("UPDATE masking_sessions SET pin = $1 WHERE id = $2", first.pin, second.id)
         # Once the first session is closed its PIN may (the index allows it) go to another session.
-        await store.close_session(first.id)
+        await store.sessions.close(first.id)
         await conn.execute("UPDATE masking_sessions SET pin = $1 WHERE id = $2", first.pin, second.id)
 
 
 @pytest.mark.parametrize(("quarantine", "reusable"), [(3600, False), (0, True)])
 async def test_an_ended_sessions_pin_is_not_reused_within_the_quarantine(store, monkeypatch, quarantine, reusable):
-    await store.add_number(SHARED, pin_mode=True)
-    ended, _ = await store.create_session(request(customer(1)))
-    await store.close_session(ended.id)
-    expired, _ = await store.create_session(request(customer(2), ttl_seconds=1))
+    await store.numbers.add(SHARED, pin_mode=True)
+    ended, _ = await store.sessions.create(request(customer(1)))
+    await store.sessions.close(ended.id)
+    expired, _ = await store.sessions.create(request(customer(2), ttl_seconds=1))
     await asyncio.sleep(1.2)
     offered: list[set[str]] = []
     real_choose = store_pins.choose_pin
@@ -73,7 +73,7 @@ async def test_an_ended_sessions_pin_is_not_reused_within_the_quarantine(store, 
         return real_choose(taken, length)
 
     monkeypatch.setattr(store_pins, "choose_pin", recording_choose)
-    live, _ = await store.create_session(request(customer(3), pin_quarantine_seconds=quarantine))
+    live, _ = await store.sessions.create(request(customer(3), pin_quarantine_seconds=quarantine))
     assert live.pin not in ({ended.pin, expired.pin} if not reusable else set())
     assert offered
     for taken in offered:
@@ -82,19 +82,19 @@ async def test_an_ended_sessions_pin_is_not_reused_within_the_quarantine(store, 
 
 
 async def test_a_pin_names_its_session_for_the_call_path(store):
-    await store.add_number(SHARED, pin_mode=True)
-    session, _ = await store.create_session(request(customer(1), pin_unknown_callers=True))
-    lookup = await store.pin_lookup(SHARED, session.pin)
+    await store.numbers.add(SHARED, pin_mode=True)
+    session, _ = await store.sessions.create(request(customer(1), pin_unknown_callers=True))
+    lookup = await store.pins.lookup(SHARED, session.pin)
     assert [s.id for s in lookup.sessions] == [session.id]
     assert lookup.sessions[0].pin_unknown_callers
-    route = await store.route_lookup(SHARED, customer(1))
+    route = await store.sessions.route_lookup(SHARED, customer(1))
     assert route.pin_mode
 
 
 async def test_no_shared_number_is_a_clear_pool_exhausted(store):
-    await store.add_number(PLAIN)
+    await store.numbers.add(PLAIN)
     with pytest.raises(PoolExhausted):
-        await store.create_session(request(customer(1)))
+        await store.sessions.create(request(customer(1)))
 
 
 from tests.integration.test_api import api, create  # noqa: E402,F401  (the API client fixture)
@@ -120,8 +120,8 @@ async def test_the_api_adds_a_shared_number_and_sessions_on_it_show_their_pin(ap
 
 async def test_a_number_whose_pins_are_all_taken_sends_new_sessions_to_the_next_one(store):
     other = "+6560003003"
-    await store.add_number(SHARED, pin_mode=True)
-    first, _ = await store.create_session(request(customer(1), pin_length=3))
+    await store.numbers.add(SHARED, pin_mode=True)
+    first, _ = await store.sessions.create(request(customer(1), pin_length=3))
     async with store.pool.acquire() as conn:  # every other 3-digit PIN on SHARED, live
         await conn.execute(
             "INSERT INTO masking_sessions (id, virtual_number, participant_a_hash, participant_b_hash,"
@@ -131,26 +131,26 @@ async def test_a_number_whose_pins_are_all_taken_sends_new_sessions_to_the_next_
             " lpad(g::text, 3, '0') FROM masking_sessions s, generate_series(0, 999) g"
             " WHERE s.id = $1 AND lpad(g::text, 3, '0') <> s.pin", first.id)
     with pytest.raises(PoolExhausted):
-        await store.create_session(request(customer(2), pin_length=3))
-    await store.add_number(other, pin_mode=True)
+        await store.sessions.create(request(customer(2), pin_length=3))
+    await store.numbers.add(other, pin_mode=True)
 
-    moved, _ = await store.create_session(request(customer(2), pin_length=3))
-    longer, _ = await store.create_session(request(customer(3), pin_length=4))
+    moved, _ = await store.sessions.create(request(customer(2), pin_length=3))
+    longer, _ = await store.sessions.create(request(customer(3), pin_length=4))
 
     assert moved.virtual_number == other
     assert longer.virtual_number == other  # fewest live sessions first
 
 
 async def test_per_participant_sessions_never_take_a_shared_number(store):
-    from bridge.store import NumberUnavailable
+    from bridge.store.errors import NumberUnavailable
 
-    await store.add_number(SHARED, pin_mode=True)
+    await store.numbers.add(SHARED, pin_mode=True)
     for n in range(2):
-        await store.add_number(f"+656000310{n}")
-    pair, _ = await store.create_session(request(customer(1), pin_mode=False, caller_id_policy="per_participant"))
+        await store.numbers.add(f"+656000310{n}")
+    pair, _ = await store.sessions.create(request(customer(1), pin_mode=False, caller_id_policy="per_participant"))
     assert SHARED not in (pair.virtual_number, pair.virtual_number_b) and pair.pin is None
     with pytest.raises(NumberUnavailable):
-        await store.create_session(request(customer(2), pin_mode=False, caller_id_policy="per_participant",
+        await store.sessions.create(request(customer(2), pin_mode=False, caller_id_policy="per_participant",
                                            virtual_number_b=SHARED))
 
 

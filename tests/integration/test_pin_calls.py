@@ -33,8 +33,8 @@ def shared_number(stack, customers: int = 2, ttl: int = 3600,
     async def run():
         store = await Store.connect(stack.dsn, stack.keys)
         try:
-            await store.add_number(number, pin_mode=True)
-            return [(await store.create_session(SessionRequest(
+            await store.numbers.add(number, pin_mode=True)
+            return [(await store.sessions.create(SessionRequest(
                 f"+65920{n:03d}{c:02d}", driver, ttl_seconds=ttl, record=False, purpose="delivery_order",
                 pin_mode=True, virtual_number=number, pin_unknown_callers=unknown_callers)))[0]
                 for c in range(customers)]
@@ -230,8 +230,8 @@ def test_a_recorded_session_on_a_shared_number_plays_the_notice_after_the_pin_an
     async def create():
         store = await Store.connect(stack.dsn, stack.keys)
         try:
-            await store.add_number(number, pin_mode=True)
-            return (await store.create_session(SessionRequest(customer, driver, ttl_seconds=600, record=True,
+            await store.numbers.add(number, pin_mode=True)
+            return (await store.sessions.create(SessionRequest(customer, driver, ttl_seconds=600, record=True,
                                                               purpose="delivery_order", virtual_number=number)))[0]
         finally:
             await store.close()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.sessions.models import SessionRequest
-from bridge.store import NumberInUse, PoolExhausted
+from bridge.store.errors import NumberInUse, PoolExhausted
 from tests.support.pool_model import ENDINGS, run_sequence
 
 POOL = ["+6560002001", "+6560002002", "+6560002003"]
@@ -55,7 +55,7 @@ async def run(ops, dsn: str) -> None:
         a, b = CUSTOMERS[i], DRIVERS[j]
         expected = model.eligible(a, b)
         try:
-            session, _ = await store.create_session(SessionRequest(a, b, ttl_seconds=3600, record=False, purpose="delivery_order",
+            session, _ = await store.sessions.create(SessionRequest(a, b, ttl_seconds=3600, record=False, purpose="delivery_order",
                                                                    quarantine_seconds=86400))
         except (PoolExhausted, NumberInUse):
             assert not expected, f"refused although {expected} were free for the pair"

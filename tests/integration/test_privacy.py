@@ -103,7 +103,7 @@ def test_upgrading_seals_numbers_stored_in_clear_and_lookups_still_work():
 async def _upgrade_from_clear(dsn: str) -> None:
     store = await Store.connect(dsn, shared_keys())
     try:
-        await store.upgrade(until=4)  # the schema before numbers were sealed
+        await store.schema.upgrade(until=4)  # the schema before numbers were sealed
         session_id = uuid.uuid4()
         async with store.pool.acquire() as conn:
             await conn.execute("INSERT INTO virtual_numbers (number) VALUES ('+6561110001')")
@@ -115,9 +115,9 @@ async def _upgrade_from_clear(dsn: str) -> None:
                 "INSERT INTO session_participants (session_id, role, virtual_number, number) VALUES"
                 " ($1, 'a', '+6561110001', '+6591110001'), ($1, 'b', '+6561110001', '+6581110001')", session_id)
 
-        assert "0005_privacy.sql" in await store.upgrade()
+        assert "0005_privacy.sql" in await store.schema.upgrade()
 
-        lookup = await store.route_lookup("+6561110001", "+6581110001")
+        lookup = await store.sessions.route_lookup("+6561110001", "+6581110001")
         assert [s.id for s in lookup.sessions] == [session_id]
         session = lookup.sessions[0]
         assert (session.participant_a, session.participant_b, session.purpose) == \
@@ -141,24 +141,24 @@ def test_rotating_keys_reseals_every_session_and_the_old_key_can_then_go(dsn, tm
             async with store.pool.acquire() as conn:
                 await conn.execute("TRUNCATE idempotency_keys, session_participants, masking_sessions,"
                                    " virtual_numbers CASCADE")
-            await store.add_number("+6561120001")
+            await store.numbers.add("+6561120001")
             from bridge.sessions.models import SessionRequest
-            created, _ = await store.create_session(SessionRequest(
+            created, _ = await store.sessions.create(SessionRequest(
                 "+6591120001", "+6581120001", ttl_seconds=600, record=False, purpose="delivery_order"))
             old = ring.active_id
             rotated = KeyRing.load(path)
             new = rotated.add_key()
             rotated.save()
             store.keys.reload()
-            assert await store.rows_by_key() == {old: 1}
-            assert await store.reseal_sessions() == 1 and await store.reseal_sessions() == 0
-            assert await store.rows_by_key() == {new: 1}
+            assert await store.sessions.rows_by_key() == {old: 1}
+            assert await store.sessions.reseal() == 1 and await store.sessions.reseal() == 0
+            assert await store.sessions.rows_by_key() == {new: 1}
             del rotated.keys[old]
             rotated.save()
             store.keys.reload()
-            session = await store.get_session(created.id)
+            session = await store.sessions.get(created.id)
             assert (session.participant_a, session.participant_b) == ("+6591120001", "+6581120001")
-            assert [s.id for s in (await store.route_lookup("+6561120001", "+6591120001")).sessions] == [created.id]
+            assert [s.id for s in (await store.sessions.route_lookup("+6561120001", "+6591120001")).sessions] == [created.id]
         finally:
             await store.close()
 
@@ -168,7 +168,7 @@ def test_rotating_keys_reseals_every_session_and_the_old_key_can_then_go(dsn, tm
 async def _api_key(stack) -> str:
     store = await Store.connect(stack.dsn, stack.keys)
     try:
-        token, _ = await store.create_api_key("privacy-test", ["sessions"])
+        token, _ = await store.api_keys.create("privacy-test", ["sessions"])
         return token
     finally:
         await store.close()
@@ -177,6 +177,6 @@ async def _api_key(stack) -> str:
 async def _add_number(stack, number: str) -> None:
     store = await Store.connect(stack.dsn, stack.keys)
     try:
-        await store.add_number(number)
+        await store.numbers.add(number)
     finally:
         await store.close()

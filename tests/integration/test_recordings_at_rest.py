@@ -21,7 +21,10 @@ from bridge.privacy.crypto import KeyRing, recording_key_context
 from bridge.recordings import backfill
 from bridge.recordings.sealed import CHUNK_SIZE, SealedFileCorrupt, new_dek, plaintext_size, read_range, seal_file
 from bridge.sessions.models import SessionRequest
-from bridge.store import NotFound, RecordingRow, Store, StoreUnavailable, utcnow
+from bridge.clock import utcnow
+from bridge.store import Store
+from bridge.store.errors import NotFound, StoreUnavailable
+from bridge.store.recordings import RecordingRow
 from tests.integration.test_api import api  # noqa: F401 (fixture; `store` comes from conftest)
 from tests.support.keys import keys_file
 from tests.support.recordings import store_recording
@@ -33,10 +36,10 @@ AUDIO = b"RIFF" + os.urandom(3 * CHUNK_SIZE + 1000)
 async def answered_call(store: Store, n: int) -> uuid.UUID:
     """A recorded, answered call of a live session, as the call path writes it."""
     number = f"+65600020{n:02d}"
-    await store.add_number(number)
-    session, _ = await store.create_session(SessionRequest(f"+65910020{n:02d}", f"+65810020{n:02d}", 600, True, "delivery_order"))
+    await store.numbers.add(number)
+    session, _ = await store.sessions.create(SessionRequest(f"+65910020{n:02d}", f"+65810020{n:02d}", 600, True, "delivery_order"))
     call_id = uuid.uuid4()
-    await store.insert_call(call_id, number, f"chan-{call_id}", utcnow(), session_id=session.id,
+    await store.calls.insert(call_id, number, f"chan-{call_id}", utcnow(), session_id=session.id,
                             disposition="answered", recorded=True)
     return call_id
 
@@ -49,7 +52,7 @@ def decrypt(store: Store, recording_id: uuid.UUID, path: Path, key) -> bytes:
 async def test_the_api_streams_a_sealed_recording_decrypted_whole_and_by_range(api, store, tmp_path):
     recording_id = await store_recording(store, await answered_call(store, 1), tmp_path, AUDIO)
     url = f"/v1/recordings/{recording_id}/audio"
-    on_disk = Path((await store.recording(recording_id))["storage_path"]).read_bytes()
+    on_disk = Path((await store.recordings.get(recording_id))["storage_path"]).read_bytes()
 
     whole = await api.get(url)
     ranges = {header: await api.get(url, headers={"Range": header})
@@ -74,28 +77,28 @@ async def test_the_api_streams_a_sealed_recording_decrypted_whole_and_by_range(a
 
 async def test_a_shredded_recording_stays_on_disk_but_opens_for_no_one_and_answers_410(api, store, tmp_path):
     recording_id = await store_recording(store, await answered_call(store, 2), tmp_path, AUDIO)
-    path = Path((await store.recording(recording_id))["storage_path"])
+    path = Path((await store.recordings.get(recording_id))["storage_path"])
     async with store.pool.acquire() as conn:  # in a caller's transaction that rolls back: nothing happens
         transaction = conn.transaction()
         await transaction.start()
-        await store.shred_recording(recording_id, conn=conn)
+        await store.recordings.shred(recording_id, conn=conn)
         await transaction.rollback()
-    assert await store.recording_key(recording_id) is not None
+    assert await store.recordings.key(recording_id) is not None
 
-    shredded_at = await store.shred_recording(recording_id)
-    again = await store.shred_recording(recording_id)
+    shredded_at = await store.recordings.shred(recording_id)
+    again = await store.recordings.shred(recording_id)
     audio = await api.get(f"/v1/recordings/{recording_id}/audio")
     meta = await (await api.get(f"/v1/recordings/{recording_id}")).json()
 
     assert again == shredded_at
-    assert path.is_file() and await store.recording_key(recording_id) is None
+    assert path.is_file() and await store.recordings.key(recording_id) is None
     for master_key in store.keys.keys.values():  # the key ring alone opens nothing
         with pytest.raises(SealedFileCorrupt):
             next(read_range(path, master_key, recording_id, 0, 1))
     assert audio.status == 410 and (await audio.json())["error"]["code"] == "recording_shredded"
     assert meta["shredded_at"] is not None and meta["sealed"] is True
     with pytest.raises(NotFound):
-        await store.shred_recording(uuid.uuid4())
+        await store.recordings.shred(uuid.uuid4())
 
 
 async def test_rewrapping_moves_keys_to_the_active_master_key_so_the_old_one_can_go(store, tmp_path):
@@ -104,18 +107,18 @@ async def test_rewrapping_moves_keys_to_the_active_master_key_so_the_old_one_can
                   for n in (3, 4, 5)]
     foreign = Store(store.pool, KeyRing.generate(), store.timeout)  # a master key this ring never held
     await store_recording(foreign, await answered_call(store, 6), tmp_path / "6", audio)
-    paths = {r: Path((await store.recording(r))["storage_path"]) for r in recordings}
+    paths = {r: Path((await store.recordings.get(r))["storage_path"]) for r in recordings}
     files_before = {r: paths[r].read_bytes() for r in recordings}
     rotated = KeyRing(dict(store.keys.keys), store.keys.active_id, store.keys.lookup_key)
     new_id = rotated.add_key()
     rotating = Store(store.pool, rotated, store.timeout)
 
-    counts = [await rotating.rewrap_recording_keys(batch=2) for _ in range(3)]
+    counts = [await rotating.recordings.rewrap_keys(batch=2) for _ in range(3)]
 
     assert counts == [2, 1, 0]  # the foreign key is left alone: nothing here can open it
     new_only = Store(store.pool, KeyRing({new_id: rotated.keys[new_id]}, new_id, rotated.lookup_key), store.timeout)
     for r in recordings:
-        key = await new_only.recording_key(r)
+        key = await new_only.recordings.key(r)
         assert key.key_id == new_id and decrypt(new_only, r, paths[r], key) == audio
         assert paths[r].read_bytes() == files_before[r], "the audio itself is not re-encrypted"
 
@@ -125,11 +128,11 @@ async def test_masking_recordings_seal_seals_old_plaintext_recordings_in_batches
     plaintext = [await store_recording(store, await answered_call(store, n), tmp_path / str(n), AUDIO[:n * 9000],
                                        sealed=False) for n in (7, 8, 9)]
     missing = await store_recording(store, await answered_call(store, 10), tmp_path / "10", AUDIO[:10], sealed=False)
-    Path((await store.recording(missing))["storage_path"]).unlink()
+    Path((await store.recordings.get(missing))["storage_path"]).unlink()
     shredded = await store_recording(store, await answered_call(store, 11), tmp_path / "11", AUDIO[:11], sealed=False)
-    shredded_plain = Path((await store.recording(shredded))["storage_path"])
-    await store.shred_recording(shredded)
-    old_paths = [Path((await store.recording(r))["storage_path"]) for r in plaintext]
+    shredded_plain = Path((await store.recordings.get(shredded))["storage_path"])
+    await store.recordings.shred(shredded)
+    old_paths = [Path((await store.recordings.get(r))["storage_path"]) for r in plaintext]
     served_before = await (await api.get(f"/v1/recordings/{plaintext[0]}/audio")).read()
 
     first, second = seal_command(dsn, "--batch", "2"), seal_command(dsn)
@@ -138,12 +141,12 @@ async def test_masking_recordings_seal_seals_old_plaintext_recordings_in_batches
     assert first == "sealed 4 recording(s), skipped 1 (see the log)"
     assert second == "sealed 0 recording(s), skipped 1 (see the log)"
     for n, r, old in zip((7, 8, 9), plaintext, old_paths):
-        row, key = await store.recording(r), await store.recording_key(r)
+        row, key = await store.recordings.get(r), await store.recordings.key(r)
         assert row["sealed"] and not old.exists()
         assert decrypt(store, r, Path(row["storage_path"]), key) == AUDIO[:n * 9000]
         assert await (await api.get(f"/v1/recordings/{r}/audio")).read() == AUDIO[:n * 9000]
-    assert not shredded_plain.exists() and await store.recording_key(shredded) is None
-    assert (await store.recording(missing))["sealed"] is False
+    assert not shredded_plain.exists() and await store.recordings.key(shredded) is None
+    assert (await store.recordings.get(missing))["sealed"] is False
 
 
 async def test_a_spooled_recording_write_carries_only_the_wrapped_key_and_replays_once(store, tmp_path):
@@ -163,8 +166,8 @@ async def test_a_spooled_recording_write_carries_only_the_wrapped_key_and_replay
 
     assert dek.hex() not in text and base64.b64encode(dek).decode() not in text
     assert base64.b64encode(key.blob).decode() in text
-    assert replayed == 2 and (await store.recording(recording_id))["sealed"] is True
-    assert decrypt(store, recording_id, sealed, await store.recording_key(recording_id)) == AUDIO[:3000]
+    assert replayed == 2 and (await store.recordings.get(recording_id))["sealed"] is True
+    assert decrypt(store, recording_id, sealed, await store.recordings.key(recording_id)) == AUDIO[:3000]
 
 
 def seal_command(dsn: str, *args: str) -> str:
@@ -178,7 +181,7 @@ def seal_command(dsn: str, *args: str) -> str:
 
 async def test_a_tampered_sealed_file_is_never_served_as_audio(api, store, tmp_path):
     recording_id = await store_recording(store, await answered_call(store, 13), tmp_path, AUDIO)
-    path = Path((await store.recording(recording_id))["storage_path"])
+    path = Path((await store.recordings.get(recording_id))["storage_path"])
     url = f"/v1/recordings/{recording_id}/audio"
     blob = bytearray(path.read_bytes())
     blob[-5] ^= 1  # in the last chunk: the first chunks have gone out when it fails
@@ -196,7 +199,7 @@ async def test_a_tampered_sealed_file_is_never_served_as_audio(api, store, tmp_p
 async def test_the_service_seals_old_recordings_at_start_once_the_database_answers(store, tmp_path, monkeypatch):
     recording_id = await store_recording(store, await answered_call(store, 14), tmp_path, AUDIO[:4000],
                                          sealed=False)
-    real, calls = store.unsealed_recordings, []
+    real, calls = store.recordings.unsealed, []
 
     async def down_once(after, limit):
         calls.append(after)
@@ -204,15 +207,15 @@ async def test_the_service_seals_old_recordings_at_start_once_the_database_answe
             raise StoreUnavailable("down")
         return await real(after, limit)
 
-    monkeypatch.setattr(store, "unsealed_recordings", down_once)
+    monkeypatch.setattr(store.recordings, "unsealed", down_once)
     monkeypatch.setattr(backfill, "RETRY_SECONDS", 0.01)
 
     await asyncio.wait_for(backfill.seal_in_background(store, pause=0), timeout=10)
 
     assert len(calls) == 3  # refused, then one batch, then nothing left
-    row = await store.recording(recording_id)
+    row = await store.recordings.get(recording_id)
     assert row["sealed"] and decrypt(store, recording_id, Path(row["storage_path"]),
-                                     await store.recording_key(recording_id)) == AUDIO[:4000]
+                                     await store.recordings.key(recording_id)) == AUDIO[:4000]
 
 
 async def test_two_sealing_passes_at_once_seal_each_recording_once_and_leave_no_stray_file(store, tmp_path):
@@ -223,8 +226,8 @@ async def test_two_sealing_passes_at_once_seal_each_recording_once_and_leave_no_
                                    backfill.seal_stored_recordings(store, batch=3))
 
     assert sum(r.sealed for r in reports) == len(recordings)
-    rows = [await store.recording(r) for r in recordings]
+    rows = [await store.recordings.get(r) for r in recordings]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(row["storage_path"]).name for row in rows)
     for n, row in zip(range(15, 21), rows):
-        key = await store.recording_key(row["id"])
+        key = await store.recordings.key(row["id"])
         assert decrypt(store, row["id"], Path(row["storage_path"]), key) == AUDIO[:n * 3000]

@@ -17,7 +17,9 @@ from bridge.privacy.audit import Actor
 from bridge.privacy.retention import Kind, RetentionPolicy
 from bridge.recordings.sealed import SealedFileCorrupt, read_range
 from bridge.sessions.models import SessionRequest
-from bridge.store import NotFound, SessionAnonymised, Store, utcnow
+from bridge.clock import utcnow
+from bridge.store import Store
+from bridge.store.errors import NotFound, SessionAnonymised
 from tests.integration.test_api import api  # noqa: F401 (fixture)
 from tests.support.recordings import store_recording
 
@@ -32,16 +34,16 @@ async def session_with_call(store: Store, tmp_path: Path, *, closed: bool = True
     """A session (closed by default) with one answered call and, if `record`, its recording."""
     n = next(_serial)
     number = f"+65600{n:05d}"
-    await store.add_number(number)
-    session, _ = await store.create_session(SessionRequest(
+    await store.numbers.add(number)
+    session, _ = await store.sessions.create(SessionRequest(
         a or f"+65910{n:05d}", f"+65810{n:05d}", 600, True, "delivery_order", external_ref=f"order-{n}"))
     call_id = uuid.uuid4()
-    await store.insert_call(call_id, number, f"chan-{call_id}", utcnow(), session_id=session.id,
+    await store.calls.insert(call_id, number, f"chan-{call_id}", utcnow(), session_id=session.id,
                             disposition="answered", recorded=record, direction="a_to_b", talk_seconds=12.5,
                             custom_field=custom_field)
     recording_id = await store_recording(store, call_id, tmp_path / str(n), AUDIO) if record else None
     if closed:
-        await store.close_session(session.id)
+        await store.sessions.close(session.id)
     return session, call_id, recording_id
 
 
@@ -54,9 +56,9 @@ async def test_purge_anonymises_sessions_past_retention_and_a_second_purge_finds
     session, call_id, recording_id = await session_with_call(store, tmp_path)
     live, _, live_recording = await session_with_call(store, tmp_path, closed=False)
 
-    report = await store.purge(RetentionPolicy(recordings_days=None, call_details_days=None, sessions_days=0),
+    report = await store.retention.purge(RetentionPolicy(recordings_days=None, call_details_days=None, sessions_days=0),
                                by=OPERATOR)
-    again = await store.purge(RetentionPolicy(recordings_days=None, call_details_days=None, sessions_days=0),
+    again = await store.retention.purge(RetentionPolicy(recordings_days=None, call_details_days=None, sessions_days=0),
                               by=OPERATOR)
 
     assert report.purged[Kind.SESSIONS] == 1 and report.purged[Kind.RECORDINGS] == 1
@@ -70,15 +72,15 @@ async def test_purge_anonymises_sessions_past_retention_and_a_second_purge_finds
     [call] = await rows(store, "SELECT * FROM calls WHERE id = $1", call_id)
     assert call["custom_field"] is None and call["direction"] is None and call["details_purged_at"] is not None
     assert (call["disposition"], float(call["talk_seconds"]), call["session_id"]) == ("answered", 12.5, session.id)
-    assert await store.recording_key(recording_id) is None
-    assert Path((await store.recording(recording_id))["storage_path"]).is_file()
-    shown = await store.get_session(session.id)
+    assert await store.recordings.key(recording_id) is None
+    assert Path((await store.recordings.get(recording_id))["storage_path"]).is_file()
+    shown = await store.sessions.get(session.id)
     assert (shown.participant_a, shown.participant_b) == (None, None)
     assert shown.to_json(utcnow())["anonymised_at"] is not None
     # The live session is untouched.
-    assert await store.recording_key(live_recording) is not None
-    assert (await store.get_session(live.id)).participant_a is not None
-    [audit] = await store.list_audit(action="purge.run")
+    assert await store.recordings.key(live_recording) is not None
+    assert (await store.sessions.get(live.id)).participant_a is not None
+    [audit] = await store.audit.list(action="purge.run")
     assert audit.details["sessions"]["purged"] == 1 and audit.actor == "cli:test"
 
 
@@ -89,48 +91,48 @@ async def test_each_kind_ages_on_its_own_period(store, tmp_path):
                            recording_id)
         await conn.execute("UPDATE calls SET started_at = now() - interval '20 days' WHERE id = $1", call_id)
 
-    report = await store.purge(RetentionPolicy(recordings_days=30, call_details_days=21, sessions_days=0))
+    report = await store.retention.purge(RetentionPolicy(recordings_days=30, call_details_days=21, sessions_days=0))
 
     assert (report.purged[Kind.RECORDINGS], report.purged[Kind.CALL_DETAILS], report.purged[Kind.SESSIONS]) \
         == (1, 0, 0)
-    assert await store.recording_key(recording_id) is None
-    assert (await store.call(call_id))["custom_field"] == "order 1234"
+    assert await store.recordings.key(recording_id) is None
+    assert (await store.calls.get(call_id))["custom_field"] == "order 1234"
 
-    report = await store.purge(RetentionPolicy(recordings_days=30, call_details_days=19, sessions_days=None))
+    report = await store.retention.purge(RetentionPolicy(recordings_days=30, call_details_days=19, sessions_days=None))
 
     assert report.purged[Kind.CALL_DETAILS] == 1 and report.purged[Kind.RECORDINGS] == 0
-    assert (await store.call(call_id))["custom_field"] is None
-    assert (await store.get_session(session.id)).participant_a is not None  # the session itself is live
+    assert (await store.calls.get(call_id))["custom_field"] is None
+    assert (await store.sessions.get(session.id)).participant_a is not None  # the session itself is live
 
 
 async def test_purge_works_in_bounded_batches(store, tmp_path):
     for _ in range(5):
         await session_with_call(store, tmp_path, record=False)
 
-    report = await store.purge(NOTHING_KEPT, batch=2)
+    report = await store.retention.purge(NOTHING_KEPT, batch=2)
 
     assert report.batches[Kind.SESSIONS][:3] == [2, 2, 1] and report.purged[Kind.SESSIONS] == 5
     assert all(size <= 2 for sizes in report.batches.values() for size in sizes)
-    assert (await store.purge(NOTHING_KEPT, batch=2)).total == 0
+    assert (await store.retention.purge(NOTHING_KEPT, batch=2)).total == 0
 
 
 async def test_a_dry_run_counts_exactly_and_changes_nothing(store, tmp_path):
     _, _, recording_id = await session_with_call(store, tmp_path)
     await session_with_call(store, tmp_path, record=False)
 
-    dry = await store.purge(NOTHING_KEPT, batch=1, dry_run=True)
-    real = await store.purge(NOTHING_KEPT, batch=1)
+    dry = await store.retention.purge(NOTHING_KEPT, batch=1, dry_run=True)
+    real = await store.retention.purge(NOTHING_KEPT, batch=1)
 
     assert dry.purged == real.purged and dry.purged[Kind.SESSIONS] == 2 and dry.dry_run
-    assert await store.list_audit(action="purge.run") == []  # nobody named: no row (and none for the dry run)
+    assert await store.audit.list(action="purge.run") == []  # nobody named: no row (and none for the dry run)
 
 
 async def test_legal_hold_keeps_a_session_its_calls_and_recording_through_purge_and_erasure(store, tmp_path):
     session, call_id, recording_id = await session_with_call(store, tmp_path)
 
-    held = await store.set_legal_hold(session.id, "litigation 2026-17, call +6591234567", OPERATOR)
-    purged = await store.purge(NOTHING_KEPT)
-    erased = await store.erase_subject(session.participant_a, OPERATOR)
+    held = await store.holds.set(session.id, "litigation 2026-17, call +6591234567", OPERATOR)
+    purged = await store.retention.purge(NOTHING_KEPT)
+    erased = await store.erasure.erase(session.participant_a, OPERATOR)
 
     assert held.to_json(utcnow())["legal_hold"]["reason"] == "litigation 2026-17, call +65****4567"
     assert purged.held[Kind.SESSIONS] == 1 and purged.held[Kind.RECORDINGS] == 1
@@ -138,31 +140,31 @@ async def test_legal_hold_keeps_a_session_its_calls_and_recording_through_purge_
     assert erased.sessions_erased == [] and erased.kept == [
         {"session_id": str(session.id), "reason": "legal_hold",
          "legal_hold_reason": "litigation 2026-17, call +65****4567"}]
-    assert await store.recording_key(recording_id) is not None
-    assert (await store.call(call_id))["custom_field"] == "order 1234"
-    assert (await store.get_session(session.id)).participant_a == session.participant_a
+    assert await store.recordings.key(recording_id) is not None
+    assert (await store.calls.get(call_id))["custom_field"] == "order 1234"
+    assert (await store.sessions.get(session.id)).participant_a == session.participant_a
 
-    released = await store.release_legal_hold(session.id, OPERATOR)
+    released = await store.holds.release(session.id, OPERATOR)
     assert released.legal_hold_at is None
-    assert (await store.purge(NOTHING_KEPT)).purged[Kind.SESSIONS] == 1
-    assert await store.recording_key(recording_id) is None
+    assert (await store.retention.purge(NOTHING_KEPT)).purged[Kind.SESSIONS] == 1
+    assert await store.recordings.key(recording_id) is None
     with pytest.raises(SessionAnonymised):
-        await store.set_legal_hold(session.id, "too late", OPERATOR)
+        await store.holds.set(session.id, "too late", OPERATOR)
     with pytest.raises(NotFound):
-        await store.set_legal_hold(uuid.uuid4(), "no such", OPERATOR)
-    actions = [e.action for e in await store.list_audit(session_id=session.id)]
+        await store.holds.set(uuid.uuid4(), "no such", OPERATOR)
+    actions = [e.action for e in await store.audit.list(session_id=session.id)]
     assert actions[:2] == ["legal_hold.released", "legal_hold.set"]
 
 
 async def test_a_hold_keeps_recordings_and_call_details_past_their_own_periods(store, tmp_path):
     session, call_id, recording_id = await session_with_call(store, tmp_path, closed=False)
-    await store.set_legal_hold(session.id, "regulator's request", OPERATOR)
+    await store.holds.set(session.id, "regulator's request", OPERATOR)
 
-    report = await store.purge(NOTHING_KEPT)
+    report = await store.retention.purge(NOTHING_KEPT)
 
     assert report.held[Kind.RECORDINGS] == 1 and report.held[Kind.CALL_DETAILS] == 1
     assert report.held_sessions == {session.id}
-    assert report.total == 0 and await store.recording_key(recording_id) is not None
+    assert report.total == 0 and await store.recordings.key(recording_id) is not None
 
 
 async def test_erasure_anonymises_every_session_of_the_number_closing_live_ones_and_audits_without_it(
@@ -172,22 +174,22 @@ async def test_erasure_anonymises_every_session_of_the_number_closing_live_ones_
     live, _, live_recording = await session_with_call(store, tmp_path, a=subject, closed=False)
     other, _, other_recording = await session_with_call(store, tmp_path)
     held, _, held_recording = await session_with_call(store, tmp_path, a=subject)
-    await store.set_legal_hold(held.id, "case 9", OPERATOR)
+    await store.holds.set(held.id, "case 9", OPERATOR)
 
-    report = await store.erase_subject(subject, OPERATOR, batch=2)
-    again = await store.erase_subject(subject, OPERATOR)
+    report = await store.erasure.erase(subject, OPERATOR, batch=2)
+    again = await store.erasure.erase(subject, OPERATOR)
 
     assert sorted(report.sessions_erased) == sorted([ended.id, live.id])
     assert report.closed_first == [live.id] and report.recordings_shredded == 2 and report.calls_cleared == 2
     assert [k["session_id"] for k in report.kept] == [str(held.id)]
     assert again.sessions_erased == [] and len(again.kept) == 1
-    assert (await store.get_session(live.id)).status == "closed"
-    assert await store.recording_key(ended_recording) is None and await store.recording_key(live_recording) is None
-    assert await store.recording_key(other_recording) is not None
-    assert await store.recording_key(held_recording) is not None
-    lookup = await store.route_lookup(live.virtual_number, subject)
+    assert (await store.sessions.get(live.id)).status == "closed"
+    assert await store.recordings.key(ended_recording) is None and await store.recordings.key(live_recording) is None
+    assert await store.recordings.key(other_recording) is not None
+    assert await store.recordings.key(held_recording) is not None
+    lookup = await store.sessions.route_lookup(live.virtual_number, subject)
     assert lookup.sessions == ()
-    [second, entry] = await store.list_audit(action="subject.erased")  # newest first
+    [second, entry] = await store.audit.list(action="subject.erased")  # newest first
     assert entry.subject_hash == store.keys.lookup_hash(subject) and entry.target_id == "+65****0001"
     assert subject not in str(entry) and subject[1:] not in str(entry)
     assert entry.details["sessions_erased"] == 2 and second.details["sessions_erased"] == 0
@@ -197,12 +199,12 @@ async def test_erasure_anonymises_every_session_of_the_number_closing_live_ones_
 async def test_erasure_keeps_a_session_whose_call_is_in_progress(store, tmp_path):
     subject = "+6597770002"
     session, call_id, _ = await session_with_call(store, tmp_path, a=subject, closed=False, record=False)
-    await store.update_call(call_id, disposition="in_progress")
+    await store.calls.update(call_id, disposition="in_progress")
 
-    report = await store.erase_subject(subject, OPERATOR)
+    report = await store.erasure.erase(subject, OPERATOR)
 
     assert report.kept == [{"session_id": str(session.id), "reason": "call_in_progress", "legal_hold_reason": None}]
-    assert (await store.get_session(session.id)).participant_a == subject
+    assert (await store.sessions.get(session.id)).participant_a == subject
 
 
 # -- the API -----------------------------------------------------------------------------
@@ -213,7 +215,7 @@ async def test_the_api_holds_releases_and_erases_with_the_subjects_scope_only(ap
 
     refused = [await api.post(f"/v1/sessions/{session.id}/legal-hold", json={"reason": "x"}),
                await api.post("/v1/subjects/erase", json={"number": subject})]
-    token, _ = await store.create_api_key("dpo", ["subjects"])
+    token, _ = await store.api_keys.create("dpo", ["subjects"])
     api.session.headers["Authorization"] = f"Bearer {token}"
     held = await api.post(f"/v1/sessions/{session.id}/legal-hold", json={"reason": "case 7"},
                           headers={"X-Audit-Reason": "court order"})
@@ -242,7 +244,7 @@ async def test_the_api_holds_releases_and_erases_with_the_subjects_scope_only(ap
     assert (too_late.status, (await too_late.json())["error"]["code"]) == (409, "session_anonymised")
     assert shown["participant_a"] is None and shown["anonymised_at"] is not None and shown["legal_hold"] is None
     assert audio.status == 410 and (await audio.json())["error"]["code"] == "recording_shredded"
-    [hold_row] = await store.list_audit(action="legal_hold.set")
+    [hold_row] = await store.audit.list(action="legal_hold.set")
     assert (hold_row.reason, hold_row.details, hold_row.session_id) == \
         ("court order", {"hold_reason": "case 7"}, session.id)
 
@@ -354,7 +356,7 @@ def api_call(stack, method: str, path: str, body: dict | None = None, scopes=("s
     async def token():
         store = await Store.connect(stack.dsn, stack.keys)
         try:
-            return (await store.create_api_key("retention-test", list(scopes)))[0]
+            return (await store.api_keys.create("retention-test", list(scopes)))[0]
         finally:
             await store.close()
 
@@ -374,12 +376,12 @@ def api_call(stack, method: str, path: str, body: dict | None = None, scopes=("s
 async def test_a_recording_collected_after_its_session_was_erased_is_born_shredded(store, tmp_path):
     subject = "+6597770004"
     session, call_id, _ = await session_with_call(store, tmp_path, a=subject, record=False)
-    await store.erase_subject(subject, OPERATOR)
+    await store.erasure.erase(subject, OPERATOR)
 
     recording_id = await store_recording(store, call_id, tmp_path, AUDIO)  # the late collection
 
-    assert await store.recording_key(recording_id) is None
-    assert (await store.recording(recording_id))["shredded_at"] is not None
+    assert await store.recordings.key(recording_id) is None
+    assert (await store.recordings.get(recording_id))["shredded_at"] is not None
 
 
 async def test_the_service_purges_on_its_interval_audits_and_counts(store, tmp_path):
@@ -395,30 +397,30 @@ async def test_the_service_purges_on_its_interval_audits_and_counts(store, tmp_p
     task = asyncio.create_task(purge_periodically(store, settings))
     try:
         for _ in range(100):
-            if await store.list_audit(action="purge.run"):
+            if await store.audit.list(action="purge.run"):
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)  # further runs find nothing and write nothing
     finally:
         task.cancel()
 
-    [run] = await store.list_audit(action="purge.run")
+    [run] = await store.audit.list(action="purge.run")
     assert run.actor == "service" and run.details["sessions"]["purged"] == 1
     assert metrics.retention_purged_total.values["sessions"] == before + 1
-    assert await store.recording_key(recording_id) is None
+    assert await store.recordings.key(recording_id) is None
 
 
 async def test_with_the_database_down_purge_and_erasure_say_so():
-    from bridge.store import StoreUnavailable
+    from bridge.store.errors import StoreUnavailable
     from tests.support.keys import shared_keys
     from tests.support.ports import free_port
 
     down = await Store.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing", shared_keys(), timeout=1)
     try:
         with pytest.raises(StoreUnavailable):
-            await down.purge(NOTHING_KEPT)
+            await down.retention.purge(NOTHING_KEPT)
         with pytest.raises(StoreUnavailable):
-            await down.erase_subject("+6597770005", OPERATOR)
+            await down.erasure.erase("+6597770005", OPERATOR)
     finally:
         await down.close()
 
@@ -445,23 +447,23 @@ async def test_erasure_answers_an_open_erasure_request_and_refuses_any_other(sto
     subject = "+6597770006"
     await session_with_call(store, tmp_path, a=subject)
     now = utcnow()
-    erasure = await store.open_subject_request("erasure", subject, now, now + timedelta(days=30), OPERATOR)
-    access = await store.open_subject_request("access", subject, now, now + timedelta(days=30), OPERATOR)
-    other = await store.open_subject_request("erasure", "+6597770007", now, now + timedelta(days=30), OPERATOR)
+    erasure = await store.subjects.open_request("erasure", subject, now, now + timedelta(days=30), OPERATOR)
+    access = await store.subjects.open_request("access", subject, now, now + timedelta(days=30), OPERATOR)
+    other = await store.subjects.open_request("erasure", "+6597770007", now, now + timedelta(days=30), OPERATOR)
 
     with pytest.raises(RequestMismatch):
-        await store.erase_subject(subject, OPERATOR, request_id=access.id)
+        await store.erasure.erase(subject, OPERATOR, request_id=access.id)
     with pytest.raises(RequestMismatch):
-        await store.erase_subject(subject, OPERATOR, request_id=other.id)
-    assert await store.list_audit(action="subject.erased") == []  # refused before anything was erased
-    report = await store.erase_subject(subject, OPERATOR, request_id=erasure.id)
+        await store.erasure.erase(subject, OPERATOR, request_id=other.id)
+    assert await store.audit.list(action="subject.erased") == []  # refused before anything was erased
+    report = await store.erasure.erase(subject, OPERATOR, request_id=erasure.id)
     with pytest.raises(RequestNotOpen):
-        await store.erase_subject(subject, OPERATOR, request_id=erasure.id)
+        await store.erasure.erase(subject, OPERATOR, request_id=erasure.id)
 
     assert len(report.sessions_erased) == 1 and report.to_json()["request_id"] == str(erasure.id)
-    done, _ = await store.subject_request(erasure.id)
+    done, _ = await store.subjects.request(erasure.id)
     assert done.status == "done"
-    [closed] = await store.list_audit(action="subject.request.closed")
+    [closed] = await store.audit.list(action="subject.request.closed")
     assert closed.details["sessions_erased"] == 1 and closed.seq == report.audit_seq + 1
 
 
@@ -505,9 +507,9 @@ async def test_an_erasure_failing_in_a_later_batch_has_audited_every_session_it_
 
     async with failing_anonymisation(store, ids[2]):
         with pytest.raises(asyncpg.DeadlockDetectedError):
-            await store.erase_subject(subject, OPERATOR, batch=1)
-    trail = await store.list_audit(subject_hash=store.keys.lookup_hash(subject))
-    retry = await store.erase_subject(subject, OPERATOR, batch=1)
+            await store.erasure.erase(subject, OPERATOR, batch=1)
+    trail = await store.audit.list(subject_hash=store.keys.lookup_hash(subject))
+    retry = await store.erasure.erase(subject, OPERATOR, batch=1)
 
     assert await anonymised(store) == set(ids)
     assert sorted(s for e in trail for s in e.details.get("session_ids", [])) == [str(i) for i in ids[:2]]
@@ -520,13 +522,13 @@ async def test_a_purge_failing_in_a_later_batch_has_audited_every_batch_it_commi
 
     async with failing_anonymisation(store, ids[2]):
         with pytest.raises(asyncpg.DeadlockDetectedError):
-            await store.purge(NOTHING_KEPT, batch=1, by=OPERATOR)
-    batches = await store.list_audit(action="purge.batch")
+            await store.retention.purge(NOTHING_KEPT, batch=1, by=OPERATOR)
+    batches = await store.audit.list(action="purge.batch")
 
     assert await anonymised(store) == set(ids[:2])
     assert sorted(i for b in batches for i in b.details["ids"]) == [str(i) for i in ids[:2]]
     assert {(b.details["kind"], b.details["purged"], b.actor) for b in batches} == {("sessions", 1, "cli:test")}
-    assert await store.list_audit(action="purge.run") == []  # the run never finished
+    assert await store.audit.list(action="purge.run") == []  # the run never finished
 
 
 async def test_closing_an_erasure_request_while_its_erasure_runs_never_deadlocks(store, tmp_path):
@@ -538,23 +540,23 @@ async def test_closing_an_erasure_request_while_its_erasure_runs_never_deadlocks
     subject = "+6597770012"
     await session_with_call(store, tmp_path, a=subject, record=False)
     now = utcnow()
-    request = await store.open_subject_request("erasure", subject, now, now + timedelta(days=30), OPERATOR)
+    request = await store.subjects.open_request("erasure", subject, now, now + timedelta(days=30), OPERATOR)
 
     async with store.pool.acquire() as gate:  # holds the audit trail's lock: both writers queue behind it
         hold = gate.transaction()
         await hold.start()
         await gate.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
-        erase = asyncio.create_task(store.erase_subject(subject, OPERATOR, request_id=request.id))
+        erase = asyncio.create_task(store.erasure.erase(subject, OPERATOR, request_id=request.id))
         await waiting_for_locks(store, 1)
-        close = asyncio.create_task(store.complete_subject_request(request.id, OPERATOR, "refused"))
+        close = asyncio.create_task(store.subjects.complete_request(request.id, OPERATOR, "refused"))
         await waiting_for_locks(store, 2)
         await hold.rollback()
     results = await asyncio.gather(erase, close, return_exceptions=True)
 
     assert not [r for r in results if isinstance(r, asyncpg.DeadlockDetectedError)], results
     assert isinstance(results[1], RequestNotOpen), results  # the erasure had it locked, and answered it
-    done, request_hash = await store.subject_request(request.id)
-    assert done.status == "done" and await store.list_audit(action="subject.erased") != []
+    done, request_hash = await store.subjects.request(request.id)
+    assert done.status == "done" and await store.audit.list(action="subject.erased") != []
     # Kept on purpose, as the audit trail keeps it (docs/privacy.md, "What erasure keeps").
     assert (request_hash, done.subject_hint) == (store.keys.lookup_hash(subject), "+65****0012")
 
@@ -568,11 +570,11 @@ async def test_purge_and_erasure_expire_sessions_past_their_time_with_the_defaul
         await conn.execute("UPDATE masking_sessions SET expires_at = now() - interval '1 minute',"
                            " created_at = now() - interval '1 hour' WHERE id = $1", due[0])
 
-    await store.erase_subject(subject, OPERATOR, webhook_url=url)
+    await store.erasure.erase(subject, OPERATOR, webhook_url=url)
     async with store.pool.acquire() as conn:
         await conn.execute("UPDATE masking_sessions SET expires_at = now() - interval '1 minute',"
                            " created_at = now() - interval '1 hour' WHERE id = $1", due[1])
-    await store.purge(RetentionPolicy(recordings_days=None, call_details_days=None, sessions_days=None),
+    await store.retention.purge(RetentionPolicy(recordings_days=None, call_details_days=None, sessions_days=None),
                       webhook_url=url)
 
     events = await rows(store, "SELECT session_id, url FROM webhook_outbox WHERE event_type = 'session.expired'")
@@ -588,23 +590,23 @@ async def test_a_hold_committing_while_a_purge_runs_keeps_its_recording_and_call
         await hold.start()  # set_legal_hold's UPDATE, committed only once the purge is done
         await other.execute("UPDATE masking_sessions SET legal_hold_at = now(), legal_hold_reason = 'case 12',"
                             " legal_hold_by = 'test' WHERE id = $1", session.id)
-        during = await asyncio.wait_for(store.purge(no_sessions), 30)
+        during = await asyncio.wait_for(store.retention.purge(no_sessions), 30)
         await hold.commit()
-    after = await store.purge(no_sessions)
+    after = await store.retention.purge(no_sessions)
 
-    assert during.total == 0 and await store.recording_key(recording_id) is not None
-    assert (await store.call(call_id))["custom_field"] == "order 1234"
+    assert during.total == 0 and await store.recordings.key(recording_id) is not None
+    assert (await store.calls.get(call_id))["custom_field"] == "order 1234"
     assert after.total == 0 and after.held[Kind.RECORDINGS] == 1 and after.held_sessions == {session.id}
 
 
 async def test_purge_keeps_a_session_whose_call_is_in_progress_as_erasure_does(store, tmp_path):
     session, call_id, _ = await session_with_call(store, tmp_path, record=False)
-    await store.update_call(call_id, disposition="in_progress")
+    await store.calls.update(call_id, disposition="in_progress")
 
-    during = await store.purge(NOTHING_KEPT)
-    kept = await store.get_session(session.id)
-    await store.update_call(call_id, disposition="answered")
-    after = await store.purge(NOTHING_KEPT)
+    during = await store.retention.purge(NOTHING_KEPT)
+    kept = await store.sessions.get(session.id)
+    await store.calls.update(call_id, disposition="answered")
+    after = await store.retention.purge(NOTHING_KEPT)
 
     assert during.purged[Kind.SESSIONS] == 0 and kept.participant_a is not None
     assert after.purged[Kind.SESSIONS] == 1
@@ -617,34 +619,36 @@ async def test_a_recording_stored_while_its_session_is_being_erased_is_born_shre
         erasing = conn.transaction()
         await erasing.start()  # an erasure's batch, committed once the recording is on its way in
         await conn.execute("SELECT 1 FROM masking_sessions WHERE id = $1 FOR UPDATE", session.id)
-        await store._anonymise_session(conn, session.id)
+        await store.retention.anonymise_session(conn, session.id)
         stored = asyncio.create_task(store_recording(store, call_id, tmp_path, AUDIO))
         await waiting_for_locks(store, 1, unless=stored)
         await erasing.commit()
     recording_id = await stored
 
-    assert await store.recording_key(recording_id) is None
-    assert (await store.recording(recording_id))["shredded_at"] is not None
+    assert await store.recordings.key(recording_id) is None
+    assert (await store.recordings.get(recording_id))["shredded_at"] is not None
 
 
 async def test_shredding_a_plaintext_recording_removes_its_file_at_once(store, tmp_path):
-    from bridge.recordings.backfill import seal_stored_recordings
+    from bridge.recordings.backfill import plaintext_retirer, seal_stored_recordings
 
     subject = "+6597770015"
     recordings = []
     for closed, a in ((True, subject), (True, None), (False, None)):  # erased, purged with its session, on its own
         _, call_id, _ = await session_with_call(store, tmp_path, closed=closed, a=a, record=False)
         recordings.append(await store_recording(store, call_id, tmp_path / "plain", AUDIO, sealed=False))
-    plain = [Path((await store.recording(r))["storage_path"]) for r in recordings]
+    plain = [Path((await store.recordings.get(r))["storage_path"]) for r in recordings]
     assert all(p.read_bytes() == AUDIO for p in plain)
 
-    await store.erase_subject(subject, OPERATOR)
-    report = await store.purge(RetentionPolicy(recordings_days=0, call_details_days=None, sessions_days=0))
+    retire = plaintext_retirer(store)  # as the CLI, the API and the service pass it
+    await store.erasure.erase(subject, OPERATOR, retire=retire)
+    report = await store.retention.purge(RetentionPolicy(recordings_days=0, call_details_days=None, sessions_days=0),
+                                         retire=retire)
 
     assert report.purged[Kind.SESSIONS] == 1 and report.purged[Kind.RECORDINGS] == 2
     assert [p.exists() for p in plain] == [False] * 3
     assert [f.name for f in tmp_path.rglob("*") if f.is_file() and AUDIO[:64] in f.read_bytes()] == []
     for recording_id in recordings:
-        row = await store.recording(recording_id)
-        assert row["shredded_at"] is not None and await store.recording_key(recording_id) is None
+        row = await store.recordings.get(recording_id)
+        assert row["shredded_at"] is not None and await store.recordings.key(recording_id) is None
     assert (await seal_stored_recordings(store)).skipped == 0  # nothing left for the sealing pass

@@ -37,7 +37,7 @@ def spellings_in(files: dict[str, bytes], number: str) -> list[str]:
 async def _api_key(stack, *scopes: str) -> str:
     store = await Store.connect(stack.dsn, stack.keys)
     try:
-        token, _ = await store.create_api_key(f"privacy-officer-{uuid.uuid4().hex[:4]}", list(scopes))
+        token, _ = await store.api_keys.create(f"privacy-officer-{uuid.uuid4().hex[:4]}", list(scopes))
         return token
     finally:
         await store.close()
@@ -212,7 +212,7 @@ async def test_overdue_requests_are_listed_and_an_export_answering_one_completes
     closed = json.loads(closed.stdout)
     assert (closed["status"], closed["notes"], closed["overdue"]) == ("refused", "legal hold", False)
     assert closed_twice.returncode == 1
-    rows = await store.list_audit(target_id=late["id"])
+    rows = await store.audit.list(target_id=late["id"])
     assert [(r.action, r.details.get("status"), r.details.get("overdue")) for r in rows] == [
         ("subject.request.closed", "done", True), ("subject.request.opened", None, None)]
     async with store.pool.acquire() as conn:
@@ -236,7 +236,7 @@ async def test_the_cli_refuses_a_malformed_number_or_date_without_echoing_it(ope
 @pytest.fixture
 async def officer(api, store):
     """`api` with a privacy officer's key (the `subjects` scope)."""
-    token, _ = await store.create_api_key("officer", ["subjects"])
+    token, _ = await store.api_keys.create("officer", ["subjects"])
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -298,7 +298,7 @@ async def test_requests_over_the_api_are_opened_listed_overdue_and_closed_once(a
         error = (await answer.json())["error"]
         assert answer.status == 422 and error["field"] == field, (field, error)
     assert bad_query.status == 422 and unknown.status == 404
-    opened = await store.list_audit(action="subject.request.opened")
+    opened = await store.audit.list(action="subject.request.opened")
     assert {r.subject_hash for r in opened} == {store.keys.lookup_hash("+6591118888"),
                                                 store.keys.lookup_hash("+6591118889")}
     assert all(r.actor.startswith("apikey:") for r in opened)
@@ -307,21 +307,21 @@ async def test_requests_over_the_api_are_opened_listed_overdue_and_closed_once(a
 # -- a request closed while its export runs (fixed after review) ---------------------------------
 async def test_an_export_whose_request_is_closed_meanwhile_is_refused_before_its_audit_row_or_delivered_after(
         store, monkeypatch):
-    from bridge.privacy import subject_export
+    from bridge.subjects import export as subject_export
     from bridge.privacy.audit import Actor
     from bridge.privacy.subject_access import RequestNotOpen
 
     officer = Actor("cli:test", "cli@test")
     now = datetime.now(timezone.utc)
     number = "+6591119990"
-    early = await store.open_subject_request("access", number, now, now + timedelta(days=30), officer)
-    late = await store.open_subject_request("access", number, now, now + timedelta(days=30), officer)
+    early = await store.subjects.open_request("access", number, now, now + timedelta(days=30), officer)
+    late = await store.subjects.open_request("access", number, now, now + timedelta(days=30), officer)
     read, write = subject_export.read_holdings, subject_export._write_zip
     loop = asyncio.get_running_loop()
 
     async def read_then_close(store_, subject, now_):  # closed after the request was checked, before the audit
         holdings = await read(store_, subject, now_)
-        await store.complete_subject_request(early.id, officer, "refused")
+        await store.subjects.complete_request(early.id, officer, "refused")
         return holdings
 
     monkeypatch.setattr(subject_export, "read_holdings", read_then_close)
@@ -331,15 +331,15 @@ async def test_an_export_whose_request_is_closed_meanwhile_is_refused_before_its
     monkeypatch.setattr(subject_export, "read_holdings", read)
 
     def close_then_write(*args):  # closed after the audit row, while the zip is written
-        asyncio.run_coroutine_threadsafe(store.complete_subject_request(late.id, officer, "refused"), loop).result()
+        asyncio.run_coroutine_threadsafe(store.subjects.complete_request(late.id, officer, "refused"), loop).result()
         return write(*args)
 
     monkeypatch.setattr(subject_export, "_write_zip", close_then_write)
     out = io.BytesIO()
     summary = await subject_export.export_subject(store, number, out, officer, now, request_id=late.id)
 
-    exported = await store.list_audit(action="subject.exported")
+    exported = await store.audit.list(action="subject.exported")
     assert [e.details["request_id"] for e in exported] == [str(late.id)], "no row for the refused export"
     assert refused_out.getvalue() == b""
     assert "manifest.json" in members(out.getvalue()) and summary.request_done is False
-    assert (await store.subject_request(late.id))[0].status == "refused"  # as its closer left it
+    assert (await store.subjects.request(late.id))[0].status == "refused"  # as its closer left it

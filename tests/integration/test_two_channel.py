@@ -24,7 +24,7 @@ def two_channel_session(stack):
     async def create():
         store = await Store.connect(stack.dsn, stack.keys)
         try:
-            await store.create_session(SessionRequest(parties.a, parties.b, ttl_seconds=600, record=True,
+            await store.sessions.create(SessionRequest(parties.a, parties.b, ttl_seconds=600, record=True,
                                                       purpose="delivery_order", recording_channels=2,
                                                       virtual_number=parties.virtual_number))
         finally:

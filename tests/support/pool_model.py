@@ -41,8 +41,8 @@ async def run_sequence(dsn: str, numbers: list[str], reserved: str, model: PoolM
     try:
         await empty(store)
         for number in numbers:
-            await store.add_number(number)
-        await store.add_number(reserved, reserved=True)
+            await store.numbers.add(number)
+        await store.numbers.add(reserved, reserved=True)
         for kind, i, j in ops:
             if kind not in ("close", "expire"):
                 await create(store, kind, i, j)
@@ -59,12 +59,12 @@ async def run_sequence(dsn: str, numbers: list[str], reserved: str, model: PoolM
 
 async def end_session(store: Store, session_id: str, how: str) -> None:
     if how == "close":
-        await store.close_session(uuid.UUID(session_id))
+        await store.sessions.close(uuid.UUID(session_id))
         return
     async with store.pool.acquire() as conn:
         await conn.execute("UPDATE masking_sessions SET expires_at = now() - interval '1 second',"
                            " created_at = now() - interval '2 seconds' WHERE id = $1::uuid", session_id)
-    await store.expire_due()
+    await store.sessions.expire_due()
 
 
 async def check_invariants(store: Store, model: PoolModel, reserved: str) -> None:

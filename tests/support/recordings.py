@@ -6,7 +6,8 @@ import uuid
 from pathlib import Path
 
 from bridge.recordings import seal_recording, sealed_path
-from bridge.store import RecordingRow, Store
+from bridge.store import Store
+from bridge.store.recordings import RecordingRow
 
 
 async def store_recording(store: Store, call_id: uuid.UUID, directory: Path, audio: bytes,
@@ -23,6 +24,6 @@ async def store_recording(store: Store, call_id: uuid.UUID, directory: Path, aud
         key, _ = seal_recording(plain, path, recording_id, store.keys)
         plain.unlink()
         key_id, wrapped_key = key.key_id, key.blob
-    await store.insert_recording(RecordingRow(recording_id, call_id, str(path), "wav", len(audio), 1.5,
+    await store.recordings.insert(RecordingRow(recording_id, call_id, str(path), "wav", len(audio), 1.5,
                                               hashlib.sha256(audio).hexdigest(), key_id, wrapped_key))
     return recording_id

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from bridge.privacy.crypto import DecryptionFailed, KeyFileError, KeyRing, UnknownKey, number_context
-from bridge.store import migration_steps
+from bridge.store.schema import migration_steps
 
 NUMBER = "+6591234567"
 

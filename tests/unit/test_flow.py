@@ -9,13 +9,14 @@ import asyncio
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 from bridge.ari import AriError, AriNotFound, Event, EventRouter
 from bridge.ari.events import Channel
 from bridge.calls.flow import CallDeps, masked_call
 from bridge.config import Settings
 from bridge.sessions.models import MaskingSession, RouteLookup
-from bridge.store import StoreUnavailable
+from bridge.store.errors import StoreUnavailable
 
 NOTICE = "sound:masking/masking-recording-notice"
 CALLER = Channel(id="caller-1", name="PJSIP/carrier-in-1", state="Ring", caller_number="+6591234567",
@@ -108,19 +109,23 @@ class FakeAri:
 
 
 class FakeStore:
+    """The store's call-path domains (`sessions.route_lookup`, `calls.insert`/`update`), in memory."""
+
     def __init__(self, lookup: RouteLookup | Exception):
         self.lookup = lookup
         self.writes: list[tuple] = []
+        self.sessions = SimpleNamespace(route_lookup=self._route_lookup)
+        self.calls = SimpleNamespace(insert=self._insert_call, update=self._update_call)
 
-    async def route_lookup(self, virtual_number, caller):
+    async def _route_lookup(self, virtual_number, caller):
         if isinstance(self.lookup, Exception):
             raise self.lookup
         return self.lookup
 
-    async def insert_call(self, call_id, **fields):
+    async def _insert_call(self, call_id, **fields):
         self.writes.append(("insert", fields))
 
-    async def update_call(self, call_id, **fields):
+    async def _update_call(self, call_id, **fields):
         self.writes.append(("update", fields))
 
     def final(self) -> dict:

@@ -5,7 +5,7 @@ import phonenumbers
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from bridge.privacy.numbers import InvalidNumber, mask_number, parse_e164, redact_text
+from bridge.numbering import InvalidNumber, mask_number, parse_e164, redact_text
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from types import SimpleNamespace
 
 from bridge.ari import Event, EventRouter
 from bridge.ari.events import Channel
@@ -38,12 +39,13 @@ class PinAri(FakeAri):
 class PinStore(FakeStore):
     def __init__(self, *sessions):
         super().__init__(SHARED)
-        self.sessions = sessions
+        self.pinned_sessions = sessions
         self.pins_asked: list[str] = []
+        self.pins = SimpleNamespace(lookup=self._pin_lookup)
 
-    async def pin_lookup(self, virtual_number, pin):
+    async def _pin_lookup(self, virtual_number, pin):
         self.pins_asked.append(pin)
-        return PinLookup(tuple(s for s in self.sessions if s.pin == pin))
+        return PinLookup(tuple(s for s in self.pinned_sessions if s.pin == pin))
 
 
 async def run_pin_call(store: PinStore, entries: list) -> PinAri:

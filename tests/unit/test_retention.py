@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bridge.config import ConfigError, Settings
+from bridge.config import ConfigError, Settings, parse_days
 from bridge.privacy.retention import (
-    KeptBecause, Kind, RetentionPolicy, SessionToErase, Verdict, parse_days, plan_erasure, session_ended_at,
+    KeptBecause, Kind, RetentionPolicy, SessionToErase, Verdict, plan_erasure, session_ended_at,
     verdict,
 )
 
@@ -69,8 +69,9 @@ def test_other_periods_are_refused(raw):
 
 
 def test_retention_settings_default_validate_and_name_the_variable():
-    assert Settings.from_env({}).retention == RetentionPolicy(90, 365, 90)
-    assert Settings.from_env({"MASKING_RETAIN_RECORDINGS_DAYS": "never"}).retention.recordings_days is None
+    assert RetentionPolicy.from_settings(Settings.from_env({})) == RetentionPolicy(90, 365, 90)
+    never = Settings.from_env({"MASKING_RETAIN_RECORDINGS_DAYS": "never"})
+    assert RetentionPolicy.from_settings(never).recordings_days is None
     with pytest.raises(ConfigError, match="MASKING_RETAIN_SESSIONS_DAYS"):
         Settings.from_env({"MASKING_RETAIN_SESSIONS_DAYS": "soon"})
     with pytest.raises(ConfigError, match="MASKING_PURGE_BATCH"):

@@ -21,7 +21,7 @@ from typing import IO
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import CryptoError
-from bridge.privacy.numbers import mask_number
+from bridge.numbering import mask_number
 from bridge.privacy.subject_access import (
     DISCLOSURE_WINDOW, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
 )
@@ -42,10 +42,10 @@ class ExportSummary:
 
 async def read_holdings(store, subject: str, now: datetime) -> SubjectHoldings:
     subject_hash = store.keys.lookup_hash(subject)
-    sessions = await store.subject_sessions(subject_hash)
+    sessions = await store.subjects.sessions(subject_hash)
     ids = [s.id for s in sessions]
-    calls, recordings = await store.session_calls_and_recordings(ids)
-    disclosures = await store.subject_disclosures(subject_hash, ids, now - DISCLOSURE_WINDOW)
+    calls, recordings = await store.subjects.calls_and_recordings(ids)
+    disclosures = await store.subjects.disclosures(subject_hash, ids, now - DISCLOSURE_WINDOW)
     return SubjectHoldings(subject, subject_hash, tuple(sessions), tuple(calls), tuple(recordings),
                            tuple(disclosures))
 
@@ -57,7 +57,7 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
     audited (RequestNotOpen, before any byte), and mark it done once the zip
     is written (unless someone closed it meanwhile: `request_done` False)."""
     if request_id is not None:
-        await store.open_request_for(request_id, subject, EXPORTABLE_KINDS)
+        await store.subjects.open_request_for(request_id, subject, EXPORTABLE_KINDS)
     holdings = await read_holdings(store, subject, now)
     audio: dict[uuid.UUID, tuple[str, str | None]] = {}
     sources: list[tuple[str, StoredAudio]] = []
@@ -80,7 +80,7 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
     counts = {"sessions": len(holdings.sessions), "calls": len(holdings.calls),
               "recordings": len(holdings.recordings), "audio_files": len(sources),
               "disclosures": len(holdings.disclosures)}
-    await store.audit_subject_export(by, mask_number(subject), holdings.subject_hash,
+    await store.subjects.audit_export(by, mask_number(subject), holdings.subject_hash,
                                      {"counts": counts, "include_audio": include_audio,
                                       "session_ids": [str(s.id) for s in holdings.sessions],
                                       "request_id": str(request_id) if request_id else None},
@@ -89,7 +89,7 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
     request_done = None
     if request_id is not None:
         try:
-            await store.complete_subject_request(request_id, by, "done", details={"answered_by": "subject.exported"})
+            await store.subjects.complete_request(request_id, by, "done", details={"answered_by": "subject.exported"})
             request_done = True
         except RequestNotOpen:  # closed by someone else once this export was audited: the export stands
             log.warning("subject.request_closed_meanwhile", request_id=str(request_id))

@@ -1,0 +1,85 @@
+"""Call records' SQL (`calls`): a row inserted when a call starts and updated as
+it progresses (through the per-call writer, bridge/calls/record.py), read
+back by the API, and the rows a restarted service must adopt or finish."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from bridge.store.db import Database
+from bridge.store.errors import NotFound
+
+# Columns a call row may be updated with as the call progresses.
+CALL_COLUMNS = frozenset({
+    "asterisk_node", "path", "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
+    "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
+    "hangup_by", "setup_ms", "talk_seconds", "recorded", "notices", "recording_opt_out", "recording_started_at",
+    "recording_channels", "kind", "custom_field", "time_limit_seconds", "caller_answered_at",
+    "pin_attempts",
+})
+
+
+class Calls:
+    """`store.calls`."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def insert(self, call_id: uuid.UUID, virtual_number: str, caller_channel_id: str,
+                     started_at: datetime, **fields: Any) -> None:
+        columns = _checked(fields)
+        names = ["id", "virtual_number", "caller_channel_id", "started_at", *columns]
+        values = [call_id, virtual_number, caller_channel_id, started_at, *columns.values()]
+        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+        await self.db.run(lambda conn: conn.execute(
+            f"INSERT INTO calls ({', '.join(names)}) VALUES ({placeholders})", *values
+        ))
+
+    async def update(self, call_id: uuid.UUID, **fields: Any) -> None:
+        columns = _checked(fields)
+        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+        await self.db.run(lambda conn: conn.execute(
+            f"UPDATE calls SET {assignments} WHERE id = $1", call_id, *columns.values()
+        ))
+
+    async def get(self, call_id: uuid.UUID) -> dict:
+        row = await self.db.run(lambda conn: conn.fetchrow(
+            "SELECT c.*, r.id AS recording_id FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+            " WHERE c.id = $1", call_id))
+        if row is None:
+            raise NotFound("no such call")
+        return dict(row)
+
+    async def list(self, limit: int = 50, session_id: uuid.UUID | None = None) -> list[dict]:
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT c.*, r.id AS recording_id, r.storage_path, r.bytes AS recording_bytes,"
+            " r.duration_seconds AS recording_seconds"
+            " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+            " WHERE $2::uuid IS NULL OR c.session_id = $2"
+            " ORDER BY c.started_at DESC LIMIT $1", limit, session_id))
+        return [dict(r) for r in rows]
+
+    async def in_progress(self, asterisk_node: str) -> list[dict]:
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT * FROM calls WHERE disposition = 'in_progress' AND asterisk_node = $1 AND path = 'ari'"
+            " ORDER BY started_at",
+            asterisk_node))
+        return [dict(r) for r in rows]
+
+    async def recordings_not_collected(self, asterisk_node: str) -> list[dict]:
+        """Recorded calls that ended (in the last day) without a recording row:
+        their process died between hanging up and moving the file."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT c.id, c.started_at, c.recording_channels FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+            " WHERE c.recorded AND r.id IS NULL AND c.asterisk_node = $1 AND c.path = 'ari'"
+            " AND c.disposition IN ('answered', 'interrupted', 'time_limit') AND c.ended_at > now() - interval '1 day'",
+            asterisk_node))
+        return [dict(r) for r in rows]
+
+
+def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - CALL_COLUMNS
+    if unknown:
+        raise ValueError(f"not call columns: {sorted(unknown)}")
+    return fields

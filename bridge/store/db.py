@@ -1,0 +1,66 @@
+"""The connection pool every query module shares, and the one rule of the call
+path: each query is bounded by `timeout`, and a database that is down or slow
+surfaces as `StoreUnavailable`, which the call flow turns into a prompt."""
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+
+from bridge.privacy.crypto import KeyRing
+from bridge.store.errors import StoreUnavailable
+
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.OperatorInterventionError,  # admin shutdown, fast restart, terminated backend
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,  # a failover in progress
+)
+
+
+class Database:
+    """A pool, the keys that seal the numbers in its rows, and the time any one
+    operation may take."""
+
+    def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
+        self.pool = pool
+        self.keys = keys  # numbers are sealed and hashed with these (bridge/privacy/crypto.py)
+        self.timeout = timeout
+
+    async def run(self, operation: Callable[[asyncpg.Connection], Awaitable[Any]],
+                  timeout: float | None = None) -> Any:
+        """`operation(conn)` on a pooled connection within `timeout` seconds (the
+        store's own by default; retention's batches give theirs); an unreachable
+        database is StoreUnavailable."""
+        try:
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
+                async with self.pool.acquire() as conn:
+                    return await operation(conn)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
+
+    async def try_lease(self, conn: asyncpg.Connection, key: str) -> bool:
+        """Take the per-Asterisk-node lease on `conn` (held while it stays open)."""
+        return await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
+
+
+async def ensure_database(dsn: str) -> bool:
+    """Create the database named in `dsn` if it does not exist; True if created."""
+    parsed = urllib.parse.urlsplit(dsn)
+    name = parsed.path.lstrip("/")
+    admin = urllib.parse.urlunsplit(parsed._replace(path="/postgres"))
+    conn = await asyncpg.connect(admin, timeout=5)
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        return True
+    finally:
+        await conn.close()

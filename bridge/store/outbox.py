@@ -1,0 +1,76 @@
+"""The webhook outbox's SQL (`webhook_outbox`): events written with the change
+they report, then claimed, delivered, retried or dead-lettered by the sender
+(bridge/webhooks.py)."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+
+from bridge.clock import utcnow
+from bridge.store.db import Database
+
+
+async def enqueue_in(conn: asyncpg.Connection, event_type: str, session_id: uuid.UUID | None, url: str,
+                     data: dict, event_id: uuid.UUID | None = None) -> None:
+    """An event, in the caller's transaction (it commits with what it reports)."""
+    event_id = event_id or uuid.uuid4()
+    payload = {"id": str(event_id), "type": event_type, "created_at": utcnow().isoformat(), "data": data}
+    await conn.execute(
+        "INSERT INTO webhook_outbox (event_id, event_type, session_id, url, payload) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        event_id, event_type, session_id, url, json.dumps(payload))
+
+
+class Outbox:
+    """`store.outbox`: signed call and session events waiting for delivery."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def enqueue(self, event_type: str, session_id: uuid.UUID | None, url: str, data: dict,
+                      event_id: uuid.UUID | None = None) -> None:
+        """Idempotent for a given `event_id`: a retried write is not a second event."""
+        await self.db.run(lambda conn: enqueue_in(conn, event_type, session_id, url, data, event_id))
+
+    async def due(self, limit: int = 20) -> list[dict]:
+        """Pending deliveries whose time has come, claimed for 60 s so that two
+        workers never send the same event at once."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "UPDATE webhook_outbox SET next_attempt_at = now() + interval '60 seconds'"
+            " WHERE id IN (SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= now()"
+            "  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit))
+        return [dict(r) for r in rows]
+
+    async def delivered(self, outbox_id: int) -> None:
+        await self.db.run(lambda conn: conn.execute(
+            "UPDATE webhook_outbox SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,"
+            " last_error = NULL WHERE id = $1", outbox_id))
+
+    async def reschedule(self, outbox_ids: list[int], delay: float) -> None:
+        """Release claimed events to be tried again in `delay` seconds."""
+        await self.db.run(lambda conn: conn.execute(
+            "UPDATE webhook_outbox SET next_attempt_at = now() + make_interval(secs => $2::float8)"
+            " WHERE id = ANY($1::bigint[]) AND status = 'pending'", outbox_ids, delay))
+
+    async def failed(self, outbox_id: int, error: str, retry_in: float | None) -> None:
+        """Schedule another attempt in `retry_in` seconds, or dead-letter it (None)."""
+        await self.db.run(lambda conn: conn.execute(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $2,"
+            " status = CASE WHEN $3::float8 IS NULL THEN 'dead' ELSE 'pending' END,"
+            " next_attempt_at = now() + make_interval(secs => coalesce($3::float8, 0)) WHERE id = $1",
+            outbox_id, error[:500], retry_in))
+
+    async def list(self, status: str | None = None, limit: int = 50) -> list[dict]:
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT id, event_id, event_type, session_id, url, status, attempts, last_error, created_at,"
+            " delivered_at, next_attempt_at FROM webhook_outbox WHERE $1::text IS NULL OR status = $1"
+            " ORDER BY id DESC LIMIT $2", status, limit))
+        return [dict(r) for r in rows]
+
+    async def retry_dead(self) -> int:
+        result = await self.db.run(lambda conn: conn.execute(
+            "UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(), attempts = 0"
+            " WHERE status = 'dead'"))
+        return int(result.split()[-1])
