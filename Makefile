@@ -11,6 +11,7 @@ run: bootstrap
 	@set -a; [ ! -f .env ] || . ./.env; set +a; exec .venv/bin/masking run
 
 test: bootstrap
+	.venv/bin/lint-imports --no-cache
 	.venv/bin/python -m pytest -ra
 
 unit: bootstrap
