@@ -758,6 +758,3 @@ async def cmd_asterisk_config(settings: Settings, args) -> int:
     print(f"rendered into {args.out}", file=sys.stderr)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
