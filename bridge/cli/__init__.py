@@ -11,30 +11,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import os
-import socket
 import sys
-import uuid
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bridge import logs
+from bridge.cli.common import (EXIT_BAD_INPUT, EXIT_FAILED, UsageError, emit, open_store, operator, parse_uuid,
+                               representations)
 from bridge.config import ConfigError, Settings
-from bridge.privacy.audit import Actor, ChainWalk, entry_json
+from bridge.privacy.audit import ChainWalk, entry_json
 from bridge.privacy.crypto import CryptoError, KeyRing
 from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.sessions import caller_id
 from bridge.sessions.models import SessionRequest, purpose_allowed
-from bridge.store import Store, StoreError, ensure_database, utcnow
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-class UsageError(Exception):
-    """Bad input from the operator: exit code 2."""
+from bridge.store import StoreError, ensure_database, utcnow
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,32 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- helpers ---------------------------------------------------------------------
-@asynccontextmanager
-async def open_store(settings: Settings):
-    store = await Store.connect(settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-def emit(items: list[dict], columns: list[str], as_json: bool, key: str | None = None) -> None:
-    """A table of `columns`, or JSON (an object under `key`, or the single item)."""
-    if as_json:
-        print(json.dumps({key: items} if key else items[0], indent=2, default=str))
-        return
-    cells = [[("-" if item.get(c) is None else str(item.get(c))) for c in columns] for item in items]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-
-
-def parse_uuid(raw: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise UsageError(f"{what} must be a UUID") from None
 
 
 def _iso_time(raw: str | None, option: str):
@@ -218,21 +183,6 @@ def _iso_time(raw: str | None, option: str):
     if moment is None or moment.tzinfo is None:
         raise UsageError(f"{option} must be an ISO 8601 time with a UTC offset")
     return moment
-
-
-def operator() -> Actor:
-    """The person at this terminal, for the audit rows their changes write."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a bare container)
-        user = f"uid{os.getuid()}"
-    return Actor(f"cli:{user}", f"cli@{socket.gethostname()}")
-
-
-def representations():
-    from bridge.api import app  # the CLI prints what the API returns
-
-    return app
 
 
 SESSION_COLUMNS = ["id", "virtual_number", "status", "record", "external_ref", "expires_at"]
