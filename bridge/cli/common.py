@@ -4,6 +4,7 @@ In one place, so a group's module holds only its own commands and every listing 
 """
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import os
@@ -22,6 +23,20 @@ EXIT_BAD_INPUT = 2
 
 class UsageError(Exception):
     """Bad input from the operator: exit code 2."""
+
+
+def command(group, name: str, handler, help_text: str, listing: bool = False) -> argparse.ArgumentParser:
+    """`name` under `group`, run by `handler`; a listing also takes --json."""
+    p = group.add_parser(name, help=help_text)
+    p.set_defaults(handler=handler)
+    if listing:
+        p.add_argument("--json", action="store_true", help="print JSON, as the HTTP API returns it")
+    return p
+
+
+def group(sub, name: str, help_text: str):
+    """`masking <name> ...`: a command group whose subcommand is required."""
+    return sub.add_parser(name, help=help_text).add_subparsers(dest=f"{name}_command", required=True)
 
 
 @asynccontextmanager
