@@ -1,0 +1,84 @@
+"""Running the bridge: `serve`, `serve-agi`, `run` (Asterisk and the database too), `doctor` and `db upgrade`.
+
+Together because a service starts on a current schema: `serve --migrate` and `run` upgrade the database first.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from bridge.cli.common import EXIT_FAILED, command, group, open_store
+from bridge.config import Settings
+from bridge.privacy.crypto import KeyRing
+from bridge.store.db import ensure_database
+
+
+def add_commands(sub) -> None:
+    p = command(sub, "serve", cmd_serve, "run the bridge (ARI app, HTTP API, webhooks)")
+    p.add_argument("--migrate", action="store_true", help="create and migrate the database first")
+    command(sub, "serve-agi", cmd_serve_agi, "run only the FastAGI fallback (a standby for the dialplan)")
+    command(sub, "run", cmd_run, "run everything on this machine: Asterisk, database, bridge")
+    command(sub, "doctor", cmd_doctor, "check ARI, AMI, database and recording store")
+
+    db = group(sub, "db", "database schema")
+    command(db, "upgrade", cmd_db_upgrade, "create the database if missing and apply migrations")
+
+
+async def cmd_serve(settings: Settings, args) -> int:
+    from bridge.service import serve
+
+    if args.migrate:
+        await cmd_db_upgrade(settings, args)
+    await serve(settings)
+    return 0
+
+
+async def cmd_serve_agi(settings: Settings, _args) -> int:
+    from bridge.service import serve_agi
+
+    await serve_agi(settings)
+    return 0
+
+
+async def cmd_run(settings: Settings, args) -> int:
+    """Asterisk (this project's configuration), database, bridge; Ctrl-C stops all."""
+    from bridge.service import serve
+    from bridge.stack.asterisk import AsteriskInstance
+
+    _, created = KeyRing.load_or_create(settings.keys_path)
+    if created:
+        print(f"created a key ring at {settings.keys_path}: keep it safe, the data is unreadable without it",
+              file=sys.stderr)
+    await cmd_db_upgrade(settings, args)
+    settings.recording_dir.mkdir(parents=True, exist_ok=True)
+    asterisk = AsteriskInstance(settings)
+    await asyncio.to_thread(asterisk.start)
+    print(f"asterisk: SIP udp {settings.asterisk.sip_host}:{settings.asterisk.sip_port}, "
+          f"ARI {settings.ari_url}, AMI {settings.ami_host}:{settings.ami_port}, "
+          f"counterparts dialed at {settings.asterisk.outbound_host}:{settings.asterisk.outbound_port}; "
+          f"HTTP API http://{settings.http_host}:{settings.http_port}; console log {asterisk.console_log}",
+          file=sys.stderr)
+    try:
+        await serve(settings)
+    finally:
+        await asyncio.to_thread(asterisk.stop)
+    return 0
+
+
+async def cmd_db_upgrade(settings: Settings, _args) -> int:
+    if await ensure_database(settings.database_url):
+        print("created database", file=sys.stderr)
+    async with open_store(settings) as store:
+        applied = await store.schema.upgrade()
+    print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"), file=sys.stderr)
+    return 0
+
+
+async def cmd_doctor(settings: Settings, _args) -> int:
+    from bridge.doctor import run_checks
+
+    results = await run_checks(settings)
+    width = max(len(r.name) for r in results)
+    for r in results:
+        print(f"{'ok ' if r.ok else 'FAIL'} {r.name:<{width}}  {r.detail}")
+    return 0 if all(r.ok for r in results) else EXIT_FAILED
