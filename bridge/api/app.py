@@ -8,24 +8,30 @@ why: `X-Audit-Reason`) before they answer.
 """
 from __future__ import annotations
 
-import hashlib
+
 import json
 import uuid
-from datetime import datetime, timezone
 from importlib import resources
-from datetime import datetime
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from bridge import metrics
+from bridge.api import subjects
 from bridge.api.audio import stream_sealed
+from bridge.api.context import (
+    ACTIVE_CALLS, API_KEY, EXTRA_METRICS, PLACE_CALL, READINESS, SETTINGS, STORE, actor,
+)
 from bridge.api.errors import ApiError, error_middleware, invalid, json_body
+from bridge.api.fields import (
+    MAX_TIME_LIMIT, bool_field, checked_text, choice_field, int_field, limit_param, number_field, optional_int_field,
+    refuse_unknown, text_field, time_query, url_field, uuid_field, uuid_param, uuid_query, window_field,
+)
 from bridge.ari import AriNotConnected
 from bridge.calls.connect import ConnectRequest
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.privacy.audit import Actor, clean_reason, entry_json
+from bridge.privacy.audit import entry_json
 from bridge.privacy.crypto import CryptoError
 from bridge.privacy.numbers import InvalidNumber, parse_e164
 from bridge.recordings import wait_audio
@@ -37,15 +43,7 @@ from bridge.store import SessionNotActive, Store, StoreUnavailable, utcnow
 
 SCOPES = ("sessions", "numbers", "recordings", "audit", "subjects")
 MAX_TTL = 366 * 86400
-MAX_TIME_LIMIT = 86400
 MAX_RING_TIMEOUT = 300
-STORE = web.AppKey("store", Store)
-SETTINGS = web.AppKey("settings", Settings)
-READINESS = web.AppKey("readiness", object)
-ACTIVE_CALLS = web.AppKey("active_calls", object)
-EXTRA_METRICS = web.AppKey("extra_metrics", object)
-PLACE_CALL = web.AppKey("place_call", object)
-API_KEY = web.RequestKey("api_key", dict)
 log = get_logger("bridge.api")
 
 
@@ -86,8 +84,6 @@ def make_app(store: Store, settings: Settings,
     r.add_get("/v1/webhooks/events", list_webhook_events)
     r.add_post("/v1/webhooks/events/retry", retry_webhook_events)
     r.add_get("/v1/audit", list_audit)
-    from bridge.api import subjects  # its handlers use this module's helpers
-
     subjects.add_routes(r)
     add_retention_routes(r)
     return app
@@ -130,156 +126,6 @@ async def auth_middleware(request: web.Request, handler):
     return await handler(request)
 
 
-def actor(request: web.Request) -> Actor:
-    """The API key behind `request`, for the audit rows it causes."""
-    key = request[API_KEY]
-    return Actor(f"apikey:{key['prefix']}:{key['name']}", client_address(request),
-                 clean_reason(request.headers.get("X-Audit-Reason")))
-
-
-def client_address(request: web.Request) -> str:
-    """The peer's address; behind a trusted proxy, the one it appended to X-Forwarded-For."""
-    if request.app[SETTINGS].trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
-        if forwarded and forwarded.isprintable():
-            return forwarded[:100]
-    return request.remote or "unknown"
-
-
-# -- validation --------------------------------------------------------------------
-def number_field(body: dict, name: str, settings: Settings, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise invalid(name, f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise invalid(name, f"{name} must be a string in E.164 form")
-    try:
-        return parse_e164(value, settings.default_region)
-    except InvalidNumber as exc:
-        raise ApiError(422, "invalid_number", f"{name}: {exc}", name) from None
-
-
-def int_field(body: dict, name: str, default: int, low: int, high: int) -> int:
-    value = body.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(name, f"{name} must be an integer")
-    if not low <= value <= high:
-        raise invalid(name, f"{name} must be between {low} and {high}")
-    return value
-
-
-def optional_int_field(body: dict, name: str, low: int, high: int) -> int | None:
-    return None if body.get(name) is None else int_field(body, name, 0, low, high)
-
-
-def bool_field(body: dict, name: str, default: bool) -> bool:
-    value = body.get(name, default)
-    if not isinstance(value, bool):
-        raise invalid(name, f"{name} must be true or false")
-    return value
-
-
-def choice_field(body: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = body.get(name, default)
-    if value not in choices:
-        raise invalid(name, f"{name} must be one of {', '.join(choices)}")
-    return value
-
-
-def text_field(body: dict, name: str, max_length: int) -> str | None:
-    return checked_text(body.get(name), name, max_length)
-
-
-def checked_text(value: object, name: str, max_length: int) -> str | None:
-    """A printable string of at most `max_length` characters (PostgreSQL refuses NUL)."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length \
-            or any(ord(c) < 32 for c in value):
-        raise invalid(name, f"{name} must be a non-empty printable string of at most {max_length} characters")
-    return value
-
-
-def url_field(body: dict, name: str) -> str | None:
-    value = text_field(body, name, 2000)
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise invalid(name, f"{name} must be an http(s) URL")
-    return value
-
-
-def window_field(body: dict, name: str) -> tuple[datetime | None, datetime | None]:
-    """{"start": ISO 8601, "end": ISO 8601}, either optional; times need a UTC offset."""
-    value = body.get(name)
-    if value is None:
-        return None, None
-    if not isinstance(value, dict) or set(value) - {"start", "end"}:
-        raise invalid(name, f"{name} must be an object with start and/or end")
-    bounds = []
-    for bound in ("start", "end"):
-        raw = value.get(bound)
-        if raw is None:
-            bounds.append(None)
-            continue
-        try:
-            moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
-            raise invalid(name, f"{name}.{bound} must be an ISO 8601 time with a UTC offset")
-        bounds.append(moment)
-    if bounds[0] and bounds[1] and bounds[1] <= bounds[0]:
-        raise invalid(name, f"{name}.end must be after {name}.start")
-    return bounds[0], bounds[1]
-
-
-def uuid_field(body: dict, name: str) -> uuid.UUID | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            pass
-    raise invalid(name, f"{name} must be a UUID")
-
-
-def uuid_param(request: web.Request, name: str = "id") -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such resource") from None
-
-
-def uuid_query(request: web.Request, name: str) -> uuid.UUID | None:
-    if name not in request.query:
-        return None
-    try:
-        return uuid.UUID(request.query[name])
-    except ValueError:
-        raise invalid(name, f"{name} must be a UUID") from None
-
-
-def time_query(request: web.Request, name: str) -> datetime | None:
-    """An ISO 8601 time (UTC if it names no offset)."""
-    if name not in request.query:
-        return None
-    try:
-        value = datetime.fromisoformat(request.query[name])
-        return value.replace(tzinfo=value.tzinfo or timezone.utc).astimezone(timezone.utc)
-    except (ValueError, OverflowError):
-        raise invalid(name, f"{name} must be a date-time such as 2025-01-31T08:00:00Z") from None
-
-
-def limit_param(request: web.Request) -> int:
-    raw = request.query.get("limit", "50")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 500:
-        raise invalid("limit", "limit must be an integer between 1 and 500")
-    return int(raw)
-
-
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",
                         "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
                         "allowed_window", "time_limit_seconds", "wait_audio_id",
@@ -287,12 +133,6 @@ KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mo
                         "pin_unknown_callers"}
 KNOWN_CONNECT_FIELDS = {"from", "ring_timeout_seconds", "first_ring_timeout_seconds", "second_ring_timeout_seconds",
                         "time_limit_seconds", "record", "custom_field"}
-
-
-def refuse_unknown(body: dict, known: set[str]) -> None:
-    unknown = sorted(set(body) - known)
-    if unknown:
-        raise invalid(unknown[0] or '""', f"unknown field {unknown[0]!r}")  # an empty name still names the field
 
 
 def session_request(body: dict, settings: Settings) -> SessionRequest:
