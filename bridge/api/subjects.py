@@ -11,11 +11,12 @@ import tempfile
 
 from aiohttp import web
 
-from bridge.api.app import (
-    SETTINGS, STORE, actor, bool_field, checked_text, choice_field, limit_param, number_field,
-    refuse_unknown, text_field, uuid_field, uuid_param,
-)
+from bridge.api.context import SETTINGS, STORE, actor
 from bridge.api.errors import ApiError, invalid, json_body
+from bridge.api.fields import (
+    bool_field, checked_text, choice_field, limit_param, number_field, refuse_unknown, text_field, uuid_field,
+    uuid_param,
+)
 from bridge.logs import get_logger
 from bridge.privacy.subject_access import (
     MAX_NOTES, REQUEST_KINDS, RequestMismatch, RequestNotOpen, SubjectRequest, due_at, received_at,

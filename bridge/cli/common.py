@@ -76,7 +76,3 @@ def operator() -> Actor:
     return Actor(f"cli:{user}", f"cli@{socket.gethostname()}")
 
 
-def representations():
-    from bridge.api import app  # the CLI prints what the API returns
-
-    return app

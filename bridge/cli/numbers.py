@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from bridge.cli.common import EXIT_FAILED, command, emit, group, open_store, operator, representations
+from bridge.api.numbers import number_json  # the CLI prints what the API returns
+from bridge.cli.common import EXIT_FAILED, command, emit, group, open_store, operator
 from bridge.config import Settings
 from bridge.numbering import parse_e164
 from bridge.store.errors import StoreError
@@ -40,7 +41,7 @@ async def cmd_numbers_add(settings: Settings, args) -> int:
 
 async def cmd_numbers_list(settings: Settings, args) -> int:
     async with open_store(settings) as store:
-        rows = [representations().number_json(r) for r in await store.numbers.list(args.status)]
+        rows = [number_json(r) for r in await store.numbers.list(args.status)]
     emit(rows, ["number", "status", "reserved", "pin_mode", "country", "live_sessions", "last_allocated_at"], args.json,
          "numbers")
     return 0

@@ -8,7 +8,7 @@ import uuid
 from bridge.ari import EventRouter
 import pytest
 
-from bridge.api.app import connect_request
+from bridge.api.calls import connect_request
 from bridge.api.errors import ApiError
 from bridge.calls import ids
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
