@@ -30,7 +30,8 @@ from bridge.ari import AriClient, AriError, AriNotConnected, Event, EventRouter,
 from bridge.ari.events import Channel
 from bridge.calls import ids
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
-from bridge.calls.flow import CallDeps, adopt_call, collect_left_recording, masked_call
+from bridge.calls.deps import CallDeps
+from bridge.calls.flow import adopt_call, collect_left_recording, masked_call
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
 from bridge.privacy.audit import Actor, changed_settings, config_snapshot, fingerprint

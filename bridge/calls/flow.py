@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -22,16 +21,16 @@ from typing import Callable
 from bridge import metrics, recordings
 from bridge.recordings import stereo, wait_audio
 from bridge.calls import ids
-from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
+from bridge.ari import AriClient, AriError, AriNotFound, Event
 from bridge.calls.decisions import (
     CAUSE_NO_ANSWER, CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, consent_on_record, ended_by_asterisk,
     ending_for_dial, ending_for_rejection, hangup_side, recording_consent, sound_uris, time_limit_steps,
 )
+from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import GONE_EVENTS, CallEvents
 from bridge.calls.notice import NoticeHeard, play_notice, start_ringback, stop_ringback
 from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.record import CallRow
-from bridge.calls.spool import Spool
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.numbers import mask_number
@@ -45,52 +44,6 @@ PROMPT_LIMIT = 30.0  # seconds a rejection prompt may take before we release any
 RECORDING_SETTLE = 5.0
 LEG_SETUP_LIMIT = 5.0
 ASTERISK_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"  # how ARI writes times (bridges' creationtime, events' timestamp)
-
-
-class CallAborted(Exception):
-    """A step of the call could not proceed (a leg vanished or never appeared)."""
-
-
-@dataclass
-class CallDeps:
-    """What a call needs from the service, passed in so tests can swap parts."""
-
-    ari: AriClient
-    store: Store
-    router: EventRouter
-    settings: Settings
-    node: str = "default"  # the Asterisk this process drives (its ARI URL and app)
-    spool: Spool | None = None  # where row writes wait while the database is down
-    active: dict[str, "CallState"] = field(default_factory=dict)
-
-
-@dataclass
-class CallState:
-    id: uuid.UUID
-    caller_id: str
-    callee_id: str | None = None
-    bridge_id: str | None = None
-    snoop_id: str | None = None
-    recording_name: str | None = None
-    # Two-channel recordings: a second snoop and recording for the counterpart,
-    # and the silence that lines the two up (samples before each).
-    callee_snoop_id: str | None = None
-    callee_recording_name: str | None = None
-    recording_delays: tuple[int, int] = (0, 0)
-
-    def use_recording(self, channels: int) -> None:
-        """Name the snoops and recordings of this call (they derive from its id)."""
-        self.snoop_id = ids.snoop_channel(self.id)
-        if channels == 2:
-            self.recording_name = ids.recording_part(self.id, "caller")
-            self.callee_snoop_id = ids.callee_snoop_channel(self.id)
-            self.callee_recording_name = ids.recording_part(self.id, "callee")
-        else:
-            self.recording_name = ids.recording(self.id)
-    recording_id: uuid.UUID | None = None
-    # Legs we already asked Asterisk to hang up: never again, since a second,
-    # causeless DELETE can overwrite the cause (the caller then gets 603).
-    released: set[str] = field(default_factory=set)
 
 
 async def masked_call(deps: CallDeps, start: Event) -> None:
