@@ -28,6 +28,7 @@ from bridge.calls.decisions import (
 )
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import GONE_EVENTS, CallEvents
+from bridge.calls.legs import hangup_leg, release_everything, release_with_prompt, wait_in_stasis
 from bridge.calls.notice import NoticeHeard, play_notice, start_ringback, stop_ringback
 from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.record import CallRow
@@ -40,9 +41,7 @@ from bridge.store import Store, StoreError, StoreUnavailable, utcnow
 
 log = get_logger("bridge.calls")
 
-PROMPT_LIMIT = 30.0  # seconds a rejection prompt may take before we release anyway
 RECORDING_SETTLE = 5.0
-LEG_SETUP_LIMIT = 5.0
 ASTERISK_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"  # how ARI writes times (bridges' creationtime, events' timestamp)
 
 
@@ -497,31 +496,6 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
         clog.error("recording.not_started", error=str(exc))
 
 
-async def release_with_prompt(ari: AriClient, events: CallEvents, call: CallState, ending: Ending,
-                              early_media: bool = True) -> None:
-    """Play the prompt, then release with the ending's cause. As early media
-    unless the caller is already answered (a click-to-call's first party), so
-    a caller is never answered, and billed, just to hear why not."""
-    try:
-        if early_media:
-            await ari.progress(call.caller_id)
-        await play_to_end(ari, events, call.caller_id, ending.prompt)
-    except AriError:
-        pass  # the caller hung up during the prompt
-    if not events.is_gone(call.caller_id):
-        await hangup_leg(ari, call, call.caller_id, ending.cause)
-
-
-async def play_to_end(ari: AriClient, events: CallEvents, channel_id: str, prompt: str) -> None:
-    """Play `prompt` to a channel and wait until it is over or the channel hangs up."""
-    playback_id = str(uuid.uuid4())
-    await ari.play(channel_id, sound_uris(prompt), playback_id)
-    await events.wait_for(
-        lambda e: e.type in ("PlaybackFinished", "PlaybackFailed") and e.playback_id == playback_id,
-        PROMPT_LIMIT, stop_if_gone=(channel_id,),
-    )
-
-
 async def start_recording(ari: AriClient, events: CallEvents, call: CallState, settings: Settings,
                           channels: int = 1) -> None:
     """Record a snoop on the caller's leg (both directions), or for a
@@ -557,17 +531,6 @@ async def recording_delays(events: CallEvents, left: str, right: str) -> tuple[i
 
     await events.wait_for(started, RECORDING_SETTLE)
     return stereo.start_delays(began.get(left), began.get(right))
-
-
-async def wait_in_stasis(events: CallEvents, channel_id: str, stop_if_gone: tuple[str, ...] = ()) -> None:
-    """A channel we created enters Stasis asynchronously; ARI refuses most
-    operations on it (409) until it has."""
-    entered = await events.wait_for(
-        lambda e: e.type == "StasisStart" and e.channel is not None and e.channel.id == channel_id,
-        LEG_SETUP_LIMIT, stop_if_gone=stop_if_gone,
-    )
-    if entered is None:
-        raise CallAborted(f"channel {channel_id} did not enter Stasis")
 
 
 async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, started_at,
@@ -623,31 +586,6 @@ async def collect_left_recording(deps: CallDeps, call_id: uuid.UUID, started_at,
     row.recording(stored)
     await row.close()
     clog.info("recording.recovered", bytes=stored.bytes)
-
-
-async def release_everything(ari: AriClient, call: CallState, events: CallEvents, cause: int | None = None) -> None:
-    """Whatever path the call took, leave nothing of it in Asterisk."""
-    for channel_id in (call.snoop_id, call.callee_snoop_id, call.callee_id, call.caller_id):
-        if channel_id and not events.is_gone(channel_id) and channel_id not in call.released:
-            await hangup_leg(ari, call, channel_id, cause)
-    if call.bridge_id:
-        try:
-            await ari.destroy_bridge(call.bridge_id)
-        except AriError:
-            pass
-
-
-async def hangup_leg(ari: AriClient, call: CallState, channel_id: str | None, cause: int | None = None) -> None:
-    """Hang up one of the call's legs, once."""
-    if not channel_id or channel_id in call.released:
-        return
-    try:
-        await ari.hangup(channel_id, cause)
-        call.released.add(channel_id)
-    except AriNotFound:
-        call.released.add(channel_id)
-    except AriError as exc:
-        log.warning("call.hangup_failed", channel_id=channel_id, status=exc.status)
 
 
 def _ms_since(start: float) -> int:
