@@ -31,7 +31,8 @@ from bridge.ari.events import Channel
 from bridge.calls import ids
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
 from bridge.calls.deps import CallDeps
-from bridge.calls.flow import adopt_call, collect_left_recording, masked_call
+from bridge.calls.flow import adopt_call, masked_call
+from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
 from bridge.privacy.audit import Actor, changed_settings, config_snapshot, fingerprint
