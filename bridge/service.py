@@ -29,9 +29,10 @@ from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, AriNotConnected, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
 from bridge.calls import ids
+from bridge.calls.adopt import adopt_call
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
 from bridge.calls.deps import CallDeps
-from bridge.calls.flow import adopt_call, masked_call
+from bridge.calls.flow import masked_call
 from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
