@@ -8,6 +8,10 @@ either side hangs up, writes the call row as it goes, and moves the recording
 into the project's store. Every unhappy outcome plays a prompt in early media
 and releases the caller with a cause that says why. Nothing created here
 outlives the call: the `finally` hangs up and destroys what is left.
+
+How each step is done lives beside it (`pin.py`, `dial.py`, `recording.py`,
+`legs.py`), shared with click-to-call (`connect.py`) and with calls adopted
+after a restart (`adopt.py`), which resume this story at `talk_until_hangup`.
 """
 from __future__ import annotations
 
@@ -17,9 +21,8 @@ import uuid
 from datetime import datetime
 
 from bridge import metrics
-from bridge.recordings import wait_audio
-from bridge.calls import ids
 from bridge.ari import AriClient, AriError, Event
+from bridge.calls import ids
 from bridge.calls.decisions import (
     CAUSE_NO_ANSWER, CAUSE_NORMAL, Ending, ended_by_asterisk, ending_for_dial, ending_for_rejection, hangup_side,
     recording_consent, sound_uris, time_limit_steps,
@@ -30,12 +33,13 @@ from bridge.calls.events import CallEvents
 from bridge.calls.legs import hangup_leg, release_everything, release_with_prompt
 from bridge.calls.notice import NoticeHeard, play_notice, start_ringback, stop_ringback
 from bridge.calls.out_of_session import ASKABLE, ask_business
+from bridge.calls.pin import route_by_pin
 from bridge.calls.record import CallRow
 from bridge.calls.recording import begin_recording, store_recording
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.numbers import mask_number
-from bridge.calls.pin import route_by_pin
+from bridge.recordings import wait_audio
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller, resolve_route
 from bridge.store import Store, StoreUnavailable, utcnow
 
@@ -158,6 +162,46 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         await finish_call(deps, call, events, row, session, webhook_url)
 
 
+async def resolve(store: Store, settings: Settings, virtual_number: str, caller_number: str | None,
+                  clog) -> Connect | Reject:
+    """The route for a call, the same whichever path carries it (ARI or FastAGI)."""
+    try:
+        lookup = await store.route_lookup(virtual_number, caller_number)
+        route = resolve_route(lookup, caller_number, utcnow())
+    except StoreUnavailable:
+        route = Reject(RejectReason.DATABASE_UNAVAILABLE)
+    if isinstance(route, Reject) and route.reason in ASKABLE and settings.out_of_session_url:
+        route = await ask_business(store, settings, virtual_number, caller_number, route)
+        clog.info("call.out_of_session_asked", connect=isinstance(route, Connect))
+    return route
+
+
+async def hear_notice(deps: CallDeps, events: CallEvents, row: CallRow, heard: list[NoticeHeard], channel_id: str,
+                      party: str, stop_if_gone: tuple[str, ...]) -> None:
+    """Play the recording notice to one party and keep the evidence in the row."""
+    heard.append(await play_notice(deps.ari, events, channel_id, party, deps.settings.notice, stop_if_gone))
+    row.update(notices=json.dumps([h.to_json() for h in heard]))
+
+
+def wait_sound(session) -> str | None:
+    return wait_audio.sound_uri(session.wait_audio_id) if session.wait_audio_id else None
+
+
+async def end_unanswered(deps: CallDeps, events: CallEvents, call: CallState, answer: Event | None, row: CallRow,
+                         clog, early_media: bool = True) -> None:
+    """The counterpart did not answer: the caller hears why and is released."""
+    ari = deps.ari
+    await hangup_leg(ari, call, call.callee_id)
+    await events.settle_causes((call.callee_id,))
+    dialstatus = answer.dialstatus if answer else "NOANSWER"
+    ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), deps.settings.prompts)
+    clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
+    await release_with_prompt(ari, events, call, ending, early_media)
+    row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
+               hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),
+               caller_hangup_cause=events.gone.get(call.caller_id) or ending.cause)
+
+
 async def left_during_notice(ari: AriClient, events: CallEvents, call: CallState, row: CallRow,
                              settings: Settings, clog) -> None:
     """A party hung up while the counterpart heard the notice, before the bridge."""
@@ -175,17 +219,6 @@ async def left_during_notice(ari: AriClient, events: CallEvents, call: CallState
     clog.info("call.not_connected", during="notice", hangup_by="caller" if caller_left else "callee")
 
 
-async def hear_notice(deps: CallDeps, events: CallEvents, row: CallRow, heard: list[NoticeHeard], channel_id: str,
-                      party: str, stop_if_gone: tuple[str, ...]) -> None:
-    """Play the recording notice to one party and keep the evidence in the row."""
-    heard.append(await play_notice(deps.ari, events, channel_id, party, deps.settings.notice, stop_if_gone))
-    row.update(notices=json.dumps([h.to_json() for h in heard]))
-
-
-def wait_sound(session) -> str | None:
-    return wait_audio.sound_uri(session.wait_audio_id) if session.wait_audio_id else None
-
-
 def consented(session_records: bool, heard: list[NoticeHeard], row: CallRow, clog) -> bool:
     """Whether to record, after the notices; an opt-out goes into the row."""
     record, opted_out_by = recording_consent(session_records, heard)
@@ -195,18 +228,20 @@ def consented(session_records: bool, heard: list[NoticeHeard], row: CallRow, clo
     return record
 
 
-async def resolve(store: Store, settings: Settings, virtual_number: str, caller_number: str | None,
-                  clog) -> Connect | Reject:
-    """The route for a call, the same whichever path carries it (ARI or FastAGI)."""
-    try:
-        lookup = await store.route_lookup(virtual_number, caller_number)
-        route = resolve_route(lookup, caller_number, utcnow())
-    except StoreUnavailable:
-        route = Reject(RejectReason.DATABASE_UNAVAILABLE)
-    if isinstance(route, Reject) and route.reason in ASKABLE and settings.out_of_session_url:
-        route = await ask_business(store, settings, virtual_number, caller_number, route)
-        clog.info("call.out_of_session_asked", connect=isinstance(route, Connect))
-    return route
+async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, session,
+                            webhook_url: str | None, clog, record: bool, since: float) -> datetime:
+    """Both legs answered: bridge them, tell the business, record. Returns the answer time."""
+    ari = deps.ari
+    call.bridge_id = ids.bridge(call.id)
+    await ari.create_bridge(call.bridge_id, name=f"masking-{call.id}")
+    await ari.add_to_bridge(call.bridge_id, [call.caller_id, call.callee_id])
+    answered_at = utcnow()
+    row.update(answered_at=answered_at, dial_status="ANSWER")
+    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
+    clog.info("call.bridged", answer_ms=_ms_since(since))
+    if record:
+        await begin_recording(deps, events, call, row, session.recording_channels, clog)
+    return answered_at
 
 
 async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, answered_at,
@@ -295,37 +330,6 @@ def call_event_data(call: CallState, row: CallRow, session) -> dict:
         "recording_opt_out": f.get("recording_opt_out"),
         "kind": f.get("kind", "inbound"), "custom_field": f.get("custom_field"),
     }
-
-
-async def end_unanswered(deps: CallDeps, events: CallEvents, call: CallState, answer: Event | None, row: CallRow,
-                         clog, early_media: bool = True) -> None:
-    """The counterpart did not answer: the caller hears why and is released."""
-    ari = deps.ari
-    await hangup_leg(ari, call, call.callee_id)
-    await events.settle_causes((call.callee_id,))
-    dialstatus = answer.dialstatus if answer else "NOANSWER"
-    ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), deps.settings.prompts)
-    clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
-    await release_with_prompt(ari, events, call, ending, early_media)
-    row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
-               hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),
-               caller_hangup_cause=events.gone.get(call.caller_id) or ending.cause)
-
-
-async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, session,
-                            webhook_url: str | None, clog, record: bool, since: float) -> datetime:
-    """Both legs answered: bridge them, tell the business, record. Returns the answer time."""
-    ari = deps.ari
-    call.bridge_id = ids.bridge(call.id)
-    await ari.create_bridge(call.bridge_id, name=f"masking-{call.id}")
-    await ari.add_to_bridge(call.bridge_id, [call.caller_id, call.callee_id])
-    answered_at = utcnow()
-    row.update(answered_at=answered_at, dial_status="ANSWER")
-    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
-    clog.info("call.bridged", answer_ms=_ms_since(since))
-    if record:
-        await begin_recording(deps, events, call, row, session.recording_channels, clog)
-    return answered_at
 
 
 def _ms_since(start: float) -> int:
