@@ -29,8 +29,11 @@ from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, AriNotConnected, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
 from bridge.calls import ids
+from bridge.calls.adopt import adopt_call
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
-from bridge.calls.flow import CallDeps, adopt_call, collect_left_recording, masked_call
+from bridge.calls.deps import CallDeps
+from bridge.calls.flow import masked_call
+from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
 from bridge.config import Settings
 from bridge.privacy.audit import Actor, changed_settings, config_snapshot, fingerprint

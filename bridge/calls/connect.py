@@ -21,10 +21,13 @@ from bridge import metrics
 from bridge.ari import AriError
 from bridge.calls import ids
 from bridge.calls.decisions import ending_for_dial
+from bridge.calls.deps import CallAborted, CallDeps, CallState
+from bridge.calls.dial import dial_masked, wait_for_answer, wait_for_dial
 from bridge.calls.flow import (
-    CallAborted, CallDeps, CallState, bridge_and_record, call_event_data, consented, dial_masked, end_unanswered,
-    finish_call, hangup_leg, hear_notice, play_to_end, talk_until_hangup, wait_for_answer, wait_for_dial, wait_sound,
+    bridge_and_record, call_event_data, consented, end_unanswered, finish_call, hear_notice, talk_until_hangup,
+    wait_sound,
 )
+from bridge.calls.legs import hangup_leg, play_to_end
 from bridge.calls.notice import NoticeHeard, start_ringback, stop_ringback
 from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow

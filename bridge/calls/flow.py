@@ -8,91 +8,44 @@ either side hangs up, writes the call row as it goes, and moves the recording
 into the project's store. Every unhappy outcome plays a prompt in early media
 and releases the caller with a cause that says why. Nothing created here
 outlives the call: the `finally` hangs up and destroys what is left.
+
+How each step is done lives beside it (`pin.py`, `dial.py`, `recording.py`,
+`legs.py`), shared with click-to-call (`connect.py`) and with calls adopted
+after a restart (`adopt.py`), which resume this story at `talk_until_hangup`.
 """
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Callable
 
-from bridge import metrics, recordings
-from bridge.recordings import stereo, wait_audio
+from bridge import metrics
+from bridge.ari import AriClient, AriError, Event
 from bridge.calls import ids
-from bridge.ari import AriClient, AriError, AriNotFound, Event, EventRouter
 from bridge.calls.decisions import (
-    CAUSE_NO_ANSWER, CAUSE_NORMAL, CAUSE_TEMPORARY_FAILURE, Ending, consent_on_record, ended_by_asterisk,
-    ending_for_dial, ending_for_rejection, hangup_side, recording_consent, sound_uris, time_limit_steps,
+    CAUSE_NO_ANSWER, CAUSE_NORMAL, Ending, ended_by_asterisk, ending_for_dial, ending_for_rejection, hangup_side,
+    recording_consent, sound_uris, time_limit_steps,
 )
-from bridge.calls.events import GONE_EVENTS, CallEvents
+from bridge.calls.deps import CallAborted, CallDeps, CallState
+from bridge.calls.dial import dial_masked, wait_for_answer
+from bridge.calls.events import CallEvents
+from bridge.calls.legs import hangup_leg, release_everything, release_with_prompt
 from bridge.calls.notice import NoticeHeard, play_notice, start_ringback, stop_ringback
 from bridge.calls.out_of_session import ASKABLE, ask_business
+from bridge.calls.pin import route_by_pin
 from bridge.calls.record import CallRow
-from bridge.calls.spool import Spool
+from bridge.calls.recording import begin_recording, store_recording
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.numbering import mask_number
-from bridge.calls.pin import route_by_pin
+from bridge.recordings import wait_audio
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller, resolve_route
 from bridge.clock import utcnow
 from bridge.store import Store
-from bridge.store.errors import StoreError, StoreUnavailable
+from bridge.store.errors import StoreUnavailable
 
 log = get_logger("bridge.calls")
-
-PROMPT_LIMIT = 30.0  # seconds a rejection prompt may take before we release anyway
-RECORDING_SETTLE = 5.0
-LEG_SETUP_LIMIT = 5.0
-ASTERISK_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"  # how ARI writes times (bridges' creationtime, events' timestamp)
-
-
-class CallAborted(Exception):
-    """A step of the call could not proceed (a leg vanished or never appeared)."""
-
-
-@dataclass
-class CallDeps:
-    """What a call needs from the service, passed in so tests can swap parts."""
-
-    ari: AriClient
-    store: Store
-    router: EventRouter
-    settings: Settings
-    node: str = "default"  # the Asterisk this process drives (its ARI URL and app)
-    spool: Spool | None = None  # where row writes wait while the database is down
-    active: dict[str, "CallState"] = field(default_factory=dict)
-
-
-@dataclass
-class CallState:
-    id: uuid.UUID
-    caller_id: str
-    callee_id: str | None = None
-    bridge_id: str | None = None
-    snoop_id: str | None = None
-    recording_name: str | None = None
-    # Two-channel recordings: a second snoop and recording for the counterpart,
-    # and the silence that lines the two up (samples before each).
-    callee_snoop_id: str | None = None
-    callee_recording_name: str | None = None
-    recording_delays: tuple[int, int] = (0, 0)
-
-    def use_recording(self, channels: int) -> None:
-        """Name the snoops and recordings of this call (they derive from its id)."""
-        self.snoop_id = ids.snoop_channel(self.id)
-        if channels == 2:
-            self.recording_name = ids.recording_part(self.id, "caller")
-            self.callee_snoop_id = ids.callee_snoop_channel(self.id)
-            self.callee_recording_name = ids.recording_part(self.id, "callee")
-        else:
-            self.recording_name = ids.recording(self.id)
-    recording_id: uuid.UUID | None = None
-    # Legs we already asked Asterisk to hang up: never again, since a second,
-    # causeless DELETE can overwrite the cause (the caller then gets 603).
-    released: set[str] = field(default_factory=set)
 
 
 async def masked_call(deps: CallDeps, start: Event) -> None:
@@ -211,6 +164,46 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         await finish_call(deps, call, events, row, session, webhook_url)
 
 
+async def resolve(store: Store, settings: Settings, virtual_number: str, caller_number: str | None,
+                  clog) -> Connect | Reject:
+    """The route for a call, the same whichever path carries it (ARI or FastAGI)."""
+    try:
+        lookup = await store.sessions.route_lookup(virtual_number, caller_number)
+        route = resolve_route(lookup, caller_number, utcnow())
+    except StoreUnavailable:
+        route = Reject(RejectReason.DATABASE_UNAVAILABLE)
+    if isinstance(route, Reject) and route.reason in ASKABLE and settings.out_of_session_url:
+        route = await ask_business(store, settings, virtual_number, caller_number, route)
+        clog.info("call.out_of_session_asked", connect=isinstance(route, Connect))
+    return route
+
+
+async def hear_notice(deps: CallDeps, events: CallEvents, row: CallRow, heard: list[NoticeHeard], channel_id: str,
+                      party: str, stop_if_gone: tuple[str, ...]) -> None:
+    """Play the recording notice to one party and keep the evidence in the row."""
+    heard.append(await play_notice(deps.ari, events, channel_id, party, deps.settings.notice, stop_if_gone))
+    row.update(notices=json.dumps([h.to_json() for h in heard]))
+
+
+def wait_sound(session) -> str | None:
+    return wait_audio.sound_uri(session.wait_audio_id) if session.wait_audio_id else None
+
+
+async def end_unanswered(deps: CallDeps, events: CallEvents, call: CallState, answer: Event | None, row: CallRow,
+                         clog, early_media: bool = True) -> None:
+    """The counterpart did not answer: the caller hears why and is released."""
+    ari = deps.ari
+    await hangup_leg(ari, call, call.callee_id)
+    await events.settle_causes((call.callee_id,))
+    dialstatus = answer.dialstatus if answer else "NOANSWER"
+    ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), deps.settings.prompts)
+    clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
+    await release_with_prompt(ari, events, call, ending, early_media)
+    row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
+               hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),
+               caller_hangup_cause=events.gone.get(call.caller_id) or ending.cause)
+
+
 async def left_during_notice(ari: AriClient, events: CallEvents, call: CallState, row: CallRow,
                              settings: Settings, clog) -> None:
     """A party hung up while the counterpart heard the notice, before the bridge."""
@@ -228,17 +221,6 @@ async def left_during_notice(ari: AriClient, events: CallEvents, call: CallState
     clog.info("call.not_connected", during="notice", hangup_by="caller" if caller_left else "callee")
 
 
-async def hear_notice(deps: CallDeps, events: CallEvents, row: CallRow, heard: list[NoticeHeard], channel_id: str,
-                      party: str, stop_if_gone: tuple[str, ...]) -> None:
-    """Play the recording notice to one party and keep the evidence in the row."""
-    heard.append(await play_notice(deps.ari, events, channel_id, party, deps.settings.notice, stop_if_gone))
-    row.update(notices=json.dumps([h.to_json() for h in heard]))
-
-
-def wait_sound(session) -> str | None:
-    return wait_audio.sound_uri(session.wait_audio_id) if session.wait_audio_id else None
-
-
 def consented(session_records: bool, heard: list[NoticeHeard], row: CallRow, clog) -> bool:
     """Whether to record, after the notices; an opt-out goes into the row."""
     record, opted_out_by = recording_consent(session_records, heard)
@@ -248,18 +230,20 @@ def consented(session_records: bool, heard: list[NoticeHeard], row: CallRow, clo
     return record
 
 
-async def resolve(store: Store, settings: Settings, virtual_number: str, caller_number: str | None,
-                  clog) -> Connect | Reject:
-    """The route for a call, the same whichever path carries it (ARI or FastAGI)."""
-    try:
-        lookup = await store.sessions.route_lookup(virtual_number, caller_number)
-        route = resolve_route(lookup, caller_number, utcnow())
-    except StoreUnavailable:
-        route = Reject(RejectReason.DATABASE_UNAVAILABLE)
-    if isinstance(route, Reject) and route.reason in ASKABLE and settings.out_of_session_url:
-        route = await ask_business(store, settings, virtual_number, caller_number, route)
-        clog.info("call.out_of_session_asked", connect=isinstance(route, Connect))
-    return route
+async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, session,
+                            webhook_url: str | None, clog, record: bool, since: float) -> datetime:
+    """Both legs answered: bridge them, tell the business, record. Returns the answer time."""
+    ari = deps.ari
+    call.bridge_id = ids.bridge(call.id)
+    await ari.create_bridge(call.bridge_id, name=f"masking-{call.id}")
+    await ari.add_to_bridge(call.bridge_id, [call.caller_id, call.callee_id])
+    answered_at = utcnow()
+    row.update(answered_at=answered_at, dial_status="ANSWER")
+    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
+    clog.info("call.bridged", answer_ms=_ms_since(since))
+    if record:
+        await begin_recording(deps, events, call, row, session.recording_channels, clog)
+    return answered_at
 
 
 async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, answered_at,
@@ -328,79 +312,6 @@ async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: 
         deps.active.pop(call.caller_id, None)
 
 
-async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> None:
-    """Take over a call a previous process (or connection) left in progress.
-
-    Every id of a call derives from its call id, so its row is enough to find
-    its legs, bridge and recording. A bridged call whose two legs are alive
-    keeps talking and is finished as usual; anything else (still ringing, a
-    leg gone) cannot be resumed and is released as `interrupted`.
-    """
-    call = CallState(id=record["id"], caller_id=record["caller_channel_id"],
-                     callee_id=record["callee_channel_id"])
-    if call.callee_id:
-        call.bridge_id = ids.bridge(call.id)
-    if record["recorded"]:
-        call.use_recording(record.get("recording_channels") or 1)
-    deps.active[call.caller_id] = call
-    clog = log.bind(call_id=str(call.id), session_id=str(record["session_id"]))
-    events = CallEvents(deps.router)
-    for channel_id in (call.caller_id, call.callee_id, call.snoop_id, call.callee_snoop_id):
-        if channel_id:
-            events.watch(channel_id)
-            if channel_id not in live_channels:
-                events.gone.setdefault(channel_id, None)
-    row = CallRow(deps.store, call.id, clog, resumed_fields=record, spool=deps.spool)
-    session = webhook_url = None
-    try:
-        try:
-            session = await deps.store.sessions.get(record["session_id"]) if record["session_id"] else None
-            webhook_url = (session.webhook_url or deps.settings.webhook_url or None) if session else None
-        except StoreError:
-            pass
-        legs_alive = call.callee_id and not events.is_gone(call.caller_id) and not events.is_gone(call.callee_id)
-        answered_at = record["answered_at"]
-        if answered_at is None and legs_alive:
-            # Its predecessor may have bridged the legs and died before the row said so.
-            answered_at = await bridged_at(deps.ari, call)
-            if answered_at:
-                row.update(answered_at=answered_at, dial_status="ANSWER")
-        if answered_at and legs_alive:
-            clog.info("call.adopted")
-            notices = record.get("notices") or "[]"  # asyncpg hands jsonb over as text
-            if isinstance(notices, str):
-                notices = json.loads(notices)
-            if not record["recorded"] and consent_on_record(notices):
-                await resume_recording(deps, events, call, row, session.recording_channels if session else 1,
-                                       live_channels, clog)
-            await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
-        else:
-            clog.warning("call.interrupted", answered=bool(answered_at))
-            ended = utcnow()
-            fields = {"disposition": "interrupted", "ended_at": ended, "hangup_by": "system"}
-            if answered_at:
-                fields["talk_seconds"] = round((ended - answered_at).total_seconds(), 3)
-            row.update(**fields)
-            await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
-            if call.recording_name:
-                await store_recording(deps, events, call, row, record["started_at"], clog)
-    except (AriError, CallAborted) as exc:
-        clog.warning("call.aborted", error=str(exc))
-    finally:
-        await finish_call(deps, call, events, row, session, webhook_url)
-
-
-async def bridged_at(ari: AriClient, call: CallState) -> datetime | None:
-    """When the call's bridge was made, if it holds both legs (Asterisk's clock)."""
-    bridge = await ari.bridge(call.bridge_id) if call.bridge_id else None
-    if not bridge or not {call.caller_id, call.callee_id} <= set(bridge.get("channels", [])):
-        return None
-    try:
-        return datetime.strptime(bridge["creationtime"], ASTERISK_TIME)
-    except (KeyError, ValueError):
-        return utcnow()
-
-
 def call_event_data(call: CallState, row: CallRow, session) -> dict:
     """A webhook's view of the call: ids, roles and times, never a phone number."""
     f = row.fields
@@ -421,282 +332,6 @@ def call_event_data(call: CallState, row: CallRow, session) -> dict:
         "recording_opt_out": f.get("recording_opt_out"),
         "kind": f.get("kind", "inbound"), "custom_field": f.get("custom_field"),
     }
-
-
-def masked_identity(virtual_number: str) -> dict[str, str]:
-    """Channel variables that make the counterpart see only the virtual number.
-
-    chan_pjsip builds an outbound INVITE's From and P-Asserted-Identity from
-    the channel's connected line, so both caller ID and connected line are set.
-    """
-    return {
-        "CALLERID(num)": virtual_number, "CALLERID(name)": virtual_number,
-        "CONNECTEDLINE(num)": virtual_number, "CONNECTEDLINE(name)": virtual_number,
-    }
-
-
-async def wait_for_answer(events: CallEvents, call: CallState, timeout: float,
-                          on_ringing: Callable[[], None]) -> Event | None:
-    """The final Dial event for the counterpart's leg, or None (caller left, or
-    nobody answered within `timeout`: the ring timeout)."""
-    return await wait_for_dial(events, call.callee_id, timeout, on_ringing, stop_if_gone=(call.caller_id,))
-
-
-async def wait_for_dial(events: CallEvents, leg_id: str, timeout: float, on_ringing: Callable[[], None],
-                        stop_if_gone: tuple[str, ...] = ()) -> Event | None:
-    """The final Dial event for a dialed leg, or None (a leg in `stop_if_gone`
-    left, or nobody answered within `timeout`: the ring timeout)."""
-    ringing_noted = False
-
-    def final_dial(event: Event) -> bool:
-        nonlocal ringing_noted
-        if event.type == "Dial" and event.peer_id == leg_id:
-            if event.dialstatus in ("RINGING", "PROGRESS") and not ringing_noted:
-                ringing_noted = True
-                on_ringing()
-            return event.dialstatus not in ("", None, "RINGING", "PROGRESS", "PROCEEDING")
-        # The leg died without a final Dial event.
-        return event.type in GONE_EVENTS and event.channel is not None and event.channel.id == leg_id
-
-    event = await events.wait_for(final_dial, timeout, stop_if_gone=stop_if_gone)
-    if event is not None and event.type != "Dial":
-        return Event(type="Dial", dialstatus="", peer_id=leg_id)
-    return event
-
-
-async def dial_masked(deps: CallDeps, events: CallEvents, channel_id: str, number: str, virtual_number: str,
-                      app_args: str, originator: str | None) -> None:
-    """Create a leg to `number` in our app, showing only the virtual number, and dial it."""
-    events.watch(channel_id)
-    await deps.ari.create_channel(
-        endpoint=f"PJSIP/{number}@{deps.settings.outbound_endpoint}", channel_id=channel_id, app_args=app_args,
-        originator=originator, variables=masked_identity(virtual_number),
-    )
-    await wait_in_stasis(events, channel_id, stop_if_gone=(originator,) if originator else ())
-    # No `caller=` on dial: Asterisk would copy the caller's identity into
-    # the new leg's connected line, which chan_pjsip sends as From and PAI.
-    # No Asterisk timeout either: on expiry it hangs the leg up with cause 32
-    # and no NOANSWER event, so the ring timeout is ours (`wait_for_dial`).
-    await deps.ari.dial(channel_id)
-
-
-async def end_unanswered(deps: CallDeps, events: CallEvents, call: CallState, answer: Event | None, row: CallRow,
-                         clog, early_media: bool = True) -> None:
-    """The counterpart did not answer: the caller hears why and is released."""
-    ari = deps.ari
-    await hangup_leg(ari, call, call.callee_id)
-    await events.settle_causes((call.callee_id,))
-    dialstatus = answer.dialstatus if answer else "NOANSWER"
-    ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), deps.settings.prompts)
-    clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
-    await release_with_prompt(ari, events, call, ending, early_media)
-    row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
-               hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),
-               caller_hangup_cause=events.gone.get(call.caller_id) or ending.cause)
-
-
-async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, session,
-                            webhook_url: str | None, clog, record: bool, since: float) -> datetime:
-    """Both legs answered: bridge them, tell the business, record. Returns the answer time."""
-    ari = deps.ari
-    call.bridge_id = ids.bridge(call.id)
-    await ari.create_bridge(call.bridge_id, name=f"masking-{call.id}")
-    await ari.add_to_bridge(call.bridge_id, [call.caller_id, call.callee_id])
-    answered_at = utcnow()
-    row.update(answered_at=answered_at, dial_status="ANSWER")
-    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
-    clog.info("call.bridged", answer_ms=_ms_since(since))
-    if record:
-        await begin_recording(deps, events, call, row, session.recording_channels, clog)
-    return answered_at
-
-
-async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, channels: int,
-                          clog) -> None:
-    """Start recording a bridged call; a failure must not cost the parties their conversation."""
-    try:
-        await start_recording(deps.ari, events, call, deps.settings, channels)
-        row.update(recorded=True, recording_started_at=utcnow(), recording_channels=channels)
-    except (AriError, CallAborted) as exc:
-        call.recording_name = None
-        clog.error("recording.not_started", error=str(exc))
-
-
-async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, channels: int,
-                           live_channels: set[str], clog) -> None:
-    """Record an adopted call its parties agreed to have recorded, whose dead
-    predecessor had bridged it but not yet (as far as its row says) recorded it.
-    Snoops it left are reused: each records unless its recording already runs."""
-    if ids.snoop_channel(call.id) not in live_channels:
-        await begin_recording(deps, events, call, row, channels, clog)
-        clog.info("recording.resumed", snoop_left=False)
-        return
-    call.use_recording(channels)
-    try:
-        for snoop_id, name in ((call.snoop_id, call.recording_name), (call.callee_snoop_id, call.callee_recording_name)):
-            if snoop_id:
-                events.watch(snoop_id)
-                if not await deps.ari.recording_is_live(name):
-                    await deps.ari.record_channel(snoop_id, name, deps.settings.recording_format if channels == 1
-                                                  else "wav")
-        row.update(recorded=True, recording_channels=channels)
-        clog.info("recording.resumed", snoop_left=True)
-    except AriError as exc:
-        call.recording_name = None
-        clog.error("recording.not_started", error=str(exc))
-
-
-async def release_with_prompt(ari: AriClient, events: CallEvents, call: CallState, ending: Ending,
-                              early_media: bool = True) -> None:
-    """Play the prompt, then release with the ending's cause. As early media
-    unless the caller is already answered (a click-to-call's first party), so
-    a caller is never answered, and billed, just to hear why not."""
-    try:
-        if early_media:
-            await ari.progress(call.caller_id)
-        await play_to_end(ari, events, call.caller_id, ending.prompt)
-    except AriError:
-        pass  # the caller hung up during the prompt
-    if not events.is_gone(call.caller_id):
-        await hangup_leg(ari, call, call.caller_id, ending.cause)
-
-
-async def play_to_end(ari: AriClient, events: CallEvents, channel_id: str, prompt: str) -> None:
-    """Play `prompt` to a channel and wait until it is over or the channel hangs up."""
-    playback_id = str(uuid.uuid4())
-    await ari.play(channel_id, sound_uris(prompt), playback_id)
-    await events.wait_for(
-        lambda e: e.type in ("PlaybackFinished", "PlaybackFailed") and e.playback_id == playback_id,
-        PROMPT_LIMIT, stop_if_gone=(channel_id,),
-    )
-
-
-async def start_recording(ari: AriClient, events: CallEvents, call: CallState, settings: Settings,
-                          channels: int = 1) -> None:
-    """Record a snoop on the caller's leg (both directions), or for a
-    two-channel recording one snoop per leg, each hearing only its party.
-
-    Recording the bridge itself would force Asterisk to mix in software; a
-    snoop keeps the bridge a simple two-party bridge (measured: time-to-bridge
-    p95 0.64 s against 2.6 s at 100 concurrent recorded calls on 2 cores).
-    """
-    call.use_recording(channels)
-    legs = [(call.caller_id, call.snoop_id, call.recording_name)]
-    if channels == 2:
-        legs.append((call.callee_id, call.callee_snoop_id, call.callee_recording_name))
-    for leg, snoop_id, _ in legs:
-        events.watch(snoop_id)
-        await ari.snoop(leg, snoop_id, spy="both" if channels == 1 else "in", app_args=f"snoop,{call.id}")
-    for _, snoop_id, _ in legs:
-        await wait_in_stasis(events, snoop_id)
-    for _, snoop_id, name in legs:
-        await ari.record_channel(snoop_id, name, settings.recording_format if channels == 1 else "wav")
-    if channels == 2:
-        call.recording_delays = await recording_delays(events, call.recording_name, call.callee_recording_name)
-
-
-async def recording_delays(events: CallEvents, left: str, right: str) -> tuple[int, int]:
-    """Silence before each channel so they line up, from when Asterisk says each began."""
-    began: dict[str, datetime] = {}
-
-    def started(e: Event) -> bool:
-        if e.type == "RecordingStarted" and e.recording_name in (left, right) and e.raw.get("timestamp"):
-            began[e.recording_name] = datetime.strptime(e.raw["timestamp"], ASTERISK_TIME)
-        return len(began) == 2
-
-    await events.wait_for(started, RECORDING_SETTLE)
-    return stereo.start_delays(began.get(left), began.get(right))
-
-
-async def wait_in_stasis(events: CallEvents, channel_id: str, stop_if_gone: tuple[str, ...] = ()) -> None:
-    """A channel we created enters Stasis asynchronously; ARI refuses most
-    operations on it (409) until it has."""
-    entered = await events.wait_for(
-        lambda e: e.type == "StasisStart" and e.channel is not None and e.channel.id == channel_id,
-        LEG_SETUP_LIMIT, stop_if_gone=stop_if_gone,
-    )
-    if entered is None:
-        raise CallAborted(f"channel {channel_id} did not enter Stasis")
-
-
-async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, started_at,
-                          clog) -> None:
-    ari, settings = deps.ari, deps.settings
-    names = {n for n in (call.recording_name, call.callee_recording_name) if n}
-    for snoop_id in (call.snoop_id, call.callee_snoop_id):
-        await hangup_leg(ari, call, snoop_id)
-    finished: set[str] = set()
-
-    def all_finished(e: Event) -> bool:
-        if e.type in ("RecordingFinished", "RecordingFailed") and e.recording_name in names:
-            finished.add(e.recording_name)
-        return finished == names
-
-    await events.wait_for(all_finished, RECORDING_SETTLE)
-    try:
-        stored = await collect_recording(deps, call.id, started_at, two_channel=call.callee_recording_name is not None,
-                                         delays=call.recording_delays)
-    except (AriError, recordings.RecordingInvalid, OSError) as exc:
-        clog.error("recording.lost", error=str(exc))
-        return
-    call.recording_id = row.recording(stored)
-    clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1),
-              channels=2 if call.callee_recording_name else 1)
-
-
-async def collect_recording(deps: CallDeps, call_id: uuid.UUID, started_at, two_channel: bool,
-                            delays: tuple[int, int] = (0, 0)) -> recordings.StoredRecording:
-    """Move a call's recording (one file, or two merged into stereo) out of Asterisk into the store."""
-    fmt = "wav" if two_channel else deps.settings.recording_format
-    dest = recordings.storage_path(Path(deps.settings.recording_dir), call_id, started_at, fmt)
-    if two_channel:
-        names = (ids.recording_part(call_id, "caller"), ids.recording_part(call_id, "callee"))
-        return await recordings.collect_stereo(deps.ari, names, dest, deps.store.keys, delays)
-    return await recordings.collect(deps.ari, ids.recording(call_id), dest, fmt, deps.store.keys)
-
-
-async def collect_left_recording(deps: CallDeps, call_id: uuid.UUID, started_at, channels: int = 1) -> None:
-    """Move a recording a dead process left in Asterisk (if it is still there).
-    A two-channel one is merged without alignment: the start times died with it."""
-    clog = log.bind(call_id=str(call_id))
-    row = CallRow(deps.store, call_id, clog, resumed_fields={}, spool=deps.spool)
-    try:
-        stored = await collect_recording(deps, call_id, started_at, two_channel=channels == 2)
-    except AriNotFound:
-        await row.close()
-        return  # nothing was left (or another process took it)
-    except (AriError, recordings.RecordingInvalid, OSError) as exc:
-        clog.error("recording.lost", error=str(exc))
-        await row.close()
-        return
-    row.recording(stored)
-    await row.close()
-    clog.info("recording.recovered", bytes=stored.bytes)
-
-
-async def release_everything(ari: AriClient, call: CallState, events: CallEvents, cause: int | None = None) -> None:
-    """Whatever path the call took, leave nothing of it in Asterisk."""
-    for channel_id in (call.snoop_id, call.callee_snoop_id, call.callee_id, call.caller_id):
-        if channel_id and not events.is_gone(channel_id) and channel_id not in call.released:
-            await hangup_leg(ari, call, channel_id, cause)
-    if call.bridge_id:
-        try:
-            await ari.destroy_bridge(call.bridge_id)
-        except AriError:
-            pass
-
-
-async def hangup_leg(ari: AriClient, call: CallState, channel_id: str | None, cause: int | None = None) -> None:
-    """Hang up one of the call's legs, once."""
-    if not channel_id or channel_id in call.released:
-        return
-    try:
-        await ari.hangup(channel_id, cause)
-        call.released.add(channel_id)
-    except AriNotFound:
-        call.released.add(channel_id)
-    except AriError as exc:
-        log.warning("call.hangup_failed", channel_id=channel_id, status=exc.status)
 
 
 def _ms_since(start: float) -> int:

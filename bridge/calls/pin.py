@@ -17,10 +17,10 @@ dialog. The digits are a credential: they are never logged.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
 
 from bridge.ari import AriClient, AriError
 from bridge.calls.decisions import sound_uris
+from bridge.calls.deps import CallDeps
 from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow
 from bridge.sessions.pins import WrongPin, pin_entered, resolve_pin_route
@@ -28,13 +28,10 @@ from bridge.sessions.resolve import Connect, Reject, RejectReason
 from bridge.clock import utcnow
 from bridge.store.errors import StoreUnavailable
 
-if TYPE_CHECKING:
-    from bridge.calls.flow import CallDeps
-
 PROMPT_LIMIT = 30.0  # seconds the PIN request may take before the digit timeout starts anyway
 
 
-async def route_by_pin(deps: "CallDeps", events: CallEvents, row: CallRow, caller_id: str, virtual_number: str,
+async def route_by_pin(deps: CallDeps, events: CallEvents, row: CallRow, caller_id: str, virtual_number: str,
                        caller_number: str | None, clog) -> Connect | Reject | None:
     """Ask for PINs until one names a session this caller may use, a session
     that ended, or the attempts run out. None: the caller hung up meanwhile

@@ -12,7 +12,7 @@ from bridge.api.calls import connect_request
 from bridge.api.errors import ApiError
 from bridge.calls import ids
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
-from bridge.calls.flow import CallDeps
+from bridge.calls.deps import CallDeps
 from bridge.config import Settings
 from bridge.sessions.models import RouteLookup
 from tests.unit.test_flow import FakeAri, FakeStore, live_session

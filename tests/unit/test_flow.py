@@ -13,7 +13,8 @@ from types import SimpleNamespace
 
 from bridge.ari import AriError, AriNotFound, Event, EventRouter
 from bridge.ari.events import Channel
-from bridge.calls.flow import CallDeps, masked_call
+from bridge.calls.deps import CallDeps
+from bridge.calls.flow import masked_call
 from bridge.config import Settings
 from bridge.sessions.models import MaskingSession, RouteLookup
 from bridge.store.errors import StoreUnavailable

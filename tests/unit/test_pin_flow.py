@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 from bridge.ari import Event, EventRouter
 from bridge.ari.events import Channel
-from bridge.calls.flow import CallDeps, masked_call
+from bridge.calls.deps import CallDeps
+from bridge.calls.flow import masked_call
 from bridge.config import Settings
 from bridge.sessions.models import RouteLookup
 from bridge.sessions.pins import PinLookup

@@ -1,0 +1,95 @@
+"""Calls a previous process (or ARI connection) left in progress, taken over
+after a restart: resumed from their row where both legs still talk, released
+as `interrupted` where they cannot be. The service's reconciliation calls in."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from bridge.ari import AriClient, AriError
+from bridge.calls import ids
+from bridge.calls.decisions import CAUSE_TEMPORARY_FAILURE, consent_on_record
+from bridge.calls.deps import CallAborted, CallDeps, CallState
+from bridge.calls.events import CallEvents
+from bridge.calls.flow import finish_call, talk_until_hangup
+from bridge.calls.legs import release_everything
+from bridge.calls.record import CallRow
+from bridge.calls.recording import ASTERISK_TIME, resume_recording, store_recording
+from bridge.logs import get_logger
+from bridge.clock import utcnow
+from bridge.store.errors import StoreError
+
+log = get_logger("bridge.calls")
+
+
+async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> None:
+    """Take over a call a previous process (or connection) left in progress.
+
+    Every id of a call derives from its call id, so its row is enough to find
+    its legs, bridge and recording. A bridged call whose two legs are alive
+    keeps talking and is finished as usual; anything else (still ringing, a
+    leg gone) cannot be resumed and is released as `interrupted`.
+    """
+    call = CallState(id=record["id"], caller_id=record["caller_channel_id"],
+                     callee_id=record["callee_channel_id"])
+    if call.callee_id:
+        call.bridge_id = ids.bridge(call.id)
+    if record["recorded"]:
+        call.use_recording(record.get("recording_channels") or 1)
+    deps.active[call.caller_id] = call
+    clog = log.bind(call_id=str(call.id), session_id=str(record["session_id"]))
+    events = CallEvents(deps.router)
+    for channel_id in (call.caller_id, call.callee_id, call.snoop_id, call.callee_snoop_id):
+        if channel_id:
+            events.watch(channel_id)
+            if channel_id not in live_channels:
+                events.gone.setdefault(channel_id, None)
+    row = CallRow(deps.store, call.id, clog, resumed_fields=record, spool=deps.spool)
+    session = webhook_url = None
+    try:
+        try:
+            session = await deps.store.sessions.get(record["session_id"]) if record["session_id"] else None
+            webhook_url = (session.webhook_url or deps.settings.webhook_url or None) if session else None
+        except StoreError:
+            pass
+        legs_alive = call.callee_id and not events.is_gone(call.caller_id) and not events.is_gone(call.callee_id)
+        answered_at = record["answered_at"]
+        if answered_at is None and legs_alive:
+            # Its predecessor may have bridged the legs and died before the row said so.
+            answered_at = await bridged_at(deps.ari, call)
+            if answered_at:
+                row.update(answered_at=answered_at, dial_status="ANSWER")
+        if answered_at and legs_alive:
+            clog.info("call.adopted")
+            notices = record.get("notices") or "[]"  # asyncpg hands jsonb over as text
+            if isinstance(notices, str):
+                notices = json.loads(notices)
+            if not record["recorded"] and consent_on_record(notices):
+                await resume_recording(deps, events, call, row, session.recording_channels if session else 1,
+                                       live_channels, clog)
+            await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
+        else:
+            clog.warning("call.interrupted", answered=bool(answered_at))
+            ended = utcnow()
+            fields = {"disposition": "interrupted", "ended_at": ended, "hangup_by": "system"}
+            if answered_at:
+                fields["talk_seconds"] = round((ended - answered_at).total_seconds(), 3)
+            row.update(**fields)
+            await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
+            if call.recording_name:
+                await store_recording(deps, events, call, row, record["started_at"], clog)
+    except (AriError, CallAborted) as exc:
+        clog.warning("call.aborted", error=str(exc))
+    finally:
+        await finish_call(deps, call, events, row, session, webhook_url)
+
+
+async def bridged_at(ari: AriClient, call: CallState) -> datetime | None:
+    """When the call's bridge was made, if it holds both legs (Asterisk's clock)."""
+    bridge = await ari.bridge(call.bridge_id) if call.bridge_id else None
+    if not bridge or not {call.caller_id, call.callee_id} <= set(bridge.get("channels", [])):
+        return None
+    try:
+        return datetime.strptime(bridge["creationtime"], ASTERISK_TIME)
+    except (KeyError, ValueError):
+        return utcnow()

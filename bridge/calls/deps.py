@@ -1,0 +1,60 @@
+"""What every call coroutine is handed and what it keeps: the service's parts
+(`CallDeps`), the call's Asterisk objects (`CallState`), and `CallAborted`.
+They live apart from the flow so that its helpers (PIN entry, recording,
+teardown, adoption) can share them without importing the flow."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from bridge.ari import AriClient, EventRouter
+from bridge.calls import ids
+from bridge.calls.spool import Spool
+from bridge.config import Settings
+from bridge.store import Store
+
+
+class CallAborted(Exception):
+    """A step of the call could not proceed (a leg vanished or never appeared)."""
+
+
+@dataclass
+class CallDeps:
+    """What a call needs from the service, passed in so tests can swap parts."""
+
+    ari: AriClient
+    store: Store
+    router: EventRouter
+    settings: Settings
+    node: str = "default"  # the Asterisk this process drives (its ARI URL and app)
+    spool: Spool | None = None  # where row writes wait while the database is down
+    active: dict[str, "CallState"] = field(default_factory=dict)
+
+
+@dataclass
+class CallState:
+    id: uuid.UUID
+    caller_id: str
+    callee_id: str | None = None
+    bridge_id: str | None = None
+    snoop_id: str | None = None
+    recording_name: str | None = None
+    # Two-channel recordings: a second snoop and recording for the counterpart,
+    # and the silence that lines the two up (samples before each).
+    callee_snoop_id: str | None = None
+    callee_recording_name: str | None = None
+    recording_delays: tuple[int, int] = (0, 0)
+    recording_id: uuid.UUID | None = None
+    # Legs we already asked Asterisk to hang up: never again, since a second,
+    # causeless DELETE can overwrite the cause (the caller then gets 603).
+    released: set[str] = field(default_factory=set)
+
+    def use_recording(self, channels: int) -> None:
+        """Name the snoops and recordings of this call (they derive from its id)."""
+        self.snoop_id = ids.snoop_channel(self.id)
+        if channels == 2:
+            self.recording_name = ids.recording_part(self.id, "caller")
+            self.callee_snoop_id = ids.callee_snoop_channel(self.id)
+            self.callee_recording_name = ids.recording_part(self.id, "callee")
+        else:
+            self.recording_name = ids.recording(self.id)

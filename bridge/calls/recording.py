@@ -1,0 +1,152 @@
+"""Recording a bridged call, and moving its audio into the project's store
+when the call ends (also for calls adopted after a restart, or left behind by
+a dead process). The call's row, written as it goes, is `record.py`'s."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from bridge import recordings
+from bridge.ari import AriClient, AriError, AriNotFound, Event
+from bridge.calls import ids
+from bridge.calls.deps import CallAborted, CallDeps, CallState
+from bridge.calls.events import CallEvents
+from bridge.calls.legs import hangup_leg, wait_in_stasis
+from bridge.calls.record import CallRow
+from bridge.config import Settings
+from bridge.logs import get_logger
+from bridge.recordings import stereo
+from bridge.clock import utcnow
+
+log = get_logger("bridge.calls")
+
+RECORDING_SETTLE = 5.0  # seconds Asterisk may take to say a recording started, or finished
+ASTERISK_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"  # how ARI writes times (bridges' creationtime, events' timestamp)
+
+
+async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, channels: int,
+                          clog) -> None:
+    """Start recording a bridged call; a failure must not cost the parties their conversation."""
+    try:
+        await start_recording(deps.ari, events, call, deps.settings, channels)
+        row.update(recorded=True, recording_started_at=utcnow(), recording_channels=channels)
+    except (AriError, CallAborted) as exc:
+        call.recording_name = None
+        clog.error("recording.not_started", error=str(exc))
+
+
+async def start_recording(ari: AriClient, events: CallEvents, call: CallState, settings: Settings,
+                          channels: int = 1) -> None:
+    """Record a snoop on the caller's leg (both directions), or for a
+    two-channel recording one snoop per leg, each hearing only its party.
+
+    Recording the bridge itself would force Asterisk to mix in software; a
+    snoop keeps the bridge a simple two-party bridge (measured: time-to-bridge
+    p95 0.64 s against 2.6 s at 100 concurrent recorded calls on 2 cores).
+    """
+    call.use_recording(channels)
+    legs = [(call.caller_id, call.snoop_id, call.recording_name)]
+    if channels == 2:
+        legs.append((call.callee_id, call.callee_snoop_id, call.callee_recording_name))
+    for leg, snoop_id, _ in legs:
+        events.watch(snoop_id)
+        await ari.snoop(leg, snoop_id, spy="both" if channels == 1 else "in", app_args=f"snoop,{call.id}")
+    for _, snoop_id, _ in legs:
+        await wait_in_stasis(events, snoop_id)
+    for _, snoop_id, name in legs:
+        await ari.record_channel(snoop_id, name, settings.recording_format if channels == 1 else "wav")
+    if channels == 2:
+        call.recording_delays = await recording_delays(events, call.recording_name, call.callee_recording_name)
+
+
+async def recording_delays(events: CallEvents, left: str, right: str) -> tuple[int, int]:
+    """Silence before each channel so they line up, from when Asterisk says each began."""
+    began: dict[str, datetime] = {}
+
+    def started(e: Event) -> bool:
+        if e.type == "RecordingStarted" and e.recording_name in (left, right) and e.raw.get("timestamp"):
+            began[e.recording_name] = datetime.strptime(e.raw["timestamp"], ASTERISK_TIME)
+        return len(began) == 2
+
+    await events.wait_for(started, RECORDING_SETTLE)
+    return stereo.start_delays(began.get(left), began.get(right))
+
+
+async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, channels: int,
+                           live_channels: set[str], clog) -> None:
+    """Record an adopted call its parties agreed to have recorded, whose dead
+    predecessor had bridged it but not yet (as far as its row says) recorded it.
+    Snoops it left are reused: each records unless its recording already runs."""
+    if ids.snoop_channel(call.id) not in live_channels:
+        await begin_recording(deps, events, call, row, channels, clog)
+        clog.info("recording.resumed", snoop_left=False)
+        return
+    call.use_recording(channels)
+    try:
+        for snoop_id, name in ((call.snoop_id, call.recording_name), (call.callee_snoop_id, call.callee_recording_name)):
+            if snoop_id:
+                events.watch(snoop_id)
+                if not await deps.ari.recording_is_live(name):
+                    await deps.ari.record_channel(snoop_id, name, deps.settings.recording_format if channels == 1
+                                                  else "wav")
+        row.update(recorded=True, recording_channels=channels)
+        clog.info("recording.resumed", snoop_left=True)
+    except AriError as exc:
+        call.recording_name = None
+        clog.error("recording.not_started", error=str(exc))
+
+
+async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, started_at,
+                          clog) -> None:
+    ari, settings = deps.ari, deps.settings
+    names = {n for n in (call.recording_name, call.callee_recording_name) if n}
+    for snoop_id in (call.snoop_id, call.callee_snoop_id):
+        await hangup_leg(ari, call, snoop_id)
+    finished: set[str] = set()
+
+    def all_finished(e: Event) -> bool:
+        if e.type in ("RecordingFinished", "RecordingFailed") and e.recording_name in names:
+            finished.add(e.recording_name)
+        return finished == names
+
+    await events.wait_for(all_finished, RECORDING_SETTLE)
+    try:
+        stored = await collect_recording(deps, call.id, started_at, two_channel=call.callee_recording_name is not None,
+                                         delays=call.recording_delays)
+    except (AriError, recordings.RecordingInvalid, OSError) as exc:
+        clog.error("recording.lost", error=str(exc))
+        return
+    call.recording_id = row.recording(stored)
+    clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1),
+              channels=2 if call.callee_recording_name else 1)
+
+
+async def collect_recording(deps: CallDeps, call_id: uuid.UUID, started_at, two_channel: bool,
+                            delays: tuple[int, int] = (0, 0)) -> recordings.StoredRecording:
+    """Move a call's recording (one file, or two merged into stereo) out of Asterisk into the store."""
+    fmt = "wav" if two_channel else deps.settings.recording_format
+    dest = recordings.storage_path(Path(deps.settings.recording_dir), call_id, started_at, fmt)
+    if two_channel:
+        names = (ids.recording_part(call_id, "caller"), ids.recording_part(call_id, "callee"))
+        return await recordings.collect_stereo(deps.ari, names, dest, deps.store.keys, delays)
+    return await recordings.collect(deps.ari, ids.recording(call_id), dest, fmt, deps.store.keys)
+
+
+async def collect_left_recording(deps: CallDeps, call_id: uuid.UUID, started_at, channels: int = 1) -> None:
+    """Move a recording a dead process left in Asterisk (if it is still there).
+    A two-channel one is merged without alignment: the start times died with it."""
+    clog = log.bind(call_id=str(call_id))
+    row = CallRow(deps.store, call_id, clog, resumed_fields={}, spool=deps.spool)
+    try:
+        stored = await collect_recording(deps, call_id, started_at, two_channel=channels == 2)
+    except AriNotFound:
+        await row.close()
+        return  # nothing was left (or another process took it)
+    except (AriError, recordings.RecordingInvalid, OSError) as exc:
+        clog.error("recording.lost", error=str(exc))
+        await row.close()
+        return
+    row.recording(stored)
+    await row.close()
+    clog.info("recording.recovered", bytes=stored.bytes)
