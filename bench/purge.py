@@ -16,10 +16,10 @@ import time
 import uuid
 from pathlib import Path
 
+from bridge.clock import utcnow
 from bridge.privacy.audit import Actor
 from bridge.privacy.retention import Kind, RetentionPolicy
 from bridge.sessions.models import SessionRequest
-from bridge.clock import utcnow
 from bridge.store import Store
 from tests.support.keys import shared_keys
 from tests.support.recordings import store_recording

@@ -30,7 +30,6 @@ from pathlib import Path
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from tests.support.postgres import Cluster
-from tests.support.ports import free_port
 from tests.support.sipp import PCAP_DIR, Sipp
 from tests.support.stack import REPO, Stack, running_stack
 

@@ -11,9 +11,9 @@ from datetime import datetime
 
 from panoramisk import Manager
 
+from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.clock import utcnow
 
 log = get_logger("bridge.ami")
 

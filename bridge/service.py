@@ -35,15 +35,15 @@ from bridge.calls.deps import CallDeps
 from bridge.calls.flow import masked_call
 from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
+from bridge.clock import utcnow
 from bridge.config import Settings
+from bridge.logs import get_logger
 from bridge.privacy.audit import Actor, changed_settings, config_snapshot, fingerprint
 from bridge.privacy.crypto import KeyRing
 from bridge.privacy.retention import RetentionPolicy
-from bridge.logs import get_logger
 from bridge.recordings.backfill import plaintext_retirer, seal_in_background
 from bridge.recordings.wait_audio import sync_wait_audio
 from bridge.sessions.models import MaskingSession
-from bridge.clock import utcnow
 from bridge.store import Store
 from bridge.store.errors import StoreError, StoreUnavailable
 from bridge.webhooks import Dispatcher

@@ -25,11 +25,11 @@ from bridge.calls.flow import resolve
 from bridge.calls.notice import NoticeHeard
 from bridge.calls.record import CallRow
 from bridge.calls.spool import Spool
+from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.numbering import mask_number
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller
-from bridge.clock import utcnow
 from bridge.store import Store
 
 log = get_logger("bridge.agi")

@@ -16,8 +16,8 @@ from bridge.api.fields import (
 )
 from bridge.ari import AriNotConnected
 from bridge.calls.connect import ConnectRequest
-from bridge.config import Settings
 from bridge.clock import utcnow
+from bridge.config import Settings
 from bridge.store.errors import SessionNotActive
 
 MAX_RING_TIMEOUT = 300

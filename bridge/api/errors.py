@@ -12,13 +12,13 @@ from aiohttp import web
 from bridge.ari import AriNotConnected
 from bridge.logs import get_logger
 from bridge.numbering import InvalidNumber
+from bridge.recordings.convert import UnsupportedAudio
+from bridge.recordings.wait_audio import SoundsDirUnknown
 from bridge.store.errors import (
     IdempotencyConflict, NotFound, NumberAlreadyInPool, NumberInUse, NumberUnavailable, PoolExhausted,
     SessionNotActive, StoreUnavailable, UnknownWaitAudio,
 )
 from bridge.store.errors import LegalHoldActive, SessionAnonymised
-from bridge.recordings.convert import UnsupportedAudio
-from bridge.recordings.wait_audio import SoundsDirUnknown
 
 log = get_logger("bridge.api")
 

@@ -15,10 +15,10 @@ from bridge.api.fields import (
     MAX_TIME_LIMIT, bool_field, checked_text, choice_field, int_field, limit_param, number_field, optional_int_field,
     refuse_unknown, text_field, url_field, uuid_field, uuid_param, window_field,
 )
+from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.sessions import caller_id
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
-from bridge.clock import utcnow
 
 MAX_TTL = 366 * 86400
 KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mode", "record", "external_ref",

@@ -17,13 +17,13 @@ from bridge.api.fields import (
     bool_field, checked_text, choice_field, limit_param, number_field, refuse_unknown, text_field, uuid_field,
     uuid_param,
 )
+from bridge.clock import utcnow
 from bridge.logs import get_logger
 from bridge.privacy.subject_access import (
     MAX_NOTES, REQUEST_KINDS, RequestMismatch, RequestNotOpen, SubjectRequest, due_at, received_at,
 )
-from bridge.subjects.export import export_subject
 from bridge.recordings.backfill import plaintext_retirer
-from bridge.clock import utcnow
+from bridge.subjects.export import export_subject
 
 PIECE = 64 * 1024
 log = get_logger("bridge.api")

@@ -15,8 +15,8 @@ from bridge.calls.flow import finish_call, talk_until_hangup
 from bridge.calls.legs import release_everything
 from bridge.calls.record import CallRow
 from bridge.calls.recording import ASTERISK_TIME, resume_recording, store_recording
-from bridge.logs import get_logger
 from bridge.clock import utcnow
+from bridge.logs import get_logger
 from bridge.store.errors import StoreError
 
 log = get_logger("bridge.calls")

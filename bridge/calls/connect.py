@@ -23,18 +23,18 @@ from bridge.calls import ids
 from bridge.calls.decisions import ending_for_dial
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.dial import dial_masked, wait_for_answer, wait_for_dial
+from bridge.calls.events import CallEvents
 from bridge.calls.flow import (
     bridge_and_record, call_event_data, consented, end_unanswered, finish_call, hear_notice, talk_until_hangup,
     wait_sound,
 )
 from bridge.calls.legs import hangup_leg, play_to_end
 from bridge.calls.notice import NoticeHeard, start_ringback, stop_ringback
-from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow
+from bridge.clock import utcnow
 from bridge.logs import get_logger
 from bridge.sessions.caller_id import number_of, other
 from bridge.sessions.models import MaskingSession
-from bridge.clock import utcnow
 
 log = get_logger("bridge.calls")
 

@@ -36,12 +36,12 @@ from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.pin import route_by_pin
 from bridge.calls.record import CallRow
 from bridge.calls.recording import begin_recording, store_recording
+from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.numbering import mask_number
 from bridge.recordings import wait_audio
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller, resolve_route
-from bridge.clock import utcnow
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 

@@ -16,8 +16,8 @@ from datetime import datetime
 from bridge.ari import AriClient, AriError
 from bridge.calls.decisions import sound_uris
 from bridge.calls.events import CallEvents
-from bridge.config import Notice
 from bridge.clock import utcnow
+from bridge.config import Notice
 
 NOTICE_LIMIT = 60.0  # seconds; a notice that never reports its end is not waited on forever
 

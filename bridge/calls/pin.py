@@ -23,9 +23,9 @@ from bridge.calls.decisions import sound_uris
 from bridge.calls.deps import CallDeps
 from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow
+from bridge.clock import utcnow
 from bridge.sessions.pins import WrongPin, pin_entered, resolve_pin_route
 from bridge.sessions.resolve import Connect, Reject, RejectReason
-from bridge.clock import utcnow
 from bridge.store.errors import StoreUnavailable
 
 PROMPT_LIMIT = 30.0  # seconds the PIN request may take before the digit timeout starts anyway

@@ -14,10 +14,10 @@ from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import CallEvents
 from bridge.calls.legs import hangup_leg, wait_in_stasis
 from bridge.calls.record import CallRow
+from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.recordings import stereo
-from bridge.clock import utcnow
 
 log = get_logger("bridge.calls")
 
@@ -99,7 +99,7 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
 
 async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, started_at,
                           clog) -> None:
-    ari, settings = deps.ari, deps.settings
+    ari = deps.ari
     names = {n for n in (call.recording_name, call.callee_recording_name) if n}
     for snoop_id in (call.snoop_id, call.callee_snoop_id):
         await hangup_leg(ari, call, snoop_id)

@@ -18,8 +18,8 @@ from bridge.cli import (apikeys, asterisk, audit, calls, keys, numbers, purge, r
                         webhooks)
 from bridge.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, UsageError
 from bridge.config import ConfigError, Settings
-from bridge.privacy.crypto import CryptoError
 from bridge.numbering import InvalidNumber
+from bridge.privacy.crypto import CryptoError
 from bridge.store.errors import StoreError
 
 # In the order `masking --help` lists their commands.

@@ -7,11 +7,11 @@ from __future__ import annotations
 import sys
 
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store, operator, parse_uuid
+from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.numbering import parse_e164
 from bridge.sessions import caller_id
 from bridge.sessions.models import SessionRequest, purpose_allowed
-from bridge.clock import utcnow
 from bridge.store.errors import StoreError
 
 SESSION_COLUMNS = ["id", "virtual_number", "status", "record", "external_ref", "expires_at"]

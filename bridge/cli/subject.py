@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store, operator, parse_uuid
-from bridge.config import Settings
 from bridge.clock import utcnow
+from bridge.config import Settings
 from bridge.numbering import parse_e164
 from bridge.recordings.backfill import plaintext_retirer
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import phonenumbers
 
-from bridge.privacy.audit import AuditEntry
 from bridge.numbering import mask_number, redact_text
+from bridge.privacy.audit import AuditEntry
 from bridge.sessions.caller_id import caller_of, number_of, other, participant, role_of
 from bridge.sessions.models import MaskingSession
 

@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.privacy.audit import Actor
 from bridge.numbering import mask_number
+from bridge.privacy.audit import Actor
 from bridge.privacy.retention import SessionToErase, plan_erasure
 from bridge.store.audit import AuditTrail
 from bridge.store.db import Database

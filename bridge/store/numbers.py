@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from bridge.privacy.audit import Actor
 from bridge.numbering import mask_number
+from bridge.privacy.audit import Actor
 from bridge.sessions.pool import Candidate, region_of
 from bridge.store.audit import AuditTrail
 from bridge.store.db import Database

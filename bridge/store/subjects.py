@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from bridge.privacy.audit import Actor, AuditEntry
 from bridge.numbering import mask_number
+from bridge.privacy.audit import Actor, AuditEntry
 from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen, SubjectRequest, clean_notes
 from bridge.sessions.models import MaskingSession
 from bridge.store.audit import AuditTrail, entry_from_row

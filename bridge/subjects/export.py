@@ -19,9 +19,9 @@ from datetime import datetime
 from typing import IO
 
 from bridge.logs import get_logger
+from bridge.numbering import mask_number
 from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import CryptoError
-from bridge.numbering import mask_number
 from bridge.privacy.subject_access import (
     DISCLOSURE_WINDOW, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
 )

@@ -7,14 +7,13 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from bridge.config import Settings
-from bridge.stack.asterisk import AsteriskNotInstalled, find_install
 from bridge.sessions.models import SessionRequest
+from bridge.stack.asterisk import AsteriskNotInstalled, find_install
 from bridge.store import Store
 from tests.support.keys import shared_keys
 from tests.support.rtp import RtpSniffer

@@ -37,10 +37,10 @@ from bridge.config import Settings
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from bridge.store.recordings import RecordingRow
-from tests.support.ports import free_port
-from tests.support.stack import create_database, drop_database, migrate
 from tests.support.keys import shared_keys
+from tests.support.ports import free_port
 from tests.support.recordings import store_recording
+from tests.support.stack import create_database, drop_database, migrate
 
 def _wav(frames: bytes) -> bytes:
     return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(frames), b"WAVE", b"fmt ", 16, 1, 1, 8000, 16000, 2,

@@ -14,9 +14,9 @@ from itertools import count
 
 import pytest
 
-from bridge.sessions.resolve import Connect, resolve_route
 from bridge.clock import utcnow
-from tests.integration.conftest import query, wait_for_call_row
+from bridge.sessions.resolve import Connect, resolve_route
+from tests.integration.conftest import wait_for_call_row
 from tests.integration.test_api import api, create, error_code, numbers  # noqa: F401 (fixture)
 from tests.integration.test_api_call import api_token  # noqa: F401 (fixture)
 from tests.integration.test_cli import masking

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.clock import utcnow
 from bridge.sessions.models import SessionRequest
 from bridge.sessions.resolve import Connect, resolve_route
-from bridge.clock import utcnow
 from bridge.store.errors import NumberInUse, PoolExhausted
 from tests.support.pool_model import ENDINGS, run_sequence
 

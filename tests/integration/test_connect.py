@@ -16,6 +16,7 @@ from itertools import count
 
 import pytest
 
+from bridge.webhooks import verify
 from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.integration.test_api_call import DEFAULT_SECRET, Receiver, api_token, call_api  # noqa: F401 (fixture)
 from tests.integration.test_faults import bridged, kill_service, restore_service, wait_until  # noqa: F401
@@ -23,7 +24,6 @@ from tests.integration.test_masked_call import assert_no_leftovers, number_forms
 from tests.integration.test_wait_audio import TONE_HZ, tone_wav, upload
 from tests.support.rtp import RtpSniffer
 from tests.support.sipp import SipMessage, Sipp, SippResult, render
-from bridge.webhooks import verify
 
 _serial = count(1)
 

@@ -17,8 +17,8 @@ from bridge.store import Store
 from tests.integration.conftest import query, wait_for_call_row
 from tests.integration.test_faults import restore_service, wait_until  # noqa: F401  (a fixture)
 from tests.integration.test_masked_call import assert_no_leftovers, number_forms
-from tests.support.stack import REPO
 from tests.support.dtmf import dtmf_pcap, info_messages
+from tests.support.stack import REPO
 
 _serial = itertools.count(1)
 

@@ -19,7 +19,7 @@ from bridge.privacy.crypto import KeyRing
 from bridge.store import Store
 from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.support.keys import shared_keys
-from tests.support.stack import ADMIN_DSN, create_database, drop_database, migrate
+from tests.support.stack import ADMIN_DSN, create_database, drop_database
 
 
 def number_spellings(number: str) -> list[str]:

@@ -17,11 +17,11 @@ import aiohttp
 import pytest
 
 from bridge.calls.spool import Spool
+from bridge.clock import utcnow
 from bridge.privacy.crypto import KeyRing, recording_key_context
 from bridge.recordings import backfill
 from bridge.recordings.sealed import CHUNK_SIZE, SealedFileCorrupt, new_dek, plaintext_size, read_range, seal_file
 from bridge.sessions.models import SessionRequest
-from bridge.clock import utcnow
 from bridge.store import Store
 from bridge.store.errors import NotFound, StoreUnavailable
 from bridge.store.recordings import RecordingRow

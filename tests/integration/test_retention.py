@@ -13,11 +13,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bridge.clock import utcnow
 from bridge.privacy.audit import Actor
 from bridge.privacy.retention import Kind, RetentionPolicy
 from bridge.recordings.sealed import SealedFileCorrupt, read_range
 from bridge.sessions.models import SessionRequest
-from bridge.clock import utcnow
 from bridge.store import Store
 from bridge.store.errors import NotFound, SessionAnonymised
 from tests.integration.test_api import api  # noqa: F401 (fixture)
