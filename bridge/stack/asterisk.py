@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bridge.config import Settings
+from bridge.files import write_private
 
 DIALPLAN_DIR = Path(os.environ.get("MASKING_DIALPLAN_DIR", Path(__file__).resolve().parents[2] / "dialplan"))
 ROOT_MARKER = ".masking-root-complete"
@@ -179,7 +180,7 @@ class AsteriskInstance:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         values = template_values(self.settings, self.install, self.inner_dir)
         for name, text in render_templates(values).items():
-            (self.dir / "etc" / name).write_text(text)
+            write_private(self.dir / "etc" / name, text)  # ari.conf and manager.conf hold secrets
         install_sounds(self.install.resolved_host_path(self.install.data_dir + "/sounds/en"))
 
     def start(self, timeout: float = 30.0) -> None:
