@@ -6,6 +6,7 @@ README and `.env.example` list them.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -93,6 +94,8 @@ class Settings:
     # FastAGI fallback, used by the dialplan when the Stasis app is not registered.
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # Addresses (or CIDR networks) the fallback accepts connections from: the Asterisk hosts.
+    agi_allowed_sources: str = "127.0.0.1,::1"
     outbound_endpoint: str = "carrier-out"
     dial_timeout: int = 30
     recording_dir: Path = Path(".run/recordings")
@@ -223,6 +226,12 @@ class Settings:
                               " MASKING_PIN_QUARANTINE_SECONDS not negative")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
+        if not re.fullmatch(r"[A-Za-z0-9._~-]*", self.agi_secret):
+            raise ConfigError("MASKING_AGI_SECRET may hold only letters, digits and . _ ~ - (it travels in a URL)")
+        try:
+            parse_networks(self.agi_allowed_sources)
+        except ValueError:
+            raise ConfigError("MASKING_AGI_ALLOWED_SOURCES must list addresses or networks (CIDR), comma-separated")
         self._validate_retention()
 
     def _validate_retention(self) -> None:
@@ -252,6 +261,11 @@ MIN_SECRET_LENGTH = 16
 # query): audit rows hold a keyed digest of these, never the value.
 UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL"})
 _NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_"}  # as `from_env` reads them
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.0.0.5, 10.1.0.0/16, ::1` as networks; ValueError if one is not."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
 
 def weak_secrets(settings: Settings) -> list[str]:

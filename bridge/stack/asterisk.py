@@ -138,6 +138,7 @@ def template_values(settings: Settings, install: AsteriskInstall, instance_dir: 
         prompt_unavailable=settings.prompts.unavailable,
         agi_host=settings.agi_host,
         agi_port=str(settings.agi_port),
+        agi_secret=settings.agi_secret,
         dial_timeout=str(settings.dial_timeout),
         outbound_endpoint=settings.outbound_endpoint,
     )
