@@ -98,3 +98,29 @@ def test_an_endless_request_is_cut_off_at_the_size_bound(stack):
         except (BrokenPipeError, ConnectionResetError):
             closed = True
     assert closed
+
+
+def test_the_bridges_ami_account_cannot_originate_a_call_or_run_commands(stack):
+    with socket.create_connection((stack.settings.ami_host, stack.settings.ami_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()  # the banner
+
+        def block() -> str:
+            lines = []
+            while (line := reader.readline().decode().rstrip("\r\n")) != "" or not lines:
+                if line:
+                    lines.append(line)
+            return "\n".join(lines)
+
+        def action(**fields: str) -> str:
+            """The response to the action (events the account may read are skipped)."""
+            sock.sendall("".join(f"{k}: {v}\r\n" for k, v in fields.items()).encode() + b"\r\n")
+            while not (answer := block()).startswith("Response:"):
+                pass
+            return answer
+
+        login = action(Action="Login", Username=stack.settings.ami_user, Secret=stack.settings.ami_password)
+        assert "Response: Success" in login
+        originate = action(Action="Originate", Channel="Local/1@masking-inbound", Application="Wait", Data="1")
+        command = action(Action="Command", Command="core show channels")
+    assert "Permission denied" in originate and "Permission denied" in command
