@@ -6,6 +6,7 @@ README and `.env.example` list them.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -93,6 +94,8 @@ class Settings:
     # FastAGI fallback, used by the dialplan when the Stasis app is not registered.
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # Addresses (or CIDR networks) the fallback accepts connections from: the Asterisk hosts.
+    agi_allowed_sources: str = "127.0.0.1,::1"
     outbound_endpoint: str = "carrier-out"
     dial_timeout: int = 30
     recording_dir: Path = Path(".run/recordings")
@@ -129,6 +132,11 @@ class Settings:
     subject_request_days: int = 30
     # Fault-injection endpoints (/debug/...) for the test suite; never in production.
     test_hooks: bool = False
+    # An explicit development mode: the service starts even with the secrets
+    # that ship in this repository (or empty ones). Never in production.
+    development: bool = False
+    # The shared secret the dialplan passes to the FastAGI fallback with each request.
+    agi_secret: str = ""
     default_region: str = "SG"
     log_level: str = "info"
     state_dir: Path = Path(".run")
@@ -147,6 +155,9 @@ class Settings:
     retain_sessions_days: str = "90"
     purge_interval_seconds: float = 3600.0
     purge_batch: int = 500
+    # Recordings a dead process or a failed collection left in Asterisk's spool
+    # or half-downloaded: sealed or removed at start and then this often (0: at start only).
+    recording_sweep_seconds: float = 600.0
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
     notice: Notice = field(default_factory=Notice)
@@ -215,6 +226,12 @@ class Settings:
                               " MASKING_PIN_QUARANTINE_SECONDS not negative")
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
+        if not re.fullmatch(r"[A-Za-z0-9._~-]*", self.agi_secret):
+            raise ConfigError("MASKING_AGI_SECRET may hold only letters, digits and . _ ~ - (it travels in a URL)")
+        try:
+            parse_networks(self.agi_allowed_sources)
+        except ValueError:
+            raise ConfigError("MASKING_AGI_ALLOWED_SOURCES must list addresses or networks (CIDR), comma-separated")
         self._validate_retention()
 
     def _validate_retention(self) -> None:
@@ -231,11 +248,42 @@ class Settings:
 
 
 # Never recorded anywhere, not even as a digest.
-SECRET_SETTINGS = frozenset({"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MASKING_WEBHOOK_SECRET"})
+SECRET_SETTINGS = frozenset({"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MASKING_WEBHOOK_SECRET",
+                             "MASKING_AGI_SECRET"})
+# Values of those that are published (defaults, .env.example, docs): whoever
+# reads this repository knows them, so they count as no secret at all.
+PUBLISHED_SECRETS = frozenset({
+    "masking-dev-secret", "masking-dev-webhook-secret", "change-me", "change-me-ari", "change-me-ami",
+    "change-me-webhook", "change-me-agi", "secret", "password", "masking",
+})
+MIN_SECRET_LENGTH = 16
 # May carry credentials or personal data (user:password@host, a token in a
 # query): audit rows hold a keyed digest of these, never the value.
 UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL"})
 _NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_"}  # as `from_env` reads them
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.0.0.5, 10.1.0.0/16, ::1` as networks; ValueError if one is not."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+
+
+def weak_secrets(settings: Settings) -> list[str]:
+    """The secret settings, by name, that are empty, shorter than
+    MIN_SECRET_LENGTH, or a value published in this repository."""
+    named = settings_by_name(settings)
+    return sorted(name for name in SECRET_SETTINGS
+                  if named[name] in PUBLISHED_SECRETS or len(named[name]) < MIN_SECRET_LENGTH)
+
+
+def require_strong_secrets(settings: Settings) -> None:
+    """Refuse to run a service with a secret anyone can know, outside the
+    explicit development mode. The message names the settings, never a value."""
+    weak = weak_secrets(settings)
+    if weak and not settings.development:
+        raise ConfigError(
+            f"{', '.join(weak)}: empty, shorter than {MIN_SECRET_LENGTH} characters or a published default; "
+            "set random values (`masking run` generates them), or MASKING_DEVELOPMENT=true on a development machine")
 
 
 def parse_days(raw: str) -> int | None:

@@ -35,6 +35,7 @@ from bridge.calls.deps import CallDeps
 from bridge.calls.flow import masked_call
 from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
+from bridge.calls.sweep import sweep_forever
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
@@ -96,6 +97,8 @@ class Service:
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
         self._tasks.append(asyncio.create_task(seal_in_background(self.store), name="recordings-seal"))
+        self._tasks.append(asyncio.create_task(
+            sweep_forever(self.deps, self.settings.recording_sweep_seconds), name="recordings-sweep"))
         self._tasks.append(asyncio.create_task(sync_wait_audio(self.store, self.settings), name="wait-audio-sync"))
         if self.settings.purge_interval_seconds > 0:
             self._tasks.append(asyncio.create_task(purge_periodically(self.store, self.settings), name="purge"))

@@ -15,9 +15,8 @@ import uuid
 import json
 from datetime import datetime, timedelta, timezone
 
-from panoramisk import fast_agi
-
 from bridge import recordings
+from bridge.agi.gate import MAX_REQUEST_BYTES, Gate
 from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
 from bridge.calls.decisions import ending_for_dial, ending_for_rejection
@@ -31,6 +30,7 @@ from bridge.logs import get_logger
 from bridge.numbering import mask_number
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller
 from bridge.store import Store
+from bridge.store.errors import NotFound, StoreUnavailable
 
 log = get_logger("bridge.agi")
 DIAL_OUTCOMES = ("BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION")
@@ -40,17 +40,16 @@ DISPOSITIONS = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "
 class FallbackAgi:
     def __init__(self, store: Store, ari: AriClient, settings: Settings, node: str, spool: Spool | None):
         self.store, self.ari, self.settings, self.node, self.spool = store, ari, settings, node, spool
-        self.app = fast_agi.Application()
-        self.app.add_route("route", self.route)
-        self.app.add_route("finish", self.finish)
+        self.gate = Gate({"route": self.route, "finish": self.finish}, settings.agi_secret,
+                         settings.agi_allowed_sources)
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
         """Listen; a port already taken (another instance on this host) is
         logged, not fatal: the fallback is a second line, not the first."""
         try:
-            self._server = await asyncio.start_server(self.app.handler, self.settings.agi_host,
-                                                      self.settings.agi_port)
+            self._server = await asyncio.start_server(self.gate.handler, self.settings.agi_host,
+                                                      self.settings.agi_port, limit=MAX_REQUEST_BYTES)
         except OSError as exc:
             log.error("agi.unavailable", port=self.settings.agi_port, error=exc.strerror)
             return
@@ -113,6 +112,9 @@ class FallbackAgi:
         except ValueError:
             return
         clog = log.bind(call_id=str(call_id), path="agi")
+        if not await self._owned_by(call_id, request.headers.get("agi_uniqueid", "")):
+            clog.warning("agi.refused", reason="not_this_channels_call")
+            return
         row = CallRow(self.store, call_id, clog, spool=self.spool)
         ended = utcnow()
         status = values["DIALSTATUS"]
@@ -129,6 +131,16 @@ class FallbackAgi:
         if values["MASKING_RECORD"] == "1" and status == "ANSWER":
             await self._store_recording(call_id, row, clog)
         await row.close()
+
+    async def _owned_by(self, call_id: uuid.UUID, channel_uniqueid: str) -> bool:
+        """`finish` completes only the fallback call `route` wrote for this
+        channel. A row not there yet (its insert waits in the spool while the
+        database is down) cannot be told apart, and is finished as named."""
+        try:
+            row = await self.store.calls.get(call_id)
+        except (NotFound, StoreUnavailable):
+            return True
+        return row["path"] == "agi" and row["caller_channel_id"] == channel_uniqueid
 
     def _notice_evidence(self, values: dict[str, str]) -> dict:
         """The caller's notice as the dialplan played it (Read() and EPOCH).

@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 
+from bridge.files import open_private
+
 
 class AriError(Exception):
     """ARI answered an error status (or could not be reached)."""
@@ -184,6 +186,10 @@ class AriClient:
         except AriNotFound:
             return False
 
+    async def stored_recordings(self) -> list[str]:
+        """The names of the recordings in Asterisk's spool (finished or not)."""
+        return [r["name"] for r in await self.request("GET", "/recordings/stored")]
+
     async def delete_stored_recording(self, name: str) -> None:
         await self.request("DELETE", f"/recordings/stored/{name}")
 
@@ -195,7 +201,7 @@ class AriClient:
             async with self.http.get(self.base_url + path, timeout=aiohttp.ClientTimeout(total=120)) as resp:
                 if resp.status >= 400:
                     raise _error_for(resp.status, "GET", path, await resp.text())
-                with open(dest, "wb") as out:
+                with open_private(dest, "wb") as out:  # plaintext audio
                     async for chunk in resp.content.iter_chunked(64 * 1024):
                         digest.update(chunk)
                         size += len(chunk)

@@ -40,3 +40,16 @@ def recording(call_id: uuid.UUID) -> str:
 def recording_part(call_id: uuid.UUID, party: str) -> str:
     """One party's recording of a two-channel call ('caller' or 'callee')."""
     return f"call-{call_id}-{party}"
+
+
+def call_of_recording(name: str) -> uuid.UUID | None:
+    """The call a stored recording's name belongs to; None for a name not ours."""
+    if not name.startswith("call-"):
+        return None
+    stem = name[len("call-"):]
+    for party in ("-caller", "-callee"):
+        stem = stem.removesuffix(party)
+    try:
+        return uuid.UUID(stem)
+    except ValueError:
+        return None

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from bridge.files import open_private, write_private
 from bridge.logs import get_logger
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
@@ -72,7 +73,7 @@ class Spool:
         if self.path.exists() and self.path.stat().st_size + len(line) > MAX_BYTES:
             log.error("spool.full", call_id=str(call_id), operation=operation)
             return
-        with open(self.path, "a") as f:
+        with open_private(self.path, "a") as f:  # the rows' personal details
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
@@ -103,9 +104,7 @@ class Spool:
                 appended = []
             rest = lines[done:] + appended
             if rest:
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text("".join(r + "\n" for r in rest))
-                os.replace(tmp, self.path)
+                write_private(self.path, "".join(r + "\n" for r in rest))
             else:
                 self.path.unlink(missing_ok=True)
             if done:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bridge.cli.common import command, group
 from bridge.config import Settings
+from bridge.files import write_private
 
 
 def add_commands(sub) -> None:
@@ -22,6 +23,6 @@ async def cmd_asterisk_config(settings: Settings, args) -> int:
     install = AsteriskInstall(root=Path("/"), module_dir="/usr/lib/x86_64-linux-gnu/asterisk/modules")
     args.out.mkdir(parents=True, exist_ok=True)
     for name, text in render_templates(template_values(settings, install, args.instance_dir)).items():
-        (args.out / name).write_text(text)
+        write_private(args.out / name, text)  # ari.conf and manager.conf hold secrets
     print(f"rendered into {args.out}", file=sys.stderr)
     return 0

@@ -8,7 +8,7 @@ import asyncio
 import sys
 
 from bridge.cli.common import EXIT_FAILED, command, group, open_store
-from bridge.config import Settings
+from bridge.config import Settings, require_strong_secrets
 from bridge.privacy.crypto import KeyRing
 from bridge.store.db import ensure_database
 
@@ -27,6 +27,7 @@ def add_commands(sub) -> None:
 async def cmd_serve(settings: Settings, args) -> int:
     from bridge.service import serve
 
+    require_strong_secrets(settings)
     if args.migrate:
         await cmd_db_upgrade(settings, args)
     await serve(settings)
@@ -36,6 +37,7 @@ async def cmd_serve(settings: Settings, args) -> int:
 async def cmd_serve_agi(settings: Settings, _args) -> int:
     from bridge.service import serve_agi
 
+    require_strong_secrets(settings)
     await serve_agi(settings)
     return 0
 
@@ -44,7 +46,13 @@ async def cmd_run(settings: Settings, args) -> int:
     """Asterisk (this project's configuration), database, bridge; Ctrl-C stops all."""
     from bridge.service import serve
     from bridge.stack.asterisk import AsteriskInstance
+    from bridge.stack.secrets import secrets_file, with_generated_secrets
 
+    settings, generated = with_generated_secrets(settings)
+    if generated:
+        print(f"generated {', '.join(generated)} into {secrets_file(settings)} (kept for the next start)",
+              file=sys.stderr)
+    require_strong_secrets(settings)
     _, created = KeyRing.load_or_create(settings.keys_path)
     if created:
         print(f"created a key ring at {settings.keys_path}: keep it safe, the data is unreadable without it",

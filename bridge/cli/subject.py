@@ -12,6 +12,7 @@ from pathlib import Path
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store, operator, parse_uuid
 from bridge.clock import utcnow
 from bridge.config import Settings
+from bridge.files import open_private
 from bridge.numbering import parse_e164
 from bridge.recordings.backfill import plaintext_retirer
 
@@ -61,7 +62,7 @@ async def cmd_subject_export(settings: Settings, args) -> int:
     partial = path.with_name(f".{path.name}.partial")  # renamed once complete: never half a zip under its name
     async with open_store(settings) as store:
         try:
-            with open(partial, "wb") as out:
+            with open_private(partial) as out:
                 summary = await export_subject(store, number, out, operator(), now, args.audio, request_id)
             os.replace(partial, path)
         except RequestMismatch as exc:

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bridge.ari import AriClient, AriError
+from bridge.files import open_private
 from bridge.privacy.crypto import KeyRing, Sealed, recording_key_context
 from bridge.recordings.sealed import PlaintextDigest, new_dek, seal_file
 
@@ -161,7 +162,8 @@ async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, key
             audio, duration = await asyncio.to_thread(merge, parts[0].read_bytes(), parts[1].read_bytes(), delays)
         except ValueError as exc:  # not WAV, or the two do not match
             raise RecordingInvalid(f"cannot merge the two channels: {exc}") from None
-        merged.write_bytes(audio)
+        with open_private(merged) as out:
+            out.write(audio)
         recording_id, sealed = uuid.uuid4(), sealed_path(dest)
         key, digest = await asyncio.to_thread(seal_recording, merged, sealed, recording_id, keys)
     finally:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bridge.config import Settings
+from bridge.files import write_private
 
 DIALPLAN_DIR = Path(os.environ.get("MASKING_DIALPLAN_DIR", Path(__file__).resolve().parents[2] / "dialplan"))
 ROOT_MARKER = ".masking-root-complete"
@@ -137,6 +138,7 @@ def template_values(settings: Settings, install: AsteriskInstall, instance_dir: 
         prompt_unavailable=settings.prompts.unavailable,
         agi_host=settings.agi_host,
         agi_port=str(settings.agi_port),
+        agi_secret=settings.agi_secret,
         dial_timeout=str(settings.dial_timeout),
         outbound_endpoint=settings.outbound_endpoint,
     )
@@ -179,7 +181,7 @@ class AsteriskInstance:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         values = template_values(self.settings, self.install, self.inner_dir)
         for name, text in render_templates(values).items():
-            (self.dir / "etc" / name).write_text(text)
+            write_private(self.dir / "etc" / name, text)  # ari.conf and manager.conf hold secrets
         install_sounds(self.install.resolved_host_path(self.install.data_dir + "/sounds/en"))
 
     def start(self, timeout: float = 30.0) -> None:

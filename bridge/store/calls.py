@@ -67,6 +67,15 @@ class Calls:
             asterisk_node))
         return [dict(r) for r in rows]
 
+    async def recording_states(self, call_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+        """For the sweep: each known call's progress, whether it was to be
+        recorded, and how many recording rows it has."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT c.id, c.disposition, c.recorded, c.recording_channels, c.started_at,"
+            " (SELECT count(*) FROM recordings r WHERE r.call_id = c.id) AS recordings"
+            " FROM calls c WHERE c.id = ANY($1::uuid[])", call_ids))
+        return {r["id"]: dict(r) for r in rows}
+
     async def recordings_not_collected(self, asterisk_node: str) -> list[dict]:
         """Recorded calls that ended (in the last day) without a recording row:
         their process died between hanging up and moving the file."""

@@ -20,7 +20,6 @@ from tests.integration.test_cli import masking
 from tests.integration.test_masked_call import sealed_audio
 from tests.support.ports import free_port
 
-DEFAULT_SECRET = "masking-dev-webhook-secret"  # the stack does not override it
 
 
 class Receiver:
@@ -105,7 +104,7 @@ def test_a_business_creates_a_session_gets_signed_call_events_and_reads_the_reco
     types = [e["type"] for e in receiver.events()]
     assert types.index("call.ringing") < types.index("call.answered") < types.index("call.completed")
     for headers, body in receiver.requests:
-        assert verify(DEFAULT_SECRET, headers["X-Masking-Timestamp"], body, headers["X-Masking-Signature"])
+        assert verify(stack.settings.webhook_secret, headers["X-Masking-Timestamp"], body, headers["X-Masking-Signature"])
         for number in ("6594000001", "6584000001"):
             assert number.encode() not in body, "a participant's number reached a webhook body"
     data = completed["data"]
@@ -191,7 +190,7 @@ def test_a_business_can_connect_an_out_of_session_caller_to_a_sellers_reserved_n
     invite = next(m for m in call.counterpart.received() if m.startswith("INVITE"))
     assert f"To: <sip:{seller}@" in invite and customer not in invite
     headers, body = business.requests[0]
-    assert verify(DEFAULT_SECRET, headers["X-Masking-Timestamp"], body, headers["X-Masking-Signature"])
+    assert verify(stack.settings.webhook_secret, headers["X-Masking-Timestamp"], body, headers["X-Masking-Signature"])
     assert json.loads(body)["reason"] == "not_a_participant"
     status, body = call_api(stack, api_token, "GET", "/v1/sessions?external_ref=seller-shop-1")
     sessions = json.loads(body)["sessions"]

@@ -18,7 +18,7 @@ import pytest
 
 from bridge.webhooks import verify
 from tests.integration.conftest import new_parties, query, wait_for_call_row
-from tests.integration.test_api_call import DEFAULT_SECRET, Receiver, api_token, call_api  # noqa: F401 (fixture)
+from tests.integration.test_api_call import Receiver, api_token, call_api  # noqa: F401 (fixture)
 from tests.integration.test_faults import bridged, kill_service, restore_service, wait_until  # noqa: F401
 from tests.integration.test_masked_call import assert_no_leftovers, number_forms, recording_level
 from tests.integration.test_wait_audio import TONE_HZ, tone_wav, upload
@@ -123,7 +123,7 @@ def test_click_to_call_rings_the_first_party_then_the_second_who_both_see_only_t
     assert completed["data"]["custom_field"] == "ticket-42"
     assert completed["data"]["kind"] == "connect" and completed["data"]["recording_id"]
     for headers, body in receiver.requests:
-        assert verify(DEFAULT_SECRET, headers["X-Masking-Timestamp"], body, headers["X-Masking-Signature"])
+        assert verify(stack.settings.webhook_secret, headers["X-Masking-Timestamp"], body, headers["X-Masking-Signature"])
         for number in (a, b):
             assert number.lstrip("+").encode() not in body, "a participant's number reached a webhook body"
     assert_no_leftovers(stack)
