@@ -49,7 +49,7 @@ from bridge.store.errors import StoreError, StoreUnavailable
 from bridge.webhooks import Dispatcher
 
 log = get_logger("bridge.service")
-FALLBACK_CONTEXT, FALLBACK_LABEL = "masking-inbound", "unavailable"  # dialplan/extensions.conf
+FALLBACK_CONTEXT, FALLBACK_LABEL = "masking-inbound", "drain"  # dialplan/extensions.conf
 
 
 class Service:
