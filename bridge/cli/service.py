@@ -17,7 +17,9 @@ def add_commands(sub) -> None:
     p = command(sub, "serve", cmd_serve, "run the bridge (ARI app, HTTP API, webhooks)")
     p.add_argument("--migrate", action="store_true", help="create and migrate the database first")
     command(sub, "serve-agi", cmd_serve_agi, "run only the FastAGI fallback (a standby for the dialplan)")
-    command(sub, "run", cmd_run, "run everything on this machine: Asterisk, database, bridge")
+    p = command(sub, "run", cmd_run, "run everything on this machine: Asterisk, database, bridge")
+    p.add_argument("--nodes", type=int, default=0, metavar="N",
+                   help="N Asterisk nodes behind the Kamailio edge, a bridge each (docs/scaling.md)")
     command(sub, "doctor", cmd_doctor, "check ARI, AMI, database and recording store")
 
     db = group(sub, "db", "database schema")
@@ -51,6 +53,10 @@ async def cmd_run(settings: Settings, args) -> int:
               file=sys.stderr)
     await cmd_db_upgrade(settings, args)
     settings.recording_dir.mkdir(parents=True, exist_ok=True)
+    if args.nodes:
+        from bridge.cli.topology import run_nodes
+
+        return await run_nodes(settings, args.nodes)
     asterisk = AsteriskInstance(settings)
     await asyncio.to_thread(asterisk.start)
     print(f"asterisk: SIP udp {settings.asterisk.sip_host}:{settings.asterisk.sip_port}, "

@@ -8,12 +8,11 @@ the recordings in the shared database, never SIPp's caller-side counter.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
 
 import pytest
 
@@ -51,21 +50,24 @@ def _restore(edge: EdgeStack) -> None:
         node.wait_connected()
 
 
-def batch(edge: EdgeStack, tmp_path, virtual_number: str, caller: str, calls: int, talk_ms: int = 2000,
-          rate: float = 4, tag: str = "batch") -> tuple[Sipp, Sipp]:
-    """`calls` calls from one caller to one virtual number through the edge, with a
-    counterpart that answers them all; started, not awaited."""
-    uas = Sipp(tmp_path, render("uas_answer_routed.xml", tmp_path), ["-rtp_echo", "-d", str(talk_ms)], f"{tag}-uas",
-               port=edge.counterpart_port)
+def counterpart(edge: EdgeStack, tmp_path, calls: int = 50, tag: str = "counterpart") -> Sipp:
+    """The counterparts' carrier: answers every call the edge sends out (echoing
+    audio) until stopped."""
+    uas = Sipp(tmp_path, render("uas_answer_routed.xml", tmp_path), ["-rtp_echo"], tag, port=edge.counterpart_port)
     uas.command[uas.command.index("-m") + 1] = str(calls)
     uas.start()
     time.sleep(0.3)
+    return uas
+
+
+def batch(edge: EdgeStack, tmp_path, virtual_number: str, caller: str, calls: int, talk_ms: int = 2000,
+          rate: float = 4, tag: str = "batch") -> Sipp:
+    """`calls` calls from one caller to one virtual number through the edge; started, not awaited."""
     uac = Sipp(tmp_path, render("uac_call_routed.xml", tmp_path),
                ["-s", virtual_number, "-key", "caller", caller, "-d", str(talk_ms), "-r", str(rate),
                 "-l", str(calls), edge.sip_target], f"{tag}-uac")
     uac.command[uac.command.index("-m") + 1] = str(calls)
-    uac.start()
-    return uac, uas
+    return uac.start()
 
 
 def finished_rows(edge: EdgeStack, virtual_number: str, count: int, timeout: float = 40) -> list[dict]:
@@ -86,16 +88,16 @@ def finished_rows(edge: EdgeStack, virtual_number: str, count: int, timeout: flo
 
 def test_a_batch_of_calls_is_spread_over_both_nodes_each_masked_and_recorded(healthy, tmp_path):
     parties = new_parties(healthy)
-    uac, uas = batch(healthy, tmp_path, parties.virtual_number, parties.a, calls=6)
-    uac.wait(60)
-    counterpart = uas.wait(20)
+    uas = counterpart(healthy, tmp_path, calls=6)
+    batch(healthy, tmp_path, parties.virtual_number, parties.a, calls=6).wait(60)
+    far_end = uas.wait(20)
 
     rows = finished_rows(healthy, parties.virtual_number, 6)
     assert [r["disposition"] for r in rows] == ["answered"] * 6
     assert all(r["recorded_seconds"] and r["recorded_seconds"] > 1 for r in rows), "a call was not recorded"
     per_node = Counter(healthy.node_of(r) for r in rows)
     assert set(per_node) == {"node1", "node2"} and min(per_node.values()) >= 2, per_node
-    invites = [m for m in counterpart.received() if m.startswith("INVITE ")]
+    invites = [m for m in far_end.received() if m.startswith("INVITE ")]
     assert len(invites) == 6
     for invite in invites:
         # The counterpart sees the virtual number only, and the edge as the sender.
@@ -103,14 +105,154 @@ def test_a_batch_of_calls_is_spread_over_both_nodes_each_masked_and_recorded(hea
         assert f"Via: SIP/2.0/UDP {healthy.settings.asterisk.sip_host}:" in invite
 
 
-def test_the_node_sees_the_edge_as_its_carrier_and_the_original_caller(healthy, place_call):
+def bridged_on(edge: EdgeStack, virtual_number: str) -> Counter:
+    rows = query(edge.dsn, "SELECT * FROM calls WHERE virtual_number = $1 AND disposition = 'in_progress'"
+                           " AND answered_at IS NOT NULL", virtual_number)
+    return Counter(edge.node_of(r) for r in rows)
+
+
+def wait_until(condition, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+def test_kill_9_of_a_node_new_calls_reach_the_other_its_calls_end_interrupted_and_it_comes_back(
+        healthy, tmp_path):
+    edge = healthy
+    talking = new_parties(edge)
+    uas = counterpart(edge, tmp_path)
+    uac = batch(edge, tmp_path, talking.virtual_number, talking.a, calls=4, talk_ms=30000, tag="long")
+    wait_until(lambda: bridged_on(edge, talking.virtual_number) == Counter(node1=2, node2=2), 40,
+               "two bridged calls on each node")
+
+    killed_at = time.monotonic()
+    edge.kill_asterisk("node1")
+    # Calls arriving before the edge noticed: the one sent to node1 gets no
+    # answer within the setup timeout and is retried on node2.
+    during = new_parties(edge)
+    uac_during = batch(edge, tmp_path, during.virtual_number, during.a, calls=2, talk_ms=1000, tag="during")
+    edge.wait_node_state("node1", takes_calls=False)
+    detected = time.monotonic() - killed_at
+    after = new_parties(edge)
+    uac_after = batch(edge, tmp_path, after.virtual_number, after.a, calls=2, talk_ms=1000, tag="after")
+    uac_during.wait(40)
+    uac_after.wait(40)
+
+    for parties in (during, after):
+        rows = finished_rows(edge, parties.virtual_number, 2)
+        assert [r["disposition"] for r in rows] == ["answered", "answered"]
+        assert {edge.node_of(r) for r in rows} == {"node2"}
+    print(f"edge took node1 out {detected:.2f} s after kill -9 (probe every "
+          f"{edge.settings.edge.probe_interval} s, setup timeout {edge.settings.edge.setup_timeout_ms} ms)")
+    assert detected < edge.settings.edge.probe_interval + 2 * edge.settings.edge.setup_timeout_ms / 1000 + 1
+
+    # The node comes back: its bridge finds the calls gone with the old Asterisk.
+    edge.nodes["node1"].asterisk.start()
+    edge.wait_node_state("node1", takes_calls=True)
+    edge.nodes["node1"].wait_connected()
+    long_rows = wait_until(lambda: [r for r in query(edge.dsn, "SELECT * FROM calls WHERE virtual_number = $1",
+                                                     talking.virtual_number)
+                                    if edge.node_of(r) == "node1" and r["disposition"] != "in_progress"], 40,
+                           "node1's calls finished")
+    assert [r["disposition"] for r in long_rows] == ["interrupted", "interrupted"]
+    assert not query(edge.dsn, "SELECT id FROM calls WHERE virtual_number = $1 AND disposition = 'in_progress'"
+                               " AND asterisk_node = $2", talking.virtual_number,
+                     f"{edge.nodes['node1'].settings.ari_url}/{edge.nodes['node1'].settings.ari_app}")
+    uac.stop()
+
+    back = new_parties(edge)
+    batch(edge, tmp_path, back.virtual_number, back.a, calls=4, talk_ms=1000, tag="back").wait(40)
+    uas.stop()
+    rows = finished_rows(edge, back.virtual_number, 4)
+    assert [r["disposition"] for r in rows] == ["answered"] * 4
+    assert "node1" in {edge.node_of(r) for r in rows}, "node1 takes no call after coming back"
+
+
+def test_a_node_refusing_with_503_before_answering_is_skipped_and_the_call_connects_on_the_other(
+        healthy, tmp_path):
+    edge = healthy
+    # node1's bridge stopped: its Asterisk has no Stasis app and no FastAGI, and
+    # refuses with 503 (it is told another node is left), still answering probes.
+    edge.nodes["node1"].stop_service()
+    assert edge.node_states()["node1"].takes_calls
+    parties = new_parties(edge)
+    uas = counterpart(edge, tmp_path, calls=4)
+    caller = batch(edge, tmp_path, parties.virtual_number, parties.a, calls=4, talk_ms=1000, tag="refused").wait(40)
+    uas.wait(20)
+
+    rows = finished_rows(edge, parties.virtual_number, 4)
+    assert [r["disposition"] for r in rows] == ["answered"] * 4, caller.output
+    assert {edge.node_of(r) for r in rows} == {"node2"}
+    assert "edge.next_node" in edge.edge.log.read_text(), "no call was refused by node1 and retried"
+    assert caller.succeeded, "a caller noticed: " + caller.output[-2000:]
+
+
+def test_a_call_the_counterpart_refuses_is_answered_once_and_not_tried_on_another_node(healthy, place_call):
+    """The node's 503 after the prompt is the call's outcome: the edge must not
+    dial the counterpart again from another node."""
     parties = new_parties(healthy)
-    call = place_call(parties.a, parties.virtual_number, via=healthy, uac="uac_call_routed.xml",
-                      uas="uas_answer_routed.xml", talk_ms=1500)
-    assert call.caller.succeeded and call.counterpart.succeeded, call.caller.output
-    row = wait_for_call_row(healthy, parties.virtual_number, with_recording=True)
-    node = healthy.nodes[healthy.node_of(row)]
-    assert row["disposition"] == "answered"
-    channels = node.asterisk.cli("pjsip show identifies")
-    assert healthy.settings.asterisk.sip_host in channels  # the edge, not the caller's own address
-    assert row["caller_number_hash"] if "caller_number_hash" in row else True
+    call = place_call(parties.a, parties.virtual_number, via=healthy, uac="uac_rejected.xml", uas="uas_status.xml",
+                      uac_values={"final_status": 503, "tag": "refused-by-b"}, uas_values={"status": 503, "reason": "Service Unavailable"},
+                      uas_args=())
+    assert call.caller.succeeded and call.caller_rtp.level > 100, "the caller heard no prompt"
+    rows = query(healthy.dsn, "SELECT * FROM calls WHERE virtual_number = $1", parties.virtual_number)
+    assert len(rows) == 1 and rows[0]["disposition"] == "failed"
+
+
+def masking(edge: EdgeStack, *args: str) -> subprocess.CompletedProcess:
+    """The operator's CLI, with node1's variables (any node's would do)."""
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], cwd=REPO,
+                          env={**os.environ, **edge.nodes["node1"].env}, capture_output=True, text=True, timeout=60)
+
+
+def test_a_drained_node_gets_no_new_call_and_its_calls_end_normally(healthy, tmp_path):
+    edge = healthy
+    talking = new_parties(edge)
+    uas = counterpart(edge, tmp_path, calls=5)
+    uac = batch(edge, tmp_path, talking.virtual_number, talking.a, calls=2, talk_ms=6000, tag="drain-long")
+    wait_until(lambda: bridged_on(edge, talking.virtual_number) == Counter(node1=1, node2=1), 30,
+               "a bridged call on each node")
+
+    drain = masking(edge, "edge", "drain", "node1")
+    assert drain.returncode == 0, drain.stderr
+    assert edge.node_states()["node1"].state == "disabled"
+    fresh = new_parties(edge)
+    batch(edge, tmp_path, fresh.virtual_number, fresh.a, calls=3, talk_ms=1000, tag="drain-fresh").wait(40)
+    drained = masking(edge, "edge", "drain", "node1", "--wait", "30")
+    uac.wait(40)
+    uas.wait(20)
+
+    assert drained.returncode == 0 and "no call in progress" in drained.stderr, drained.stderr
+    long_rows = finished_rows(edge, talking.virtual_number, 2)
+    assert [(r["disposition"], r["hangup_by"]) for r in long_rows] == [("answered", "caller")] * 2
+    assert all(float(r["talk_seconds"]) > 5 for r in long_rows)
+    rows = finished_rows(edge, fresh.virtual_number, 3)
+    assert [r["disposition"] for r in rows] == ["answered"] * 3
+    assert {edge.node_of(r) for r in rows} == {"node2"}
+
+    undrain = masking(edge, "edge", "undrain", "node1")
+    assert undrain.returncode == 0, undrain.stderr
+    edge.wait_node_state("node1", takes_calls=True)
+
+
+def test_only_the_carrier_may_send_calls_to_the_edge_and_only_the_edge_to_a_node(healthy, tmp_path):
+    parties = new_parties(healthy)
+    outsider = "127.0.0.1"
+    net = healthy.settings.asterisk.sip_host.rsplit(".", 1)[0]
+    for target, source, status in ((healthy.sip_target, f"{net}.99", 403),
+                                   (healthy.nodes["node1"].sip_target, outsider, None)):
+        scenario = render("uac_rejected.xml", tmp_path, final_status=status or 401, tag=f"outsider-{status}")
+        sipp = Sipp(tmp_path, scenario, ["-s", parties.virtual_number, "-key", "caller", parties.a, target,
+                                         "-timeout", "8", "-timeout_error"], f"outsider-{status}")
+        sipp.command[sipp.command.index("-i") + 1] = source
+        result = sipp.start().wait(20)
+        if status:
+            assert f"SIP/2.0 {status}" in "".join(result.received()), result.output
+        else:
+            assert not any(m.startswith("SIP/2.0 200") or m.startswith("SIP/2.0 183")
+                           for m in result.received()), "a node served a caller that bypassed the edge"
+    assert not query(healthy.dsn, "SELECT id FROM calls WHERE virtual_number = $1", parties.virtual_number)
