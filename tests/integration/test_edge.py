@@ -256,3 +256,29 @@ def test_only_the_carrier_may_send_calls_to_the_edge_and_only_the_edge_to_a_node
             assert not any(m.startswith("SIP/2.0 200") or m.startswith("SIP/2.0 183")
                            for m in result.received()), "a node served a caller that bypassed the edge"
     assert not query(healthy.dsn, "SELECT id FROM calls WHERE virtual_number = $1", parties.virtual_number)
+
+
+def test_a_bridge_draining_on_sigterm_sends_new_callers_to_the_other_node_and_finishes_its_own(healthy, tmp_path):
+    edge = healthy
+    uas = counterpart(edge, tmp_path, calls=5)
+    talking = new_parties(edge)
+    uac = batch(edge, tmp_path, talking.virtual_number, talking.a, calls=2, talk_ms=6000, tag="sigterm-long")
+    wait_until(lambda: bridged_on(edge, talking.virtual_number) == Counter(node1=1, node2=1), 30,
+               "a bridged call on each node")
+
+    draining = edge.nodes["node1"]
+    draining.service.terminate()
+    time.sleep(0.5)
+    fresh = new_parties(edge)
+    caller = batch(edge, tmp_path, fresh.virtual_number, fresh.a, calls=3, talk_ms=1000, tag="sigterm-fresh").wait(40)
+    uac.wait(40)
+    uas.wait(20)
+    draining.service.wait(timeout=30)
+
+    assert caller.succeeded, "a new caller noticed the draining node: " + caller.output[-2000:]
+    rows = finished_rows(edge, fresh.virtual_number, 3)
+    assert [r["disposition"] for r in rows] == ["answered"] * 3
+    assert {edge.node_of(r) for r in rows} == {"node2"}
+    assert '"call.sent_to_fallback"' in draining.service_log.read_text(), "node1 was offered no new call"
+    long_rows = finished_rows(edge, talking.virtual_number, 2)
+    assert [(r["disposition"], r["hangup_by"]) for r in long_rows] == [("answered", "caller")] * 2

@@ -92,8 +92,9 @@ class EdgeStack:
         process.wait(timeout=10)
 
 
-def edge_env(workdir: Path, database: str, count: int, admin_dsn: str = ADMIN_DSN) -> dict[str, str]:
-    _, env = make_settings(workdir, database, rtp_ports=100 * count, admin_dsn=admin_dsn)
+def edge_env(workdir: Path, database: str, count: int, admin_dsn: str = ADMIN_DSN,
+             rtp_ports: int = 100) -> dict[str, str]:
+    _, env = make_settings(workdir, database, rtp_ports=rtp_ports * count, admin_dsn=admin_dsn)
     net = _loopback_net()
     env.update({
         "MASKING_SIP_HOST": f"{net}.1",
@@ -112,10 +113,10 @@ def edge_env(workdir: Path, database: str, count: int, admin_dsn: str = ADMIN_DS
 
 
 @contextmanager
-def running_edge_stack(workdir: Path, count: int = 2, **overrides: str) -> Iterator[EdgeStack]:
-    """Database, `count` Asterisk nodes with a bridge each, and the edge."""
+def running_edge_stack(workdir: Path, count: int = 2, rtp_ports: int = 100, **overrides: str) -> Iterator[EdgeStack]:
+    """Database, `count` Asterisk nodes with a bridge each (`rtp_ports` each), and the edge."""
     database = f"masking_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    env = {**edge_env(workdir, database, count), **overrides}
+    env = {**edge_env(workdir, database, count, rtp_ports=rtp_ports), **overrides}
     settings = Settings.from_env(env)
     install = find_install(settings.asterisk.asterisk_root)
     asyncio.run(create_database(database))
