@@ -7,8 +7,9 @@ SHELL := /bin/bash
 bootstrap:
 	@scripts/bootstrap
 
+# `make run NODES=2`: the Kamailio edge in front of two Asterisk nodes (docs/scaling.md).
 run: bootstrap
-	@set -a; [ ! -f .env ] || . ./.env; set +a; exec .venv/bin/masking run
+	@set -a; [ ! -f .env ] || . ./.env; set +a; exec .venv/bin/masking run $(if $(NODES),--nodes $(NODES))
 
 test: bootstrap
 	.venv/bin/lint-imports --no-cache

@@ -15,6 +15,7 @@ from typing import Mapping
 
 # What a purpose code looks like (MASKING_PURPOSES, sessions' `purpose`).
 PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+ENTITY_ID = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 
 class ConfigError(ValueError):
@@ -59,6 +60,41 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class EdgeSettings:
+    """The Kamailio edge in front of several Asterisk nodes (docs/scaling.md).
+
+    The edge takes the carrier's address (MASKING_SIP_HOST/PORT); node k of
+    `masking run --nodes N` gets its own address (the k-th of `node_hosts`, by
+    default 127.0.0.1k: 127.0.0.11, 127.0.0.12...) with the usual ports on it.
+    A bridge with `rpc_port` set shows the edge's view of the nodes in
+    /metrics and `masking doctor`.
+    """
+
+    node_hosts: str = ""
+    node_sip_port: int = 5060
+    # JSON-RPC over UDP (dispatcher.list, dispatcher.set_duid_state); 0: no edge.
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 0
+    # Nodes are probed with OPTIONS every `probe_interval` seconds and taken out
+    # after `probe_threshold` probes without answer; an INVITE no node answers
+    # within `setup_timeout_ms` goes to the next node.
+    probe_interval: int = 2
+    probe_threshold: int = 1
+    setup_timeout_ms: int = 2000
+    children: int = 4
+    kamailio_modules: Path = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+
+    def hosts(self, count: int) -> list[str]:
+        """The addresses of nodes 1..count."""
+        listed = [h.strip() for h in self.node_hosts.split(",") if h.strip()]
+        if listed:
+            if len(listed) < count:
+                raise ConfigError(f"MASKING_EDGE_NODE_HOSTS names {len(listed)} nodes, {count} wanted")
+            return listed[:count]
+        return [f"127.0.0.{10 + k}" for k in range(1, count + 1)]
+
+
+@dataclass(frozen=True)
 class AsteriskSettings:
     """What the rendered Asterisk configuration needs: its ports and trunks."""
 
@@ -74,6 +110,9 @@ class AsteriskSettings:
     tone_country: str = "sg"
     asterisk_root: Path = Path("/var/cache/masking-bridge/asterisk-sid")
     instance_name: str = "default"
+    # Asterisk's entity id (asterisk.conf `entityid`, ARI's `asterisk_id`);
+    # empty: one derived from `instance_name`, stable across restarts.
+    entity_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +200,7 @@ class Settings:
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
     notice: Notice = field(default_factory=Notice)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
 
     @property
     def allowed_purposes(self) -> frozenset[str]:
@@ -181,8 +221,9 @@ class Settings:
         asterisk = _load(AsteriskSettings, env, "MASKING_")
         prompts = _load(Prompts, env, "MASKING_PROMPT_")
         notice = _load(Notice, env, "MASKING_NOTICE_")
-        settings = _load(cls, env, "MASKING_", skip={"asterisk", "prompts", "notice"})
-        settings = replace(settings, asterisk=asterisk, prompts=prompts, notice=notice)
+        edge = _load(EdgeSettings, env, "MASKING_EDGE_")
+        settings = _load(cls, env, "MASKING_", skip={"asterisk", "prompts", "notice", "edge"})
+        settings = replace(settings, asterisk=asterisk, prompts=prompts, notice=notice, edge=edge)
         settings.validate()
         return settings
 
@@ -196,6 +237,7 @@ class Settings:
             "MASKING_OUTBOUND_PORT": self.asterisk.outbound_port,
             "MASKING_RTP_START": self.asterisk.rtp_start,
             "MASKING_RTP_END": self.asterisk.rtp_end,
+            "MASKING_EDGE_NODE_SIP_PORT": self.edge.node_sip_port,
         }
         for name, port in ports.items():
             if not 0 < port < 65536:
@@ -233,6 +275,17 @@ class Settings:
         except ValueError:
             raise ConfigError("MASKING_AGI_ALLOWED_SOURCES must list addresses or networks (CIDR), comma-separated")
         self._validate_retention()
+        self._validate_edge()
+
+    def _validate_edge(self) -> None:
+        edge = self.edge
+        if not 0 <= edge.rpc_port < 65536:
+            raise ConfigError(f"MASKING_EDGE_RPC_PORT must be a port number or 0 (no edge), got {edge.rpc_port}")
+        if edge.probe_interval < 1 or edge.probe_threshold < 1 or not 100 <= edge.setup_timeout_ms <= 60000:
+            raise ConfigError("MASKING_EDGE_PROBE_INTERVAL and _PROBE_THRESHOLD must be at least 1,"
+                              " MASKING_EDGE_SETUP_TIMEOUT_MS between 100 and 60000")
+        if self.asterisk.entity_id and not ENTITY_ID.fullmatch(self.asterisk.entity_id):
+            raise ConfigError("MASKING_ENTITY_ID must look like a MAC address (02:00:5e:10:00:01)")
 
     def _validate_retention(self) -> None:
         for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):
@@ -260,7 +313,7 @@ MIN_SECRET_LENGTH = 16
 # May carry credentials or personal data (user:password@host, a token in a
 # query): audit rows hold a keyed digest of these, never the value.
 UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL"})
-_NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_"}  # as `from_env` reads them
+_NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_", "edge": "MASKING_EDGE_"}  # as `from_env` reads them
 
 
 def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

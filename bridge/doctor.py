@@ -11,6 +11,7 @@ import asyncpg
 from bridge.ari import AriClient, AriError
 from bridge.config import Settings
 from bridge.privacy.crypto import CryptoError, KeyRing
+from bridge.stack.kamailio import EdgeRpc, EdgeUnavailable
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 from bridge.store.schema import migrations
@@ -106,6 +107,20 @@ def check_recording_store(settings: Settings) -> Check:
     return Check("recordings", True, f"{path} writable, {free_gb:.0f} GB free")
 
 
+async def check_edge(settings: Settings) -> list[Check]:
+    """Behind the Kamailio edge (MASKING_EDGE_RPC_PORT): each node as the edge sees it."""
+    if not settings.edge.rpc_port:
+        return []
+    try:
+        nodes = await EdgeRpc.of(settings).nodes()
+    except EdgeUnavailable as exc:
+        return [Check("edge", False, str(exc))]
+    checks = [Check("edge", any(n.takes_calls for n in nodes),
+                    f"{sum(n.takes_calls for n in nodes)} of {len(nodes)} nodes take calls")]
+    return checks + [Check(f"edge {n.name}", n.state != "inactive", f"{n.uri} {n.state}") for n in nodes]
+
+
 async def run_checks(settings: Settings) -> list[Check]:
-    ari, ami, database = await asyncio.gather(check_ari(settings), check_ami(settings), check_database(settings))
-    return [*ari, ami, database, check_recording_store(settings)]
+    ari, ami, database, edge = await asyncio.gather(check_ari(settings), check_ami(settings),
+                                                    check_database(settings), check_edge(settings))
+    return [*ari, ami, database, check_recording_store(settings), *edge]

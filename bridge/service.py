@@ -2,7 +2,8 @@
 
 Lifecycle, with faults in mind:
 - start: take this Asterisk node's lease (a PostgreSQL advisory lock), so a
-  second instance waits as a standby instead of stealing calls;
+  second instance waits as a standby instead of stealing calls; a lease lost
+  with the database (restart, primary change) is taken again when it is back;
 - every (re)connection to ARI: reconcile (adopt calls a previous process or
   connection left in progress, release what cannot be resumed, hang up
   orphans, tell running calls about legs that vanished while disconnected);
@@ -45,12 +46,15 @@ from bridge.privacy.retention import RetentionPolicy
 from bridge.recordings.backfill import plaintext_retirer, seal_in_background
 from bridge.recordings.wait_audio import sync_wait_audio
 from bridge.sessions.models import MaskingSession
+from bridge.stack.edge_watch import EdgeWatch
+from bridge.stack.kamailio import EdgeRpc
 from bridge.store import Store
 from bridge.store.errors import StoreError, StoreUnavailable
+from bridge.store.lease import NodeLease
 from bridge.webhooks import Dispatcher
 
 log = get_logger("bridge.service")
-FALLBACK_CONTEXT, FALLBACK_LABEL = "masking-inbound", "unavailable"  # dialplan/extensions.conf
+FALLBACK_CONTEXT, FALLBACK_LABEL = "masking-inbound", "drain"  # dialplan/extensions.conf
 
 
 class Service:
@@ -66,7 +70,7 @@ class Service:
         self.deps: CallDeps | None = None
         self.draining = False
         self._asterisk_started: str | None = None  # Asterisk's startup time, to notice restarts
-        self._lease: asyncpg.Connection | None = None
+        self.lease = NodeLease(settings.database_url, self.node, settings.db_timeout)
         self._tasks: list[asyncio.Task] = []
         self._http: web.AppRunner | None = None
 
@@ -76,11 +80,13 @@ class Service:
         self._tasks.append(asyncio.create_task(audit_configuration(self.store, self.settings), name="audit-config"))
         self.asterisk = AsteriskMonitor(self.settings)
         self.asterisk.start()
+        # Behind an edge: each node's state as the edge sees it, in /metrics.
+        self.edge = EdgeWatch(EdgeRpc.of(self.settings)) if self.settings.edge.rpc_port else None
         self.spool = Spool(self.settings.state_dir / "spool" / "calls.jsonl")
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
                              node=self.node, spool=self.spool)
         app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls),
-                       extra_metrics=self.asterisk.metrics, place_call=self.place_call)
+                       extra_metrics=self._extra_metrics, place_call=self.place_call)
         if self.settings.test_hooks:
             app.router.add_post("/debug/ari/drop", self._drop_ari)
         self._http = web.AppRunner(app, access_log=None)
@@ -90,7 +96,8 @@ class Service:
         # also while this instance waits as a standby.
         self.agi = FallbackAgi(self.store, self.ari, self.settings, self.node, self.spool)
         await self.agi.start()
-        await self._take_lease()
+        await self.lease.acquire()
+        self._tasks.append(asyncio.create_task(self.lease.keep(), name="lease"))
         self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
         self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
@@ -100,10 +107,15 @@ class Service:
         self._tasks.append(asyncio.create_task(
             sweep_forever(self.deps, self.settings.recording_sweep_seconds), name="recordings-sweep"))
         self._tasks.append(asyncio.create_task(sync_wait_audio(self.store, self.settings), name="wait-audio-sync"))
+        if self.edge is not None:
+            self._tasks.append(asyncio.create_task(self.edge.run(), name="edge-watch"))
         if self.settings.purge_interval_seconds > 0:
             self._tasks.append(asyncio.create_task(purge_periodically(self.store, self.settings), name="purge"))
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
+
+    def _extra_metrics(self) -> list[str]:
+        return [*self.asterisk.metrics(), *(self.edge.metrics() if self.edge else [])]
 
     async def drain(self) -> None:
         """Stop taking calls; give the ones in progress `drain_seconds` to end."""
@@ -126,8 +138,7 @@ class Service:
         await self.agi.stop()
         self.asterisk.stop()
         await self.ari.close()
-        if self._lease is not None:
-            await self._lease.close()
+        await self.lease.release()
         if self.store:
             await self.store.close()
         log.info("service.stopped")
@@ -169,26 +180,6 @@ class Service:
             log.warning("call.fallback_failed", status=exc.status)
 
     # -- faults ---------------------------------------------------------------------------
-    async def _take_lease(self) -> None:
-        """Hold this node's lease, waiting as a standby while another instance has it.
-
-        With the database unreachable the service starts without it (and says
-        so): callers are better served by prompts than by no service.
-        """
-        while True:
-            try:
-                conn = await asyncpg.connect(self.settings.database_url, timeout=self.settings.db_timeout)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                log.warning("lease.database_unavailable")
-                return
-            if await self.store.db.try_lease(conn, self.node):
-                self._lease = conn
-                log.info("lease.acquired")
-                return
-            await conn.close()
-            log.info("lease.standby")
-            await asyncio.sleep(1)
-
     async def _on_connected(self) -> None:
         # Not awaited inline: the websocket must be read while we reconcile.
         self._tasks.append(asyncio.create_task(self._reconcile(), name="reconcile"))

@@ -5,6 +5,7 @@ Together because a service starts on a current schema: `serve --migrate` and `ru
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from bridge.cli.common import EXIT_FAILED, command, group, open_store
@@ -17,7 +18,9 @@ def add_commands(sub) -> None:
     p = command(sub, "serve", cmd_serve, "run the bridge (ARI app, HTTP API, webhooks)")
     p.add_argument("--migrate", action="store_true", help="create and migrate the database first")
     command(sub, "serve-agi", cmd_serve_agi, "run only the FastAGI fallback (a standby for the dialplan)")
-    command(sub, "run", cmd_run, "run everything on this machine: Asterisk, database, bridge")
+    p = command(sub, "run", cmd_run, "run everything on this machine: Asterisk, database, bridge")
+    p.add_argument("--nodes", type=int, default=0, metavar="N",
+                   help="N Asterisk nodes behind the Kamailio edge, a bridge each (docs/scaling.md)")
     command(sub, "doctor", cmd_doctor, "check ARI, AMI, database and recording store")
 
     db = group(sub, "db", "database schema")
@@ -59,6 +62,12 @@ async def cmd_run(settings: Settings, args) -> int:
               file=sys.stderr)
     await cmd_db_upgrade(settings, args)
     settings.recording_dir.mkdir(parents=True, exist_ok=True)
+    if args.nodes:
+        from bridge.cli.topology import run_nodes
+        from bridge.stack.secrets import secret_env
+
+        os.environ.update(secret_env(settings))  # the nodes' processes read their settings from it
+        return await run_nodes(settings, args.nodes)
     asterisk = AsteriskInstance(settings)
     await asyncio.to_thread(asterisk.start)
     print(f"asterisk: SIP udp {settings.asterisk.sip_host}:{settings.asterisk.sip_port}, "

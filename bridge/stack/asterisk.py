@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bridge.config import Settings
 from bridge.files import write_private
+from bridge.stack.nodes import entity_id
 
 DIALPLAN_DIR = Path(os.environ.get("MASKING_DIALPLAN_DIR", Path(__file__).resolve().parents[2] / "dialplan"))
 ROOT_MARKER = ".masking-root-complete"
@@ -125,6 +126,7 @@ def template_values(settings: Settings, install: AsteriskInstall, instance_dir: 
         module_dir=install.module_dir,
         data_dir=install.data_dir,
         system_name=f"masking-{ast.instance_name}",
+        entity_id=ast.entity_id or entity_id(ast.instance_name),
         ari_host=settings.ari_host,
         ari_port=str(settings.ari_port),
         ari_user=settings.ari_user,

@@ -40,6 +40,12 @@ def with_generated_secrets(settings: Settings) -> tuple[Settings, list[str]]:
     return replace(settings, **{FIELDS[name]: kept[name] for name in weak}), generated
 
 
+def secret_env(settings: Settings) -> dict[str, str]:
+    """The secrets as variables, for processes started with the environment
+    (`masking run --nodes`: each node's bridge is a `masking serve`)."""
+    return {name: getattr(settings, field) for name, field in FIELDS.items()}
+
+
 def _read(path: Path) -> dict[str, str]:
     try:
         lines = path.read_text().splitlines()

@@ -46,10 +46,6 @@ class Database:
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
 
-    async def try_lease(self, conn: asyncpg.Connection, key: str) -> bool:
-        """Take the per-Asterisk-node lease on `conn` (held while it stays open)."""
-        return await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
-
 
 async def ensure_database(dsn: str) -> bool:
     """Create the database named in `dsn` if it does not exist; True if created."""

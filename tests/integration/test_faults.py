@@ -163,12 +163,15 @@ def test_sigterm_lets_calls_in_progress_finish_and_sends_new_callers_to_the_fall
     service.terminate()
     time.sleep(0.5)
     newcomer = place_call(late.a, late.virtual_number, uac="uac_rejected.xml",
-                          uac_values={"final_status": 503, "tag": "draining"})
+                          uac_values={"final_status": 480, "tag": "draining"})
     result = call.join()
     service.wait(timeout=20)
 
     assert result.caller.succeeded and result.counterpart.succeeded, "the call in progress was cut"
     assert newcomer.caller.succeeded and newcomer.caller_rtp.level > 100, "the newcomer heard no prompt"
+    # Served by the FastAGI fallback, not turned away with the "unavailable"
+    # prompt: its counterpart (SIPp, busy with the first call) does not answer.
+    assert wait_for_call_row(stack, late.virtual_number)["path"] == "agi"
     row = wait_for_call_row(stack, talking.virtual_number, with_recording=True)
     assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
     assert service.returncode == 0

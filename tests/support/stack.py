@@ -57,7 +57,7 @@ class Stack:
 
     @property
     def sip_target(self) -> str:
-        return f"127.0.0.1:{self.settings.asterisk.sip_port}"
+        return f"{self.settings.asterisk.sip_host}:{self.settings.asterisk.sip_port}"
 
     @property
     def counterpart_port(self) -> int:
@@ -83,7 +83,8 @@ class Stack:
             # Asterisk keeps an application registered after its websocket
             # died: ask the service whether *it* is connected.
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.http_port}/readyz", timeout=2) as r:
+                with urllib.request.urlopen(f"http://{self.settings.http_host}:{self.settings.http_port}/readyz",
+                                            timeout=2) as r:
                     checks = json.loads(r.read())["checks"]
             except urllib.error.HTTPError as exc:
                 checks = json.loads(exc.read()).get("checks", {})

@@ -1,0 +1,75 @@
+"""The edge's plan and configuration: pure, checked without Kamailio."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from bridge.config import ConfigError, Settings
+from bridge.stack.kamailio import NodeState, carrier_subnets, dispatcher_list, edge_values, render_config
+from bridge.stack.nodes import entity_id, plan_nodes
+
+BASE = {"MASKING_SIP_HOST": "127.0.0.1", "MASKING_SIP_PORT": "5060", "MASKING_STATE_DIR": "/srv/masking",
+        "MASKING_INBOUND_MATCH": "198.51.100.7, 203.0.113.0/24"}
+
+
+def test_each_node_gets_its_own_address_entity_id_rtp_slice_and_spool_and_trusts_the_edge_as_its_carrier():
+    nodes = plan_nodes(BASE, 3)
+    assert [n.name for n in nodes] == ["node1", "node2", "node3"]
+    assert [n.host for n in nodes] == ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+    settings = [n.settings(BASE) for n in nodes]
+    assert len({s.asterisk.entity_id for s in settings}) == 3
+    assert len({s.state_dir for s in settings}) == 3
+    for s in settings:
+        assert s.asterisk.inbound_match == "127.0.0.1"  # the edge
+        assert (s.asterisk.outbound_host, s.asterisk.outbound_port) == ("127.0.0.1", 5060)
+        assert s.ari_host == s.ami_host == s.http_host == s.agi_host == s.asterisk.sip_host
+        assert s.keys_path == Settings.from_env(BASE).keys_path
+    ranges = [(s.asterisk.rtp_start, s.asterisk.rtp_end) for s in settings]
+    assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(ranges, ranges[1:]))
+
+
+def test_node_addresses_can_be_named_and_too_few_is_an_error():
+    env = {**BASE, "MASKING_EDGE_NODE_HOSTS": "10.0.0.5,10.0.0.6"}
+    assert [n.host for n in plan_nodes(env, 2)] == ["10.0.0.5", "10.0.0.6"]
+    with pytest.raises(ConfigError, match="MASKING_EDGE_NODE_HOSTS"):
+        plan_nodes(env, 3)
+
+
+def test_an_entity_id_is_stable_and_looks_like_a_mac():
+    assert entity_id("default-node1") == entity_id("default-node1") != entity_id("default-node2")
+    with pytest.raises(ConfigError, match="MASKING_ENTITY_ID"):
+        Settings.from_env({"MASKING_ENTITY_ID": "node-1"})
+
+
+def test_the_carrier_match_becomes_networks_for_the_edge():
+    assert carrier_subnets("198.51.100.7, 203.0.113.0/24") == "198.51.100.7/32,203.0.113.0/24"
+    with pytest.raises(ValueError):
+        carrier_subnets("carrier.example")
+
+
+def test_a_drained_node_starts_disabled_and_the_others_probed():
+    text = dispatcher_list(plan_nodes(BASE, 2), drained=frozenset({"node2"}))
+    assert "1 sip:127.0.0.11:5060 8 0 duid=node1" in text
+    assert "1 sip:127.0.0.12:5060 4 0 duid=node2" in text
+
+
+def test_node_states_read_as_the_edge_reports_them():
+    assert NodeState("node1", "sip:x", "AP").takes_calls
+    assert NodeState("node1", "sip:x", "TP").takes_calls
+    assert not NodeState("node1", "sip:x", "IP").takes_calls
+    assert NodeState("node1", "sip:x", "DX").state == "disabled"
+
+
+def test_the_rendered_configuration_has_no_placeholder_left_and_kamailio_accepts_it(tmp_path):
+    settings = Settings.from_env({**BASE, "MASKING_EDGE_RPC_PORT": "5064"})
+    config = render_config(edge_values(settings, tmp_path))
+    assert "{{" not in config
+    assert 'is_in_subnet("$si", "198.51.100.7/32,203.0.113.0/24")' in config
+    if not shutil.which("kamailio"):
+        pytest.skip("kamailio not installed (scripts/bootstrap installs it)")
+    (tmp_path / "dispatcher.list").write_text(dispatcher_list(plan_nodes(BASE, 2)))
+    (tmp_path / "kamailio.cfg").write_text(config)
+    check = subprocess.run(["kamailio", "-c", "-f", str(tmp_path / "kamailio.cfg")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr[-2000:]
