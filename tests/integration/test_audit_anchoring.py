@@ -20,11 +20,13 @@ import pytest
 
 from bridge.auditing import check_since, take_checkpoint
 from bridge.config import Settings
-from bridge.privacy.audit import Problem
+from bridge.privacy.audit import GENESIS, AuditEntry, Problem, sealed
+from bridge.privacy.crypto import KeyRing
 from bridge.store import Store
 from tests.integration.conftest import query
 from tests.integration.test_cli import masking
 from tests.support.keys import shared_keys
+from tests.support.stack import ADMIN_DSN, app_role_name, create_database, database_env, drop_database
 
 ROWS = 6
 
@@ -220,3 +222,58 @@ def test_the_stacks_service_checkpoints_the_head_at_start_in_a_file_only_it_can_
     result = masking(stack, "audit", "verify")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "checkpoint(s)" in result.stdout
+
+
+# -- upgrading a trail written before the keyed chain -------------------------------------------------
+def test_rows_from_before_the_upgrade_stay_verifiable_and_no_unkeyed_row_can_follow(tmp_path):
+    name, role = f"masking_upgrade_{uuid.uuid4().hex[:8]}", app_role_name()
+    env = {**database_env(ADMIN_DSN, name, role), "MASKING_STATE_DIR": str(tmp_path),
+           "MASKING_KEYS_FILE": str(tmp_path / "keys.json")}
+    old_key_file(tmp_path / "keys.json")
+    asyncio.run(create_database(name))
+    try:
+        asyncio.run(trail_before_the_keyed_chain(env["MASKING_DATABASE_ADMIN_URL"], tmp_path / "keys.json", rows=3))
+        operator = SimpleNamespace(env=env)
+
+        upgraded = masking(operator, "db", "upgrade")
+        masking(operator, "apikeys", "create", "--name", "after-the-upgrade", "--scope", "audit")
+        result = verify(operator)
+
+        assert upgraded.returncode == 0 and "added audit key" in upgraded.stderr, upgraded.stderr
+        assert KeyRing.load(tmp_path / "keys.json").audit_active is not None
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "4 rows intact (3 from before the keyed chain)" in result.stdout
+        keyed = query(env["MASKING_DATABASE_ADMIN_URL"], "SELECT seq, key_id FROM audit_log ORDER BY seq")
+        assert [r["key_id"] is None for r in keyed] == [True, True, True, False]
+        with pytest.raises(asyncpg.CheckViolationError):
+            as_dba(env["MASKING_DATABASE_ADMIN_URL"], (
+                "INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, source, prev_hash, hash)"
+                " VALUES (5, now(), 'x', 'y', 'z', '1', 's', $1, $1)", bytes(32)))
+    finally:
+        asyncio.run(drop_database(name, role=role))
+
+
+def old_key_file(path) -> None:
+    """A key file as written before audit keys existed."""
+    KeyRing.generate().save(path)
+    document = json.loads(path.read_text())
+    del document["audit"], document["audit_active"]
+    path.write_text(json.dumps(document))
+
+
+async def trail_before_the_keyed_chain(admin_dsn: str, keys_path, rows: int) -> None:
+    """The schema before migration 0019, and rows appended as the code of then did (plain SHA-256)."""
+    store = await Store.connect(admin_dsn, KeyRing.load(keys_path))
+    try:
+        await store.schema.upgrade(until=18)
+        prev = GENESIS
+        for seq in range(1, rows + 1):
+            row = sealed(AuditEntry(seq=seq, at=datetime.now(timezone.utc), actor="cli:ops", action="apikey.created",
+                                    target_type="apikey", target_id=f"k{seq}", source="cli@host"), prev)
+            await store.pool.execute(
+                "INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, source, details, prev_hash,"
+                " hash) VALUES ($1, $2, $3, $4, $5, $6, $7, '{}', $8, $9)", row.seq, row.at, row.actor, row.action,
+                row.target_type, row.target_id, row.source, row.prev_hash, row.hash)
+            prev = row.hash
+    finally:
+        await store.close()
