@@ -5,6 +5,7 @@ superuser tricks. `masking db upgrade` makes the role; the stack's service runs 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from pathlib import Path
 
@@ -95,11 +96,25 @@ def test_the_schema_owner_is_refused_audit_rewrites_too_unless_it_switches_the_t
             asyncio.run(execute_as(app_db.admin, sql))
 
 
+def local_tcp_ports(pid: int) -> set[int]:
+    """The local ports of the TCP sockets process `pid` holds (from /proc)."""
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
+              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def test_the_stacks_service_connects_as_its_application_role_which_is_no_superuser(stack):
-    sessions = query(stack.dsn, "SELECT DISTINCT a.usename, r.rolsuper FROM pg_stat_activity a"
-                                " JOIN pg_roles r ON r.rolname = a.usename"
-                                " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()")
-    assert sessions == [{"usename": stack.app_dsn.split("//")[1].split("@")[0], "rolsuper": False}]
+    ports = local_tcp_ports(stack.service.pid)
+    sessions = query(stack.dsn, "SELECT a.client_port, a.usename, r.rolsuper FROM pg_stat_activity a"
+                                " JOIN pg_roles r ON r.rolname = a.usename WHERE a.datname = current_database()")
+    theirs = {(s["usename"], s["rolsuper"]) for s in sessions if s["client_port"] in ports}
+    assert theirs == {(stack.app_dsn.split("//")[1].split("@")[0], False)}, "the service holds its lease at least"
 
 
 def test_upgrading_takes_superuser_and_other_powers_from_an_existing_application_role(app_db):
