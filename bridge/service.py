@@ -73,7 +73,8 @@ class Service:
     async def start(self) -> None:
         keys = KeyRing.load(self.settings.keys_path)
         if keys.audit_active is None:  # every audited action would fail: refuse to start instead
-            raise AuditKeyMissing(f"{keys.path} holds no audit key: run `masking db upgrade` (or `masking keys add-audit`)")
+            raise AuditKeyMissing(f"{keys.path} holds no audit key: run `masking db upgrade`"
+                                  " (or `masking keys add-audit`)")
         self.store = await Store.connect(self.settings.database_url, keys, self.settings.db_timeout)
         self._tasks.append(asyncio.create_task(warn_if_privileged(self.store), name="database-role"))
         self._tasks.append(asyncio.create_task(audit_configuration(self.store, self.settings), name="audit-config"))
