@@ -277,3 +277,17 @@ async def trail_before_the_keyed_chain(admin_dsn: str, keys_path, rows: int) -> 
             prev = row.hash
     finally:
         await store.close()
+
+
+def test_the_service_refuses_to_start_with_a_key_file_that_holds_no_audit_key(stack, tmp_path):
+    document = json.loads(stack.settings.keys_path.read_text())
+    del document["audit"], document["audit_active"]
+    (tmp_path / "keys.json").write_text(json.dumps(document))
+    (tmp_path / "keys.json").chmod(0o600)
+    stack.stop_service()
+    try:
+        with pytest.raises(RuntimeError, match="holds no audit key"):
+            stack.start_service(MASKING_KEYS_FILE=str(tmp_path / "keys.json"))
+    finally:
+        stack.stop_service()
+        stack.start_service()
