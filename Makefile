@@ -7,9 +7,15 @@ SHELL := /bin/bash
 bootstrap:
 	@scripts/bootstrap
 
+# Unless the environment or .env names a database: migrations as the local
+# superuser, the service as its least-privileged role (docs/security.md).
 # `make run NODES=2`: the Kamailio edge in front of two Asterisk nodes (docs/scaling.md).
 run: bootstrap
-	@set -a; [ ! -f .env ] || . ./.env; set +a; exec .venv/bin/masking run $(if $(NODES),--nodes $(NODES))
+	@set -a; [ ! -f .env ] || . ./.env; \
+	if [ -z "$${MASKING_DATABASE_URL+set}" ]; then \
+		MASKING_DATABASE_URL=postgresql://masking_app@127.0.0.1:5432/masking; \
+		MASKING_DATABASE_ADMIN_URL=$${MASKING_DATABASE_ADMIN_URL-postgresql://postgres@127.0.0.1:5432/masking}; \
+	fi; set +a; exec .venv/bin/masking run $(if $(NODES),--nodes $(NODES))
 
 test: bootstrap
 	.venv/bin/lint-imports --no-cache

@@ -117,7 +117,12 @@ class AsteriskSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    # The service connects as an application role with only the DML it needs;
+    # `masking db upgrade` connects as the admin URL's role (owner of the
+    # schema), applies migrations and grants the application role its rights.
+    # No admin URL: one role does both (docs/security.md).
     database_url: str = "postgresql://127.0.0.1:5432/masking"
+    database_admin_url: str = ""
     db_timeout: float = 2.0
     ari_host: str = "127.0.0.1"
     ari_port: int = 8088
@@ -197,6 +202,14 @@ class Settings:
     # Recordings a dead process or a failed collection left in Asterisk's spool
     # or half-downloaded: sealed or removed at start and then this often (0: at start only).
     recording_sweep_seconds: float = 600.0
+    # Signed checkpoints of the audit trail's head, written outside the database
+    # every `audit_checkpoint_seconds` (0: only `masking audit checkpoint`) to a
+    # file (empty: `<state_dir>/audit/checkpoints.jsonl`), and optionally to
+    # syslog (`/dev/log` or `host:port`, UDP) and a URL (POSTed as JSON).
+    audit_checkpoint_seconds: float = 300.0
+    audit_checkpoint_file: Path = Path("")
+    audit_checkpoint_syslog: str = ""
+    audit_checkpoint_url: str = ""
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
     notice: Notice = field(default_factory=Notice)
@@ -209,6 +222,17 @@ class Settings:
     @property
     def keys_path(self) -> Path:
         return self.keys_file if str(self.keys_file) not in ("", ".") else self.state_dir / "keys.json"
+
+    @property
+    def migration_url(self) -> str:
+        """The URL `masking db upgrade` connects with: the admin's, or the only one."""
+        return self.database_admin_url or self.database_url
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        if str(self.audit_checkpoint_file) not in ("", "."):
+            return self.audit_checkpoint_file
+        return self.state_dir / "audit" / "checkpoints.jsonl"
 
     @property
     def ari_url(self) -> str:
@@ -246,12 +270,15 @@ class Settings:
             raise ConfigError("MASKING_RTP_END must be above MASKING_RTP_START")
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             raise ConfigError("MASKING_DATABASE_URL must be a postgresql:// URL")
+        if self.database_admin_url and not self.database_admin_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("MASKING_DATABASE_ADMIN_URL must be a postgresql:// URL")
         if self.dial_timeout <= 0 or self.db_timeout <= 0:
             raise ConfigError("MASKING_DIAL_TIMEOUT and MASKING_DB_TIMEOUT must be positive")
         if self.sticky not in {"none", "prefer_sticky", "avoid_sticky"}:
             raise ConfigError("MASKING_STICKY must be one of none, prefer_sticky, avoid_sticky")
         for name, url in (("MASKING_WEBHOOK_URL", self.webhook_url),
-                          ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url)):
+                          ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url),
+                          ("MASKING_AUDIT_CHECKPOINT_URL", self.audit_checkpoint_url)):
             if url and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{name} must be an http(s) URL")
         bad = [p for p in self.allowed_purposes if not PURPOSE_CODE.fullmatch(p)]
@@ -276,6 +303,7 @@ class Settings:
             raise ConfigError("MASKING_AGI_ALLOWED_SOURCES must list addresses or networks (CIDR), comma-separated")
         self._validate_retention()
         self._validate_edge()
+        self._validate_checkpoints()
 
     def _validate_edge(self) -> None:
         edge = self.edge
@@ -286,6 +314,14 @@ class Settings:
                               " MASKING_EDGE_SETUP_TIMEOUT_MS between 100 and 60000")
         if self.asterisk.entity_id and not ENTITY_ID.fullmatch(self.asterisk.entity_id):
             raise ConfigError("MASKING_ENTITY_ID must look like a MAC address (02:00:5e:10:00:01)")
+
+    def _validate_checkpoints(self) -> None:
+        if not 0 <= self.audit_checkpoint_seconds <= 86400:
+            raise ConfigError("MASKING_AUDIT_CHECKPOINT_SECONDS must be between 0 (off) and 86400")
+        syslog = self.audit_checkpoint_syslog
+        host, _, port = syslog.rpartition(":")
+        if syslog and not syslog.startswith("/") and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError("MASKING_AUDIT_CHECKPOINT_SYSLOG must be a socket path (/dev/log) or host:port")
 
     def _validate_retention(self) -> None:
         for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):
@@ -302,7 +338,10 @@ class Settings:
 
 # Never recorded anywhere, not even as a digest.
 SECRET_SETTINGS = frozenset({"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MASKING_WEBHOOK_SECRET",
-                             "MASKING_AGI_SECRET"})
+                             "MASKING_AGI_SECRET", "MASKING_DATABASE_ADMIN_URL"})
+# The secrets a service must not run with when they are weak (weak_secrets);
+# `masking run` generates these.
+STRONG_SECRETS = ("MASKING_AGI_SECRET", "MASKING_AMI_PASSWORD", "MASKING_ARI_PASSWORD", "MASKING_WEBHOOK_SECRET")
 # Values of those that are published (defaults, .env.example, docs): whoever
 # reads this repository knows them, so they count as no secret at all.
 PUBLISHED_SECRETS = frozenset({
@@ -312,7 +351,8 @@ PUBLISHED_SECRETS = frozenset({
 MIN_SECRET_LENGTH = 16
 # May carry credentials or personal data (user:password@host, a token in a
 # query): audit rows hold a keyed digest of these, never the value.
-UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL"})
+UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL",
+                                  "MASKING_AUDIT_CHECKPOINT_URL"})
 _NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_", "edge": "MASKING_EDGE_"}  # as `from_env` reads them
 
 
@@ -325,7 +365,7 @@ def weak_secrets(settings: Settings) -> list[str]:
     """The secret settings, by name, that are empty, shorter than
     MIN_SECRET_LENGTH, or a value published in this repository."""
     named = settings_by_name(settings)
-    return sorted(name for name in SECRET_SETTINGS
+    return sorted(name for name in STRONG_SECRETS
                   if named[name] in PUBLISHED_SECRETS or len(named[name]) < MIN_SECRET_LENGTH)
 
 

@@ -29,6 +29,7 @@ from bridge.ami import AsteriskMonitor
 from bridge.api.app import make_app
 from bridge.ari import AriClient, AriError, AriNotConnected, Event, EventRouter, EventStream
 from bridge.ari.events import Channel
+from bridge.auditing import audit_configuration, checkpoint_periodically
 from bridge.calls import ids
 from bridge.calls.adopt import adopt_call
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
@@ -40,8 +41,8 @@ from bridge.calls.sweep import sweep_forever
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.privacy.audit import Actor, changed_settings, config_snapshot, fingerprint
-from bridge.privacy.crypto import KeyRing
+from bridge.privacy.audit import Actor
+from bridge.privacy.crypto import AuditKeyMissing, KeyRing
 from bridge.privacy.retention import RetentionPolicy
 from bridge.recordings.backfill import plaintext_retirer, seal_in_background
 from bridge.recordings.wait_audio import sync_wait_audio
@@ -75,8 +76,12 @@ class Service:
         self._http: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self.store = await Store.connect(self.settings.database_url, KeyRing.load(self.settings.keys_path),
-                                         self.settings.db_timeout)
+        keys = KeyRing.load(self.settings.keys_path)
+        if keys.audit_active is None:  # every audited action would fail: refuse to start instead
+            raise AuditKeyMissing(f"{keys.path} holds no audit key: run `masking db upgrade`"
+                                  " (or `masking keys add-audit`)")
+        self.store = await Store.connect(self.settings.database_url, keys, self.settings.db_timeout)
+        self._tasks.append(asyncio.create_task(warn_if_privileged(self.store), name="database-role"))
         self._tasks.append(asyncio.create_task(audit_configuration(self.store, self.settings), name="audit-config"))
         self.asterisk = AsteriskMonitor(self.settings)
         self.asterisk.start()
@@ -111,6 +116,9 @@ class Service:
             self._tasks.append(asyncio.create_task(self.edge.run(), name="edge-watch"))
         if self.settings.purge_interval_seconds > 0:
             self._tasks.append(asyncio.create_task(purge_periodically(self.store, self.settings), name="purge"))
+        if self.settings.audit_checkpoint_seconds > 0:
+            self._tasks.append(asyncio.create_task(checkpoint_periodically(self.store, self.settings),
+                                                   name="audit-checkpoints"))
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
 
@@ -326,26 +334,15 @@ async def purge_periodically(store: Store, settings: Settings) -> None:
         await asyncio.sleep(settings.purge_interval_seconds)
 
 
-async def audit_configuration(store: Store, settings: Settings) -> bool:
-    """Write a config.changed row if this host's settings differ from the last
-    ones recorded (True if written). An audit failure never stops a start: it
-    is logged, and the next start compares again."""
-    host = socket.gethostname()
-    snapshot = config_snapshot(settings, lambda value: store.keys.keyed_digest("setting", value.encode()))
-    current = fingerprint(snapshot)
+async def warn_if_privileged(store: Store) -> None:
+    """Say so at start when the service's role could rewrite the audit trail or change the schema."""
     try:
-        last = await store.audit.list(action="config.changed", target_id=host, limit=1)
-        before = last[0].details if last else {}
-        if before.get("fingerprint") == current:
-            return False
-        changed = changed_settings(before.get("settings", {}), snapshot)
-        await store.audit.append("service", "config.changed", "host", host, source=f"service@{host}",
-                          details={"fingerprint": current, "changed": changed, "settings": snapshot})
-    except (StoreError, asyncpg.PostgresError) as exc:
-        log.warning("audit.config_failed", error=type(exc).__name__)
-        return False
-    log.info("audit.config_changed", changed=len(changed))
-    return True
+        excess = await store.roles.excess_privileges()
+    except (StoreError, asyncpg.PostgresError):
+        return
+    if excess:
+        log.warning("database.role_too_powerful", privileges=excess,
+                    hint="set MASKING_DATABASE_ADMIN_URL and run `masking db upgrade` (docs/security.md)")
 
 
 async def serve_agi(settings: Settings) -> None:

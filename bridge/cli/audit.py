@@ -1,18 +1,30 @@
-"""`masking audit`: read the audit trail, and verify its hash chain so an edited, deleted or inserted row shows.
+"""`masking audit`: read the audit trail, checkpoint its head outside the database, and verify it.
 
-`verify` prints the chain's head, to anchor elsewhere and check later with `--expect-head` (docs/privacy.md).
+`verify` checks every row's HMAC and link, and that every checkpoint in the file (the service writes them;
+`checkpoint` writes one now) is still in the trail with its hash: an edited, deleted, inserted or rewritten row
+shows, and so do the newest rows deleted (docs/security.md).
 """
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
+
+from bridge.auditing import load_checkpoints, take_checkpoint
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store, parse_uuid
 from bridge.config import Settings
 from bridge.privacy.audit import ChainWalk, entry_json
+from bridge.privacy.checkpoint import CheckpointError, hashes_by_seq
 
 
 def add_commands(sub) -> None:
     audit = group(sub, "audit", "the audit trail: who read or changed what")
-    p = command(audit, "verify", cmd_audit_verify, "check the hash chain; print its head to anchor elsewhere")
+    p = command(audit, "verify", cmd_audit_verify, "check the keyed chain against the checkpoints; print its head")
     p.add_argument("--expect-head", metavar="HEX", help="a head printed before: fail if it is no longer there")
+    p.add_argument("--checkpoints", metavar="FILE", type=Path,
+                   help="checkpoints to check against (default: MASKING_AUDIT_CHECKPOINT_FILE)")
+    command(audit, "checkpoint", cmd_audit_checkpoint,
+            "sign the trail's head and append it to the checkpoint file (and syslog, URL if set)")
     p = command(audit, "list", cmd_audit_list, "latest rows, newest first", listing=True)
     p.add_argument("--action", help="e.g. recording.read")
     p.add_argument("--session", dest="session_id")
@@ -24,8 +36,15 @@ async def cmd_audit_verify(settings: Settings, args) -> int:
         expected = bytes.fromhex(args.expect_head) if args.expect_head else None
     except ValueError:
         raise UsageError("--expect-head must be a hash in hex, as verify prints it") from None
-    walk = ChainWalk(expected)
+    path = args.checkpoints or settings.audit_checkpoint_path
     async with open_store(settings) as store:
+        try:
+            checkpoints = await asyncio.to_thread(load_checkpoints, path, store.keys)
+            anchors = hashes_by_seq(checkpoints)
+        except CheckpointError as exc:
+            print(f"audit checkpoints in {path} cannot be trusted: {exc}")
+            return EXIT_FAILED
+        walk = ChainWalk(expected, store.keys.audit_mac, anchors)
         async for row in store.audit.walk():
             if not walk.add(row):
                 break
@@ -33,8 +52,25 @@ async def cmd_audit_verify(settings: Settings, args) -> int:
     if not result.ok:
         print(f"audit trail broken at seq {result.first_bad_seq}: {result.message}")
         return EXIT_FAILED
-    print(f"audit trail ok: {result.message}; head seq {result.head_seq} hash {result.head_hash.hex()}")
+    if checkpoints:
+        newest = max(checkpoints, key=lambda c: c.seq)
+        against = (f"; reaches all {len(checkpoints)} checkpoint(s), the newest of seq {newest.seq}"
+                   f" taken {newest.at.isoformat(timespec='seconds')}")
+    else:
+        against = ""
+        print(f"masking: no checkpoint in {path}: deleting the newest rows would go unnoticed"
+              " (the service writes checkpoints; so does `masking audit checkpoint`)", file=sys.stderr)
+    print(f"audit trail ok: {result.message}; head seq {result.head_seq} hash {result.head_hash.hex()}{against}")
     return 0
+
+
+async def cmd_audit_checkpoint(settings: Settings, _args) -> int:
+    async with open_store(settings) as store:
+        checkpoint, failures = await take_checkpoint(store, settings)
+    print(checkpoint.to_line(), end="")
+    for failure in failures:
+        print(f"masking: the checkpoint is in {settings.audit_checkpoint_path} but {failure}", file=sys.stderr)
+    return EXIT_FAILED if failures else 0
 
 
 async def cmd_audit_list(settings: Settings, args) -> int:

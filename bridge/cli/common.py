@@ -40,8 +40,9 @@ def group(sub, name: str, help_text: str):
 
 
 @asynccontextmanager
-async def open_store(settings: Settings):
-    store = await Store.connect(settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout)
+async def open_store(settings: Settings, dsn: str | None = None):
+    """The store over MASKING_DATABASE_URL (the application role), or over `dsn`."""
+    store = await Store.connect(dsn or settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout)
     try:
         yield store
     finally:

@@ -1,6 +1,8 @@
 """Running the bridge: `serve`, `serve-agi`, `run` (Asterisk and the database too), `doctor` and `db upgrade`.
 
 Together because a service starts on a current schema: `serve --migrate` and `run` upgrade the database first.
+`db upgrade` connects as MASKING_DATABASE_ADMIN_URL's role and makes MASKING_DATABASE_URL's role the service's
+least-privileged application role (docs/security.md).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from bridge.cli.common import EXIT_FAILED, command, group, open_store
 from bridge.config import Settings, require_strong_secrets
 from bridge.privacy.crypto import KeyRing
 from bridge.store.db import ensure_database
+from bridge.store.roles import dsn_user
 
 
 def add_commands(sub) -> None:
@@ -83,11 +86,27 @@ async def cmd_run(settings: Settings, args) -> int:
 
 
 async def cmd_db_upgrade(settings: Settings, _args) -> int:
-    if await ensure_database(settings.database_url):
+    if await ensure_database(settings.migration_url):
         print("created database", file=sys.stderr)
-    async with open_store(settings) as store:
+    async with open_store(settings, settings.migration_url) as store:
+        audit_key = store.keys.audit_active
         applied = await store.schema.upgrade()
-    print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"), file=sys.stderr)
+        if store.keys.audit_active != audit_key:
+            print(f"added audit key {store.keys.audit_active} to {settings.keys_path}: copy the key file to every"
+                  " host that runs the service", file=sys.stderr)
+        print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"), file=sys.stderr)
+        role, password = dsn_user(settings.database_url)
+        setup = None
+        if settings.database_admin_url and role is not None:
+            setup = await store.roles.grant_application_role(role, password)
+    if setup is None:
+        print("no application role set up: the service connects with whatever rights MASKING_DATABASE_URL's role"
+              " has; set MASKING_DATABASE_ADMIN_URL, and a user of its own in MASKING_DATABASE_URL, to run it"
+              " least-privileged (docs/security.md)", file=sys.stderr)
+        return 0
+    removed = f"; removed {', '.join(setup.removed_powers)}" if setup.removed_powers else ""
+    print(f"application role {setup.role}: {'created' if setup.created else 'exists'}, rows only,"
+          f" audit_log append-only{removed}", file=sys.stderr)
     return 0
 
 

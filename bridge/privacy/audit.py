@@ -1,10 +1,14 @@
-"""The audit trail, as pure data: entries, their hash chain, its verification.
+"""The audit trail, as pure data: entries, their keyed hash chain, its verification.
 
 Every row carries the hash of the row before it (the first, 32 zero bytes),
 and seq numbers are gapless: an edited row no longer matches its hash, a
-deleted one leaves a gap, a rewritten stretch no longer links. Deleting the
-newest rows leaves a valid shorter chain, which only an anchor kept elsewhere
-(the head hash `masking audit verify` prints) reveals.
+deleted one leaves a gap, a rewritten stretch no longer links. The hash is an
+HMAC under an audit key from the key ring (`key_id` names it), so whoever
+writes to the database without the key file cannot recompute it; rows written
+before the keyed chain (`key_id` NULL) keep their plain SHA-256, and no
+unkeyed row may follow a keyed one. Deleting the newest rows, or rewriting
+all of them, leaves a chain consistent in itself: signed checkpoints of the
+head kept outside the database (bridge/privacy/checkpoint.py) reveal both.
 
 Rows never hold a phone number, a token, a key or a secret: numbers appear as
 keyed hashes (`subject_hash`) or masked, free text is redacted.
@@ -17,10 +21,14 @@ import uuid
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from bridge.config import SECRET_SETTINGS, UNDISCLOSED_SETTINGS, Settings, settings_by_name
 from bridge.numbering import redact_text
+from bridge.privacy.crypto import UnknownKey
+
+# (audit key id, canonical bytes) -> the row's HMAC: KeyRing.audit_mac.
+Mac = Callable[[str, bytes], bytes]
 
 GENESIS = bytes(32)  # the prev_hash of seq 1
 MAX_REASON = 200
@@ -50,6 +58,7 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
     prev_hash: bytes = GENESIS
     hash: bytes = b""
+    key_id: str | None = None  # the audit key of the row's HMAC; None: a row of the unkeyed chain before it
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
@@ -58,8 +67,11 @@ class AuditEntry:
 
 class Problem(StrEnum):
     EDITED = "edited"  # the row differs from what its hash sealed
-    DELETED = "deleted"  # a seq is missing (or, against an anchor, the newest rows)
+    DELETED = "deleted"  # a seq is missing (or, against an anchor or a checkpoint, the newest rows)
     BAD_LINK = "bad link"  # the row's prev_hash is not the hash of the row before it
+    UNKEYED = "unkeyed"  # a plain SHA-256 row after a keyed one: rewritten without the key
+    REWRITTEN = "rewritten"  # a checkpointed row now has another hash
+    UNKNOWN_KEY = "unknown key"  # keyed under an audit key the key ring does not hold: unverifiable
 
 
 @dataclass(frozen=True)
@@ -79,19 +91,28 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
 
 
 def canonical(entry: AuditEntry) -> bytes:
-    """Stable JSON of every field but `hash`: what the hash seals."""
+    """Stable JSON of every field but `hash`: what the hash seals. An unkeyed
+    row's form has no `key_id`, exactly as such rows were sealed."""
     document = entry_json(entry)
     del document["hash"]
+    if entry.key_id is None:
+        del document["key_id"]
     return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def chain_hash(prev_hash: bytes, entry: AuditEntry) -> bytes:
-    """The hash of `entry` chained after the row whose hash is `prev_hash`."""
-    return hashlib.sha256(canonical(replace(entry, prev_hash=prev_hash))).digest()
+def chain_hash(prev_hash: bytes, entry: AuditEntry, mac: Mac | None = None) -> bytes:
+    """The hash of `entry` chained after the row whose hash is `prev_hash`: the
+    HMAC under its `key_id` (by `mac`), or SHA-256 for a row before the keyed chain."""
+    body = canonical(replace(entry, prev_hash=prev_hash))
+    if entry.key_id is None:
+        return hashlib.sha256(body).digest()
+    if mac is None:
+        raise UnknownKey(f"row {entry.seq} is keyed under audit key {entry.key_id!r}, and no key ring was given")
+    return mac(entry.key_id, body)
 
 
-def sealed(entry: AuditEntry, prev_hash: bytes) -> AuditEntry:
-    return replace(entry, prev_hash=prev_hash, hash=chain_hash(prev_hash, entry))
+def sealed(entry: AuditEntry, prev_hash: bytes, mac: Mac | None = None) -> AuditEntry:
+    return replace(entry, prev_hash=prev_hash, hash=chain_hash(prev_hash, entry, mac))
 
 
 def _plain(value: Any) -> Any:
@@ -107,14 +128,21 @@ def _plain(value: Any) -> Any:
 class ChainWalk:
     """`verify_chain` one row at a time, for a trail read page by page.
 
-    `expected_head`: a head hash anchored earlier; it must still be in the
-    trail, or its newest rows were deleted (or the chain was rewritten).
+    `mac`: the key ring's `audit_mac`, to check keyed rows. `expected_head`: a
+    head hash anchored earlier; it must still be in the trail, or its newest
+    rows were deleted (or the chain was rewritten). `checkpoints`: hash by seq
+    of heads checkpointed earlier (signatures already checked); each must still
+    be in the trail with that hash, and the trail must reach the newest.
+    `start`: the (seq, hash) to continue from, for a walk over newer rows only.
     """
 
-    def __init__(self, expected_head: bytes | None = None):
-        self.expected_head = expected_head
+    def __init__(self, expected_head: bytes | None = None, mac: Mac | None = None,
+                 checkpoints: Mapping[int, bytes] | None = None, start: tuple[int, bytes] = (0, GENESIS)):
+        self.expected_head, self.mac = expected_head, mac
+        self.checkpoints = dict(checkpoints or {})
         self.anchor_seen = expected_head is None or expected_head == GENESIS
-        self.rows_checked, self.head_seq, self.head_hash = 0, 0, GENESIS
+        self.rows_checked, (self.head_seq, self.head_hash) = 0, start
+        self.unkeyed_rows, self.keyed = 0, False
         self.failure: Verification | None = None
 
     def add(self, row: AuditEntry) -> bool:
@@ -126,24 +154,42 @@ class ChainWalk:
             return self._fail(expected, Problem.DELETED, f"row {expected} is missing")
         if row.seq < expected:
             return self._fail(row.seq, Problem.BAD_LINK, f"row {row.seq} is out of place")
-        if chain_hash(row.prev_hash, row) != row.hash:
+        if row.key_id is None and self.keyed:
+            return self._fail(row.seq, Problem.UNKEYED, f"row {row.seq} has a plain hash after keyed rows")
+        try:
+            matches = chain_hash(row.prev_hash, row, self.mac) == row.hash
+        except UnknownKey:
+            return self._fail(row.seq, Problem.UNKNOWN_KEY,
+                              f"row {row.seq} is keyed under audit key {row.key_id!r}, not in the key ring")
+        if not matches:
             return self._fail(row.seq, Problem.EDITED, f"row {row.seq} does not match its hash")
         if row.prev_hash != self.head_hash:
             return self._fail(row.seq, Problem.BAD_LINK, f"row {row.seq} does not link to the row before it")
+        if self.checkpoints.get(row.seq, row.hash) != row.hash:
+            return self._fail(row.seq, Problem.REWRITTEN, f"row {row.seq} differs from its checkpoint")
         self.rows_checked, self.head_seq, self.head_hash = self.rows_checked + 1, row.seq, row.hash
+        self.keyed = self.keyed or row.key_id is not None
+        self.unkeyed_rows += row.key_id is None
         self.anchor_seen = self.anchor_seen or row.hash == self.expected_head
         return True
 
     def result(self) -> Verification:
         if self.failure:
             return self.failure
+        newest = max(self.checkpoints, default=0)
+        if newest > self.head_seq:
+            self._fail(self.head_seq + 1, Problem.DELETED,
+                       f"the trail ends at seq {self.head_seq} but seq {newest} was checkpointed:"
+                       f" rows after {self.head_seq} were deleted")
+            return self.failure
         if not self.anchor_seen:
             self._fail(self.head_seq + 1, Problem.DELETED,
                        f"the expected head is not in the trail: rows after {self.head_seq} were deleted"
                        " (or the chain rewritten)")
             return self.failure
+        unkeyed = f" ({self.unkeyed_rows} from before the keyed chain)" if self.unkeyed_rows else ""
         return Verification(True, self.rows_checked, self.head_seq, self.head_hash,
-                            message=f"{self.rows_checked} rows intact")
+                            message=f"{self.rows_checked} rows intact{unkeyed}")
 
     def _fail(self, seq: int, problem: Problem, message: str) -> bool:
         self.failure = Verification(False, self.rows_checked, self.head_seq, self.head_hash, seq, problem,
@@ -151,9 +197,10 @@ class ChainWalk:
         return False
 
 
-def verify_chain(rows: Iterable[AuditEntry], expected_head: bytes | None = None) -> Verification:
+def verify_chain(rows: Iterable[AuditEntry], expected_head: bytes | None = None, mac: Mac | None = None,
+                 checkpoints: Mapping[int, bytes] | None = None) -> Verification:
     """Walk `rows` in seq order; stop at the first that breaks the chain."""
-    walk = ChainWalk(expected_head)
+    walk = ChainWalk(expected_head, mac, checkpoints)
     for row in rows:
         if not walk.add(row):
             break

@@ -1,8 +1,11 @@
 """Keys, and encryption of personal data at rest.
 
 A `KeyRing` holds the master keys (AES-256, by key id; one is active for new
-writes, older ones stay to read rows not yet rotated) and a separate lookup key
-for keyed hashes. Phone numbers are stored as AES-GCM ciphertext, bound to the
+writes, older ones stay to read rows not yet rotated), a separate lookup key
+for keyed hashes, and audit keys (by id, one active) that key the audit
+trail's chain (HMAC) and sign its checkpoints (Ed25519), so whoever can write
+to the database but holds no key file can neither forge a row nor a
+checkpoint (bridge/privacy/audit.py). Phone numbers are stored as AES-GCM ciphertext, bound to the
 row and column they belong to (associated data), plus an HMAC-SHA256 of the
 E.164 string: equal numbers give equal hashes, so the call path's lookup stays
 an index hit, while a database dump alone reveals no number (a plain hash
@@ -24,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
@@ -47,6 +51,14 @@ class DecryptionFailed(CryptoError):
     """Ciphertext does not open with its key and context: tampered, or moved to another row."""
 
 
+class AuditKeyMissing(KeyFileError):
+    """The key file holds no audit key, so no audit row can be written."""
+
+
+class BadSignature(CryptoError):
+    """A signature does not verify under the public key it names."""
+
+
 @dataclass(frozen=True)
 class Sealed:
     key_id: str
@@ -59,22 +71,30 @@ class KeyRing:
     active_id: str
     lookup_key: bytes
     path: Path | None = field(default=None, compare=False)
+    # Key files written before the keyed audit chain have none: `masking db upgrade` adds one.
+    audit_keys: dict[str, bytes] = field(default_factory=dict)
+    audit_active: str | None = None
 
     def __post_init__(self) -> None:
         if self.active_id not in self.keys:
             raise KeyFileError("the active key id is not among the keys")
-        for key in (*self.keys.values(), self.lookup_key):
+        if self.audit_active is not None and self.audit_active not in self.audit_keys:
+            raise KeyFileError("the active audit key id is not among the audit keys")
+        for key in (*self.keys.values(), self.lookup_key, *self.audit_keys.values()):
             if len(key) != KEY_BYTES:
                 raise KeyFileError(f"every key must be {KEY_BYTES} bytes")
 
     def __repr__(self) -> str:  # never show key material, even in a traceback
-        return f"KeyRing(active_id={self.active_id!r}, key_ids={sorted(self.keys)!r})"
+        return (f"KeyRing(active_id={self.active_id!r}, key_ids={sorted(self.keys)!r}, "
+                f"audit_active={self.audit_active!r})")
 
     # -- creating and loading -------------------------------------------------
     @classmethod
     def generate(cls, key_id: str | None = None) -> "KeyRing":
         key_id = key_id or new_key_id()
-        return cls({key_id: secrets.token_bytes(KEY_BYTES)}, key_id, secrets.token_bytes(KEY_BYTES))
+        ring = cls({key_id: secrets.token_bytes(KEY_BYTES)}, key_id, secrets.token_bytes(KEY_BYTES))
+        ring.add_audit_key()
+        return ring
 
     @classmethod
     def load(cls, path: Path) -> "KeyRing":
@@ -89,9 +109,12 @@ class KeyRing:
             raise KeyFileError(f"key file {path} is readable by others; chmod 600 it")
         try:
             keys = {str(k): base64.b64decode(v, validate=True) for k, v in raw["keys"].items()}
-            ring = cls(keys, str(raw["active"]), base64.b64decode(raw["lookup"], validate=True), path)
+            audit = {str(k): base64.b64decode(v, validate=True) for k, v in raw.get("audit", {}).items()}
+            active_audit = raw.get("audit_active")
+            ring = cls(keys, str(raw["active"]), base64.b64decode(raw["lookup"], validate=True), path, audit,
+                       None if active_audit is None else str(active_audit))
         except (KeyError, TypeError, AttributeError, ValueError):
-            raise KeyFileError(f"key file {path} is malformed (want active, keys, lookup)") from None
+            raise KeyFileError(f"key file {path} is malformed (want active, keys, lookup; audit optional)") from None
         return ring
 
     @classmethod
@@ -107,17 +130,22 @@ class KeyRing:
         """Take the keys (and active id) the file holds now."""
         fresh = KeyRing.load(self.path)
         self.keys, self.active_id, self.lookup_key = fresh.keys, fresh.active_id, fresh.lookup_key
+        self.audit_keys, self.audit_active = fresh.audit_keys, fresh.audit_active
 
     def save(self, path: Path | None = None) -> None:
         path = path or self.path
         if path is None:
             raise KeyFileError("no path to save the key ring to")
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({
+        document = {
             "active": self.active_id,
             "keys": {k: base64.b64encode(v).decode() for k, v in self.keys.items()},
             "lookup": base64.b64encode(self.lookup_key).decode(),
-        }, indent=2)
+        }
+        if self.audit_keys:
+            document["audit"] = {k: base64.b64encode(v).decode() for k, v in self.audit_keys.items()}
+            document["audit_active"] = self.audit_active
+        body = json.dumps(document, indent=2)
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -135,6 +163,15 @@ class KeyRing:
         self.keys[key_id] = secrets.token_bytes(KEY_BYTES)
         if activate:
             self.active_id = key_id
+        return key_id
+
+    def add_audit_key(self) -> str:
+        """A new audit key, active at once; rows and checkpoints made under older ones stay verifiable."""
+        key_id = new_key_id("a")
+        while key_id in self.audit_keys:
+            key_id = new_key_id("a")
+        self.audit_keys[key_id] = secrets.token_bytes(KEY_BYTES)
+        self.audit_active = key_id
         return key_id
 
     # -- using ------------------------------------------------------------------
@@ -175,9 +212,49 @@ class KeyRing:
     def row_key_id(self) -> str:
         return self.active_id
 
+    # -- the audit trail ----------------------------------------------------------
+    @property
+    def active_audit_id(self) -> str:
+        """The audit key new rows and checkpoints use (AuditKeyMissing if the file has none)."""
+        if self.audit_active is None:
+            where = self.path or "the key file"
+            raise AuditKeyMissing(f"{where} holds no audit key: run `masking db upgrade` (or `masking keys add-audit`)")
+        return self.audit_active
 
-def new_key_id() -> str:
-    return "k" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+    def audit_mac(self, key_id: str, data: bytes) -> bytes:
+        """HMAC-SHA256 of an audit row's canonical form under audit key `key_id`."""
+        return hmac.new(self._audit_subkey(key_id, b"chain"), data, hashlib.sha256).digest()
+
+    def audit_sign(self, key_id: str, data: bytes) -> bytes:
+        """An Ed25519 signature of a checkpoint under audit key `key_id`."""
+        return Ed25519PrivateKey.from_private_bytes(self._audit_subkey(key_id, b"checkpoint")).sign(data)
+
+    def audit_public_key(self, key_id: str) -> bytes:
+        """The raw public key checking `audit_sign`'s signatures: may be given to anyone."""
+        private = Ed25519PrivateKey.from_private_bytes(self._audit_subkey(key_id, b"checkpoint"))
+        return private.public_key().public_bytes_raw()
+
+    def _audit_subkey(self, key_id: str, purpose: bytes) -> bytes:
+        # One secret per audit key, a derived key per use, so no key serves two algorithms.
+        secret = self.audit_keys.get(key_id)
+        if secret is None and self.path is not None:
+            self.reload()
+            secret = self.audit_keys.get(key_id)
+        if secret is None:
+            raise UnknownKey(f"audit key {key_id!r} is not in the key ring")
+        return hmac.new(secret, b"masking-audit-" + purpose, hashlib.sha256).digest()
+
+
+def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> None:
+    """BadSignature unless `signature` is `public_key`'s over `data`."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        raise BadSignature("the signature does not verify") from None
+
+
+def new_key_id(prefix: str = "k") -> str:
+    return prefix + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
 
 
 def number_context(table: str, row_id: object, column: str) -> str:

@@ -3,7 +3,8 @@ them out over one pool.
 
 Each module speaks SQL for its own tables only (numbers, sessions, calls,
 recordings and their keys, API keys, the webhook outbox, the audit trail,
-retention, erasure, legal holds, subjects, PINs, wait audio, the schema).
+retention, erasure, legal holds, subjects, PINs, wait audio, the schema and
+the database roles).
 `Store` is deliberately thin: it opens the pool and gives each domain's
 queries their dependencies once, so a caller names the domain it talks to
 (`store.sessions.create(...)`, `store.audit.list(...)`) and a reader can see
@@ -31,6 +32,7 @@ from bridge.store.outbox import Outbox
 from bridge.store.pins import Pins
 from bridge.store.recordings import Recordings
 from bridge.store.retention import Retention
+from bridge.store.roles import Roles
 from bridge.store.schema import Schema
 from bridge.store.sessions import Sessions
 from bridge.store.subjects import Subjects
@@ -44,6 +46,7 @@ class Store:
         self.db = Database(pool, keys, timeout)
         self.audit = AuditTrail(self.db)
         self.schema = Schema(self.db)
+        self.roles = Roles(self.db)
         self.numbers = Numbers(self.db, self.audit)
         self.sessions = Sessions(self.db)
         self.pins = Pins(self.db)

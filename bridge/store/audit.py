@@ -1,5 +1,10 @@
 """The audit trail's SQL (`audit_log`): appending a chained row, reading the chain back.
 
+Rows are keyed with the key ring's active audit key (bridge/privacy/audit.py);
+a ring without one cannot append (AuditKeyMissing), so no unkeyed row follows
+a keyed one. The application role may only INSERT and SELECT here (grants
+and a trigger, migration 0019).
+
 Appends take a transaction-scoped advisory lock, so seq numbers and links are
 allocated one writer at a time (callers run READ COMMITTED, so the row read
 under the lock is the newest committed one). With a caller's connection the
@@ -15,7 +20,7 @@ from typing import Any, AsyncIterator
 
 import asyncpg
 
-from bridge.privacy.audit import Actor, AuditEntry, sealed
+from bridge.privacy.audit import GENESIS, Actor, AuditEntry, sealed
 from bridge.store.db import Database
 
 AUDIT_LOCK = 0x61756474  # 'audt'
@@ -33,6 +38,9 @@ class AuditTrail:
                      conn: asyncpg.Connection | None = None) -> AuditEntry:
         """Append a row: in its own transaction, or in the caller's `conn`'s."""
 
+        keys = self.db.keys
+        key_id = keys.active_audit_id  # before any SQL: without an audit key nothing is written
+
         async def append(conn: asyncpg.Connection) -> AuditEntry:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
@@ -46,14 +54,14 @@ class AuditTrail:
                 entry = AuditEntry(
                     seq=(head["seq"] or 0) + 1, at=head["at"], actor=actor, action=action, target_type=target_type,
                     target_id=target_id, source=source, session_id=session_id, subject_hash=subject_hash,
-                    reason=reason, details=json.loads(head["details"]))
-                entry = sealed(entry, head["hash"] or entry.prev_hash)
+                    reason=reason, details=json.loads(head["details"]), key_id=key_id)
+                entry = sealed(entry, head["hash"] or entry.prev_hash, keys.audit_mac)
                 await conn.execute(
                     "INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, session_id,"
-                    " subject_hash, source, reason, details, prev_hash, hash)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13)",
+                    " subject_hash, source, reason, details, prev_hash, hash, key_id)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14)",
                     entry.seq, entry.at, actor, action, target_type, target_id, session_id, subject_hash,
-                    source, reason, head["details"], entry.prev_hash, entry.hash)
+                    source, reason, head["details"], entry.prev_hash, entry.hash, key_id)
                 return entry
 
         return await (append(conn) if conn is not None else self.db.run(append))
@@ -70,13 +78,27 @@ class AuditTrail:
             "SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit))
         return [entry_from_row(r) for r in rows]
 
-    async def walk(self, page: int = 1000) -> AsyncIterator[AuditEntry]:
-        """Every row, oldest first, read a page at a time (a row out of range still shows)."""
-        after = -2 ** 63
+    async def walk(self, page: int = 1000, after: int = -2 ** 63) -> AsyncIterator[AuditEntry]:
+        """Every row after seq `after`, oldest first, a page at a time (by default
+        all, so a row out of range still shows)."""
         while rows := await self.rows(after, page):
             for row in rows:
                 yield row
             after = rows[-1].seq
+
+    async def head(self) -> tuple[int, bytes]:
+        """The newest row's (seq, hash); (0, GENESIS) for an empty trail."""
+        row = await self.db.run(lambda conn: conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"))
+        return (row["seq"], row["hash"]) if row else (0, GENESIS)
+
+    async def hash_at(self, seq: int) -> bytes | None:
+        """The hash of row `seq`, None if there is no such row."""
+        return await self.db.run(lambda conn: conn.fetchval("SELECT hash FROM audit_log WHERE seq = $1", seq))
+
+    async def rows_by_key(self) -> dict[str | None, int]:
+        """Rows per audit key id (None: rows from before the keyed chain)."""
+        rows = await self.db.run(lambda conn: conn.fetch("SELECT key_id, count(*) FROM audit_log GROUP BY key_id"))
+        return {r["key_id"]: r["count"] for r in rows}
 
     async def list(self, action: str | None = None, session_id: uuid.UUID | None = None,
                    subject_hash: bytes | None = None, since: datetime | None = None,
@@ -95,4 +117,4 @@ def entry_from_row(row: asyncpg.Record) -> AuditEntry:
         seq=row["seq"], at=row["at"], actor=row["actor"], action=row["action"], target_type=row["target_type"],
         target_id=row["target_id"], source=row["source"], session_id=row["session_id"],
         subject_hash=row["subject_hash"], reason=row["reason"], details=json.loads(row["details"]),
-        prev_hash=row["prev_hash"], hash=row["hash"])
+        prev_hash=row["prev_hash"], hash=row["hash"], key_id=row["key_id"])

@@ -130,6 +130,12 @@ class Recordings:
 
         return await self.db.run(rewrap) if older else 0
 
+    async def keys_by_master(self) -> dict[str, int]:
+        """Wrapped recording keys per master key id (`masking keys status`)."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT key_id, count(*) FROM recording_keys GROUP BY key_id"))
+        return {r["key_id"]: r["count"] for r in rows}
+
     async def unsealed(self, after: uuid.UUID, limit: int) -> list[dict]:
         """Recordings still stored as plaintext, in id order after `after`."""
         rows = await self.db.run(lambda conn: conn.fetch(

@@ -88,4 +88,11 @@ async def _seal_participant_numbers(conn: asyncpg.Connection, keys: KeyRing) -> 
                            [(r["number"], keys.lookup_hash(r["number"])) for r in numbers])
 
 
-CODE_STEPS = {"seal_participant_numbers": _seal_participant_numbers}
+async def _add_audit_key(_conn: asyncpg.Connection, keys: KeyRing) -> None:
+    """0019: a key file made before the keyed audit chain gets its first audit key."""
+    if keys.audit_active is None:
+        keys.add_audit_key()
+        keys.save()
+
+
+CODE_STEPS = {"seal_participant_numbers": _seal_participant_numbers, "add_audit_key": _add_audit_key}

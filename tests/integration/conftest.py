@@ -7,6 +7,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
@@ -15,10 +16,11 @@ from bridge.config import Settings
 from bridge.sessions.models import SessionRequest
 from bridge.stack.asterisk import AsteriskNotInstalled, find_install
 from bridge.store import Store
-from tests.support.keys import shared_keys
+from tests.support.keys import keys_file, shared_keys
 from tests.support.rtp import RtpSniffer
 from tests.support.sipp import Sipp, SippResult, render
-from tests.support.stack import Stack, create_database, drop_database, migrate, running_stack
+from tests.support.stack import (ADMIN_DSN, Stack, app_role_name, create_database, database_env, drop_database,
+                                 migrate, running_stack)
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +54,18 @@ def dsn():
     asyncio.run(drop_database(name))
 
 
+@pytest.fixture(scope="module")
+def app_db():
+    """A database migrated by `masking db upgrade` as the superuser, which made its application role:
+    `env` runs `masking` as that role; `admin` is the superuser's URL, `app` the role's."""
+    name, role = f"masking_db_{os.getpid()}_{uuid.uuid4().hex[:6]}", app_role_name()
+    asyncio.run(create_database(name))
+    env = {**database_env(ADMIN_DSN, name, role), "MASKING_KEYS_FILE": str(keys_file())}
+    migrate(env)
+    yield SimpleNamespace(env=env, role=role, admin=env["MASKING_DATABASE_ADMIN_URL"], app=env["MASKING_DATABASE_URL"])
+    asyncio.run(drop_database(name, role=role))
+
+
 @pytest.fixture
 async def store(dsn):
     """A store over the module's database, emptied for each test."""
@@ -63,8 +77,11 @@ async def store(dsn):
 
 async def empty(store: Store) -> None:
     async with store.pool.acquire() as conn:
+        # As a superuser only can: past the trigger that keeps audit_log append-only.
+        await conn.execute("SET session_replication_role = replica")
         await conn.execute("TRUNCATE webhook_outbox, idempotency_keys, recordings, calls, session_participants,"
                            " masking_sessions, virtual_numbers, api_keys, audit_log, subject_requests CASCADE")
+        await conn.execute("RESET session_replication_role")
 
 
 _serial = itertools.count(1000)

@@ -1,5 +1,6 @@
 """The audit trail on a real PostgreSQL: gapless under concurrency, written by
-the operator's commands, and `masking audit verify` catching edits and deletions."""
+the operator's commands, and `masking audit verify` catching edits and deletions
+(made as a superuser would, past the append-only trigger)."""
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,7 @@ import pytest
 
 from bridge.config import Settings
 from bridge.privacy.audit import verify_chain
-from bridge.service import audit_configuration
+from bridge.auditing import audit_configuration
 from bridge.store import Store
 from tests.integration.test_cli import masking
 from tests.support.keys import keys_file, shared_keys
@@ -20,9 +21,20 @@ from tests.support.ports import free_port
 
 
 @pytest.fixture
-def operator(dsn):
-    """What `masking` needs to run against this database (no Asterisk)."""
-    return SimpleNamespace(env={"MASKING_DATABASE_URL": dsn, "MASKING_KEYS_FILE": str(keys_file())})
+def operator(dsn, tmp_path):
+    """What `masking` needs to run against this database (no Asterisk); no checkpoints yet."""
+    return SimpleNamespace(env={"MASKING_DATABASE_URL": dsn, "MASKING_KEYS_FILE": str(keys_file()),
+                                "MASKING_STATE_DIR": str(tmp_path)})
+
+
+async def as_superuser(store: Store, sql: str) -> None:
+    """What a DBA can do: switch the append-only trigger off for the session, then change rows."""
+    async with store.pool.acquire() as conn:
+        await conn.execute("SET session_replication_role = replica")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.execute("RESET session_replication_role")
 
 
 async def trail(store: Store, rows: int) -> list:
@@ -41,7 +53,8 @@ async def test_fifty_concurrent_appends_make_a_gapless_valid_chain(store):
 
     rows = [row async for row in store.audit.walk(page=7)]
     assert [row.seq for row in rows] == list(range(1, 51))
-    assert verify_chain(rows).ok
+    assert verify_chain(rows, mac=store.keys.audit_mac).ok
+    assert {row.key_id for row in rows} == {store.keys.audit_active}
 
 
 async def test_an_audit_row_commits_or_rolls_back_with_the_callers_transaction(store):
@@ -73,8 +86,7 @@ async def test_verify_passes_on_a_clean_trail_and_prints_its_head(store, operato
 ], ids=["a-row-edited-in-sql", "a-middle-row-deleted"])
 async def test_verify_fails_naming_the_first_bad_seq_after(store, operator, tampering, bad_seq, problem):
     await trail(store, 5)
-    async with store.pool.acquire() as conn:
-        await conn.execute(tampering)
+    await as_superuser(store, tampering)
     result = await verify(operator)
     assert result.returncode == 1
     assert f"broken at seq {bad_seq}" in result.stdout and problem in result.stdout
@@ -82,12 +94,12 @@ async def test_verify_fails_naming_the_first_bad_seq_after(store, operator, tamp
 
 async def test_verify_against_an_anchored_head_catches_a_deleted_newest_row(store, operator):
     rows = await trail(store, 4)
-    async with store.pool.acquire() as conn:
-        await conn.execute("DELETE FROM audit_log WHERE seq = 4")
+    await as_superuser(store, "DELETE FROM audit_log WHERE seq = 4")
     plain = await verify(operator)
     anchored = await verify(operator, "--expect-head", rows[-1].hash.hex())
     still_there = await verify(operator, "--expect-head", rows[1].hash.hex())
-    assert plain.returncode == 0, "a shorter chain is consistent in itself"
+    assert plain.returncode == 0, "a shorter chain is consistent in itself, with no checkpoint to say otherwise"
+    assert "no checkpoint" in plain.stderr
     assert anchored.returncode == 1
     assert "broken at seq 4" in anchored.stdout and "deleted" in anchored.stdout
     assert still_there.returncode == 0

@@ -2,7 +2,9 @@
 
 Every port is free-picked and every path is private to the run, so the suite
 can run beside `make run` or another suite. The service runs as its own
-process (`python -m bridge.cli serve`), exactly as an operator runs it.
+process (`python -m bridge.cli serve`), exactly as an operator runs it, as an
+application role of its own (least-privileged, made by `masking db upgrade`);
+the tests look and tamper as the database's superuser (`Stack.dsn`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from contextlib import contextmanager
@@ -49,6 +52,12 @@ class Stack:
 
     @property
     def dsn(self) -> str:
+        """The superuser's: what a test reads and changes by hand."""
+        return self.settings.database_admin_url
+
+    @property
+    def app_dsn(self) -> str:
+        """The application role's, as the service connects."""
         return self.settings.database_url
 
     @property
@@ -125,15 +134,33 @@ class Stack:
             time.sleep(0.1)
 
 
+def app_role_name() -> str:
+    """Roles are the cluster's, not a database's: one per stack, so parallel runs never share one."""
+    return f"masking_app_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def role_dsn(dsn: str, role: str) -> str:
+    """`dsn` with its user replaced by `role`."""
+    parts = urllib.parse.urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{urllib.parse.quote(role)}@{host}"))
+
+
+def database_env(admin_dsn: str, database: str, app_role: str) -> dict[str, str]:
+    """The two URLs: migrations as the admin, the service as its application role."""
+    admin = admin_dsn.rsplit("/", 1)[0] + f"/{database}"
+    return {"MASKING_DATABASE_ADMIN_URL": admin, "MASKING_DATABASE_URL": role_dsn(admin, app_role)}
+
+
 def make_settings(workdir: Path, database: str, rtp_ports: int = 200,
-                  admin_dsn: str = ADMIN_DSN) -> tuple[Settings, dict[str, str]]:
+                  admin_dsn: str = ADMIN_DSN, app_role: str = "masking_app") -> tuple[Settings, dict[str, str]]:
     rtp_start, rtp_end = free_range(rtp_ports)
     stack_keys = workdir / "keys.json"
     if not stack_keys.exists():
         KeyRing.generate().save(stack_keys)
     env = {
         "MASKING_KEYS_FILE": str(stack_keys),
-        "MASKING_DATABASE_URL": admin_dsn.rsplit("/", 1)[0] + f"/{database}",
+        **database_env(admin_dsn, database, app_role),
         "MASKING_DB_TIMEOUT": "2",
         "MASKING_ARI_PORT": str(free_port()),
         "MASKING_ARI_PASSWORD": uuid.uuid4().hex,
@@ -170,10 +197,13 @@ async def create_database(name: str, admin_dsn: str = ADMIN_DSN) -> None:
         await conn.close()
 
 
-async def drop_database(name: str, admin_dsn: str = ADMIN_DSN) -> None:
+async def drop_database(name: str, admin_dsn: str = ADMIN_DSN, role: str | None = None) -> None:
+    """Drop the database, and then `role` (whose only rights were in it)."""
     conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if role:
+            await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
     finally:
         await conn.close()
 
@@ -188,8 +218,8 @@ def migrate(env: dict[str, str]) -> None:
 def running_stack(workdir: Path, admin_dsn: str = ADMIN_DSN, rtp_ports: int = 200,
                   **env_overrides: str) -> Iterator[Stack]:
     """Database, Asterisk and service on free ports; everything removed after."""
-    database = f"masking_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    settings, env = make_settings(workdir, database, rtp_ports, admin_dsn)
+    database, role = f"masking_test_{os.getpid()}_{uuid.uuid4().hex[:6]}", app_role_name()
+    settings, env = make_settings(workdir, database, rtp_ports, admin_dsn, role)
     env.update(env_overrides)
     settings = Settings.from_env(env)
     install = find_install(settings.asterisk.asterisk_root)
@@ -206,6 +236,6 @@ def running_stack(workdir: Path, admin_dsn: str = ADMIN_DSN, rtp_ports: int = 20
         asterisk.stop()
         shutil.rmtree(asterisk.dir, ignore_errors=True)
         try:
-            asyncio.run(drop_database(database, admin_dsn))
+            asyncio.run(drop_database(database, admin_dsn, role))
         except (OSError, asyncpg.PostgresError):
             pass  # a test may have taken the server away

@@ -87,3 +87,42 @@ def test_non_positive_timeout_is_an_error():
 def test_unknown_recording_format_is_an_error():
     with pytest.raises(ConfigError, match="MASKING_RECORDING_FORMAT"):
         Settings.from_env({"MASKING_RECORDING_FORMAT": "mp3"})
+
+
+def test_without_an_admin_url_migrations_use_the_one_database_url():
+    settings = Settings.from_env({"MASKING_DATABASE_URL": "postgresql://masking_app@db/masking"})
+    assert settings.migration_url == "postgresql://masking_app@db/masking"
+    both = Settings.from_env({"MASKING_DATABASE_URL": "postgresql://masking_app@db/masking",
+                              "MASKING_DATABASE_ADMIN_URL": "postgresql://postgres@db/masking"})
+    assert (both.migration_url, both.database_url) == ("postgresql://postgres@db/masking",
+                                                      "postgresql://masking_app@db/masking")
+
+
+def test_an_admin_url_must_be_postgresql():
+    with pytest.raises(ConfigError, match="MASKING_DATABASE_ADMIN_URL"):
+        Settings.from_env({"MASKING_DATABASE_URL": "postgresql://app@db/masking",
+                           "MASKING_DATABASE_ADMIN_URL": "mysql://root@db/masking"})
+
+
+def test_audit_checkpoints_go_under_the_state_dir_unless_a_file_is_named():
+    assert Settings.from_env({"MASKING_STATE_DIR": "/var/lib/masking"}).audit_checkpoint_path == \
+        Path("/var/lib/masking/audit/checkpoints.jsonl")
+    assert Settings.from_env({"MASKING_AUDIT_CHECKPOINT_FILE": "/srv/cp.jsonl"}).audit_checkpoint_path == \
+        Path("/srv/cp.jsonl")
+
+
+@pytest.mark.parametrize(("var", "value"), [("MASKING_AUDIT_CHECKPOINT_SECONDS", "-1"),
+                                            ("MASKING_AUDIT_CHECKPOINT_SECONDS", "90000"),
+                                            ("MASKING_AUDIT_CHECKPOINT_SYSLOG", "loghost"),
+                                            ("MASKING_AUDIT_CHECKPOINT_SYSLOG", "loghost:0"),
+                                            ("MASKING_AUDIT_CHECKPOINT_URL", "ftp://x/cp")])
+def test_bad_audit_checkpoint_settings_are_errors_naming_the_variable(var, value):
+    with pytest.raises(ConfigError, match=var):
+        Settings.from_env({var: value})
+
+
+def test_the_admin_url_is_a_secret_never_recorded():
+    from bridge.config import SECRET_SETTINGS, UNDISCLOSED_SETTINGS
+
+    assert "MASKING_DATABASE_ADMIN_URL" in SECRET_SETTINGS
+    assert "MASKING_AUDIT_CHECKPOINT_URL" in UNDISCLOSED_SETTINGS

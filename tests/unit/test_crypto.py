@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from bridge.privacy.crypto import DecryptionFailed, KeyFileError, KeyRing, UnknownKey, number_context
+from bridge.privacy.crypto import (BadSignature, DecryptionFailed, KeyFileError, KeyRing, UnknownKey, number_context,
+                                   verify_signature)
 from bridge.store.schema import migration_steps
 
 NUMBER = "+6591234567"
@@ -78,3 +79,41 @@ def test_a_migration_is_split_at_its_code_steps():
     assert migration_steps(sql) == [("sql", "ALTER TABLE t ADD c int;"), ("code", "fill_c"),
                                     ("sql", "ALTER TABLE t ALTER c SET NOT NULL;")]
     assert migration_steps("SELECT 1;") == [("sql", "SELECT 1;")]
+
+
+# -- audit keys ---------------------------------------------------------------------------------
+def test_a_new_key_file_holds_an_audit_key_whose_secret_never_shows(tmp_path):
+    ring = KeyRing.generate()
+    ring.save(tmp_path / "keys.json")
+    loaded = KeyRing.load(tmp_path / "keys.json")
+    assert loaded.audit_active == ring.audit_active and loaded.audit_keys == ring.audit_keys
+    assert loaded.audit_mac(ring.audit_active, b"row") == ring.audit_mac(ring.audit_active, b"row")
+    assert not any(v.hex() in repr(ring) for v in ring.audit_keys.values())
+
+
+def test_a_key_file_from_before_audit_keys_still_loads_and_gets_one_added(tmp_path):
+    path = tmp_path / "keys.json"
+    old = KeyRing.generate()
+    old.save(path)
+    document = json.loads(path.read_text())
+    del document["audit"], document["audit_active"]  # as files were written before
+    path.write_text(json.dumps(document))
+    ring = KeyRing.load(path)
+    assert ring.audit_active is None and ring.lookup_hash(NUMBER) == old.lookup_hash(NUMBER)
+    added = ring.add_audit_key()
+    ring.save()
+    assert KeyRing.load(path).audit_active == added and KeyRing.load(path).keys == old.keys
+
+
+def test_the_audit_mac_and_signature_depend_on_the_audit_key():
+    ring, other = KeyRing.generate(), KeyRing.generate()
+    key_id = ring.audit_active
+    assert ring.audit_mac(key_id, b"row") != other.audit_mac(other.audit_active, b"row")
+    signature = ring.audit_sign(key_id, b"checkpoint")
+    verify_signature(ring.audit_public_key(key_id), signature, b"checkpoint")
+    with pytest.raises(BadSignature):
+        verify_signature(other.audit_public_key(other.audit_active), signature, b"checkpoint")
+    with pytest.raises(BadSignature):
+        verify_signature(ring.audit_public_key(key_id), signature, b"checkpoint!")
+    with pytest.raises(UnknownKey):
+        ring.audit_mac("a-nope", b"row")
