@@ -59,7 +59,7 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         ttl_mode=choice_field(body, "ttl_mode", "creation", ("creation", "last_interaction")),
         record=bool_field(body, "record", settings.record_by_default),
         external_ref=text_field(body, "external_ref", 200),
-        webhook_url=url_field(body, "webhook_url"),
+        webhook_url=url_field(body, "webhook_url", settings),
         virtual_number=number_field(body, "virtual_number", settings, required=False),
         sticky=choice_field(body, "number_selection", settings.sticky, ("none", "prefer_sticky", "avoid_sticky")),
         country_match=bool_field(body, "country_match", True),

@@ -18,11 +18,13 @@ from pathlib import Path
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor
-from bridge.recordings.convert import to_asterisk_wav
+from bridge.recordings.convert import convert_off_loop
 from bridge.store import Store
 from bridge.store.errors import StoreError
 
 log = get_logger("bridge.recordings")
+# Conversions at once in this process; more uploads wait their turn (each in a child process).
+CONVERSIONS = asyncio.Semaphore(2)
 
 
 class SoundsDirUnknown(Exception):
@@ -52,8 +54,10 @@ def sounds_dir(settings: Settings) -> Path:
 
 
 async def add_wait_audio(store: Store, settings: Settings, upload: bytes, name: str, by: Actor) -> dict:
-    """Convert, store and register an upload (UnsupportedAudio if it cannot be)."""
-    converted, seconds = await asyncio.to_thread(to_asterisk_wav, upload)
+    """Convert, store and register an upload (UnsupportedAudio if it cannot be,
+    or not within `MASKING_WAIT_AUDIO_CONVERT_SECONDS`)."""
+    async with CONVERSIONS:
+        converted, seconds = await convert_off_loop(upload, settings.wait_audio_convert_seconds)
     audio_id = uuid.uuid4()
     canonical = Path(settings.recording_dir) / "wait-audio" / f"{audio_id}.wav"
     await asyncio.to_thread(_write, canonical, converted)
