@@ -1,6 +1,7 @@
 """The webhook outbox over HTTP: events pending, delivered or dead, and sending the dead ones again.
 
-Dead events stay visible here until retried (docs/webhooks.md). A failure
+Dead events stay visible here until retried (docs/webhooks.md); a key sees
+and retries only its account's events. A failure
 shows as a category (`http_500`, `connection_refused`, `timeout`...), never
 what the receiver said.
 """
@@ -10,7 +11,7 @@ import re
 
 from aiohttp import web
 
-from bridge.api.context import STORE
+from bridge.api.context import STORE, account_id
 from bridge.api.errors import invalid
 from bridge.api.fields import limit_param
 
@@ -37,7 +38,7 @@ async def list_webhook_events(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in ("pending", "delivered", "dead"):
         raise invalid("status", "status must be pending, delivered or dead")
-    rows = await request.app[STORE].outbox.list(status, limit_param(request))
+    rows = await request.app[STORE].outbox.list(status, limit_param(request), account_id(request))
     return web.json_response({"events": [
         {"id": str(r["event_id"]), "type": r["event_type"], "session_id": str(r["session_id"]) if r["session_id"]
          else None, "status": r["status"], "attempts": r["attempts"], "last_error": public_error(r["last_error"]),
@@ -46,4 +47,4 @@ async def list_webhook_events(request: web.Request) -> web.Response:
 
 
 async def retry_webhook_events(request: web.Request) -> web.Response:
-    return web.json_response({"requeued": await request.app[STORE].outbox.retry_dead()})
+    return web.json_response({"requeued": await request.app[STORE].outbox.retry_dead(account_id(request))})

@@ -53,7 +53,8 @@ def sounds_dir(settings: Settings) -> Path:
     return install.resolved_host_path(install.data_dir + "/sounds/en") / "masking"
 
 
-async def add_wait_audio(store: Store, settings: Settings, upload: bytes, name: str, by: Actor) -> dict:
+async def add_wait_audio(store: Store, settings: Settings, upload: bytes, name: str, by: Actor,
+                         account_id: uuid.UUID | None = None) -> dict:
     """Convert, store and register an upload (UnsupportedAudio if it cannot be,
     or not within `MASKING_WAIT_AUDIO_CONVERT_SECONDS`)."""
     async with CONVERSIONS:
@@ -63,14 +64,15 @@ async def add_wait_audio(store: Store, settings: Settings, upload: bytes, name: 
     await asyncio.to_thread(_write, canonical, converted)
     await asyncio.to_thread(_place, canonical, asterisk_copy(settings, audio_id))
     row = await store.wait_audio.add(audio_id, name, str(canonical), len(converted), round(seconds, 3),
-                                     hashlib.sha256(converted).hexdigest())
+                                     hashlib.sha256(converted).hexdigest(), account_id)
     await store.audit.append_by(by, "wait_audio.added", "wait_audio", str(audio_id), details={"name": name})
     log.info("wait_audio.added", wait_audio_id=str(audio_id), seconds=round(seconds, 1))
     return row
 
 
-async def delete_wait_audio(store: Store, settings: Settings, audio_id: uuid.UUID, by: Actor) -> None:
-    row = await store.wait_audio.delete(audio_id)
+async def delete_wait_audio(store: Store, settings: Settings, audio_id: uuid.UUID, by: Actor,
+                            account_id: uuid.UUID | None = None) -> None:
+    row = await store.wait_audio.delete(audio_id, account_id)
     await store.audit.append_by(by, "wait_audio.deleted", "wait_audio", str(audio_id), details={"name": row["name"]})
     for path in (Path(row["storage_path"]), asterisk_copy(settings, audio_id)):
         path.unlink(missing_ok=True)

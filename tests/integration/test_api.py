@@ -320,7 +320,7 @@ async def test_reading_a_recording_is_audited_with_the_key_its_address_and_the_r
     assert read["actor"] == f"apikey:{prefix}:test"
     assert read["source"] == "127.0.0.1", "X-Forwarded-For is not trusted unless a setting says so"
     assert (read["target_type"], read["target_id"]) == ("recording", str(recording_id))
-    assert read["details"] == {"call_id": str(call_id), "purpose": "delivery_order"}
+    assert read["details"] == {"call_id": str(call_id), "purpose": "delivery_order", "account": "default"}
     assert "6591110001" not in json.dumps(entries)
 
 
