@@ -26,6 +26,7 @@ MIN_RATE, MAX_RATE = 4000, 192000
 # The child: this file as a script, isolated from the environment (-I).
 CHILD_ARGS = ["-I", __file__]
 CHILD_MEMORY_BYTES = 2 * 1024 ** 3
+CHILD_NICENESS = 10
 EXIT_UNSUPPORTED = 2
 
 
@@ -146,9 +147,11 @@ async def convert_off_loop(blob: bytes, timeout: float) -> tuple[bytes, float]:
 
 def _child() -> int:
     """Read an upload on stdin, write the converted WAV on stdout: the child's whole job."""
+    import os
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
+    os.nice(CHILD_NICENESS)  # calls in progress come first when the CPUs are busy
     try:
         converted, _ = to_asterisk_wav(sys.stdin.buffer.read())
     except UnsupportedAudio as exc:
