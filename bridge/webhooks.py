@@ -113,6 +113,7 @@ class Dispatcher:
         headers = {"Content-Type": "application/json", "User-Agent": "masking-bridge",
                    "X-Masking-Event": event["event_type"], "X-Masking-Event-Id": str(event["event_id"]),
                    "X-Masking-Timestamp": str(timestamp), "X-Masking-Signature": sign(self.secret, timestamp, body)}
+        detail = ""
         try:
             answer = await http.post(event["url"], body, headers)
             if 200 <= answer.status < 300:
@@ -124,12 +125,12 @@ class Dispatcher:
                 return None
             error = status_category(answer.status)  # a 3xx too: redirects are not followed
         except DeliveryFailed as exc:
-            error = exc.category
+            error, detail = exc.category, exc.detail  # the detail is ours (a rule, a type), for the log only
         attempts = event["attempts"] + 1
         metrics.webhook_failures_total.inc(event["event_type"])
         retry_in = None if attempts >= self.max_attempts else backoff(attempts - 1)
         log.warning("webhook.failed", event_type=event["event_type"], event_id=str(event["event_id"]),
-                    attempts=attempts, error=error, dead=retry_in is None)
+                    attempts=attempts, error=error, detail=detail, dead=retry_in is None)
         try:
             await self.store.outbox.failed(event["id"], error, retry_in)
         except StoreUnavailable:

@@ -3,8 +3,8 @@
 Every `/v1` route needs an API key (`Authorization: Bearer mk_...`) with the
 route's scope; `/healthz`, `/readyz`, `/metrics` and `/openapi.json` do not.
 The OpenAPI document beside this file describes every route and error.
-Reading a recording and changing the pool write audit rows (who, from where,
-why: `X-Audit-Reason`) before they answer.
+Showing participants' numbers, reading a recording and changing the pool write
+audit rows (who, from where, why: `X-Audit-Reason`) before they answer.
 
 This module assembles the app: the auth middleware, the scope table, the
 per-key rate limit (ratelimit.py), and each resource module's routes (one

@@ -79,7 +79,7 @@ async def ask_business(store: Store, settings: Settings, virtual_number: str, ca
         request = connect_request(json.loads(answer.body), caller, virtual_number, settings)
         session, _ = await store.sessions.create(request)
     except DeliveryFailed as exc:
-        log.warning("out_of_session.failed", error=exc.category)
+        log.warning("out_of_session.failed", error=exc.category, detail=exc.detail)
         return rejection
     except (NoDecision, ValueError, StoreError):
         return rejection

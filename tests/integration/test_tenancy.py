@@ -181,3 +181,22 @@ async def test_the_operator_gives_a_key_its_account_and_sees_it_in_the_listing(s
     assert "account" in table.stdout.splitlines()[0] and "shop-b" in table.stdout
     assert [(k["name"], k["account"]) for k in json.loads(listed.stdout)["api_keys"]] == [
         ("crm", "shop-b"), ("ops", "default")]
+
+
+async def test_a_list_read_writes_a_row_per_number_shown_and_the_chain_stays_intact(store, client, operator):
+    await numbers(store, "+6560001001", "+6560001002", "+6560001003")
+    shop = await tenant(store, client, "shop-a")
+    for n in range(3):
+        await shop.call("POST", "/v1/sessions", json={
+            "participant_a": f"+659111000{n}", "participant_b": f"+658111000{n}", "purpose": "delivery_order"})
+
+    status, listed = await shop.call("GET", "/v1/sessions")
+    verified = await asyncio.to_thread(masking, operator, "audit", "verify")
+
+    assert status == 200 and len(listed["sessions"]) == 3
+    rows = await store.audit.list(action="session.read")
+    assert sorted((str(r.session_id), r.details["participant"]) for r in rows) == sorted(
+        (s["id"], role) for s in listed["sessions"] for role in "ab")
+    assert {r.subject_hash for r in rows} == {store.keys.lookup_hash(s[f"participant_{role}"])
+                                              for s in listed["sessions"] for role in "ab"}
+    assert verified.returncode == 0, verified.stdout + verified.stderr
