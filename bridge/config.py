@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from bridge.outbound.policy import OutboundPolicy, url_problem
+
 # What a purpose code looks like (MASKING_PURPOSES, sessions' `purpose`).
 PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 ENTITY_ID = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
@@ -176,11 +178,22 @@ class Settings:
     subject_request_days: int = 30
     # Fault-injection endpoints (/debug/...) for the test suite; never in production.
     test_hooks: bool = False
-    # An explicit development mode: the service starts even with the secrets
-    # that ship in this repository (or empty ones). Never in production.
+    # An explicit development mode, never in production: the service starts even
+    # with the secrets that ship in this repository (or empty ones), and webhooks
+    # and the out-of-session URL may use plain http.
     development: bool = False
     # The shared secret the dialplan passes to the FastAGI fallback with each request.
     agi_secret: str = ""
+    # Outbound HTTP (bridge/outbound/): destinations on loopback, private,
+    # link-local or metadata addresses are refused unless listed here (CIDRs
+    # or host names, comma-separated): receivers on the premises.
+    outbound_allow: str = ""
+    # Requests per second each API key may make (sustained), and the burst
+    # above it; per process. 0: no limit.
+    api_rate: float = 20.0
+    api_burst: int = 100
+    # Seconds an uploaded wait audio may take to convert (in a child process).
+    wait_audio_convert_seconds: float = 20.0
     default_region: str = "SG"
     log_level: str = "info"
     state_dir: Path = Path(".run")
@@ -218,6 +231,11 @@ class Settings:
     @property
     def allowed_purposes(self) -> frozenset[str]:
         return frozenset(p.strip() for p in self.purposes.split(",") if p.strip())
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where webhooks and the out-of-session question may go (bridge/outbound/policy.py)."""
+        return OutboundPolicy.parse(self.outbound_allow, self.development)
 
     @property
     def keys_path(self) -> Path:
@@ -276,11 +294,7 @@ class Settings:
             raise ConfigError("MASKING_DIAL_TIMEOUT and MASKING_DB_TIMEOUT must be positive")
         if self.sticky not in {"none", "prefer_sticky", "avoid_sticky"}:
             raise ConfigError("MASKING_STICKY must be one of none, prefer_sticky, avoid_sticky")
-        for name, url in (("MASKING_WEBHOOK_URL", self.webhook_url),
-                          ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url),
-                          ("MASKING_AUDIT_CHECKPOINT_URL", self.audit_checkpoint_url)):
-            if url and not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{name} must be an http(s) URL")
+        self._validate_outbound()
         bad = [p for p in self.allowed_purposes if not PURPOSE_CODE.fullmatch(p)]
         if bad or not PURPOSE_CODE.fullmatch(self.out_of_session_purpose):
             raise ConfigError("MASKING_PURPOSES and MASKING_OUT_OF_SESSION_PURPOSE must be codes like delivery_order")
@@ -322,6 +336,22 @@ class Settings:
         host, _, port = syslog.rpartition(":")
         if syslog and not syslog.startswith("/") and not (host and port.isdigit() and 0 < int(port) < 65536):
             raise ConfigError("MASKING_AUDIT_CHECKPOINT_SYSLOG must be a socket path (/dev/log) or host:port")
+
+    def _validate_outbound(self) -> None:
+        try:
+            policy = self.outbound_policy
+        except ValueError as exc:
+            raise ConfigError(f"MASKING_OUTBOUND_ALLOW: {exc}") from None
+        for name, url in (("MASKING_WEBHOOK_URL", self.webhook_url),
+                          ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url),
+                          ("MASKING_AUDIT_CHECKPOINT_URL", self.audit_checkpoint_url)):
+            problem = url and url_problem(url, policy)
+            if problem:  # never the URL itself: it may carry a token
+                raise ConfigError(f"{name} {problem}")
+        if self.api_rate < 0 or self.api_burst < 1:
+            raise ConfigError("MASKING_API_RATE must not be negative (0: no limit), MASKING_API_BURST at least 1")
+        if not 0 < self.wait_audio_convert_seconds <= 600:
+            raise ConfigError("MASKING_WAIT_AUDIO_CONVERT_SECONDS must be between 0 and 600")
 
     def _validate_retention(self) -> None:
         for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):

@@ -8,6 +8,10 @@ backoff, and dead-letters an event after `webhook_max_attempts`.
 Signature: `X-Masking-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 with `X-Masking-Timestamp` the Unix time the request was signed. Receivers
 should reject timestamps older than five minutes (replays). See `verify`.
+
+Requests go out through bridge/outbound/ (https, public destinations or the
+allow-list, no redirects); a failure is stored as a category (`http_500`,
+`connection_refused`...), never as what the receiver said.
 """
 from __future__ import annotations
 
@@ -17,15 +21,16 @@ import hmac
 import json
 import time
 
-import aiohttp
-
 from bridge import metrics
 from bridge.logs import get_logger
+from bridge.outbound.client import DeliveryFailed, OutboundHttp, status_category
+from bridge.outbound.policy import OutboundPolicy
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 
 log = get_logger("bridge.webhooks")
 TOLERANCE_SECONDS = 300
+DELIVERY_TIMEOUT = 5.0
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -55,13 +60,15 @@ def backoff(attempts: int) -> float:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, secret: str, max_attempts: int, poll_interval: float = 0.5):
+    def __init__(self, store: Store, secret: str, max_attempts: int, poll_interval: float = 0.5,
+                 policy: OutboundPolicy | None = None):
         self.store, self.secret, self.max_attempts = store, secret, max_attempts
         self.poll_interval = poll_interval
+        self.policy = policy or OutboundPolicy()
         self.wakeup = asyncio.Event()
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        async with OutboundHttp(self.policy, timeout=DELIVERY_TIMEOUT) as http:
             while True:
                 try:
                     due = await self.store.outbox.due()
@@ -84,7 +91,7 @@ class Dispatcher:
                     except TimeoutError:
                         pass
 
-    async def _deliver_in_order(self, http: aiohttp.ClientSession, events: list[dict]) -> None:
+    async def _deliver_in_order(self, http: OutboundHttp, events: list[dict]) -> None:
         events = sorted(events, key=lambda e: e["id"])
         for i, event in enumerate(events):
             retry_in = await self._deliver(http, event)
@@ -98,7 +105,7 @@ class Dispatcher:
                         pass  # their claim expires; they are tried again later
                 return
 
-    async def _deliver(self, http: aiohttp.ClientSession, event: dict) -> float | None:
+    async def _deliver(self, http: OutboundHttp, event: dict) -> float | None:
         """None once delivered (or dead-lettered); else seconds to the next attempt."""
         payload = event["payload"]
         body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
@@ -106,23 +113,24 @@ class Dispatcher:
         headers = {"Content-Type": "application/json", "User-Agent": "masking-bridge",
                    "X-Masking-Event": event["event_type"], "X-Masking-Event-Id": str(event["event_id"]),
                    "X-Masking-Timestamp": str(timestamp), "X-Masking-Signature": sign(self.secret, timestamp, body)}
+        detail = ""
         try:
-            async with http.post(event["url"], data=body, headers=headers) as resp:
-                if 200 <= resp.status < 300:
-                    try:
-                        await self.store.outbox.delivered(event["id"])
-                    except StoreUnavailable:
-                        pass  # the claim expires; it is sent again (receivers drop duplicates by id)
-                    metrics.webhooks_delivered_total.inc(event["event_type"])
-                    return None
-                error = f"HTTP {resp.status}"
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = type(exc).__name__
+            answer = await http.post(event["url"], body, headers)
+            if 200 <= answer.status < 300:
+                try:
+                    await self.store.outbox.delivered(event["id"])
+                except StoreUnavailable:
+                    pass  # the claim expires; it is sent again (receivers drop duplicates by id)
+                metrics.webhooks_delivered_total.inc(event["event_type"])
+                return None
+            error = status_category(answer.status)  # a 3xx too: redirects are not followed
+        except DeliveryFailed as exc:
+            error, detail = exc.category, exc.detail  # the detail is ours (a rule, a type), for the log only
         attempts = event["attempts"] + 1
         metrics.webhook_failures_total.inc(event["event_type"])
         retry_in = None if attempts >= self.max_attempts else backoff(attempts - 1)
         log.warning("webhook.failed", event_type=event["event_type"], event_id=str(event["event_id"]),
-                    attempts=attempts, error=error, dead=retry_in is None)
+                    attempts=attempts, error=error, detail=detail, dead=retry_in is None)
         try:
             await self.store.outbox.failed(event["id"], error, retry_in)
         except StoreUnavailable:

@@ -3,11 +3,15 @@
 Every `/v1` route needs an API key (`Authorization: Bearer mk_...`) with the
 route's scope; `/healthz`, `/readyz`, `/metrics` and `/openapi.json` do not.
 The OpenAPI document beside this file describes every route and error.
-Reading a recording and changing the pool write audit rows (who, from where,
-why: `X-Audit-Reason`) before they answer.
+Showing participants' numbers, reading a recording and changing the pool write
+audit rows (who, from where, why: `X-Audit-Reason`) before they answer.
 
-This module assembles the app: the auth middleware, the scope table, and each
-resource module's routes (one module per resource, beside this one).
+This module assembles the app: the auth middleware, the scope table, the
+per-key rate limit (ratelimit.py), and each resource module's routes (one
+module per resource, beside this one). A key belongs to an account and the
+resources see only that account's sessions and what hangs off them; the
+`numbers`, `audit` and `subjects` scopes are the operator's and span every
+account (docs/api.md#accounts).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from bridge.api import audit, calls, health, numbers, recordings, sessions, subjects, wait_audio, webhooks
+from bridge.api import audit, calls, health, numbers, ratelimit, recordings, sessions, subjects, wait_audio, webhooks
 from bridge.api.context import ACTIVE_CALLS, API_KEY, EXTRA_METRICS, PLACE_CALL, READINESS, SETTINGS, STORE
 from bridge.api.errors import ApiError, error_middleware
 from bridge.calls.connect import ConnectRequest
@@ -36,8 +40,10 @@ def make_app(store: Store, settings: Settings,
              place_call: Callable[[MaskingSession, ConnectRequest], Awaitable[uuid.UUID]] | None = None,
              ) -> web.Application:
     """`place_call` starts a click-to-call (the service's); without it, such requests answer 503."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[error_middleware, auth_middleware, ratelimit.rate_limit_middleware],
+                          client_max_size=64 * 1024)
     app[STORE], app[SETTINGS] = store, settings
+    ratelimit.install(app)
     app[READINESS] = readiness or (lambda: health.database_ready(store))
     app[ACTIVE_CALLS] = active_calls
     app[EXTRA_METRICS] = extra_metrics

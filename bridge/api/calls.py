@@ -1,6 +1,8 @@
 """Calls over HTTP: the call records (list, read), and click-to-call, which asks the service to place a call.
 
-`call_json` is also what the CLI prints for a call.
+`call_json` is also what the CLI prints for a call. A key sees only its
+account's calls and places calls only on its account's sessions (another
+account's answer 404, like a missing one).
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import uuid
 
 from aiohttp import web
 
-from bridge.api.context import PLACE_CALL, SETTINGS, STORE
+from bridge.api.context import PLACE_CALL, SETTINGS, STORE, account_id
 from bridge.api.errors import json_body
 from bridge.api.fields import (
     MAX_TIME_LIMIT, bool_field, choice_field, int_field, limit_param, optional_int_field, refuse_unknown, text_field,
@@ -68,7 +70,7 @@ async def place_session_call(request: web.Request) -> web.Response:
     """Click-to-call: the service calls one participant, then the other (bridge/calls/connect.py)."""
     session_id = uuid_param(request)
     connect = connect_request(await json_body(request), request.app[SETTINGS])
-    session = await request.app[STORE].sessions.get(session_id)
+    session = await request.app[STORE].sessions.get(session_id, account_id(request))
     if not session.is_live(utcnow()):
         raise SessionNotActive(f"the session is {session.state(utcnow())}")
     if request.app[PLACE_CALL] is None:
@@ -79,9 +81,10 @@ async def place_session_call(request: web.Request) -> web.Response:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    rows = await request.app[STORE].calls.list(limit_param(request), uuid_query(request, "session_id"))
+    rows = await request.app[STORE].calls.list(limit_param(request), uuid_query(request, "session_id"),
+                                               account_id(request))
     return web.json_response({"calls": [call_json(r) for r in rows]})
 
 
 async def get_call(request: web.Request) -> web.Response:
-    return web.json_response(call_json(await request.app[STORE].calls.get(uuid_param(request))))
+    return web.json_response(call_json(await request.app[STORE].calls.get(uuid_param(request), account_id(request))))

@@ -1,8 +1,10 @@
-"""What every handler reads from its request: the app's keys, the API key behind it, who and where it came from.
+"""What every handler reads from its request: the app's keys, the API key behind it, its account, who and where it came from.
 
 One place, so resource modules depend on it rather than on `app.py`, which imports them.
 """
 from __future__ import annotations
+
+import uuid
 
 from aiohttp import web
 
@@ -24,6 +26,16 @@ def actor(request: web.Request) -> Actor:
     key = request[API_KEY]
     return Actor(f"apikey:{key['prefix']}:{key['name']}", client_address(request),
                  clean_reason(request.headers.get("X-Audit-Reason")))
+
+
+def account_id(request: web.Request) -> uuid.UUID:
+    """The tenant the request's API key belongs to: the only one whose sessions,
+    calls, recordings, webhook events and wait audio it may see or change."""
+    return request[API_KEY]["account_id"]
+
+
+def account_name(request: web.Request) -> str:
+    return request[API_KEY]["account"]
 
 
 def client_address(request: web.Request) -> str:

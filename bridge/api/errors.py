@@ -24,14 +24,16 @@ log = get_logger("bridge.api")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None, **extra):
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.extra = status, code, message, field, extra
+        self.headers = headers or {}
 
     def response(self) -> web.Response:
         body = {"error": {"code": self.code, "message": self.message, **({"field": self.field} if self.field else {}),
                           **self.extra}}
-        return web.json_response(body, status=self.status)
+        return web.json_response(body, status=self.status, headers=self.headers)
 
 
 def invalid(field: str, message: str) -> ApiError:

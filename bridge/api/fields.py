@@ -13,6 +13,7 @@ from aiohttp import web
 from bridge.api.errors import ApiError, invalid
 from bridge.config import Settings
 from bridge.numbering import InvalidNumber, parse_e164
+from bridge.outbound.policy import url_problem
 
 MAX_TIME_LIMIT = 86400  # a call's time limit, set by a session or by one click-to-call
 
@@ -72,10 +73,13 @@ def checked_text(value: object, name: str, max_length: int) -> str | None:
     return value
 
 
-def url_field(body: dict, name: str) -> str | None:
+def url_field(body: dict, name: str, settings: Settings) -> str | None:
+    """A URL the bridge will send to: the outbound rules (bridge/outbound/policy.py)
+    checked now, so a session is refused rather than its events dropped later."""
     value = text_field(body, name, 2000)
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise invalid(name, f"{name} must be an http(s) URL")
+    problem = value and url_problem(value, settings.outbound_policy)
+    if problem:
+        raise invalid(name, f"{name} {problem}")
     return value
 
 

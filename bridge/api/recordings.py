@@ -1,13 +1,14 @@
 """Recordings over HTTP: their metadata and their audio, each read written to the audit trail first.
 
 Sealed audio is decrypted while it streams (audio.py); shredded audio answers 410.
+A key reads only its account's recordings (another account's answer 404).
 """
 from __future__ import annotations
 
 from aiohttp import web
 
 from bridge.api.audio import stream_sealed
-from bridge.api.context import STORE, actor
+from bridge.api.context import STORE, account_id, account_name, actor
 from bridge.api.errors import ApiError
 from bridge.api.fields import uuid_param
 from bridge.logs import get_logger
@@ -35,18 +36,19 @@ async def audit_read(request: web.Request, action: str, recording: dict) -> None
     await request.app[STORE].audit.append_by(actor(request), action, "recording", str(recording["id"]),
                                       session_id=recording["session_id"],
                                       details={"call_id": str(recording["call_id"]),
-                                               "purpose": recording.get("purpose")})
+                                               "purpose": recording.get("purpose"),
+                                               "account": account_name(request)})
 
 
 async def get_recording(request: web.Request) -> web.Response:
-    row = await request.app[STORE].recordings.get(uuid_param(request))
+    row = await request.app[STORE].recordings.get(uuid_param(request), account_id(request))
     await audit_read(request, "recording.read", row)
     return web.json_response(recording_json(row))
 
 
 async def get_recording_audio(request: web.Request) -> web.StreamResponse:
     store, recording_id = request.app[STORE], uuid_param(request)
-    row = await store.recordings.get(recording_id)
+    row = await store.recordings.get(recording_id, account_id(request))
     try:
         audio = await open_audio(store, row)
     except AudioUnavailable as exc:

@@ -1,7 +1,10 @@
 """Masking sessions over HTTP: create (idempotently), read, list, extend, close, and legal holds on them.
 
 A create request's body is checked here in full, field by field, before the
-store allocates a number.
+store allocates a number. A key sees and changes only its account's sessions
+(another account's answers 404 like a missing one), and every answer that
+shows participants' numbers writes a `session.read` audit row per number
+first (`store.disclosures`), so each person's export lists who saw theirs.
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import json
 
 from aiohttp import web
 
-from bridge.api.context import API_KEY, SETTINGS, STORE, actor
+from bridge.api.context import API_KEY, SETTINGS, STORE, account_id, account_name, actor
 from bridge.api.errors import invalid, json_body
 from bridge.api.fields import (
     MAX_TIME_LIMIT, bool_field, checked_text, choice_field, int_field, limit_param, number_field, optional_int_field,
@@ -59,7 +62,7 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         ttl_mode=choice_field(body, "ttl_mode", "creation", ("creation", "last_interaction")),
         record=bool_field(body, "record", settings.record_by_default),
         external_ref=text_field(body, "external_ref", 200),
-        webhook_url=url_field(body, "webhook_url"),
+        webhook_url=url_field(body, "webhook_url", settings),
         virtual_number=number_field(body, "virtual_number", settings, required=False),
         sticky=choice_field(body, "number_selection", settings.sticky, ("none", "prefer_sticky", "avoid_sticky")),
         country_match=bool_field(body, "country_match", True),
@@ -85,8 +88,15 @@ def caller_id_fields(body: dict, settings: Settings) -> dict:
     return {"caller_id_policy": policy, "virtual_number_b": number_b}
 
 
-def session_json(session: MaskingSession) -> dict:
-    return session.to_json(utcnow())
+def session_json(session: MaskingSession, account: str) -> dict:
+    return {**session.to_json(utcnow()), "account": account}
+
+
+async def disclosed(request: web.Request, sessions: list[MaskingSession], via: str) -> list[dict]:
+    """The sessions as JSON, once their numbers' reads are audited."""
+    account = account_name(request)
+    await request.app[STORE].disclosures.sessions_read(actor(request), sessions, {"account": account, "via": via})
+    return [session_json(s, account) for s in sessions]
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -101,12 +111,14 @@ async def create_session(request: web.Request) -> web.Response:
         # Keyed: the body holds phone numbers, which a plain hash would let anyone enumerate.
         digest = store.keys.keyed_digest("idempotency", json.dumps(body, sort_keys=True).encode())
         idempotency = (request[API_KEY]["id"], key, digest)
-    session, created = await store.sessions.create(session_request_, idempotency)
-    return web.json_response(session_json(session), status=201 if created else 200)
+    session, created = await store.sessions.create(session_request_, idempotency, account_id(request))
+    # The numbers are the ones the client just sent (a replay needs the same body): nothing disclosed.
+    return web.json_response(session_json(session, account_name(request)), status=201 if created else 200)
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return web.json_response(session_json(await request.app[STORE].sessions.get(uuid_param(request))))
+    session = await request.app[STORE].sessions.get(uuid_param(request), account_id(request))
+    return web.json_response((await disclosed(request, [session], "get"))[0])
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -114,8 +126,9 @@ async def list_sessions(request: web.Request) -> web.Response:
     if status is not None and status not in ("active", "expired", "closed"):
         raise invalid("status", "status must be one of active, expired, closed")
     external_ref = checked_text(request.query.get("external_ref"), "external_ref", 200)
-    sessions = await request.app[STORE].sessions.list(external_ref, status, limit_param(request))
-    return web.json_response({"sessions": [session_json(s) for s in sessions]})
+    sessions = await request.app[STORE].sessions.list(external_ref, status, limit_param(request),
+                                                       account_id(request))
+    return web.json_response({"sessions": await disclosed(request, sessions, "list")})
 
 
 async def extend_session(request: web.Request) -> web.Response:
@@ -124,14 +137,23 @@ async def extend_session(request: web.Request) -> web.Response:
     if set(body) != {"ttl_seconds"}:
         raise invalid("ttl_seconds", "only ttl_seconds can be changed")
     ttl = int_field(body, "ttl_seconds", 0, 1, MAX_TTL)
-    return web.json_response(session_json(await request.app[STORE].sessions.extend(session_id, ttl)))
+    session = await request.app[STORE].sessions.extend(session_id, ttl, account_id(request))
+    return web.json_response((await disclosed(request, [session], "extend"))[0])
 
 
 async def close_session(request: web.Request) -> web.Response:
-    return web.json_response(session_json(await request.app[STORE].sessions.close(uuid_param(request))))
+    session = await request.app[STORE].sessions.close(uuid_param(request), account_id(request))
+    return web.json_response((await disclosed(request, [session], "close"))[0])
 
 
 # -- retention: legal hold (docs/privacy.md; erasure is in subjects.py) -------------------
+# The `subjects` scope is the operator's (a privacy officer's): holds reach every account's sessions.
+async def held_json(request: web.Request, session: MaskingSession, via: str) -> dict:
+    account = await request.app[STORE].api_keys.account_name(session.account_id)
+    await request.app[STORE].disclosures.sessions_read(actor(request), [session], {"account": account, "via": via})
+    return session_json(session, account)
+
+
 async def set_legal_hold(request: web.Request) -> web.Response:
     session_id = uuid_param(request)
     body = await json_body(request)
@@ -140,9 +162,9 @@ async def set_legal_hold(request: web.Request) -> web.Response:
     if reason is None:
         raise invalid("reason", "reason is required: why the session is held (a case or ticket)")
     session = await request.app[STORE].holds.set(session_id, reason, actor(request))
-    return web.json_response(session_json(session))
+    return web.json_response(await held_json(request, session, "legal_hold"))
 
 
 async def release_legal_hold(request: web.Request) -> web.Response:
     session = await request.app[STORE].holds.release(uuid_param(request), actor(request))
-    return web.json_response(session_json(session))
+    return web.json_response(await held_json(request, session, "legal_hold"))

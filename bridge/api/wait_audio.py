@@ -1,12 +1,13 @@
 """Wait audio over HTTP: what a caller hears instead of ringback while the counterpart rings, uploaded as a WAV.
 
 Conversion and placement for Asterisk happen in bridge/recordings/wait_audio.py.
+Each upload is its account's: another account's keys neither list, name nor delete it.
 """
 from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.api.context import SETTINGS, STORE, actor
+from bridge.api.context import SETTINGS, STORE, account_id, actor
 from bridge.api.errors import ApiError
 from bridge.api.fields import checked_text, uuid_param
 from bridge.recordings import wait_audio
@@ -31,17 +32,18 @@ async def add_wait_audio(request: web.Request) -> web.Response:
             raise ApiError(413, "payload_too_large", f"wait audio may be at most {MAX_WAIT_AUDIO_BYTES} bytes")
     name = checked_text(request.query.get("name"), "name", 200) or "wait audio"
     row = await wait_audio.add_wait_audio(request.app[STORE], request.app[SETTINGS], bytes(upload), name,
-                                          actor(request))
+                                          actor(request), account_id(request))
     return web.json_response(wait_audio_json(row), status=201)
 
 
 async def list_wait_audio(request: web.Request) -> web.Response:
-    return web.json_response({"wait_audio": [wait_audio_json(r) for r in await request.app[STORE].wait_audio.list()]})
+    rows = await request.app[STORE].wait_audio.list(account_id(request))
+    return web.json_response({"wait_audio": [wait_audio_json(r) for r in rows]})
 
 
 async def delete_wait_audio(request: web.Request) -> web.Response:
     await wait_audio.delete_wait_audio(request.app[STORE], request.app[SETTINGS], uuid_param(request),
-                                       actor(request))
+                                       actor(request), account_id(request))
     return web.Response(status=204)
 
 

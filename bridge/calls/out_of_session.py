@@ -10,22 +10,28 @@ business answers, within MASKING_OUT_OF_SESSION_TIMEOUT seconds:
 to create a session on the spot (caller = participant A, on the dialed number,
 reserved numbers included) and connect the call; anything else, a slow answer,
 or an error, and the caller hears the out-of-session prompt.
+
+The request goes out through bridge/outbound/ like the webhooks (https, a
+public destination or the allow-list, no redirects), and the answer is read
+up to 64 KiB.
 """
 from __future__ import annotations
 
 import json
 import time
 
-import aiohttp
-
 from bridge.config import Settings
+from bridge.logs import get_logger
 from bridge.numbering import InvalidNumber, parse_e164
+from bridge.outbound.client import DeliveryFailed, OutboundHttp, status_category
 from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.sessions.resolve import Connect, Reject, RejectReason
 from bridge.store import Store
 from bridge.store.errors import StoreError
 from bridge.webhooks import sign
 
+log = get_logger("bridge.calls")
+MAX_ANSWER_BYTES = 64 * 1024
 ASKABLE = frozenset({RejectReason.NOT_A_PARTICIPANT, RejectReason.SESSION_EXPIRED, RejectReason.SESSION_CLOSED})
 
 
@@ -66,14 +72,15 @@ async def ask_business(store: Store, settings: Settings, virtual_number: str, ca
     headers = {"Content-Type": "application/json", "X-Masking-Timestamp": str(timestamp),
                "X-Masking-Signature": sign(settings.webhook_secret, timestamp, body)}
     try:
-        timeout = aiohttp.ClientTimeout(total=settings.out_of_session_timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.post(settings.out_of_session_url, data=body, headers=headers) as resp:
-                if resp.status != 200:
-                    raise NoDecision(f"HTTP {resp.status}")
-                answer = json.loads(await resp.text())
-        request = connect_request(answer, caller, virtual_number, settings)
+        async with OutboundHttp(settings.outbound_policy, settings.out_of_session_timeout) as http:
+            answer = await http.post(settings.out_of_session_url, body, headers, read_limit=MAX_ANSWER_BYTES)
+        if answer.status != 200:
+            raise DeliveryFailed(status_category(answer.status))
+        request = connect_request(json.loads(answer.body), caller, virtual_number, settings)
         session, _ = await store.sessions.create(request)
-    except (NoDecision, aiohttp.ClientError, TimeoutError, OSError, ValueError, StoreError):
+    except DeliveryFailed as exc:
+        log.warning("out_of_session.failed", error=exc.category, detail=exc.detail)
+        return rejection
+    except (NoDecision, ValueError, StoreError):
         return rejection
     return Connect(session, session.participant_b, "a_to_b")

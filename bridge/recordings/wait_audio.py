@@ -18,11 +18,13 @@ from pathlib import Path
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor
-from bridge.recordings.convert import to_asterisk_wav
+from bridge.recordings.convert import convert_off_loop
 from bridge.store import Store
 from bridge.store.errors import StoreError
 
 log = get_logger("bridge.recordings")
+# Conversions at once in this process; more uploads wait their turn (each in a child process).
+CONVERSIONS = asyncio.Semaphore(2)
 
 
 class SoundsDirUnknown(Exception):
@@ -51,22 +53,26 @@ def sounds_dir(settings: Settings) -> Path:
     return install.resolved_host_path(install.data_dir + "/sounds/en") / "masking"
 
 
-async def add_wait_audio(store: Store, settings: Settings, upload: bytes, name: str, by: Actor) -> dict:
-    """Convert, store and register an upload (UnsupportedAudio if it cannot be)."""
-    converted, seconds = await asyncio.to_thread(to_asterisk_wav, upload)
+async def add_wait_audio(store: Store, settings: Settings, upload: bytes, name: str, by: Actor,
+                         account_id: uuid.UUID | None = None) -> dict:
+    """Convert, store and register an upload (UnsupportedAudio if it cannot be,
+    or not within `MASKING_WAIT_AUDIO_CONVERT_SECONDS`)."""
+    async with CONVERSIONS:
+        converted, seconds = await convert_off_loop(upload, settings.wait_audio_convert_seconds)
     audio_id = uuid.uuid4()
     canonical = Path(settings.recording_dir) / "wait-audio" / f"{audio_id}.wav"
     await asyncio.to_thread(_write, canonical, converted)
     await asyncio.to_thread(_place, canonical, asterisk_copy(settings, audio_id))
     row = await store.wait_audio.add(audio_id, name, str(canonical), len(converted), round(seconds, 3),
-                                     hashlib.sha256(converted).hexdigest())
+                                     hashlib.sha256(converted).hexdigest(), account_id)
     await store.audit.append_by(by, "wait_audio.added", "wait_audio", str(audio_id), details={"name": name})
     log.info("wait_audio.added", wait_audio_id=str(audio_id), seconds=round(seconds, 1))
     return row
 
 
-async def delete_wait_audio(store: Store, settings: Settings, audio_id: uuid.UUID, by: Actor) -> None:
-    row = await store.wait_audio.delete(audio_id)
+async def delete_wait_audio(store: Store, settings: Settings, audio_id: uuid.UUID, by: Actor,
+                            account_id: uuid.UUID | None = None) -> None:
+    row = await store.wait_audio.delete(audio_id, account_id)
     await store.audit.append_by(by, "wait_audio.deleted", "wait_audio", str(audio_id), details={"name": row["name"]})
     for path in (Path(row["storage_path"]), asterisk_copy(settings, audio_id)):
         path.unlink(missing_ok=True)

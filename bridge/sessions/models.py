@@ -44,6 +44,7 @@ class MaskingSession:
     virtual_number_b: str | None = None  # B's own number under 'per_participant' (sessions/caller_id.py)
     pin: str | None = None  # on a shared (pin_mode) number: what the caller enters to reach this session
     pin_unknown_callers: bool = False  # the PIN alone lets a non-participant reach participant b
+    account_id: uuid.UUID | None = None  # the tenant whose API keys see it (bridge/store/apikeys.py)
 
     def is_live(self, now: datetime) -> bool:
         return self.status == "active" and self.expires_at > now

@@ -25,6 +25,7 @@ from bridge.store.apikeys import ApiKeys
 from bridge.store.audit import AuditTrail
 from bridge.store.calls import Calls
 from bridge.store.db import Database
+from bridge.store.disclosures import Disclosures
 from bridge.store.erasure import Erasure
 from bridge.store.holds import LegalHolds
 from bridge.store.numbers import Numbers
@@ -45,6 +46,7 @@ class Store:
     def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
         self.db = Database(pool, keys, timeout)
         self.audit = AuditTrail(self.db)
+        self.disclosures = Disclosures(self.db, self.audit)
         self.schema = Schema(self.db)
         self.roles = Roles(self.db)
         self.numbers = Numbers(self.db, self.audit)

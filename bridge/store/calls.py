@@ -1,12 +1,16 @@
 """Call records' SQL (`calls`): a row inserted when a call starts and updated as
 it progresses (through the per-call writer, bridge/calls/record.py), read
-back by the API, and the rows a restarted service must adopt or finish."""
+back by the API, and the rows a restarted service must adopt or finish.
+
+A call is its session's account's; reads for an API key take its `account_id`
+(`owned_by`, bridge/store/apikeys.py), so another account's call is NotFound."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 from typing import Any
 
+from bridge.store.apikeys import owned_by
 from bridge.store.db import Database
 from bridge.store.errors import NotFound
 
@@ -43,21 +47,24 @@ class Calls:
             f"UPDATE calls SET {assignments} WHERE id = $1", call_id, *columns.values()
         ))
 
-    async def get(self, call_id: uuid.UUID) -> dict:
+    async def get(self, call_id: uuid.UUID, account_id: uuid.UUID | None = None) -> dict:
         row = await self.db.run(lambda conn: conn.fetchrow(
             "SELECT c.*, r.id AS recording_id FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
-            " WHERE c.id = $1", call_id))
+            " LEFT JOIN masking_sessions s ON s.id = c.session_id"
+            f" WHERE c.id = $1 AND {owned_by('$2', 'c.session_id', 's.account_id')}", call_id, account_id))
         if row is None:
             raise NotFound("no such call")
         return dict(row)
 
-    async def list(self, limit: int = 50, session_id: uuid.UUID | None = None) -> list[dict]:
+    async def list(self, limit: int = 50, session_id: uuid.UUID | None = None,
+                   account_id: uuid.UUID | None = None) -> list[dict]:
         rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT c.*, r.id AS recording_id, r.storage_path, r.bytes AS recording_bytes,"
             " r.duration_seconds AS recording_seconds"
             " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
-            " WHERE $2::uuid IS NULL OR c.session_id = $2"
-            " ORDER BY c.started_at DESC LIMIT $1", limit, session_id))
+            " LEFT JOIN masking_sessions s ON s.id = c.session_id"
+            f" WHERE ($2::uuid IS NULL OR c.session_id = $2) AND {owned_by('$3', 'c.session_id', 's.account_id')}"
+            " ORDER BY c.started_at DESC LIMIT $1", limit, session_id, account_id))
         return [dict(r) for r in rows]
 
     async def in_progress(self, asterisk_node: str) -> list[dict]:

@@ -1,6 +1,7 @@
 """The webhook outbox's SQL (`webhook_outbox`): events written with the change
 they report, then claimed, delivered, retried or dead-lettered by the sender
-(bridge/webhooks.py)."""
+(bridge/webhooks.py). An event is its session's account's: the API lists and
+retries only the key's own (`owned_by`, bridge/store/apikeys.py)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import uuid
 import asyncpg
 
 from bridge.clock import utcnow
+from bridge.store.apikeys import owned_by
 from bridge.store.db import Database
 
 
@@ -62,15 +64,19 @@ class Outbox:
             " next_attempt_at = now() + make_interval(secs => coalesce($3::float8, 0)) WHERE id = $1",
             outbox_id, error[:500], retry_in))
 
-    async def list(self, status: str | None = None, limit: int = 50) -> list[dict]:
+    async def list(self, status: str | None = None, limit: int = 50,
+                   account_id: uuid.UUID | None = None) -> list[dict]:
         rows = await self.db.run(lambda conn: conn.fetch(
-            "SELECT id, event_id, event_type, session_id, url, status, attempts, last_error, created_at,"
-            " delivered_at, next_attempt_at FROM webhook_outbox WHERE $1::text IS NULL OR status = $1"
-            " ORDER BY id DESC LIMIT $2", status, limit))
+            "SELECT o.id, o.event_id, o.event_type, o.session_id, o.url, o.status, o.attempts, o.last_error,"
+            " o.created_at, o.delivered_at, o.next_attempt_at FROM webhook_outbox o"
+            " LEFT JOIN masking_sessions s ON s.id = o.session_id"
+            f" WHERE ($1::text IS NULL OR o.status = $1) AND {owned_by('$3', 'o.session_id', 's.account_id')}"
+            " ORDER BY o.id DESC LIMIT $2", status, limit, account_id))
         return [dict(r) for r in rows]
 
-    async def retry_dead(self) -> int:
+    async def retry_dead(self, account_id: uuid.UUID | None = None) -> int:
         result = await self.db.run(lambda conn: conn.execute(
             "UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(), attempts = 0"
-            " WHERE status = 'dead'"))
+            " WHERE id IN (SELECT o.id FROM webhook_outbox o LEFT JOIN masking_sessions s ON s.id = o.session_id"
+            f"  WHERE o.status = 'dead' AND {owned_by('$1', 'o.session_id', 's.account_id')})", account_id))
         return int(result.split()[-1])

@@ -2,7 +2,10 @@
 wrapped data key, stored together; shredding (deleting the key, so the audio
 is unreadable wherever a copy is); re-wrapping keys after a master key
 rotation; the rows still stored as plaintext. The files are the recordings
-domain's (bridge/recordings/); nothing here touches a file."""
+domain's (bridge/recordings/); nothing here touches a file.
+
+A recording is its call's session's account's: `get` for an API key takes its
+`account_id`, and another account's recording is NotFound."""
 from __future__ import annotations
 
 import uuid
@@ -12,6 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from bridge.privacy.crypto import DecryptionFailed, Sealed, recording_key_context
+from bridge.store.apikeys import owned_by
 from bridge.store.db import Database
 from bridge.store.errors import NotFound
 
@@ -77,11 +81,12 @@ class Recordings:
 
         await self.db.run(insert)
 
-    async def get(self, recording_id: uuid.UUID) -> dict:
+    async def get(self, recording_id: uuid.UUID, account_id: uuid.UUID | None = None) -> dict:
         row = await self.db.run(lambda conn: conn.fetchrow(
             "SELECT r.*, c.session_id, s.purpose FROM recordings r JOIN calls c ON c.id = r.call_id"
-            " LEFT JOIN masking_sessions s ON s.id = c.session_id WHERE r.id = $1",
-            recording_id))
+            " LEFT JOIN masking_sessions s ON s.id = c.session_id"
+            f" WHERE r.id = $1 AND {owned_by('$2', 'c.session_id', 's.account_id')}",
+            recording_id, account_id))
         if row is None:
             raise NotFound("no such recording")
         return dict(row)

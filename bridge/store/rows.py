@@ -33,7 +33,7 @@ def session_from_row(keys: KeyRing, row: asyncpg.Record) -> MaskingSession:
         anonymised_at=row.get("anonymised_at"), legal_hold_at=row.get("legal_hold_at"),
         legal_hold_reason=row.get("legal_hold_reason"), legal_hold_by=row.get("legal_hold_by"),
         caller_id_policy=row["caller_id_policy"], virtual_number_b=row["virtual_number_b"],
-        pin=row["pin"], pin_unknown_callers=row["pin_unknown_callers"],
+        pin=row["pin"], pin_unknown_callers=row["pin_unknown_callers"], account_id=row.get("account_id"),
     )
 
 

@@ -1,7 +1,12 @@
 """Masking sessions' SQL (`masking_sessions`, `session_participants`,
 `idempotency_keys`): the call path's lookup, creating a session with its
 numbers and PIN in one transaction, and a session's life (close, extend,
-touch, expire) and keys (re-sealing after a key rotation)."""
+touch, expire) and keys (re-sealing after a key rotation).
+
+Each session belongs to an account (bridge/store/apikeys.py). Reads and
+changes made for an API key take its `account_id` and find nothing outside
+it: a foreign session is `NotFound`, exactly like a missing one. Without an
+`account_id` (the operator's CLI, the service) every session is seen."""
 from __future__ import annotations
 
 import uuid
@@ -14,12 +19,17 @@ from bridge.clock import utcnow
 from bridge.sessions.caller_id import PER_PARTICIPANT
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.store.allocation import allocate_pair, allocate_shared, set_number_b
+from bridge.store.apikeys import DEFAULT_ACCOUNT_ID
 from bridge.store.db import Database
 from bridge.store.errors import IdempotencyConflict, NotFound, NumberInUse, SessionNotActive, UnknownWaitAudio
 from bridge.store.expiry import expire_due_in
 from bridge.store.numbers import check_assignable
 from bridge.store.pins import allocate_pin_number, assign_pin
 from bridge.store.rows import seal_participants, session_from_row
+
+
+# The session is `$2`'s account's (NULL: the operator's view, every session).
+OWN = "($2::uuid IS NULL OR account_id = $2::uuid)"
 
 
 class Sessions:
@@ -58,8 +68,9 @@ class Sessions:
         return await self.db.run(query)
 
     async def create(self, request: SessionRequest, idempotency: tuple[uuid.UUID, str, str] | None = None,
-                     ) -> tuple[MaskingSession, bool]:
-        """Create a session, or return the one this idempotency key made before.
+                     account_id: uuid.UUID | None = None) -> tuple[MaskingSession, bool]:
+        """Create a session (for `account_id`, else the default account), or return
+        the one this idempotency key made before.
 
         Returns (session, created). Per-participant advisory locks serialise
         creates for the same people; the unique index on live participants is
@@ -95,20 +106,21 @@ class Sessions:
                     await check_assignable(conn, number)
                 session_id = uuid.uuid4()
                 sealed = seal_participants(keys, session_id, a, b)
+                account = account_id or DEFAULT_ACCOUNT_ID
                 if request.wait_audio_id and not await conn.fetchval(
-                        "SELECT 1 FROM wait_audio WHERE id = $1", request.wait_audio_id):
+                        "SELECT 1 FROM wait_audio WHERE id = $1 AND account_id = $2", request.wait_audio_id, account):
                     raise UnknownWaitAudio("no wait audio with that id")
                 row = await conn.fetchrow(
                     "INSERT INTO masking_sessions (id, virtual_number, participant_a_hash, participant_b_hash,"
                     " participant_a_sealed, participant_b_sealed, key_id, record, expires_at, external_ref,"
                     " ttl_mode, ttl_seconds, webhook_url, purpose, window_starts_at, window_ends_at,"
-                    " time_limit_seconds, wait_audio_id, recording_channels)"
+                    " time_limit_seconds, wait_audio_id, recording_channels, account_id)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11, $9, $12,"
-                    " $13, $14, $15, $16, $17, $18) RETURNING *",
+                    " $13, $14, $15, $16, $17, $18, $19) RETURNING *",
                     session_id, number, *sealed, request.record, request.ttl_seconds, request.external_ref,
                     request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
                     request.window_ends_at, request.time_limit_seconds, request.wait_audio_id,
-                    request.recording_channels)
+                    request.recording_channels, account)
                 if number_b:
                     row = await set_number_b(conn, session_id, number_b)
                 row = await assign_pin(conn, row, request)  # on a shared number only
@@ -133,50 +145,58 @@ class Sessions:
 
         return await self.db.run(create)
 
-    async def get(self, session_id: uuid.UUID) -> MaskingSession:
-        row = await self.db.run(lambda conn: conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1",
-                                                           session_id))
+    async def get(self, session_id: uuid.UUID, account_id: uuid.UUID | None = None) -> MaskingSession:
+        row = await self.db.run(lambda conn: conn.fetchrow(
+            f"SELECT * FROM masking_sessions WHERE id = $1 AND {OWN}", session_id, account_id))
         if row is None:
             raise NotFound("no such session")
         return self._session(row)
 
-    async def list(self, external_ref: str | None, status: str | None, limit: int) -> list[MaskingSession]:
+    async def list(self, external_ref: str | None, status: str | None, limit: int,
+                   account_id: uuid.UUID | None = None) -> list[MaskingSession]:
         rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT * FROM masking_sessions WHERE ($1::text IS NULL OR external_ref = $1)"
             " AND ($2::text IS NULL OR (CASE WHEN status = 'active' AND expires_at <= now() THEN 'expired'"
             "      ELSE status END) = $2)"
-            " ORDER BY created_at DESC LIMIT $3", external_ref, status, limit))
+            " AND ($4::uuid IS NULL OR account_id = $4)"
+            " ORDER BY created_at DESC LIMIT $3", external_ref, status, limit, account_id))
         return [self._session(r) for r in rows]
 
-    async def close(self, session_id: uuid.UUID) -> MaskingSession:
+    async def close(self, session_id: uuid.UUID, account_id: uuid.UUID | None = None) -> MaskingSession:
         async def close(conn):
             async with conn.transaction():
                 row = await conn.fetchrow(
                     "UPDATE masking_sessions SET status = 'closed', closed_at = now()"
-                    " WHERE id = $1 AND status = 'active' AND expires_at > now() RETURNING *", session_id)
+                    f" WHERE id = $1 AND status = 'active' AND expires_at > now() AND {OWN} RETURNING *",
+                    session_id, account_id)
                 if row is None:
-                    await self._refuse_change(conn, session_id)
+                    await self._refuse_change(conn, session_id, account_id)
                 await conn.execute("UPDATE session_participants SET live = false, ended_at = now()"
                                    " WHERE session_id = $1", session_id)
                 return self._session(row)
 
         return await self.db.run(close)
 
-    async def extend(self, session_id: uuid.UUID, ttl_seconds: int) -> MaskingSession:
+    async def extend(self, session_id: uuid.UUID, ttl_seconds: int,
+                     account_id: uuid.UUID | None = None) -> MaskingSession:
         """Live again for `ttl_seconds` from now; only a live session can be extended."""
         async def extend(conn):
             row = await conn.fetchrow(
-                "UPDATE masking_sessions SET expires_at = now() + make_interval(secs => $2), ttl_seconds = $2"
-                " WHERE id = $1 AND status = 'active' AND expires_at > now() RETURNING *", session_id, ttl_seconds)
+                "UPDATE masking_sessions SET expires_at = now() + make_interval(secs => $3), ttl_seconds = $3"
+                f" WHERE id = $1 AND status = 'active' AND expires_at > now() AND {OWN} RETURNING *",
+                session_id, account_id, ttl_seconds)
             if row is None:
-                await self._refuse_change(conn, session_id)
+                await self._refuse_change(conn, session_id, account_id)
             return self._session(row)
 
         return await self.db.run(extend)
 
-    async def _refuse_change(self, conn: asyncpg.Connection, session_id: uuid.UUID) -> NoReturn:
-        """Why a live-only change did not apply: no such session, or not live."""
-        existing = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", session_id)
+    async def _refuse_change(self, conn: asyncpg.Connection, session_id: uuid.UUID,
+                             account_id: uuid.UUID | None) -> NoReturn:
+        """Why a live-only change did not apply: no such session (or another
+        account's: the same answer), or not live."""
+        existing = await conn.fetchrow(f"SELECT * FROM masking_sessions WHERE id = $1 AND {OWN}",
+                                       session_id, account_id)
         if existing is None:
             raise NotFound("no such session")
         raise SessionNotActive(f"the session is {self._session(existing).state(utcnow())}")

@@ -12,11 +12,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.api.app import make_app
 from bridge.config import Settings
+from bridge.outbound.policy import OutboundPolicy
 from bridge.privacy.audit import entry_json
 from bridge.webhooks import Dispatcher, verify
 from tests.support.ports import free_port
 
 SECRET = "test-webhook-secret"
+# The receivers below listen on loopback over plain http: allowed explicitly.
+LOCAL_RECEIVERS = OutboundPolicy.parse("127.0.0.1", development=True)
 
 
 @pytest.fixture
@@ -317,7 +320,7 @@ async def test_reading_a_recording_is_audited_with_the_key_its_address_and_the_r
     assert read["actor"] == f"apikey:{prefix}:test"
     assert read["source"] == "127.0.0.1", "X-Forwarded-For is not trusted unless a setting says so"
     assert (read["target_type"], read["target_id"]) == ("recording", str(recording_id))
-    assert read["details"] == {"call_id": str(call_id), "purpose": "delivery_order"}
+    assert read["details"] == {"call_id": str(call_id), "purpose": "delivery_order", "account": "default"}
     assert "6591110001" not in json.dumps(entries)
 
 
@@ -386,7 +389,7 @@ async def test_webhooks_are_signed_retried_and_dead_lettered(api, store):
     session_id = uuid.uuid4()
     await store.outbox.enqueue("call.completed", None, f"http://127.0.0.1:{port}/hook", {"session_id": str(session_id)})
     await store.outbox.enqueue("call.completed", None, f"http://127.0.0.1:{free_port()}/nobody", {"x": 1})
-    dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.05)
+    dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.05, policy=LOCAL_RECEIVERS)
     task = asyncio.create_task(dispatcher.run())
     try:
         # Backoff is 1 s then 2 s: both outcomes settle within about 4 s.
@@ -424,7 +427,8 @@ async def test_a_sessions_events_arrive_in_order_even_when_one_is_retried(api, s
     runner, port = await serve_hook(receiver)
     for event_type in ("call.ringing", "call.answered", "call.completed"):
         await store.outbox.enqueue(event_type, uuid.UUID(session["id"]), f"http://127.0.0.1:{port}/hook", {})
-    task = asyncio.create_task(Dispatcher(store, SECRET, max_attempts=5, poll_interval=0.05).run())
+    task = asyncio.create_task(Dispatcher(store, SECRET, max_attempts=5, poll_interval=0.05,
+                                                policy=LOCAL_RECEIVERS).run())
     try:
         for _ in range(60):
             if len(received) == 3:

@@ -181,6 +181,9 @@ def make_settings(workdir: Path, database: str, rtp_ports: int = 200,
         "MASKING_DIAL_TIMEOUT": "4",
         "MASKING_LOG_LEVEL": "debug",
         "MASKING_TEST_HOOKS": "true",  # /debug/ari/drop for fault injection
+        # The tests' webhook and out-of-session receivers listen on loopback over plain http.
+        "MASKING_DEVELOPMENT": "true",
+        "MASKING_OUTBOUND_ALLOW": "127.0.0.1",
         "MASKING_DRAIN_SECONDS": "10",
         # A short notice keeps the suite fast; tests/integration/test_consent.py runs the real one.
         "MASKING_NOTICE_SOUND": "beep",
