@@ -235,7 +235,7 @@ SECRET_SETTINGS = frozenset({"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MA
 # May carry credentials or personal data (user:password@host, a token in a
 # query): audit rows hold a keyed digest of these, never the value.
 UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL"})
-_NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_"}  # as `from_env` reads them
+_NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_", "notice": "MASKING_NOTICE_"}  # as `from_env` reads them
 
 
 def parse_days(raw: str) -> int | None:
