@@ -79,7 +79,7 @@ class Service:
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
                              node=self.node, spool=self.spool)
         app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls),
-                       extra_metrics=self.asterisk.metrics, place_call=self.place_call)
+                       place_call=self.place_call)
         if self.settings.test_hooks:
             app.router.add_post("/debug/ari/drop", self._drop_ari)
         self._http = web.AppRunner(app, access_log=None)
@@ -321,7 +321,7 @@ async def purge_periodically(store: Store, settings: Settings) -> None:
                                                  retire=plaintext_retirer(store))
             counts = report.to_json()["kinds"]
             for kind, c in counts.items():
-                metrics.retention_purged_total.inc(kind, c["purged"])
+                metrics.retention_purged_total.labels(kind).inc(c["purged"])
             if report.total or any(c["held"] for c in counts.values()):
                 log.info("retention.purged", **{f"{k}_purged": c["purged"] for k, c in counts.items()},
                          **{f"{k}_held": c["held"] for k, c in counts.items()})

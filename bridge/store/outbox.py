@@ -74,3 +74,9 @@ class Outbox:
             "UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(), attempts = 0"
             " WHERE status = 'dead'"))
         return int(result.split()[-1])
+
+    async def counts(self) -> dict[str, int]:
+        """Events not delivered yet, by status (`pending`: the backlog, `dead`: given up on)."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT status, count(*) AS n FROM webhook_outbox WHERE status IN ('pending', 'dead') GROUP BY status"))
+        return {r["status"]: r["n"] for r in rows}
