@@ -1,8 +1,9 @@
 # The two commands (see README): `make run` brings the whole stack up on this
 # machine, `make test` runs every test. Both set up what is missing first.
+# `make lock` refreshes constraints.txt, the versions everything installs.
 SHELL := /bin/bash
 
-.PHONY: run test unit integration bootstrap
+.PHONY: run test unit integration bootstrap lock
 
 bootstrap:
 	@scripts/bootstrap
@@ -26,3 +27,6 @@ unit: bootstrap
 
 integration: bootstrap
 	.venv/bin/python -m pytest tests/integration -ra
+
+lock:
+	@scripts/lock

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from panoramisk import Manager
 
+from bridge import metrics
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
@@ -56,14 +57,8 @@ class AsteriskMonitor:
 
     def _reloaded(self, _manager, event) -> None:
         self.reloads += 1
+        metrics.asterisk_reloads_total.inc()
         log.info("asterisk.reload", module=event.get("Module"), status=event.get("Status"))
 
     def _disconnected(self, _manager, _exc) -> None:
         self._set("disconnected")
-
-    def metrics(self) -> list[str]:
-        from bridge.metrics import gauge
-
-        return [*gauge("masking_asterisk_fully_booted", "1 while AMI reports Asterisk fully booted.",
-                       1 if self.fully_booted else 0),
-                *gauge("masking_asterisk_reloads", "Reloads seen since the service started.", self.reloads)]

@@ -383,7 +383,8 @@ MIN_SECRET_LENGTH = 16
 # query): audit rows hold a keyed digest of these, never the value.
 UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL",
                                   "MASKING_AUDIT_CHECKPOINT_URL"})
-_NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_", "edge": "MASKING_EDGE_"}  # as `from_env` reads them
+_NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_", "notice": "MASKING_NOTICE_",
+           "edge": "MASKING_EDGE_"}  # as `from_env` reads them
 
 
 def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

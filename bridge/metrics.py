@@ -1,61 +1,62 @@
-"""Prometheus metrics, rendered by hand (text format 0.0.4): a few counters,
-gauges and one histogram do not need a client library. No label ever carries a
-phone number: labels are dispositions and event types only."""
+"""Prometheus metrics, through prometheus-client: the process's own (CPU,
+memory, open files, start time) come with its default registry.
+
+Every name is documented in docs/operations.md, beside the alert rules
+(monitoring/alerts.yml) and the dashboard (monitoring/grafana-dashboard.json) that use
+them. No label ever carries a phone number: labels are dispositions, event
+types, outcomes and kinds only.
+
+Counters are incremented where things happen; gauges of state the service
+holds (ARI connected, draining, active calls, database up, the webhook
+backlog, the pool) are set when /metrics is scraped (bridge/api/health.py).
+"""
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
-
-class Counter:
-    def __init__(self, name: str, help_text: str, label: str | None = None):
-        self.name, self.help, self.label = name, help_text, label
-        self.values: dict[str, float] = defaultdict(float)
-        self._lock = threading.Lock()
-
-    def inc(self, label_value: str = "", amount: float = 1) -> None:
-        with self._lock:
-            self.values[label_value] += amount
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        for value, count in sorted(self.values.items()):
-            labels = f'{{{self.label}="{value}"}}' if self.label else ""
-            lines.append(f"{self.name}{labels} {count:g}")
-        return lines
-
-
-class Histogram:
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...]):
-        self.name, self.help, self.buckets = name, help_text, buckets
-        self.counts = [0] * len(buckets)
-        self.total, self.sum = 0, 0.0
-
-    def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-        self.total += 1
-        self.sum += value
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        for bound, count in zip(self.buckets, self.counts):
-            lines.append(f'{self.name}_bucket{{le="{bound:g}"}} {count}')
-        lines += [f'{self.name}_bucket{{le="+Inf"}} {self.total}', f"{self.name}_sum {self.sum:g}",
-                  f"{self.name}_count {self.total}"]
-        return lines
-
-
-def gauge(name: str, help_text: str, value: float) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
-
-
-calls_total = Counter("masking_calls_total", "Calls by final disposition.", "disposition")
+# -- calls ---------------------------------------------------------------------------
+calls_total = Counter("masking_calls_total", "Calls by final disposition (ARI path).", ["disposition"])
 call_setup_seconds = Histogram(
     "masking_call_setup_seconds", "From the caller entering the app to the counterpart being dialed.",
-    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-webhook_failures_total = Counter("masking_webhook_failures_total", "Failed webhook deliveries.", "event_type")
-webhooks_delivered_total = Counter("masking_webhooks_delivered_total", "Delivered webhooks.", "event_type")
-retention_purged_total = Counter("masking_retention_purged_total",
-                                 "Rows purged past their retention, by kind.", "kind")
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+agi_calls_total = Counter("masking_agi_calls_total",
+                          "Calls the FastAGI fallback served, by outcome (connect or the rejection reason).",
+                          ["outcome"])
+active_calls = Gauge("masking_active_calls", "Calls in progress in this process.")
+
+# -- webhooks ------------------------------------------------------------------------
+webhooks_delivered_total = Counter("masking_webhooks_delivered_total", "Webhook deliveries the receiver accepted.",
+                                   ["event_type"])
+webhooks_failed_total = Counter("masking_webhooks_failed_total",
+                                "Webhook delivery attempts that failed (each retry counts).", ["event_type"])
+webhooks_dead_lettered_total = Counter("masking_webhooks_dead_lettered_total",
+                                       "Webhook events given up on after MASKING_WEBHOOK_MAX_ATTEMPTS.",
+                                       ["event_type"])
+webhooks_pending = Gauge("masking_webhooks_pending", "Webhook events waiting to be delivered (the backlog).")
+webhooks_dead = Gauge("masking_webhooks_dead", "Dead-lettered webhook events not yet retried.")
+
+# -- Asterisk, ARI, database ---------------------------------------------------------
+ari_connected = Gauge("masking_ari_connected", "1 while the ARI event websocket is connected.")
+asterisk_fully_booted = Gauge("masking_asterisk_fully_booted", "1 while AMI reports Asterisk fully booted.")
+asterisk_reloads_total = Counter("masking_asterisk_reloads_total", "Asterisk module reloads seen over AMI.")
+database_up = Gauge("masking_database_up", "1 if PostgreSQL answered the last scrape's queries.")
+
+# -- the Kamailio edge (docs/scaling.md), polled by bridge/stack/edge_watch.py ---------
+edge_up = Gauge("masking_edge_up", "1 while the edge's RPC answers.")
+edge_node_state = Gauge("masking_edge_node_state", "1 for each node's state as the edge sees it (dispatcher).",
+                        ["node", "state"])
+
+# -- the service's own state ---------------------------------------------------------
+draining = Gauge("masking_draining", "1 while the service drains (SIGTERM): new calls go to the fallback.")
+spool_depth = Gauge("masking_spool_depth", "Call-row writes waiting in the database-outage spool.")
+
+# -- pool and retention --------------------------------------------------------------
+pool_numbers_in_use = Gauge("masking_pool_numbers_in_use", "Pool numbers with live sessions.")
+pool_numbers_free = Gauge("masking_pool_numbers_free", "Pool numbers with no live session.")
+retention_purged_total = Counter("masking_retention_purged_total", "Rows purged past their retention, by kind.",
+                                 ["kind"])
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of every metric in this process, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

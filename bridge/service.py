@@ -91,7 +91,7 @@ class Service:
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
                              node=self.node, spool=self.spool)
         app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls),
-                       extra_metrics=self._extra_metrics, place_call=self.place_call)
+                       place_call=self.place_call)
         if self.settings.test_hooks:
             app.router.add_post("/debug/ari/drop", self._drop_ari)
         self._http = web.AppRunner(app, access_log=None)
@@ -122,9 +122,6 @@ class Service:
                                                    name="audit-checkpoints"))
         log.info("service.started", ari=self.settings.ari_url, app=self.settings.ari_app,
                  http_port=self.settings.http_port)
-
-    def _extra_metrics(self) -> list[str]:
-        return [*self.asterisk.metrics(), *(self.edge.metrics() if self.edge else [])]
 
     async def drain(self) -> None:
         """Stop taking calls; give the ones in progress `drain_seconds` to end."""
@@ -324,7 +321,7 @@ async def purge_periodically(store: Store, settings: Settings) -> None:
                                                  retire=plaintext_retirer(store))
             counts = report.to_json()["kinds"]
             for kind, c in counts.items():
-                metrics.retention_purged_total.inc(kind, c["purged"])
+                metrics.retention_purged_total.labels(kind).inc(c["purged"])
             if report.total or any(c["held"] for c in counts.values()):
                 log.info("retention.purged", **{f"{k}_purged": c["purged"] for k, c in counts.items()},
                          **{f"{k}_held": c["held"] for k, c in counts.items()})

@@ -121,14 +121,16 @@ class Dispatcher:
                     await self.store.outbox.delivered(event["id"])
                 except StoreUnavailable:
                     pass  # the claim expires; it is sent again (receivers drop duplicates by id)
-                metrics.webhooks_delivered_total.inc(event["event_type"])
+                metrics.webhooks_delivered_total.labels(event["event_type"]).inc()
                 return None
             error = status_category(answer.status)  # a 3xx too: redirects are not followed
         except DeliveryFailed as exc:
             error, detail = exc.category, exc.detail  # the detail is ours (a rule, a type), for the log only
         attempts = event["attempts"] + 1
-        metrics.webhook_failures_total.inc(event["event_type"])
+        metrics.webhooks_failed_total.labels(event["event_type"]).inc()
         retry_in = None if attempts >= self.max_attempts else backoff(attempts - 1)
+        if retry_in is None:
+            metrics.webhooks_dead_lettered_total.labels(event["event_type"]).inc()
         log.warning("webhook.failed", event_type=event["event_type"], event_id=str(event["event_id"]),
                     attempts=attempts, error=error, detail=detail, dead=retry_in is None)
         try:

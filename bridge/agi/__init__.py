@@ -15,7 +15,7 @@ import uuid
 import json
 from datetime import datetime, timedelta, timezone
 
-from bridge import recordings
+from bridge import metrics, recordings
 from bridge.agi.gate import MAX_REQUEST_BYTES, Gate
 from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
@@ -89,12 +89,14 @@ class FallbackAgi:
                 variables[f"MASKING_PROMPT_{status}"] = ending.prompt
                 variables[f"MASKING_CAUSE_{status}"] = str(ending.cause)
             row.update(recorded=session.record)
+            metrics.agi_calls_total.labels("connect").inc()
             clog.info("call.resolved", outcome="connect", counterpart=mask_number(route.counterpart))
         else:
             ending = ending_for_rejection(route.reason, self.settings.prompts)
             variables.update(MASKING_PROMPT=ending.prompt, MASKING_CAUSE=str(ending.cause))
             row.update(disposition="rejected", reject_reason=route.reason.value, hangup_by="system",
                        caller_hangup_cause=ending.cause)
+            metrics.agi_calls_total.labels(route.reason.value).inc()
             clog.info("call.rejected", reason=route.reason.value)
         # Asterisk first: the caller must not wait on the database.
         for name, value in variables.items():

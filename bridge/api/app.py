@@ -21,7 +21,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from bridge.api import audit, calls, health, numbers, ratelimit, recordings, sessions, subjects, wait_audio, webhooks
-from bridge.api.context import ACTIVE_CALLS, API_KEY, EXTRA_METRICS, PLACE_CALL, READINESS, SETTINGS, STORE
+from bridge.api.context import ACTIVE_CALLS, API_KEY, PLACE_CALL, READINESS, SETTINGS, STORE
 from bridge.api.errors import ApiError, error_middleware
 from bridge.calls.connect import ConnectRequest
 from bridge.config import Settings
@@ -36,7 +36,6 @@ RESOURCES = (health, sessions, calls, recordings, wait_audio, numbers, webhooks,
 def make_app(store: Store, settings: Settings,
              readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
              active_calls: Callable[[], int] = lambda: 0,
-             extra_metrics: Callable[[], list[str]] = lambda: [],
              place_call: Callable[[MaskingSession, ConnectRequest], Awaitable[uuid.UUID]] | None = None,
              ) -> web.Application:
     """`place_call` starts a click-to-call (the service's); without it, such requests answer 503."""
@@ -46,7 +45,6 @@ def make_app(store: Store, settings: Settings,
     ratelimit.install(app)
     app[READINESS] = readiness or (lambda: health.database_ready(store))
     app[ACTIVE_CALLS] = active_calls
-    app[EXTRA_METRICS] = extra_metrics
     app[PLACE_CALL] = place_call
     for resource in RESOURCES:
         resource.add_routes(app.router)

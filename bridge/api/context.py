@@ -16,7 +16,6 @@ STORE = web.AppKey("store", Store)
 SETTINGS = web.AppKey("settings", Settings)
 READINESS = web.AppKey("readiness", object)
 ACTIVE_CALLS = web.AppKey("active_calls", object)
-EXTRA_METRICS = web.AppKey("extra_metrics", object)
 PLACE_CALL = web.AppKey("place_call", object)
 API_KEY = web.RequestKey("api_key", dict)
 

@@ -1,6 +1,12 @@
 """The routes outside `/v1`, which need no API key: liveness, readiness, Prometheus metrics, the OpenAPI document.
 
-Probes and scrapers call them without credentials (docs/api.md).
+Probes and scrapers call them without credentials (docs/operations.md):
+- `/healthz`, liveness: the process and its event loop answer. Nothing else is
+  checked, so a database or Asterisk outage never gets a working bridge killed
+  (it keeps serving prompts and spooling records meanwhile).
+- `/readyz`, readiness: 200 only while calls can be served here (ARI connected,
+  Asterisk fully booted, the database answering, not draining); 503 with the
+  failing checks otherwise. Take the node out of rotation, do not restart it.
 """
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from importlib import resources
 from aiohttp import web
 
 from bridge import metrics
-from bridge.api.context import ACTIVE_CALLS, EXTRA_METRICS, READINESS, STORE
+from bridge.api.context import ACTIVE_CALLS, READINESS, STORE
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 
@@ -41,20 +47,37 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    lines = [*metrics.calls_total.render(), *metrics.call_setup_seconds.render(),
-             *metrics.webhook_failures_total.render(), *metrics.webhooks_delivered_total.render(),
-             *metrics.retention_purged_total.render(),
-             *metrics.gauge("masking_active_calls", "Calls in progress.", request.app[ACTIVE_CALLS]()),
-             *request.app[EXTRA_METRICS]()]
+    await refresh_gauges(request.app)
+    body, content_type = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type, "X-Content-Type-Options": "nosniff"})
+
+
+async def refresh_gauges(app: web.Application) -> None:
+    """The state gauges, read at scrape time from the service and the database.
+
+    A gauge the app cannot know (no ARI in an API-only app) is left alone; the
+    database's gauges keep their last values while it is down, and
+    `masking_database_up` says so.
+    """
+    checks = await app[READINESS]()
+    for check, gauge in (("ari", metrics.ari_connected), ("asterisk", metrics.asterisk_fully_booted)):
+        if check in checks:
+            gauge.set(1 if checks[check] else 0)
+    if "accepting_calls" in checks:
+        metrics.draining.set(0 if checks["accepting_calls"] else 1)
+    metrics.active_calls.set(app[ACTIVE_CALLS]())
+    store = app[STORE]
     try:
-        pool = await request.app[STORE].numbers.pool_counts()
-        lines += metrics.gauge("masking_pool_numbers_in_use", "Pool numbers with live sessions.", pool["in_use"])
-        lines += metrics.gauge("masking_pool_numbers_free", "Pool numbers with no live session.",
-                               pool["active"] - pool["in_use"])
+        pool = await store.numbers.pool_counts()
+        backlog = await store.outbox.counts()
     except StoreUnavailable:
-        pass
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+        metrics.database_up.set(0)
+        return
+    metrics.database_up.set(1)
+    metrics.pool_numbers_in_use.set(pool["in_use"])
+    metrics.pool_numbers_free.set(pool["active"] - pool["in_use"])
+    metrics.webhooks_pending.set(backlog.get("pending", 0))
+    metrics.webhooks_dead.set(backlog.get("dead", 0))
 
 
 async def openapi(request: web.Request) -> web.Response:

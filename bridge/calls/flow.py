@@ -302,7 +302,7 @@ async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: 
     try:
         await release_everything(deps.ari, call, events)
         events.close()
-        metrics.calls_total.inc(row.fields.get("disposition", "failed"))
+        metrics.calls_total.labels(row.fields.get("disposition", "failed")).inc()
         if session is not None:
             row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session))
         await row.close()

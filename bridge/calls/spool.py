@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from bridge import metrics
 from bridge.files import open_private, write_private
 from bridge.logs import get_logger
 from bridge.store import Store
@@ -57,6 +58,7 @@ class Spool:
     def __init__(self, path: Path):
         self.path = path
         self._lock = asyncio.Lock()
+        metrics.spool_depth.set(len(self))  # what a previous process left
 
     def __len__(self) -> int:
         try:
@@ -77,6 +79,7 @@ class Spool:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+        metrics.spool_depth.inc()
 
     async def replay(self, store: Store) -> int:
         """Apply spooled writes in order until done or the database fails again."""
@@ -107,6 +110,7 @@ class Spool:
                 write_private(self.path, "".join(r + "\n" for r in rest))
             else:
                 self.path.unlink(missing_ok=True)
+            metrics.spool_depth.set(len(rest))
             if done:
                 log.info("spool.replayed", writes=done, remaining=len(rest))
             return done

@@ -16,7 +16,7 @@ import sys
 from bridge import logs
 from bridge.cli import (apikeys, asterisk, audit, calls, edge, keys, numbers, purge, recordings, service, sessions,
                         subject, webhooks)
-from bridge.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, UsageError
+from bridge.cli.common import DATABASE_ERRORS, EXIT_BAD_INPUT, EXIT_FAILED, UsageError, database_failure
 from bridge.config import ConfigError, Settings
 from bridge.numbering import InvalidNumber
 from bridge.privacy.crypto import CryptoError
@@ -30,6 +30,7 @@ GROUPS = (service, numbers, sessions, calls, webhooks, keys, apikeys, audit, rec
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    settings = None
     try:
         settings = Settings.from_env()
         logs.configure(settings.log_level)
@@ -37,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, InvalidNumber, ConfigError) as exc:
         print(f"masking: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (StoreError, CryptoError, OSError) as exc:
-        print(f"masking: {exc}", file=sys.stderr)
+    except (*DATABASE_ERRORS, StoreError, CryptoError, OSError) as exc:
+        message = database_failure(exc, settings.database_url) if settings else None
+        print(f"masking: {message or exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -1,10 +1,15 @@
-"""`masking asterisk config`: render dialplan/ with the current settings, for an Asterisk you run yourself."""
+"""`masking asterisk config`: render dialplan/ with the current settings, for an Asterisk you run yourself.
+
+It fails loudly (exit 1, one line) when the templates are not installed or the
+module directory cannot be found: a render that wrote nothing must not say it
+succeeded.
+"""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from bridge.cli.common import command, group
+from bridge.cli.common import EXIT_FAILED, command, group
 from bridge.config import Settings
 from bridge.files import write_private
 
@@ -15,14 +20,42 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--instance-dir", default="/var/lib/masking-asterisk",
                    help="directory Asterisk sees as its own (etc/, run/, spool/... below it)")
+    p.add_argument("--module-dir",
+                   help="Asterisk's module directory as that Asterisk sees it (default: found on this machine)")
+    p.add_argument("--sounds-dir", type=Path,
+                   help="also copy the project's sounds here (what Asterisk plays as masking/<name>)")
 
 
 async def cmd_asterisk_config(settings: Settings, args) -> int:
-    from bridge.stack.asterisk import AsteriskInstall, render_templates, template_values
+    from bridge.stack.asterisk import (AsteriskInstall, ModuleDirNotFound, TemplatesMissing, copy_sounds,
+                                       find_module_dir, render_templates, template_values)
 
-    install = AsteriskInstall(root=Path("/"), module_dir="/usr/lib/x86_64-linux-gnu/asterisk/modules")
+    try:
+        module_dir = args.module_dir or _local_module_dir(settings, find_module_dir)
+        install = AsteriskInstall(root=Path("/"), module_dir=module_dir)
+        rendered = render_templates(template_values(settings, install, args.instance_dir))
+        sounds = copy_sounds(args.sounds_dir) if args.sounds_dir else 0
+    except (TemplatesMissing, ModuleDirNotFound) as exc:
+        print(f"masking: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in render_templates(template_values(settings, install, args.instance_dir)).items():
+    for name, text in rendered.items():
         write_private(args.out / name, text)  # ari.conf and manager.conf hold secrets
-    print(f"rendered into {args.out}", file=sys.stderr)
+    extra = f" and {sounds} sound(s) into {args.sounds_dir}" if args.sounds_dir else ""
+    print(f"rendered {len(rendered)} files into {args.out} (modules: {module_dir}){extra}", file=sys.stderr)
     return 0
+
+
+def _local_module_dir(settings: Settings, find_module_dir) -> str:
+    """This machine's Asterisk, or else the project's own Asterisk root (`make run`)."""
+    from bridge.stack.asterisk import ModuleDirNotFound
+
+    try:
+        return find_module_dir(Path("/"))
+    except ModuleDirNotFound:
+        root = settings.asterisk.asterisk_root
+        try:
+            return find_module_dir(root)
+        except ModuleDirNotFound:
+            raise ModuleDirNotFound("no Asterisk modules on this machine or under "
+                                    f"{root}: pass --module-dir (where that Asterisk keeps its modules)") from None

@@ -9,13 +9,17 @@ import getpass
 import json
 import os
 import socket
+import urllib.parse
 import uuid
 from contextlib import asynccontextmanager
+
+import asyncpg
 
 from bridge.config import Settings
 from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import KeyRing
 from bridge.store import Store
+from bridge.store.errors import StoreUnavailable
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -23,6 +27,43 @@ EXIT_BAD_INPUT = 2
 
 class UsageError(Exception):
     """Bad input from the operator: exit code 2."""
+
+
+# What PostgreSQL says when the schema is older than the code (or absent).
+UNMIGRATED = (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError,
+              asyncpg.UndefinedObjectError)
+REFUSED = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+UNREACHABLE = (StoreUnavailable, ConnectionError, TimeoutError, socket.gaierror, asyncpg.CannotConnectNowError,
+               asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+DATABASE_ERRORS = (asyncpg.PostgresError, *UNREACHABLE)
+
+
+def database_failure(exc: BaseException, dsn: str) -> str | None:
+    """One line an operator can act on for a database error (None: not one).
+
+    Names the server, database and user from `dsn`, never its password, and
+    never PostgreSQL's own message text, which can quote the values of a row.
+    """
+    where = urllib.parse.urlsplit(dsn)
+    server = f"{where.hostname or 'localhost'}:{where.port or 5432}"
+    database = where.path.lstrip("/") or "(none)"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return (f'database "{database}" does not exist on {server}: '
+                "run `masking db upgrade` (it creates and migrates it)")
+    if isinstance(exc, UNMIGRATED):
+        return (f'database "{database}" on {server} is not migrated ({type(exc).__name__}): '
+                "run `masking db upgrade`")
+    if isinstance(exc, REFUSED):
+        return (f'PostgreSQL on {server} refused user "{where.username or getpass.getuser()}": '
+                "check the user and password in MASKING_DATABASE_URL")
+    if isinstance(exc, UNREACHABLE):
+        reason = str(exc).removeprefix("database unavailable: ") if isinstance(exc, StoreUnavailable) \
+            else type(exc).__name__
+        return f"cannot reach PostgreSQL on {server} ({reason}): is it running, and is MASKING_DATABASE_URL right?"
+    if isinstance(exc, asyncpg.PostgresError):
+        return (f'database "{database}" on {server} refused the operation '
+                f"({type(exc).__name__}, SQLSTATE {exc.sqlstate})")
+    return None
 
 
 def command(group, name: str, handler, help_text: str, listing: bool = False) -> argparse.ArgumentParser:

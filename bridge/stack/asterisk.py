@@ -23,10 +23,31 @@ from bridge.config import Settings
 from bridge.files import write_private
 from bridge.stack.nodes import entity_id
 
-DIALPLAN_DIR = Path(os.environ.get("MASKING_DIALPLAN_DIR", Path(__file__).resolve().parents[2] / "dialplan"))
 ROOT_MARKER = ".masking-root-complete"
-MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/asterisk/modules", "/usr/lib/asterisk/modules", "/usr/lib64/asterisk/modules")
+# Where distributions put Asterisk's modules: Debian's multiarch directory
+# (any architecture), then the upstream and RPM defaults.
+MODULE_DIR_PATTERNS = ("usr/lib/*/asterisk/modules", "usr/lib/asterisk/modules", "usr/lib64/asterisk/modules")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def dialplan_dir() -> Path:
+    """The templates: `MASKING_DIALPLAN_DIR`, else the copy a wheel carries
+    (setup.py puts it in the package), else the checkout's `dialplan/`."""
+    if os.environ.get("MASKING_DIALPLAN_DIR"):
+        return Path(os.environ["MASKING_DIALPLAN_DIR"])
+    packaged = Path(__file__).resolve().parent / "dialplan"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "dialplan"
+
+
+DIALPLAN_DIR = dialplan_dir()
+
+
+class TemplatesMissing(RuntimeError):
+    """The dialplan/ templates are not where this installation looks for them."""
+
+
+class ModuleDirNotFound(RuntimeError):
+    """No directory of Asterisk modules under the root searched."""
 
 
 class AsteriskNotInstalled(RuntimeError):
@@ -88,14 +109,22 @@ def system_asterisk_version() -> tuple[int, ...] | None:
     return tuple(int(x) for x in match.groups()) if match else None
 
 
+def find_module_dir(root: Path = Path("/")) -> str:
+    """Asterisk's module directory as Asterisk sees it (below `root`), found
+    by looking where distributions install it, whatever the architecture."""
+    for pattern in MODULE_DIR_PATTERNS:
+        found = sorted(p for p in root.glob(pattern) if any(p.glob("*.so")))
+        if found:
+            return "/" + str(found[0].relative_to(root))
+    raise ModuleDirNotFound(f"no Asterisk modules under {root} (looked in {', '.join(MODULE_DIR_PATTERNS)})")
+
+
 def find_install(root: Path) -> AsteriskInstall:
     version = system_asterisk_version()
     if version and version >= (20,):
-        module_dir = next((d for d in MODULE_DIRS if Path(d).is_dir()), MODULE_DIRS[0])
-        return AsteriskInstall(root=Path("/"), module_dir=module_dir)
+        return AsteriskInstall(root=Path("/"), module_dir=find_module_dir())
     if (root / ROOT_MARKER).exists():
-        module_dir = next((d for d in MODULE_DIRS if (root / d.lstrip("/")).is_dir()), MODULE_DIRS[0])
-        return AsteriskInstall(root=root, module_dir=module_dir)
+        return AsteriskInstall(root=root, module_dir=find_module_dir(root))
     raise AsteriskNotInstalled(
         f"no asterisk >= 20 on PATH and no Asterisk root at {root}; "
         "run scripts/bootstrap (as root) to build it"
@@ -103,9 +132,15 @@ def find_install(root: Path) -> AsteriskInstall:
 
 
 def render_templates(values: dict[str, str], template_dir: Path = DIALPLAN_DIR) -> dict[str, str]:
-    """Fill `{{name}}` placeholders in every `*.conf`; an unknown name is an error."""
+    """Fill `{{name}}` placeholders in every `*.conf`; an unknown name is an
+    error, and so is a directory without templates (an install that lost them
+    must not look like a successful render)."""
+    templates = sorted(template_dir.glob("*.conf"))
+    if not templates:
+        raise TemplatesMissing(f"no Asterisk configuration templates (*.conf) in {template_dir}: "
+                               "reinstall the package, or point MASKING_DIALPLAN_DIR at dialplan/")
     rendered = {}
-    for path in sorted(template_dir.glob("*.conf")):
+    for path in templates:
         text = path.read_text()
 
         def fill(match: re.Match, _path=path) -> str:
@@ -149,11 +184,20 @@ def template_values(settings: Settings, install: AsteriskInstall, instance_dir: 
 
 def install_sounds(sounds_dir: Path, source: Path = DIALPLAN_DIR / "sounds") -> None:
     """The project's own sounds (the recording notice) as `masking/<name>`."""
-    target = sounds_dir / "masking"
+    copy_sounds(sounds_dir / "masking", source)
+
+
+def copy_sounds(target: Path, source: Path = DIALPLAN_DIR / "sounds") -> int:
+    """The project's sounds into `target` (Asterisk's `masking/`), rewriting
+    only what differs; how many it holds."""
+    sounds = sorted(source.glob("*.wav"))
+    if not sounds:
+        raise TemplatesMissing(f"no sounds (*.wav) in {source}: reinstall the package")
     target.mkdir(parents=True, exist_ok=True)
-    for sound in source.glob("*.wav"):
+    for sound in sounds:
         if not (target / sound.name).exists() or (target / sound.name).read_bytes() != sound.read_bytes():
             shutil.copyfile(sound, target / sound.name)
+    return len(sounds)
 
 
 class AsteriskInstance:

@@ -1,13 +1,14 @@
 """Each node's state as the edge sees it, for a bridge's /metrics.
 
 Polled in the background (the RPC is a UDP round trip, /metrics must not wait
-on it) and rendered as one gauge per node and state. Labels are node names
-and states, never numbers.
+on it) into one gauge per node and state (bridge/metrics.py). Labels are node
+names and states, never numbers.
 """
 from __future__ import annotations
 
 import asyncio
 
+from bridge import metrics
 from bridge.logs import get_logger
 from bridge.stack.kamailio import EdgeRpc, EdgeUnavailable, NodeState
 
@@ -30,15 +31,11 @@ class EdgeWatch:
             if reachable != self.reachable:
                 log.info("edge.reachable" if reachable else "edge.unreachable")
             self.reachable = reachable
+            self._publish()
             await asyncio.sleep(self.interval)
 
-    def metrics(self) -> list[str]:
-        lines = ["# HELP masking_edge_up 1 while the edge's RPC answers.", "# TYPE masking_edge_up gauge",
-                 f"masking_edge_up {int(self.reachable)}",
-                 "# HELP masking_edge_node_state 1 for each node's state as the edge sees it (dispatcher).",
-                 "# TYPE masking_edge_node_state gauge"]
+    def _publish(self) -> None:
+        metrics.edge_up.set(int(self.reachable))
         for node in self.nodes:
             for state in STATES:
-                lines.append(f'masking_edge_node_state{{node="{node.name}",state="{state}"}} '
-                             f"{int(node.state == state)}")
-        return lines
+                metrics.edge_node_state.labels(node=node.name, state=state).set(int(node.state == state))

@@ -80,3 +80,9 @@ class Outbox:
             " WHERE id IN (SELECT o.id FROM webhook_outbox o LEFT JOIN masking_sessions s ON s.id = o.session_id"
             f"  WHERE o.status = 'dead' AND {owned_by('$1', 'o.session_id', 's.account_id')})", account_id))
         return int(result.split()[-1])
+
+    async def counts(self) -> dict[str, int]:
+        """Events not delivered yet, by status (`pending`: the backlog, `dead`: given up on)."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT status, count(*) AS n FROM webhook_outbox WHERE status IN ('pending', 'dead') GROUP BY status"))
+        return {r["status"]: r["n"] for r in rows}
