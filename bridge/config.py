@@ -147,6 +147,8 @@ class Settings:
     retain_sessions_days: str = "90"
     purge_interval_seconds: float = 3600.0
     purge_batch: int = 500
+    # The web console (/console): how long a sign-in lasts before the key must be given again.
+    console_session_minutes: int = 480
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
     notice: Notice = field(default_factory=Notice)
@@ -216,6 +218,8 @@ class Settings:
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
         self._validate_retention()
+        if not 1 <= self.console_session_minutes <= 10080:
+            raise ConfigError("MASKING_CONSOLE_SESSION_MINUTES must be between 1 and 10080 (a week)")
 
     def _validate_retention(self) -> None:
         for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):

@@ -69,8 +69,18 @@ class Outbox:
             " ORDER BY id DESC LIMIT $2", status, limit))
         return [dict(r) for r in rows]
 
-    async def retry_dead(self) -> int:
+    async def retry_dead(self, outbox_ids: list[int] | None = None) -> int:
+        """Send dead events again from their first attempt: all of them, or those of `outbox_ids`."""
         result = await self.db.run(lambda conn: conn.execute(
             "UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(), attempts = 0"
-            " WHERE status = 'dead'"))
+            " WHERE status = 'dead' AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))", outbox_ids))
         return int(result.split()[-1])
+
+    async def counts(self) -> dict[str, int]:
+        """Events by status, and when the oldest pending one was written."""
+        row = await self.db.run(lambda conn: conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'pending') AS pending,"
+            " count(*) FILTER (WHERE status = 'dead') AS dead,"
+            " count(*) FILTER (WHERE status = 'delivered') AS delivered,"
+            " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending FROM webhook_outbox"))
+        return dict(row)
