@@ -78,3 +78,11 @@ def pages_for(principal: Principal) -> list[tuple[str, str, str]]:
 
 def home_for(principal: Principal) -> str:
     return pages_for(principal)[0][2]
+
+
+def landing(principal: Principal, asked: str | None) -> str:
+    """Where signing in leads: the page asked for if this key may open it, else its first page."""
+    for page, _, href in PAGES:
+        if asked and (asked == href or asked.startswith(href + "/") or asked.startswith(href + "?")):
+            return asked if allowed(principal, page) else home_for(principal)
+    return asked or home_for(principal)

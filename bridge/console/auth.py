@@ -16,7 +16,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bridge.api.context import SETTINGS, STORE, client_address
-from bridge.console.access import Principal, home_for, may_sign_in
+from bridge.console.access import Principal, landing, may_sign_in
 from bridge.console.context import PRINCIPAL, TOKEN, Refused, actor, principal
 from bridge.console.csrf import FIELD, csrf_token, same_token
 from bridge.console.render import redirect, render
@@ -109,7 +109,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     request[PRINCIPAL] = principal_of(await store.console_sessions.lookup(token))
     await store.audit.append_by(actor(request), "console.signed_in", "apikey", key["prefix"],
                                 details={"signin": principal(request).signin_id})
-    response = redirect(next_page or home_for(principal(request)))
+    response = redirect(landing(principal(request), next_page))
     set_cookie(request, response, COOKIE, token, lifetime)
     response.del_cookie(SIGNIN_COOKIE, path="/console/sign-in")
     return response

@@ -72,6 +72,9 @@ async def live_events(request: web.Request) -> web.StreamResponse:
                 checked = time.monotonic()
                 if await store(request).console_sessions.lookup(request[TOKEN]) is None:
                     break
+                await response.write(b": still here\n\n")  # finds a browser that left while nothing changed
+            if request.transport is None or request.transport.is_closing():
+                break
             try:
                 await asyncio.wait_for(stopping.wait(), TICK)
             except TimeoutError:

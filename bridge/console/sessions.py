@@ -8,6 +8,7 @@ typed into it never lands in a URL (browser history, proxies' logs).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from bridge.sessions.models import MaskingSession
 from bridge.store.errors import NotFound
 
 MAX_QUERY = 200
+NUMBER_LIKE = re.compile(r"\+?[0-9][0-9 ().-]{5,24}")
 ROLES = ("a", "b")
 
 
@@ -54,7 +56,7 @@ async def search(request: web.Request) -> web.Response:
     sessions, found = await find_sessions(request, query)
     now = utcnow()
     return await render(request, "sessions.html", {"rows": [session_row(s, now) for s in sessions],
-                                                   "query": query if found != "number" else "",
+                                                   "query": query if "number" not in found else "",
                                                    "found": found, "searched": True})
 
 
@@ -74,17 +76,35 @@ async def find_sessions(request: web.Request, query: str) -> tuple[list[MaskingS
         except NotFound:
             return [], "id"
         return ([await sessions_store.get(call["session_id"])] if call["session_id"] else []), "call id"
+    by_ref = await sessions_store.list(query, None, 50)
+    number = as_number(query, settings(request).default_region)
+    if number is None:
+        return by_ref, "external reference"
+    by_number = await sessions_by_number(request, number)
+    seen = {s.id for s in by_number}
+    return [*by_number, *(s for s in by_ref if s.id not in seen)], "number or external reference"
+
+
+def as_number(query: str, region: str) -> str | None:
+    """The query as a number, if it is written as one (digits and separators:
+    an order reference such as 'order-1a2b' is not a vanity number here)."""
+    if not NUMBER_LIKE.fullmatch(query):
+        return None
     try:
-        number = parse_e164(query, settings(request).default_region)
+        return parse_e164(query, region)
     except InvalidNumber:
-        return await sessions_store.list(query, None, 50), "external reference"
-    held = await sessions_store.on_virtual_number(number)
+        return None
+
+
+async def sessions_by_number(request: web.Request, number: str) -> list[MaskingSession]:
+    """A virtual number's sessions; else a participant's (that lookup of a person is audited)."""
+    held = await store(request).sessions.on_virtual_number(number)
     if held:
-        return held, "virtual number"
+        return held
     subject_hash = store(request).keys.lookup_hash(number)
     await store(request).audit.append_by(actor(request), "console.number_searched", "subject", "search",
                                          subject_hash=subject_hash, details={"via": "console"})
-    return await store(request).subjects.sessions(subject_hash), "number"
+    return await store(request).subjects.sessions(subject_hash)
 
 
 async def session_page(request: web.Request) -> web.Response:

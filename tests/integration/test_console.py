@@ -4,6 +4,7 @@ stolen or ended sign-in, a grant to play a recording used by someone else.
 (The browser tests, with real calls, are in test_console_browser.py.)"""
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -241,6 +242,15 @@ async def test_sessions_show_numbers_masked_and_a_number_search_is_audited(store
     assert len(await store.audit.list(action="console.number_searched")) == 1  # a virtual number is ours
 
 
+async def test_an_external_reference_with_a_number_in_it_is_searched_as_a_reference(store, browser):
+    session = await a_session(store, external_ref="order-98123456")  # phonenumbers would read +6598123456
+    console = await signed_in(store, browser)
+    await console.get("/console/sessions")
+    _, page = await console.post("/console/sessions/search", {"q": "order-98123456"}, status=200)
+    assert str(session.id)[:8] in page.decode()
+    assert await store.audit.list(action="console.number_searched") == []
+
+
 async def test_viewing_a_session_is_audited_and_shows_no_number_in_clear(store, browser):
     session = await a_session(store)
     console = await signed_in(store, browser)
@@ -336,6 +346,15 @@ async def test_live_events_stream_the_calls_in_progress(store, browser):
     while b"event: health" not in seen or b"event: calls" not in seen:
         seen += await resp.content.readany()
     assert str(call_id).encode() in seen and b"Recording notice" in seen
+    resp.close()
+
+
+async def test_stopping_the_service_ends_live_streams_at_once(store, browser, server):
+    console = await signed_in(store, browser)
+    resp = await console.client.get("/console/live/events")
+    assert b"event:" in await resp.content.readany()
+    await asyncio.wait_for(server.close(), 10)  # aiohttp would otherwise wait for the stream, up to a minute
+    assert await asyncio.wait_for(resp.content.read(), 5) is not None
     resp.close()
 
 
