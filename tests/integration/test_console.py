@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.api.app import make_app
+from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.console.app import install_console
 from bridge.sessions.models import SessionRequest
@@ -281,7 +282,6 @@ async def test_revealing_a_number_needs_the_reveal_scope_and_a_reason_and_is_aud
 async def a_recording(store, tmp_path: Path, session) -> uuid.UUID:
     """A plaintext recording of a call of `session` (as stored before sealing existed)."""
     call_id, recording_id = uuid.uuid4(), uuid.uuid4()
-    from bridge.clock import utcnow
     await store.calls.insert(call_id, VIRTUAL, "chan-1", utcnow(), session_id=session.id, disposition="answered",
                              recorded=True)
     audio = tmp_path / f"{recording_id}.wav"
@@ -336,7 +336,6 @@ async def test_every_page_renders_for_a_key_with_every_scope(store, browser, tmp
 
 async def test_live_events_stream_the_calls_in_progress(store, browser):
     session = await a_session(store)
-    from bridge.clock import utcnow
     call_id = uuid.uuid4()
     await store.calls.insert(call_id, VIRTUAL, "chan-2", utcnow(), session_id=session.id, asterisk_node="http://h:1/app")
     console = await signed_in(store, browser)

@@ -133,8 +133,9 @@ async def test_operator_watches_a_real_call_on_live_finds_its_session_and_plays_
     assert session.participant_a not in await page.content()
 
     # Play its recording: the reason first, then the audio, and the read in the audit rows.
+    await until(lambda: recording_stored(store, session.id), tries=200)  # collected just after the hangup
+    await page.reload()
     play = page.locator("#calls-table form[action$='/listen']").first
-    await wait_for_recording(page, play)
     await play.get_by_label("Reason (kept in the audit trail)").fill("quality review QA-7")
     await play.get_by_role("button", name="Play").click()
     player = page.locator("audio#player")
@@ -158,14 +159,8 @@ async def until(condition, tries: int = 100) -> None:
     raise AssertionError("condition never held")
 
 
-async def wait_for_recording(page: Page, play) -> None:
-    """The recording is collected just after the hangup: reload until its Play form shows."""
-    for _ in range(40):
-        if await play.count():
-            return
-        await asyncio.sleep(0.5)
-        await page.reload()
-    raise AssertionError("the call's recording never appeared")
+async def recording_stored(store: Store, session_id) -> bool:
+    return any(c["recording_id"] for c in await store.calls.list(10, session_id))
 
 
 async def test_operator_sends_a_dead_letter_again_and_it_arrives(stack, store, new_page, console_url, shots):
