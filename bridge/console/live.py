@@ -17,6 +17,7 @@ from bridge.store.errors import StoreUnavailable
 
 TICK = 1.0  # seconds between updates: durations tick, new calls show within one
 RECHECK = 15.0  # seconds between checks that the sign-in is still live
+COUNTS_EVERY = 5.0  # seconds between counts of today's calls (a range scan, per viewer)
 # The service's readiness checks, as an operator reads them; checks added
 # later (an edge proxy's, say) show under their own name.
 CHECK_LABELS = {"ari": "ARI (Stasis app connected)", "asterisk": "AMI (Asterisk fully booted)",
@@ -28,13 +29,14 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/live/events", live_events)
 
 
-async def live_state(request: web.Request) -> dict:
-    """Everything the page shows, read once."""
+async def live_state(request: web.Request, counts: dict | None = None) -> dict:
+    """Everything the page shows, read once (today's `counts` only if not given)."""
     now = utcnow()
     checks = dict(await request.config_dict[READINESS]())
     try:
         calls = [live_call(c, now) for c in await store(request).calls.live()]
-        counts = outcomes(await store(request).calls.dispositions_since(day_start(now)))
+        if counts is None:
+            counts = outcomes(await store(request).calls.dispositions_since(day_start(now)))
     except StoreUnavailable:
         calls, counts, checks["database"] = None, None, False
     health = [(CHECK_LABELS.get(name, name.replace("_", " ").capitalize()), ok) for name, ok in checks.items()]
@@ -59,9 +61,13 @@ async def live_events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
     await response.prepare(request)
     stopping, sent, checked = request.app[STOPPING], {}, time.monotonic()
+    counts, counted = None, 0.0
     try:
         while not stopping.is_set():
-            state = await live_state(request)
+            fresh = time.monotonic() - counted > COUNTS_EVERY
+            state = await live_state(request, None if fresh else counts)
+            if fresh:
+                counts, counted = state["counts"], time.monotonic()
             for name, template in (("calls", "_live_calls.html"), ("counts", "_live_counts.html"),
                                    ("health", "_live_health.html")):
                 html = fragment(request, template, state)

@@ -121,7 +121,8 @@ async def test_operator_watches_a_real_call_on_live_finds_its_session_and_plays_
     assert result.caller.succeeded and result.counterpart.succeeded, result.caller.output
     assert result.counterpart_rtp.packets > 100  # the far end got the caller's audio
     await row.wait_for(state="detached", timeout=20000)
-    assert int(await page.locator("#count-answered").inner_text()) >= 1
+    answered = page.locator("#count-answered")
+    await until(lambda: answered_at_least(answered, 1))  # today's counts refresh every few seconds
 
     # Find its session by the external reference.
     await page.get_by_role("link", name="Sessions and calls").click()
@@ -157,6 +158,10 @@ async def until(condition, tries: int = 100) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("condition never held")
+
+
+async def answered_at_least(counter, n: int) -> bool:
+    return int(await counter.inner_text()) >= n
 
 
 async def recording_stored(store: Store, session_id) -> bool:

@@ -16,6 +16,9 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);
 
+-- Live's "today" counts read calls by start time, every few seconds per viewer.
+CREATE INDEX calls_by_start ON calls (started_at);
+
 -- One row per sampling period (the sampler rounds `at` down to it, so two
 -- instances sampling at once write one row). Counts only: no number here.
 CREATE TABLE pool_samples (
