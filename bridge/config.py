@@ -223,6 +223,8 @@ class Settings:
     audit_checkpoint_file: Path = Path("")
     audit_checkpoint_syslog: str = ""
     audit_checkpoint_url: str = ""
+    # The web console (/console): how long a sign-in lasts before the key must be given again.
+    console_session_minutes: int = 480
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
     notice: Notice = field(default_factory=Notice)
@@ -352,6 +354,8 @@ class Settings:
             raise ConfigError("MASKING_API_RATE must not be negative (0: no limit), MASKING_API_BURST at least 1")
         if not 0 < self.wait_audio_convert_seconds <= 600:
             raise ConfigError("MASKING_WAIT_AUDIO_CONVERT_SECONDS must be between 0 and 600")
+        if not 1 <= self.console_session_minutes <= 10080:
+            raise ConfigError("MASKING_CONSOLE_SESSION_MINUTES must be between 1 and 10080 (a week)")
 
     def _validate_retention(self) -> None:
         for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):

@@ -38,6 +38,7 @@ from bridge.calls.flow import masked_call
 from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
 from bridge.calls.sweep import sweep_forever
+from bridge.console.app import install_console
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
@@ -92,6 +93,7 @@ class Service:
                              node=self.node, spool=self.spool)
         app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls),
                        place_call=self.place_call)
+        install_console(app)
         if self.settings.test_hooks:
             app.router.add_post("/debug/ari/drop", self._drop_ari)
         self._http = web.AppRunner(app, access_log=None)

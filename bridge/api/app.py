@@ -28,7 +28,8 @@ from bridge.config import Settings
 from bridge.sessions.models import MaskingSession
 from bridge.store import Store
 
-SCOPES = ("sessions", "numbers", "recordings", "audit", "subjects")
+# `console` and `reveal` open the web console and a number's reveal in it (bridge/console/access.py).
+SCOPES = ("sessions", "numbers", "recordings", "audit", "subjects", "console", "reveal")
 # No two resources share a path, so the order they register in decides no match.
 RESOURCES = (health, sessions, calls, recordings, wait_audio, numbers, webhooks, audit, subjects)
 

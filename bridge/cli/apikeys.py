@@ -18,8 +18,9 @@ def add_commands(sub) -> None:
     keys = group(sub, "apikeys", "API keys for the HTTP API")
     p = command(keys, "create", cmd_apikeys_create, "create a key; the token is printed once")
     p.add_argument("--name", required=True)
-    p.add_argument("--scope", action="append", choices=["sessions", "numbers", "recordings", "audit", "subjects"],
-                   help="repeat for several; default: sessions")
+    p.add_argument("--scope", action="append",
+                   choices=["sessions", "numbers", "recordings", "audit", "subjects", "console", "reveal"],
+                   help="repeat for several; default: sessions (console, reveal: the web console, docs/console.md)")
     p.add_argument("--account", default=DEFAULT_ACCOUNT,
                    help="the tenant the key acts for: it sees only this account's sessions (default: default)")
     command(keys, "list", cmd_apikeys_list, "list keys (never their tokens)", listing=True)

@@ -3,8 +3,8 @@ them out over one pool.
 
 Each module speaks SQL for its own tables only (numbers, sessions, calls,
 recordings and their keys, API keys, the webhook outbox, the audit trail,
-retention, erasure, legal holds, subjects, PINs, wait audio, the schema and
-the database roles).
+retention, erasure, legal holds, subjects, PINs, wait audio, the console's
+sign-ins, the pool's history, the schema and the database roles).
 `Store` is deliberately thin: it opens the pool and gives each domain's
 queries their dependencies once, so a caller names the domain it talks to
 (`store.sessions.create(...)`, `store.audit.list(...)`) and a reader can see
@@ -24,6 +24,7 @@ from bridge.privacy.crypto import KeyRing
 from bridge.store.apikeys import ApiKeys
 from bridge.store.audit import AuditTrail
 from bridge.store.calls import Calls
+from bridge.store.console_sessions import ConsoleSessions
 from bridge.store.db import Database
 from bridge.store.disclosures import Disclosures
 from bridge.store.erasure import Erasure
@@ -31,6 +32,7 @@ from bridge.store.holds import LegalHolds
 from bridge.store.numbers import Numbers
 from bridge.store.outbox import Outbox
 from bridge.store.pins import Pins
+from bridge.store.pool_history import PoolHistory
 from bridge.store.recordings import Recordings
 from bridge.store.retention import Retention
 from bridge.store.roles import Roles
@@ -61,6 +63,8 @@ class Store:
         self.holds = LegalHolds(self.db, self.audit)
         self.retention = Retention(self.db, self.audit)
         self.erasure = Erasure(self.db, self.audit, self.subjects, self.retention)
+        self.console_sessions = ConsoleSessions(self.db)
+        self.pool_history = PoolHistory(self.db, self.numbers)
 
     @classmethod
     async def connect(cls, dsn: str, keys: KeyRing, timeout: float = 2.0, max_size: int = 10) -> "Store":

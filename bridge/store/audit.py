@@ -78,6 +78,10 @@ class AuditTrail:
             "SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after_seq, limit))
         return [entry_from_row(r) for r in rows]
 
+    async def entry(self, seq: int) -> AuditEntry | None:
+        row = await self.db.run(lambda conn: conn.fetchrow("SELECT * FROM audit_log WHERE seq = $1", seq))
+        return None if row is None else entry_from_row(row)
+
     async def walk(self, page: int = 1000, after: int = -2 ** 63) -> AsyncIterator[AuditEntry]:
         """Every row after seq `after`, oldest first, a page at a time (by default
         all, so a row out of range still shows)."""

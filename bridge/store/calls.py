@@ -60,7 +60,7 @@ class Calls:
                    account_id: uuid.UUID | None = None) -> list[dict]:
         rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT c.*, r.id AS recording_id, r.storage_path, r.bytes AS recording_bytes,"
-            " r.duration_seconds AS recording_seconds"
+            " r.duration_seconds AS recording_seconds, r.shredded_at AS recording_shredded_at"
             " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
             " LEFT JOIN masking_sessions s ON s.id = c.session_id"
             f" WHERE ($2::uuid IS NULL OR c.session_id = $2) AND {owned_by('$3', 'c.session_id', 's.account_id')}"
@@ -82,6 +82,23 @@ class Calls:
             " (SELECT count(*) FROM recordings r WHERE r.call_id = c.id) AS recordings"
             " FROM calls c WHERE c.id = ANY($1::uuid[])", call_ids))
         return {r["id"]: dict(r) for r in rows}
+
+    async def live(self, limit: int = 200) -> list[dict]:
+        """Calls in progress on every node, oldest first, with whether their
+        session records (a recorded call plays the notice before it rings)."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT c.id, c.session_id, c.virtual_number, c.direction, c.kind, c.path, c.asterisk_node,"
+            " c.started_at, c.ringing_at, c.answered_at, c.caller_answered_at, c.callee_channel_id, c.recorded,"
+            " c.pin_attempts, s.record AS session_records"
+            " FROM calls c LEFT JOIN masking_sessions s ON s.id = c.session_id"
+            " WHERE c.disposition = 'in_progress' ORDER BY c.started_at LIMIT $1", limit))
+        return [dict(r) for r in rows]
+
+    async def dispositions_since(self, start: datetime) -> dict[str, int]:
+        """How many calls started since `start` ended each way (in_progress included)."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT disposition, count(*) FROM calls WHERE started_at >= $1 GROUP BY disposition", start))
+        return {r["disposition"]: r["count"] for r in rows}
 
     async def recordings_not_collected(self, asterisk_node: str) -> list[dict]:
         """Recorded calls that ended (in the last day) without a recording row:

@@ -42,6 +42,13 @@ class LegalHolds:
 
         return await self.db.run(hold)
 
+    async def list(self, limit: int = 100) -> list[MaskingSession]:
+        """Sessions under legal hold, longest held first."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT * FROM masking_sessions WHERE legal_hold_at IS NOT NULL ORDER BY legal_hold_at LIMIT $1",
+            limit))
+        return [session_from_row(self.db.keys, r) for r in rows]
+
     async def release(self, session_id: uuid.UUID, by: Actor) -> MaskingSession:
         """Lift the hold: retention applies again from the next purge. Idempotent
         (a session not held is returned as it is, and nothing is audited)."""

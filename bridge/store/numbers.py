@@ -32,6 +32,26 @@ _FREE_NUMBERS = """
                       WHERE p.virtual_number = v.number AND p.number_hash = ANY($1) AND p.live)
 """
 
+_POOL_SUMMARY = """
+    SELECT count(*) FILTER (WHERE status = 'active') AS active,
+           count(*) FILTER (WHERE status = 'retired') AS retired,
+           count(*) FILTER (WHERE status = 'active' AND in_use) AS in_use,
+           count(*) FILTER (WHERE status = 'active' AND reserved) AS reserved,
+           count(*) FILTER (WHERE status = 'active' AND pin_mode) AS shared,
+           count(*) FILTER (WHERE status = 'active' AND NOT reserved AND NOT pin_mode AND NOT in_use
+                            AND NOT released) AS free,
+           count(*) FILTER (WHERE status = 'active' AND NOT reserved AND NOT pin_mode AND NOT in_use
+                            AND released) AS quarantined,
+           coalesce(sum(live_sessions) FILTER (WHERE status = 'active' AND pin_mode), 0) AS shared_sessions
+    FROM (SELECT v.status, v.reserved, v.pin_mode,
+                 EXISTS (SELECT 1 FROM session_participants p WHERE p.virtual_number = v.number AND p.live) AS in_use,
+                 EXISTS (SELECT 1 FROM session_participants p WHERE p.virtual_number = v.number AND NOT p.live
+                         AND p.ended_at > now() - make_interval(secs => $1)) AS released,
+                 (SELECT count(DISTINCT p.session_id) FROM session_participants p
+                  WHERE p.virtual_number = v.number AND p.live) AS live_sessions
+          FROM virtual_numbers v) AS numbers
+"""
+
 
 async def check_assignable(conn: asyncpg.Connection, number: str, field: str = "virtual_number") -> None:
     """An explicitly requested number must be in the pool and not retired."""
@@ -118,3 +138,11 @@ class Numbers:
             " count(*) FILTER (WHERE v.status = 'active' AND EXISTS (SELECT 1 FROM session_participants p"
             "   WHERE p.virtual_number = v.number AND p.live)) AS in_use FROM virtual_numbers v"))
         return dict(row)
+
+    async def summary(self, quarantine_seconds: int) -> dict[str, int]:
+        """The pool by kind of number. `free`: what an allocation may hand out
+        now; `quarantined`: free, but released within the quarantine, so its
+        last holders will not get it again yet (sessions/pool.py); `shared`:
+        pin_mode numbers, holding `shared_sessions` live sessions between them."""
+        row = await self.db.run(lambda conn: conn.fetchrow(_POOL_SUMMARY, quarantine_seconds))
+        return {name: int(value) for name, value in row.items()}

@@ -74,11 +74,14 @@ class Outbox:
             " ORDER BY o.id DESC LIMIT $2", status, limit, account_id))
         return [dict(r) for r in rows]
 
-    async def retry_dead(self, account_id: uuid.UUID | None = None) -> int:
+    async def retry_dead(self, account_id: uuid.UUID | None = None, outbox_ids: list[int] | None = None) -> int:
+        """Send dead events again from their first attempt: all of the account's
+        (`account_id` None: every account's), or only those of `outbox_ids`."""
         result = await self.db.run(lambda conn: conn.execute(
             "UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(), attempts = 0"
             " WHERE id IN (SELECT o.id FROM webhook_outbox o LEFT JOIN masking_sessions s ON s.id = o.session_id"
-            f"  WHERE o.status = 'dead' AND {owned_by('$1', 'o.session_id', 's.account_id')})", account_id))
+            f"  WHERE o.status = 'dead' AND {owned_by('$1', 'o.session_id', 's.account_id')}"
+            "   AND ($2::bigint[] IS NULL OR o.id = ANY($2::bigint[])))", account_id, outbox_ids))
         return int(result.split()[-1])
 
     async def counts(self) -> dict[str, int]:
@@ -86,3 +89,12 @@ class Outbox:
         rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT status, count(*) AS n FROM webhook_outbox WHERE status IN ('pending', 'dead') GROUP BY status"))
         return {r["status"]: r["n"] for r in rows}
+
+    async def summary(self) -> dict:
+        """For the console: events by status, and when the oldest pending one was written."""
+        row = await self.db.run(lambda conn: conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'pending') AS pending,"
+            " count(*) FILTER (WHERE status = 'dead') AS dead,"
+            " count(*) FILTER (WHERE status = 'delivered') AS delivered,"
+            " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending FROM webhook_outbox"))
+        return dict(row)

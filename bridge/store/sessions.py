@@ -162,6 +162,13 @@ class Sessions:
             " ORDER BY created_at DESC LIMIT $3", external_ref, status, limit, account_id))
         return [self._session(r) for r in rows]
 
+    async def on_virtual_number(self, number: str, limit: int = 50) -> list[MaskingSession]:
+        """Sessions that held `number` (as A's number or B's own), newest first."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT * FROM masking_sessions WHERE virtual_number = $1 OR virtual_number_b = $1"
+            " ORDER BY created_at DESC LIMIT $2", number, limit))
+        return [self._session(r) for r in rows]
+
     async def close(self, session_id: uuid.UUID, account_id: uuid.UUID | None = None) -> MaskingSession:
         async def close(conn):
             async with conn.transaction():
