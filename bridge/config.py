@@ -6,11 +6,14 @@ README and `.env.example` list them.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
+
+import phonenumbers
 
 # What a purpose code looks like (MASKING_PURPOSES, sessions' `purpose`).
 PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
@@ -55,6 +58,43 @@ class Notice:
     id: str = "recording-notice"
     version: str = "1"
     opt_out_digit: str = "9"
+
+
+@dataclass(frozen=True)
+class DialedRule:
+    """How one inbound trunk delivers the number the caller dialed
+    (MASKING_DIALED_NUMBER_RULES; read by bridge/numbering/dialed.py)."""
+
+    source: str = "ruri"  # 'ruri': the Request-URI's user part; 'to': the To header
+    strip: str = ""  # a routing prefix the carrier puts before the number, removed first
+    region: str = ""  # the country of numbers in national form; empty: MASKING_DEFAULT_REGION
+
+
+DIALED_RULE_KEYS = {"from": "source", "strip": "strip", "region": "region"}
+
+
+@functools.lru_cache(maxsize=8)
+def parse_dialed_rules(raw: str) -> dict[str, DialedRule]:
+    """`carrier-in: from=to strip=1633; *: region=MY` -> a rule per trunk (the
+    PJSIP endpoint a call arrives on; `*`: any other). Raises ValueError."""
+    rules = {}
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        name, colon, body = part.partition(":")
+        trunk = name.strip()
+        if not colon or not re.fullmatch(r"\*|[\w.-]+", trunk) or trunk in rules:
+            raise ValueError(f"each rule is a trunk name, a colon and its keys, once per trunk: {part!r}")
+        values = {}
+        for item in body.split():
+            key, equals, value = item.partition("=")
+            if key not in DIALED_RULE_KEYS or not equals:
+                raise ValueError(f"{item!r}: the keys are from=, strip=, region=")
+            values[DIALED_RULE_KEYS[key]] = value
+        rule = DialedRule(**values)
+        if rule.source not in ("ruri", "to") or not re.fullmatch(r"[+\d*#]*", rule.strip) \
+                or (rule.region and rule.region not in phonenumbers.SUPPORTED_REGIONS):
+            raise ValueError(f"{part!r}: from=ruri or to, strip= digits, region= a country such as SG")
+        rules[trunk] = rule
+    return rules
 
 
 @dataclass(frozen=True)
@@ -130,6 +170,9 @@ class Settings:
     # Fault-injection endpoints (/debug/...) for the test suite; never in production.
     test_hooks: bool = False
     default_region: str = "SG"
+    # How each inbound trunk delivers the dialed number (see DialedRule); empty:
+    # every trunk in the Request-URI, national numbers in `default_region`.
+    dialed_number_rules: str = ""
     log_level: str = "info"
     state_dir: Path = Path(".run")
     # Where Asterisk reads this project's sounds as `masking/...` (uploaded wait
@@ -154,6 +197,11 @@ class Settings:
     @property
     def allowed_purposes(self) -> frozenset[str]:
         return frozenset(p.strip() for p in self.purposes.split(",") if p.strip())
+
+    def dialed_rule(self, trunk: str) -> DialedRule:
+        """The rule for calls arriving on `trunk` (validated at start)."""
+        rules = parse_dialed_rules(self.dialed_number_rules)
+        return rules.get(trunk) or rules.get("*") or DialedRule()
 
     @property
     def keys_path(self) -> Path:
@@ -213,6 +261,12 @@ class Settings:
         if self.pin_attempts < 1 or self.pin_digit_timeout <= 0 or self.pin_quarantine_seconds < 0:
             raise ConfigError("MASKING_PIN_ATTEMPTS and MASKING_PIN_DIGIT_TIMEOUT must be positive,"
                               " MASKING_PIN_QUARANTINE_SECONDS not negative")
+        if self.default_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError("MASKING_DEFAULT_REGION must be a country code such as SG")
+        try:
+            parse_dialed_rules(self.dialed_number_rules)
+        except ValueError as exc:
+            raise ConfigError(f"MASKING_DIALED_NUMBER_RULES: {exc}") from None
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
         self._validate_retention()
