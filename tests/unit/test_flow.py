@@ -37,6 +37,7 @@ class FakeAri:
         self.hang_up_after_bridge = True  # the first leg in the bridge talks, then hangs up
         self.press_during_notice: dict[str, str] = {}  # 'caller' or 'callee' -> the digit that party presses
         self.notice_fails = False
+        self.callee_leaves_during_notice = False
         self.playing: dict[str, str] = {}  # channel -> the endless playback (ringback) on it
         self.queued: dict[str, list] = {}  # channel -> playbacks waiting behind it
 
@@ -67,6 +68,10 @@ class FakeAri:
             self.playing[channel_id] = playback_id  # rings until stopped
             return
         party = "caller" if channel_id == CALLER.id else "callee"
+        if NOTICE in media and party == "callee" and self.callee_leaves_during_notice:
+            gone = Channel(id=channel_id, name="", state="Up", caller_number="", exten="")
+            self.emit(type="ChannelDestroyed", channel=gone, cause=16)
+            return
         if NOTICE in media and party in self.press_during_notice:
             self.emit(type="ChannelDtmfReceived", digit=self.press_during_notice[party],
                       channel=Channel(channel_id, "", "Up", "", ""))
@@ -314,3 +319,13 @@ async def test_the_ringback_or_wait_audio_is_stopped_before_the_ending_prompt_wh
     assert ringback < stopped < ending, "the prompt was queued behind the ringback"
     assert ari.hangups_of(CALLER.id) == [("hangup", CALLER.id, cause)]
     assert not ari.playing, "something still plays to the caller"
+
+
+async def test_a_counterpart_who_hangs_up_during_its_notice_gives_the_caller_the_prompt_at_once():
+    ari, store = await run_call(recorded_call(), callee_leaves_during_notice=True)
+
+    ringback = next(i for i, r in enumerate(ari.requests) if r[0] == "play" and "tone:ring" in r[2])
+    prompt = index_of(ari, ("play", CALLER.id, ("sound:sorry", "sound:please-try-call-later")))
+    assert ringback < next(i for i, r in enumerate(ari.requests) if r[0] == "stop_playback") < prompt
+    assert not ari.playing and ("answer", CALLER.id) not in ari.requests
+    assert store.final()["disposition"] == "failed" and store.final()["hangup_by"] == "callee"
