@@ -2,33 +2,38 @@
 
 The dialplan (dialplan/extensions.conf) calls `agi://.../route` when Stasis()
 fails. The route is decided by the same code as the ARI path
-(`bridge.calls.flow.resolve`), and the call is written to `calls` with
-`path = 'agi'`. The dialplan then dials with the virtual number as caller ID
-and records with MixMonitor into Asterisk's recordings directory; `h` calls
+(`bridge.calls.flow.resolve`), a shared number's PIN is asked for and checked
+by the same dialogue (`bridge.calls.pin.ask_for_pin`, over AGI commands), and
+the call is written to `calls` with `path = 'agi'`. The dialplan then dials
+with the virtual number as caller ID and records with MixMonitor into
+Asterisk's recordings directory; `h` calls
 `agi://.../finish`, which completes the row and moves the recording into the
 store over ARI's REST interface, as for any call.
 """
 from __future__ import annotations
 
 import asyncio
-import uuid
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 
 from bridge import metrics, recordings
 from bridge.agi.gate import MAX_REQUEST_BYTES, Gate
+from bridge.agi.pin import agi_collect
 from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
+from bridge.calls.arrival import arrival
 from bridge.calls.decisions import ending_for_dial, ending_for_rejection
 from bridge.calls.flow import resolve
 from bridge.calls.notice import NoticeHeard
+from bridge.calls.pin import ask_for_pin
 from bridge.calls.record import CallRow
 from bridge.calls.spool import Spool
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.numbering import mask_number
-from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller
+from bridge.numbering import mask_number, to_e164
+from bridge.sessions.resolve import AskPin, Connect, Reject
 from bridge.store import Store
 from bridge.store.errors import NotFound, StoreUnavailable
 
@@ -62,46 +67,55 @@ class FallbackAgi:
 
     async def route(self, request) -> None:
         headers = request.headers
-        virtual_number = headers.get("agi_extension", "")
-        caller_number = normalize_caller(headers.get("agi_callerid", ""), self.settings.default_region)
+        arrived = arrival((headers.get("agi_extension", ""), headers.get("agi_arg_1", ""),
+                           headers.get("agi_arg_2", "")), headers.get("agi_channel", ""), self.settings)
+        caller_number = to_e164(headers.get("agi_callerid", ""), self.settings.default_region)
         call_id = uuid.uuid4()
-        clog = log.bind(call_id=str(call_id), virtual_number=virtual_number, path="agi")
-        route = await resolve(self.store, self.settings, virtual_number, caller_number, clog)
-        if isinstance(route, AskPin):
-            # PIN entry runs on the ARI path only: while it is down, callers of
-            # a shared number hear "try later" (503) rather than a wrong party.
-            route = Reject(RejectReason.PIN_UNAVAILABLE)
-        session = route.session
+        clog = log.bind(call_id=str(call_id), virtual_number=arrived.row_number, trunk=arrived.trunk, path="agi")
+        route = await resolve(self.store, self.settings, arrived.virtual_number, caller_number, clog)
         row = CallRow(self.store, call_id, clog, spool=self.spool)
-        row.insert(virtual_number=virtual_number, caller_channel_id=headers.get("agi_uniqueid", ""),
+        row.insert(virtual_number=arrived.row_number, caller_channel_id=headers.get("agi_uniqueid", ""),
                    started_at=utcnow(), asterisk_node=self.node, path="agi",
-                   session_id=session.id if session else None,
+                   session_id=route.session.id if route.session else None,
                    direction=route.direction if isinstance(route, Connect) else None)
-        variables = {"MASKING_CALL_ID": str(call_id)}
-        if isinstance(route, Connect):
-            variables.update(MASKING_DIAL=f"PJSIP/{route.counterpart}@{self.settings.outbound_endpoint}",
-                             MASKING_CLI=route.caller_id, MASKING_RECORD="1" if session.record else "0",
-                             MASKING_RECORDING=f"{ids.recording(call_id)}.{self.settings.recording_format}",
-                             MASKING_NOTICE=self.settings.notice.sound,
-                             MASKING_OPT_OUT_DIGIT=self.settings.notice.opt_out_digit)
-            for status in DIAL_OUTCOMES:
-                ending = ending_for_dial(status, None, self.settings.prompts)
-                variables[f"MASKING_PROMPT_{status}"] = ending.prompt
-                variables[f"MASKING_CAUSE_{status}"] = str(ending.cause)
-            row.update(recorded=session.record)
-            metrics.agi_calls_total.labels("connect").inc()
-            clog.info("call.resolved", outcome="connect", counterpart=mask_number(route.counterpart))
-        else:
+        try:
+            await request.send_command(f'SET VARIABLE MASKING_CALL_ID "{call_id}"')
+            if isinstance(route, AskPin):  # a shared number: the caller's PIN names the session
+                await request.send_command("EXEC Progress")
+                route = await ask_for_pin(agi_collect(request, self.settings), self.store, self.settings,
+                                          arrived.virtual_number, caller_number, row, clog)
+                if route is None:
+                    row.update(disposition="cancelled", hangup_by="caller")
+                    return
+            # Asterisk first: the caller must not wait on the database.
+            for name, value in self._variables(route, call_id, row, clog).items():
+                await request.send_command(f'SET VARIABLE {name} "{value}"')
+        finally:
+            await row.close()
+
+    def _variables(self, route: Connect | Reject, call_id: uuid.UUID, row: CallRow, clog) -> dict[str, str]:
+        """What the dialplan needs to connect the call, or to release it with a prompt."""
+        if isinstance(route, Reject):
             ending = ending_for_rejection(route.reason, self.settings.prompts)
-            variables.update(MASKING_PROMPT=ending.prompt, MASKING_CAUSE=str(ending.cause))
             row.update(disposition="rejected", reject_reason=route.reason.value, hangup_by="system",
                        caller_hangup_cause=ending.cause)
             metrics.agi_calls_total.labels(route.reason.value).inc()
             clog.info("call.rejected", reason=route.reason.value)
-        # Asterisk first: the caller must not wait on the database.
-        for name, value in variables.items():
-            await request.send_command(f'SET VARIABLE {name} "{value}"')
-        await row.close()
+            return {"MASKING_PROMPT": ending.prompt, "MASKING_CAUSE": str(ending.cause)}
+        session = route.session
+        variables = {"MASKING_DIAL": f"PJSIP/{route.counterpart}@{self.settings.outbound_endpoint}",
+                     "MASKING_CLI": route.caller_id, "MASKING_RECORD": "1" if session.record else "0",
+                     "MASKING_RECORDING": f"{ids.recording(call_id)}.{self.settings.recording_format}",
+                     "MASKING_NOTICE": self.settings.notice.sound,
+                     "MASKING_OPT_OUT_DIGIT": self.settings.notice.opt_out_digit}
+        for status in DIAL_OUTCOMES:
+            ending = ending_for_dial(status, None, self.settings.prompts)
+            variables[f"MASKING_PROMPT_{status}"] = ending.prompt
+            variables[f"MASKING_CAUSE_{status}"] = str(ending.cause)
+        row.update(recorded=session.record)
+        metrics.agi_calls_total.labels("connect").inc()
+        clog.info("call.resolved", outcome="connect", counterpart=mask_number(route.counterpart))
+        return variables
 
     async def finish(self, request) -> None:
         values = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from bridge import metrics
 from bridge.ari import AriError
-from bridge.calls import ids
+from bridge.calls import ids, media
 from bridge.calls.decisions import ending_for_dial
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.dial import dial_masked, wait_for_answer, wait_for_dial
@@ -29,7 +29,7 @@ from bridge.calls.flow import (
     wait_sound,
 )
 from bridge.calls.legs import hangup_leg, play_to_end
-from bridge.calls.notice import NoticeHeard, start_ringback, stop_ringback
+from bridge.calls.notice import NoticeHeard
 from bridge.calls.record import CallRow
 from bridge.clock import utcnow
 from bridge.logs import get_logger
@@ -107,17 +107,16 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
         records = session.record if request.record is None else request.record
         heard: list[NoticeHeard] = []
         if records:
-            await hear_notice(deps, events, row, heard, call.caller_id, "caller", (call.caller_id,))
+            await hear_notice(deps, events, call, row, heard, call.caller_id, "caller", (call.caller_id,))
             if events.is_gone(call.caller_id):
                 raise CallAborted("the first party hung up during the notice")
-        await play_to_end(ari, events, call.caller_id, settings.prompts.connecting)
+        await play_to_end(ari, events, call, call.caller_id, settings.prompts.connecting)
         if events.is_gone(call.caller_id):
             raise CallAborted("the first party hung up during the prompt")
-        ringback = None
         if session.wait_audio_id:
-            ringback = await start_ringback(ari, call.caller_id, wait_sound(session))
+            await media.ringback(ari, call, call.caller_id, wait_sound(session))
         else:
-            await ari.ring(call.caller_id)
+            await media.ring(ari, call, call.caller_id)
         call.callee_id = ids.callee_channel(call.id)
         await dial_masked(deps, events, call.callee_id, second, number_of(session, other(request.first)),
                           app_args=f"callee,{call.id}", originator=call.caller_id)
@@ -137,10 +136,7 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
                        caller_hangup_cause=events.gone[call.caller_id])
             clog.info("call.cancelled")
             return
-        if ringback:
-            await stop_ringback(ari, ringback)
-        else:
-            await ari.ring_stop(call.caller_id)
+        await media.silence(ari, call, call.caller_id)
         if answer is None or answer.dialstatus != "ANSWER":
             await end_unanswered(deps, events, call, answer, row, clog, early_media=False)
             return
@@ -149,7 +145,8 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
         #    recording); then bridge, record if both heard it, talk until either
         #    side hangs up or the time limit.
         if records and not any(h.opted_out for h in heard):
-            await hear_notice(deps, events, row, heard, call.callee_id, "callee", (call.caller_id, call.callee_id))
+            await hear_notice(deps, events, call, row, heard, call.callee_id, "callee",
+                              (call.caller_id, call.callee_id))
             if events.is_gone(call.caller_id) or events.is_gone(call.callee_id):
                 raise CallAborted("a party hung up during the notice")
         record = consented(records, heard, row, clog)

@@ -48,6 +48,10 @@ class CallState:
     # Legs we already asked Asterisk to hang up: never again, since a second,
     # causeless DELETE can overwrite the cause (the caller then gets 603).
     released: set[str] = field(default_factory=set)
+    # What plays or rings on each leg before it is bridged (bridge/calls/media.py):
+    # stopped before an ending prompt, which would otherwise queue behind it.
+    playing: dict[str, set[str]] = field(default_factory=dict)  # channel id -> playback ids
+    ringing: set[str] = field(default_factory=set)
 
     def use_recording(self, channels: int) -> None:
         """Name the snoops and recordings of this call (they derive from its id)."""

@@ -22,7 +22,8 @@ from datetime import datetime
 
 from bridge import metrics
 from bridge.ari import AriClient, AriError, Event
-from bridge.calls import ids
+from bridge.calls import ids, media
+from bridge.calls.arrival import arrival
 from bridge.calls.decisions import (
     CAUSE_NO_ANSWER, CAUSE_NORMAL, Ending, ended_by_asterisk, ending_for_dial, ending_for_rejection, hangup_side,
     recording_consent, sound_uris, time_limit_steps,
@@ -31,7 +32,7 @@ from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.dial import dial_masked, wait_for_answer
 from bridge.calls.events import CallEvents
 from bridge.calls.legs import hangup_leg, release_everything, release_with_prompt
-from bridge.calls.notice import NoticeHeard, play_notice, start_ringback, stop_ringback
+from bridge.calls.notice import NoticeHeard, play_notice
 from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.pin import route_by_pin
 from bridge.calls.record import CallRow
@@ -39,9 +40,9 @@ from bridge.calls.recording import begin_recording, store_recording
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
-from bridge.numbering import mask_number
+from bridge.numbering import mask_number, to_e164
 from bridge.recordings import wait_audio
-from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, normalize_caller, resolve_route
+from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, Route, resolve_route
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 
@@ -54,9 +55,10 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
     received = time.monotonic()
     call = CallState(id=uuid.uuid4(), caller_id=caller.id)
     deps.active[caller.id] = call
-    virtual_number = start.args[0] if start.args else caller.exten
-    caller_number = normalize_caller(caller.caller_number, settings.default_region)
-    clog = log.bind(call_id=str(call.id), virtual_number=virtual_number)
+    arrived = arrival(start.args or (caller.exten,), caller.name, settings)
+    virtual_number = arrived.virtual_number
+    caller_number = to_e164(caller.caller_number, settings.default_region)
+    clog = log.bind(call_id=str(call.id), virtual_number=arrived.row_number, trunk=arrived.trunk)
     clog.info("call.started", caller=mask_number(caller_number or caller.caller_number))
     events = CallEvents(deps.router)
     events.watch(caller.id)
@@ -67,13 +69,13 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         # 1. Who is calling whom?
         route = await resolve(deps.store, settings, virtual_number, caller_number, clog)
         session = route.session
-        row.insert(virtual_number=virtual_number, caller_channel_id=caller.id, started_at=started_at,
+        row.insert(virtual_number=arrived.row_number, caller_channel_id=caller.id, started_at=started_at,
                    asterisk_node=deps.node,
                    session_id=session.id if session else None,
                    direction=route.direction if isinstance(route, Connect) else None,
                    time_limit_seconds=session.time_limit_seconds if isinstance(route, Connect) else None)
         if isinstance(route, AskPin):  # a shared number: the caller's PIN names the session
-            route = await route_by_pin(deps, events, row, caller.id, virtual_number, caller_number, clog)
+            route = await route_by_pin(deps, events, row, call, virtual_number, caller_number, clog)
             if route is None:
                 return  # hung up during PIN entry
             session = route.session
@@ -98,21 +100,20 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         #    showing only the virtual number, while the caller hears ringback
         #    (or the session's wait audio).
         heard: list[NoticeHeard] = []
-        ringback = None
         if session.record:
             await ari.progress(caller.id)
-            await hear_notice(deps, events, row, heard, caller.id, "caller", (caller.id,))
+            await hear_notice(deps, events, call, row, heard, caller.id, "caller", (caller.id,))
             if events.is_gone(caller.id):
                 row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
                            caller_hangup_cause=events.gone[caller.id])
                 clog.info("call.cancelled", during="notice")
                 return
-            ringback = await start_ringback(ari, caller.id, wait_sound(session))
+            await media.ringback(ari, call, caller.id, wait_sound(session))
         elif session.wait_audio_id:
             await ari.progress(caller.id)
-            ringback = await start_ringback(ari, caller.id, wait_sound(session))
+            await media.ringback(ari, call, caller.id, wait_sound(session))
         else:
-            await ari.ring(caller.id)
+            await media.ring(ari, call, caller.id)
         call.callee_id = ids.callee_channel(call.id)
         await dial_masked(deps, events, call.callee_id, route.counterpart, route.caller_id,
                           app_args=f"callee,{call.id}", originator=caller.id)
@@ -142,12 +143,13 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         #    the notice too before the parties hear each other; then answer the
         #    caller, bridge the two legs, and record only if both heard it.
         if session.record and not any(h.opted_out for h in heard):
-            await hear_notice(deps, events, row, heard, call.callee_id, "callee", (caller.id, call.callee_id))
+            await hear_notice(deps, events, call, row, heard, call.callee_id, "callee",
+                              (caller.id, call.callee_id))
             if events.is_gone(caller.id) or events.is_gone(call.callee_id):
                 await left_during_notice(ari, events, call, row, settings, clog)
                 return
         record = consented(session.record, heard, row, clog)
-        await stop_ringback(ari, ringback)
+        await media.silence(ari, call, caller.id)
         await ari.answer(caller.id)
         answered_at = await bridge_and_record(deps, events, call, row, session, webhook_url, clog,
                                               record=record, since=received)
@@ -164,9 +166,12 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         await finish_call(deps, call, events, row, session, webhook_url)
 
 
-async def resolve(store: Store, settings: Settings, virtual_number: str, caller_number: str | None,
-                  clog) -> Connect | Reject:
-    """The route for a call, the same whichever path carries it (ARI or FastAGI)."""
+async def resolve(store: Store, settings: Settings, virtual_number: str | None, caller_number: str | None,
+                  clog) -> Route:
+    """The route for a call, the same whichever path carries it (ARI or FastAGI).
+    A dialed number that reads as no number is in no pool: not in service."""
+    if virtual_number is None:
+        return Reject(RejectReason.UNKNOWN_NUMBER)
     try:
         lookup = await store.sessions.route_lookup(virtual_number, caller_number)
         route = resolve_route(lookup, caller_number, utcnow())
@@ -178,10 +183,10 @@ async def resolve(store: Store, settings: Settings, virtual_number: str, caller_
     return route
 
 
-async def hear_notice(deps: CallDeps, events: CallEvents, row: CallRow, heard: list[NoticeHeard], channel_id: str,
-                      party: str, stop_if_gone: tuple[str, ...]) -> None:
+async def hear_notice(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, heard: list[NoticeHeard],
+                      channel_id: str, party: str, stop_if_gone: tuple[str, ...]) -> None:
     """Play the recording notice to one party and keep the evidence in the row."""
-    heard.append(await play_notice(deps.ari, events, channel_id, party, deps.settings.notice, stop_if_gone))
+    heard.append(await play_notice(deps.ari, events, call, channel_id, party, deps.settings.notice, stop_if_gone))
     row.update(notices=json.dumps([h.to_json() for h in heard]))
 
 

@@ -3,9 +3,8 @@ Stasis, playing a prompt to one, and releasing them, each once and with a
 cause that says why, so that nothing of a call outlives it in Asterisk."""
 from __future__ import annotations
 
-import uuid
-
 from bridge.ari import AriClient, AriError, AriNotFound
+from bridge.calls import media
 from bridge.calls.decisions import Ending, sound_uris
 from bridge.calls.deps import CallAborted, CallState
 from bridge.calls.events import CallEvents
@@ -28,25 +27,28 @@ async def wait_in_stasis(events: CallEvents, channel_id: str, stop_if_gone: tupl
         raise CallAborted(f"channel {channel_id} did not enter Stasis")
 
 
-async def play_to_end(ari: AriClient, events: CallEvents, channel_id: str, prompt: str) -> None:
+async def play_to_end(ari: AriClient, events: CallEvents, call: CallState, channel_id: str, prompt: str) -> None:
     """Play `prompt` to a channel and wait until it is over or the channel hangs up."""
-    playback_id = str(uuid.uuid4())
-    await ari.play(channel_id, sound_uris(prompt), playback_id)
+    playback_id = await media.play(ari, call, channel_id, sound_uris(prompt))
     await events.wait_for(
         lambda e: e.type in ("PlaybackFinished", "PlaybackFailed") and e.playback_id == playback_id,
         PROMPT_LIMIT, stop_if_gone=(channel_id,),
     )
+    media.ended(call, channel_id, playback_id)
 
 
 async def release_with_prompt(ari: AriClient, events: CallEvents, call: CallState, ending: Ending,
                               early_media: bool = True) -> None:
     """Play the prompt, then release with the ending's cause. As early media
     unless the caller is already answered (a click-to-call's first party), so
-    a caller is never answered, and billed, just to hear why not."""
+    a caller is never answered, and billed, just to hear why not. Whatever
+    played before (notice, ringback, wait audio, PIN request) stops first:
+    the prompt would queue behind it."""
     try:
+        await media.silence(ari, call, call.caller_id)
         if early_media:
             await ari.progress(call.caller_id)
-        await play_to_end(ari, events, call.caller_id, ending.prompt)
+        await play_to_end(ari, events, call, call.caller_id, ending.prompt)
     except AriError:
         pass  # the caller hung up during the prompt
     if not events.is_gone(call.caller_id):

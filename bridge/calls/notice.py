@@ -9,12 +9,13 @@ party opted out.
 """
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from bridge.ari import AriClient, AriError
+from bridge.calls import media
 from bridge.calls.decisions import sound_uris
+from bridge.calls.deps import CallState
 from bridge.calls.events import CallEvents
 from bridge.clock import utcnow
 from bridge.config import Notice
@@ -38,15 +39,14 @@ class NoticeHeard:
                 "completed": self.completed, "opted_out": self.opted_out}
 
 
-async def play_notice(ari: AriClient, events: CallEvents, channel_id: str, party: str, notice: Notice,
-                      stop_if_gone: tuple[str, ...]) -> NoticeHeard:
+async def play_notice(ari: AriClient, events: CallEvents, call: CallState, channel_id: str, party: str,
+                      notice: Notice, stop_if_gone: tuple[str, ...]) -> NoticeHeard:
     """Play the notice to `channel_id` (answered, or in early media) and wait for
     its end, the opt-out digit, or a leg in `stop_if_gone` hanging up."""
-    playback_id = str(uuid.uuid4())
     started_at = utcnow()
-    outcome = None
+    outcome = playback_id = None
     try:
-        await ari.play(channel_id, sound_uris(notice.sound), playback_id)
+        playback_id = await media.play(ari, call, channel_id, sound_uris(notice.sound))
         outcome = await events.wait_for(
             lambda e: (e.type in ("PlaybackFinished", "PlaybackFailed") and e.playback_id == playback_id)
             or (e.type == "ChannelDtmfReceived" and e.channel is not None and e.channel.id == channel_id
@@ -56,32 +56,11 @@ async def play_notice(ari: AriClient, events: CallEvents, channel_id: str, party
     except AriError:
         pass  # the leg went while we started the notice: not heard
     opted_out = outcome is not None and outcome.type == "ChannelDtmfReceived"
-    if outcome is None or opted_out:
-        try:
-            await ari.stop_playback(playback_id)
-        except AriError:
-            pass  # already over
+    if playback_id is not None:
+        if outcome is None or opted_out:
+            await media.stop(ari, call, channel_id, playback_id)
+        else:
+            media.ended(call, channel_id, playback_id)
     return NoticeHeard(party, notice.id, notice.version, started_at, utcnow(),
                        completed=outcome is not None and outcome.type == "PlaybackFinished",
                        opted_out=opted_out)
-
-
-async def start_ringback(ari: AriClient, channel_id: str, wait_sound: str | None = None) -> str | None:
-    """Ringback as in-band audio, after the session's wait audio if it has one.
-    Once a caller has had early media (the notice), phones play the media
-    stream, not their own ringing tone: without this the caller would hear
-    dead air while the counterpart rings."""
-    playback_id = str(uuid.uuid4())
-    try:
-        await ari.play(channel_id, [*([wait_sound] if wait_sound else []), "tone:ring"], playback_id)
-    except AriError:
-        return None
-    return playback_id
-
-
-async def stop_ringback(ari: AriClient, playback_id: str | None) -> None:
-    if playback_id:
-        try:
-            await ari.stop_playback(playback_id)
-        except AriError:
-            pass

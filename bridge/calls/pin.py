@@ -7,6 +7,10 @@ again, then released, never left in dead air). A wrong PIN is said to be
 wrong and asked again; after the last attempt the call is rejected with
 `invalid_pin` (the flow plays the closing prompt and releases with 403).
 
+`ask_for_pin` is that dialogue for either path: the ARI flow collects digits
+from `ChannelDtmfReceived` events (`collect_pin`), the FastAGI fallback with
+AGI commands (bridge/agi/pin.py); the decisions are bridge/sessions/pins.py's.
+
 All of it runs in early media (183 Session Progress, not answered, so the
 caller is not billed for typing a PIN). That works because Asterisk passes
 RFC 4733 (RFC 2833) telephone-events received in early media to ARI as
@@ -16,68 +20,88 @@ dialog. The digits are a credential: they are never logged.
 """
 from __future__ import annotations
 
-import uuid
+from typing import Awaitable, Callable
 
-from bridge.ari import AriClient, AriError
+from bridge.ari import AriClient
+from bridge.calls import media
 from bridge.calls.decisions import sound_uris
-from bridge.calls.deps import CallDeps
+from bridge.calls.deps import CallDeps, CallState
 from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow
 from bridge.clock import utcnow
-from bridge.sessions.pins import WrongPin, pin_entered, resolve_pin_route
+from bridge.config import Settings
+from bridge.sessions.pins import AskAgain, PinRoute, WrongPin, after_entry, pin_entered, pin_prompt, resolve_pin_route
 from bridge.sessions.resolve import Connect, Reject, RejectReason
+from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 
 PROMPT_LIMIT = 30.0  # seconds the PIN request may take before the digit timeout starts anyway
 
+# Plays a prompt and returns the entry keyed after it ('' if none), or None if the caller hung up.
+Collect = Callable[[str], Awaitable[str | None]]
 
-async def route_by_pin(deps: CallDeps, events: CallEvents, row: CallRow, caller_id: str, virtual_number: str,
+
+async def route_by_pin(deps: CallDeps, events: CallEvents, row: CallRow, call: CallState, virtual_number: str,
                        caller_number: str | None, clog) -> Connect | Reject | None:
-    """Ask for PINs until one names a session this caller may use, a session
-    that ended, or the attempts run out. None: the caller hung up meanwhile
-    (the row then says `cancelled`)."""
+    """The ARI path's PIN entry. None: the caller hung up meanwhile (the row
+    then says `cancelled`)."""
     settings = deps.settings
-    await deps.ari.progress(caller_id)
-    prompt = settings.prompts.pin_request
-    for attempt in range(1, settings.pin_attempts + 1):
-        digits = await collect_pin(deps.ari, events, caller_id, prompt, settings.pin_length,
-                                   settings.pin_digit_timeout)
+    await deps.ari.progress(call.caller_id)
+
+    async def collect(prompt: str) -> str | None:
+        return await collect_pin(deps.ari, events, call, prompt, settings.pin_length, settings.pin_digit_timeout)
+
+    route = await ask_for_pin(collect, deps.store, settings, virtual_number, caller_number, row, clog)
+    if route is None:
+        row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
+                   caller_hangup_cause=events.gone.get(call.caller_id))
+    return route
+
+
+async def ask_for_pin(collect: Collect, store: Store, settings: Settings, virtual_number: str,
+                      caller_number: str | None, row: CallRow, clog) -> Connect | Reject | None:
+    """Ask for PINs until one names a session this caller may use, a session
+    that ended, or the attempts run out. None: the caller hung up meanwhile."""
+    prompt, attempt = pin_prompt(settings.prompts), 0
+    while True:
+        attempt += 1
+        digits = await collect(prompt)
         row.update(pin_attempts=attempt if digits is not None else attempt - 1)
         if digits is None:
-            row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller",
-                       caller_hangup_cause=events.gone.get(caller_id))
             clog.info("call.cancelled", during="pin", attempt=attempt)
             return None
-        route = WrongPin()
-        if digits:
-            try:
-                route = resolve_pin_route(await deps.store.pins.lookup(virtual_number, digits), caller_number,
-                                          digits, utcnow())
-            except StoreUnavailable:
-                route = Reject(RejectReason.DATABASE_UNAVAILABLE)
+        route = await pin_route(store, virtual_number, caller_number, digits)
         clog.info("call.pin_entered", attempt=attempt, entered=bool(digits),
                   outcome="wrong" if isinstance(route, WrongPin) else
                   "connect" if isinstance(route, Connect) else route.reason.value)
-        if isinstance(route, Connect):
-            session = route.session
-            row.update(session_id=session.id, direction=route.direction,
-                       time_limit_seconds=session.time_limit_seconds)
-            return route
-        if isinstance(route, Reject):
-            if route.session:
-                row.update(session_id=route.session.id)
-            return route
-        prompt = settings.prompts.pin_request if not digits else \
-            f"{settings.prompts.pin_invalid}&{settings.prompts.pin_request}"
-    return Reject(RejectReason.INVALID_PIN)
+        step = after_entry(route, attempt, settings.pin_attempts, digits)
+        if isinstance(step, AskAgain):
+            prompt = pin_prompt(settings.prompts, step)
+            continue
+        if isinstance(step, Connect):
+            row.update(session_id=step.session.id, direction=step.direction,
+                       time_limit_seconds=step.session.time_limit_seconds)
+        elif step.session:
+            row.update(session_id=step.session.id)
+        return step
 
 
-async def collect_pin(ari: AriClient, events: CallEvents, channel_id: str, prompt: str, length: int,
+async def pin_route(store: Store, virtual_number: str, caller_number: str | None, digits: str) -> PinRoute:
+    """Where an entry leads; an empty one names no session."""
+    if not digits:
+        return WrongPin()
+    try:
+        return resolve_pin_route(await store.pins.lookup(virtual_number, digits), caller_number, digits, utcnow())
+    except StoreUnavailable:
+        return Reject(RejectReason.DATABASE_UNAVAILABLE)
+
+
+async def collect_pin(ari: AriClient, events: CallEvents, call: CallState, prompt: str, length: int,
                       digit_timeout: float) -> str | None:
-    """Play `prompt` and collect one entry: the digits keyed ('' if none), or
-    None if the caller hung up."""
-    playback_id = str(uuid.uuid4())
-    await ari.play(channel_id, sound_uris(prompt), playback_id)
+    """Play `prompt` to the caller and collect one entry: the digits keyed
+    ('' if none), or None if the caller hung up."""
+    channel_id = call.caller_id
+    playback_id = await media.play(ari, call, channel_id, sound_uris(prompt))
     digits, playing = "", True
     while True:
         event = await events.wait_for(
@@ -91,20 +115,14 @@ async def collect_pin(ari: AriClient, events: CallEvents, channel_id: str, promp
             break  # no digit in time: the entry is what was keyed so far
         if event.type != "ChannelDtmfReceived":
             playing = False
+            media.ended(call, channel_id, playback_id)
             continue
         if playing:
-            await _stop(ari, playback_id)
+            await media.stop(ari, call, channel_id, playback_id)
             playing = False
         digits, complete = pin_entered(digits, event.digit or "", length)
         if complete:
             break
     if playing:
-        await _stop(ari, playback_id)
+        await media.stop(ari, call, channel_id, playback_id)
     return digits
-
-
-async def _stop(ari: AriClient, playback_id: str) -> None:
-    try:
-        await ari.stop_playback(playback_id)
-    except AriError:
-        pass  # already over

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Collection
 
+from bridge.config import Prompts
 from bridge.sessions.models import MaskingSession
 from bridge.sessions.resolve import Connect, Reject, RejectReason
 
@@ -91,6 +92,30 @@ def resolve_pin_route(lookup: PinLookup, caller: str | None, pin: str, now: date
     if not session.in_window(now):
         return Reject(RejectReason.OUTSIDE_WINDOW, session)
     return Connect(session, counterpart, direction)
+
+
+@dataclass(frozen=True)
+class AskAgain:
+    """No session named yet and attempts left: the caller keys the PIN again."""
+
+    wrong: bool  # the entry named no session (rather than being empty): they are told so first
+
+
+def after_entry(route: PinRoute, attempt: int, attempts: int, digits: str) -> Connect | Reject | AskAgain:
+    """What follows a caller's `attempt`-th entry (`digits`; '' when silent),
+    which leads to `route`: connect, the rejection, another try, or, when the
+    attempts are used up, `invalid_pin` (the closing prompt and 403)."""
+    if not isinstance(route, WrongPin):
+        return route
+    if attempt >= attempts:
+        return Reject(RejectReason.INVALID_PIN)
+    return AskAgain(wrong=bool(digits))
+
+
+def pin_prompt(prompts: Prompts, again: AskAgain | None = None) -> str:
+    """What the caller hears before an entry: the request, after "that PIN is
+    wrong" when the last entry named no session."""
+    return f"{prompts.pin_invalid}&{prompts.pin_request}" if again and again.wrong else prompts.pin_request
 
 
 def pin_entered(digits: str, digit: str, length: int) -> tuple[str, bool]:

@@ -10,7 +10,6 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.numbering import InvalidNumber, parse_e164
 from bridge.sessions.caller_id import direction_of, holds, number_of, other, participant, role_of
 from bridge.sessions.models import MaskingSession, RouteLookup
 
@@ -24,7 +23,7 @@ class RejectReason(enum.Enum):
     INVALID_CALLER = "invalid_caller"
     OUTSIDE_WINDOW = "outside_window"  # the session's purpose does not allow calls now
     INVALID_PIN = "invalid_pin"  # a shared number: no valid PIN within the attempts allowed
-    PIN_UNAVAILABLE = "pin_unavailable"  # a shared number reached over the FastAGI fallback (no PIN entry)
+    PIN_UNAVAILABLE = "pin_unavailable"  # no longer given (the FastAGI fallback asks for PINs); kept for old rows
 
 
 @dataclass(frozen=True)
@@ -53,25 +52,6 @@ class AskPin:
 
 
 Route = Connect | Reject | AskPin
-
-
-def normalize_caller(raw: str, default_region: str) -> str | None:
-    """The caller's number in E.164, or None when it is absent or not a number.
-
-    Carriers deliver the calling number in E.164, national, or international
-    form without '+'; an anonymous or garbled caller ID matches no session.
-    """
-    if not raw or not any(c.isdigit() for c in raw):
-        return None
-    candidates = [raw]
-    if raw[0].isdigit():
-        candidates.append("+" + raw)  # international form without the '+'
-    for candidate in candidates:
-        try:
-            return parse_e164(candidate, default_region)
-        except InvalidNumber:
-            continue
-    return None
 
 
 def resolve_route(lookup: RouteLookup, caller: str | None, now: datetime) -> Route:

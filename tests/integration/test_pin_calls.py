@@ -6,19 +6,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 
 from bridge.sessions.models import MaskingSession, SessionRequest
 from bridge.store import Store
 from tests.integration.conftest import query, wait_for_call_row
-from tests.integration.test_faults import restore_service, wait_until  # noqa: F401  (a fixture)
 from tests.integration.test_masked_call import assert_no_leftovers, number_forms
 from tests.support.dtmf import dtmf_pcap, info_messages
-from tests.support.stack import REPO
 
 _serial = itertools.count(1)
 
@@ -197,28 +192,6 @@ def test_a_stranger_with_a_valid_pin_is_told_it_is_wrong(stack, place_call, tmp_
     assert call.caller.succeeded, call.caller.output
     row = wait_for_call_row(stack, number)
     assert row["reject_reason"] == "invalid_pin" and row["session_id"] is None and row["callee_channel_id"] is None
-    assert_no_leftovers(stack)
-
-
-def test_over_the_fastagi_fallback_a_shared_numbers_caller_hears_try_later(stack, place_call, restore_service,
-                                                                           tmp_path):
-    number, driver, (session,) = shared_number(stack, customers=1)
-    stack.stop_service()
-    log_path = tmp_path / "agi.log"
-    with open(log_path, "wb") as log:
-        agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ, **stack.env})
-    try:
-        wait_until(lambda: '"agi.listening"' in log_path.read_text())
-        call = place_call(session.participant_a, number, uac="uac_rejected.xml", uac_values={"final_status": 503})
-    finally:
-        agi.terminate()
-        agi.wait(timeout=20)
-
-    # No PIN entry there: the unavailable prompt and 503, never a guess at the session.
-    assert call.caller.succeeded and call.caller_rtp.level > 100, call.caller.output
-    row = wait_for_call_row(stack, number)
-    assert row["path"] == "agi" and row["disposition"] == "rejected" and row["reject_reason"] == "pin_unavailable"
     assert_no_leftovers(stack)
 
 

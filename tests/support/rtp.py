@@ -113,3 +113,20 @@ class RtpSniffer:
                 if packet_level > level and (between is None or between[0] <= at <= between[1])]
         crossings = sum(sum(1 for a, b in zip(p, p[1:]) if (a < 0) != (b < 0)) for p in loud)
         return crossings / (sum(len(p) for p in loud) / 8000) if loud else 0.0
+
+    def tone_packets(self, hz: float, between: tuple[datetime, datetime], level: float = 100,
+                     tolerance: float = 0.1) -> int:
+        """How many packets carrying a pure tone of `hz` arrived between two
+        wall-clock times: each packet's own zero crossings, so a prompt is
+        told from the ringback or wait audio around it packet by packet."""
+        def pitch(samples: list[int]) -> float:
+            crossings = sum(1 for a, b in zip(samples, samples[1:]) if (a < 0) != (b < 0))
+            return crossings * 8000 / len(samples) / 2
+
+        return sum(1 for at, packet_level, samples in self.sounds
+                   if between[0] <= at <= between[1] and packet_level > level
+                   and abs(pitch(samples) - hz) <= hz * tolerance)
+
+    def last_arrival(self, payload_type: int) -> datetime | None:
+        """When the last packet of `payload_type` passed (101: a DTMF event)."""
+        return max((at for at, pt in zip(self.arrivals, self.payload_types) if pt == payload_type), default=None)

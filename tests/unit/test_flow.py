@@ -6,10 +6,13 @@ details a real run shows only as a race (a second hangup overwriting the cause).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
+
+import pytest
 
 from bridge.ari import AriError, AriNotFound, Event, EventRouter
 from bridge.ari.events import Channel
@@ -34,6 +37,9 @@ class FakeAri:
         self.hang_up_after_bridge = True  # the first leg in the bridge talks, then hangs up
         self.press_during_notice: dict[str, str] = {}  # 'caller' or 'callee' -> the digit that party presses
         self.notice_fails = False
+        self.callee_leaves_during_notice = False
+        self.playing: dict[str, str] = {}  # channel -> the endless playback (ringback) on it
+        self.queued: dict[str, list] = {}  # channel -> playbacks waiting behind it
 
     def emit(self, **fields) -> None:
         asyncio.get_running_loop().call_soon(self.router.dispatch, Event(**fields))
@@ -52,9 +58,20 @@ class FakeAri:
 
     async def play(self, channel_id, media, playback_id):
         self.requests.append(("play", channel_id, tuple(media)))
-        if media == ["tone:ring"]:
-            return  # rings until stopped
+        if channel_id in self.playing:  # as ARI does: queued behind what plays on the channel
+            self.queued.setdefault(channel_id, []).append((media, playback_id))
+            return
+        self.start_playback(channel_id, media, playback_id)
+
+    def start_playback(self, channel_id, media, playback_id):
+        if "tone:ring" in media:
+            self.playing[channel_id] = playback_id  # rings until stopped
+            return
         party = "caller" if channel_id == CALLER.id else "callee"
+        if NOTICE in media and party == "callee" and self.callee_leaves_during_notice:
+            gone = Channel(id=channel_id, name="", state="Up", caller_number="", exten="")
+            self.emit(type="ChannelDestroyed", channel=gone, cause=16)
+            return
         if NOTICE in media and party in self.press_during_notice:
             self.emit(type="ChannelDtmfReceived", digit=self.press_during_notice[party],
                       channel=Channel(channel_id, "", "Up", "", ""))
@@ -64,6 +81,11 @@ class FakeAri:
 
     async def stop_playback(self, playback_id):
         self.requests.append(("stop_playback", playback_id))
+        for channel_id, playing in list(self.playing.items()):
+            if playing == playback_id:
+                del self.playing[channel_id]
+                for media, queued_id in self.queued.pop(channel_id, []):
+                    self.start_playback(channel_id, media, queued_id)
 
     async def snoop(self, channel_id, snoop_id, spy, app_args):
         self.requests.append(("snoop", channel_id))
@@ -143,12 +165,12 @@ def live_session(record=False, time_limit_seconds=None) -> MaskingSession:
                           time_limit_seconds=time_limit_seconds)
 
 
-async def run_call(lookup, **ari_behaviour) -> tuple[FakeAri, FakeStore]:
+async def run_call(lookup, settings: Settings | None = None, **ari_behaviour) -> tuple[FakeAri, FakeStore]:
     router = EventRouter(lambda event: None)
     ari, store = FakeAri(router), FakeStore(lookup)
     for name, value in ari_behaviour.items():
         setattr(ari, name, value)
-    deps = CallDeps(ari=ari, store=store, router=router, settings=Settings(dial_timeout=2))
+    deps = CallDeps(ari=ari, store=store, router=router, settings=settings or Settings(dial_timeout=2))
     await asyncio.wait_for(masked_call(deps, Event(type="StasisStart", channel=CALLER, args=("+6560000001",))), 10)
     return ari, store
 
@@ -275,3 +297,35 @@ async def test_a_time_limit_beeps_both_legs_then_releases_both_with_normal_clear
     assert ari.hangups_of(CALLER.id) == [("hangup", CALLER.id, 16)] and ari.hangups_of(callee)[0][2] == 16
     assert ari.requests.index(beeps[-1]) < ari.requests.index(ari.hangups_of(CALLER.id)[0])
     assert store.final()["disposition"] == "time_limit" and store.final()["hangup_by"] == "system"
+
+
+@pytest.mark.parametrize("dialstatus, prompt, cause", [
+    ("BUSY", ("sound:vm-nobodyavail", "sound:please-try-call-later"), 17),
+    ("NOANSWER", ("sound:number-not-answering", "sound:please-try-call-later"), 19),
+    ("CHANUNAVAIL", ("sound:all-circuits-busy-now", "sound:please-try-call-later"), 34),
+])
+@pytest.mark.parametrize("kind", ["recorded", "wait_audio"])
+async def test_the_ringback_or_wait_audio_is_stopped_before_the_ending_prompt_which_plays_at_once(
+        kind, dialstatus, prompt, cause):
+    session = live_session(record=kind == "recorded")
+    if kind == "wait_audio":
+        session = dataclasses.replace(session, wait_audio_id=uuid.uuid4())
+
+    ari, store = await run_call(RouteLookup(number_in_pool=True, sessions=(session,)), answer_dial_with=dialstatus)
+
+    ringback = next(i for i, r in enumerate(ari.requests) if r[0] == "play" and "tone:ring" in r[2])
+    ending = index_of(ari, ("play", CALLER.id, prompt))
+    stopped = next(i for i, r in enumerate(ari.requests) if r[0] == "stop_playback")
+    assert ringback < stopped < ending, "the prompt was queued behind the ringback"
+    assert ari.hangups_of(CALLER.id) == [("hangup", CALLER.id, cause)]
+    assert not ari.playing, "something still plays to the caller"
+
+
+async def test_a_counterpart_who_hangs_up_during_its_notice_gives_the_caller_the_prompt_at_once():
+    ari, store = await run_call(recorded_call(), callee_leaves_during_notice=True)
+
+    ringback = next(i for i, r in enumerate(ari.requests) if r[0] == "play" and "tone:ring" in r[2])
+    prompt = index_of(ari, ("play", CALLER.id, ("sound:sorry", "sound:please-try-call-later")))
+    assert ringback < next(i for i, r in enumerate(ari.requests) if r[0] == "stop_playback") < prompt
+    assert not ari.playing and ("answer", CALLER.id) not in ari.requests
+    assert store.final()["disposition"] == "failed" and store.final()["hangup_by"] == "callee"

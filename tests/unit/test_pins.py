@@ -9,7 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.sessions.models import MaskingSession, RouteLookup
-from bridge.sessions.pins import PinLookup, WrongPin, choose_pin, pin_entered, pin_space, resolve_pin_route
+from bridge.config import Prompts
+from bridge.sessions.pins import (
+    AskAgain, PinLookup, WrongPin, after_entry, choose_pin, pin_entered, pin_prompt, pin_space, resolve_pin_route,
+)
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, resolve_route
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -151,3 +154,26 @@ def test_hash_ends_an_entry_early_and_star_starts_again():
     assert pin_entered("48", "#", 4) == ("48", True)
     assert pin_entered("48", "*", 4) == ("", False)
     assert pin_entered("48", "A", 4) == ("48", False)
+
+
+# after an entry: the dialogue both paths (ARI, FastAGI) follow
+
+def test_a_wrong_entry_with_attempts_left_is_asked_again_saying_it_was_wrong():
+    assert after_entry(WrongPin(), 1, 3, "1234") == AskAgain(wrong=True)
+    assert pin_prompt(Prompts(), AskAgain(wrong=True)) == "confbridge-pin-bad&confbridge-pin"
+
+
+def test_a_silent_entry_is_asked_again_without_being_called_wrong():
+    assert after_entry(WrongPin(), 2, 3, "") == AskAgain(wrong=False)
+    assert pin_prompt(Prompts(), AskAgain(wrong=False)) == pin_prompt(Prompts()) == "confbridge-pin"
+
+
+def test_the_last_wrong_attempt_is_rejected_as_an_invalid_pin():
+    assert after_entry(WrongPin(), 3, 3, "1234") == Reject(RejectReason.INVALID_PIN)
+    assert after_entry(WrongPin(), 1, 1, "") == Reject(RejectReason.INVALID_PIN)
+
+
+def test_an_entry_that_names_a_session_or_an_ended_one_is_final_at_any_attempt():
+    connect, ended = Connect(session(), "+6598765432", "a_to_b"), Reject(RejectReason.SESSION_EXPIRED)
+    assert after_entry(connect, 1, 3, "1234") is connect
+    assert after_entry(ended, 2, 3, "1234") is ended

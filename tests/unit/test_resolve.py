@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bridge.sessions.models import MaskingSession, RouteLookup
-from bridge.sessions.resolve import Connect, Reject, RejectReason, normalize_caller, resolve_route
+from bridge.sessions.resolve import Connect, Reject, RejectReason, resolve_route
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 VIRTUAL = "+6561234567"
@@ -27,28 +27,6 @@ def session(*, status="active", age_hours=1, expires_in_hours=1, a=ALICE, b=BOB)
 
 def lookup(*sessions, in_pool=True):
     return RouteLookup(number_in_pool=in_pool, sessions=tuple(sessions))
-
-
-# normalize_caller
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("+6591234567", "+6591234567"),
-        ("91234567", "+6591234567"),
-        ("9123 4567", "+6591234567"),
-        ("6591234567", "+6591234567"),
-        ("16502530000", "+16502530000"),
-        ("442079460958", "+442079460958"),
-    ],
-)
-def test_caller_id_in_e164_national_or_international_without_plus_is_normalized(raw, expected):
-    assert normalize_caller(raw, "SG") == expected
-
-
-@pytest.mark.parametrize("raw", ["", "anonymous", "Restricted", "unknown", "12", "+0000000", None])
-def test_anonymous_empty_or_garbled_caller_id_normalizes_to_none(raw):
-    assert normalize_caller(raw, "SG") is None
 
 
 # resolve_route

@@ -1,120 +1,21 @@
-"""Settings from the environment, validated once at start.
-
-Every port and path is a setting so that two stacks can run side by side on one
-machine (the integration tests do exactly that). Names are `MASKING_*`; the
-README and `.env.example` list them.
-"""
+"""The service's settings from the environment (`MASKING_*`), validated once
+at start. Every port and path is a setting so that two stacks can run side by
+side on one machine (the integration tests do exactly that); `.env.example`
+lists them all."""
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+import phonenumbers
+
+from bridge.config.errors import ConfigError
+from bridge.config.groups import AsteriskSettings, DialedRule, EdgeSettings, Notice, Prompts, parse_dialed_rules
+from bridge.config.values import ENTITY_ID, PURPOSE_CODE, load_group, parse_days, parse_networks
 from bridge.outbound.policy import OutboundPolicy, url_problem
-
-# What a purpose code looks like (MASKING_PURPOSES, sessions' `purpose`).
-PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
-ENTITY_ID = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class Prompts:
-    """Core-sound prompts the parties hear (`&` joins files)."""
-
-    unknown_number: str = "ss-noservice"
-    not_a_participant: str = "cannot-complete-as-dialed&check-number-dial-again"
-    session_ended: str = "ss-noservice"
-    busy: str = "vm-nobodyavail&please-try-call-later"
-    no_answer: str = "number-not-answering&please-try-call-later"
-    unreachable: str = "all-circuits-busy-now&please-try-call-later"
-    unavailable: str = "sorry&please-try-call-later"
-    # Click-to-call: the first party, on answering, while the other is dialed.
-    connecting: str = "pls-hold-while-try"
-    # Both parties, before a call's time limit ends it.
-    time_limit_warning: str = "beep"
-    # Shared (pin_mode) numbers: asked for the PIN, told it was wrong, and
-    # released after the last wrong attempt.
-    pin_request: str = "confbridge-pin"
-    pin_invalid: str = "confbridge-pin-bad"
-    pin_failed: str = "confbridge-pin-bad&vm-goodbye"
-
-
-@dataclass(frozen=True)
-class Notice:
-    """The recording notice both parties hear before a recorded call connects.
-
-    `id` and `version` go into the call row as evidence of what was played;
-    change the version whenever the wording changes. Pressing `opt_out_digit`
-    during the notice turns recording off for the call (empty: no opt-out).
-    """
-
-    sound: str = "masking/masking-recording-notice"
-    id: str = "recording-notice"
-    version: str = "1"
-    opt_out_digit: str = "9"
-
-
-@dataclass(frozen=True)
-class EdgeSettings:
-    """The Kamailio edge in front of several Asterisk nodes (docs/scaling.md).
-
-    The edge takes the carrier's address (MASKING_SIP_HOST/PORT); node k of
-    `masking run --nodes N` gets its own address (the k-th of `node_hosts`, by
-    default 127.0.0.1k: 127.0.0.11, 127.0.0.12...) with the usual ports on it.
-    A bridge with `rpc_port` set shows the edge's view of the nodes in
-    /metrics and `masking doctor`.
-    """
-
-    node_hosts: str = ""
-    node_sip_port: int = 5060
-    # JSON-RPC over UDP (dispatcher.list, dispatcher.set_duid_state); 0: no edge.
-    rpc_host: str = "127.0.0.1"
-    rpc_port: int = 0
-    # Nodes are probed with OPTIONS every `probe_interval` seconds and taken out
-    # after `probe_threshold` probes without answer; an INVITE no node answers
-    # within `setup_timeout_ms` goes to the next node.
-    probe_interval: int = 2
-    probe_threshold: int = 1
-    setup_timeout_ms: int = 2000
-    children: int = 4
-    kamailio_modules: Path = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
-
-    def hosts(self, count: int) -> list[str]:
-        """The addresses of nodes 1..count."""
-        listed = [h.strip() for h in self.node_hosts.split(",") if h.strip()]
-        if listed:
-            if len(listed) < count:
-                raise ConfigError(f"MASKING_EDGE_NODE_HOSTS names {len(listed)} nodes, {count} wanted")
-            return listed[:count]
-        return [f"127.0.0.{10 + k}" for k in range(1, count + 1)]
-
-
-@dataclass(frozen=True)
-class AsteriskSettings:
-    """What the rendered Asterisk configuration needs: its ports and trunks."""
-
-    sip_host: str = "127.0.0.1"
-    sip_port: int = 5060
-    rtp_start: int = 10000
-    rtp_end: int = 10999
-    inbound_match: str = "127.0.0.1"
-    outbound_host: str = "127.0.0.1"
-    outbound_port: int = 5070
-    from_domain: str = "masking.invalid"
-    codecs: str = "alaw,ulaw"
-    tone_country: str = "sg"
-    asterisk_root: Path = Path("/var/cache/masking-bridge/asterisk-sid")
-    instance_name: str = "default"
-    # Asterisk's entity id (asterisk.conf `entityid`, ARI's `asterisk_id`);
-    # empty: one derived from `instance_name`, stable across restarts.
-    entity_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,6 +96,9 @@ class Settings:
     # Seconds an uploaded wait audio may take to convert (in a child process).
     wait_audio_convert_seconds: float = 20.0
     default_region: str = "SG"
+    # How each inbound trunk delivers the dialed number (see DialedRule); empty:
+    # every trunk in the Request-URI, national numbers in `default_region`.
+    dialed_number_rules: str = ""
     log_level: str = "info"
     state_dir: Path = Path(".run")
     # Where Asterisk reads this project's sounds as `masking/...` (uploaded wait
@@ -234,6 +138,11 @@ class Settings:
     def allowed_purposes(self) -> frozenset[str]:
         return frozenset(p.strip() for p in self.purposes.split(",") if p.strip())
 
+    def dialed_rule(self, trunk: str) -> DialedRule:
+        """The rule for calls arriving on `trunk` (validated at start)."""
+        rules = parse_dialed_rules(self.dialed_number_rules)
+        return rules.get(trunk) or rules.get("*") or DialedRule()
+
     @property
     def outbound_policy(self) -> OutboundPolicy:
         """Where webhooks and the out-of-session question may go (bridge/outbound/policy.py)."""
@@ -262,11 +171,11 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read `MASKING_*` variables; anything unset keeps its default."""
         env = os.environ if env is None else env
-        asterisk = _load(AsteriskSettings, env, "MASKING_")
-        prompts = _load(Prompts, env, "MASKING_PROMPT_")
-        notice = _load(Notice, env, "MASKING_NOTICE_")
-        edge = _load(EdgeSettings, env, "MASKING_EDGE_")
-        settings = _load(cls, env, "MASKING_", skip={"asterisk", "prompts", "notice", "edge"})
+        asterisk = load_group(AsteriskSettings, env, "MASKING_")
+        prompts = load_group(Prompts, env, "MASKING_PROMPT_")
+        notice = load_group(Notice, env, "MASKING_NOTICE_")
+        edge = load_group(EdgeSettings, env, "MASKING_EDGE_")
+        settings = load_group(cls, env, "MASKING_", skip={"asterisk", "prompts", "notice", "edge"})
         settings = replace(settings, asterisk=asterisk, prompts=prompts, notice=notice, edge=edge)
         settings.validate()
         return settings
@@ -309,6 +218,12 @@ class Settings:
         if self.pin_attempts < 1 or self.pin_digit_timeout <= 0 or self.pin_quarantine_seconds < 0:
             raise ConfigError("MASKING_PIN_ATTEMPTS and MASKING_PIN_DIGIT_TIMEOUT must be positive,"
                               " MASKING_PIN_QUARANTINE_SECONDS not negative")
+        if self.default_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError("MASKING_DEFAULT_REGION must be a country code such as SG")
+        try:
+            parse_dialed_rules(self.dialed_number_rules)
+        except ValueError as exc:
+            raise ConfigError(f"MASKING_DIALED_NUMBER_RULES: {exc}") from None
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
         if not re.fullmatch(r"[A-Za-z0-9._~-]*", self.agi_secret):
@@ -370,61 +285,9 @@ class Settings:
             raise ConfigError("MASKING_PURGE_BATCH must be between 1 and 10000")
 
 
-# Never recorded anywhere, not even as a digest.
-SECRET_SETTINGS = frozenset({"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MASKING_WEBHOOK_SECRET",
-                             "MASKING_AGI_SECRET", "MASKING_DATABASE_ADMIN_URL"})
-# The secrets a service must not run with when they are weak (weak_secrets);
-# `masking run` generates these.
-STRONG_SECRETS = ("MASKING_AGI_SECRET", "MASKING_AMI_PASSWORD", "MASKING_ARI_PASSWORD", "MASKING_WEBHOOK_SECRET")
-# Values of those that are published (defaults, .env.example, docs): whoever
-# reads this repository knows them, so they count as no secret at all.
-PUBLISHED_SECRETS = frozenset({
-    "masking-dev-secret", "masking-dev-webhook-secret", "change-me", "change-me-ari", "change-me-ami",
-    "change-me-webhook", "change-me-agi", "secret", "password", "masking",
-})
-MIN_SECRET_LENGTH = 16
-# May carry credentials or personal data (user:password@host, a token in a
-# query): audit rows hold a keyed digest of these, never the value.
-UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL",
-                                  "MASKING_AUDIT_CHECKPOINT_URL"})
 _NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_", "notice": "MASKING_NOTICE_",
            "edge": "MASKING_EDGE_"}  # as `from_env` reads them
 
-
-def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """`10.0.0.5, 10.1.0.0/16, ::1` as networks; ValueError if one is not."""
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
-
-
-def weak_secrets(settings: Settings) -> list[str]:
-    """The secret settings, by name, that are empty, shorter than
-    MIN_SECRET_LENGTH, or a value published in this repository."""
-    named = settings_by_name(settings)
-    return sorted(name for name in STRONG_SECRETS
-                  if named[name] in PUBLISHED_SECRETS or len(named[name]) < MIN_SECRET_LENGTH)
-
-
-def require_strong_secrets(settings: Settings) -> None:
-    """Refuse to run a service with a secret anyone can know, outside the
-    explicit development mode. The message names the settings, never a value."""
-    weak = weak_secrets(settings)
-    if weak and not settings.development:
-        raise ConfigError(
-            f"{', '.join(weak)}: empty, shorter than {MIN_SECRET_LENGTH} characters or a published default; "
-            "set random values (`masking run` generates them), or MASKING_DEVELOPMENT=true on a development machine")
-
-
-def parse_days(raw: str) -> int | None:
-    """A retention period: `90` days, or `never` (kept until erased). Raises ValueError otherwise."""
-    text = raw.strip().lower()
-    if text in ("never", "forever"):
-        return None
-    if not (text.isascii() and text.isdigit()):
-        raise ValueError(raw)
-    days = int(text)
-    if days > 36500:
-        raise ValueError(raw)
-    return days
 
 
 def settings_by_name(settings: Settings) -> dict[str, str]:
@@ -435,35 +298,3 @@ def settings_by_name(settings: Settings) -> dict[str, str]:
             if f.name not in _NESTED:
                 named[prefix + f.name.upper()] = str(getattr(group, f.name))
     return named
-
-
-def _load(cls, env: Mapping[str, str], prefix: str, skip: frozenset | set = frozenset()):
-    values = {}
-    for f in fields(cls):
-        if f.name in skip:
-            continue
-        raw = env.get(prefix + f.name.upper())
-        if raw is None or raw == "":
-            continue
-        values[f.name] = _convert(prefix + f.name.upper(), raw, f.type)
-    return cls(**values)
-
-
-def _convert(name: str, raw: str, kind: str):
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            lowered = raw.strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(raw)
-        if kind == "Path":
-            return Path(raw)
-        return raw
-    except ValueError:
-        raise ConfigError(f"{name} must be a {kind}, got {raw!r}") from None

@@ -1,45 +1,9 @@
-"""Phone numbers: validated to E.164 on the way in, masked on the way out.
-
-Nothing that leaves the process (logs, errors, metric labels) may carry a
-number in clear: `mask_number` is the one form allowed there, and
-`redact_text` is the net under everything else.
-"""
+"""Numbers on the way out: nothing that leaves the process (logs, errors,
+metric labels) may carry a number in clear. `mask_number` is the one form
+allowed there, and `redact_text` is the net under everything else."""
 from __future__ import annotations
 
 import re
-
-import phonenumbers
-
-
-class InvalidNumber(ValueError):
-    """Not a valid phone number; the message never repeats the input."""
-
-
-def parse_e164(raw: str, default_region: str | None = None) -> str:
-    """Return the E.164 form of `raw`, or raise InvalidNumber.
-
-    >>> parse_e164("+65 6123 4567")
-    '+6561234567'
-    >>> parse_e164("9123 4567", "SG")
-    '+6591234567'
-    """
-    if not isinstance(raw, str) or not raw.strip():
-        raise InvalidNumber("phone number is empty")
-    if len(raw) > 32:
-        raise InvalidNumber("phone number is too long")
-    try:
-        parsed = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException:
-        raise InvalidNumber(
-            "not a phone number in E.164 form (+ country code and number)"
-        ) from None
-    if parsed.extension:
-        raise InvalidNumber("phone number extensions are not supported")
-    if not phonenumbers.is_valid_number(parsed):
-        raise InvalidNumber(
-            f"not a valid phone number for country code +{parsed.country_code}"
-        )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def mask_number(number: str) -> str:

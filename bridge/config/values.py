@@ -1,0 +1,65 @@
+"""Reading one setting's text: the syntaxes settings share, and the conversion
+of `MASKING_*` variables into a settings group's typed fields."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Mapping
+
+from bridge.config.errors import ConfigError
+
+# What a purpose code looks like (MASKING_PURPOSES, sessions' `purpose`).
+PURPOSE_CODE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+ENTITY_ID = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.0.0.5, 10.1.0.0/16, ::1` as networks; ValueError if one is not."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+
+
+def parse_days(raw: str) -> int | None:
+    """A retention period: `90` days, or `never` (kept until erased). Raises ValueError otherwise."""
+    text = raw.strip().lower()
+    if text in ("never", "forever"):
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(raw)
+    days = int(text)
+    if days > 36500:
+        raise ValueError(raw)
+    return days
+
+
+def load_group(cls, env: Mapping[str, str], prefix: str, skip: frozenset | set = frozenset()):
+    values = {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        raw = env.get(prefix + f.name.upper())
+        if raw is None or raw == "":
+            continue
+        values[f.name] = convert(prefix + f.name.upper(), raw, f.type)
+    return cls(**values)
+
+
+def convert(name: str, raw: str, kind: str):
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{name} must be a {kind}, got {raw!r}") from None
