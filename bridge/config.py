@@ -6,6 +6,7 @@ README and `.env.example` list them.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -71,6 +72,22 @@ class AsteriskSettings:
     from_domain: str = "masking.invalid"
     codecs: str = "alaw,ulaw"
     tone_country: str = "sg"
+    # Carrier trunks (docs/carrier.md). What there is one of per carrier lives
+    # in the trunks file (bridge/stack/trunks.py); what the machine has once,
+    # here: its TLS port and certificate, its public addresses behind a NAT
+    # (`local_nets`: the networks reached without it), the RTP inactivity
+    # timeouts trunks default to, and the operator's own Asterisk additions.
+    trunks_file: Path = Path("")
+    sip_tls_port: int = 0  # 0: no TLS transport
+    tls_cert_file: Path = Path("")
+    tls_key_file: Path = Path("")
+    tls_ca_file: Path = Path("")  # CAs that sign carriers' certificates; empty: not verified
+    external_signaling_address: str = ""
+    external_media_address: str = ""
+    local_nets: str = ""
+    rtp_timeout: int = 60  # seconds without RTP before a call is ended as dead (0: never)
+    rtp_timeout_hold: int = 600
+    local_config_dir: Path = Path("")  # empty: <state_dir>/asterisk-local
     asterisk_root: Path = Path("/var/cache/masking-bridge/asterisk-sid")
     instance_name: str = "default"
 
@@ -147,6 +164,10 @@ class Settings:
     retain_sessions_days: str = "90"
     purge_interval_seconds: float = 3600.0
     purge_batch: int = 500
+    # Longest a connected call may last, in seconds (0: no limit): a backstop
+    # for a far end that vanished without the RTP timeout noticing. It works
+    # as a time limit on every call (the session's own, when shorter, wins).
+    max_call_seconds: int = 0
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     prompts: Prompts = field(default_factory=Prompts)
     notice: Notice = field(default_factory=Notice)
@@ -216,6 +237,7 @@ class Settings:
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
         self._validate_retention()
+        self._validate_carrier()
 
     def _validate_retention(self) -> None:
         for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):
@@ -228,6 +250,27 @@ class Settings:
             raise ConfigError("MASKING_PURGE_INTERVAL_SECONDS must be between 0 (off) and 604800")
         if not 1 <= self.purge_batch <= 10000:
             raise ConfigError("MASKING_PURGE_BATCH must be between 1 and 10000")
+
+    def _validate_carrier(self) -> None:
+        ast = self.asterisk
+        if not 0 <= ast.sip_tls_port < 65536:
+            raise ConfigError(f"MASKING_SIP_TLS_PORT must be a port number or 0 (no TLS), got {ast.sip_tls_port}")
+        if ast.rtp_timeout < 0 or ast.rtp_timeout_hold < 0 or self.max_call_seconds < 0:
+            raise ConfigError("MASKING_RTP_TIMEOUT, MASKING_RTP_TIMEOUT_HOLD and MASKING_MAX_CALL_SECONDS "
+                              "must not be negative (0: off)")
+        for name, address in (("MASKING_EXTERNAL_SIGNALING_ADDRESS", ast.external_signaling_address),
+                              ("MASKING_EXTERNAL_MEDIA_ADDRESS", ast.external_media_address)):
+            if address and not re.fullmatch(r"[A-Za-z0-9.:-]+", address):
+                raise ConfigError(f"{name} must be an address or host name, got {address!r}")
+        for net in self.local_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"MASKING_LOCAL_NETS must list networks like 10.0.0.0/8, got {net!r}") from None
+
+    @property
+    def local_networks(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.asterisk.local_nets.split(",") if n.strip())
 
 
 # Never recorded anywhere, not even as a digest.

@@ -51,6 +51,12 @@ def gauge(name: str, help_text: str, value: float) -> list[str]:
     return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
 
 
+def labelled_gauge(name: str, help_text: str, label: str, values: dict[str, float]) -> list[str]:
+    """One gauge per label value (trunk names: configuration, never a number)."""
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
+            *(f'{name}{{{label}="{key}"}} {value:g}' for key, value in sorted(values.items()))]
+
+
 calls_total = Counter("masking_calls_total", "Calls by final disposition.", "disposition")
 call_setup_seconds = Histogram(
     "masking_call_setup_seconds", "From the caller entering the app to the counterpart being dialed.",

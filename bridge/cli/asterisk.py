@@ -1,10 +1,12 @@
-"""`masking asterisk config`: render dialplan/ with the current settings, for an Asterisk you run yourself."""
+"""`masking asterisk config` renders dialplan/ for an Asterisk you run yourself;
+`masking asterisk cli '...'` runs a CLI command on the one `masking run` runs,
+whose control socket is its own (a plain `asterisk -rx` looks in /var/run)."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from bridge.cli.common import command, group
+from bridge.cli.common import EXIT_FAILED, command, group
 from bridge.config import Settings
 
 
@@ -14,14 +16,32 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--instance-dir", default="/var/lib/masking-asterisk",
                    help="directory Asterisk sees as its own (etc/, run/, spool/... below it)")
+    p = command(ast, "cli", cmd_asterisk_cli, "run an Asterisk CLI command on this project's Asterisk")
+    p.add_argument("cli_command", metavar="COMMAND", help="e.g. 'pjsip show registrations' (quote it)")
+    p.add_argument("--timeout", type=float, default=10.0)
 
 
 async def cmd_asterisk_config(settings: Settings, args) -> int:
-    from bridge.stack.asterisk import AsteriskInstall, render_templates, template_values
+    from bridge.stack.asterisk import AsteriskInstall, write_config
+    from bridge.stack.trunks import TrunkError
 
     install = AsteriskInstall(root=Path("/"), module_dir="/usr/lib/x86_64-linux-gnu/asterisk/modules")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in render_templates(template_values(settings, install, args.instance_dir)).items():
-        (args.out / name).write_text(text)
+    try:
+        write_config(settings, install, args.instance_dir, args.out, replace_local=False)
+    except TrunkError as exc:
+        print(f"asterisk config: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"rendered into {args.out}", file=sys.stderr)
+    return 0
+
+
+async def cmd_asterisk_cli(settings: Settings, args) -> int:
+    from bridge.stack.asterisk import AsteriskCliError, AsteriskInstance, AsteriskNotInstalled
+
+    try:
+        output = AsteriskInstance(settings).run_cli(args.cli_command, timeout=args.timeout)
+    except (AsteriskCliError, AsteriskNotInstalled) as exc:
+        print(f"asterisk cli: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.write(output)
     return 0
