@@ -79,6 +79,10 @@ privacy = "id"
 """
 
 
+LOCAL_PJSIP = "; the operator's tweak of a rendered trunk\n[carrier-a](+)\ndtmf_mode = inband\n"
+LOCAL_EXTENSIONS = "[operator-additions]\nexten => 100,1,NoOp(added by the operator)\n"
+
+
 @dataclass
 class Carrier:
     stack: Stack
@@ -105,7 +109,12 @@ def carrier(tmp_path_factory):
     (work / "trunks.toml").write_text(TRUNKS.format(a=CARRIER_A, b=CARRIER_B, tls_address=CARRIER_TLS, user=USER,
                                                     realm=REALM, **ports))
     cert, key = make_certificate(work)
+    local = work / "asterisk-local"  # the operator's own additions
+    local.mkdir()
+    (local / "pjsip.conf").write_text(LOCAL_PJSIP)
+    (local / "extensions.conf").write_text(LOCAL_EXTENSIONS)
     env = {
+        "MASKING_LOCAL_CONFIG_DIR": str(local),
         "MASKING_TRUNKS_FILE": str(work / "trunks.toml"), "MASKING_OUTBOUND_PORT": str(ports["out"]),
         "MASKING_SIP_HOST": "0.0.0.0", "MASKING_SIP_TLS_PORT": str(ports["tls"]),
         "MASKING_TLS_CERT_FILE": str(cert), "MASKING_TLS_KEY_FILE": str(key),
@@ -262,6 +271,20 @@ def test_doctor_lists_the_trunks_and_the_tls_certificate(carrier):
     assert "counterparts dialed via carrier-out" in checks["trunks"]
     assert checks["tls"].startswith("ok certificate")
     assert "trunks loaded" not in checks, "Asterisk runs the trunks the file describes"
+
+
+def test_the_operators_local_additions_are_loaded_and_never_overwritten(carrier):
+    def cli(command: str) -> str:
+        return subprocess.run([sys.executable, "-m", "bridge.cli", "asterisk", "cli", command], cwd=REPO,
+                              capture_output=True, text=True, env={**os.environ, **carrier.stack.env}).stdout
+
+    assert "added by the operator" in cli("dialplan show operator-additions")
+    assert re.search(r"dtmf_mode\s*:\s*inband", cli("pjsip show endpoint carrier-a"))
+    assert re.search(r"dtmf_mode\s*:\s*rfc4733", cli("pjsip show endpoint carrier-out")), "only what was added"
+    carrier.stack.asterisk.render()  # as an update re-renders
+    local = Path(carrier.stack.env["MASKING_LOCAL_CONFIG_DIR"])
+    assert (local / "pjsip.conf").read_text() == LOCAL_PJSIP
+    assert (local / "extensions.conf").read_text() == LOCAL_EXTENSIONS
 
 
 # -- calls out: digest, identity, codecs, session timers ---------------------------
