@@ -80,9 +80,10 @@ class AsteriskMonitor:
 
     async def _refresh_registrations(self) -> None:
         try:
-            answer = await self.manager.send_action({"Action": "PJSIPShowRegistrationsOutbound"}, as_list=True)
-        except (OSError, asyncio.CancelledError, AttributeError):
-            return  # disconnected meanwhile: the next login reads them again
+            answer = await asyncio.wait_for(
+                self.manager.send_action({"Action": "PJSIPShowRegistrationsOutbound"}, as_list=True), 5)
+        except (OSError, TimeoutError, AttributeError):
+            return  # not connected (no protocol) or no answer: the next login reads them again
         states = registration_states(answer if isinstance(answer, list) else [answer])
         for trunk, status in states.items():
             if self.registrations.get(trunk) != status:

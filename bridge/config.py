@@ -255,6 +255,8 @@ class Settings:
         ast = self.asterisk
         if not 0 <= ast.sip_tls_port < 65536:
             raise ConfigError(f"MASKING_SIP_TLS_PORT must be a port number or 0 (no TLS), got {ast.sip_tls_port}")
+        if ast.sip_tls_port and "" in (_path_text(ast.tls_cert_file), _path_text(ast.tls_key_file)):
+            raise ConfigError("MASKING_SIP_TLS_PORT needs MASKING_TLS_CERT_FILE and MASKING_TLS_KEY_FILE")
         if ast.rtp_timeout < 0 or ast.rtp_timeout_hold < 0 or self.max_call_seconds < 0:
             raise ConfigError("MASKING_RTP_TIMEOUT, MASKING_RTP_TIMEOUT_HOLD and MASKING_MAX_CALL_SECONDS "
                               "must not be negative (0: off)")
@@ -279,6 +281,11 @@ SECRET_SETTINGS = frozenset({"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MA
 # query): audit rows hold a keyed digest of these, never the value.
 UNDISCLOSED_SETTINGS = frozenset({"MASKING_DATABASE_URL", "MASKING_WEBHOOK_URL", "MASKING_OUT_OF_SESSION_URL"})
 _NESTED = {"asterisk": "MASKING_", "prompts": "MASKING_PROMPT_"}  # as `from_env` reads them
+
+
+def _path_text(path: Path) -> str:
+    """A path setting as set: '' when unset (Path('') reads back as '.')."""
+    return "" if str(path) in ("", ".") else str(path)
 
 
 def parse_days(raw: str) -> int | None:

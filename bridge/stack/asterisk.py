@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings
 from bridge.stack import pjsip
 from bridge.stack.trunks import load_plan
 
@@ -158,11 +158,16 @@ def copy_tls_files(settings: Settings, target: Path) -> None:
     if not ast.sip_tls_port:
         return
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for kind, source in (("cert", ast.tls_cert_file), ("key", ast.tls_key_file), ("ca", ast.tls_ca_file)):
+    for kind, source, setting in (("cert", ast.tls_cert_file, "MASKING_TLS_CERT_FILE"),
+                                  ("key", ast.tls_key_file, "MASKING_TLS_KEY_FILE"),
+                                  ("ca", ast.tls_ca_file, "MASKING_TLS_CA_FILE")):
         if str(source) in ("", "."):
             continue
         destination = target / pjsip.TLS_FILES[kind]
-        shutil.copyfile(source, destination)
+        try:
+            shutil.copyfile(source, destination)
+        except OSError as exc:
+            raise ConfigError(f"{setting}: cannot read {source}: {exc.strerror}") from None
         destination.chmod(0o600)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings
 
 CODECS = frozenset({"alaw", "ulaw", "g722"})
 DTMF_MODES = frozenset({"rfc4733", "inband", "info", "auto"})
@@ -36,7 +36,7 @@ _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _SIP_USER = re.compile(r"[A-Za-z0-9+._~-]{1,64}")
 
 
-class TrunkError(ValueError):
+class TrunkError(ConfigError):
     """The trunks file (or the settings standing in for it) is wrong; the message says where."""
 
 
@@ -165,9 +165,7 @@ def check_plan(plan: TrunkPlan, settings: Settings) -> None:
         have = ", ".join(t.name for t in plan.outbound)
         raise TrunkError(f"MASKING_OUTBOUND_ENDPOINT={settings.outbound_endpoint} names no outbound trunk "
                          f"(the trunks file has: {have})")
-    ast = settings.asterisk
-    if plan.uses_tls and not (ast.sip_tls_port and str(ast.tls_cert_file) not in ("", ".")
-                              and str(ast.tls_key_file) not in ("", ".")):
+    if plan.uses_tls and not settings.asterisk.sip_tls_port:
         raise TrunkError("a trunk uses transport tls: set MASKING_SIP_TLS_PORT, MASKING_TLS_CERT_FILE "
                          "and MASKING_TLS_KEY_FILE")
     for trunk in (*plan.inbound, *plan.outbound):

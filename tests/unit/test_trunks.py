@@ -13,7 +13,7 @@ from bridge.calls.decisions import call_time_limit
 from bridge.config import ConfigError, Settings
 from bridge.metrics import labelled_gauge
 from bridge.stack.asterisk import (
-    AsteriskInstall, NO_INCLUDES, cli_failure, copy_local_config, render_templates, template_values,
+    AsteriskInstall, NO_INCLUDES, cli_failure, copy_local_config, copy_tls_files, render_templates, template_values,
     with_local_includes,
 )
 from bridge.stack.trunks import TrunkError, load_plan, parse_plan
@@ -58,8 +58,8 @@ pai = false
 
 def tls_settings(**asterisk) -> Settings:
     base = Settings()
-    return replace(base, asterisk=replace(base.asterisk, sip_tls_port=5061, tls_cert_file=Path("/c.pem"),
-                                          tls_key_file=Path("/k.pem"), **asterisk))
+    tls = {"sip_tls_port": 5061, "tls_cert_file": Path("/c.pem"), "tls_key_file": Path("/k.pem"), **asterisk}
+    return replace(base, asterisk=replace(base.asterisk, **tls))
 
 
 def write(tmp_path: Path, text: str) -> Settings:
@@ -199,6 +199,7 @@ def test_a_password_can_come_from_the_environment_rather_than_the_file(tmp_path)
 @pytest.mark.parametrize("env, message", [
     ({"MASKING_LOCAL_NETS": "10.0.0.0/8,not-a-net"}, "MASKING_LOCAL_NETS"),
     ({"MASKING_SIP_TLS_PORT": "70000"}, "MASKING_SIP_TLS_PORT"),
+    ({"MASKING_SIP_TLS_PORT": "5061", "MASKING_TLS_CERT_FILE": "/c.pem"}, "needs MASKING_TLS_CERT_FILE and MASKING_TLS_KEY_FILE"),
     ({"MASKING_RTP_TIMEOUT": "-1"}, "MASKING_RTP_TIMEOUT"),
     ({"MASKING_MAX_CALL_SECONDS": "-5"}, "MASKING_MAX_CALL_SECONDS"),
     ({"MASKING_EXTERNAL_MEDIA_ADDRESS": "1.2.3.4\nbind=0.0.0.0"}, "MASKING_EXTERNAL_MEDIA_ADDRESS"),
@@ -206,6 +207,11 @@ def test_a_password_can_come_from_the_environment_rather_than_the_file(tmp_path)
 def test_site_settings_are_validated_at_start(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_a_certificate_that_cannot_be_read_names_its_setting(tmp_path):
+    with pytest.raises(ConfigError, match="MASKING_TLS_KEY_FILE: cannot read /no/such.key"):
+        copy_tls_files(tls_settings(tls_cert_file=Path(__file__), tls_key_file=Path("/no/such.key")), tmp_path)
 
 
 def test_every_rendered_file_includes_the_operators_own_but_asterisk_and_modules_conf(tmp_path):
