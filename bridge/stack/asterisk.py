@@ -255,6 +255,7 @@ class AsteriskInstance:
         for sub in ("etc", "run", "log", "lib", "cache", "spool/recording", "spool/tmp"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         write_config(self.settings, self.install, self.inner_dir, self.dir / "etc", replace_local=True)
+        (self.dir / "etc").chmod(0o700)  # trunk, ARI and AMI passwords: for Asterisk (root here) alone
         install_sounds(self.install.resolved_host_path(self.install.data_dir + "/sounds/en"))
 
     def start(self, timeout: float = 30.0) -> None:
