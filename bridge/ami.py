@@ -6,8 +6,10 @@ it in `/readyz` and `/metrics`; `masking doctor` reads the same state.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
+from typing import Iterable, Mapping
 
 from panoramisk import Manager
 
@@ -19,18 +21,30 @@ from bridge.logs import get_logger
 log = get_logger("bridge.ami")
 
 
+def registration_states(events: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """Each outbound registration's status (Registered, Rejected, ...) by its
+    trunk's name, from the answer to PJSIPShowRegistrationsOutbound."""
+    return {e["ObjectName"]: e.get("Status", "Unknown") for e in events
+            if e.get("Event") == "OutboundRegistrationDetail" and e.get("ObjectName")}
+
+
 class AsteriskMonitor:
     def __init__(self, settings: Settings):
         self.state = "disconnected"  # disconnected | booted | shutting_down
         self.reloads = 0
         self.last_change: datetime | None = None
+        # Trunks' outbound registrations: read at login, again at every
+        # Registry event (which names URIs, not the trunk).
+        self.registrations: dict[str, str] = {}
         self.manager = Manager(
             host=settings.ami_host, port=settings.ami_port, username=settings.ami_user,
             secret=settings.ami_password, ping_delay=5, reconnect_timeout=2,
-            on_disconnect=self._disconnected, log=logging.getLogger("bridge.ami.panoramisk"))
+            on_disconnect=self._disconnected, on_login=self._read_registrations,
+            log=logging.getLogger("bridge.ami.panoramisk"))
         self.manager.register_event("FullyBooted", self._booted)
         self.manager.register_event("Shutdown", self._shutting_down)
         self.manager.register_event("Reload", self._reloaded)
+        self.manager.register_event("Registry", self._read_registrations)
 
     @property
     def fully_booted(self) -> bool:
@@ -62,3 +76,20 @@ class AsteriskMonitor:
 
     def _disconnected(self, _manager, _exc) -> None:
         self._set("disconnected")
+
+    def _read_registrations(self, *_args) -> None:
+        asyncio.ensure_future(self._refresh_registrations())
+
+    async def _refresh_registrations(self) -> None:
+        try:
+            answer = await asyncio.wait_for(
+                self.manager.send_action({"Action": "PJSIPShowRegistrationsOutbound"}, as_list=True), 5)
+        except (OSError, TimeoutError, AttributeError):
+            return  # not connected (no protocol) or no answer: the next login reads them again
+        states = registration_states(answer if isinstance(answer, list) else [answer])
+        for trunk, status in states.items():
+            if self.registrations.get(trunk) != status:
+                log.info("trunk.registration", trunk=trunk, status=status, previous=self.registrations.get(trunk))
+        self.registrations = states
+        for trunk, status in states.items():
+            metrics.trunk_registered.labels(trunk).set(1 if status == "Registered" else 0)

@@ -40,6 +40,8 @@ ari_connected = Gauge("masking_ari_connected", "1 while the ARI event websocket 
 asterisk_fully_booted = Gauge("masking_asterisk_fully_booted", "1 while AMI reports Asterisk fully booted.")
 asterisk_reloads_total = Counter("masking_asterisk_reloads_total", "Asterisk module reloads seen over AMI.")
 database_up = Gauge("masking_database_up", "1 if PostgreSQL answered the last scrape's queries.")
+trunk_registered = Gauge("masking_trunk_registered", "1 while the trunk's outbound registration holds.",
+                         ["trunk"])
 
 # -- the Kamailio edge (docs/scaling.md), polled by bridge/stack/edge_watch.py ---------
 edge_up = Gauge("masking_edge_up", "1 while the edge's RPC answers.")

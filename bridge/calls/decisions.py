@@ -109,6 +109,13 @@ class LimitStep:
     at: float
 
 
+def call_time_limit(session_limit: int | None, max_call_seconds: int) -> int | None:
+    """A connected call's limit: the session's, or MASKING_MAX_CALL_SECONDS (0:
+    none) when that is shorter, so that no call outlives the operator's bound."""
+    limits = [limit for limit in (session_limit, max_call_seconds) if limit]
+    return min(limits) if limits else None
+
+
 def time_limit_steps(limit_seconds: int | None, elapsed: float = 0.0) -> tuple[LimitStep, ...]:
     """What a call's time limit still has to do, `elapsed` seconds after the answer.
 

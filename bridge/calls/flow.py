@@ -28,6 +28,7 @@ from bridge.calls.decisions import (
     CAUSE_NO_ANSWER, CAUSE_NORMAL, Ending, ended_by_asterisk, ending_for_dial, ending_for_rejection, hangup_side,
     recording_consent, sound_uris, time_limit_steps,
 )
+from bridge.calls.decisions import call_time_limit
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.dial import dial_masked, wait_for_answer
 from bridge.calls.events import CallEvents
@@ -254,9 +255,10 @@ async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState,
 async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, answered_at,
                             started_at, clog) -> None:
     """Steps 5 and 6 of a connected call, shared by calls adopted after a restart
-    and by click-to-call. The call's time limit is in its row."""
+    and by click-to-call. The call's time limit is in its row, bounded by MASKING_MAX_CALL_SECONDS."""
     ari = deps.ari
-    first_gone = await talk_within_limit(deps, call, events, answered_at, row.fields.get("time_limit_seconds"))
+    limit = call_time_limit(row.fields.get("time_limit_seconds"), deps.settings.max_call_seconds)
+    first_gone = await talk_within_limit(deps, call, events, answered_at, limit)
     for leg in (call.caller_id, call.callee_id):
         if leg != first_gone:
             await hangup_leg(ari, call, leg, CAUSE_NORMAL)

@@ -136,6 +136,22 @@ class AsteriskSettings:
     from_domain: str = "masking.invalid"
     codecs: str = "alaw,ulaw"
     tone_country: str = "sg"
+    # Carrier trunks (docs/carrier.md). What there is one of per carrier lives
+    # in the trunks file (bridge/stack/trunks.py); what the machine has once,
+    # here: its TLS port and certificate, its public addresses behind a NAT
+    # (`local_nets`: the networks reached without it), the RTP inactivity
+    # timeouts trunks default to, and the operator's own Asterisk additions.
+    trunks_file: Path = Path("")
+    sip_tls_port: int = 0  # 0: no TLS transport
+    tls_cert_file: Path = Path("")
+    tls_key_file: Path = Path("")
+    tls_ca_file: Path = Path("")  # CAs that sign carriers' certificates; empty: not verified
+    external_signaling_address: str = ""
+    external_media_address: str = ""
+    local_nets: str = ""
+    rtp_timeout: int = 60  # seconds without RTP before a call is ended as dead (0: never)
+    rtp_timeout_hold: int = 600
+    local_config_dir: Path = Path("")  # empty: <state_dir>/asterisk-local
     asterisk_root: Path = Path("/var/cache/masking-bridge/asterisk-sid")
     instance_name: str = "default"
     # Asterisk's entity id (asterisk.conf `entityid`, ARI's `asterisk_id`);

@@ -4,6 +4,7 @@ side on one machine (the integration tests do exactly that); `.env.example`
 lists them all."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -14,7 +15,7 @@ import phonenumbers
 
 from bridge.config.errors import ConfigError
 from bridge.config.groups import AsteriskSettings, DialedRule, EdgeSettings, Notice, Prompts, parse_dialed_rules
-from bridge.config.values import ENTITY_ID, PURPOSE_CODE, load_group, parse_days, parse_networks
+from bridge.config.values import ENTITY_ID, PURPOSE_CODE, load_group, parse_days, parse_networks, path_text
 from bridge.outbound.policy import OutboundPolicy, url_problem
 
 
@@ -116,6 +117,10 @@ class Settings:
     retain_sessions_days: str = "90"
     purge_interval_seconds: float = 3600.0
     purge_batch: int = 500
+    # Longest a connected call may last, in seconds (0: no limit): a backstop
+    # for a far end that vanished without the RTP timeout noticing. It works
+    # as a time limit on every call (the session's own, when shorter, wins).
+    max_call_seconds: int = 0
     # Recordings a dead process or a failed collection left in Asterisk's spool
     # or half-downloaded: sealed or removed at start and then this often (0: at start only).
     recording_sweep_seconds: float = 600.0
@@ -235,6 +240,7 @@ class Settings:
         self._validate_retention()
         self._validate_edge()
         self._validate_checkpoints()
+        self._validate_carrier()
 
     def _validate_edge(self) -> None:
         edge = self.edge
@@ -271,6 +277,29 @@ class Settings:
             raise ConfigError("MASKING_WAIT_AUDIO_CONVERT_SECONDS must be between 0 and 600")
         if not 1 <= self.console_session_minutes <= 10080:
             raise ConfigError("MASKING_CONSOLE_SESSION_MINUTES must be between 1 and 10080 (a week)")
+
+    def _validate_carrier(self) -> None:
+        ast = self.asterisk
+        if not 0 <= ast.sip_tls_port < 65536:
+            raise ConfigError(f"MASKING_SIP_TLS_PORT must be a port number or 0 (no TLS), got {ast.sip_tls_port}")
+        if ast.sip_tls_port and "" in (path_text(ast.tls_cert_file), path_text(ast.tls_key_file)):
+            raise ConfigError("MASKING_SIP_TLS_PORT needs MASKING_TLS_CERT_FILE and MASKING_TLS_KEY_FILE")
+        if ast.rtp_timeout < 0 or ast.rtp_timeout_hold < 0 or self.max_call_seconds < 0:
+            raise ConfigError("MASKING_RTP_TIMEOUT, MASKING_RTP_TIMEOUT_HOLD and MASKING_MAX_CALL_SECONDS "
+                              "must not be negative (0: off)")
+        for name, address in (("MASKING_EXTERNAL_SIGNALING_ADDRESS", ast.external_signaling_address),
+                              ("MASKING_EXTERNAL_MEDIA_ADDRESS", ast.external_media_address)):
+            if address and not re.fullmatch(r"[A-Za-z0-9.:-]+", address):
+                raise ConfigError(f"{name} must be an address or host name, got {address!r}")
+        for net in self.local_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"MASKING_LOCAL_NETS must list networks like 10.0.0.0/8, got {net!r}") from None
+
+    @property
+    def local_networks(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.asterisk.local_nets.split(",") if n.strip())
 
     def _validate_retention(self) -> None:
         for name in ("retain_recordings_days", "retain_call_details_days", "retain_sessions_days"):

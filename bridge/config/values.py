@@ -33,6 +33,11 @@ def parse_days(raw: str) -> int | None:
     return days
 
 
+def path_text(path: Path) -> str:
+    """A path setting as set: '' when unset (Path('') reads back as '.')."""
+    return "" if str(path) in ("", ".") else str(path)
+
+
 def load_group(cls, env: Mapping[str, str], prefix: str, skip: frozenset | set = frozenset()):
     values = {}
     for f in fields(cls):

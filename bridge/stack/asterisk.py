@@ -19,15 +19,22 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings
 from bridge.files import write_private
+from bridge.stack import pjsip
 from bridge.stack.nodes import entity_id
+from bridge.stack.trunks import load_plan
 
 ROOT_MARKER = ".masking-root-complete"
 # Where distributions put Asterisk's modules: Debian's multiarch directory
 # (any architecture), then the upstream and RPM defaults.
 MODULE_DIR_PATTERNS = ("usr/lib/*/asterisk/modules", "usr/lib/asterisk/modules", "usr/lib64/asterisk/modules")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# Every rendered file ends by including the operator's own file of the same
+# name from etc/local/, which rendering never writes: additions there survive
+# every update. Asterisk reads these two before it can include anything.
+LOCAL_DIR = "local"
+NO_INCLUDES = frozenset({"asterisk.conf", "modules.conf"})
 
 
 def dialplan_dir() -> Path:
@@ -56,6 +63,11 @@ class AsteriskNotInstalled(RuntimeError):
 
 class AsteriskStartError(RuntimeError):
     """Asterisk did not come up; the message carries the end of its console log."""
+
+
+class AsteriskCliError(RuntimeError):
+    """A CLI command did not run: nothing listens on the instance's control
+    socket, Asterisk knows no such command, or it did not answer in time."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,59 @@ def render_templates(values: dict[str, str], template_dir: Path = DIALPLAN_DIR) 
     return rendered
 
 
+def with_local_includes(rendered: dict[str, str]) -> dict[str, str]:
+    """Each file plus `#tryinclude local/<name>` (a missing file is no error)."""
+    return {name: text if name in NO_INCLUDES else f"{text.rstrip()}\n\n; The operator's own additions "
+            f"(docs/carrier.md): never written by rendering.\n#tryinclude {LOCAL_DIR}/{name}\n"
+            for name, text in rendered.items()}
+
+
+def write_config(settings: Settings, install: AsteriskInstall, instance_dir: str, etc: Path,
+                 replace_local: bool) -> None:
+    """Render every template into `etc`, with the TLS files and the operator's
+    local additions copied beside them. `replace_local`: etc/local/ is ours
+    (an instance we run) and mirrors the local directory, rather than being
+    left to whoever runs that Asterisk when there is no local directory."""
+    etc.mkdir(parents=True, exist_ok=True)
+    for name, text in with_local_includes(render_templates(template_values(settings, install, instance_dir))).items():
+        write_private(etc / name, text)  # ari.conf, manager.conf and pjsip.conf hold secrets
+    copy_tls_files(settings, etc / pjsip.TLS_DIR)
+    copy_local_config(local_config_dir(settings), etc / LOCAL_DIR, replace_local)
+
+
+def local_config_dir(settings: Settings) -> Path:
+    configured = settings.asterisk.local_config_dir
+    return configured if str(configured) not in ("", ".") else settings.state_dir / "asterisk-local"
+
+
+def copy_tls_files(settings: Settings, target: Path) -> None:
+    ast = settings.asterisk
+    if not ast.sip_tls_port:
+        return
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for kind, source, setting in (("cert", ast.tls_cert_file, "MASKING_TLS_CERT_FILE"),
+                                  ("key", ast.tls_key_file, "MASKING_TLS_KEY_FILE"),
+                                  ("ca", ast.tls_ca_file, "MASKING_TLS_CA_FILE")):
+        if str(source) in ("", "."):
+            continue
+        destination = target / pjsip.TLS_FILES[kind]
+        try:
+            shutil.copyfile(source, destination)
+        except OSError as exc:
+            raise ConfigError(f"{setting}: cannot read {source}: {exc.strerror}") from None
+        destination.chmod(0o600)
+
+
+def copy_local_config(source: Path, target: Path, replace: bool) -> None:
+    if not source.is_dir() and not replace:
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        for conf in source.glob("*.conf"):
+            shutil.copyfile(conf, target / conf.name)
+
+
 def template_values(settings: Settings, install: AsteriskInstall, instance_dir: str) -> dict[str, str]:
     ast = settings.asterisk
     values = {k: str(v) for k, v in asdict(ast).items()}
@@ -178,6 +243,9 @@ def template_values(settings: Settings, install: AsteriskInstall, instance_dir: 
         agi_secret=settings.agi_secret,
         dial_timeout=str(settings.dial_timeout),
         outbound_endpoint=settings.outbound_endpoint,
+        nat_options=pjsip.nat_options(settings),
+        tls_transport=pjsip.tls_transport(settings, f"{instance_dir}/etc"),
+        trunks=pjsip.trunks(load_plan(settings)),
     )
     return values
 
@@ -198,6 +266,15 @@ def copy_sounds(target: Path, source: Path = DIALPLAN_DIR / "sounds") -> int:
         if not (target / sound.name).exists() or (target / sound.name).read_bytes() != sound.read_bytes():
             shutil.copyfile(sound, target / sound.name)
     return len(sounds)
+
+
+def cli_failure(returncode: int, output: str) -> str | None:
+    """Why `asterisk -rx` ran nothing, from its exit code and words; None when it ran."""
+    if "Unable to connect to remote asterisk" in output or (returncode != 0 and not output.strip()):
+        return "not running"
+    if re.search(r"^No such command", output, re.M):
+        return "no such command"
+    return None
 
 
 class AsteriskInstance:
@@ -225,9 +302,8 @@ class AsteriskInstance:
     def render(self) -> None:
         for sub in ("etc", "run", "log", "lib", "cache", "spool/recording", "spool/tmp"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        values = template_values(self.settings, self.install, self.inner_dir)
-        for name, text in render_templates(values).items():
-            write_private(self.dir / "etc" / name, text)  # ari.conf and manager.conf hold secrets
+        write_config(self.settings, self.install, self.inner_dir, self.dir / "etc", replace_local=True)
+        (self.dir / "etc").chmod(0o700)  # trunk, ARI and AMI passwords: for Asterisk (root here) alone
         install_sounds(self.install.resolved_host_path(self.install.data_dir + "/sounds/en"))
 
     def start(self, timeout: float = 30.0) -> None:
@@ -269,6 +345,24 @@ class AsteriskInstance:
             self.install.command("-C", f"{self.inner_dir}/etc/asterisk.conf", "-rx", command),
             capture_output=True, text=True, timeout=timeout,
         )
+        return out.stdout
+
+    def run_cli(self, command: str, timeout: float = 10) -> str:
+        """`cli` for an operator: the output, or AsteriskCliError saying why there is none.
+        `asterisk -rx` exits 0 for a command it does not know, so its words are read too."""
+        try:
+            out = subprocess.run(
+                self.install.command("-C", f"{self.inner_dir}/etc/asterisk.conf", "-rx", command),
+                capture_output=True, text=True, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise AsteriskCliError(f"Asterisk did not answer within {timeout:.0f} s") from None
+        failure = cli_failure(out.returncode, out.stdout + out.stderr)
+        if failure == "not running":
+            raise AsteriskCliError(f"no Asterisk is running for instance {self.settings.asterisk.instance_name!r} "
+                                   f"(control socket {self.dir / 'run' / 'asterisk.ctl'}): is `masking run` going?")
+        if failure == "no such command":
+            raise AsteriskCliError(f"Asterisk has no command {command!r} ('core show help' lists them)")
         return out.stdout
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.sessions.models import MaskingSession, RouteLookup
 from bridge.config import Prompts
+from bridge.sessions.models import MaskingSession, RouteLookup
 from bridge.sessions.pins import (
     AskAgain, PinLookup, WrongPin, after_entry, choose_pin, pin_entered, pin_prompt, pin_space, resolve_pin_route,
 )
