@@ -4,6 +4,10 @@
 # the foreground on 127.0.0.1:$PGPORT (host networking).
 set -eu
 : "${PGDATA:=/var/lib/postgresql/data}"
+# The superuser's password as docker/secrets.sh kept it (never a published one).
+if [ -r /var/lib/masking/secrets/stack.env ]; then
+    POSTGRES_PASSWORD=$(sed -n 's/^POSTGRES_PASSWORD=//p' /var/lib/masking/secrets/stack.env)
+fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     if [ -z "${POSTGRES_PASSWORD:-}" ]; then
         echo "masking-postgres: set POSTGRES_PASSWORD (in .env) before the first start" >&2
