@@ -24,7 +24,9 @@ from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import (GENESIS, ChainWalk, Problem, Verification, changed_settings, config_snapshot,
                                   fingerprint)
-from bridge.privacy.checkpoint import Checkpoint, CheckpointError, read_checkpoints, sign_checkpoint
+from bridge.privacy.checkpoint import (
+    Checkpoint, CheckpointError, hashes_by_seq, read_checkpoints, sign_checkpoint,
+)
 from bridge.privacy.crypto import KeyRing
 from bridge.store import Store
 from bridge.store.errors import StoreError, StoreUnavailable
@@ -87,6 +89,21 @@ async def post_checkpoint(url: str, checkpoint: Checkpoint) -> None:
 
 
 # -- taking one -------------------------------------------------------------------------------
+async def verify_trail(store: Store, checkpoints_path: Path,
+                       expected_head: bytes | None = None) -> tuple[Verification, list[Checkpoint]]:
+    """The whole chain walked with the audit keys, against every checkpoint in
+    `checkpoints_path` (each must still be there with its hash) and, given,
+    a head anchored by hand: what `masking audit verify` and the console's
+    privacy desk both report. Raises CheckpointError for a file that cannot
+    be trusted."""
+    checkpoints = await asyncio.to_thread(load_checkpoints, checkpoints_path, store.keys)
+    walk = ChainWalk(expected_head, store.keys.audit_mac, hashes_by_seq(checkpoints))
+    async for row in store.audit.walk():
+        if not walk.add(row):
+            break
+    return walk.result(), checkpoints
+
+
 async def take_checkpoint(store: Store, settings: Settings, host: str | None = None) -> tuple[Checkpoint, list[str]]:
     """Sign the trail's head and write it to the file, then to syslog and the URL if set.
     Returns it, and what went wrong with the copies (the file is written, or this raises)."""

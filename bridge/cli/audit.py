@@ -6,15 +6,14 @@ shows, and so do the newest rows deleted (docs/security.md).
 """
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
-from bridge.auditing import load_checkpoints, take_checkpoint
+from bridge.auditing import take_checkpoint, verify_trail
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store, parse_uuid
 from bridge.config import Settings
-from bridge.privacy.audit import ChainWalk, entry_json
-from bridge.privacy.checkpoint import CheckpointError, hashes_by_seq
+from bridge.privacy.audit import entry_json
+from bridge.privacy.checkpoint import CheckpointError
 
 
 def add_commands(sub) -> None:
@@ -39,16 +38,10 @@ async def cmd_audit_verify(settings: Settings, args) -> int:
     path = args.checkpoints or settings.audit_checkpoint_path
     async with open_store(settings) as store:
         try:
-            checkpoints = await asyncio.to_thread(load_checkpoints, path, store.keys)
-            anchors = hashes_by_seq(checkpoints)
+            result, checkpoints = await verify_trail(store, path, expected)
         except CheckpointError as exc:
             print(f"audit checkpoints in {path} cannot be trusted: {exc}")
             return EXIT_FAILED
-        walk = ChainWalk(expected, store.keys.audit_mac, anchors)
-        async for row in store.audit.walk():
-            if not walk.add(row):
-                break
-    result = walk.result()
     if not result.ok:
         print(f"audit trail broken at seq {result.first_bad_seq}: {result.message}")
         return EXIT_FAILED

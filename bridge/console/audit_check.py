@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 from aiohttp import web
 
 from bridge.clock import utcnow
-from bridge.console.context import store
-from bridge.privacy.audit import ChainWalk, Verification
+from bridge.auditing import verify_trail
+from bridge.console.context import settings, store
+from bridge.privacy.audit import GENESIS, Verification
+from bridge.privacy.checkpoint import CheckpointError
 
 FRESH_FOR = timedelta(minutes=5)
 
@@ -25,11 +27,12 @@ AUDIT_CHECK = web.AppKey("console_audit_check", dict)
 
 
 async def verify_now(request: web.Request) -> AuditCheck:
-    walk = ChainWalk()
-    async for row in store(request).audit.walk():
-        if not walk.add(row):
-            break
-    check = AuditCheck(walk.result(), utcnow())
+    """As `masking audit verify`: keyed rows, and every checkpoint still there."""
+    try:
+        result, _ = await verify_trail(store(request), settings(request).audit_checkpoint_path)
+    except CheckpointError as exc:
+        result = Verification(False, 0, 0, GENESIS, message=f"the checkpoints cannot be trusted: {exc}")
+    check = AuditCheck(result, utcnow())
     request.app[AUDIT_CHECK]["latest"] = check
     return check
 

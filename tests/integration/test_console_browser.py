@@ -96,7 +96,7 @@ async def sign_in(page: Page, console_url: str, store: Store, scopes=ALL_SCOPES,
 
 async def a_session(store: Store, record: bool = True):
     n = next(_serial)
-    virtual, a, b = f"+656200{n:04d}", f"+659200{n:04d}", f"+658200{n:04d}"
+    virtual, a, b = f"+656810{n:04d}", f"+659810{n:04d}", f"+658810{n:04d}"
     await store.numbers.add(virtual)
     session, _ = await store.sessions.create(SessionRequest(
         a, b, ttl_seconds=3600, record=record, purpose="delivery_order", external_ref=f"order-{uuid.uuid4().hex[:8]}"))

@@ -143,7 +143,7 @@ class Session:
 
 def new_session(stack, kind: str, wait_audio_id: str) -> Session:
     n = next(_serial)
-    number, a, b = f"+656300{n:04d}", f"+659300{n:04d}", f"+658300{n:04d}"
+    number, a, b = f"+656830{n:04d}", f"+659830{n:04d}", f"+658830{n:04d}"
 
     async def create():
         store = await Store.connect(stack.dsn, stack.keys)

@@ -82,7 +82,8 @@ def test_leftovers_of_a_killed_download_and_a_failed_fallback_collection_are_sea
 
 
 def test_the_service_refuses_the_secrets_published_in_this_repository(stack):
-    published = {"MASKING_ARI_PASSWORD": "change-me-ari", "MASKING_WEBHOOK_SECRET": "masking-dev-webhook-secret"}
+    published = {"MASKING_ARI_PASSWORD": "change-me-ari", "MASKING_WEBHOOK_SECRET": "masking-dev-webhook-secret",
+                 "MASKING_DEVELOPMENT": "false"}  # the test stack runs in development mode (plain-http receivers)
 
     refused = masking(stack, "serve", **published)
     refused_agi = masking(stack, "serve-agi", **published)

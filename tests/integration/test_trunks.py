@@ -140,7 +140,7 @@ _serial = iter(range(2000, 3000))
 def live_session(stack: Stack) -> tuple[str, str, str]:
     """A fresh virtual number with an unrecorded session: (virtual number, A, B)."""
     n = next(_serial)
-    virtual, a, b = f"+656200{n:04d}", f"+659200{n:04d}", f"+658200{n:04d}"
+    virtual, a, b = f"+656820{n:04d}", f"+659820{n:04d}", f"+658820{n:04d}"
 
     async def create():
         store = await Store.connect(stack.dsn, stack.keys)
@@ -220,7 +220,7 @@ def metric(stack: Stack, name: str) -> str | None:
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.settings.http_port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return match.group(1) if match else None
+    return f"{float(match.group(1)):g}" if match else None  # prometheus-client writes 1.0
 
 
 def wait_until(condition, timeout: float = 20, interval: float = 0.2):
