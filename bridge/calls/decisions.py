@@ -43,6 +43,7 @@ def ending_for_rejection(reason: RejectReason, prompts: Prompts) -> Ending:
         RejectReason.DATABASE_UNAVAILABLE: (prompts.unavailable, 34),
         RejectReason.OUTSIDE_WINDOW: (prompts.session_ended, 21),  # the out-of-session prompt; 403
         RejectReason.INVALID_PIN: (prompts.pin_failed, 21),  # 403: the caller never named a session
+        RejectReason.PIN_LOCKED: (prompts.pin_failed, 21),  # 403 likewise, without another try
         RejectReason.PIN_UNAVAILABLE: (prompts.unavailable, 34),
     }[reason]
     return Ending("rejected", prompt, cause)

@@ -30,6 +30,7 @@ from bridge.calls.events import CallEvents
 from bridge.calls.record import CallRow
 from bridge.clock import utcnow
 from bridge.config import Settings
+from bridge.sessions.pin_guard import GuardLimits, refused
 from bridge.sessions.pins import AskAgain, PinRoute, WrongPin, after_entry, pin_entered, pin_prompt, resolve_pin_route
 from bridge.sessions.resolve import Connect, Reject, RejectReason
 from bridge.store import Store
@@ -61,7 +62,19 @@ async def route_by_pin(deps: CallDeps, events: CallEvents, row: CallRow, call: C
 async def ask_for_pin(collect: Collect, store: Store, settings: Settings, virtual_number: str,
                       caller_number: str | None, row: CallRow, clog) -> Connect | Reject | None:
     """Ask for PINs until one names a session this caller may use, a session
-    that ended, or the attempts run out. None: the caller hung up meanwhile."""
+    that ended, or the attempts run out. None: the caller hung up meanwhile.
+    A caller (or, for strangers, a number) locked out for guessing across
+    calls is not asked at all, and a wrong PIN that earns the lockout ends
+    the asking (`pin_locked`)."""
+    limits = guard_limits(settings)
+    try:
+        caller_count, number_count, holds = await store.pin_failures.counts(caller_number, virtual_number)
+    except StoreUnavailable:
+        return Reject(RejectReason.DATABASE_UNAVAILABLE)
+    if refused(caller_count, number_count, holds, utcnow()):
+        row.update(pin_attempts=0)
+        clog.warning("call.pin_locked", before_entry=True)
+        return Reject(RejectReason.PIN_LOCKED)
     prompt, attempt = pin_prompt(settings.prompts), 0
     while True:
         attempt += 1
@@ -74,6 +87,12 @@ async def ask_for_pin(collect: Collect, store: Store, settings: Settings, virtua
         clog.info("call.pin_entered", attempt=attempt, entered=bool(digits),
                   outcome="wrong" if isinstance(route, WrongPin) else
                   "connect" if isinstance(route, Connect) else route.reason.value)
+        if isinstance(route, WrongPin) and digits and await locked_out(store, caller_number, virtual_number,
+                                                                        holds, limits):
+            clog.warning("call.pin_locked", attempt=attempt)
+            return Reject(RejectReason.PIN_LOCKED)
+        if isinstance(route, Connect):
+            await forget_failures(store, caller_number)
         step = after_entry(route, attempt, settings.pin_attempts, digits)
         if isinstance(step, AskAgain):
             prompt = pin_prompt(settings.prompts, step)
@@ -84,6 +103,30 @@ async def ask_for_pin(collect: Collect, store: Store, settings: Settings, virtua
         elif step.session:
             row.update(session_id=step.session.id)
         return step
+
+
+def guard_limits(settings: Settings) -> GuardLimits:
+    return GuardLimits(settings.pin_caller_failures, settings.pin_number_failures,
+                       settings.pin_failure_window_seconds, settings.pin_lockout_seconds)
+
+
+async def locked_out(store: Store, caller_number: str | None, virtual_number: str, holds: bool,
+                     limits: GuardLimits) -> bool:
+    """Count a wrong PIN across calls; True once it earned a lockout. A
+    database that cannot count it now does not stop this call's tries."""
+    now = utcnow()
+    try:
+        caller_count, number_count = await store.pin_failures.record(caller_number, virtual_number, limits, now)
+    except StoreUnavailable:
+        return False
+    return refused(caller_count, number_count, holds, now)
+
+
+async def forget_failures(store: Store, caller_number: str | None) -> None:
+    try:
+        await store.pin_failures.clear_caller(caller_number)
+    except StoreUnavailable:
+        pass
 
 
 async def pin_route(store: Store, virtual_number: str, caller_number: str | None, digits: str) -> PinRoute:

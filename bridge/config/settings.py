@@ -60,6 +60,14 @@ class Settings:
     pin_quarantine_seconds: int = 3600
     pin_attempts: int = 3
     pin_digit_timeout: float = 5.0
+    # Wrong PINs across calls (bridge/sessions/pin_guard.py): a caller past
+    # `pin_caller_failures` in `pin_failure_window_seconds` may key no PIN for
+    # `pin_lockout_seconds`, doubled at each lockout; a number past
+    # `pin_number_failures` takes PINs only from its sessions' participants.
+    pin_caller_failures: int = 6
+    pin_number_failures: int = 60
+    pin_failure_window_seconds: float = 3600.0
+    pin_lockout_seconds: float = 60.0
     # Call and session events to the business; per-session URLs override.
     webhook_url: str = ""
     webhook_secret: str = "masking-dev-webhook-secret"
@@ -220,6 +228,10 @@ class Settings:
             raise ConfigError("MASKING_SUBJECT_REQUEST_DAYS must be between 1 and 366")
         if not 3 <= self.pin_length <= 8:
             raise ConfigError("MASKING_PIN_LENGTH must be between 3 and 8 digits")
+        if min(self.pin_caller_failures, self.pin_number_failures) < 1 or self.pin_failure_window_seconds <= 0 \
+                or self.pin_lockout_seconds <= 0:
+            raise ConfigError("MASKING_PIN_CALLER_FAILURES, _NUMBER_FAILURES, _FAILURE_WINDOW_SECONDS and"
+                              " MASKING_PIN_LOCKOUT_SECONDS must be positive")
         if self.pin_attempts < 1 or self.pin_digit_timeout <= 0 or self.pin_quarantine_seconds < 0:
             raise ConfigError("MASKING_PIN_ATTEMPTS and MASKING_PIN_DIGIT_TIMEOUT must be positive,"
                               " MASKING_PIN_QUARANTINE_SECONDS not negative")

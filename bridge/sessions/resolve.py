@@ -24,6 +24,7 @@ class RejectReason(enum.Enum):
     OUTSIDE_WINDOW = "outside_window"  # the session's purpose does not allow calls now
     INVALID_PIN = "invalid_pin"  # a shared number: no valid PIN within the attempts allowed
     PIN_UNAVAILABLE = "pin_unavailable"  # no longer given (the FastAGI fallback asks for PINs); kept for old rows
+    PIN_LOCKED = "pin_locked"  # too many wrong PINs across calls: no PIN entry for now (bridge/sessions/pin_guard.py)
 
 
 @dataclass(frozen=True)

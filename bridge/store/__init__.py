@@ -31,6 +31,7 @@ from bridge.store.erasure import Erasure
 from bridge.store.holds import LegalHolds
 from bridge.store.numbers import Numbers
 from bridge.store.outbox import Outbox
+from bridge.store.pin_failures import PinFailures
 from bridge.store.pins import Pins
 from bridge.store.pool_history import PoolHistory
 from bridge.store.recordings import Recordings
@@ -54,6 +55,7 @@ class Store:
         self.numbers = Numbers(self.db, self.audit)
         self.sessions = Sessions(self.db)
         self.pins = Pins(self.db)
+        self.pin_failures = PinFailures(self.db)
         self.calls = Calls(self.db)
         self.recordings = Recordings(self.db)
         self.wait_audio = WaitAudio(self.db)

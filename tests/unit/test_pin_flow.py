@@ -12,6 +12,7 @@ from bridge.calls.deps import CallDeps
 from bridge.calls.flow import masked_call
 from bridge.config import Settings
 from bridge.sessions.models import RouteLookup
+from bridge.sessions.pin_guard import FailureCount
 from bridge.sessions.pins import PinLookup
 from tests.unit.test_flow import CALLER, FakeAri, FakeStore, live_session
 
@@ -43,6 +44,17 @@ class PinStore(FakeStore):
         self.pinned_sessions = sessions
         self.pins_asked: list[str] = []
         self.pins = SimpleNamespace(lookup=self._pin_lookup)
+        self.pin_failures = SimpleNamespace(counts=self._no_failures, record=self._count_nothing,
+                                            clear_caller=self._forget)
+
+    async def _no_failures(self, caller, number):  # nobody locked out: the guard has tests of its own
+        return FailureCount(), FailureCount(), False
+
+    async def _count_nothing(self, caller, number, limits, now):
+        return FailureCount(), FailureCount()
+
+    async def _forget(self, caller):
+        pass
 
     async def _pin_lookup(self, virtual_number, pin):
         self.pins_asked.append(pin)
