@@ -133,7 +133,8 @@ def test_no_call_outlives_the_maximum_call_duration_on_the_fastagi_fallback_eith
     log_path = tmp_path / "agi.log"
     with open(log_path, "wb") as log:
         agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ, **stack.env, "MASKING_MAX_CALL_SECONDS": "4"})
+                               stderr=subprocess.STDOUT,
+                               env={**os.environ, **stack.env, "MASKING_MAX_CALL_SECONDS": "4"})
     try:
         wait_until(lambda: '"agi.listening"' in log_path.read_text())
         parties = new_parties(stack, record=False)
