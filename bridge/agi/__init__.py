@@ -23,7 +23,7 @@ from bridge.agi.pin import agi_collect
 from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
 from bridge.calls.arrival import arrival
-from bridge.calls.decisions import ending_for_dial, ending_for_rejection
+from bridge.calls.decisions import call_time_limit, ending_for_dial, ending_for_rejection
 from bridge.calls.flow import resolve
 from bridge.calls.notice import NoticeHeard
 from bridge.calls.pin import ask_for_pin
@@ -108,6 +108,11 @@ class FallbackAgi:
                      "MASKING_RECORDING": f"{ids.recording(call_id)}.{self.settings.recording_format}",
                      "MASKING_NOTICE": self.settings.notice.sound,
                      "MASKING_OPT_OUT_DIGIT": self.settings.notice.opt_out_digit}
+        # The session's time limit, or MASKING_MAX_CALL_SECONDS: Dial's S()
+        # hangs both up that long after the answer, as the ARI path does.
+        limit = call_time_limit(session.time_limit_seconds, self.settings.max_call_seconds)
+        variables["MASKING_LIMIT"] = str(limit or "")
+        variables["MASKING_DIAL_LIMIT"] = f"S({limit})" if limit else ""
         for status in DIAL_OUTCOMES:
             ending = ending_for_dial(status, None, self.settings.prompts)
             variables[f"MASKING_PROMPT_{status}"] = ending.prompt
@@ -120,7 +125,8 @@ class FallbackAgi:
     async def finish(self, request) -> None:
         values = {}
         for name in ("MASKING_CALL_ID", "DIALSTATUS", "ANSWEREDTIME", "HANGUPCAUSE", "MASKING_RECORD",
-                     "MASKING_NOTICE_STARTED", "MASKING_NOTICE_ENDED", "MASKING_NOTICE_STATUS", "MASKING_PRESSED"):
+                     "MASKING_NOTICE_STARTED", "MASKING_NOTICE_ENDED", "MASKING_NOTICE_STATUS", "MASKING_PRESSED",
+                     "MASKING_LIMIT"):
             result = await request.send_command(f"GET VARIABLE {name}")
             values[name] = result.get("result", ("", ""))[1] if result.get("result", ("0",))[0] == "1" else ""
         try:
@@ -141,6 +147,8 @@ class FallbackAgi:
             if status == "ANSWER" and values["ANSWEREDTIME"].isdigit():
                 talk = int(values["ANSWEREDTIME"])
                 fields.update(answered_at=ended - timedelta(seconds=talk), talk_seconds=talk)
+                if values["MASKING_LIMIT"].isdigit() and talk >= int(values["MASKING_LIMIT"]):
+                    fields.update(disposition="time_limit", hangup_by="system")
         fields.update(self._notice_evidence(values))
         row.update(**fields)
         clog.info("call.ended", disposition=fields.get("disposition"))

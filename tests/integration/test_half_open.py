@@ -118,3 +118,43 @@ def test_no_call_outlives_the_maximum_call_duration(half_open_stack, tmp_path):
     assert row["time_limit_seconds"] is None, "the session had no limit of its own"
     assert 3.5 < row["talk_seconds"] < 4 + NOTICED_WITHIN
     assert_no_leftovers(stack)
+
+
+def test_no_call_outlives_the_maximum_call_duration_on_the_fastagi_fallback_either(half_open_stack, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.test_faults import wait_until
+    from tests.support.stack import REPO
+
+    stack = half_open_stack
+    stack.stop_service()  # the Stasis app gone: the dialplan takes the fallback
+    log_path = tmp_path / "agi.log"
+    with open(log_path, "wb") as log:
+        agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT,
+                               env={**os.environ, **stack.env, "MASKING_MAX_CALL_SECONDS": "4"})
+    try:
+        wait_until(lambda: '"agi.listening"' in log_path.read_text())
+        parties = new_parties(stack, record=False)
+        counterpart = Sipp(tmp_path, render("uas_answer.xml", tmp_path), ["-rtp_echo", "-d", "60000"], "counterpart",
+                           port=stack.counterpart_port).start()
+        time.sleep(0.2)
+        caller = Sipp(tmp_path, render("uac_talk_until_bye.xml", tmp_path),
+                      ["-s", parties.virtual_number, "-key", "caller", parties.a, stack.sip_target], "caller").start()
+        try:
+            caller_result, counterpart_result = caller.wait(30), counterpart.wait(10)
+        finally:
+            caller.stop()
+            counterpart.stop()
+        row = wait_for_call_row(stack, parties.virtual_number)
+    finally:
+        agi.terminate()
+        agi.wait(timeout=20)
+        stack.start_service()
+
+    assert caller_result.succeeded and counterpart_result.succeeded, "a party was not released"
+    assert row["path"] == "agi" and (row["disposition"], row["hangup_by"]) == ("time_limit", "system")
+    assert 3 <= row["talk_seconds"] <= 5
+    assert_no_leftovers(stack)
