@@ -43,6 +43,10 @@ from bridge.store.subjects import Subjects
 from bridge.store.wait_audio import WaitAudio
 
 
+# How the bridge's connections show in pg_stat_activity, for the DBA.
+APPLICATION_NAME = "masking-bridge"
+
+
 class Store:
     """Every domain's queries over one pool."""
 
@@ -74,6 +78,7 @@ class Store:
         # even when the database is down.
         pool = await asyncpg.create_pool(
             dsn, min_size=0, max_size=max_size, timeout=timeout, command_timeout=timeout,
+            server_settings={"application_name": APPLICATION_NAME},
         )
         return cls(pool, keys, timeout)
 

@@ -71,8 +71,9 @@ class ComposeStack:
         return result
 
     def masking(self, *args: str) -> str:
-        """`masking ...` inside the bridge container, as an operator runs it."""
-        return self.compose("exec", "-T", "bridge", "masking", *args, timeout=60).stdout
+        """`masking ...` inside the bridge container, as an operator runs it
+        (with-secrets: the kept secrets, the database URLs made from them)."""
+        return self.compose("exec", "-T", "bridge", "with-secrets", "masking", *args, timeout=60).stdout
 
     def logs(self, service: str = "") -> str:
         result = subprocess.run([*compose_command(), "--project-name", self.project, "logs", "--no-color",
@@ -135,7 +136,9 @@ def copy_repository(dest: Path) -> None:
 
 def configure(env_file: Path) -> dict[str, str]:
     """What an operator changes in the copied .env.example: ports (free ones
-    here), passwords, and the local base images (no registry here)."""
+    here) and the local base images (no registry here). The secrets stay empty,
+    as shipped: the stack makes them on its first start. The compose
+    PostgreSQL's password is set here only so the test can read the rows."""
     rtp_start, rtp_end = free_range(200)
     db_port, db_password = free_port(), secrets.token_hex(12)
     changes = {
@@ -144,8 +147,6 @@ def configure(env_file: Path) -> dict[str, str]:
         "MASKING_RTP_START": str(rtp_start), "MASKING_RTP_END": str(rtp_end),
         "POSTGRES_PORT": str(db_port), "POSTGRES_PASSWORD": db_password,
         "MASKING_DATABASE_URL": f"postgresql://postgres:{db_password}@127.0.0.1:{db_port}/masking",
-        "MASKING_ARI_PASSWORD": secrets.token_hex(12), "MASKING_AMI_PASSWORD": secrets.token_hex(12),
-        "MASKING_WEBHOOK_SECRET": secrets.token_hex(16),
         "MASKING_INSTANCE_NAME": f"compose-{os.getpid()}",
         **BASE_IMAGES,
     }
@@ -231,6 +232,22 @@ def test_every_service_is_healthy_and_runs_unprivileged(compose_stack):
         assert state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped", service
         uid = compose_stack.compose("exec", "-T", service, "id", "-u").stdout.strip()
         assert uid != "0", f"{service} runs as root"
+
+
+def test_the_secrets_left_empty_are_made_on_first_start_and_kept_private(compose_stack):
+    kept = compose_stack.compose("exec", "-T", "bridge", "sh", "-c",
+                                 "stat -c %a /var/lib/masking/secrets/stack.env;"
+                                 " awk -F= '{print $1, length($2)}' /var/lib/masking/secrets/stack.env").stdout
+    mode, *lines = kept.split("\n")
+    lengths = dict(line.split() for line in lines if line.strip())
+    assert mode == "600"
+    assert set(lengths) == {"MASKING_ARI_PASSWORD", "MASKING_AMI_PASSWORD", "MASKING_WEBHOOK_SECRET",
+                            "MASKING_AGI_SECRET", "POSTGRES_PASSWORD", "MASKING_APP_DB_PASSWORD"}
+    assert all(int(n) >= 16 for n in lengths.values()), lengths
+    served_as = compose_stack.compose("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "masking", "-Atc",
+                                      "SELECT DISTINCT usename FROM pg_stat_activity"
+                                      " WHERE application_name = 'masking-bridge'").stdout.split()
+    assert served_as == ["masking_app"], "the bridge serves as its least-privileged role only"
 
 
 def test_a_masked_call_through_the_compose_stack_is_bridged_recorded_and_sealed(compose_stack, place_call):
