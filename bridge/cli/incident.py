@@ -116,6 +116,8 @@ async def cmd_open(settings: Settings, args) -> int:
 @refusing
 async def cmd_scope(settings: Settings, args) -> int:
     incident_id = parse_uuid(args.incident_id, "incident id")
+    if not args.actor.strip():
+        raise UsageError("--actor must name an actor of the audit trail (masking audit list shows them)")
     now = utcnow()
     since, until = moment(args.since, "--from", now), moment(args.until, "--until", now, future=True)
     if until <= since:

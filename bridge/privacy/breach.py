@@ -159,7 +159,8 @@ def closing_problems(incident: Incident) -> list[str]:
     if incident.assessed_at is None:
         problems.append("it is not assessed (`masking incident assess`)")
     if incident.notifiable and incident.pdpc_notified_at is None:
-        problems.append("it is notifiable and the PDPC is not recorded as notified (`masking incident notified --pdpc`)")
+        problems.append("it is notifiable and the PDPC is not recorded as notified"
+                        " (`masking incident notified --pdpc`)")
     if incident.individuals_pending():
         problems.append("the affected individuals are neither notified nor exempted"
                         " (`masking incident notified --individuals` or `--exemption`)")

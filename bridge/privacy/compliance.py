@@ -149,7 +149,8 @@ def render_markdown(document: dict[str, Any]) -> str:
     lines += [f"- {p['code']} (records: {'declared' if p['records'] else 'not declared'}; from {p['source']})"
               for p in document["purposes"]] or ["- none: any well-formed purpose code is accepted"]
     lines += ["", "## Retention in force"]
-    lines += [f"- {kind}: {value}{'' if value == 'never' else ' days'}" for kind, value in document["retention"].items()]
+    lines += [f"- {kind}: {value}{'' if value == 'never' else ' days'}"
+              for kind, value in document["retention"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -59,7 +59,8 @@ async def leak(api, store, pool: list[str], parties: list[tuple[str, str]]) -> t
 
 
 def overdue_gauge(metrics_text: str, clock: str) -> float:
-    line = next(line for line in metrics_text.splitlines() if line.startswith(f'masking_privacy_overdue{{clock="{clock}"}}'))
+    series = f'masking_privacy_overdue{{clock="{clock}"}}'
+    line = next(line for line in metrics_text.splitlines() if line.startswith(series))
     return float(line.split()[-1])
 
 
@@ -135,7 +136,8 @@ async def test_a_leaked_key_is_scoped_assessed_drafted_contacted_encrypted_and_c
     trail = json.dumps([r.details for r in rows])
     assert [s for n in everyone for s in number_spellings(n) if s in trail] == []
     async with store.pool.acquire() as conn:
-        stored = str(await conn.fetch("SELECT * FROM incidents")) + str(await conn.fetch("SELECT * FROM incident_subjects"))
+        stored = str(await conn.fetch("SELECT * FROM incidents"))
+        stored += str(await conn.fetch("SELECT * FROM incident_subjects"))
     assert [s for n in everyone for s in number_spellings(n) if s in stored] == []
 
 
