@@ -60,6 +60,8 @@ def add_commands(sub) -> None:
     p = command(incident, "close", cmd_close, "close with the decisions recorded", listing=True)
     p.add_argument("incident_id")
     p.add_argument("--decision", required=True, help="what was decided and done (numbers are masked)")
+    p = command(incident, "show", cmd_show, "one incident, its clocks and the ledger rows in its scope")
+    p.add_argument("incident_id")
     p = command(incident, "list", cmd_list, "incidents by assessment deadline", listing=True)
     p.add_argument("--overdue", action="store_true", help="only those with a clock past its deadline")
     p.add_argument("--status", choices=["open", "assessed", "closed"])
@@ -210,6 +212,15 @@ async def cmd_close(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         incident = await store.incidents.close(incident_id, args.decision, operator())
     show([incident], args.json)
+    return 0
+
+
+async def cmd_show(settings: Settings, args) -> int:
+    incident_id = parse_uuid(args.incident_id, "incident id")
+    async with open_store(settings) as store:
+        incident = await store.incidents.get(incident_id)
+        actions = await store.incidents.actions_in_scope(incident)
+    print(json.dumps({**incident.to_json(utcnow()), "rows": actions}, indent=2))
     return 0
 
 

@@ -107,6 +107,8 @@ class Incidents:
                 require_open(incident)
                 if incident.assessed_at is not None:
                     raise IncidentStateError("the incident is already assessed")
+                if assessed_at < incident.aware_at:
+                    raise IncidentStateError("an assessment cannot come before the organisation became aware")
                 count = affected if affected is not None else incident.affected
                 if count is None:
                     raise IncidentStateError("nobody is counted yet: scope it (`masking incident scope`)"

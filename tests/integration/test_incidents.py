@@ -82,6 +82,7 @@ async def test_a_leaked_key_is_scoped_assessed_drafted_contacted_encrypted_and_c
     early_close = await cli(operator, "close", incident["id"], "--decision", "nothing to see")
     assessed = await cli(operator, "assess", incident["id"], "--significant-harm", "yes", "--json")
     overdue_after = json.loads((await cli(operator, "list", "--overdue", "--json")).stdout)["incidents"]
+    shown = json.loads((await cli(operator, "show", incident["id"])).stdout)
     draft_path, contacts_path = tmp_path / "pdpc-draft.md", tmp_path / "contacts.csv.gpg"
     drafted = await cli(operator, "draft", incident["id"], "--out", str(draft_path))
     passphrase, wrong = tmp_path / "passphrase", tmp_path / "wrong"
@@ -106,6 +107,7 @@ async def test_a_leaked_key_is_scoped_assessed_drafted_contacted_encrypted_and_c
     assessed = json.loads(assessed.stdout)
     assert (assessed["status"], assessed["notifiable"], assessed["overdue"]) == ("assessed", True, [])
     assert assessed["pdpc_due_at"] and overdue_after == []
+    assert (shown["affected"], shown["rows"], shown["individuals_pending"]) == (4, {"session.read": 4}, True)
     # The draft: private, counted, and without any number in any spelling.
     assert drafted.returncode == 0, drafted.stderr
     assert stat.S_IMODE(draft_path.stat().st_mode) == 0o600
@@ -143,7 +145,9 @@ async def test_a_leaked_key_is_scoped_assessed_drafted_contacted_encrypted_and_c
 
 async def test_five_hundred_affected_make_it_notifiable_without_harm_and_a_late_notification_shows_overdue(
         api, store, operator):
-    opened = json.loads((await cli(operator, "open", "stolen laptop with an export", "--json")).stdout)
+    aware = (datetime.now(timezone.utc) - timedelta(days=10)).isoformat()
+    opened = json.loads((await cli(operator, "open", "stolen laptop with an export", "--aware", aware,
+                                   "--json")).stdout)
     assessed_at = (datetime.now(timezone.utc) - timedelta(days=5)).isoformat()
     assessed = await cli(operator, "assess", opened["id"], "--significant-harm", "no", "--affected", "500",
                          "--at", assessed_at, "--json")
@@ -170,6 +174,8 @@ async def test_an_outsider_gets_nothing_from_the_workbench(api, store, operator,
     backwards = await cli(operator, "scope", opened["id"], "--actor", actor, "--from", since, "--until",
                           (datetime.now(timezone.utc) - timedelta(days=2)).isoformat())
     await cli(operator, "scope", opened["id"], "--actor", actor, "--from", since)
+    before_awareness = await cli(operator, "assess", opened["id"], "--significant-harm", "no", "--at",
+                                 (datetime.now(timezone.utc) - timedelta(days=400)).isoformat())
     missing = tmp_path / "absent-passphrase"
     no_passphrase = await cli(operator, "contacts", opened["id"], "--out", str(tmp_path / "c.gpg"),
                               "--passphrase-file", str(missing))
@@ -178,6 +184,7 @@ async def test_an_outsider_gets_nothing_from_the_workbench(api, store, operator,
 
     assert json.loads(other_key.stdout)["affected"] == 0, "a key whose name extends another's is another key"
     assert backwards.returncode == 2 and "--until" in backwards.stderr
+    assert before_awareness.returncode == 1 and "before the organisation became aware" in before_awareness.stderr
     assert no_passphrase.returncode == 2 and not (tmp_path / "c.gpg").exists()
     assert bad_recipient.returncode == 1 and "gpg failed" in bad_recipient.stderr
     assert not list(tmp_path.glob("*r.gpg*")), "a refused encryption leaves no file, partial or whole"
