@@ -59,6 +59,12 @@ retention_purged_total = Counter("masking_retention_purged_total", "Rows purged 
                                  ["kind"])
 
 
+# -- privacy clocks (subject requests' 30 days; a breach's assessment and PDPC notification) --
+privacy_overdue = Gauge("masking_privacy_overdue",
+                        "Open privacy obligations past their deadline, by clock (subject_request,"
+                        " incident_assessment, incident_pdpc_notification).", ["clock"])
+
+
 def render() -> tuple[bytes, str]:
     """The text exposition of every metric in this process, and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -3,7 +3,7 @@ them out over one pool.
 
 Each module speaks SQL for its own tables only (numbers, sessions, calls,
 recordings and their keys, API keys, the webhook outbox, the audit trail,
-retention, erasure, legal holds, subjects, PINs, wait audio, the console's
+retention, erasure, legal holds, breach incidents, subjects, PINs, wait audio, the console's
 sign-ins, the pool's history, the schema and the database roles).
 `Store` is deliberately thin: it opens the pool and gives each domain's
 queries their dependencies once, so a caller names the domain it talks to
@@ -29,6 +29,7 @@ from bridge.store.db import Database
 from bridge.store.disclosures import Disclosures
 from bridge.store.erasure import Erasure
 from bridge.store.holds import LegalHolds
+from bridge.store.incidents import Incidents
 from bridge.store.numbers import Numbers
 from bridge.store.outbox import Outbox
 from bridge.store.pin_failures import PinFailures
@@ -67,6 +68,7 @@ class Store:
         self.outbox = Outbox(self.db)
         self.subjects = Subjects(self.db, self.audit)
         self.holds = LegalHolds(self.db, self.audit)
+        self.incidents = Incidents(self.db, self.audit)
         self.retention = Retention(self.db, self.audit)
         self.erasure = Erasure(self.db, self.audit, self.subjects, self.retention)
         self.console_sessions = ConsoleSessions(self.db)
