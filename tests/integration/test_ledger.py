@@ -201,3 +201,50 @@ async def test_audit_list_filters_by_actor_time_range_and_subject_in_any_spellin
     bad = masking(operator, "audit", "list", "--subject", "12ab")
     assert bad.returncode == 2 and "12ab" not in bad.stderr
     assert masking(operator, "audit", "verify").returncode == 0
+
+
+# -- after a real call ---------------------------------------------------------------------------
+def test_an_export_after_a_real_call_says_the_data_went_to_the_key_that_made_and_read_it_and_the_webhook_host(
+        stack, place_call, tmp_path):
+    a, b, virtual = "+6594120001", "+6584120001", "+6564120001"
+    made = masking(stack, "apikeys", "create", "--name", "ledger-app", "--scope", "sessions", "--scope", "numbers")
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)["token"]
+    hooks = Receiver()
+    assert call_api(stack, token, "POST", "/v1/numbers", {"number": virtual})[0] == 201
+    status, body = call_api(stack, token, "POST", "/v1/sessions", {
+        "participant_a": a, "participant_b": b, "purpose": "delivery_order", "webhook_url": hooks.url})
+    assert status == 201, body
+    session = json.loads(body)
+
+    call = place_call(a, virtual, uas="uas_answer.xml", talk_ms=1500)
+    assert call.counterpart.succeeded, call.counterpart.output
+    hooks.wait_for("call.completed")
+    assert call_api(stack, token, "GET", f"/v1/sessions/{session['id']}")[0] == 200
+    delivered = []
+    for _ in range(100):  # the delivery's row commits just after the receiver answers
+        delivered = query(stack.dsn, "SELECT * FROM audit_log WHERE action = 'webhook.delivered'"
+                                     " AND session_id = $1", uuid.UUID(session["id"]))
+        if len(delivered) >= len(hooks.requests):
+            break
+        asyncio.run(asyncio.sleep(0.1))
+    exported = masking(stack, "subject", "export", a[3:], "--out", str(tmp_path / "a.zip"))
+
+    assert exported.returncode == 0, exported.stderr
+    with zipfile.ZipFile(io.BytesIO((tmp_path / "a.zip").read_bytes())) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    assert {"sessions.json", "calls.json", "recordings.json", "disclosures.json", "disclosed_to.json"} <= set(files)
+    recipients = {item["recipient"]["kind"]: item for item in json.loads(files["disclosed_to.json"])}
+    key = recipients["api_key"]
+    assert key["recipient"]["name"].endswith(":ledger-app") and key["recipient"]["account"]
+    assert {"session.created", "session.read"} <= set(key["actions"]) and session["id"] in key["session_ids"]
+    hook = recipients["webhook"]
+    assert hook["recipient"] == {"kind": "webhook", "name": "127.0.0.1", "country": "unknown"}
+    assert hook["actions"]["webhook.delivered"] == len(delivered) >= 3  # ringing, answered, completed...
+    assert b.encode() not in files["disclosed_to.json"] and b[3:].encode() not in files["disclosed_to.json"]
+    listed = masking(stack, "audit", "list", "--subject", a.lstrip("+"), "--json", "--limit", "200")
+    assert {"session.created", "session.read", "webhook.delivered"} <= \
+        {e["action"] for e in json.loads(listed.stdout)["entries"]}
+    assert leaks(pg_dump(stack.dsn), [a, b]) == []
+    verified = masking(stack, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
