@@ -125,8 +125,8 @@ class Dispatcher:
                 # The ledger's row of the disclosure commits with the delivery mark.
                 destination = ledger.destination_details(event["url"], self.countries)
                 try:
-                    await self.store.outbox.delivered(event["id"], lambda conn: self.store.disclosures.webhook_delivered(
-                        event, destination, conn))
+                    await self.store.outbox.delivered(
+                        event["id"], lambda conn: self.store.disclosures.webhook_delivered(event, destination, conn))
                 except StoreUnavailable:
                     pass  # the claim expires; it is sent again (receivers drop duplicates by id)
                 metrics.webhooks_delivered_total.labels(event["event_type"]).inc()

@@ -117,7 +117,8 @@ class AuditTrail:
             " AND ($3::bytea IS NULL OR subject_hash = $3 OR ($8 AND subject_hash IS NULL AND session_id IN"
             "  (SELECT session_id FROM session_participants WHERE number_hash = $3)))"
             " AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::text IS NULL OR target_id = $5)"
-            " AND ($7::text IS NULL OR actor = $7 OR left(actor, length($7) + 1) = $7 || ':') AND ($9::timestamptz IS NULL OR at < $9)"
+            " AND ($7::text IS NULL OR actor = $7 OR left(actor, length($7) + 1) = $7 || ':')"
+            " AND ($9::timestamptz IS NULL OR at < $9)"
             " ORDER BY seq DESC LIMIT $6",
             action, session_id, subject_hash, since, target_id, limit, actor, subject_sessions, until))
         return [entry_from_row(r) for r in rows]

@@ -109,7 +109,8 @@ async def test_cli_creation_show_and_json_listing_are_disclosures_to_the_operato
 # -- what leaves the bridge ---------------------------------------------------------------
 async def test_each_delivered_webhook_names_its_host_and_the_mapped_country_or_unknown(store):
     await numbers(store, "+6560112004")
-    session, _ = await store.sessions.create(SessionRequest(A, B, ttl_seconds=600, record=False, purpose="delivery_order"))
+    session, _ = await store.sessions.create(SessionRequest(A, B, ttl_seconds=600, record=False,
+                                                            purpose="delivery_order"))
 
     async def hook(request: web.Request) -> web.Response:
         return web.Response(status=204)
