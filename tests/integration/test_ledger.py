@@ -88,11 +88,12 @@ async def test_a_second_tenants_refused_reads_write_no_disclosure(store, client,
 
 # -- reads and creations from the CLI --------------------------------------------------------
 async def test_cli_creation_show_and_json_listing_are_disclosures_to_the_operator_and_a_table_is_not(
-        store, operator):
+        store, operator, tmp_path):
     await numbers(store, "+6560112003")
     created = masking(operator, "sessions", "create", "--purpose", "delivery_order", "--a", A, "--b", B)
     assert created.returncode == 0, created.stderr
     session_id = json.loads(created.stdout)["id"]
+    call_id, _ = await recorded_call(store, json.loads(created.stdout), tmp_path / "rec.wav")
     assert masking(operator, "sessions", "list").returncode == 0  # a table without numbers
     rows_after_table = await ledger_rows(store)
     assert masking(operator, "sessions", "show", session_id).returncode == 0
@@ -104,6 +105,10 @@ async def test_cli_creation_show_and_json_listing_are_disclosures_to_the_operato
         [("session.read", "cli show")] * 2 + [("session.read", "cli list")] * 2
     assert {r["actor"][:4] for r in rows} == {"cli:"} and {r["source"][:4] for r in rows} == {"cli@"}
     assert {r["subject_hash"] for r in rows} == {store.keys.lookup_hash(A), store.keys.lookup_hash(B)}
+    assert masking(operator, "calls", "show", str(call_id)).returncode == 0
+    (call_read,) = await ledger_rows(store, "call.read")
+    assert (call_read["actor"], call_read["target_id"], str(call_read["session_id"])) == \
+        (rows[0]["actor"], str(call_id), session_id)
 
 
 # -- what leaves the bridge ---------------------------------------------------------------
