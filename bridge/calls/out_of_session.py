@@ -29,6 +29,7 @@ from bridge.logs import get_logger
 from bridge.numbering import InvalidNumber, parse_e164
 from bridge.outbound.client import DeliveryFailed, OutboundHttp, status_category
 from bridge.privacy import ledger
+from bridge.privacy.crypto import KeyFileError
 from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.sessions.resolve import Connect, Reject, RejectReason
 from bridge.store import Store
@@ -70,7 +71,7 @@ def _text(value: object) -> str | None:
     return value[:200] if isinstance(value, str) and value else None
 
 
-async def ask_business(store: Store, settings: Settings, virtual_number: str, caller: str,
+async def ask_business(store: Store, settings: Settings, virtual_number: str, caller: str | None,
                        rejection: Reject) -> Connect | Reject:
     body = json.dumps({"type": "call.out_of_session", "virtual_number": virtual_number, "caller": caller,
                        "reason": rejection.reason.value}).encode()
@@ -81,7 +82,7 @@ async def ask_business(store: Store, settings: Settings, virtual_number: str, ca
     destination = ledger.destination_details(settings.out_of_session_url, settings.destination_country_map)
     try:
         await store.disclosures.out_of_session(caller, destination, {"reason": rejection.reason.value})
-    except (StoreError, asyncpg.PostgresError) as exc:
+    except (StoreError, KeyFileError, asyncpg.PostgresError) as exc:
         log.warning("out_of_session.unaudited", error=type(exc).__name__)
         return rejection
     try:

@@ -77,10 +77,11 @@ class Disclosures:
 
         return await self.db.run(append, timeout=max(self.db.timeout, 0.01 * len(rows)))
 
-    async def out_of_session(self, caller: str, destination: dict[str, str], details: dict[str, Any]) -> None:
-        """The caller's number about to go to the business: written before it is sent."""
+    async def out_of_session(self, caller: str | None, destination: dict[str, str], details: dict[str, Any]) -> None:
+        """The caller's number about to go to the business: written before it is sent (a withheld one: no hash)."""
         await self.audit.append_by(service_actor(), ledger.OUT_OF_SESSION, "destination", destination["host"],
-                                   subject_hash=self.db.keys.lookup_hash(caller), details={**destination, **details})
+                                   subject_hash=self.db.keys.lookup_hash(caller) if caller else None,
+                                   details={**destination, **details, "caller": "known" if caller else "withheld"})
 
     async def webhook_delivered(self, event: dict, destination: dict[str, str],
                                 conn: asyncpg.Connection | None = None) -> None:

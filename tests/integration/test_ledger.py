@@ -147,7 +147,7 @@ async def test_each_delivered_webhook_names_its_host_and_the_mapped_country_or_u
 
 async def test_the_out_of_session_question_is_a_disclosure_of_the_callers_number_to_the_business(store, dsn):
     await numbers(store, "+6560112005")
-    answers = [{"action": "decline"}, {"action": "connect", "counterpart": B}]
+    answers = [{"action": "decline"}, {"action": "connect", "counterpart": B}, {"action": "decline"}]
 
     async def business(request: web.Request) -> web.Response:
         return web.json_response(answers.pop(0))
@@ -159,13 +159,16 @@ async def test_the_out_of_session_question_is_a_disclosure_of_the_callers_number
     try:
         declined = await ask_business(store, settings, "+6560112005", A, rejection)
         connected = await ask_business(store, settings, "+6560112005", A, rejection)
+        withheld = await ask_business(store, settings, "+6560112005", None, rejection)
     finally:
         await runner.cleanup()
 
-    assert declined == rejection and isinstance(connected, Connect)
+    assert declined == rejection == withheld and isinstance(connected, Connect)
     asked = await ledger_rows(store, "out_of_session.asked")
     assert [(r["subject_hash"], r["target_id"], r["details"]["country"], r["details"]["reason"]) for r in asked] == \
-        [(store.keys.lookup_hash(A), LOCAL, "SG", "not_a_participant")] * 2
+        [(store.keys.lookup_hash(A), LOCAL, "SG", "not_a_participant")] * 2 + \
+        [(None, LOCAL, "SG", "not_a_participant")]
+    assert [r["details"]["caller"] for r in asked] == ["known", "known", "withheld"]
     created = await ledger_rows(store, "session.created")
     assert {(r["actor"], r["session_id"], r["details"]["via"]) for r in created} == \
         {("service", connected.session.id, "out_of_session")}
