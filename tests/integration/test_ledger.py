@@ -175,7 +175,7 @@ async def test_the_out_of_session_question_is_a_disclosure_of_the_callers_number
 
 
 # -- finding rows -----------------------------------------------------------------------------
-async def test_audit_list_filters_by_actor_time_range_and_subject_in_any_spelling(store, client, operator):
+async def test_audit_list_filters_by_actor_time_range_and_subject_in_any_spelling(store, client, operator, dsn):
     await numbers(store, "+6560112006", "+6560112007")
     shop = await tenant(store, client, "shop-a")
     status, mine = await shop.call("POST", "/v1/sessions", json={
@@ -210,6 +210,7 @@ async def test_audit_list_filters_by_actor_time_range_and_subject_in_any_spellin
     bad = masking(operator, "audit", "list", "--subject", "12ab")
     assert bad.returncode == 2 and "12ab" not in bad.stderr
     assert masking(operator, "audit", "verify").returncode == 0
+    assert leaks(await asyncio.to_thread(pg_dump, dsn), [A, B, "+6591120009", "+6581120009"]) == []
 
 
 # -- after a real call ---------------------------------------------------------------------------
