@@ -15,7 +15,8 @@ import phonenumbers
 
 from bridge.config.errors import ConfigError
 from bridge.config.groups import AsteriskSettings, DialedRule, EdgeSettings, Notice, Prompts, parse_dialed_rules
-from bridge.config.values import ENTITY_ID, PURPOSE_CODE, load_group, parse_days, parse_networks, path_text
+from bridge.config.values import (ENTITY_ID, PURPOSE_CODE, load_group, parse_countries, parse_days, parse_networks,
+                                  path_text)
 from bridge.outbound.policy import OutboundPolicy, url_problem
 
 
@@ -98,6 +99,9 @@ class Settings:
     # link-local or metadata addresses are refused unless listed here (CIDRs
     # or host names, comma-separated): receivers on the premises.
     outbound_allow: str = ""
+    # Where webhook and out-of-session hosts are, for the disclosure ledger
+    # (host=CC or *.domain=CC, comma-separated); a host not listed: "unknown".
+    destination_countries: str = ""
     # Requests per second each API key may make (sustained), and the burst
     # above it; per process. 0: no limit.
     api_rate: float = 20.0
@@ -160,6 +164,11 @@ class Settings:
     def outbound_policy(self) -> OutboundPolicy:
         """Where webhooks and the out-of-session question may go (bridge/outbound/policy.py)."""
         return OutboundPolicy.parse(self.outbound_allow, self.development)
+
+    @property
+    def destination_country_map(self) -> dict[str, str]:
+        """Country by destination host (bridge/privacy/ledger.py)."""
+        return parse_countries(self.destination_countries)
 
     @property
     def keys_path(self) -> Path:
@@ -277,6 +286,10 @@ class Settings:
             policy = self.outbound_policy
         except ValueError as exc:
             raise ConfigError(f"MASKING_OUTBOUND_ALLOW: {exc}") from None
+        try:
+            parse_countries(self.destination_countries)
+        except ValueError as exc:
+            raise ConfigError(f"MASKING_DESTINATION_COUNTRIES: {exc}") from None
         for name, url in (("MASKING_WEBHOOK_URL", self.webhook_url),
                           ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url),
                           ("MASKING_AUDIT_CHECKPOINT_URL", self.audit_checkpoint_url)):

@@ -1,5 +1,6 @@
 """A data subject's export: read everything held about a number, audit the
-export, write the zip (see `subject_access.py` for what it holds).
+export, write the zip (see `subject_access.py` for what it holds; its
+`disclosed_to.json` is derived from the disclosure ledger, bridge/privacy/ledger.py).
 
 The `subject.exported` row is written after the data is read and before any
 byte of the zip: an export that cannot be audited is not made, and each export
@@ -22,6 +23,7 @@ from bridge.logs import get_logger
 from bridge.numbering import mask_number
 from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import CryptoError
+from bridge.privacy.ledger import disclosed_to
 from bridge.privacy.subject_access import (
     DISCLOSURE_WINDOW, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
 )
@@ -77,6 +79,9 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
         audio[row["id"]] = ("included", name)
         sources.append((name, source))
     docs = {name: encode(doc) for name, doc in documents(holdings, now, audio).items()}
+    # Who the ledger says received the subject's data in the past year (bridge/privacy/ledger.py).
+    docs["disclosed_to.json"] = encode(disclosed_to(holdings.disclosures, holdings.subject_hash,
+                                                    now - DISCLOSURE_WINDOW))
     counts = {"sessions": len(holdings.sessions), "calls": len(holdings.calls),
               "recordings": len(holdings.recordings), "audio_files": len(sources),
               "disclosures": len(holdings.disclosures)}
