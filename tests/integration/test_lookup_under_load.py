@@ -100,10 +100,10 @@ def callers(stack, tmp_path, parties) -> tuple[Sipp, Sipp]:
 def test_callers_are_bridged_while_a_flood_of_outsiders_rows_holds_every_write_connection(stack, tmp_path):
     parties = new_parties(stack, record=False)
     uas, uac = callers(stack, tmp_path, parties)
-    uas.start()
     flooders = None
-    with slow_row_writes(stack):
-        try:
+    try:
+        with slow_row_writes(stack):
+            uas.start()
             flooders = flood(stack, tmp_path)
             deadline = time.monotonic() + 20
             while writers_stuck(stack) < WRITE_POOL:  # every write connection busy with a row
@@ -111,10 +111,12 @@ def test_callers_are_bridged_while_a_flood_of_outsiders_rows_holds_every_write_c
                 time.sleep(0.05)
 
             caller = uac.start().wait(60)
-        finally:
-            if flooders:
-                flooders.wait(30)
-    counterpart = uas.wait(20)
+            flooders.wait(30)
+        counterpart = uas.wait(20)
+    finally:
+        for sipp in (uac, uas, flooders):
+            if sipp:
+                sipp.stop()
     assert caller.succeeded, caller.output  # every caller got 200 OK, none "try again later"
     assert counterpart.succeeded, counterpart.output
     invites = [m for m in counterpart.received() if m.startswith("INVITE")]
@@ -122,7 +124,7 @@ def test_callers_are_bridged_while_a_flood_of_outsiders_rows_holds_every_write_c
     for invite in invites:
         assert re.search(r"^From: .*<sip:" + re.escape(parties.virtual_number) + "@", invite, re.M), invite
 
-    # The rows held up by the lock are written once it is gone, complete.
+    # The rows held up are written once the writes are fast again, complete.
     deadline = time.monotonic() + 60
     while (rows := query(stack.dsn, "SELECT disposition, answered_at, callee_channel_id FROM calls"
                                     " WHERE virtual_number = $1", parties.virtual_number)) is not None:
