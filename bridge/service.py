@@ -112,6 +112,7 @@ class Service:
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
+        self._tasks.append(asyncio.create_task(metrics.watch_event_loop_lag(), name="event-loop-lag"))
         self._tasks.append(asyncio.create_task(seal_in_background(self.store), name="recordings-seal"))
         self._tasks.append(asyncio.create_task(
             sweep_forever(self.deps, self.settings.recording_sweep_seconds), name="recordings-sweep"))
