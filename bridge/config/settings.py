@@ -29,6 +29,11 @@ class Settings:
     database_url: str = "postgresql://127.0.0.1:5432/masking"
     database_admin_url: str = ""
     db_timeout: float = 2.0
+    # Connections for everything else (call-row writes, the API, the sweeps),
+    # and a separate few kept for routing a call that is arriving: a lookup
+    # never queues behind row writes (docs/operations.md).
+    db_pool_size: int = 10
+    db_lookup_pool_size: int = 4
     ari_host: str = "127.0.0.1"
     ari_port: int = 8088
     ari_user: str = "masking"
@@ -225,6 +230,8 @@ class Settings:
             raise ConfigError("MASKING_DATABASE_ADMIN_URL must be a postgresql:// URL")
         if self.dial_timeout <= 0 or self.db_timeout <= 0:
             raise ConfigError("MASKING_DIAL_TIMEOUT and MASKING_DB_TIMEOUT must be positive")
+        if self.db_pool_size < 1 or self.db_lookup_pool_size < 1:
+            raise ConfigError("MASKING_DB_POOL_SIZE and MASKING_DB_LOOKUP_POOL_SIZE must be at least 1")
         if self.sticky not in {"none", "prefer_sticky", "avoid_sticky"}:
             raise ConfigError("MASKING_STICKY must be one of none, prefer_sticky, avoid_sticky")
         self._validate_outbound()
