@@ -78,6 +78,8 @@ class Settings:
     # The purposes sessions may name (comma-separated codes); empty: any well-formed code.
     purposes: str = ""
     out_of_session_purpose: str = "out_of_session"  # for sessions the business makes on the spot
+    # The purpose registry (TOML, bridge/privacy/purposes.py); empty: the shipped dialplan/purposes.toml.
+    purpose_registry: Path = Path("")
     # On SIGTERM: new calls go to the dialplan fallback, calls in progress get
     # this long to finish before they are released.
     drain_seconds: float = 30.0
