@@ -60,3 +60,8 @@ class Consent:
             " JOIN calls c ON c.id = r.call_id JOIN masking_sessions ON masking_sessions.id = c.session_id"
             " WHERE r.id = $1", recording_id))
         return (bool(row["withdrawn"]), row["legal_hold_reason"]) if row else (False, None)
+
+    async def session_withdrawn(self, session_id: uuid.UUID) -> bool:
+        """Whether a participant of the session withdrew consent."""
+        return bool(await self.db.run(lambda conn: conn.fetchval(
+            f"SELECT {WITHDRAWN} FROM masking_sessions WHERE id = $1", session_id)))
