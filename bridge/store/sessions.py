@@ -122,6 +122,10 @@ class Sessions:
                     request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
                     request.window_ends_at, request.time_limit_seconds, request.wait_audio_id,
                     request.recording_channels, account)
+                if request.record and await conn.fetchval(  # a participant withdrew consent: never recorded
+                        "SELECT 1 FROM do_not_record WHERE number_hash = ANY($1)", [hash_a, hash_b]):
+                    row = await conn.fetchrow("UPDATE masking_sessions SET record = false WHERE id = $1 RETURNING *",
+                                              session_id)
                 if request.dnc_reference:  # a marketing purpose's Do Not Call check, kept with the session
                     row = await conn.fetchrow("UPDATE masking_sessions SET dnc_checked_at = $2, dnc_reference = $3"
                                               " WHERE id = $1 RETURNING *", session_id, request.dnc_checked_at,

@@ -230,3 +230,16 @@ def test_masking_purposes_lists_the_registry(consent_stack):
     codes = {p["code"]: p for p in json.loads(listed.stdout)["purposes"]}
     assert {"delivery_order", "out_of_session", "promotion"} <= set(codes)
     assert codes["promotion"]["marketing"] and not codes["promotion"]["records"]
+
+
+def test_a_session_made_after_a_withdrawal_is_stored_unrecorded(consent_stack, officer):
+    parties = new_parties(consent_stack, add_session=False)
+    opened = masking(consent_stack, "subject", "request", "open", parties.a, "--kind", "withdrawal", "--json")
+    assert opened.returncode == 0, opened.stderr
+    created = api(consent_stack, "POST", "/v1/sessions", officer,
+                  {"participant_a": parties.b, "participant_b": parties.a, "purpose": "delivery_order",
+                   "virtual_number": parties.virtual_number, "record": True})
+    assert created.status_code == 201, created.text
+    assert created.json()["record"] is False
+    stored = query(consent_stack.dsn, "SELECT record FROM masking_sessions WHERE id = $1", created.json()["id"])
+    assert stored[0]["record"] is False
