@@ -33,7 +33,9 @@ from urllib.parse import urlsplit
 
 from bridge.config import PURPOSE_CODE, Settings
 
-SHIPPED = Path(__file__).resolve().parents[2] / "dialplan" / "purposes.toml"
+# A wheel carries dialplan/ as bridge/stack/dialplan/ (setup.py); a checkout has it at the top.
+_PACKAGED = Path(__file__).resolve().parents[1] / "stack" / "dialplan" / "purposes.toml"
+SHIPPED = _PACKAGED if _PACKAGED.is_file() else Path(__file__).resolve().parents[2] / "dialplan" / "purposes.toml"
 SHA256 = re.compile(r"[0-9a-f]{64}")
 COUNTRY = re.compile(r"[A-Z]{2}")
 KNOWN_KEYS = {"description", "records", "marketing", "empty_opt_out_allowed", "retention", "webhooks", "notice"}
