@@ -76,8 +76,19 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 
 async def open_request(request: web.Request) -> web.Response:
+    return await opened(request, await json_body(request))
+
+
+async def withdraw(request: web.Request) -> web.Response:
+    """A person withdraws consent (PDPA s16): a request of kind `withdrawal`."""
+    body = await json_body(request)
+    refuse_unknown(body, {"number", "received_at", "notes"})
+    return await opened(request, {**body, "kind": "withdrawal"})
+
+
+async def opened(request: web.Request, body: dict) -> web.Response:
+    """Track the request in `body`; a withdrawal is carried out at once."""
     settings = request.app[SETTINGS]
-    body = request.get("withdrawal_body") or await json_body(request)
     refuse_unknown(body, {"kind", "number", "received_at", "notes"})
     kind = choice_field(body, "kind", "", REQUEST_KINDS)
     number = number_field(body, "number", settings)
@@ -95,14 +106,6 @@ async def open_request(request: web.Request) -> web.Response:
         return web.json_response(answer, status=201, headers={"Location": f"/v1/subjects/requests/{row.id}"})
     row = await request.app[STORE].subjects.open_request(kind, number, received, due, actor(request), notes)
     return web.json_response(request_json(row), status=201, headers={"Location": f"/v1/subjects/requests/{row.id}"})
-
-
-async def withdraw(request: web.Request) -> web.Response:
-    """A person withdraws consent (PDPA s16): `open_request` with kind `withdrawal`."""
-    body = await json_body(request)
-    refuse_unknown(body, {"number", "received_at", "notes"})
-    request["withdrawal_body"] = {**body, "kind": "withdrawal"}
-    return await open_request(request)
 
 
 async def list_requests(request: web.Request) -> web.Response:
