@@ -189,6 +189,8 @@ class Settings:
         asterisk = load_group(AsteriskSettings, env, "MASKING_")
         prompts = load_group(Prompts, env, "MASKING_PROMPT_")
         notice = load_group(Notice, env, "MASKING_NOTICE_")
+        if notice.opt_out_digit.strip().lower() == "none":  # an empty value keeps the default: no opt-out is said so
+            notice = replace(notice, opt_out_digit="")
         edge = load_group(EdgeSettings, env, "MASKING_EDGE_")
         settings = load_group(cls, env, "MASKING_", skip={"asterisk", "prompts", "notice", "edge"})
         settings = replace(settings, asterisk=asterisk, prompts=prompts, notice=notice, edge=edge)

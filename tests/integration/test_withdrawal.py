@@ -243,3 +243,18 @@ def test_a_session_made_after_a_withdrawal_is_stored_unrecorded(consent_stack, o
     assert created.json()["record"] is False
     stored = query(consent_stack.dsn, "SELECT record FROM masking_sessions WHERE id = $1", created.json()["id"])
     assert stored[0]["record"] is False
+
+
+def test_an_empty_opt_out_digit_is_refused_at_start_when_a_recording_purpose_needs_one(consent_stack, tmp_path):
+    refused = subprocess.run([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, capture_output=True,
+                             text=True, timeout=60,
+                             env={**os.environ, **consent_stack.env, "MASKING_NOTICE_OPT_OUT_DIGIT": "none"})
+    assert refused.returncode == 2
+    assert "MASKING_NOTICE_OPT_OUT_DIGIT" in refused.stderr and "delivery_order" in refused.stderr
+
+    lenient = tmp_path / "purposes.toml"
+    lenient.write_text('[purposes.quiet]\nrecords = true\nempty_opt_out_allowed = true\n'
+                       'notice = { text = "Recorded, no opt-out.", sha256 = "' + "b" * 64 + '" }\n')
+    listed = masking(consent_stack, "purposes", "--json", MASKING_NOTICE_OPT_OUT_DIGIT="none",
+                     MASKING_PURPOSE_REGISTRY=str(lenient))
+    assert listed.returncode == 0, listed.stderr

@@ -114,3 +114,8 @@ def test_a_missing_registry_file_is_refused_by_name(tmp_path):
     settings = Settings(purpose_registry=tmp_path / "nope.toml")
     with pytest.raises(RegistryError, match="nope.toml"):
         purposes.registry_for(settings)
+
+
+def test_no_opt_out_digit_is_asked_for_by_name_since_an_empty_value_keeps_the_default():
+    assert Settings.from_env({"MASKING_NOTICE_OPT_OUT_DIGIT": "none"}).notice.opt_out_digit == ""
+    assert Settings.from_env({"MASKING_NOTICE_OPT_OUT_DIGIT": ""}).notice.opt_out_digit == "9"
