@@ -20,7 +20,8 @@ from bridge.api.fields import (
 from bridge.clock import utcnow
 from bridge.logs import get_logger
 from bridge.privacy.subject_access import (
-    MAX_NOTES, REQUEST_KINDS, WITHDRAWAL_CONSEQUENCES, RequestMismatch, RequestNotOpen, SubjectRequest, due_at, received_at,
+    MAX_NOTES, REQUEST_KINDS, WITHDRAWAL_CONSEQUENCES, RequestMismatch, RequestNotOpen, SubjectRequest, due_at,
+    received_at,
 )
 from bridge.recordings.backfill import plaintext_retirer
 from bridge.subjects.export import export_subject

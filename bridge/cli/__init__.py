@@ -24,8 +24,8 @@ from bridge.privacy.purposes import RegistryError
 from bridge.store.errors import StoreError
 
 # In the order `masking --help` lists their commands.
-GROUPS = (service, numbers, purposes, sessions, calls, webhooks, keys, apikeys, audit, recordings, subject, asterisk, edge,
-          purge)
+GROUPS = (service, numbers, purposes, sessions, calls, webhooks, keys, apikeys, audit, recordings, subject, asterisk,
+          edge, purge)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,8 +126,10 @@ def parse_purpose(code: str, entry: object) -> Purpose:
     where = f"purpose {code!r}"
     if not PURPOSE_CODE.fullmatch(code):
         raise RegistryError(f"{where}: a code is like delivery_order")
-    if not isinstance(entry, dict) or set(entry) - KNOWN_KEYS:
-        raise RegistryError(f"{where}: unknown keys {sorted(set(entry) - KNOWN_KEYS) if isinstance(entry, dict) else ''}")
+    if not isinstance(entry, dict):
+        raise RegistryError(f"{where}: a table of keys")
+    if set(entry) - KNOWN_KEYS:
+        raise RegistryError(f"{where}: unknown keys {sorted(set(entry) - KNOWN_KEYS)}")
     flags = {name: entry.get(name, False) for name in ("records", "marketing", "empty_opt_out_allowed")}
     if not all(isinstance(v, bool) for v in flags.values()):
         raise RegistryError(f"{where}: records, marketing and empty_opt_out_allowed are true or false")
