@@ -38,9 +38,10 @@ from bridge.calls.flow import masked_call
 from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
 from bridge.calls.sweep import sweep_forever
+from bridge.privacy import purposes
 from bridge.console.app import install_console
 from bridge.clock import utcnow
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import AuditKeyMissing, KeyRing
@@ -350,6 +351,7 @@ async def warn_if_privileged(store: Store) -> None:
 
 async def serve_agi(settings: Settings) -> None:
     """Only the FastAGI fallback (for a standby host), until SIGINT or SIGTERM."""
+    check_purposes(settings)
     store = await Store.connect(settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout,
                                 settings.db_pool_size, settings.db_lookup_pool_size)
     ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app)
@@ -371,6 +373,7 @@ async def serve_agi(settings: Settings) -> None:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then drain and stop."""
+    check_purposes(settings)
     service = Service(settings)
     await service.start()
     stop = asyncio.Event()
@@ -382,3 +385,12 @@ async def serve(settings: Settings) -> None:
         await service.drain()
     finally:
         await service.stop()
+
+
+def check_purposes(settings: Settings) -> None:
+    """Refuse to start on a registry that does not load, or on an empty opt-out
+    digit that a recording purpose does not allow (ConfigError: the CLI says why)."""
+    try:
+        purposes.check_opt_out_digit(purposes.registry_for(settings), settings.notice.opt_out_digit)
+    except purposes.RegistryError as exc:
+        raise ConfigError(str(exc)) from None

@@ -4,9 +4,11 @@ The dialplan (dialplan/extensions.conf) calls `agi://.../route` when Stasis()
 fails. The route is decided by the same code as the ARI path
 (`bridge.calls.flow.resolve`), a shared number's PIN is asked for and checked
 by the same dialogue (`bridge.calls.pin.ask_for_pin`, over AGI commands), and
-the call is written to `calls` with `path = 'agi'`. The dialplan then dials
-with the virtual number as caller ID and records with MixMonitor into
-Asterisk's recordings directory; `h` calls
+the call is written to `calls` with `path = 'agi'`. A recorded call's notice
+is played by the bridge to each party with the same opt-out as on the ARI path
+(`bridge.agi.notice`). The dialplan then dials
+with the virtual number as caller ID and, once both heard the notice out,
+records with MixMonitor into Asterisk's recordings directory; `h` calls
 `agi://.../finish`, which completes the row and moves the recording into the
 store over ARI's REST interface, as for any call.
 """
@@ -15,17 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from bridge import metrics, recordings
 from bridge.agi.gate import MAX_REQUEST_BYTES, Gate
+from bridge.agi.notice import agi_notice, channel_gone, counterpart_notice
 from bridge.agi.pin import agi_collect
 from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
 from bridge.calls.arrival import arrival
 from bridge.calls.decisions import call_time_limit, ending_for_dial, ending_for_rejection
 from bridge.calls.flow import resolve
-from bridge.calls.notice import NoticeHeard
 from bridge.calls.pin import ask_for_pin
 from bridge.calls.record import CallRow
 from bridge.calls.spool import Spool
@@ -45,7 +47,7 @@ DISPOSITIONS = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "
 class FallbackAgi:
     def __init__(self, store: Store, ari: AriClient, settings: Settings, node: str, spool: Spool | None):
         self.store, self.ari, self.settings, self.node, self.spool = store, ari, settings, node, spool
-        self.gate = Gate({"route": self.route, "finish": self.finish}, settings.agi_secret,
+        self.gate = Gate({"route": self.route, "notice": self.notice, "finish": self.finish}, settings.agi_secret,
                          settings.agi_allowed_sources)
         self._server: asyncio.AbstractServer | None = None
 
@@ -87,13 +89,34 @@ class FallbackAgi:
                 if route is None:
                     row.update(disposition="cancelled", hangup_by="caller")
                     return
+            record = False
+            if isinstance(route, Connect) and route.session.record:
+                record = await self._caller_notice(request, route, row, clog)
+                if record is None:
+                    return  # the caller hung up during the notice
             # Asterisk first: the caller must not wait on the database.
-            for name, value in self._variables(route, call_id, row, clog).items():
+            for name, value in self._variables(route, call_id, row, clog, record).items():
                 await request.send_command(f'SET VARIABLE {name} "{value}"')
         finally:
             await row.close()
 
-    def _variables(self, route: Connect | Reject, call_id: uuid.UUID, row: CallRow, clog) -> dict[str, str]:
+    async def _caller_notice(self, request, route: Connect, row: CallRow, clog) -> bool | None:
+        """The caller hears the notice in early media (bridge/agi/notice.py):
+        whether the call may be recorded so far, None if the caller left."""
+        await request.send_command("EXEC Progress")
+        heard = await agi_notice(request, self.settings.notice, "caller")
+        row.update(notices=json.dumps([heard.to_json()]))
+        if heard.opted_out:
+            row.update(recording_opt_out="caller")
+            clog.info("recording.opted_out", party="caller")
+        elif not heard.completed and await channel_gone(request):
+            row.update(disposition="cancelled", hangup_by="caller", ended_at=utcnow())
+            clog.info("call.cancelled", during="notice")
+            return None
+        return heard.completed
+
+    def _variables(self, route: Connect | Reject, call_id: uuid.UUID, row: CallRow, clog,
+                   record: bool = False) -> dict[str, str]:
         """What the dialplan needs to connect the call, or to release it with a prompt."""
         if isinstance(route, Reject):
             ending = ending_for_rejection(route.reason, self.settings.prompts)
@@ -104,10 +127,7 @@ class FallbackAgi:
             return {"MASKING_PROMPT": ending.prompt, "MASKING_CAUSE": str(ending.cause)}
         session = route.session
         variables = {"MASKING_DIAL": f"PJSIP/{route.counterpart}@{self.settings.outbound_endpoint}",
-                     "MASKING_CLI": route.caller_id, "MASKING_RECORD": "1" if session.record else "0",
-                     "MASKING_RECORDING": f"{ids.recording(call_id)}.{self.settings.recording_format}",
-                     "MASKING_NOTICE": self.settings.notice.sound,
-                     "MASKING_OPT_OUT_DIGIT": self.settings.notice.opt_out_digit}
+                     "MASKING_CLI": route.caller_id, "MASKING_RECORD": "1" if record else "0"}
         # The session's time limit, or MASKING_MAX_CALL_SECONDS: Dial's S()
         # hangs both up that long after the answer, as the ARI path does.
         limit = call_time_limit(session.time_limit_seconds, self.settings.max_call_seconds)
@@ -117,16 +137,17 @@ class FallbackAgi:
             ending = ending_for_dial(status, None, self.settings.prompts)
             variables[f"MASKING_PROMPT_{status}"] = ending.prompt
             variables[f"MASKING_CAUSE_{status}"] = str(ending.cause)
-        row.update(recorded=session.record)
+        row.update(recorded=record)  # so far: the counterpart's notice decides the rest
         metrics.agi_calls_total.labels("connect").inc()
         clog.info("call.resolved", outcome="connect", counterpart=mask_number(route.counterpart))
         return variables
 
+    async def notice(self, request) -> None:
+        await counterpart_notice(self.store, self.settings, self.spool, request)
+
     async def finish(self, request) -> None:
         values = {}
-        for name in ("MASKING_CALL_ID", "DIALSTATUS", "ANSWEREDTIME", "HANGUPCAUSE", "MASKING_RECORD",
-                     "MASKING_NOTICE_STARTED", "MASKING_NOTICE_ENDED", "MASKING_NOTICE_STATUS", "MASKING_PRESSED",
-                     "MASKING_LIMIT"):
+        for name in ("MASKING_CALL_ID", "DIALSTATUS", "ANSWEREDTIME", "HANGUPCAUSE", "MASKING_LIMIT"):
             result = await request.send_command(f"GET VARIABLE {name}")
             values[name] = result.get("result", ("", ""))[1] if result.get("result", ("0",))[0] == "1" else ""
         try:
@@ -134,7 +155,9 @@ class FallbackAgi:
         except ValueError:
             return
         clog = log.bind(call_id=str(call_id), path="agi")
-        if not await self._owned_by(call_id, request.headers.get("agi_uniqueid", "")):
+        stored = await self._stored(call_id)
+        if stored is not None and not (stored["path"] == "agi"
+                                       and stored["caller_channel_id"] == request.headers.get("agi_uniqueid", "")):
             clog.warning("agi.refused", reason="not_this_channels_call")
             return
         row = CallRow(self.store, call_id, clog, spool=self.spool)
@@ -149,44 +172,22 @@ class FallbackAgi:
                 fields.update(answered_at=ended - timedelta(seconds=talk), talk_seconds=talk)
                 if values["MASKING_LIMIT"].isdigit() and talk >= int(values["MASKING_LIMIT"]):
                     fields.update(disposition="time_limit", hangup_by="system")
-        fields.update(self._notice_evidence(values))
         row.update(**fields)
         clog.info("call.ended", disposition=fields.get("disposition"))
-        if values["MASKING_RECORD"] == "1" and status == "ANSWER":
+        if stored is not None and stored["recorded"] and status == "ANSWER":
             await self._store_recording(call_id, row, clog)
         await row.close()
 
-    async def _owned_by(self, call_id: uuid.UUID, channel_uniqueid: str) -> bool:
-        """`finish` completes only the fallback call `route` wrote for this
-        channel. A row not there yet (its insert waits in the spool while the
-        database is down) cannot be told apart, and is finished as named."""
+    async def _stored(self, call_id: uuid.UUID) -> dict | None:
+        """The row `route` wrote (and the counterpart's notice completed), to
+        check that `finish` completes only the fallback call of this channel.
+        None when it is not there yet (its insert waits in the spool while the
+        database is down): that call cannot be told apart, and is finished as
+        named, without its recording (nothing says both parties consented)."""
         try:
-            row = await self.store.calls.get(call_id)
+            return await self.store.calls.get(call_id)
         except (NotFound, StoreUnavailable):
-            return True
-        return row["path"] == "agi" and row["caller_channel_id"] == channel_uniqueid
-
-    def _notice_evidence(self, values: dict[str, str]) -> dict:
-        """The caller's notice as the dialplan played it (Read() and EPOCH).
-
-        On this path the counterpart hears the notice through Dial's A(), which
-        reports nothing back: only the caller's hearing is evidenced, and only
-        the caller can opt out (docs/faults.md)."""
-        if not values["MASKING_NOTICE_STARTED"].isdigit():
-            return {}
-        notice = self.settings.notice
-        opted_out = bool(notice.opt_out_digit) and values["MASKING_PRESSED"] == notice.opt_out_digit
-        heard = NoticeHeard(
-            "caller", notice.id, notice.version,
-            datetime.fromtimestamp(int(values["MASKING_NOTICE_STARTED"]), timezone.utc),
-            datetime.fromtimestamp(int(values["MASKING_NOTICE_ENDED"] or values["MASKING_NOTICE_STARTED"]),
-                                   timezone.utc),
-            completed=values["MASKING_NOTICE_STATUS"] in ("OK", "TIMEOUT") and not values["MASKING_PRESSED"],
-            opted_out=opted_out)
-        evidence = {"notices": json.dumps([heard.to_json()])}
-        if opted_out:
-            evidence.update(recording_opt_out="caller", recorded=False)
-        return evidence
+            return None
 
     async def _store_recording(self, call_id: uuid.UUID, row: CallRow, clog) -> None:
         fmt = self.settings.recording_format

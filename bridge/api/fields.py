@@ -108,6 +108,20 @@ def window_field(body: dict, name: str) -> tuple[datetime | None, datetime | Non
     return bounds[0], bounds[1]
 
 
+def time_field(body: dict, name: str) -> datetime | None:
+    """An ISO 8601 time with a UTC offset, or None when absent."""
+    raw = body.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise invalid(name, f"{name} must be an ISO 8601 time with a UTC offset")
+    return moment
+
+
 def uuid_field(body: dict, name: str) -> uuid.UUID | None:
     value = body.get(name)
     if value is None:

@@ -31,13 +31,25 @@ def recording_json(row: dict) -> dict:
             "shredded_at": row["shredded_at"].isoformat() if row["shredded_at"] else None}
 
 
-async def audit_read(request: web.Request, action: str, recording: dict) -> None:
+async def audit_read(request: web.Request, action: str, recording: dict, **details) -> None:
     """Written before the answer: no recording is read without its audit row."""
     await request.app[STORE].audit.append_by(actor(request), action, "recording", str(recording["id"]),
                                       session_id=recording["session_id"],
                                       details={"call_id": str(recording["call_id"]),
                                                "purpose": recording.get("purpose"),
-                                               "account": account_name(request)})
+                                               "account": account_name(request), **details})
+
+
+async def withdrawal_check(request: web.Request, recording_id) -> dict:
+    """A participant who withdrew consent: their recordings are not used (403),
+    unless a legal hold keeps them, and then the read's audit row says so."""
+    withdrawn, hold_reason = await request.app[STORE].consent.recording_use(recording_id)
+    if not withdrawn:
+        return {}
+    if hold_reason is None:
+        raise ApiError(403, "recording_withdrawn", "a participant withdrew consent: this recording is not used"
+                                                   " (readable only under a legal hold)")
+    return {"consent_withdrawn": True, "legal_hold_reason": hold_reason}
 
 
 async def get_recording(request: web.Request) -> web.Response:
@@ -49,6 +61,7 @@ async def get_recording(request: web.Request) -> web.Response:
 async def get_recording_audio(request: web.Request) -> web.StreamResponse:
     store, recording_id = request.app[STORE], uuid_param(request)
     row = await store.recordings.get(recording_id, account_id(request))
+    under_hold = await withdrawal_check(request, recording_id)
     try:
         audio = await open_audio(store, row)
     except AudioUnavailable as exc:
@@ -57,7 +70,7 @@ async def get_recording_audio(request: web.Request) -> web.StreamResponse:
     except CryptoError as exc:
         log.error("recording.unreadable", recording_id=str(recording_id), error=type(exc).__name__)
         raise ApiError(500, "internal_error", "the recording's audio cannot be decrypted") from None
-    await audit_read(request, "recording.audio", row)
+    await audit_read(request, "recording.audio", row, **under_hold)
     headers = {"Content-Type": f"audio/{row['format']}",
                "Content-Disposition": f'attachment; filename="{row["id"]}.{row["format"]}"'}
     if audio.dek is None:  # stored before sealing existed, and not sealed yet

@@ -14,13 +14,14 @@ import json
 from aiohttp import web
 
 from bridge.api.context import API_KEY, SETTINGS, STORE, account_id, account_name, actor
-from bridge.api.errors import invalid, json_body
+from bridge.api.errors import ApiError, invalid, json_body
 from bridge.api.fields import (
     MAX_TIME_LIMIT, bool_field, checked_text, choice_field, int_field, limit_param, number_field, optional_int_field,
-    refuse_unknown, text_field, url_field, uuid_field, uuid_param, window_field,
+    refuse_unknown, text_field, time_field, url_field, uuid_field, uuid_param, window_field,
 )
 from bridge.clock import utcnow
 from bridge.config import Settings
+from bridge.privacy import purposes
 from bridge.sessions import caller_id
 from bridge.sessions.models import MaskingSession, SessionRequest, purpose_allowed
 
@@ -29,7 +30,7 @@ KNOWN_SESSION_FIELDS = {"participant_a", "participant_b", "ttl_seconds", "ttl_mo
                         "webhook_url", "virtual_number", "number_selection", "country_match", "purpose",
                         "allowed_window", "time_limit_seconds", "wait_audio_id",
                         "recording_channels", "caller_id_policy", "virtual_number_b", "pin_mode",
-                        "pin_unknown_callers"}
+                        "pin_unknown_callers", "dnc_checked_at", "dnc_reference"}
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -54,6 +55,14 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         allowed = sorted(settings.allowed_purposes)
         raise invalid("purpose", "purpose is required: " + (f"one of {', '.join(allowed)}" if allowed else
                                                              "a code like delivery_order"))
+    registry = purposes.registry_for(settings)
+    dnc_checked_at, dnc_reference = time_field(body, "dnc_checked_at"), text_field(body, "dnc_reference", 200)
+    webhook_url = url_field(body, "webhook_url", settings)
+    asked_record = bool_field(body, "record", False) if "record" in body else None
+    refusal = purposes.refusal_for_session(registry, purpose, asked_record, webhook_url, dnc_checked_at,
+                                           dnc_reference)
+    if refusal:
+        raise ApiError(422, refusal.code, refusal.message, refusal.field)
     window_start, window_end = window_field(body, "allowed_window")
     return SessionRequest(
         **caller_id_fields(body, settings),
@@ -61,9 +70,10 @@ def session_request(body: dict, settings: Settings) -> SessionRequest:
         window_starts_at=window_start, window_ends_at=window_end,
         ttl_seconds=int_field(body, "ttl_seconds", settings.default_ttl, 1, MAX_TTL),
         ttl_mode=choice_field(body, "ttl_mode", "creation", ("creation", "last_interaction")),
-        record=bool_field(body, "record", settings.record_by_default),
+        record=purposes.records(registry, purpose, bool_field(body, "record", settings.record_by_default)),
+        dnc_checked_at=dnc_checked_at, dnc_reference=dnc_reference,
         external_ref=text_field(body, "external_ref", 200),
-        webhook_url=url_field(body, "webhook_url", settings),
+        webhook_url=webhook_url,
         virtual_number=number_field(body, "virtual_number", settings, required=False),
         sticky=choice_field(body, "number_selection", settings.sticky, ("none", "prefer_sticky", "avoid_sticky")),
         country_match=bool_field(body, "country_match", True),

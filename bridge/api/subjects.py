@@ -20,7 +20,8 @@ from bridge.api.fields import (
 from bridge.clock import utcnow
 from bridge.logs import get_logger
 from bridge.privacy.subject_access import (
-    MAX_NOTES, REQUEST_KINDS, RequestMismatch, RequestNotOpen, SubjectRequest, due_at, received_at,
+    MAX_NOTES, REQUEST_KINDS, WITHDRAWAL_CONSEQUENCES, RequestMismatch, RequestNotOpen, SubjectRequest, due_at,
+    received_at,
 )
 from bridge.recordings.backfill import plaintext_retirer
 from bridge.subjects.export import export_subject
@@ -36,6 +37,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/subjects/requests/{id}", get_request)
     router.add_post("/v1/subjects/requests/{id}/close", close_request)
     router.add_post("/v1/subjects/erase", erase_subject)
+    router.add_post("/v1/subjects/withdraw", withdraw)
 
 
 def request_json(request: SubjectRequest) -> dict:
@@ -75,8 +77,19 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 
 async def open_request(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    return await opened(request, await json_body(request))
+
+
+async def withdraw(request: web.Request) -> web.Response:
+    """A person withdraws consent (PDPA s16): a request of kind `withdrawal`."""
     body = await json_body(request)
+    refuse_unknown(body, {"number", "received_at", "notes"})
+    return await opened(request, {**body, "kind": "withdrawal"})
+
+
+async def opened(request: web.Request, body: dict) -> web.Response:
+    """Track the request in `body`; a withdrawal is carried out at once."""
+    settings = request.app[SETTINGS]
     refuse_unknown(body, {"kind", "number", "received_at", "notes"})
     kind = choice_field(body, "kind", "", REQUEST_KINDS)
     number = number_field(body, "number", settings)
@@ -87,9 +100,12 @@ async def open_request(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise invalid("received_at", str(exc)) from None
     notes = text_field(body, "notes", MAX_NOTES)
-    row = await request.app[STORE].subjects.open_request(kind, number, received,
-                                                        due_at(received, settings.subject_request_days),
-                                                        actor(request), notes)
+    due = due_at(received, settings.subject_request_days)
+    if kind == "withdrawal":  # carried out at once: nothing to wait for
+        row = await request.app[STORE].consent.withdraw(number, actor(request), received, due, notes)
+        answer = {**request_json(row), "do_not_record": True, "consequences": list(WITHDRAWAL_CONSEQUENCES)}
+        return web.json_response(answer, status=201, headers={"Location": f"/v1/subjects/requests/{row.id}"})
+    row = await request.app[STORE].subjects.open_request(kind, number, received, due, actor(request), notes)
     return web.json_response(request_json(row), status=201, headers={"Location": f"/v1/subjects/requests/{row.id}"})
 
 

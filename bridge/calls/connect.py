@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bridge import metrics
 from bridge.ari import AriError
@@ -33,6 +33,7 @@ from bridge.calls.notice import NoticeHeard
 from bridge.calls.record import CallRow
 from bridge.clock import utcnow
 from bridge.logs import get_logger
+from bridge.privacy import purposes
 from bridge.sessions.caller_id import number_of, other
 from bridge.sessions.models import MaskingSession
 
@@ -104,7 +105,7 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
         #    chance to opt out), "connecting you", then the session's wait audio
         #    and ringback (or ringback alone) while the other party is dialed.
         row.update(caller_answered_at=utcnow())
-        records = session.record if request.record is None else request.record
+        records = await may_record(deps, session, request.record)
         heard: list[NoticeHeard] = []
         if records:
             await hear_notice(deps, events, call, row, heard, call.caller_id, "caller", (call.caller_id,))
@@ -149,7 +150,7 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
                               (call.caller_id, call.callee_id))
             if events.is_gone(call.caller_id) or events.is_gone(call.callee_id):
                 raise CallAborted("a party hung up during the notice")
-        record = consented(records, heard, row, clog)
+        record = consented(settings, replace(session, record=records), heard, row, clog)
         answered_at = await bridge_and_record(deps, events, call, row, session, webhook_url, clog,
                                               record=record, since=started)
         await talk_until_hangup(deps, call, events, row, answered_at, row_fields["started_at"], clog)
@@ -161,3 +162,11 @@ async def connect_call(deps: CallDeps, session: MaskingSession, request: Connect
                    hangup_by="caller" if first_left else "system")
     finally:
         await finish_call(deps, call, events, row, session, webhook_url)
+
+
+async def may_record(deps: CallDeps, session, asked: bool | None) -> bool:
+    """The request's choice (else the session's), within what the session's
+    purpose allows, and never once a participant withdrew consent."""
+    wanted = session.record if asked is None else asked
+    return (purposes.records(purposes.registry_for(deps.settings), session.purpose, wanted)
+            and not await deps.store.consent.session_withdrawn(session.id))

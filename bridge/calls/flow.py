@@ -42,6 +42,7 @@ from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.numbering import mask_number, to_e164
+from bridge.privacy import purposes
 from bridge.recordings import wait_audio
 from bridge.sessions.resolve import AskPin, Connect, Reject, RejectReason, Route, resolve_route
 from bridge.store import Store
@@ -149,7 +150,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
             if events.is_gone(caller.id) or events.is_gone(call.callee_id):
                 await left_during_notice(ari, events, call, row, settings, clog)
                 return
-        record = consented(session.record, heard, row, clog)
+        record = consented(settings, session, heard, row, clog)
         await media.silence(ari, call, caller.id)
         await ari.answer(caller.id)
         answered_at = await bridge_and_record(deps, events, call, row, session, webhook_url, clog,
@@ -227,9 +228,12 @@ async def left_during_notice(ari: AriClient, events: CallEvents, call: CallState
     clog.info("call.not_connected", during="notice", hangup_by="caller" if caller_left else "callee")
 
 
-def consented(session_records: bool, heard: list[NoticeHeard], row: CallRow, clog) -> bool:
-    """Whether to record, after the notices; an opt-out goes into the row."""
-    record, opted_out_by = recording_consent(session_records, heard)
+def consented(settings: Settings, session, heard: list[NoticeHeard], row: CallRow, clog) -> bool:
+    """Whether to record, after the notices; an opt-out goes into the row, and
+    so does the hash of the notice (its purpose's) when every party heard it out."""
+    record, opted_out_by = recording_consent(session.record, heard)
+    if heard and all(h.completed for h in heard):
+        row.update(notice_sha256=purposes.notice_sha256(purposes.registry_for(settings), session.purpose))
     if opted_out_by:
         row.update(recording_opt_out=opted_out_by)
         clog.info("recording.opted_out", party=opted_out_by)

@@ -62,5 +62,11 @@ async def play_notice(ari: AriClient, events: CallEvents, call: CallState, chann
         else:
             media.ended(call, channel_id, playback_id)
     return NoticeHeard(party, notice.id, notice.version, started_at, utcnow(),
-                       completed=outcome is not None and outcome.type == "PlaybackFinished",
-                       opted_out=opted_out)
+                       completed=played_to_end(outcome), opted_out=opted_out)
+
+
+def played_to_end(outcome) -> bool:
+    """A notice whose sound could not be played ends as `failed` (a
+    PlaybackFailed event, or PlaybackFinished in state failed): not heard."""
+    return (outcome is not None and outcome.type == "PlaybackFinished"
+            and (outcome.raw.get("playback") or {}).get("state") != "failed")

@@ -30,6 +30,7 @@ from bridge.numbering import InvalidNumber, parse_e164
 from bridge.outbound.client import DeliveryFailed, OutboundHttp, status_category
 from bridge.privacy import ledger
 from bridge.privacy.crypto import KeyFileError
+from bridge.privacy import purposes
 from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.sessions.resolve import Connect, Reject, RejectReason
 from bridge.store import Store
@@ -62,6 +63,10 @@ def connect_request(answer: object, caller: str, virtual_number: str, settings: 
     purpose = answer.get("purpose", settings.out_of_session_purpose)
     if not isinstance(purpose, str) or not purpose_allowed(purpose, settings.allowed_purposes):
         raise NoDecision("the answer names no allowed purpose")
+    registry = purposes.registry_for(settings)
+    if purposes.refusal_for_session(registry, purpose, None, None, None, None):
+        raise NoDecision("the answer names no registered purpose, or a marketing one (no Do Not Call evidence)")
+    record = purposes.records(registry, purpose, record)
     return SessionRequest(participant_a=caller, participant_b=counterpart, ttl_seconds=ttl, record=record,
                           purpose=purpose, virtual_number=virtual_number,
                           external_ref=_text(answer.get("external_ref")))

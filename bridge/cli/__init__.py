@@ -14,16 +14,17 @@ import asyncio
 import sys
 
 from bridge import logs
-from bridge.cli import (apikeys, asterisk, audit, calls, compliance, edge, incident, keys, numbers, purge, recordings,
-                        service, sessions, subject, webhooks)
+from bridge.cli import (apikeys, asterisk, audit, calls, compliance, edge, incident, keys, numbers, purge, purposes,
+                        recordings, service, sessions, subject, webhooks)
 from bridge.cli.common import DATABASE_ERRORS, EXIT_BAD_INPUT, EXIT_FAILED, UsageError, database_failure
 from bridge.config import ConfigError, Settings
 from bridge.numbering import InvalidNumber
 from bridge.privacy.crypto import CryptoError
+from bridge.privacy.purposes import RegistryError
 from bridge.store.errors import StoreError
 
 # In the order `masking --help` lists their commands.
-GROUPS = (service, numbers, sessions, calls, webhooks, keys, apikeys, audit, recordings, subject, incident,
+GROUPS = (service, numbers, purposes, sessions, calls, webhooks, keys, apikeys, audit, recordings, subject, incident,
           compliance, asterisk, edge, purge)
 
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         logs.configure(settings.log_level)
         return asyncio.run(args.handler(settings, args)) or 0
-    except (UsageError, InvalidNumber, ConfigError) as exc:
+    except (UsageError, InvalidNumber, ConfigError, RegistryError) as exc:
         print(f"masking: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (*DATABASE_ERRORS, StoreError, CryptoError, OSError) as exc:

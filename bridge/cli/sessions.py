@@ -11,6 +11,7 @@ from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, ope
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.numbering import parse_e164
+from bridge.privacy import purposes
 from bridge.sessions import caller_id
 from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.store.errors import StoreError
@@ -42,6 +43,8 @@ def add_commands(sub) -> None:
     p.add_argument("--caller-id", choices=["shared", "per_participant"], default="shared",
                    help="per_participant: each participant dials, and sees, a virtual number of their own")
     p.add_argument("--number-b", help="with --caller-id per_participant: B's number, explicitly")
+    p.add_argument("--dnc-checked-at", help="a marketing purpose: when the Do Not Call register was checked (ISO 8601)")
+    p.add_argument("--dnc-reference", help="a marketing purpose: the Do Not Call check's reference")
     p = command(sessions, "list", cmd_sessions_list, "latest sessions", listing=True)
     p.add_argument("--external-ref")
     p.add_argument("--status", choices=["active", "expired", "closed"])
@@ -74,6 +77,12 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
         raise UsageError("--purpose must be a code like delivery_order"
                          + (f", one of {', '.join(sorted(settings.allowed_purposes))}" if settings.allowed_purposes
                             else ""))
+    registry = purposes.registry_for(settings)
+    dnc_checked_at = _iso_time(args.dnc_checked_at, "--dnc-checked-at")
+    refusal = purposes.refusal_for_session(registry, args.purpose, None, args.webhook_url, dnc_checked_at,
+                                           args.dnc_reference)
+    if refusal:
+        raise UsageError(f"{refusal.code}: {refusal.message}")
     window = [_iso_time(raw, name) for raw, name in ((args.window_start, "--window-start"),
                                                       (args.window_end, "--window-end"))]
     if window[0] and window[1] and window[1] <= window[0]:
@@ -84,7 +93,8 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
         participant_a=a, participant_b=b, ttl_seconds=ttl, ttl_mode=args.ttl_mode, purpose=args.purpose,
         recording_channels=args.recording_channels,
         window_starts_at=window[0], window_ends_at=window[1],
-        record=settings.record_by_default and not args.no_record, external_ref=args.external_ref,
+        record=purposes.records(registry, args.purpose, settings.record_by_default and not args.no_record),
+        dnc_checked_at=dnc_checked_at, dnc_reference=args.dnc_reference, external_ref=args.external_ref,
         webhook_url=args.webhook_url, sticky=settings.sticky, quarantine_seconds=settings.quarantine_seconds,
         virtual_number=parse_e164(args.number) if args.number else None, time_limit_seconds=args.time_limit,
         **caller_id_options(args),

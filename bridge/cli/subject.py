@@ -20,7 +20,7 @@ REQUEST_COLUMNS = ["id", "kind", "subject", "status", "received_at", "due_at", "
 
 
 def add_commands(sub) -> None:
-    subject = group(sub, "subject", "data subjects' requests: access (export), correction, erasure")
+    subject = group(sub, "subject", "data subjects' requests: access (export), correction, erasure, withdrawal")
     p = command(subject, "export", cmd_subject_export, "a zip of everything held about one number")
     p.add_argument("number", help="the person's number (E.164)")
     p.add_argument("--audio", action="store_true", help="include the recordings' audio, decrypted")
@@ -30,7 +30,8 @@ def add_commands(sub) -> None:
         dest="request_command", required=True)
     p = command(request, "open", cmd_subject_request_open, "record a request and its due date", listing=True)
     p.add_argument("number", help="the person's number (E.164); only its keyed hash is kept")
-    p.add_argument("--kind", required=True, choices=["access", "correction", "erasure"])
+    p.add_argument("--kind", required=True, choices=["access", "correction", "erasure", "withdrawal"],
+                   help="withdrawal is carried out at once (as `subject withdraw`)")
     p.add_argument("--received", help="when it was received: YYYY-MM-DD or ISO 8601 (default: now)")
     p.add_argument("--notes", help="free text, without numbers (any is masked)")
     p = command(request, "close", cmd_subject_request_close, "mark a request answered (or refused)", listing=True)
@@ -40,8 +41,14 @@ def add_commands(sub) -> None:
     p = command(subject, "requests", cmd_subject_requests, "requests by due date", listing=True)
     p.add_argument("--overdue", action="store_true", help="only open requests past their due date")
     p.add_argument("--status", choices=["open", "done", "refused"])
-    p.add_argument("--kind", choices=["access", "correction", "erasure"])
+    p.add_argument("--kind", choices=["access", "correction", "erasure", "withdrawal"])
     p.add_argument("--limit", type=int, default=100)
+    p = command(subject, "withdraw", cmd_subject_withdraw,
+                "a person withdraws consent: their calls are no longer recorded, past recordings not used",
+                listing=True)
+    p.add_argument("number", help="the person's number (E.164); only its keyed hash is kept")
+    p.add_argument("--received", help="when it was received: YYYY-MM-DD or ISO 8601 (default: now)")
+    p.add_argument("--notes", help="free text, without numbers (any is masked)")
     p = command(subject, "erase", cmd_subject_erase,
                 "anonymise every session of a number, except those under legal hold", listing=True)
     p.add_argument("number", help="the subject's number (E.164)")
@@ -87,11 +94,34 @@ async def cmd_subject_request_open(settings: Settings, args) -> int:
         received = received_at(args.received, utcnow())
     except ValueError as exc:
         raise UsageError(f"--received: {exc}") from None
+    if args.kind == "withdrawal":
+        return await cmd_subject_withdraw(settings, args)
     async with open_store(settings) as store:
         request = await store.subjects.open_request(args.kind, number, received,
                                                    due_at(received, settings.subject_request_days), operator(),
                                                    args.notes)
     emit([request.to_json(utcnow())], REQUEST_COLUMNS, args.json)
+    return 0
+
+
+async def cmd_subject_withdraw(settings: Settings, args) -> int:
+    from bridge.privacy.subject_access import WITHDRAWAL_CONSEQUENCES, due_at, received_at
+
+    number = parse_e164(args.number, settings.default_region)
+    try:
+        received = received_at(args.received, utcnow())
+    except ValueError as exc:
+        raise UsageError(f"--received: {exc}") from None
+    async with open_store(settings) as store:
+        request = await store.consent.withdraw(number, operator(), received,
+                                               due_at(received, settings.subject_request_days), args.notes)
+    body = {**request.to_json(utcnow()), "do_not_record": True, "consequences": list(WITHDRAWAL_CONSEQUENCES)}
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"consent withdrawn for {body['subject']}: request {request.id} done; tell the person:")
+    for consequence in WITHDRAWAL_CONSEQUENCES:
+        print(f"- {consequence}")
     return 0
 
 

@@ -41,7 +41,8 @@ class Notice:
 
     `id` and `version` go into the call row as evidence of what was played;
     change the version whenever the wording changes. Pressing `opt_out_digit`
-    during the notice turns recording off for the call (empty: no opt-out).
+    during the notice turns recording off for the call (MASKING_NOTICE_OPT_OUT_DIGIT=none:
+    no opt-out, which the start refuses unless the purpose registry allows it).
     """
 
     sound: str = "masking/masking-recording-notice"

@@ -84,6 +84,8 @@ class Settings:
     # The purposes sessions may name (comma-separated codes); empty: any well-formed code.
     purposes: str = ""
     out_of_session_purpose: str = "out_of_session"  # for sessions the business makes on the spot
+    # The purpose registry (TOML, bridge/privacy/purposes.py); empty: the shipped dialplan/purposes.toml.
+    purpose_registry: Path = Path("")
     # On SIGTERM: new calls go to the dialplan fallback, calls in progress get
     # this long to finish before they are released.
     drain_seconds: float = 30.0
@@ -201,6 +203,8 @@ class Settings:
         asterisk = load_group(AsteriskSettings, env, "MASKING_")
         prompts = load_group(Prompts, env, "MASKING_PROMPT_")
         notice = load_group(Notice, env, "MASKING_NOTICE_")
+        if notice.opt_out_digit.strip().lower() == "none":  # an empty value keeps the default: no opt-out is said so
+            notice = replace(notice, opt_out_digit="")
         edge = load_group(EdgeSettings, env, "MASKING_EDGE_")
         settings = load_group(cls, env, "MASKING_", skip={"asterisk", "prompts", "notice", "edge"})
         settings = replace(settings, asterisk=asterisk, prompts=prompts, notice=notice, edge=edge)

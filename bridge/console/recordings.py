@@ -57,6 +57,9 @@ async def listen(request: web.Request) -> web.Response:
 
 
 async def opened(s, row: dict):
+    withdrawn, hold_reason = await s.consent.recording_use(row["id"])
+    if withdrawn and hold_reason is None:  # as the API: only a legal hold keeps it in use
+        raise Refused(403, "a participant withdrew consent: this recording is not used")
     try:
         return await open_audio(s, row)
     except AudioUnavailable as exc:

@@ -30,7 +30,17 @@ from bridge.sessions.models import MaskingSession
 
 SCHEMA_VERSION = 1
 DISCLOSURE_WINDOW = timedelta(days=365)
-REQUEST_KINDS = ("access", "correction", "erasure")
+REQUEST_KINDS = ("access", "correction", "erasure", "withdrawal")
+# What a withdrawal of consent does (PDPA s16(2): the person is told), in the answer and its audit row.
+WITHDRAWAL_CONSEQUENCES = (
+    "No call to or from this number is recorded from now on, on any session, whatever the session asked for.",
+    "Recordings already made of this number's calls are no longer played or handed out, except where a legal"
+    " hold requires them to be kept and read; each such read is audited.",
+    "Calls still connect: masking itself does not need consent to record, so calls go on being connected as"
+    " before. To stop the calls too, the business must close the sessions.",
+    "Recordings and call records are deleted at the end of their retention period, or earlier on an erasure"
+    " request.",
+)
 REQUEST_STATUSES = ("open", "done", "refused")
 MAX_NOTES = 1000
 OLDEST_REQUEST = timedelta(days=3660)  # a request received longer ago is a typo

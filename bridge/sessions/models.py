@@ -113,6 +113,8 @@ class SessionRequest:
     purpose: str
     window_starts_at: datetime | None = None
     window_ends_at: datetime | None = None
+    dnc_checked_at: datetime | None = None  # a marketing purpose's Do Not Call register check: when
+    dnc_reference: str | None = None  # and its reference
     wait_audio_id: uuid.UUID | None = None
     recording_channels: int = 1
     ttl_mode: str = "creation"

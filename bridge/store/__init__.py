@@ -24,6 +24,7 @@ from bridge.privacy.crypto import KeyRing
 from bridge.store.apikeys import ApiKeys
 from bridge.store.audit import AuditTrail
 from bridge.store.calls import Calls
+from bridge.store.consent import Consent
 from bridge.store.console_sessions import ConsoleSessions
 from bridge.store.db import Database
 from bridge.store.disclosures import Disclosures
@@ -67,6 +68,7 @@ class Store:
         self.api_keys = ApiKeys(self.db, self.audit)
         self.outbox = Outbox(self.db)
         self.subjects = Subjects(self.db, self.audit)
+        self.consent = Consent(self.db, self.audit, self.subjects)
         self.holds = LegalHolds(self.db, self.audit)
         self.incidents = Incidents(self.db, self.audit)
         self.retention = Retention(self.db, self.audit)

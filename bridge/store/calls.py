@@ -18,7 +18,8 @@ from bridge.store.errors import NotFound
 CALL_COLUMNS = frozenset({
     "asterisk_node", "path", "session_id", "direction", "callee_channel_id", "ringing_at", "answered_at", "ended_at",
     "disposition", "reject_reason", "dial_status", "caller_hangup_cause", "callee_hangup_cause",
-    "hangup_by", "setup_ms", "talk_seconds", "recorded", "notices", "recording_opt_out", "recording_started_at",
+    "hangup_by", "setup_ms", "talk_seconds", "recorded", "notices", "recording_opt_out", "notice_sha256",
+    "recording_started_at",
     "recording_channels", "kind", "custom_field", "time_limit_seconds", "caller_answered_at",
     "pin_attempts",
 })

@@ -23,7 +23,8 @@ def session_from_row(keys: KeyRing, row: asyncpg.Record) -> MaskingSession:
     return MaskingSession(
         id=session_id, virtual_number=row["virtual_number"],
         participant_a=opened("participant_a"), participant_b=opened("participant_b"),
-        status=row["status"], record=row["record"],
+        # A participant who withdrew consent is not recorded again (bridge/store/consent.py).
+        status=row["status"], record=row["record"] and not row.get("withdrawn", False),
         created_at=row["created_at"], expires_at=row["expires_at"], closed_at=row["closed_at"],
         external_ref=row["external_ref"], ttl_mode=row["ttl_mode"], ttl_seconds=row["ttl_seconds"],
         webhook_url=row["webhook_url"], purpose=row["purpose"],

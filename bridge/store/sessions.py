@@ -20,6 +20,7 @@ from bridge.sessions.caller_id import PER_PARTICIPANT
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.store.allocation import allocate_pair, allocate_shared, set_number_b
 from bridge.store.apikeys import DEFAULT_ACCOUNT_ID
+from bridge.store.consent import WITHDRAWN
 from bridge.store.db import Database
 from bridge.store.errors import IdempotencyConflict, NotFound, NumberInUse, SessionNotActive, UnknownWaitAudio
 from bridge.store.expiry import expire_due_in
@@ -46,12 +47,12 @@ class Sessions:
 
         async def query(conn):
             rows = await conn.fetch(
-                """
+                f"""
                 SELECT EXISTS (SELECT 1 FROM virtual_numbers WHERE number = $1) AS in_pool,
                        EXISTS (SELECT 1 FROM virtual_numbers WHERE number = $1 AND pin_mode) AS pin_mode, s.*
                 FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL (
-                    SELECT * FROM masking_sessions
+                    SELECT *, {WITHDRAWN} AS withdrawn FROM masking_sessions
                     WHERE $2::bytea IS NOT NULL  -- sessions where the caller holds this number:
                       AND ((virtual_number = $1
                             AND (participant_a_hash = $2 OR (participant_b_hash = $2 AND virtual_number_b IS NULL)))
@@ -121,6 +122,14 @@ class Sessions:
                     request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
                     request.window_ends_at, request.time_limit_seconds, request.wait_audio_id,
                     request.recording_channels, account)
+                if request.record and await conn.fetchval(  # a participant withdrew consent: never recorded
+                        "SELECT 1 FROM do_not_record WHERE number_hash = ANY($1)", [hash_a, hash_b]):
+                    row = await conn.fetchrow("UPDATE masking_sessions SET record = false WHERE id = $1 RETURNING *",
+                                              session_id)
+                if request.dnc_reference:  # a marketing purpose's Do Not Call check, kept with the session
+                    row = await conn.fetchrow("UPDATE masking_sessions SET dnc_checked_at = $2, dnc_reference = $3"
+                                              " WHERE id = $1 RETURNING *", session_id, request.dnc_checked_at,
+                                              request.dnc_reference)
                 if number_b:
                     row = await set_number_b(conn, session_id, number_b)
                 row = await assign_pin(conn, row, request)  # on a shared number only

@@ -79,7 +79,7 @@ def test_finish_cannot_rewrite_a_call_row_of_another_channel(stack):
 
     with socket.create_connection(("127.0.0.1", stack.settings.agi_port), timeout=10) as sock:
         sock.sendall("".join(f"{k}: {v}\n" for k, v in finish.items()).encode() + b"\n")
-        answers = [str(victim), "BUSY", "", "17", "0", "", "", "", ""]  # MASKING_CALL_ID, DIALSTATUS, ...
+        answers = [str(victim), "BUSY", "", "17", ""]  # MASKING_CALL_ID, DIALSTATUS, ...
         for value in answers:
             sock.recv(4096)
             sock.sendall(f"200 result=1 ({value})\n".encode())
@@ -124,3 +124,20 @@ def test_the_bridges_ami_account_cannot_originate_a_call_or_run_commands(stack):
         originate = action(Action="Originate", Channel="Local/1@masking-inbound", Application="Wait", Data="1")
         command = action(Action="Command", Command="core show channels")
     assert "Permission denied" in originate and "Permission denied" in command
+
+
+def test_notice_cannot_touch_a_call_that_is_not_a_recorded_fallback_call(stack):
+    """`notice` (the counterpart's notice, from Dial's U()) named with another
+    path's call id plays nothing, starts no recording and leaves the row alone."""
+    parties = new_parties(stack)
+    victim = uuid.uuid4()
+    query(stack.dsn, "INSERT INTO calls (id, virtual_number, caller_channel_id, started_at, disposition, path,"
+                     " recorded) VALUES ($1, $2, 'PJSIP/real-caller', now(), 'answered', 'ari', true)", victim,
+          parties.virtual_number)
+    notice = {**route_request(parties, f"notice?key={stack.settings.agi_secret}"), "agi_arg_1": str(victim)}
+
+    said = ask(stack, notice)
+
+    assert b"STREAM FILE" not in said and b'MASKING_RECORD "0"' in said
+    [row] = query(stack.dsn, "SELECT * FROM calls WHERE id = $1", victim)
+    assert row["recorded"] and row["notices"] in ("[]", []) and row["recording_opt_out"] is None

@@ -217,8 +217,9 @@ def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_promp
         assert call.counterpart_rtp.level > 200, "no media through the fallback"
         row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
         assert row["path"] == "agi" and row["disposition"] == "answered"
-        notices = json.loads(row["notices"])  # the fallback plays the recording notice too
-        assert [(n["party"], n["completed"], n["opted_out"]) for n in notices] == [("caller", True, False)]
+        notices = json.loads(row["notices"])  # the fallback plays the recording notice too, to both parties
+        assert [(n["party"], n["completed"], n["opted_out"]) for n in notices] == \
+            [("caller", True, False), ("callee", True, False)]
         assert row["recording"]["bytes"] > 8000 and float(row["recording"]["duration_seconds"]) > 2
         sealed_audio(stack, row["recording"])
 

@@ -84,3 +84,9 @@ def test_an_install_without_its_templates_fails_loudly_instead_of_rendering_noth
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Asterisk configuration templates" in lines[0], result.stderr
     assert not (tmp_path / "etc").exists() or not any((tmp_path / "etc").iterdir())
+
+
+def test_the_installed_package_reads_its_shipped_purpose_registry(installed, tmp_path):
+    result = run(str(installed / "bin" / "masking"), "purposes", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "delivery_order" in result.stdout and "out_of_session" in result.stdout

@@ -187,6 +187,8 @@ def make_settings(workdir: Path, database: str, rtp_ports: int = 200,
         "MASKING_DRAIN_SECONDS": "10",
         # A short notice keeps the suite fast; tests/integration/test_consent.py runs the real one.
         "MASKING_NOTICE_SOUND": "beep",
+        # The shipped purposes, with webhooks to the tests' receivers on loopback (and a few of the tests' own).
+        "MASKING_PURPOSE_REGISTRY": str(REPO / "tests" / "support" / "purposes.toml"),
     }
     return Settings.from_env(env), env
 

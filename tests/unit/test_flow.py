@@ -329,3 +329,13 @@ async def test_a_counterpart_who_hangs_up_during_its_notice_gives_the_caller_the
     assert ringback < next(i for i, r in enumerate(ari.requests) if r[0] == "stop_playback") < prompt
     assert not ari.playing and ("answer", CALLER.id) not in ari.requests
     assert store.final()["disposition"] == "failed" and store.final()["hangup_by"] == "callee"
+
+
+def test_a_notice_whose_sound_failed_to_play_was_not_heard():
+    from bridge.ari import Event
+    from bridge.calls.notice import played_to_end
+
+    finished = Event("PlaybackFinished", playback_id="p", raw={"playback": {"id": "p", "state": "done"}})
+    failed = Event("PlaybackFinished", playback_id="p", raw={"playback": {"id": "p", "state": "failed"}})
+    assert played_to_end(finished) and not played_to_end(failed)
+    assert not played_to_end(Event("PlaybackFailed", playback_id="p")) and not played_to_end(None)

@@ -1,0 +1,26 @@
+-- Withdrawal of consent (PDPA s16) and the purpose registry (s18, s20).
+--
+-- do_not_record: a person who withdrew consent, by the keyed hash of their
+-- number (the same lookup hash as session_participants.number_hash), never
+-- the number. Their next call is not recorded, on either call path, and
+-- their past recordings are not read unless a legal hold requires it.
+CREATE TABLE do_not_record (
+    number_hash  bytea PRIMARY KEY CHECK (length(number_hash) = 32),
+    withdrawn_at timestamptz NOT NULL DEFAULT now(),
+    request_id   uuid REFERENCES subject_requests (id)
+);
+
+-- A withdrawal is a subject request like the others, tracked to its answer.
+ALTER TABLE subject_requests DROP CONSTRAINT IF EXISTS subject_requests_kind_check;
+ALTER TABLE subject_requests ADD CONSTRAINT subject_requests_kind_check
+    CHECK (kind IN ('access', 'correction', 'erasure', 'withdrawal'));
+
+-- The notice a call's parties heard, by the sha256 its purpose declares for
+-- its audio: evidence of what exactly was played.
+ALTER TABLE calls ADD COLUMN notice_sha256 text CHECK (notice_sha256 ~ '^[0-9a-f]{64}$');
+
+-- A marketing purpose's sessions carry their Do Not Call check.
+ALTER TABLE masking_sessions
+    ADD COLUMN dnc_checked_at timestamptz,
+    ADD COLUMN dnc_reference  text CHECK (length(dnc_reference) <= 200),
+    ADD CONSTRAINT masking_sessions_dnc_evidence CHECK ((dnc_checked_at IS NULL) = (dnc_reference IS NULL));
