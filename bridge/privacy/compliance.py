@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.config import Settings, parse_days, weak_secrets
+from bridge.privacy import purposes
 
 MAX_REQUEST_DAYS = 30  # PDPA: access and correction requests answered within 30 days
 MAX_CHECKPOINT_AGE = timedelta(days=1)
@@ -50,14 +51,21 @@ class Facts:
 
 
 def purposes_in_force(settings: Settings) -> list[Purpose]:
-    """The purposes sessions may name. The one place the report reads them:
-    today MASKING_PURPOSES (codes only: none declares whether it records)."""
-    return [Purpose(code, None, "MASKING_PURPOSES") for code in sorted(settings.allowed_purposes)]
+    """The purposes sessions may name: the purpose registry's (MASKING_PURPOSE_REGISTRY),
+    narrowed to MASKING_PURPOSES where that is set. The one place the report reads them;
+    an unreadable registry is reported as no purpose at all (the check then fails)."""
+    try:
+        registry = purposes.registry_for(settings)
+    except purposes.RegistryError:
+        return []
+    allowed = settings.allowed_purposes
+    return [Purpose(code, entry.records, str(registry.path)) for code, entry in sorted(registry.purposes.items())
+            if not allowed or code in allowed]
 
 
 def setting_checks(settings: Settings) -> list[Check]:
     """Each risky setting, pass or fail."""
-    purposes = purposes_in_force(settings)
+    in_force = purposes_in_force(settings)
     checks = [
         Check("request_deadline", settings.subject_request_days <= MAX_REQUEST_DAYS, "MASKING_SUBJECT_REQUEST_DAYS",
               f"{settings.subject_request_days} days to answer a request (PDPA: at most {MAX_REQUEST_DAYS})"),
@@ -67,9 +75,9 @@ def setting_checks(settings: Settings) -> list[Check]:
         checks.append(Check(f"retention_{kind}", days is not None, name,
                             "kept until erased (never purged)" if days is None else f"{days} days"))
     checks += [
-        Check("purposes_registered", bool(purposes), "MASKING_PURPOSES",
-              f"{len(purposes)} purpose(s)" if purposes else "unset: any well-formed purpose code is accepted"),
-        Check("recording_has_purpose", not settings.record_by_default or any(p.records for p in purposes),
+        Check("purposes_registered", bool(in_force), "MASKING_PURPOSE_REGISTRY",
+              f"{len(in_force)} purpose(s)" if in_force else "no readable registry: sessions cannot name a purpose"),
+        Check("recording_has_purpose", not settings.record_by_default or any(p.records for p in in_force),
               "MASKING_RECORD_BY_DEFAULT",
               "sessions record only when asked" if not settings.record_by_default
               else "recording is on by default and no purpose in force declares that it records"),
@@ -147,7 +155,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     lines += [f"  - {i['id']} {', '.join(i['overdue'])}" for i in document["incidents"]["overdue"]]
     lines += ["", "## Purposes in force"]
     lines += [f"- {p['code']} (records: {'declared' if p['records'] else 'not declared'}; from {p['source']})"
-              for p in document["purposes"]] or ["- none: any well-formed purpose code is accepted"]
+              for p in document["purposes"]] or ["- none: no readable purpose registry, so no session can be made"]
     lines += ["", "## Retention in force"]
     lines += [f"- {kind}: {value}{'' if value == 'never' else ' days'}"
               for kind, value in document["retention"].items()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,9 @@ from bridge.privacy.compliance import Facts, purposes_in_force, render_markdown,
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 STRONG = "x9Lr2vQ7pT4mW8kZ"
+TEST_REGISTRY = Path(__file__).parents[1] / "support" / "purposes.toml"  # has a purpose that does not record
 
-SAFE = Settings(purposes="delivery_order,support_callback", record_by_default=False,
+SAFE = Settings(purposes="delivery_order,out_of_session", record_by_default=False,
                 webhook_url="https://hooks.example.com/masking", ari_password=STRONG + "a", ami_password=STRONG + "b",
                 webhook_secret=STRONG + "c", agi_secret=STRONG + "d")
 FRESH = Facts(NOW, NOW - timedelta(minutes=5))
@@ -35,8 +37,9 @@ def test_a_safe_configuration_passes_every_check():
     ({"retain_recordings_days": "never"}, "retention_recordings"),
     ({"retain_call_details_days": "never"}, "retention_call_details"),
     ({"retain_sessions_days": "Forever"}, "retention_sessions"),
-    ({"purposes": ""}, "purposes_registered"),
-    ({"record_by_default": True}, "recording_has_purpose"),
+    ({"purpose_registry": Path("/nonexistent/purposes.toml")}, "purposes_registered"),
+    ({"record_by_default": True, "purpose_registry": TEST_REGISTRY, "purposes": "support_unrecorded"},
+     "recording_has_purpose"),
     ({"notice": Notice(opt_out_digit="")}, "opt_out_offered"),
     ({"webhook_url": "http://hooks.example.com/masking"}, "webhook_https"),
     ({"out_of_session_url": "http://hooks.example.com/ask"}, "out_of_session_https"),
@@ -52,8 +55,10 @@ def test_each_risky_setting_fails_its_own_check_and_only_it(change, check):
     assert failing(replace(SAFE, **change)) == [check]
 
 
-def test_the_shipped_defaults_fail_on_purposes_recording_and_secrets():
-    assert {"purposes_registered", "recording_has_purpose", "secrets_not_default"} <= set(failing(Settings()))
+def test_the_shipped_defaults_fail_on_secrets_and_pass_on_the_shipped_purpose_registry():
+    failed = set(failing(Settings()))
+    assert "secrets_not_default" in failed
+    assert not {"purposes_registered", "recording_has_purpose"} & failed
 
 
 @pytest.mark.parametrize("facts", [Facts(NOW, None), Facts(NOW, NOW - timedelta(days=1, minutes=1)),
@@ -76,12 +81,14 @@ def test_the_report_names_no_url_or_secret_and_lists_overdue_obligations_and_wha
     assert "secret-path" not in text and "user-token" not in text and "masking-dev-webhook-secret" not in text
     assert document["requests"]["open"] == 2 and [r["id"] for r in document["requests"]["overdue"]] == ["r1"]
     assert "i1 incident_assessment" in text and "r1 access +65****4444" in text
-    assert [p["code"] for p in document["purposes"]] == ["delivery_order", "support_callback"]
+    assert [p["code"] for p in document["purposes"]] == ["delivery_order", "out_of_session"]
     assert document["retention"] == {"recordings": "90", "call_details": "365", "sessions": "90"}
     assert "| webhook_https | FAIL |" in text
 
 
-def test_purposes_are_read_in_one_place_from_masking_purposes_today():
-    assert [p.code for p in purposes_in_force(Settings(purposes=" b_code, a_code ,"))] == ["a_code", "b_code"]
-    assert purposes_in_force(Settings()) == []
+def test_purposes_are_read_in_one_place_from_the_registry_narrowed_by_masking_purposes():
+    assert [p.code for p in purposes_in_force(Settings(purposes=" out_of_session, nope ,"))] == ["out_of_session"]
+    assert [(p.code, p.records) for p in purposes_in_force(Settings())] == [("delivery_order", True),
+                                                                            ("out_of_session", True)]
+    assert purposes_in_force(Settings(purpose_registry=Path("/nonexistent/purposes.toml"))) == []
     assert all(c.ok for c in setting_checks(SAFE))
