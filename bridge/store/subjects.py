@@ -123,9 +123,10 @@ class Subjects:
 
         return await self.db.run(append)
 
-    async def verify_request(self, request_id: uuid.UUID, method: str, by: Actor) -> SubjectRequest:
-        """Record how the requester's identity was checked (once; audited). An
-        export answering the request is refused until then."""
+    async def verify_request(self, request_id: uuid.UUID, method: str, by: Actor,
+                             checked_by: str | None = None) -> SubjectRequest:
+        """Record how the requester's identity was checked and by whom (`checked_by`,
+        else `by`), once; audited. An export answering the request is refused until then."""
 
         async def verify(conn):
             async with conn.transaction():
@@ -138,10 +139,11 @@ class Subjects:
                     return _request(row)
                 row = await conn.fetchrow(
                     "UPDATE subject_requests SET verified_at = now(), verified_by = $2, verify_method = $3"
-                    " WHERE id = $1 RETURNING *", request_id, by.name, method)
+                    " WHERE id = $1 RETURNING *", request_id, checked_by or by.name, method)
                 await self.audit.append_by(by, "subject.request.verified", "subject_request", str(request_id),
                                            conn, subject_hash=row["subject_hash"],
-                                           details={"kind": row["kind"], "method": method})
+                                           details={"kind": row["kind"], "method": method,
+                                                    "checked_by": checked_by or by.name})
                 return _request(row)
 
         return await self.db.run(verify)
