@@ -36,6 +36,8 @@ WITHHELD_MIXED = ("this recording holds both parties' voices on one channel, whi
 STATED_MIXED = ("included on request although it holds both parties' voices on one channel, which cannot be"
                 " separated: it contains the other party's voice too")
 OWN_CHANNEL = "only your own voice channel of a two-channel recording; the other party's channel is withheld"
+# An export's audit row records what it withheld under s21(4): never shown back to the subject.
+INTERNAL_DETAILS = ("withheld",)
 LAW_ENFORCEMENT = re.compile(r"law[ _-]?enforcement|police|s\.?\s?21\s?\(4\)", re.IGNORECASE)
 
 
@@ -72,7 +74,7 @@ def subject_disclosure(entry: AuditEntry, subject_hash: bytes, session_ids: set[
     """One access to or change of the subject's data, as the subject sees it: the
     recipient, what and when; not the actor, the source address or the reason."""
     about_number = entry.subject_hash == subject_hash
-    details: dict[str, Any] = {}
+    details = {k: v for k, v in entry.details.items() if k not in INTERNAL_DETAILS}
     if not about_number and entry.action == "subject.exported":
         details = {"include_audio": entry.details.get("include_audio"),
                    "session_ids": sorted(set(entry.details.get("session_ids") or []) & session_ids)}

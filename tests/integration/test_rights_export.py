@@ -198,6 +198,10 @@ def test_the_disclosure_log_names_recipients_and_never_reveals_legal_holds_or_la
     withheld = json.loads(audit["details"])["withheld"]
     assert sorted(w["reason"].split(" (")[0] for w in withheld if "seq" in w) == [
         "disclosure to law enforcement", "legal hold"]
+    # The next export lists this one, without what it withheld.
+    again = requests.post(f"{base}/v1/subjects/export", json={"number": parties.a}, headers=auth, timeout=30)
+    text = b"".join(members(again.content).values())
+    assert b'"subject.exported"' in text and b"law enforcement" not in text and b"legal hold" not in text
 
 
 def test_the_api_export_of_a_tracked_request_waits_for_the_identity_check(stack):
