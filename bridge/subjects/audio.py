@@ -4,17 +4,20 @@ recording holding both voices on one channel is withheld unless asked for,
 and then stated. Every recording left out is listed with its reason."""
 from __future__ import annotations
 
+import struct
+import sys
 import uuid
+from array import array
 from dataclasses import dataclass
+from itertools import chain
 from typing import Iterator
 
 from bridge.logs import get_logger
 from bridge.privacy.crypto import CryptoError
 from bridge.privacy.rights import MIXED_AUDIO, STATED_MIXED, WITHHELD_MIXED, own_channel, withheld_recording
 from bridge.privacy.subject_access import SubjectHoldings
-from bridge.recordings.convert import write_wav
 from bridge.recordings.reading import AudioUnavailable, StoredAudio, open_audio
-from bridge.recordings.stereo import split
+from bridge.recordings.stereo import StereoMismatch
 from bridge.sessions.caller_id import caller_of, role_of
 
 log = get_logger("bridge.subjects")
@@ -23,14 +26,43 @@ AudioState = tuple[str, str | None]  # (AUDIO_STATES value, file in the zip)
 
 @dataclass(frozen=True)
 class OwnChannel:
-    """One channel of a stored two-channel recording, as a mono WAV."""
+    """One channel of a stored two-channel recording (16-bit PCM, as
+    bridge/recordings/stereo.py writes it), streamed as a mono WAV."""
 
     source: StoredAudio
     channel: int  # 0 left (the caller), 1 right (the counterpart)
 
     def pieces(self) -> Iterator[bytes]:
-        """Blocking: the stereo file is read whole (calls are minutes of 8 kHz audio)."""
-        yield write_wav(split(b"".join(self.source.pieces()))[self.channel])
+        """Blocking, a chunk at a time: every other sample of the stereo data."""
+        stereo = self.source.pieces()
+        head = b""
+        for piece in stereo:
+            head += piece
+            if (at := head.find(b"data", 12)) >= 0 and len(head) >= at + 8:
+                break
+        else:
+            raise StereoMismatch("no data in the two-channel recording")
+        channels, rate = struct.unpack_from("<HI", head, 22)
+        if channels != 2:
+            raise StereoMismatch("not a two-channel WAV")
+        size = struct.unpack_from("<I", head, at + 4)[0] // 4 * 2
+        yield struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2,
+                          2, 16, b"data", size)
+        carry, left = head[at + 8:], size
+        for piece in chain([b""], stereo):
+            carry += piece
+            usable = len(carry) - len(carry) % 4
+            samples = array("h", carry[:usable])
+            carry = carry[usable:]
+            if sys.byteorder == "big":  # WAV is little-endian
+                samples.byteswap()
+            mono = samples[self.channel::2]
+            if sys.byteorder == "big":
+                mono.byteswap()
+            out = mono.tobytes()[:left]
+            left -= len(out)
+            if out:
+                yield out
 
 
 @dataclass

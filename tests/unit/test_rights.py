@@ -64,3 +64,20 @@ def test_erasure_keeps_a_preserved_session_and_says_why():
                          SessionToErase(erased, live=False, held=False, call_in_progress=False)])
     assert plan.erase == [erased] and plan.close_first == []
     assert plan.kept == [(kept, KeptBecause.PRESERVATION_HOLD, None)]
+
+
+def test_the_own_channel_is_streamed_as_the_mono_wav_of_that_channel_whatever_the_chunking():
+    from bridge.recordings.convert import Pcm, write_wav
+    from bridge.recordings.stereo import merge, split
+    from bridge.subjects.audio import OwnChannel
+
+    stereo, _ = merge(write_wav(Pcm(8000, [i % 300 for i in range(16001)])),
+                      write_wav(Pcm(8000, [-(i % 200) for i in range(12000)])), (0, 5))
+
+    class Stored:
+        def pieces(self):
+            for i in range(0, len(stereo), 333):  # odd chunks: a sample split between two
+                yield stereo[i:i + 333]
+
+    for channel in (0, 1):
+        assert b"".join(OwnChannel(Stored(), channel).pieces()) == write_wav(split(stereo)[channel])
