@@ -25,8 +25,8 @@ def gpg_command(passphrase_file: Path | None, recipient: str | None) -> list[str
     if gpg is None:
         raise EncryptionFailed("gpg is not installed (apt-get install gnupg)")
     base = [gpg, "--batch", "--no-tty", "--quiet", "--yes", "--output", "-"]
-    if passphrase_file is not None:
-        return base + ["--pinentry-mode", "loopback", "--passphrase-file", str(passphrase_file),
+    if passphrase_file is not None:  # not left in the operator's gpg-agent either
+        return base + ["--pinentry-mode", "loopback", "--no-symkey-cache", "--passphrase-file", str(passphrase_file),
                        "--symmetric", "--cipher-algo", "AES256"]
     return base + ["--trust-model", "always", "--encrypt", "--recipient", recipient]
 

@@ -16,6 +16,7 @@ import subprocess
 import wave
 import zipfile
 
+import pytest
 import requests
 
 from tests.integration.conftest import new_parties, query, wait_for_call_row
@@ -61,13 +62,23 @@ def open_request(stack, number: str, kind: str = "access") -> str:
     return json.loads(opened.stdout)["id"]
 
 
-def decrypt(path, passphrase_file) -> subprocess.CompletedProcess:
-    return subprocess.run(["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase-file",
-                           str(passphrase_file), "--decrypt", str(path)], capture_output=True, timeout=60)
+@pytest.fixture
+def gnupg(tmp_path):
+    """A gpg home of this test's own (no cached passphrase, no operator keyring); its agent stopped after."""
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    yield home
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30)
+
+
+def decrypt(path, passphrase_file, home) -> subprocess.CompletedProcess:
+    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--quiet", "--pinentry-mode", "loopback",
+                           "--no-symkey-cache", "--passphrase-file", str(passphrase_file), "--decrypt", str(path)],
+                          capture_output=True, timeout=60)
 
 
 def test_an_export_of_a_two_channel_call_holds_only_the_subjects_own_voice_encrypted_after_the_identity_check(
-        stack, place_call, tmp_path):
+        stack, place_call, tmp_path, gnupg):
     parties, row = tone_call(stack, place_call, tmp_path)
     recording_id = row["recording"]["id"]
     request_id = open_request(stack, parties.a)
@@ -78,21 +89,21 @@ def test_an_export_of_a_two_channel_call_holds_only_the_subjects_own_voice_encry
     export = ("subject", "export", parties.a, "--audio", "--request", request_id, "--passphrase-file",
               str(passphrase), "--out", str(out))
 
-    unverified = masking(stack, *export)
+    unverified = masking(stack, *export, GNUPGHOME=str(gnupg))
     assert unverified.returncode != 0 and "identity" in unverified.stderr
     assert list(out.parent.iterdir()) == [], "nothing is written before the identity check"
     verified = masking(stack, "subject", "request", "verify", request_id, "--method", "photo_id", "--by", "desk 3",
                        "--json")
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["identity_verified"]["method"] == "photo_id"
-    answered = masking(stack, *export)
+    answered = masking(stack, *export, GNUPGHOME=str(gnupg))
 
     assert answered.returncode == 0, answered.stderr
     assert "encrypted" in answered.stdout
     assert [p.name for p in out.parent.iterdir()] == ["a.zip.gpg"], "no clear zip, no partial file left"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert not zipfile.is_zipfile(out) and b"PK\x03\x04" not in out.read_bytes()
-    clear = decrypt(out, passphrase)
+    clear = decrypt(out, passphrase, gnupg)
     assert clear.returncode == 0, clear.stderr
     files = members(clear.stdout)
     name = f"audio/{recording_id}.own-channel.wav"
@@ -119,7 +130,7 @@ def test_an_export_of_a_two_channel_call_holds_only_the_subjects_own_voice_encry
     assert stat.S_IMODE(theirs_out.stat().st_mode) == 0o600
 
 
-def test_a_wrong_passphrase_opens_nothing_and_a_missing_gpg_key_leaves_no_file(stack, place_call, tmp_path):
+def test_an_archive_opens_only_with_its_passphrase_or_its_recipients_key(stack, place_call, tmp_path, gnupg):
     parties = new_parties(stack, record=False)
     place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=500)
     right, wrong = tmp_path / "right", tmp_path / "wrong"
@@ -127,12 +138,24 @@ def test_a_wrong_passphrase_opens_nothing_and_a_missing_gpg_key_leaves_no_file(s
     wrong.write_text("guess\n")
     out = tmp_path / "x.zip.gpg"
     assert masking(stack, "subject", "export", parties.a, "--passphrase-file", str(right),
-                   "--out", str(out)).returncode == 0
+                   "--out", str(out), GNUPGHOME=str(gnupg)).returncode == 0
 
-    assert decrypt(out, wrong).returncode != 0
-    assert decrypt(out, right).returncode == 0
+    assert decrypt(out, wrong, gnupg).returncode != 0
+    assert decrypt(out, right, gnupg).returncode == 0
+    # To a privacy officer's public key: only their key opens it.
+    made = subprocess.run(["gpg", "--homedir", str(gnupg), "--batch", "--passphrase", "", "--quick-gen-key",
+                           "officer@example.invalid", "default", "default", "never"], capture_output=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    to_key = tmp_path / "k.zip.gpg"
+    sent = masking(stack, "subject", "export", parties.a, "--recipient", "officer@example.invalid",
+                   "--out", str(to_key), GNUPGHOME=str(gnupg))
+    assert sent.returncode == 0, sent.stderr
+    opened = subprocess.run(["gpg", "--homedir", str(gnupg), "--batch", "--quiet", "--decrypt", str(to_key)],
+                            capture_output=True, timeout=60)
+    assert opened.returncode == 0 and zipfile.is_zipfile(io.BytesIO(opened.stdout))
+    # A key gpg does not have: nothing is written.
     nobody = masking(stack, "subject", "export", parties.a, "--recipient", "nobody@invalid.example",
-                     "--out", str(tmp_path / "y.zip.gpg"), GNUPGHOME=str(tmp_path))
+                     "--out", str(tmp_path / "y.zip.gpg"), GNUPGHOME=str(gnupg))
     assert nobody.returncode != 0 and not (tmp_path / "y.zip.gpg").exists()
     assert not list(tmp_path.glob(".*.partial"))
     assert parties.a not in nobody.stderr + nobody.stdout
