@@ -96,3 +96,34 @@ def test_a_correction_is_refused_for_another_numbers_request_or_a_number_already
         {"status": "open"}]
     assert query(stack.dsn, "SELECT count(*) AS n FROM audit_log WHERE action = 'subject.corrected'"
                             " AND target_id = $1", f"+65****{parties.a[-4:]}") == [{"n": 0}]
+
+
+def test_the_api_corrects_only_for_a_subjects_key_and_a_verified_request(stack):
+    import requests
+
+    from tests.integration.test_subject_access import _api_key
+
+    parties = new_parties(stack, record=False)
+    base = f"http://127.0.0.1:{stack.settings.http_port}"
+    officer = {"Authorization": f"Bearer {asyncio.run(_api_key(stack, 'subjects'))}"}
+    outsider = {"Authorization": f"Bearer {asyncio.run(_api_key(stack, 'sessions', 'recordings'))}"}
+    corrected = "+6595" + parties.a[-6:]
+    opened = requests.post(f"{base}/v1/subjects/requests", json={"kind": "correction", "number": parties.a},
+                           headers=officer, timeout=10).json()
+    body = {"number": parties.a, "corrected_number": corrected, "request_id": opened["id"]}
+
+    foreign = requests.post(f"{base}/v1/subjects/correct", json=body, headers=outsider, timeout=10)
+    unverified = requests.post(f"{base}/v1/subjects/correct", json=body, headers=officer, timeout=10)
+    requests.post(f"{base}/v1/subjects/requests/{opened['id']}/verify", json={"method": "account"},
+                  headers=officer, timeout=10)
+    done = requests.post(f"{base}/v1/subjects/correct", json=body, headers=officer, timeout=10)
+
+    assert foreign.status_code == 403
+    assert (unverified.status_code, unverified.json()["error"]["code"]) == (409, "identity_not_verified")
+    assert done.status_code == 200, done.text
+    assert len(done.json()["sessions_corrected"]) == 1 and done.json()["request_id"] == opened["id"]
+    for answer in (foreign, unverified, done):
+        assert parties.a not in answer.text and corrected not in answer.text
+    rows = query(stack.dsn, "SELECT count(*) AS n FROM session_participants WHERE number_hash = $1",
+                 stack.keys.lookup_hash(corrected))
+    assert rows == [{"n": 1}]
