@@ -31,6 +31,9 @@ from bridge.store import Store
 from tests.support.sipp import Sipp, render
 from tests.support.stack import Stack
 
+# PostgreSQL 15 flushes a backend's table statistics within 10 s of it going idle.
+STATS_FLUSH_SECONDS = 11
+
 
 async def provision(stack: Stack, parties: list[tuple[str, str, str]], record: bool = True) -> None:
     store = await Store.connect(stack.dsn, stack.keys)
@@ -72,6 +75,18 @@ async def far_end_counts(stack: Stack, since: datetime, settle: float = 20) -> d
             "   AS ring_to_bridge_p95"
             " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id WHERE c.started_at >= $1", since)
         return dict(row)
+    finally:
+        await store.close()
+
+
+async def row_writes(stack: Stack) -> tuple[int, int]:
+    """(rows inserted, rows updated) in `calls` so far, from PostgreSQL's own
+    statistics: the call-row writes the service made."""
+    store = await Store.connect(stack.dsn, stack.keys)
+    try:
+        row = await store.pool.fetchrow(
+            "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'calls'")
+        return row["n_tup_ins"], row["n_tup_upd"]
     finally:
         await store.close()
 
@@ -133,8 +148,12 @@ def main() -> int:
                   f"{summary(delays)}")
         if args.calls:
             since = datetime.now().astimezone()
+            time.sleep(STATS_FLUSH_SECONDS)  # the sequential calls' writes counted before the load's
+            inserted, updated = asyncio.run(row_writes(stack))
             code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
             counts = asyncio.run(far_end_counts(stack, since))
+            time.sleep(STATS_FLUSH_SECONDS)
+            inserted_after, updated_after = asyncio.run(row_writes(stack))
             channels, bridges = stack.leftovers(10)
             print(f"load: {args.calls} calls at {args.rate}/s, up to {args.concurrent} at once, "
                   f"{args.talk_ms} ms talk, {'recorded' if args.record else 'not recorded'}; SIPp caller exit {code}, {elapsed:.1f} s")
@@ -143,6 +162,8 @@ def main() -> int:
                   f"service setup p50 {counts['setup_p50']} ms p95 {counts['setup_p95']} ms; "
                   f"ring->bridge p95 {counts['ring_to_bridge_p95'] or 0:.3f} s")
             print(f"  left in Asterisk: {len(channels)} channels, {len(bridges)} bridges")
+            print(f"  call-row writes: {inserted_after - inserted} inserts, {updated_after - updated} updates "
+                  f"({(updated_after - updated) / max(1, counts['calls']):.1f} updates per call)")
     print(f"work files: {workdir}")
     return 0
 

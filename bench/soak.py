@@ -8,7 +8,7 @@ never answers (15%). Every --fault-every seconds it injects, in turn: the ARI
 websocket dropped, the service SIGKILLed and restarted, PostgreSQL crashed and
 restarted. At the end it checks, at the far end and in the database: no channel
 or bridge left in Asterisk, no call row left unfinished, every answered recorded
-call with exactly one recording whose file matches its sha256.
+call with exactly one recording that decrypts to the audio its sha256 names.
 
     .venv/bin/python -m bench.soak --calls 1000 --rate 8 --fault-every 6
 """
@@ -27,6 +27,8 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+from bridge.privacy.crypto import CryptoError, KeyRing, recording_key_context
+from bridge.recordings.sealed import SealedFileError, plaintext_size, read_range
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from tests.support.postgres import Cluster
@@ -92,17 +94,34 @@ async def verify(dsn: str, keys) -> dict:
                 "SELECT disposition, count(*) FROM calls GROUP BY disposition ORDER BY 1"))
             by_path = dict(await conn.fetch("SELECT path, count(*) FROM calls GROUP BY path"))
             recordings = await conn.fetch(
-                "SELECT c.id, r.storage_path, r.sha256 FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+                "SELECT c.id AS call_id, r.id, r.storage_path, r.sha256, r.bytes, r.sealed, k.key_id, k.wrapped_key"
+                " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+                " LEFT JOIN recording_keys k ON k.recording_id = r.id"
                 " WHERE c.disposition = 'answered' AND c.recorded")
             duplicates = await conn.fetchval(
                 "SELECT count(*) FROM (SELECT call_id FROM recordings GROUP BY call_id HAVING count(*) > 1) d")
     finally:
         await store.close()
     missing = sum(1 for r in recordings if r["storage_path"] is None)
-    corrupt = sum(1 for r in recordings if r["storage_path"] is not None
-                  and hashlib.sha256(Path(r["storage_path"]).read_bytes()).hexdigest() != r["sha256"])
+    corrupt = sum(1 for r in recordings if r["storage_path"] is not None and not verified(keys, r))
     return {"by_disposition": by_disposition, "by_path": by_path, "answered_recorded": len(recordings),
             "recordings_missing": missing, "recordings_corrupt": corrupt, "recordings_duplicated": duplicates}
+
+
+def verified(keys: KeyRing, recording) -> bool:
+    """Whether a recording opens with its wrapped key (recordings are sealed at
+    rest, bridge/recordings/sealed.py) into the plaintext its row describes:
+    size and sha256 of the audio, not of the file on disk."""
+    path = Path(recording["storage_path"])
+    try:
+        if not recording["sealed"]:
+            audio = path.read_bytes()
+        else:
+            dek = keys.open(recording["key_id"], recording["wrapped_key"], recording_key_context(recording["id"]))
+            audio = b"".join(read_range(path, dek, recording["id"], 0, plaintext_size(path)))
+    except (OSError, ValueError, TypeError, CryptoError, SealedFileError):
+        return False
+    return len(audio) == recording["bytes"] and hashlib.sha256(audio).hexdigest() == recording["sha256"]
 
 
 def main() -> int:
@@ -165,7 +184,7 @@ def main() -> int:
     print(f"unfinished rows: {result['by_disposition'].get('in_progress', 0)}; "
           f"left in Asterisk: {len(channels)} channels, {len(bridges)} bridges")
     print(f"answered recorded calls: {result['answered_recorded']}; without recording: "
-          f"{result['recordings_missing']}; sha256 mismatch: {result['recordings_corrupt']}; "
+          f"{result['recordings_missing']}; not decrypting to its sha256: {result['recordings_corrupt']}; "
           f"with two recordings: {result['recordings_duplicated']}")
     print(f"work files: {workdir}")
     ok = (not channels and not bridges and not result["by_disposition"].get("in_progress")

@@ -12,6 +12,8 @@ backlog, the pool) are set when /metrics is scraped (bridge/api/health.py).
 """
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 # -- calls ---------------------------------------------------------------------------
@@ -51,12 +53,32 @@ edge_node_state = Gauge("masking_edge_node_state", "1 for each node's state as t
 # -- the service's own state ---------------------------------------------------------
 draining = Gauge("masking_draining", "1 while the service drains (SIGTERM): new calls go to the fallback.")
 spool_depth = Gauge("masking_spool_depth", "Call-row writes waiting in the database-outage spool.")
+event_loop_lag_seconds = Histogram(
+    "masking_event_loop_lag_seconds", "How late the event loop woke a timer: time every call waits on.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 
 # -- pool and retention --------------------------------------------------------------
 pool_numbers_in_use = Gauge("masking_pool_numbers_in_use", "Pool numbers with live sessions.")
 pool_numbers_free = Gauge("masking_pool_numbers_free", "Pool numbers with no live session.")
 retention_purged_total = Counter("masking_retention_purged_total", "Rows purged past their retention, by kind.",
                                  ["kind"])
+
+
+# -- privacy clocks (subject requests' 30 days; a breach's assessment and PDPC notification) --
+privacy_overdue = Gauge("masking_privacy_overdue",
+                        "Open privacy obligations past their deadline, by clock (subject_request,"
+                        " incident_assessment, incident_pdpc_notification).", ["clock"])
+
+
+async def watch_event_loop_lag(interval: float = 0.25) -> None:
+    """Observe, every `interval`, how much later than asked a sleep returns:
+    the time a blocking call or a burst of work kept every call (and the ARI
+    websocket, which Asterisk drops after 100 ms unread) waiting."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(interval)
+        event_loop_lag_seconds.observe(max(0.0, loop.time() - asked - interval))
 
 
 def render() -> tuple[bytes, str]:

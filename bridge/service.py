@@ -81,7 +81,8 @@ class Service:
         if keys.audit_active is None:  # every audited action would fail: refuse to start instead
             raise AuditKeyMissing(f"{keys.path} holds no audit key: run `masking db upgrade`"
                                   " (or `masking keys add-audit`)")
-        self.store = await Store.connect(self.settings.database_url, keys, self.settings.db_timeout)
+        self.store = await Store.connect(self.settings.database_url, keys, self.settings.db_timeout,
+                                         self.settings.db_pool_size, self.settings.db_lookup_pool_size)
         self._tasks.append(asyncio.create_task(warn_if_privileged(self.store), name="database-role"))
         self._tasks.append(asyncio.create_task(audit_configuration(self.store, self.settings), name="audit-config"))
         self.asterisk = AsteriskMonitor(self.settings)
@@ -107,10 +108,12 @@ class Service:
         self._tasks.append(asyncio.create_task(self.lease.keep(), name="lease"))
         self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
         self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts,
-                                     policy=self.settings.outbound_policy)
+                                     policy=self.settings.outbound_policy,
+                                     countries=self.settings.destination_country_map)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
+        self._tasks.append(asyncio.create_task(metrics.watch_event_loop_lag(), name="event-loop-lag"))
         self._tasks.append(asyncio.create_task(seal_in_background(self.store), name="recordings-seal"))
         self._tasks.append(asyncio.create_task(
             sweep_forever(self.deps, self.settings.recording_sweep_seconds), name="recordings-sweep"))
@@ -347,7 +350,8 @@ async def warn_if_privileged(store: Store) -> None:
 
 async def serve_agi(settings: Settings) -> None:
     """Only the FastAGI fallback (for a standby host), until SIGINT or SIGTERM."""
-    store = await Store.connect(settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout)
+    store = await Store.connect(settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout,
+                                settings.db_pool_size, settings.db_lookup_pool_size)
     ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app)
     spool = Spool(settings.state_dir / "spool" / "calls-agi.jsonl")
     agi = FallbackAgi(store, ari, settings, f"{settings.ari_url}/{settings.ari_app}", spool)

@@ -11,7 +11,9 @@ should reject timestamps older than five minutes (replays). See `verify`.
 
 Requests go out through bridge/outbound/ (https, public destinations or the
 allow-list, no redirects); a failure is stored as a category (`http_500`,
-`connection_refused`...), never as what the receiver said.
+`connection_refused`...), never as what the receiver said. Each delivery is a
+disclosure: its audit row (destination host and country, bridge/privacy/ledger.py)
+commits with the outbox's mark.
 """
 from __future__ import annotations
 
@@ -20,11 +22,13 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Mapping
 
 from bridge import metrics
 from bridge.logs import get_logger
 from bridge.outbound.client import DeliveryFailed, OutboundHttp, status_category
 from bridge.outbound.policy import OutboundPolicy
+from bridge.privacy import ledger
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 
@@ -61,8 +65,9 @@ def backoff(attempts: int) -> float:
 
 class Dispatcher:
     def __init__(self, store: Store, secret: str, max_attempts: int, poll_interval: float = 0.5,
-                 policy: OutboundPolicy | None = None):
+                 policy: OutboundPolicy | None = None, countries: Mapping[str, str] | None = None):
         self.store, self.secret, self.max_attempts = store, secret, max_attempts
+        self.countries = dict(countries or {})  # destination host -> country, for the ledger
         self.poll_interval = poll_interval
         self.policy = policy or OutboundPolicy()
         self.wakeup = asyncio.Event()
@@ -117,8 +122,11 @@ class Dispatcher:
         try:
             answer = await http.post(event["url"], body, headers)
             if 200 <= answer.status < 300:
+                # The ledger's row of the disclosure commits with the delivery mark.
+                destination = ledger.destination_details(event["url"], self.countries)
                 try:
-                    await self.store.outbox.delivered(event["id"])
+                    await self.store.outbox.delivered(
+                        event["id"], lambda conn: self.store.disclosures.webhook_delivered(event, destination, conn))
                 except StoreUnavailable:
                     pass  # the claim expires; it is sent again (receivers drop duplicates by id)
                 metrics.webhooks_delivered_total.labels(event["event_type"]).inc()

@@ -2,7 +2,8 @@
 
 `call_json` is also what the CLI prints for a call. A key sees only its
 account's calls and places calls only on its account's sessions (another
-account's answer 404, like a missing one).
+account's answer 404, like a missing one). Each record shown writes a
+`call.read` row to the disclosure ledger first.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import uuid
 
 from aiohttp import web
 
-from bridge.api.context import PLACE_CALL, SETTINGS, STORE, account_id
+from bridge.api.context import PLACE_CALL, SETTINGS, STORE, account_id, account_name, actor
 from bridge.api.errors import json_body
 from bridge.api.fields import (
     MAX_TIME_LIMIT, bool_field, choice_field, int_field, limit_param, optional_int_field, refuse_unknown, text_field,
@@ -80,11 +81,19 @@ async def place_session_call(request: web.Request) -> web.Response:
                              headers={"Location": f"/v1/calls/{call_id}"})
 
 
+async def disclosed_calls(request: web.Request, rows: list[dict], via: str) -> list[dict]:
+    """The calls as JSON, once their reads are in the ledger (a `call.read` row each)."""
+    await request.app[STORE].disclosures.calls_read(actor(request), rows,
+                                                    {"account": account_name(request), "via": via})
+    return [call_json(r) for r in rows]
+
+
 async def list_calls(request: web.Request) -> web.Response:
     rows = await request.app[STORE].calls.list(limit_param(request), uuid_query(request, "session_id"),
                                                account_id(request))
-    return web.json_response({"calls": [call_json(r) for r in rows]})
+    return web.json_response({"calls": await disclosed_calls(request, rows, "list")})
 
 
 async def get_call(request: web.Request) -> web.Response:
-    return web.json_response(call_json(await request.app[STORE].calls.get(uuid_param(request), account_id(request))))
+    row = await request.app[STORE].calls.get(uuid_param(request), account_id(request))
+    return web.json_response((await disclosed_calls(request, [row], "get"))[0])

@@ -70,6 +70,7 @@ async def refresh_gauges(app: web.Application) -> None:
     try:
         pool = await store.numbers.pool_counts()
         backlog = await store.outbox.counts()
+        overdue = await store.incidents.overdue_counts()
     except StoreUnavailable:
         metrics.database_up.set(0)
         return
@@ -78,6 +79,8 @@ async def refresh_gauges(app: web.Application) -> None:
     metrics.pool_numbers_free.set(pool["active"] - pool["in_use"])
     metrics.webhooks_pending.set(backlog.get("pending", 0))
     metrics.webhooks_dead.set(backlog.get("dead", 0))
+    for clock, count in overdue.items():
+        metrics.privacy_overdue.labels(clock=clock).set(count)
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -4,7 +4,8 @@ A create request's body is checked here in full, field by field, before the
 store allocates a number. A key sees and changes only its account's sessions
 (another account's answers 404 like a missing one), and every answer that
 shows participants' numbers writes a `session.read` audit row per number
-first (`store.disclosures`), so each person's export lists who saw theirs.
+first (`store.disclosures`), and a creation its `session.created` rows, so each
+person's export lists who saw theirs (bridge/privacy/ledger.py).
 """
 from __future__ import annotations
 
@@ -112,7 +113,9 @@ async def create_session(request: web.Request) -> web.Response:
         digest = store.keys.keyed_digest("idempotency", json.dumps(body, sort_keys=True).encode())
         idempotency = (request[API_KEY]["id"], key, digest)
     session, created = await store.sessions.create(session_request_, idempotency, account_id(request))
-    # The numbers are the ones the client just sent (a replay needs the same body): nothing disclosed.
+    # The ledger's rows before the answer; a replay writes them again, so no creation goes unrecorded.
+    await store.disclosures.session_created(actor(request), session, {"account": account_name(request),
+                                                                      "via": "api", "replay": not created})
     return web.json_response(session_json(session, account_name(request)), status=201 if created else 200)
 
 

@@ -13,20 +13,27 @@ or an error, and the caller hears the out-of-session prompt.
 
 The request goes out through bridge/outbound/ like the webhooks (https, a
 public destination or the allow-list, no redirects), and the answer is read
-up to 64 KiB.
+up to 64 KiB. It discloses the caller's number: its audit row (the caller's
+keyed hash, the host and its country) is written first, and a session the
+answer creates writes its `session.created` rows (bridge/privacy/ledger.py).
 """
 from __future__ import annotations
 
 import json
 import time
 
+import asyncpg
+
 from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.numbering import InvalidNumber, parse_e164
 from bridge.outbound.client import DeliveryFailed, OutboundHttp, status_category
+from bridge.privacy import ledger
+from bridge.privacy.crypto import KeyFileError
 from bridge.sessions.models import SessionRequest, purpose_allowed
 from bridge.sessions.resolve import Connect, Reject, RejectReason
 from bridge.store import Store
+from bridge.store.disclosures import service_actor
 from bridge.store.errors import StoreError
 from bridge.webhooks import sign
 
@@ -64,13 +71,20 @@ def _text(value: object) -> str | None:
     return value[:200] if isinstance(value, str) and value else None
 
 
-async def ask_business(store: Store, settings: Settings, virtual_number: str, caller: str,
+async def ask_business(store: Store, settings: Settings, virtual_number: str, caller: str | None,
                        rejection: Reject) -> Connect | Reject:
     body = json.dumps({"type": "call.out_of_session", "virtual_number": virtual_number, "caller": caller,
                        "reason": rejection.reason.value}).encode()
     timestamp = int(time.time())
     headers = {"Content-Type": "application/json", "X-Masking-Timestamp": str(timestamp),
                "X-Masking-Signature": sign(settings.webhook_secret, timestamp, body)}
+    # The caller's number leaves for the business: the ledger's row first, or nothing is sent.
+    destination = ledger.destination_details(settings.out_of_session_url, settings.destination_country_map)
+    try:
+        await store.disclosures.out_of_session(caller, destination, {"reason": rejection.reason.value})
+    except (StoreError, KeyFileError, asyncpg.PostgresError) as exc:
+        log.warning("out_of_session.unaudited", error=type(exc).__name__)
+        return rejection
     try:
         async with OutboundHttp(settings.outbound_policy, settings.out_of_session_timeout) as http:
             answer = await http.post(settings.out_of_session_url, body, headers, read_limit=MAX_ANSWER_BYTES)
@@ -78,6 +92,7 @@ async def ask_business(store: Store, settings: Settings, virtual_number: str, ca
             raise DeliveryFailed(status_category(answer.status))
         request = connect_request(json.loads(answer.body), caller, virtual_number, settings)
         session, _ = await store.sessions.create(request)
+        await store.disclosures.session_created(service_actor(), session, {"via": "out_of_session", **destination})
     except DeliveryFailed as exc:
         log.warning("out_of_session.failed", error=exc.category, detail=exc.detail)
         return rejection

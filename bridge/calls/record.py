@@ -3,12 +3,16 @@
 Writes go through a queue drained by one task, in order (an event never
 overtakes the row it reports), so call control never waits on the database;
 a write the database refuses for a few seconds goes to the spool, to be
-replayed when it is back.
+replayed when it is back. Row writes waiting together are coalesced: the
+burst of changes a step makes (and whatever queued while the previous write
+ran) goes in as one statement, so a call holds a pooled connection as
+rarely as it can.
 """
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from typing import Any
 
 from dataclasses import asdict
@@ -31,26 +35,27 @@ class CallRow:
         self.log = log
         self.spool = spool
         self.spooled = False  # once a write is spooled, the later ones follow it there
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        self._queue: deque[tuple[str, dict[str, Any]] | None] = deque()
+        self._queued = asyncio.Event()
         self._task = asyncio.create_task(self._drain())
         self.fields: dict[str, Any] = dict(resumed_fields or {})  # the row as described so far
 
     def insert(self, **fields: Any) -> None:
         self.fields.update(fields)
-        self._queue.put_nowait(("insert", fields))
+        self._put(("insert", fields))
 
     def update(self, **fields: Any) -> None:
         self.fields.update(fields)
-        self._queue.put_nowait(("update", fields))
+        self._put(("update", fields))
 
     def event(self, event_type: str, session_id: uuid.UUID, url: str | None, data: dict) -> None:
         """Queue a webhook event (after the row writes before it)."""
         if url:
-            self._queue.put_nowait(("event", {"event_type": event_type, "session_id": session_id,
+            self._put(("event", {"event_type": event_type, "session_id": session_id,
                                               "url": url, "data": data, "event_id": uuid.uuid4()}))
 
     def touch_session(self, session_id: uuid.UUID) -> None:
-        self._queue.put_nowait(("touch", {"session_id": session_id}))
+        self._put(("touch", {"session_id": session_id}))
 
     def recording(self, stored: StoredRecording) -> uuid.UUID:
         """Index a recording moved into the store, with its wrapped key (so a
@@ -59,16 +64,33 @@ class CallRow:
                            format=stored.format, bytes=stored.bytes,
                            duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256,
                            key_id=stored.key.key_id, wrapped_key=stored.key.blob)
-        self._queue.put_nowait(("recording", asdict(row)))
+        self._put(("recording", asdict(row)))
         return stored.id
 
     async def close(self) -> None:
         """Wait until every write has been applied or spooled."""
-        self._queue.put_nowait(None)
+        self._put(None)
         await self._task
 
+    def _put(self, item: tuple[str, dict[str, Any]] | None) -> None:
+        self._queue.append(item)
+        self._queued.set()
+
+    async def _next(self) -> tuple[str, dict[str, Any]] | None:
+        """The next write, with the row updates queued right behind it merged in."""
+        while not self._queue:
+            self._queued.clear()
+            await self._queued.wait()
+        item = self._queue.popleft()
+        if item is None or item[0] not in ("insert", "update"):
+            return item
+        operation, fields = item[0], dict(item[1])
+        while self._queue and self._queue[0] is not None and self._queue[0][0] == "update":
+            fields.update(self._queue.popleft()[1])
+        return operation, fields
+
     async def _drain(self) -> None:
-        while (item := await self._queue.get()) is not None:
+        while (item := await self._next()) is not None:
             operation, fields = item
             if not self.spooled and await self._write(operation, fields):
                 continue

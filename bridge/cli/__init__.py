@@ -14,8 +14,8 @@ import asyncio
 import sys
 
 from bridge import logs
-from bridge.cli import (apikeys, asterisk, audit, calls, edge, keys, numbers, purge, recordings, service, sessions,
-                        subject, webhooks)
+from bridge.cli import (apikeys, asterisk, audit, calls, compliance, edge, incident, keys, numbers, purge, recordings,
+                        service, sessions, subject, webhooks)
 from bridge.cli.common import DATABASE_ERRORS, EXIT_BAD_INPUT, EXIT_FAILED, UsageError, database_failure
 from bridge.config import ConfigError, Settings
 from bridge.numbering import InvalidNumber
@@ -23,8 +23,8 @@ from bridge.privacy.crypto import CryptoError
 from bridge.store.errors import StoreError
 
 # In the order `masking --help` lists their commands.
-GROUPS = (service, numbers, sessions, calls, webhooks, keys, apikeys, audit, recordings, subject, asterisk, edge,
-          purge)
+GROUPS = (service, numbers, sessions, calls, webhooks, keys, apikeys, audit, recordings, subject, incident,
+          compliance, asterisk, edge, purge)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 `verify` checks every row's HMAC and link, and that every checkpoint in the file (the service writes them;
 `checkpoint` writes one now) is still in the trail with its hash: an edited, deleted, inserted or rewritten row
-shows, and so do the newest rows deleted (docs/security.md).
+shows, and so do the newest rows deleted (docs/security.md). `list` filters by action, session, actor, time
+range and subject (a number, in any spelling, matched by its keyed hash: the number itself is never stored).
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 from bridge.auditing import take_checkpoint, verify_trail
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store, parse_uuid
 from bridge.config import Settings
+from bridge.numbering import to_e164
 from bridge.privacy.audit import entry_json
 from bridge.privacy.checkpoint import CheckpointError
+from bridge.privacy.ledger import parse_moment
 
 
 def add_commands(sub) -> None:
@@ -27,6 +30,11 @@ def add_commands(sub) -> None:
     p = command(audit, "list", cmd_audit_list, "latest rows, newest first", listing=True)
     p.add_argument("--action", help="e.g. recording.read")
     p.add_argument("--session", dest="session_id")
+    p.add_argument("--actor", help="who: apikey:<prefix>[:<name>], cli:<user>, console:..., service")
+    p.add_argument("--since", help="from (inclusive): YYYY-MM-DD (UTC) or ISO 8601 with an offset")
+    p.add_argument("--until", help="to (exclusive): YYYY-MM-DD (UTC) or ISO 8601 with an offset")
+    p.add_argument("--subject", metavar="NUMBER",
+                   help="rows about this number or its sessions (matched by its keyed hash; any spelling)")
     p.add_argument("--limit", type=int, default=50)
 
 
@@ -68,7 +76,18 @@ async def cmd_audit_checkpoint(settings: Settings, _args) -> int:
 
 async def cmd_audit_list(settings: Settings, args) -> int:
     session_id = parse_uuid(args.session_id, "--session") if args.session_id else None
+    try:
+        since, until = (parse_moment(raw, option) if raw else None
+                        for raw, option in ((args.since, "--since"), (args.until, "--until")))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    subject = to_e164(args.subject, settings.default_region) if args.subject else None
+    if args.subject and subject is None:
+        raise UsageError("--subject must be a phone number (+65..., 65... or its national digits)")
     async with open_store(settings) as store:
-        rows = await store.audit.list(action=args.action, session_id=session_id, limit=args.limit)
+        subject_hash = store.keys.lookup_hash(subject) if subject else None
+        rows = await store.audit.list(action=args.action, session_id=session_id, limit=args.limit,
+                                      actor=args.actor, since=since, until=until, subject_hash=subject_hash,
+                                      subject_sessions=subject_hash is not None)
     emit([entry_json(r) for r in rows], ["seq", "at", "actor", "action", "target_type", "target_id", "source",
                                          "reason"], args.json, "entries")

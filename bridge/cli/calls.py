@@ -1,8 +1,8 @@
-"""`masking calls`: call records, as the HTTP API represents them."""
+"""`masking calls`: call records, as the HTTP API represents them; each shown writes a `call.read` ledger row."""
 from __future__ import annotations
 
 from bridge.api.calls import call_json  # the CLI prints what the API returns
-from bridge.cli.common import command, emit, group, open_store, parse_uuid
+from bridge.cli.common import command, emit, group, open_store, operator, parse_uuid
 from bridge.config import Settings
 
 CALL_COLUMNS = ["id", "started_at", "virtual_number", "direction", "disposition", "reject_reason", "setup_ms",
@@ -22,6 +22,7 @@ async def cmd_calls_list(settings: Settings, args) -> int:
     session_id = parse_uuid(args.session_id, "--session") if args.session_id else None
     async with open_store(settings) as store:
         rows = await store.calls.list(args.limit, session_id)
+        await store.disclosures.calls_read(operator(), rows, {"via": "cli"})
     emit([call_json(r) | {"storage_path": r["storage_path"]} for r in rows],
          CALL_COLUMNS + ["storage_path"], args.json, "calls")
     return 0
@@ -30,5 +31,6 @@ async def cmd_calls_list(settings: Settings, args) -> int:
 async def cmd_calls_show(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         row = await store.calls.get(parse_uuid(args.call_id, "call id"))
+        await store.disclosures.calls_read(operator(), [row], {"via": "cli"})
     emit([call_json(row)], CALL_COLUMNS + ["hangup_by", "ended_at"], args.json)
     return 0

@@ -1,6 +1,7 @@
 """`masking sessions`: create, read, extend and close masking sessions, and hold them for a legal dispute.
 
 Options are checked as the HTTP API checks them, so both refuse the same input; legal hold is in docs/privacy.md.
+What shows participants' numbers (create, show, and the --json of the others) writes its ledger rows first.
 """
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ async def cmd_sessions_create(settings: Settings, args) -> int:
         except StoreError as exc:
             print(f"masking: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        await store.disclosures.session_created(operator(), session, {"via": "cli"})
     # JSON by default: scripts read the virtual number from it.
     emit([session.to_json(utcnow())], SESSION_COLUMNS, True)
     return 0
@@ -128,6 +130,8 @@ def _iso_time(raw: str | None, option: str):
 async def cmd_sessions_list(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         sessions = await store.sessions.list(args.external_ref, args.status, args.limit)
+        if args.json:  # the table shows no participant's number
+            await store.disclosures.sessions_read(operator(), sessions, {"via": "cli list"})
     emit([s.to_json(utcnow()) for s in sessions], SESSION_COLUMNS, args.json, "sessions")
     return 0
 
@@ -135,6 +139,7 @@ async def cmd_sessions_list(settings: Settings, args) -> int:
 async def cmd_sessions_show(settings: Settings, args) -> int:
     async with open_store(settings) as store:
         session = await store.sessions.get(parse_uuid(args.session_id, "session id"))
+        await store.disclosures.sessions_read(operator(), [session], {"via": "cli show"})
     emit([session.to_json(utcnow())], SESSION_COLUMNS + ["participant_a", "participant_b", "ttl_mode"], args.json)
     return 0
 
@@ -144,6 +149,8 @@ async def cmd_sessions_extend(settings: Settings, args) -> int:
         raise UsageError("--ttl must be a positive number of seconds")
     async with open_store(settings) as store:
         session = await store.sessions.extend(parse_uuid(args.session_id, "session id"), args.ttl)
+        if args.json:
+            await store.disclosures.sessions_read(operator(), [session], {"via": "cli extend"})
     emit([session.to_json(utcnow())], SESSION_COLUMNS, args.json)
     return 0
 
@@ -163,6 +170,8 @@ async def cmd_sessions_hold(settings: Settings, args) -> int:
     by = operator()
     async with open_store(settings) as store:
         session = await store.holds.set(parse_uuid(args.session_id, "session id"), args.reason, by)
+        if args.json:
+            await store.disclosures.sessions_read(by, [session], {"via": "cli hold"})
     emit([session.to_json(utcnow())], SESSION_COLUMNS + ["legal_hold"], args.json)
     return 0
 
@@ -173,5 +182,7 @@ async def cmd_sessions_release_hold(settings: Settings, args) -> int:
     by = replace(operator(), reason=args.reason)
     async with open_store(settings) as store:
         session = await store.holds.release(parse_uuid(args.session_id, "session id"), by)
+        if args.json:
+            await store.disclosures.sessions_read(by, [session], {"via": "cli release-hold"})
     emit([session.to_json(utcnow())], SESSION_COLUMNS + ["legal_hold"], args.json)
     return 0

@@ -15,7 +15,8 @@ import phonenumbers
 
 from bridge.config.errors import ConfigError
 from bridge.config.groups import AsteriskSettings, DialedRule, EdgeSettings, Notice, Prompts, parse_dialed_rules
-from bridge.config.values import ENTITY_ID, PURPOSE_CODE, load_group, parse_days, parse_networks, path_text
+from bridge.config.values import (ENTITY_ID, PURPOSE_CODE, load_group, parse_countries, parse_days, parse_networks,
+                                  path_text)
 from bridge.outbound.policy import OutboundPolicy, url_problem
 
 
@@ -28,6 +29,11 @@ class Settings:
     database_url: str = "postgresql://127.0.0.1:5432/masking"
     database_admin_url: str = ""
     db_timeout: float = 2.0
+    # Connections for everything else (call-row writes, the API, the sweeps),
+    # and a separate few kept for routing a call that is arriving: a lookup
+    # never queues behind row writes (docs/operations.md).
+    db_pool_size: int = 10
+    db_lookup_pool_size: int = 4
     ari_host: str = "127.0.0.1"
     ari_port: int = 8088
     ari_user: str = "masking"
@@ -98,6 +104,9 @@ class Settings:
     # link-local or metadata addresses are refused unless listed here (CIDRs
     # or host names, comma-separated): receivers on the premises.
     outbound_allow: str = ""
+    # Where webhook and out-of-session hosts are, for the disclosure ledger
+    # (host=CC or *.domain=CC, comma-separated); a host not listed: "unknown".
+    destination_countries: str = ""
     # Requests per second each API key may make (sustained), and the burst
     # above it; per process. 0: no limit.
     api_rate: float = 20.0
@@ -162,6 +171,11 @@ class Settings:
         return OutboundPolicy.parse(self.outbound_allow, self.development)
 
     @property
+    def destination_country_map(self) -> dict[str, str]:
+        """Country by destination host (bridge/privacy/ledger.py)."""
+        return parse_countries(self.destination_countries)
+
+    @property
     def keys_path(self) -> Path:
         return self.keys_file if str(self.keys_file) not in ("", ".") else self.state_dir / "keys.json"
 
@@ -216,6 +230,8 @@ class Settings:
             raise ConfigError("MASKING_DATABASE_ADMIN_URL must be a postgresql:// URL")
         if self.dial_timeout <= 0 or self.db_timeout <= 0:
             raise ConfigError("MASKING_DIAL_TIMEOUT and MASKING_DB_TIMEOUT must be positive")
+        if self.db_pool_size < 1 or self.db_lookup_pool_size < 1:
+            raise ConfigError("MASKING_DB_POOL_SIZE and MASKING_DB_LOOKUP_POOL_SIZE must be at least 1")
         if self.sticky not in {"none", "prefer_sticky", "avoid_sticky"}:
             raise ConfigError("MASKING_STICKY must be one of none, prefer_sticky, avoid_sticky")
         self._validate_outbound()
@@ -277,6 +293,10 @@ class Settings:
             policy = self.outbound_policy
         except ValueError as exc:
             raise ConfigError(f"MASKING_OUTBOUND_ALLOW: {exc}") from None
+        try:
+            parse_countries(self.destination_countries)
+        except ValueError as exc:
+            raise ConfigError(f"MASKING_DESTINATION_COUNTRIES: {exc}") from None
         for name, url in (("MASKING_WEBHOOK_URL", self.webhook_url),
                           ("MASKING_OUT_OF_SESSION_URL", self.out_of_session_url),
                           ("MASKING_AUDIT_CHECKPOINT_URL", self.audit_checkpoint_url)):

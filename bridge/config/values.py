@@ -20,6 +20,25 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
 
+def parse_countries(raw: str) -> dict[str, str]:
+    """`MASKING_DESTINATION_COUNTRIES`: `host=CC` pairs, comma-separated; host a
+    name, an address, or `*.domain` for every name under it; CC an ISO 3166
+    alpha-2 code. ValueError names the first bad pair.
+
+    >>> parse_countries("hooks.shop.sg=SG, *.example.com=us")
+    {'hooks.shop.sg': 'SG', '*.example.com': 'US'}
+    """
+    mapping: dict[str, str] = {}
+    for pair in (p.strip() for p in raw.split(",")):
+        if not pair:
+            continue
+        host, sep, country = (part.strip() for part in pair.partition("="))
+        if not sep or not host or len(country) != 2 or not country.isalpha() or not country.isascii():
+            raise ValueError(f"{pair!r} is not host=CC (a two-letter country code)")
+        mapping[host.lower().rstrip(".")] = country.upper()
+    return mapping
+
+
 def parse_days(raw: str) -> int | None:
     """A retention period: `90` days, or `never` (kept until erased). Raises ValueError otherwise."""
     text = raw.strip().lower()

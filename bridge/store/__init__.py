@@ -3,9 +3,9 @@ them out over one pool.
 
 Each module speaks SQL for its own tables only (numbers, sessions, calls,
 recordings and their keys, API keys, the webhook outbox, the audit trail,
-retention, erasure, legal holds, subjects, PINs, wait audio, the console's
+retention, erasure, legal holds, breach incidents, subjects, PINs, wait audio, the console's
 sign-ins, the pool's history, the schema and the database roles).
-`Store` is deliberately thin: it opens the pool and gives each domain's
+`Store` is deliberately thin: it opens the pools (bridge/store/db.py) and gives each domain's
 queries their dependencies once, so a caller names the domain it talks to
 (`store.sessions.create(...)`, `store.audit.list(...)`) and a reader can see
 which part of the system owns which table. Queries that must commit together
@@ -30,6 +30,7 @@ from bridge.store.corrections import Corrections
 from bridge.store.disclosures import Disclosures
 from bridge.store.erasure import Erasure
 from bridge.store.holds import LegalHolds
+from bridge.store.incidents import Incidents
 from bridge.store.numbers import Numbers
 from bridge.store.outbox import Outbox
 from bridge.store.pin_failures import PinFailures
@@ -51,8 +52,8 @@ APPLICATION_NAME = "masking-bridge"
 class Store:
     """Every domain's queries over one pool."""
 
-    def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float):
-        self.db = Database(pool, keys, timeout)
+    def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float, lookup_pool: asyncpg.Pool | None = None):
+        self.db = Database(pool, keys, timeout, lookup_pool)
         self.audit = AuditTrail(self.db)
         self.disclosures = Disclosures(self.db, self.audit)
         self.schema = Schema(self.db)
@@ -68,6 +69,7 @@ class Store:
         self.outbox = Outbox(self.db)
         self.subjects = Subjects(self.db, self.audit)
         self.holds = LegalHolds(self.db, self.audit)
+        self.incidents = Incidents(self.db, self.audit)
         self.retention = Retention(self.db, self.audit)
         self.erasure = Erasure(self.db, self.audit, self.subjects, self.retention)
         self.corrections = Corrections(self.db, self.audit, self.subjects)
@@ -75,14 +77,17 @@ class Store:
         self.pool_history = PoolHistory(self.db, self.numbers)
 
     @classmethod
-    async def connect(cls, dsn: str, keys: KeyRing, timeout: float = 2.0, max_size: int = 10) -> "Store":
+    async def connect(cls, dsn: str, keys: KeyRing, timeout: float = 2.0, max_size: int = 10,
+                      lookup_size: int = 4) -> "Store":
+        """`max_size` connections for writes and everything else, `lookup_size`
+        more that only route arriving calls (MASKING_DB_POOL_SIZE, MASKING_DB_LOOKUP_POOL_SIZE)."""
         # min_size=0: the service starts (and answers callers with a prompt)
-        # even when the database is down.
-        pool = await asyncpg.create_pool(
-            dsn, min_size=0, max_size=max_size, timeout=timeout, command_timeout=timeout,
+        # even when the database is down; a pool never used opens nothing.
+        pools = [await asyncpg.create_pool(
+            dsn, min_size=0, max_size=size, timeout=timeout, command_timeout=timeout,
             server_settings={"application_name": APPLICATION_NAME},
-        )
-        return cls(pool, keys, timeout)
+        ) for size in (max_size, lookup_size)]
+        return cls(pools[0], keys, timeout, lookup_pool=pools[1])
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -102,3 +107,5 @@ class Store:
 
     async def close(self) -> None:
         await self.db.pool.close()
+        if self.db.lookup_pool is not self.db.pool:
+            await self.db.lookup_pool.close()

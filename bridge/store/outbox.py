@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Awaitable, Callable
 
 import asyncpg
 
@@ -45,10 +46,19 @@ class Outbox:
             "  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit))
         return [dict(r) for r in rows]
 
-    async def delivered(self, outbox_id: int) -> None:
-        await self.db.run(lambda conn: conn.execute(
-            "UPDATE webhook_outbox SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,"
-            " last_error = NULL WHERE id = $1", outbox_id))
+    async def delivered(self, outbox_id: int,
+                        also: Callable[[asyncpg.Connection], Awaitable[object]] | None = None) -> None:
+        """Mark it delivered; `also` runs in the same transaction (the ledger's row of the delivery)."""
+
+        async def mark(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE webhook_outbox SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,"
+                    " last_error = NULL WHERE id = $1", outbox_id)
+                if also is not None:
+                    await also(conn)
+
+        await self.db.run(mark)
 
     async def reschedule(self, outbox_ids: list[int], delay: float) -> None:
         """Release claimed events to be tried again in `delay` seconds."""

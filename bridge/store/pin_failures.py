@@ -36,7 +36,7 @@ class PinFailures:
             found = {r["scope"]: _count(r) for r in rows}
             return found.get("caller", FailureCount()), found.get("number", FailureCount()), holds
 
-        return await self.db.run(read)
+        return await self.db.lookup(read)
 
     async def record(self, caller: str | None, number: str, limits: GuardLimits,
                      now: datetime) -> tuple[FailureCount, FailureCount]:

@@ -81,7 +81,7 @@ class Pins:
     async def lookup(self, virtual_number: str, pin: str) -> PinLookup:
         """The sessions on a shared number that held `pin`, newest first (the
         live one, if any, and the most recent that ended)."""
-        rows = await self.db.run(lambda conn: conn.fetch(
+        rows = await self.db.lookup(lambda conn: conn.fetch(
             "SELECT * FROM masking_sessions WHERE virtual_number = $1 AND pin = $2"
             " ORDER BY status = 'active' DESC, created_at DESC LIMIT 2", virtual_number, pin))
         return PinLookup(tuple(session_from_row(self.db.keys, r) for r in rows))

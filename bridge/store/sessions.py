@@ -65,7 +65,7 @@ class Sessions:
             return RouteLookup(number_in_pool=rows[0]["in_pool"], sessions=sessions, virtual_number=virtual_number,
                                pin_mode=rows[0]["pin_mode"])
 
-        return await self.db.run(query)
+        return await self.db.lookup(query)
 
     async def create(self, request: SessionRequest, idempotency: tuple[uuid.UUID, str, str] | None = None,
                      account_id: uuid.UUID | None = None) -> tuple[MaskingSession, bool]:

@@ -1,5 +1,6 @@
 """A data subject's export: read everything held about a number, audit the
-export, write the zip (see `subject_access.py` for what it holds).
+export, write the zip (see `subject_access.py` for what it holds; its
+`disclosed_to.json` is derived from the disclosure ledger, bridge/privacy/ledger.py).
 
 The `subject.exported` row is written after the data is read and before any
 byte of the zip: an export that cannot be audited is not made, and each export
@@ -21,7 +22,8 @@ from typing import IO
 from bridge.logs import get_logger
 from bridge.numbering import mask_number
 from bridge.privacy.audit import Actor
-from bridge.privacy.rights import IdentityNotVerified, split_disclosures
+from bridge.privacy.ledger import disclosed_to
+from bridge.privacy.rights import IdentityNotVerified, split_disclosures, withheld_disclosure
 from bridge.privacy.subject_access import (
     DISCLOSURE_WINDOW, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
 )
@@ -72,6 +74,10 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
     _, withheld_rows = split_disclosures(holdings.disclosures, holdings.subject_hash,
                                          {str(s.id) for s in holdings.sessions})
     docs["withheld.json"] = encode(withheld_document(choice))
+    # Who the ledger says received the subject's data in the past year (bridge/privacy/ledger.py);
+    # never a legal hold or a disclosure to law enforcement (PDPA s21(4), bridge/privacy/rights.py).
+    shown = [e for e in holdings.disclosures if withheld_disclosure(e) is None]
+    docs["disclosed_to.json"] = encode(disclosed_to(shown, holdings.subject_hash, now - DISCLOSURE_WINDOW))
     counts = {"sessions": len(holdings.sessions), "calls": len(holdings.calls),
               "recordings": len(holdings.recordings), "audio_files": len(choice.sources),
               "disclosures": len(holdings.disclosures) - len(withheld_rows)}

@@ -80,7 +80,7 @@ async def empty(store: Store) -> None:
         # As a superuser only can: past the trigger that keeps audit_log append-only.
         await conn.execute("SET session_replication_role = replica")
         await conn.execute("TRUNCATE webhook_outbox, idempotency_keys, recordings, calls, session_participants,"
-                           " masking_sessions, virtual_numbers, api_keys, audit_log, subject_requests CASCADE")
+                           " masking_sessions, virtual_numbers, api_keys, audit_log, subject_requests, incidents CASCADE")
         await conn.execute("RESET session_replication_role")
 
 

@@ -180,4 +180,5 @@ def test_the_running_service_reports_ari_asterisk_calls_and_no_drain(stack, plac
     assert sample(parsed, "masking_spool_depth") == 0
     assert (sample(parsed, "masking_calls", "masking_calls_total", disposition="answered") or 0) >= 1
     assert sample(parsed, "masking_call_setup_seconds", "masking_call_setup_seconds_count") >= 1
+    assert sample(parsed, "masking_event_loop_lag_seconds", "masking_event_loop_lag_seconds_count") >= 1
     assert parties.a.lstrip("+") not in text and parties.b.lstrip("+") not in text

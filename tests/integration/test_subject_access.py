@@ -73,7 +73,8 @@ def test_an_export_after_a_real_call_holds_the_call_its_audio_and_who_read_it_bu
     assert manifest["schema_version"] == 1 and manifest["subject"] == parties.a
     audio_name = f"audio/{recording['id']}.wav"
     assert {f["name"] for f in manifest["files"]} == {"sessions.json", "calls.json", "recordings.json",
-                                                      "disclosures.json", "withheld.json", audio_name}
+                                                      "disclosures.json", "disclosed_to.json", "withheld.json",
+                                                      audio_name}
     for listed in manifest["files"]:
         assert hashlib.sha256(files[listed["name"]]).hexdigest() == listed["sha256"], listed["name"]
         assert len(files[listed["name"]]) == listed["bytes"]

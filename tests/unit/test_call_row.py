@@ -1,0 +1,89 @@
+"""The per-call row writer: row changes made together reach the database as
+one write, in order with the events that report them."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+from bridge.calls.record import CallRow
+from bridge.calls.spool import Spool
+from bridge.logs import get_logger
+from bridge.store.errors import StoreUnavailable
+
+SESSION = uuid.uuid4()
+
+
+class FakeStore:
+    """Records each statement the writer sends; `gate` holds writes until set,
+    `down` refuses them as an unreachable database would."""
+
+    def __init__(self):
+        self.writes: list[tuple[str, dict]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.down = False
+        self.calls = SimpleNamespace(insert=self._writer("insert"), update=self._writer("update"))
+        self.outbox = SimpleNamespace(enqueue=self._writer("event"))
+        self.sessions = SimpleNamespace(touch=self._writer("touch"))
+
+    def _writer(self, operation):
+        async def write(*_args, **fields):
+            await self.gate.wait()
+            if self.down:
+                raise StoreUnavailable("database unavailable: TimeoutError")
+            self.writes.append((operation, fields))
+        return write
+
+
+def new_row(store, spool=None) -> CallRow:
+    return CallRow(store, uuid.uuid4(), get_logger("test"), spool=spool)
+
+
+async def test_a_burst_of_row_changes_is_one_write_and_an_event_stays_behind_the_row_it_reports():
+    store = FakeStore()
+    row = new_row(store)
+    row.insert(virtual_number="+6561000001", caller_channel_id="c1", started_at=None)
+    row.update(session_id=SESSION)
+    row.update(callee_channel_id="c2", setup_ms=40)
+    row.event("call.ringing", SESSION, "https://example.test/hook", {})
+    row.update(ringing_at="t1")
+    row.update(answered_at="t2", dial_status="ANSWER")
+    await row.close()
+
+    assert [op for op, _ in store.writes] == ["insert", "event", "update"]
+    assert store.writes[0][1] == {"virtual_number": "+6561000001", "caller_channel_id": "c1", "started_at": None,
+                                  "session_id": SESSION, "callee_channel_id": "c2", "setup_ms": 40}
+    assert store.writes[2][1] == {"ringing_at": "t1", "answered_at": "t2", "dial_status": "ANSWER"}
+
+
+async def test_changes_made_while_a_write_is_in_flight_go_in_together_after_it():
+    store = FakeStore()
+    store.gate.clear()
+    row = new_row(store)
+    row.insert(virtual_number="+6561000001", caller_channel_id="c1", started_at=None)
+    await asyncio.sleep(0)  # the insert is sent and waits on the database
+    row.update(ringing_at="t1")
+    row.update(ringing_at="t2", notices="[]")
+    row.update(disposition="answered")
+    store.gate.set()
+    await row.close()
+
+    assert store.writes[1:] == [("update", {"ringing_at": "t2", "notices": "[]", "disposition": "answered"})]
+    assert len(store.writes) == 2
+
+
+async def test_a_coalesced_write_the_database_refuses_is_spooled_once_with_every_change(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("bridge.calls.record.RETRY_DELAYS", (0.0,))
+    store = FakeStore()
+    store.down = True
+    spool = Spool(tmp_path / "calls.jsonl")
+    row = new_row(store, spool)
+    row.update(ringing_at="t1")
+    row.update(disposition="failed")
+    await row.close()
+
+    assert store.writes == []
+    assert len(spool) == 1
+    assert '"ringing_at": "t1"' in spool.path.read_text() and '"disposition": "failed"' in spool.path.read_text()
