@@ -52,7 +52,7 @@ class NothingToCorrect(ValueError):
 def withheld_disclosure(entry: AuditEntry) -> str | None:
     """Why a disclosure row is kept from its subject (then it is recorded in the
     export's audit row), or None when the subject may see it."""
-    if entry.action.startswith("legal_hold."):
+    if entry.action.startswith("legal_hold.") or (entry.details or {}).get("via") == "legal_hold":
         return "legal hold (may reveal an investigation; PDPA s21(4))"
     if LAW_ENFORCEMENT.search(entry.reason or "") or (entry.details or {}).get("law_enforcement"):
         return "disclosure to law enforcement (PDPA s21(4))"

@@ -24,11 +24,12 @@ def test_legal_holds_and_law_enforcement_rows_are_kept_from_the_subject_and_the_
             entry(2, subject_hash=HASH, action="legal_hold.set", reason="dispute"),
             entry(3, subject_hash=HASH, reason="Police request 4"),
             entry(4, subject_hash=HASH, reason="per s21(4)"),
-            entry(5, subject_hash=HASH, details={"law_enforcement": True})]
+            entry(5, subject_hash=HASH, details={"law_enforcement": True}),
+            entry(6, subject_hash=HASH, action="session.read", details={"via": "legal_hold"})]
 
     shown, withheld = split_disclosures(rows, HASH, set())
 
-    assert [r["seq"] for r in shown] == [1] and [w["seq"] for w in withheld] == [2, 3, 4, 5]
+    assert [r["seq"] for r in shown] == [1] and [w["seq"] for w in withheld] == [2, 3, 4, 5, 6]
     assert shown[0]["recipient"] == "API client crm"
     assert {"actor", "source", "reason"}.isdisjoint(shown[0]) and "ticket 77" not in json.dumps(shown)
     assert withheld_disclosure(rows[0]) is None
