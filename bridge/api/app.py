@@ -20,7 +20,9 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from bridge.api import audit, calls, health, numbers, ratelimit, recordings, sessions, subjects, wait_audio, webhooks
+from bridge.api import (
+    audit, calls, health, numbers, ratelimit, recordings, sessions, subject_rights, subjects, wait_audio, webhooks,
+)
 from bridge.api.context import ACTIVE_CALLS, API_KEY, PLACE_CALL, READINESS, SETTINGS, STORE
 from bridge.api.errors import ApiError, error_middleware
 from bridge.calls.connect import ConnectRequest
@@ -31,7 +33,7 @@ from bridge.store import Store
 # `console` and `reveal` open the web console and a number's reveal in it (bridge/console/access.py).
 SCOPES = ("sessions", "numbers", "recordings", "audit", "subjects", "console", "reveal")
 # No two resources share a path, so the order they register in decides no match.
-RESOURCES = (health, sessions, calls, recordings, wait_audio, numbers, webhooks, audit, subjects)
+RESOURCES = (health, sessions, calls, recordings, wait_audio, numbers, webhooks, audit, subjects, subject_rights)
 
 
 def make_app(store: Store, settings: Settings,

@@ -17,12 +17,14 @@ from bridge.api.fields import (
     bool_field, checked_text, choice_field, limit_param, number_field, refuse_unknown, text_field, uuid_field,
     uuid_param,
 )
+from bridge.api.subject_rights import rights_refusal
 from bridge.clock import utcnow
 from bridge.logs import get_logger
 from bridge.privacy.subject_access import (
     MAX_NOTES, REQUEST_KINDS, WITHDRAWAL_CONSEQUENCES, RequestMismatch, RequestNotOpen, SubjectRequest, due_at,
     received_at,
 )
+from bridge.privacy.rights import IdentityNotVerified
 from bridge.recordings.backfill import plaintext_retirer
 from bridge.subjects.export import export_subject
 
@@ -53,16 +55,18 @@ def refused(exc: Exception) -> ApiError:
 async def export(request: web.Request) -> web.StreamResponse:
     """The zip of everything held about the number in the body (see docs/privacy.md)."""
     body = await json_body(request)
-    refuse_unknown(body, {"number", "include_audio", "request_id"})
+    refuse_unknown(body, {"number", "include_audio", "include_mixed_audio", "request_id"})
     number = number_field(body, "number", request.app[SETTINGS])
     include_audio = bool_field(body, "include_audio", False)
+    include_mixed = bool_field(body, "include_mixed_audio", False)
     request_id = uuid_field(body, "request_id")
     now = utcnow()
     with tempfile.TemporaryFile(prefix="masking-export-") as out:  # audio can be large: not in memory
         try:
-            await export_subject(request.app[STORE], number, out, actor(request), now, include_audio, request_id)
-        except (RequestNotOpen, RequestMismatch) as exc:
-            raise refused(exc) from None
+            await export_subject(request.app[STORE], number, out, actor(request), now, include_audio, request_id,
+                                 include_mixed)
+        except (RequestNotOpen, RequestMismatch, IdentityNotVerified) as exc:
+            raise rights_refusal(exc) from None
         size = out.tell()
         out.seek(0)
         response = web.StreamResponse(headers={

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store, operator, parse_uuid
+from bridge.cli.rights import add_export_options, add_rights_commands, archive_sink
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.files import open_private
@@ -26,6 +27,7 @@ def add_commands(sub) -> None:
     p.add_argument("--audio", action="store_true", help="include the recordings' audio, decrypted")
     p.add_argument("--out", type=Path, help="the zip to write (default: subject-export-<time>.zip here)")
     p.add_argument("--request", dest="request_id", help="the access request this answers: marked done")
+    add_export_options(p)
     request = subject.add_parser("request", help="track a request received from a person").add_subparsers(
         dest="request_command", required=True)
     p = command(request, "open", cmd_subject_request_open, "record a request and its due date", listing=True)
@@ -38,6 +40,7 @@ def add_commands(sub) -> None:
     p.add_argument("request_id")
     p.add_argument("--refused", action="store_true", help="refused, not answered (say why in --notes)")
     p.add_argument("--notes")
+    add_rights_commands(subject, request)
     p = command(subject, "requests", cmd_subject_requests, "requests by due date", listing=True)
     p.add_argument("--overdue", action="store_true", help="only open requests past their due date")
     p.add_argument("--status", choices=["open", "done", "refused"])
@@ -57,24 +60,28 @@ def add_commands(sub) -> None:
 
 
 async def cmd_subject_export(settings: Settings, args) -> int:
+    from bridge.privacy.rights import IdentityNotVerified
     from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen
+    from bridge.subjects.encrypt import EncryptionFailed
     from bridge.subjects.export import export_subject
 
     number = parse_e164(args.number, settings.default_region)
     request_id = parse_uuid(args.request_id, "--request") if args.request_id else None
     now = utcnow()
-    path = args.out or Path(f"subject-export-{now:%Y%m%dT%H%M%SZ}.zip")
+    sink = archive_sink(args)
+    path = args.out or Path(f"subject-export-{now:%Y%m%dT%H%M%SZ}.zip" + (".gpg" if sink is not open_private else ""))
     if path.exists():
         raise UsageError(f"{path} exists; name another file with --out")
     partial = path.with_name(f".{path.name}.partial")  # renamed once complete: never half a zip under its name
     async with open_store(settings) as store:
         try:
-            with open_private(partial) as out:
-                summary = await export_subject(store, number, out, operator(), now, args.audio, request_id)
+            with sink(partial) as out:
+                summary = await export_subject(store, number, out, operator(), now, args.audio, request_id,
+                                               args.include_mixed_audio)
             os.replace(partial, path)
         except RequestMismatch as exc:
             raise UsageError(str(exc)) from None
-        except RequestNotOpen as exc:
+        except (RequestNotOpen, IdentityNotVerified, EncryptionFailed) as exc:
             print(f"masking: {exc}", file=sys.stderr)
             return EXIT_FAILED
         finally:
@@ -82,7 +89,11 @@ async def cmd_subject_export(settings: Settings, args) -> int:
     counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items())
     answered = (f"; request {request_id} done" if summary.request_done
                 else f"; request {request_id} was closed meanwhile, not by this export" if request_id else "")
-    print(f"wrote {path}: {counts}{answered}")
+    print(f"wrote {path}: {counts}{answered}" + ("; encrypted" if sink is not open_private else ""))
+    if args.audio:
+        print("audio: only the person's own channel of two-channel recordings; "
+              + ("mixed recordings INCLUDED: they hold the other party's voice too" if args.include_mixed_audio
+                 else "mixed recordings withheld (withheld.json says which and why)"))
     return 0
 
 

@@ -19,7 +19,9 @@ from bridge.console.context import Refused, actor, allow, form_text, path_uuid, 
 from bridge.console.render import redirect, render
 from bridge.console.state import due
 from bridge.numbering import InvalidNumber, parse_e164
+from bridge.privacy.audit import clean_reason
 from bridge.privacy.retention import RetentionPolicy
+from bridge.privacy.rights import VERIFY_METHODS, IdentityNotVerified
 from bridge.privacy.subject_access import (
     MAX_NOTES, REQUEST_KINDS, RequestMismatch, RequestNotOpen, due_at, received_at,
 )
@@ -33,6 +35,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/privacy", desk)
     router.add_post("/privacy/requests", open_request)
     router.add_post("/privacy/requests/{id}/close", close_request)
+    router.add_post("/privacy/requests/{id}/verify", verify_request)
     router.add_post("/privacy/requests/{id}/export", export)
     router.add_post("/privacy/audit/verify", verify_audit)
 
@@ -55,7 +58,7 @@ async def desk(request: web.Request) -> web.Response:
         "policy": RetentionPolicy.from_settings(config), "purge_interval": interval,
         "last_purge": last_purge[0] if last_purge else None,
         "next_purge": last_purge[0].at + timedelta(seconds=interval) if last_purge and interval else None,
-        "max_notes": MAX_NOTES, "today": now.date().isoformat()})
+        "max_notes": MAX_NOTES, "today": now.date().isoformat(), "verify_methods": VERIFY_METHODS})
 
 
 def number_from(raw: str, region: str) -> str:
@@ -97,6 +100,21 @@ async def close_request(request: web.Request) -> web.Response:
     return redirect("/console/privacy#requests")
 
 
+async def verify_request(request: web.Request) -> web.Response:
+    """Record how the requester's identity was checked: an export waits for it."""
+    allow(request, "privacy")
+    request_id = path_uuid(request)
+    method = await form_text(request, "method", 20)
+    if method not in VERIFY_METHODS:
+        raise Refused(422, f"the method must be one of {', '.join(VERIFY_METHODS)}")
+    checked_by = clean_reason(await form_text(request, "checked_by", 200, required=True))
+    try:
+        await store(request).subjects.verify_request(request_id, method, actor(request), checked_by)
+    except RequestNotOpen as exc:
+        raise Refused(409, str(exc)) from None
+    return redirect("/console/privacy#requests")
+
+
 async def export(request: web.Request) -> web.StreamResponse:
     """The request's export (the zip the API's /v1/subjects/export makes); the
     request is marked done once it is written."""
@@ -104,13 +122,15 @@ async def export(request: web.Request) -> web.StreamResponse:
     request_id = path_uuid(request)
     number = number_from(await form_text(request, "number", 40, required=True), settings(request).default_region)
     include_audio = await form_text(request, "include_audio", 5) is not None
+    include_mixed = await form_text(request, "include_mixed_audio", 5) is not None
     reason = await form_text(request, "reason", 200)
     now = utcnow()
     with tempfile.TemporaryFile(prefix="masking-export-") as out:  # audio can be large: not in memory
         try:
-            await export_subject(store(request), number, out, actor(request, reason), now, include_audio, request_id)
-        except (RequestNotOpen, RequestMismatch) as exc:
-            raise Refused(409 if isinstance(exc, RequestNotOpen) else 422, str(exc)) from None
+            await export_subject(store(request), number, out, actor(request, reason), now, include_audio, request_id,
+                                 include_mixed)
+        except (RequestNotOpen, RequestMismatch, IdentityNotVerified) as exc:
+            raise Refused(422 if isinstance(exc, RequestMismatch) else 409, str(exc)) from None
         size = out.tell()
         out.seek(0)
         response = web.StreamResponse(headers={

@@ -89,10 +89,12 @@ class SessionToErase:
     held: bool
     call_in_progress: bool
     hold_reason: str | None = None
+    preserved: bool = False  # a participant's request is open or was refused < 30 days ago
 
 
 class KeptBecause(StrEnum):
     LEGAL_HOLD = "legal_hold"
+    PRESERVATION_HOLD = "preservation_hold"  # kept for a subject's request (bridge/privacy/rights.py)
     CALL_IN_PROGRESS = "call_in_progress"  # its recording is not written yet: erase again once it ends
 
 
@@ -112,6 +114,8 @@ def plan_erasure(sessions: list[SessionToErase]) -> ErasurePlan:
     for session in sessions:
         if session.held:
             plan.kept.append((session.id, KeptBecause.LEGAL_HOLD, session.hold_reason))
+        elif session.preserved:
+            plan.kept.append((session.id, KeptBecause.PRESERVATION_HOLD, None))
         elif session.call_in_progress:
             plan.kept.append((session.id, KeptBecause.CALL_IN_PROGRESS, None))
         else:

@@ -25,6 +25,7 @@ import phonenumbers
 
 from bridge.numbering import mask_number, redact_text
 from bridge.privacy.audit import AuditEntry
+from bridge.privacy.rights import split_disclosures
 from bridge.sessions.caller_id import caller_of, number_of, other, participant, role_of
 from bridge.sessions.models import MaskingSession
 
@@ -68,6 +69,9 @@ class SubjectRequest:
     completed_at: datetime | None = None
     completed_by: str | None = None
     notes: str | None = None
+    verified_at: datetime | None = None  # the identity check (bridge/privacy/rights.py)
+    verified_by: str | None = None
+    verify_method: str | None = None
 
     def overdue(self, now: datetime) -> bool:
         return self.status == "open" and now > self.due_at
@@ -76,7 +80,9 @@ class SubjectRequest:
         return {"id": str(self.id), "kind": self.kind, "subject": self.subject_hint, "status": self.status,
                 "received_at": self.received_at.isoformat(), "due_at": self.due_at.isoformat(),
                 "overdue": self.overdue(now), "completed_at": _iso(self.completed_at), "opened_by": self.actor,
-                "completed_by": self.completed_by, "notes": self.notes}
+                "completed_by": self.completed_by, "notes": self.notes,
+                "identity_verified": {"at": _iso(self.verified_at), "by": self.verified_by,
+                                      "method": self.verify_method} if self.verified_at else None}
 
 
 def due_at(received_at: datetime, days: int) -> datetime:
@@ -162,7 +168,7 @@ def call_document(row: dict, session: MaskingSession, subject: str) -> dict[str,
     return out
 
 
-AUDIO_STATES = ("included", "not_requested", "shredded", "gone", "unreadable")
+AUDIO_STATES = ("included", "own_channel", "withheld", "not_requested", "shredded", "gone", "unreadable")
 
 
 def recording_document(row: dict, audio: str, file: str | None = None) -> dict[str, Any]:
@@ -171,22 +177,6 @@ def recording_document(row: dict, audio: str, file: str | None = None) -> dict[s
             "format": row["format"], "bytes": row["bytes"], "duration_seconds": float(row["duration_seconds"]),
             "sha256": row["sha256"], "created_at": row["created_at"].isoformat(), "sealed": row["sealed"],
             "shredded_at": _iso(row.get("shredded_at")), "audio": audio, "file": file}
-
-
-def disclosure_document(entry: AuditEntry, subject_hash: bytes, session_ids: set[str]) -> dict[str, Any]:
-    """One access to or change of the subject's data: who, what, when, from where, why.
-    Hashes are left out (a row found by session may carry the other party's); the
-    other party's own export shows only which of the subject's sessions it disclosed."""
-    about_number = entry.subject_hash == subject_hash
-    details = entry.details
-    if not about_number and entry.action == "subject.exported":
-        details = {"include_audio": details.get("include_audio"),
-                   "session_ids": sorted(set(details.get("session_ids") or []) & session_ids)}
-    return {"seq": entry.seq, "at": entry.at.astimezone(timezone.utc).isoformat(), "actor": entry.actor,
-            "action": entry.action, "target_type": entry.target_type,
-            "target_id": entry.target_id if about_number or entry.action != "subject.exported" else "the other party",
-            "session_id": _str(entry.session_id), "source": entry.source, "reason": entry.reason,
-            "about": "your number" if about_number else "your session", "details": details}
 
 
 def number_spellings(number: str) -> list[str]:
@@ -237,8 +227,8 @@ def documents(holdings: SubjectHoldings, now: datetime, audio: dict[uuid.UUID, t
                        if c.get("session_id") in sessions],
         "recordings.json": [recording_document(r, *audio.get(r["id"], ("not_requested", None)))
                             for r in holdings.recordings],
-        "disclosures.json": [disclosure_document(e, holdings.subject_hash, {str(i) for i in sessions})
-                             for e in holdings.disclosures],
+        "disclosures.json": split_disclosures(holdings.disclosures, holdings.subject_hash,
+                                              {str(i) for i in sessions})[0],
     }
     return scrub(out, sorted(hidden - mine - {subject}))
 
@@ -260,7 +250,8 @@ def manifest(subject: str, generated_at: datetime, files: dict[str, bytes | tupl
     return {"schema_version": SCHEMA_VERSION, "generated_at": generated_at.astimezone(timezone.utc).isoformat(),
             "subject": subject, "request_id": _str(request_id), "counts": counts,
             "disclosure_window_days": DISCLOSURE_WINDOW.days, "files": listing,
-            "note": "The other party of each session is shown by role and masked number only."}
+            "note": "The other party of each session is shown by role and masked number only; what is withheld"
+                    " and why is in withheld.json."}
 
 
 def _iso(value: datetime | None) -> str | None:

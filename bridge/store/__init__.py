@@ -27,6 +27,7 @@ from bridge.store.calls import Calls
 from bridge.store.consent import Consent
 from bridge.store.console_sessions import ConsoleSessions
 from bridge.store.db import Database
+from bridge.store.corrections import Corrections
 from bridge.store.disclosures import Disclosures
 from bridge.store.erasure import Erasure
 from bridge.store.holds import LegalHolds
@@ -73,6 +74,7 @@ class Store:
         self.incidents = Incidents(self.db, self.audit)
         self.retention = Retention(self.db, self.audit)
         self.erasure = Erasure(self.db, self.audit, self.subjects, self.retention)
+        self.corrections = Corrections(self.db, self.audit, self.subjects)
         self.console_sessions = ConsoleSessions(self.db)
         self.pool_history = PoolHistory(self.db, self.numbers)
 

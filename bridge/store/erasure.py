@@ -1,5 +1,6 @@
 """Erasure's SQL: every session of one number anonymised (bridge/store/retention.py's
-`anonymise_session`), except those under legal hold or in a call, a batch per
+`anonymise_session`), except those under legal hold, under the preservation
+hold of either party's request (bridge/store/preservation.py) or in a call, a batch per
 transaction, each audited with the subject's keyed hash, never the number."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bridge.privacy.retention import SessionToErase, plan_erasure
 from bridge.store.audit import AuditTrail
 from bridge.store.db import Database
 from bridge.store.expiry import expire_due_in
+from bridge.store.preservation import PRESERVED
 from bridge.store.retention import BATCH_SECONDS, EXPIRE_BATCH, Retention, RetirePlaintext
 from bridge.store.subjects import Subjects
 
@@ -70,14 +72,16 @@ class Erasure:
                     await self.subjects.lock_open_request(conn, request_id, subject, ("erasure",))
                 rows = await conn.fetch(
                     "SELECT s.id, s.status, s.expires_at > now() AS unexpired, s.legal_hold_at IS NOT NULL AS held,"
-                    " s.legal_hold_reason, EXISTS (SELECT 1 FROM calls c WHERE c.session_id = s.id"
+                    f" s.legal_hold_reason, {PRESERVED} AS preserved,"
+                    " EXISTS (SELECT 1 FROM calls c WHERE c.session_id = s.id"
                     "   AND c.disposition = 'in_progress') AS call_in_progress"
                     " FROM masking_sessions s WHERE (s.participant_a_hash = $1 OR s.participant_b_hash = $1)"
                     " AND ($2::uuid IS NULL OR s.id > $2) ORDER BY s.id LIMIT $3 FOR UPDATE OF s",
                     subject, after, batch)
                 plan = plan_erasure([SessionToErase(
                     r["id"], live=r["status"] == "active" and r["unexpired"], held=r["held"],
-                    call_in_progress=r["call_in_progress"], hold_reason=r["legal_hold_reason"]) for r in rows])
+                    call_in_progress=r["call_in_progress"], hold_reason=r["legal_hold_reason"],
+                    preserved=r["preserved"]) for r in rows])
                 for session_id in plan.close_first:
                     await conn.execute("UPDATE masking_sessions SET status = 'closed', closed_at = now()"
                                        " WHERE id = $1", session_id)

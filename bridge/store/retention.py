@@ -28,6 +28,7 @@ from bridge.store.audit import AuditTrail
 from bridge.store.db import Database
 from bridge.store.errors import LegalHoldActive
 from bridge.store.expiry import expire_due_in
+from bridge.store.preservation import HELD
 from bridge.store.recordings import shred_in
 
 # Long enough for a batch of shreds and cascades; each statement keeps the pool's own timeout.
@@ -38,12 +39,13 @@ DRY_RUN_SECONDS = 1800.0
 
 # Per kind: the candidates past the cutoff ($1) after the last id seen ($2), with
 # their retention moment and their session; then the change. A session is
-# judged (held or not) from its row: a session is locked as it is decided,
+# judged (held or not: a legal hold, or the preservation hold of its subjects'
+# requests, bridge/store/preservation.py) from its row: a session is locked as it is decided,
 # FOR UPDATE (sessions) or FOR SHARE (the rest, `LOCK_SESSIONS`), so a hold
 # committing meanwhile is seen, or waits for the batch.
 CANDIDATES = {
     Kind.SESSIONS: (
-        "SELECT id, id AS session_id, status, closed_at, expires_at, legal_hold_at IS NOT NULL AS held"
+        f"SELECT id, id AS session_id, status, closed_at, expires_at, {HELD} AS held"
         " FROM masking_sessions s"
         " WHERE anonymised_at IS NULL AND status <> 'active' AND coalesce(closed_at, expires_at) < $1"
         " AND ($2::uuid IS NULL OR id > $2)"
@@ -70,7 +72,7 @@ CANDIDATES = {
 # hold being set, an erasure) is left, with its rows, for the next purge; waiting
 # could deadlock with an erasure, which locks the session and then its rows.
 LOCK_SESSIONS = (
-    "SELECT id, legal_hold_at IS NOT NULL AS held FROM masking_sessions WHERE id = ANY($1::uuid[])"
+    f"SELECT id, {HELD} AS held FROM masking_sessions s WHERE id = ANY($1::uuid[])"
     " ORDER BY id FOR SHARE SKIP LOCKED")
 # Plaintext recordings (stored before sealing) that a committed batch shredded
 # go at once, not at the next sealing pass: a file is the recordings domain's

@@ -123,6 +123,31 @@ class Subjects:
 
         return await self.db.run(append)
 
+    async def verify_request(self, request_id: uuid.UUID, method: str, by: Actor,
+                             checked_by: str | None = None) -> SubjectRequest:
+        """Record how the requester's identity was checked and by whom (`checked_by`,
+        else `by`), once; audited. An export answering the request is refused until then."""
+
+        async def verify(conn):
+            async with conn.transaction():
+                row = await conn.fetchrow("SELECT * FROM subject_requests WHERE id = $1 FOR UPDATE", request_id)
+                if row is None:
+                    raise NotFound("no such subject request")
+                if row["status"] != "open":
+                    raise RequestNotOpen(f"the request is already {row['status']}")
+                if row["verified_at"] is not None:
+                    return _request(row)
+                row = await conn.fetchrow(
+                    "UPDATE subject_requests SET verified_at = now(), verified_by = $2, verify_method = $3"
+                    " WHERE id = $1 RETURNING *", request_id, checked_by or by.name, method)
+                await self.audit.append_by(by, "subject.request.verified", "subject_request", str(request_id),
+                                           conn, subject_hash=row["subject_hash"],
+                                           details={"kind": row["kind"], "method": method,
+                                                    "checked_by": checked_by or by.name})
+                return _request(row)
+
+        return await self.db.run(verify)
+
     async def list_requests(self, status: str | None = None, overdue: bool = False,
                                     kind: str | None = None, limit: int = 100) -> list[SubjectRequest]:
         """Requests by due date, soonest first; `overdue`: open ones past their due date."""
@@ -173,4 +198,5 @@ def _request(row: asyncpg.Record) -> SubjectRequest:
     return SubjectRequest(
         id=row["id"], kind=row["kind"], subject_hint=row["subject_hint"], received_at=row["received_at"],
         due_at=row["due_at"], status=row["status"], actor=row["actor"], completed_at=row["completed_at"],
-        completed_by=row["completed_by"], notes=row["notes"])
+        completed_by=row["completed_by"], notes=row["notes"], verified_at=row.get("verified_at"),
+        verified_by=row.get("verified_by"), verify_method=row.get("verify_method"))

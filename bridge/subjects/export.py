@@ -22,15 +22,16 @@ from typing import IO
 from bridge.logs import get_logger
 from bridge.numbering import mask_number
 from bridge.privacy.audit import Actor
-from bridge.privacy.crypto import CryptoError
 from bridge.privacy.ledger import disclosed_to
+from bridge.privacy.rights import IdentityNotVerified, split_disclosures, withheld_disclosure
 from bridge.privacy.subject_access import (
     DISCLOSURE_WINDOW, RequestNotOpen, SubjectHoldings, documents, encode, manifest,
 )
-from bridge.recordings.reading import AudioUnavailable, StoredAudio, open_audio
+from bridge.recordings.reading import StoredAudio
+from bridge.subjects.audio import AudioChoice, OwnChannel, choose_audio
 
 log = get_logger("bridge.subjects")
-EXPORTABLE_KINDS = ("access", "correction")  # a correction request is answered with what is held, too
+EXPORTABLE_KINDS = ("access",)  # a correction request is answered by carrying it out (bridge/subjects/correct.py)
 
 
 @dataclass(frozen=True)
@@ -53,44 +54,41 @@ async def read_holdings(store, subject: str, now: datetime) -> SubjectHoldings:
 
 
 async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: datetime,
-                         include_audio: bool = False, request_id: uuid.UUID | None = None) -> ExportSummary:
+                         include_audio: bool = False, request_id: uuid.UUID | None = None,
+                         include_mixed_audio: bool = False) -> ExportSummary:
     """Write the zip of everything held about `subject` (E.164) to `out`; with
-    `request_id`, refuse it unless that request is open when the export is
-    audited (RequestNotOpen, before any byte), and mark it done once the zip
-    is written (unless someone closed it meanwhile: `request_done` False)."""
+    `request_id`, refuse it unless that request is open and its requester's
+    identity checked when the export is audited (RequestNotOpen,
+    IdentityNotVerified, before any byte), and mark it done once the zip is
+    written (unless someone closed it meanwhile: `request_done` False).
+    Audio: the subject's own channel only; a mixed recording only with
+    `include_mixed_audio`, stated (bridge/subjects/audio.py)."""
     if request_id is not None:
-        await store.subjects.open_request_for(request_id, subject, EXPORTABLE_KINDS)
+        request = await store.subjects.open_request_for(request_id, subject, EXPORTABLE_KINDS)
+        if request.verified_at is None:
+            raise IdentityNotVerified("the requester's identity has not been verified: record the check first"
+                                      " (masking subject request verify)")
     holdings = await read_holdings(store, subject, now)
-    audio: dict[uuid.UUID, tuple[str, str | None]] = {}
-    sources: list[tuple[str, StoredAudio]] = []
-    for row in holdings.recordings:
-        if not include_audio:
-            continue
-        try:
-            source = await open_audio(store, row)
-        except AudioUnavailable as exc:
-            audio[row["id"]] = (exc.reason, None)
-            continue
-        except CryptoError as exc:  # its key does not open: say so rather than fail the whole export
-            log.error("recording.unreadable", recording_id=str(row["id"]), error=type(exc).__name__)
-            audio[row["id"]] = ("unreadable", None)
-            continue
-        name = f"audio/{row['id']}.{row['format']}"
-        audio[row["id"]] = ("included", name)
-        sources.append((name, source))
-    docs = {name: encode(doc) for name, doc in documents(holdings, now, audio).items()}
-    # Who the ledger says received the subject's data in the past year (bridge/privacy/ledger.py).
-    docs["disclosed_to.json"] = encode(disclosed_to(holdings.disclosures, holdings.subject_hash,
-                                                    now - DISCLOSURE_WINDOW))
+    choice = await choose_audio(store, holdings, include_audio, include_mixed_audio)
+    docs = {name: encode(doc) for name, doc in documents(holdings, now, choice.states).items()}
+    _, withheld_rows = split_disclosures(holdings.disclosures, holdings.subject_hash,
+                                         {str(s.id) for s in holdings.sessions})
+    docs["withheld.json"] = encode(withheld_document(choice))
+    # Who the ledger says received the subject's data in the past year (bridge/privacy/ledger.py);
+    # never a legal hold or a disclosure to law enforcement (PDPA s21(4), bridge/privacy/rights.py).
+    shown = [e for e in holdings.disclosures if withheld_disclosure(e) is None]
+    docs["disclosed_to.json"] = encode(disclosed_to(shown, holdings.subject_hash, now - DISCLOSURE_WINDOW))
     counts = {"sessions": len(holdings.sessions), "calls": len(holdings.calls),
-              "recordings": len(holdings.recordings), "audio_files": len(sources),
-              "disclosures": len(holdings.disclosures)}
+              "recordings": len(holdings.recordings), "audio_files": len(choice.sources),
+              "disclosures": len(holdings.disclosures) - len(withheld_rows)}
     await store.subjects.audit_export(by, mask_number(subject), holdings.subject_hash,
                                      {"counts": counts, "include_audio": include_audio,
+                                      "include_mixed_audio": include_mixed_audio,
                                       "session_ids": [str(s.id) for s in holdings.sessions],
-                                      "request_id": str(request_id) if request_id else None},
+                                      "request_id": str(request_id) if request_id else None,
+                                      "withheld": choice.withheld + withheld_rows},
                                      request_id, EXPORTABLE_KINDS)
-    files = await asyncio.to_thread(_write_zip, out, subject, now, docs, sources, counts, request_id)
+    files = await asyncio.to_thread(_write_zip, out, subject, now, docs, choice.sources, counts, request_id)
     request_done = None
     if request_id is not None:
         try:
@@ -102,8 +100,15 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
     return ExportSummary(now, counts, files, request_id, request_done)
 
 
+def withheld_document(choice: AudioChoice) -> dict:
+    """withheld.json: what the subject does not get, and why; what they get
+    although it is not theirs alone, stated. (Disclosures PDPA s21(4) keeps
+    from them are recorded in the export's audit row, not named here.)"""
+    return {"withheld": choice.withheld, "statements": choice.statements}
+
+
 def _write_zip(out: IO[bytes], subject: str, now: datetime, docs: dict[str, bytes],
-               sources: list[tuple[str, StoredAudio]], counts: dict[str, int],
+               sources: list[tuple[str, StoredAudio | OwnChannel]], counts: dict[str, int],
                request_id: uuid.UUID | None) -> list[str]:
     """Blocking: the JSON documents, the decrypted audio (hashed as it goes), the manifest last."""
     listed: dict[str, bytes | tuple[int, str]] = dict(docs)

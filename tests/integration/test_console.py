@@ -379,6 +379,8 @@ async def test_an_export_from_the_desk_needs_the_requests_number_and_closes_it(s
     await console.get("/console/privacy")
     await console.post("/console/privacy/requests", {"kind": "access", "number": A})
     [request] = await store.subjects.list_requests("open")
+    await console.post(f"/console/privacy/requests/{request.id}/export", {"number": A}, status=409)  # not verified
+    await console.post(f"/console/privacy/requests/{request.id}/verify", {"method": "photo_id", "checked_by": "desk"})
     await console.post(f"/console/privacy/requests/{request.id}/export", {"number": B}, status=422)
     resp, body = await console.post(f"/console/privacy/requests/{request.id}/export", {"number": A}, status=200)
     assert resp.headers["Content-Type"] == "application/zip" and body.startswith(b"PK")

@@ -460,6 +460,7 @@ async def test_erasure_answers_an_open_erasure_request_and_refuses_any_other(sto
     with pytest.raises(RequestMismatch):
         await store.erasure.erase(subject, OPERATOR, request_id=other.id)
     assert await store.audit.list(action="subject.erased") == []  # refused before anything was erased
+    await store.subjects.complete_request(access.id, OPERATOR)  # open, it would preserve the data (issue 14)
     report = await store.erasure.erase(subject, OPERATOR, request_id=erasure.id)
     with pytest.raises(RequestNotOpen):
         await store.erasure.erase(subject, OPERATOR, request_id=erasure.id)
@@ -467,7 +468,7 @@ async def test_erasure_answers_an_open_erasure_request_and_refuses_any_other(sto
     assert len(report.sessions_erased) == 1 and report.to_json()["request_id"] == str(erasure.id)
     done, _ = await store.subjects.request(erasure.id)
     assert done.status == "done"
-    [closed] = await store.audit.list(action="subject.request.closed")
+    [closed] = await store.audit.list(action="subject.request.closed", target_id=str(erasure.id))
     assert closed.details["sessions_erased"] == 1 and closed.seq == report.audit_seq + 1
 
 

@@ -62,7 +62,8 @@ def test_an_export_after_a_real_call_holds_the_call_its_audio_and_who_read_it_bu
     assert first.returncode == 0, first.stderr
     assert parties.a not in first.stdout + first.stderr and parties.b not in first.stdout + first.stderr
 
-    answer = requests.post(f"{base}/v1/subjects/export", json={"number": parties.a, "include_audio": True},
+    answer = requests.post(f"{base}/v1/subjects/export", json={"number": parties.a, "include_audio": True,
+                                                                     "include_mixed_audio": True},
                            headers=auth, timeout=30)
 
     assert answer.status_code == 200, answer.text
@@ -72,7 +73,8 @@ def test_an_export_after_a_real_call_holds_the_call_its_audio_and_who_read_it_bu
     assert manifest["schema_version"] == 1 and manifest["subject"] == parties.a
     audio_name = f"audio/{recording['id']}.wav"
     assert {f["name"] for f in manifest["files"]} == {"sessions.json", "calls.json", "recordings.json",
-                                                      "disclosures.json", "disclosed_to.json", audio_name}
+                                                      "disclosures.json", "disclosed_to.json", "withheld.json",
+                                                      audio_name}
     for listed in manifest["files"]:
         assert hashlib.sha256(files[listed["name"]]).hexdigest() == listed["sha256"], listed["name"]
         assert len(files[listed["name"]]) == listed["bytes"]
@@ -93,11 +95,10 @@ def test_an_export_after_a_real_call_holds_the_call_its_audio_and_who_read_it_bu
 
     disclosures = json.loads(files["disclosures.json"])
     read_rows = [d for d in disclosures if d["action"] == "recording.read"]
-    assert [(d["reason"], d["target_id"], d["about"]) for d in read_rows] == \
-        [("ticket 77", str(recording["id"]), "your session")]
-    assert read_rows[0]["actor"].startswith("apikey:")
+    assert [(d["target_id"], d["about"]) for d in read_rows] == [(str(recording["id"]), "your session")]
+    assert read_rows[0]["recipient"].startswith("API client ")  # the recipient, not the actor or its reason
     exports = [d for d in disclosures if d["action"] == "subject.exported"]
-    assert len(exports) == 1 and exports[0]["actor"].startswith("cli:"), "the earlier export, not this one"
+    assert len(exports) == 1 and exports[0]["recipient"] == "the operator's staff", "the earlier export, not this one"
 
     assert spellings_in(files, parties.b) == []
     assert spellings_in({"stdout": first.stdout.encode()}, parties.b) == []
@@ -188,6 +189,8 @@ async def test_overdue_requests_are_listed_and_an_export_answering_one_completes
                                     str(tmp_path / "other.zip"))
     wrong_kind = await asyncio.to_thread(run, "export", "+6591115555", "--request", fresh["id"], "--out",
                                          str(tmp_path / "kind.zip"))
+    verified = await asyncio.to_thread(run, "request", "verify", late["id"], "--method", "photo_id", "--by", "desk")
+    assert verified.returncode == 0, verified.stderr
     answered = await asyncio.to_thread(run, "export", "+6591114444", "--request", late["id"], "--out",
                                        str(tmp_path / "late.zip"))
     again = await asyncio.to_thread(run, "export", "+6591114444", "--request", late["id"], "--out",
@@ -214,7 +217,8 @@ async def test_overdue_requests_are_listed_and_an_export_answering_one_completes
     assert closed_twice.returncode == 1
     rows = await store.audit.list(target_id=late["id"])
     assert [(r.action, r.details.get("status"), r.details.get("overdue")) for r in rows] == [
-        ("subject.request.closed", "done", True), ("subject.request.opened", None, None)]
+        ("subject.request.closed", "done", True), ("subject.request.verified", None, None),
+        ("subject.request.opened", None, None)]
     async with store.pool.acquire() as conn:
         assert "6591114444" not in str(await conn.fetch("SELECT * FROM subject_requests"))
 
@@ -316,6 +320,8 @@ async def test_an_export_whose_request_is_closed_meanwhile_is_refused_before_its
     number = "+6591119990"
     early = await store.subjects.open_request("access", number, now, now + timedelta(days=30), officer)
     late = await store.subjects.open_request("access", number, now, now + timedelta(days=30), officer)
+    for request in (early, late):  # the identity check an export of a tracked request needs
+        await store.subjects.verify_request(request.id, "photo_id", officer)
     read, write = subject_export.read_holdings, subject_export._write_zip
     loop = asyncio.get_running_loop()
 

@@ -164,8 +164,9 @@ async def test_every_read_of_a_number_is_in_that_persons_export(store, client):
         reads = [d for d in disclosures if d["action"] == "session.read" and d["about"] == "your number"]
         assert [(d["details"]["via"], d["details"]["participant"]) for d in reads] == [
             ("get", role), ("list", role), ("extend", role), ("close", role)]
-        assert all(d["actor"].startswith("apikey:") and d["session_id"] == sid for d in reads)
-        assert reads[0]["reason"] == "support ticket 9" and reads[0]["details"]["account"] == "default"
+        # The subject is told the recipient, not the actor or its internal reason (PDPA s21, issue 14).
+        assert all(d["recipient"] == "API client shop" and d["session_id"] == sid for d in reads)
+        assert "reason" not in reads[0] and reads[0]["details"]["account"] == "default"
         assert A not in json.dumps(disclosures) and B not in json.dumps(disclosures)
 
 
