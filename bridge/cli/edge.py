@@ -3,7 +3,9 @@
 Draining sets the node's dispatcher state to disabled: the edge sends it no new
 call and stops probing it; calls already on it go on (their in-dialog requests
 follow the route set, not the dispatcher). `undrain` puts it back in rotation,
-probed again. Both talk to the edge's RPC (MASKING_EDGE_RPC_HOST/PORT).
+probed again. Both talk to the edge's RPC (MASKING_EDGE_RPC_HOST/PORT), and
+record the change in MASKING_EDGE_DRAINED_FILE, so a restarted edge starts a
+drained node drained (and an undrained one in rotation).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import urllib.parse
 
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store
 from bridge.config import Settings
-from bridge.stack.kamailio import EdgeRpc, EdgeUnavailable, NodeState
+from bridge.stack.kamailio import EdgeRpc, EdgeUnavailable, NodeState, record_drained
 
 
 def add_commands(sub) -> None:
@@ -55,7 +57,8 @@ async def cmd_drain(settings: Settings, args) -> int:
     try:
         node = await _node(settings, args.node)
         await EdgeRpc.of(settings).set_state(node.name, "d")
-    except EdgeUnavailable as exc:
+        record_drained(settings.edge_drained_path, node.name, drained=True)
+    except (EdgeUnavailable, OSError) as exc:
         print(f"masking: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"{node.name}: drained, the edge sends it no new call", file=sys.stderr)
@@ -68,7 +71,8 @@ async def cmd_undrain(settings: Settings, args) -> int:
     try:
         node = await _node(settings, args.node)
         await EdgeRpc.of(settings).set_state(node.name, "ap")
-    except EdgeUnavailable as exc:
+        record_drained(settings.edge_drained_path, node.name, drained=False)
+    except (EdgeUnavailable, OSError) as exc:
         print(f"masking: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"{node.name}: back in rotation (probed)", file=sys.stderr)

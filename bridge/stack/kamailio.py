@@ -25,6 +25,7 @@ EDGE_DIR = Path(os.environ.get("MASKING_EDGE_DIR", Path(__file__).resolve().pare
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 ROUND_ROBIN = 4  # dispatcher algorithm; why: docs/scaling.md
 DISABLED, PROBING = 4, 8  # dispatcher.list flags: a drained node is neither used nor probed
+_NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LOG_LEVELS = {"debug": 3, "info": 2, "warning": 1, "error": -1}
 
 
@@ -108,6 +109,32 @@ def dispatcher_list(nodes: list[Node], drained: frozenset[str] = frozenset()) ->
     return "\n".join(lines) + "\n"
 
 
+def read_drained(path: Path) -> frozenset[str]:
+    """The node names recorded as drained; a missing file: none. Only names are
+    read (a line is a name or nothing): the file can never add a destination."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(line.strip() for line in lines
+                     if _NODE_NAME.fullmatch(line.strip()))
+
+
+def record_drained(path: Path, node: str, drained: bool) -> None:
+    """Add (or remove) `node` in the record, atomically: a crash leaves the old
+    record or the new one, never half of one."""
+    if not _NODE_NAME.fullmatch(node):
+        raise ValueError("not a node name")
+    names = set(read_drained(path)) - {node}
+    if drained:
+        names.add(node)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("# nodes drained with `masking edge drain`; a restarted edge keeps them drained\n"
+                       + "".join(f"{name}\n" for name in sorted(names)))
+    os.replace(partial, path)
+
+
 class EdgeInstance:
     """One running Kamailio in front of `nodes`, started and stopped by us."""
 
@@ -131,7 +158,8 @@ class EdgeInstance:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "kamailio.cfg"
         config.write_text(render_config(edge_values(self.settings, self.dir)))
-        (self.dir / "dispatcher.list").write_text(dispatcher_list(self.nodes))
+        drained = read_drained(self.settings.edge_drained_path)
+        (self.dir / "dispatcher.list").write_text(dispatcher_list(self.nodes, drained))
         return config
 
     def start(self, timeout: float = 15.0) -> None:
