@@ -20,7 +20,8 @@ import urllib.parse
 
 from bridge.cli.common import EXIT_FAILED, UsageError, command, emit, group, open_store
 from bridge.config import Settings
-from bridge.stack.kamailio import EdgeInstance, EdgeRpc, EdgeUnavailable, NodeState, record_drained
+from bridge.stack.kamailio import (EdgeInstance, EdgeNotInstalled, EdgeRpc, EdgeStartError, EdgeUnavailable,
+                                   NodeState, record_drained)
 from bridge.stack.nodes import plan_nodes
 
 
@@ -43,8 +44,12 @@ def add_commands(sub) -> None:
 
 async def cmd_serve(settings: Settings, args) -> int:
     """Render the configuration (drained nodes start drained) and become Kamailio."""
-    edge = EdgeInstance(settings, plan_nodes(os.environ, args.nodes))
-    command = edge.checked_command()
+    try:
+        edge = EdgeInstance(settings, plan_nodes(os.environ, args.nodes))
+        command = edge.checked_command()
+    except (EdgeNotInstalled, EdgeStartError) as exc:
+        print(f"masking: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"edge: SIP udp {settings.asterisk.sip_host}:{settings.asterisk.sip_port} in front of "
           + ", ".join(f"{n.name} {n.sip_uri}" for n in edge.nodes), file=sys.stderr)
     sys.stderr.flush()
