@@ -78,27 +78,40 @@ def run(nodes: int, calls: int, rate: float, talk_ms: int) -> None:
         after = usage(pids)
         uas.wait(30)
         counts = asyncio.run(far_end_counts(stack, since))
-        rows = asyncio.run(_per_node(stack, since))
+        rows, peak, answer_rate = asyncio.run(_per_node(stack, since))
     print(f"{nodes} node(s): {calls} calls offered at {rate}/s, {talk_ms} ms talk each, recorded; "
           f"SIPp caller exit {result.returncode}, {elapsed:.1f} s")
     print(f"  far end: {counts['answered']}/{counts['calls']} answered, {counts['recordings_with_audio']} recordings "
           f"with audio; setup p50 {counts['setup_p50']} ms p95 {counts['setup_p95']} ms; "
-          f"answered per second {counts['answered'] / elapsed:.2f}; per node {dict(rows)}")
+          f"answered per second while offered {answer_rate:.2f}; per node {dict(rows)}; "
+          f"peak concurrent answered (and recorded) calls {peak}")
     for part in pids:
         print(f"  cpu {part}: {after[part] - before[part]:.1f} s ({(after[part] - before[part]) / elapsed * 100:.0f}%)")
     print(f"  work files: {workdir}")
 
 
-async def _per_node(stack: EdgeStack, since: datetime) -> Counter:
+async def _per_node(stack: EdgeStack, since: datetime) -> tuple[Counter, int, float]:
+    """Answered calls per node, the most that were up at one moment (from the
+    rows' answered and ended times), and answers per second from the first
+    answer to the last."""
     import asyncpg
 
     conn = await asyncpg.connect(stack.dsn)
     try:
-        rows = await conn.fetch("SELECT asterisk_node FROM calls WHERE started_at >= $1 AND disposition = 'answered'",
-                                since)
+        rows = await conn.fetch("SELECT asterisk_node, answered_at, ended_at FROM calls"
+                                " WHERE started_at >= $1 AND disposition = 'answered'", since)
     finally:
         await conn.close()
-    return Counter(stack.node_of(dict(r)) for r in rows)
+    edges = sorted([(r["answered_at"], 1) for r in rows if r["answered_at"]]
+                   + [(r["ended_at"], -1) for r in rows if r["answered_at"] and r["ended_at"]],
+                   key=lambda e: (e[0], e[1]))
+    up = peak = 0
+    for _, step in edges:
+        up += step
+        peak = max(peak, up)
+    answers = sorted(r["answered_at"] for r in rows if r["answered_at"])
+    span = (answers[-1] - answers[0]).total_seconds() if len(answers) > 1 else 0
+    return Counter(stack.node_of(dict(r)) for r in rows), peak, (len(answers) - 1) / span if span else 0.0
 
 
 def main() -> int:

@@ -75,6 +75,9 @@ class EdgeSettings:
     setup_timeout_ms: int = 2000
     children: int = 4
     kamailio_modules: Path = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+    # The nodes an operator drained (`masking edge drain`), one name a line: a
+    # restarted edge starts them drained. Empty: MASKING_STATE_DIR/edge-drained.
+    drained_file: Path = Path("")
 
     def hosts(self, count: int) -> list[str]:
         """The addresses of nodes 1..count."""

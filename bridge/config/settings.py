@@ -182,6 +182,12 @@ class Settings:
         return self.keys_file if str(self.keys_file) not in ("", ".") else self.state_dir / "keys.json"
 
     @property
+    def edge_drained_path(self) -> Path:
+        """Where `masking edge drain` records drained nodes for the edge's next start."""
+        drained = self.edge.drained_file
+        return drained if str(drained) not in ("", ".") else self.state_dir / "edge-drained"
+
+    @property
     def migration_url(self) -> str:
         """The URL `masking db upgrade` connects with: the admin's, or the only one."""
         return self.database_admin_url or self.database_url

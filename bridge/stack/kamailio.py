@@ -21,10 +21,22 @@ from pathlib import Path
 from bridge.config import Settings
 from bridge.stack.nodes import NODE_GROUP, Node, rpc_port
 
-EDGE_DIR = Path(os.environ.get("MASKING_EDGE_DIR", Path(__file__).resolve().parents[2] / "edge"))
+
+
+def edge_dir() -> Path:
+    """The configuration template: `MASKING_EDGE_DIR`, else the copy a wheel
+    carries (setup.py puts it in the package), else the checkout's `edge/`."""
+    if os.environ.get("MASKING_EDGE_DIR"):
+        return Path(os.environ["MASKING_EDGE_DIR"])
+    packaged = Path(__file__).resolve().parent / "edge"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "edge"
+
+
+EDGE_DIR = edge_dir()
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 ROUND_ROBIN = 4  # dispatcher algorithm; why: docs/scaling.md
 DISABLED, PROBING = 4, 8  # dispatcher.list flags: a drained node is neither used nor probed
+_NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LOG_LEVELS = {"debug": 3, "info": 2, "warning": 1, "error": -1}
 
 
@@ -108,6 +120,32 @@ def dispatcher_list(nodes: list[Node], drained: frozenset[str] = frozenset()) ->
     return "\n".join(lines) + "\n"
 
 
+def read_drained(path: Path) -> frozenset[str]:
+    """The node names recorded as drained; a missing file: none. Only names are
+    read (a line is a name or nothing): the file can never add a destination."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(line.strip() for line in lines
+                     if _NODE_NAME.fullmatch(line.strip()))
+
+
+def record_drained(path: Path, node: str, drained: bool) -> None:
+    """Add (or remove) `node` in the record, atomically: a crash leaves the old
+    record or the new one, never half of one."""
+    if not _NODE_NAME.fullmatch(node):
+        raise ValueError("not a node name")
+    names = set(read_drained(path)) - {node}
+    if drained:
+        names.add(node)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("# nodes drained with `masking edge drain`; a restarted edge keeps them drained\n"
+                       + "".join(f"{name}\n" for name in sorted(names)))
+    os.replace(partial, path)
+
+
 class EdgeInstance:
     """One running Kamailio in front of `nodes`, started and stopped by us."""
 
@@ -131,20 +169,26 @@ class EdgeInstance:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "kamailio.cfg"
         config.write_text(render_config(edge_values(self.settings, self.dir)))
-        (self.dir / "dispatcher.list").write_text(dispatcher_list(self.nodes))
+        drained = read_drained(self.settings.edge_drained_path)
+        (self.dir / "dispatcher.list").write_text(dispatcher_list(self.nodes, drained))
         return config
 
-    def start(self, timeout: float = 15.0) -> None:
-        self.stop_stale()
+    def checked_command(self) -> list[str]:
+        """Render the configuration, have Kamailio check it, and return the
+        command that runs it in the foreground (-DD), logging to stderr (-E)."""
         config = self.render()
         check = subprocess.run(["kamailio", "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise EdgeStartError(f"kamailio rejected {config}:\n{check.stderr[-3000:]}")
+        return ["kamailio", "-f", str(config), "-P", str(self.pid_file), "-Y", str(self.dir), "-DD", "-E",
+                "-m", "64", "-M", "8"]
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.stop_stale()
+        command = self.checked_command()
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                ["kamailio", "-f", str(config), "-P", str(self.pid_file), "-Y", str(self.dir), "-DD", "-E",
-                 "-m", "64", "-M", "8"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -78,6 +78,8 @@ def plan_nodes(env: Mapping[str, str], count: int) -> list[Node]:
             "MASKING_KEYS_FILE": str(base.keys_path),
             "MASKING_EDGE_RPC_HOST": edge.rpc_host,
             "MASKING_EDGE_RPC_PORT": str(rpc_port(base)),
+            # One record of drained nodes, whichever node's variables run the CLI.
+            "MASKING_EDGE_DRAINED_FILE": str(base.edge_drained_path),
         }
         nodes.append(Node(name, host, edge.node_sip_port, node_env))
     return nodes

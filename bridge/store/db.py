@@ -27,6 +27,10 @@ UNAVAILABLE = (
     asyncpg.OperatorInterventionError,  # admin shutdown, fast restart, terminated backend
     asyncpg.InsufficientResourcesError,
     asyncpg.ReadOnlySQLTransactionError,  # a failover in progress
+    # A multi-host DSN with target_session_attrs=read-write whose hosts all
+    # answer but none accepts writes (the old primary fenced, the replica not
+    # yet promoted): no primary, the same as none answering.
+    asyncpg.TargetServerAttributeNotMatched,
 )
 
 

@@ -40,6 +40,9 @@ def healthy(edge):
 
 
 def _restore(edge: EdgeStack) -> None:
+    edge.settings.edge_drained_path.unlink(missing_ok=True)
+    if edge.edge.process is None or edge.edge.process.poll() is not None:
+        edge.edge.start()
     for name, node in edge.nodes.items():
         if node.asterisk.process is None or node.asterisk.process.poll() is not None:
             node.asterisk.start()
@@ -237,6 +240,43 @@ def test_a_drained_node_gets_no_new_call_and_its_calls_end_normally(healthy, tmp
     undrain = masking(edge, "edge", "undrain", "node1")
     assert undrain.returncode == 0, undrain.stderr
     edge.wait_node_state("node1", takes_calls=True)
+
+
+def test_a_drained_node_stays_drained_when_the_edge_restarts_and_takes_calls_once_undrained(healthy, tmp_path):
+    edge = healthy
+    drain = masking(edge, "edge", "drain", "node1")
+    assert drain.returncode == 0, drain.stderr
+    edge.edge.stop()
+    edge.edge.start()  # a restarted edge (a crash, an upgrade, a reboot) reads the record of drains
+    assert edge.node_states()["node1"].state == "disabled"
+    edge.wait_node_state("node2", takes_calls=True)
+    parties = new_parties(edge)
+    uas = counterpart(edge, tmp_path, calls=3)
+    batch(edge, tmp_path, parties.virtual_number, parties.a, calls=3, talk_ms=1000, tag="restart-drained").wait(40)
+    uas.wait(20)
+    rows = finished_rows(edge, parties.virtual_number, 3)
+    assert [r["disposition"] for r in rows] == ["answered"] * 3
+    assert {edge.node_of(r) for r in rows} == {"node2"}, "the restarted edge sent a call to the drained node"
+    assert edge.node_states()["node1"].state == "disabled"
+
+    undrain = masking(edge, "edge", "undrain", "node1")
+    assert undrain.returncode == 0, undrain.stderr
+    edge.edge.stop()
+    edge.edge.start()  # and an undrained node comes back in rotation after a restart
+    edge.wait_node_state("node1", takes_calls=True)
+    back = new_parties(edge)
+    uas = counterpart(edge, tmp_path, calls=4, tag="counterpart-back")
+    batch(edge, tmp_path, back.virtual_number, back.a, calls=4, talk_ms=1000, tag="restart-back").wait(40)
+    uas.wait(20)
+    rows = finished_rows(edge, back.virtual_number, 4)
+    assert "node1" in {edge.node_of(r) for r in rows}, "node1 takes no call after being undrained"
+
+
+def test_draining_a_node_the_edge_does_not_have_changes_nothing(healthy):
+    refused = masking(healthy, "edge", "drain", "node1\n1 sip:203.0.113.66:5060")
+    assert refused.returncode != 0
+    assert not healthy.settings.edge_drained_path.exists()
+    assert {s.state for s in healthy.node_states().values()} == {"active"}
 
 
 def test_only_the_carrier_may_send_calls_to_the_edge_and_only_the_edge_to_a_node(healthy, tmp_path):

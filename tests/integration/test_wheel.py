@@ -90,3 +90,16 @@ def test_the_installed_package_reads_its_shipped_purpose_registry(installed, tmp
     result = run(str(installed / "bin" / "masking"), "purposes", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "delivery_order" in result.stdout and "out_of_session" in result.stdout
+
+
+def test_the_wheel_carries_the_edge_configuration_and_renders_it_without_a_checkout(installed, tmp_path):
+    [wheel] = (installed.parent / "dist").glob("masking_bridge-*.whl")
+    assert "bridge/stack/edge/kamailio.cfg" in zipfile.ZipFile(wheel).namelist()
+    script = ("import sys; from pathlib import Path; from bridge.config import Settings;"
+              " from bridge.stack.kamailio import EDGE_DIR, edge_values, render_config;"
+              " print(EDGE_DIR); sys.stdout.write(render_config(edge_values(Settings.from_env(), Path('run'))))")
+    result = run(str(installed / "bin" / "python"), "-c", script, cwd=tmp_path, MASKING_SIP_PORT="5099")
+    assert result.returncode == 0, result.stderr
+    where, rendered = result.stdout.split("\n", 1)
+    assert "site-packages/bridge/stack/edge" in where, "the edge configuration came from a checkout"
+    assert "{{" not in rendered and "5099" in rendered
