@@ -113,6 +113,7 @@ class SubjectHoldings:
     calls: tuple[dict, ...]  # call rows of those sessions
     recordings: tuple[dict, ...]  # recording rows of those calls
     disclosures: tuple[AuditEntry, ...]  # audit rows about the number or its sessions, past 12 months
+    older_hashes: tuple[bytes, ...] = ()  # the number's hashes under older lookup keys (rotation)
 
 
 def session_document(session: MaskingSession, subject: str, now: datetime) -> dict[str, Any]:
@@ -163,11 +164,11 @@ def recording_document(row: dict, audio: str, file: str | None = None) -> dict[s
             "shredded_at": _iso(row.get("shredded_at")), "audio": audio, "file": file}
 
 
-def disclosure_document(entry: AuditEntry, subject_hash: bytes, session_ids: set[str]) -> dict[str, Any]:
+def disclosure_document(entry: AuditEntry, subject_hash: bytes | set[bytes], session_ids: set[str]) -> dict[str, Any]:
     """One access to or change of the subject's data: who, what, when, from where, why.
     Hashes are left out (a row found by session may carry the other party's); the
     other party's own export shows only which of the subject's sessions it disclosed."""
-    about_number = entry.subject_hash == subject_hash
+    about_number = entry.subject_hash in ({subject_hash} if isinstance(subject_hash, bytes) else subject_hash)
     details = entry.details
     if not about_number and entry.action == "subject.exported":
         details = {"include_audio": details.get("include_audio"),
@@ -227,7 +228,8 @@ def documents(holdings: SubjectHoldings, now: datetime, audio: dict[uuid.UUID, t
                        if c.get("session_id") in sessions],
         "recordings.json": [recording_document(r, *audio.get(r["id"], ("not_requested", None)))
                             for r in holdings.recordings],
-        "disclosures.json": [disclosure_document(e, holdings.subject_hash, {str(i) for i in sessions})
+        "disclosures.json": [disclosure_document(e, {holdings.subject_hash, *holdings.older_hashes},
+                                                 {str(i) for i in sessions})
                              for e in holdings.disclosures],
     }
     return scrub(out, sorted(hidden - mine - {subject}))

@@ -29,6 +29,7 @@ from bridge.store.db import Database
 from bridge.store.disclosures import Disclosures
 from bridge.store.erasure import Erasure
 from bridge.store.holds import LegalHolds
+from bridge.store.lookup_keys import LookupKeyRows
 from bridge.store.numbers import Numbers
 from bridge.store.outbox import Outbox
 from bridge.store.pin_failures import PinFailures
@@ -71,6 +72,7 @@ class Store:
         self.erasure = Erasure(self.db, self.audit, self.subjects, self.retention)
         self.console_sessions = ConsoleSessions(self.db)
         self.pool_history = PoolHistory(self.db, self.numbers)
+        self.lookup_keys = LookupKeyRows(self.db)
 
     @classmethod
     async def connect(cls, dsn: str, keys: KeyRing, timeout: float = 2.0, max_size: int = 10) -> "Store":

@@ -42,12 +42,13 @@ class ExportSummary:
 
 async def read_holdings(store, subject: str, now: datetime) -> SubjectHoldings:
     subject_hash = store.keys.lookup_hash(subject)
-    sessions = await store.subjects.sessions(subject_hash)
+    hashes = store.keys.kept_hashes(subject)  # rows under an older lookup key too (rotation)
+    sessions = await store.subjects.sessions(hashes)
     ids = [s.id for s in sessions]
     calls, recordings = await store.subjects.calls_and_recordings(ids)
-    disclosures = await store.subjects.disclosures(subject_hash, ids, now - DISCLOSURE_WINDOW)
+    disclosures = await store.subjects.disclosures(hashes, ids, now - DISCLOSURE_WINDOW)
     return SubjectHoldings(subject, subject_hash, tuple(sessions), tuple(calls), tuple(recordings),
-                           tuple(disclosures))
+                           tuple(disclosures), tuple(h for h in hashes if h != subject_hash))
 
 
 async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: datetime,
@@ -84,7 +85,8 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
                                      {"counts": counts, "include_audio": include_audio,
                                       "session_ids": [str(s.id) for s in holdings.sessions],
                                       "request_id": str(request_id) if request_id else None},
-                                     request_id, EXPORTABLE_KINDS)
+                                     request_id, EXPORTABLE_KINDS,
+                                     [holdings.subject_hash, *holdings.older_hashes])
     files = await asyncio.to_thread(_write_zip, out, subject, now, docs, sources, counts, request_id)
     request_done = None
     if request_id is not None:
