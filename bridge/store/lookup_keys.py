@@ -54,8 +54,13 @@ class SealedNumbers:
         sets = ", ".join(f"{c}_hash = ${i + 2}" for i, c in enumerate(self.columns))
         await conn.executemany(
             f"UPDATE {self.table} SET {sets}, lookup_key_id = ${len(self.columns) + 2} WHERE {self.id_column} = $1",
-            [(r["id"], *(self._hash(keys, r, c) for c in self.columns), keys.lookup_key_id) for r in rows])
+            [self._rehashed(keys, r) for r in rows])
         return len(rows)
+
+    def _rehashed(self, keys: KeyRing, row: asyncpg.Record) -> tuple:
+        hashes = [self._hash(keys, row, c) for c in self.columns]
+        # A row anonymised by a path that left its label: no hash, no key.
+        return row["id"], *hashes, keys.lookup_key_id if any(h is not None for h in hashes) else None
 
     def _hash(self, keys: KeyRing, row: asyncpg.Record, column: str) -> bytes | None:
         blob = row[f"{column}_sealed"]

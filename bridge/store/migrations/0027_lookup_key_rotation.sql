@@ -6,9 +6,6 @@
 -- dropped once the rows are labelled: a new row must say which key it used.
 ALTER TABLE masking_sessions ADD COLUMN lookup_key_id text;
 UPDATE masking_sessions SET lookup_key_id = 'l0' WHERE participant_a_hash IS NOT NULL;
-ALTER TABLE masking_sessions ADD CONSTRAINT masking_sessions_lookup_key_with_hashes
-    CHECK ((participant_a_hash IS NULL) = (lookup_key_id IS NULL)) NOT VALID;
-ALTER TABLE masking_sessions VALIDATE CONSTRAINT masking_sessions_lookup_key_with_hashes;
 CREATE INDEX masking_sessions_by_lookup_key ON masking_sessions (lookup_key_id) WHERE lookup_key_id IS NOT NULL;
 
 ALTER TABLE session_participants ADD COLUMN lookup_key_id text NOT NULL DEFAULT 'l0';
