@@ -81,7 +81,8 @@ async def run(sessions: int, lookups: int, batch: int, dsn: str) -> None:
         while done := await store.lookup_keys.rehash_batch(["l0"], batch):
             moved, batches = moved + done, batches + 1
         elapsed = time.monotonic() - started
-        print(f"  rehash: {moved} rows (sessions and participants) in {batches} batches of {batch}: {elapsed:.1f} s ({moved / elapsed:.0f} rows/s)")
+        print(f"  rehash: {moved} rows (sessions and participants) in {batches} batches of {batch}:"
+              f" {elapsed:.1f} s ({moved / elapsed:.0f} rows/s)")
         print(f"  two keys, all re-hashed:         {await route_p50(store, routes, lookups)}")
         store.keys.lookup.retire("l0")
         print(f"  old key retired (one key again): {await route_p50(store, routes, lookups)}")

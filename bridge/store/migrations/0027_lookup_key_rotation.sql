@@ -20,3 +20,8 @@ UPDATE pin_failures SET lookup_key_id = 'l0' WHERE scope = 'caller' AND key <> '
 -- Request digests are keyed too; they are never re-computed (the body is not kept).
 ALTER TABLE idempotency_keys ADD COLUMN lookup_key_id text NOT NULL DEFAULT 'l0';
 ALTER TABLE idempotency_keys ALTER COLUMN lookup_key_id DROP DEFAULT;
+
+-- A session with hashes names their key, or `rehash` would never see it (and
+-- retiring the key would lose it). Anonymising nulls the hashes: no label needed.
+ALTER TABLE masking_sessions ADD CONSTRAINT masking_sessions_hashes_name_their_key
+    CHECK (participant_a_hash IS NULL OR lookup_key_id IS NOT NULL);
