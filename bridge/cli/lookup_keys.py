@@ -94,8 +94,10 @@ async def cmd_retire_lookup(settings: Settings, args) -> int:
     kept_rows = sum(by_key.get(args.key_id, 0) for by_key in kept.values())
     await _audit(settings, "keys.lookup_forgotten" if args.forget else "keys.lookup_retired", args.key_id,
                  {"kept_rows": kept_rows})
-    print(f"lookup key {args.key_id} " + ("deleted from the key file" if args.forget else
-          "retired: no longer tried by lookups, kept to find audit rows and requests made under it"))
+    print(f"lookup key {args.key_id} " + (
+        f"deleted from the key file; audit rows, requests and {kept_rows} request digest(s) made under it"
+        " can no longer be found by number" if args.forget else
+        "retired: no longer tried by lookups, kept to find audit rows and requests made under it"))
     return 0
 
 
