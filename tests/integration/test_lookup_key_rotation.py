@@ -29,6 +29,9 @@ from bridge.store.errors import NumberInUse
 from bridge.subjects.export import read_holdings
 from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.integration.test_cli import REPO, masking
+from tests.integration.test_pin_calls import shared_number, wrong_pins
+from tests.integration.test_pin_guessing import guarded, guess  # noqa: F401 (a fixture)
+from tests.integration.test_pin_paths import assert_row, heard
 
 OPERATOR = Actor("cli:test", "cli@test")
 
@@ -104,6 +107,26 @@ def test_calls_are_routed_while_half_the_rows_are_rehashed_and_after(stack, plac
     call_reaches(place_call, before[0].b, before[0].virtual_number, before[0].a)
     call_reaches(place_call, after.b, after.virtual_number, after.a)
     assert wait_for_call_row(stack, after.virtual_number)["disposition"] == "answered"
+
+
+def test_a_guesser_locked_out_across_a_rotation_by_wrong_pins_counted_under_both_keys(
+        guarded, place_call, tmp_path):
+    number, _driver, (session,) = shared_number(guarded, customers=1)
+    wrong = wrong_pins({session.pin}, 3)
+
+    before = guess(place_call, session.participant_a, number, wrong[0] + wrong[1], tmp_path)  # 2 under the old key
+    added = masking(guarded, "keys", "add-lookup")
+    time.sleep(1.1)  # the service reads the key file at most once a second
+    after = guess(place_call, session.participant_a, number, wrong[2], tmp_path)  # the 3rd, under the new key
+    right = guess(place_call, session.participant_a, number, session.pin, tmp_path)
+
+    assert added.returncode == 0 and before.caller.succeeded and after.caller.succeeded, added.stderr
+    assert right.caller.succeeded, right.caller.output
+    rejected = right.caller.first("received", "SIP/2.0 403")
+    assert heard(right, "PIN_REQUEST", until=rejected) == 0, "the rotation let a locked-out guesser key PINs again"
+    assert not any(m.startswith("SIP/2.0 200") for m in right.caller.received())
+    assert_row(guarded, number, "ari", disposition="rejected", reject_reason="pin_locked", callee_channel_id=None,
+               pin_attempts=0)
 
 
 # -- subject access and erasure ---------------------------------------------------------------
