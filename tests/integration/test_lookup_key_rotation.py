@@ -26,6 +26,7 @@ from bridge.sessions.pin_guard import GuardLimits
 from bridge.store import Store
 from bridge.store.apikeys import DEFAULT_ACCOUNT_ID
 from bridge.store.errors import NumberInUse
+from bridge.store.lookup_keys import EXPIRING, KEPT, REHASHED, UNLABELLED
 from bridge.subjects.export import read_holdings
 from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.integration.test_cli import REPO, masking
@@ -253,6 +254,24 @@ async def test_retiring_a_lookup_key_is_refused_while_rows_use_it(rotating):
     assert await all_routed(store, sessions)
     active = await cli(rotating, "keys", "retire-lookup", "l1")
     assert active.returncode == 2
+
+
+async def test_every_table_holding_a_keyed_hash_takes_part_in_rotation(store):
+    """A table added with a number's hash but not registered would keep it under the
+    old key forever, and lose it when that key is retired."""
+    async with store.pool.acquire() as conn:
+        hashed = {r["table_name"] for r in await conn.fetch(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public'"
+            " AND (column_name LIKE '%\\_hash' OR column_name = 'lookup_key_id')")}
+        labelled = {r["table_name"] for r in await conn.fetch(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public'"
+            " AND column_name = 'lookup_key_id'")}
+    registered = [t.table for t in REHASHED + EXPIRING] + KEPT
+    not_numbers = {"api_keys", "console_sessions"}  # SHA-256 of secrets they issued, not of numbers
+
+    assert {"masking_sessions", "audit_log", "idempotency_keys"} <= hashed
+    assert hashed - not_numbers <= set(registered + UNLABELLED), "a table with a hash is not registered"
+    assert set(registered) <= labelled, "a registered table has no lookup_key_id"
 
 
 # -- uniqueness, PINs, idempotency across keys ---------------------------------------------------------
