@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bridge.privacy.crypto import KeyRing, number_context
+from bridge.privacy.lookup import LookupKeys
 from bridge.store.db import Database
 
 # A caller's wrong-PIN row not touched for this long (and not locked) may be dropped
@@ -46,7 +47,8 @@ class SealedNumbers:
     columns: tuple[str, ...]
     key_column: str = "key_id"
 
-    async def rehash_batch(self, conn: asyncpg.Connection, keys: KeyRing, stale: list[str], batch: int) -> int:
+    async def rehash_batch(self, conn: asyncpg.Connection, keys: KeyRing, lookup: LookupKeys, stale: list[str],
+                           batch: int) -> int:
         sealed = ", ".join(f"{c}_sealed" for c in self.columns)
         rows = await conn.fetch(
             f"SELECT {self.id_column} AS id, {self.key_column} AS key_id, {sealed} FROM {self.table}"
@@ -54,20 +56,20 @@ class SealedNumbers:
         sets = ", ".join(f"{c}_hash = ${i + 2}" for i, c in enumerate(self.columns))
         await conn.executemany(
             f"UPDATE {self.table} SET {sets}, lookup_key_id = ${len(self.columns) + 2} WHERE {self.id_column} = $1",
-            [self._rehashed(keys, r) for r in rows])
+            [self._rehashed(keys, lookup, r) for r in rows])
         return len(rows)
 
-    def _rehashed(self, keys: KeyRing, row: asyncpg.Record) -> tuple:
-        hashes = [self._hash(keys, row, c) for c in self.columns]
+    def _rehashed(self, keys: KeyRing, lookup: LookupKeys, row: asyncpg.Record) -> tuple:
+        hashes = [self._hash(keys, lookup, row, c) for c in self.columns]
         # A row anonymised by a path that left its label: no hash, no key.
-        return row["id"], *hashes, keys.lookup_key_id if any(h is not None for h in hashes) else None
+        return row["id"], *hashes, lookup.active if any(h is not None for h in hashes) else None
 
-    def _hash(self, keys: KeyRing, row: asyncpg.Record, column: str) -> bytes | None:
+    def _hash(self, keys: KeyRing, lookup: LookupKeys, row: asyncpg.Record, column: str) -> bytes | None:
         blob = row[f"{column}_sealed"]
         if blob is None:
             return None
         number = keys.open_number(row["key_id"], blob, number_context(self.table, row["id"], column))
-        return keys.lookup_hash(number)
+        return lookup.hash(number)
 
 
 class SessionParticipants:
@@ -75,7 +77,8 @@ class SessionParticipants:
 
     table = "session_participants"
 
-    async def rehash_batch(self, conn: asyncpg.Connection, keys: KeyRing, stale: list[str], batch: int) -> int:
+    async def rehash_batch(self, conn: asyncpg.Connection, keys: KeyRing, lookup: LookupKeys, stale: list[str],
+                           batch: int) -> int:
         rows = await conn.fetch(
             "SELECT p.session_id, p.role, s.key_id, s.participant_a_sealed, s.participant_b_sealed"
             " FROM session_participants p JOIN masking_sessions s ON s.id = p.session_id"
@@ -86,7 +89,7 @@ class SessionParticipants:
             column = f"participant_{r['role']}"
             number = keys.open_number(r["key_id"], r[f"{column}_sealed"],
                                       number_context("masking_sessions", r["session_id"], column))
-            return r["session_id"], r["role"], keys.lookup_hash(number), keys.lookup_key_id
+            return r["session_id"], r["role"], lookup.hash(number), lookup.active
 
         await conn.executemany("UPDATE session_participants SET number_hash = $3, lookup_key_id = $4"
                                " WHERE session_id = $1 AND role = $2", [rehashed(r) for r in rows])
@@ -99,7 +102,8 @@ class PinFailureCallers:
 
     table = "pin_failures"
 
-    async def rehash_batch(self, conn: asyncpg.Connection, _keys: KeyRing, stale: list[str], batch: int) -> int:
+    async def rehash_batch(self, conn: asyncpg.Connection, _keys: KeyRing, _lookup: LookupKeys, stale: list[str],
+                           batch: int) -> int:
         done = await conn.execute(
             "DELETE FROM pin_failures WHERE ctid IN (SELECT ctid FROM pin_failures WHERE lookup_key_id = ANY($1)"
             " AND (locked_until IS NULL OR locked_until < now())"
@@ -140,12 +144,14 @@ class LookupKeyRows:
         """One transaction: up to `batch` rows of each registered table moved off
         the `stale` lookup keys (or dropped, if expiring); returns how many."""
         keys = self.db.keys
-        if keys.lookup_key_id in stale:
+        lookup = keys.lookups()  # one reading of the key file for the whole batch
+        if lookup.active in stale:
             raise ValueError("the active lookup key is not stale")
 
         async def run(conn):
             async with conn.transaction():
-                return sum([await table.rehash_batch(conn, keys, stale, batch) for table in REHASHED + EXPIRING])
+                return sum([await table.rehash_batch(conn, keys, lookup, stale, batch)
+                            for table in REHASHED + EXPIRING])
 
         return await self.db.run(run, timeout=max(self.db.timeout, 60))
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
+from bridge.privacy.lookup import LookupKeys
 from bridge.sessions.pin_guard import WITHHELD, FailureCount, GuardLimits, after_failure, combined
 from bridge.store.db import Database
 
@@ -24,11 +25,12 @@ class PinFailures:
         self.db = db
 
     def caller_key(self, caller: str | None) -> str:
-        return self.db.keys.lookup_hash(caller).hex() if caller else WITHHELD
+        return self.caller_keys(caller)[0]
 
-    def caller_keys(self, caller: str | None) -> list[str]:
+    def caller_keys(self, caller: str | None, lookup: LookupKeys | None = None) -> list[str]:
         """The caller's key under every lookup key in use, the active one first."""
-        return [h.hex() for h in self.db.keys.lookup_hashes(caller)] if caller else [WITHHELD]
+        lookup = lookup or self.db.keys.lookups()
+        return [h.hex() for h in lookup.hashes(caller)] if caller else [WITHHELD]
 
     async def counts(self, caller: str | None, number: str) -> tuple[FailureCount, FailureCount, bool]:
         """(the caller's count, the number's count, whether the caller holds a live session on the number)."""
@@ -50,13 +52,14 @@ class PinFailures:
     async def record(self, caller: str | None, number: str, limits: GuardLimits,
                      now: datetime) -> tuple[FailureCount, FailureCount]:
         """One more wrong PIN from `caller` on `number`; returns both counts after it."""
-        lookup_key_id = self.db.keys.lookup_key_id if caller else None
+        lookup = self.db.keys.lookups()  # one reading: the caller's key and its label agree
+        keys, lookup_key_id = self.caller_keys(caller, lookup), lookup.active if caller else None
 
         async def add(conn):
             async with conn.transaction():
                 if caller:
-                    await _move_to_active(conn, self.caller_keys(caller), lookup_key_id)
-                caller_count = await _add_failure(conn, "caller", self.caller_key(caller), limits.caller_failures,
+                    await _move_to_active(conn, keys, lookup_key_id)
+                caller_count = await _add_failure(conn, "caller", keys[0], limits.caller_failures,
                                                   limits, now, lookup_key_id)
                 number_count = await _add_failure(conn, "number", number, limits.number_failures, limits, now)
                 return caller_count, number_count

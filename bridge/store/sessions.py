@@ -80,8 +80,9 @@ class Sessions:
         """
         keys = self.db.keys
         a, b = request.participant_a, request.participant_b
-        hash_a, hash_b = keys.lookup_hash(a), keys.lookup_hash(b)
-        hashes_a, hashes_b = keys.lookup_hashes(a), keys.lookup_hashes(b)
+        lookup = keys.lookups()  # one reading of the key file: the hashes and their label agree
+        hash_a, hash_b = lookup.hash(a), lookup.hash(b)
+        hashes_a, hashes_b = lookup.hashes(a), lookup.hashes(b)
 
         async def create(conn):
             async with conn.transaction():
@@ -111,7 +112,7 @@ class Sessions:
                 if request.virtual_number:
                     await check_assignable(conn, number)
                 session_id = uuid.uuid4()
-                sealed = seal_participants(keys, session_id, a, b)
+                sealed = seal_participants(keys, session_id, a, b, lookup)
                 account = account_id or DEFAULT_ACCOUNT_ID
                 if request.wait_audio_id and not await conn.fetchval(
                         "SELECT 1 FROM wait_audio WHERE id = $1 AND account_id = $2", request.wait_audio_id, account):
@@ -126,7 +127,7 @@ class Sessions:
                     session_id, number, *sealed, request.record, request.ttl_seconds, request.external_ref,
                     request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
                     request.window_ends_at, request.time_limit_seconds, request.wait_audio_id,
-                    request.recording_channels, account, keys.lookup_key_id)
+                    request.recording_channels, account, lookup.active)
                 if number_b:
                     row = await set_number_b(conn, session_id, number_b)
                 row = await assign_pin(conn, row, request)  # on a shared number only
@@ -137,8 +138,8 @@ class Sessions:
                         await conn.executemany(
                             "INSERT INTO session_participants (session_id, role, virtual_number, number_hash,"
                             " lookup_key_id) VALUES ($1, $2, $3, $4, $5)",
-                            [(session_id, "a", number, hash_a, keys.lookup_key_id),
-                             (session_id, "b", number_b or number, hash_b, keys.lookup_key_id)])
+                            [(session_id, "a", number, hash_a, lookup.active),
+                             (session_id, "b", number_b or number, hash_b, lookup.active)])
                 except asyncpg.UniqueViolationError:
                     raise NumberInUse("a participant already holds this virtual number in a live session") from None
                 # Both numbers in one order: two creates that took each other's
@@ -150,7 +151,7 @@ class Sessions:
                     await conn.execute(
                         "INSERT INTO idempotency_keys (api_key_id, key, request_hash, session_id, lookup_key_id)"
                         " VALUES ($1, $2, $3, $4, $5)", idempotency[0], idempotency[1], digests[0], session_id,
-                        keys.lookup_key_id)
+                        lookup.active)
                 return self._session(row), True
 
         return await self.db.run(create)
