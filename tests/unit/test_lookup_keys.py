@@ -135,3 +135,21 @@ def test_a_callers_wrong_pins_under_two_keys_count_as_one():
 
     assert both == FailureCount(5, now, 1, now + timedelta(minutes=1))
     assert combined([]) == FailureCount()
+
+
+def test_a_reading_of_the_lookup_keys_is_not_changed_by_a_later_reload(tmp_path):
+    """A row's hashes and its `lookup_key_id` come from one reading: a reload between them
+    would label an old-key hash with the new key, and `rehash` would never move it."""
+    path = tmp_path / "keys.json"
+    KeyRing.generate().save(path)
+    running = KeyRing.load(path)
+    reading = running.lookups()
+    operator = KeyRing.load(path)
+    operator.lookup.add()
+    time.sleep(0.01)
+    operator.save()
+
+    running.reload()
+
+    assert (reading.active, running.lookup_key_id) == ("l0", "l1")
+    assert reading.hash(NUMBER) == running.lookup_hashes(NUMBER)[1]
