@@ -120,7 +120,8 @@ async def create_session(request: web.Request) -> web.Response:
         if not key.strip() or len(key) > 200:
             raise invalid("Idempotency-Key", "Idempotency-Key must be 1 to 200 characters")
         # Keyed: the body holds phone numbers, which a plain hash would let anyone enumerate.
-        digest = store.keys.keyed_digest("idempotency", json.dumps(body, sort_keys=True).encode())
+        # Under each lookup key: a retry may follow a rotation (the first is the one stored).
+        digest = store.keys.keyed_digests("idempotency", json.dumps(body, sort_keys=True).encode())
         idempotency = (request[API_KEY]["id"], key, digest)
     session, created = await store.sessions.create(session_request_, idempotency, account_id(request))
     # The ledger's rows before the answer; a replay writes them again, so no creation goes unrecorded.

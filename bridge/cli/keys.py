@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import sys
 
+from bridge.cli import lookup_keys
 from bridge.cli.common import UsageError, command, emit, group, open_store, operator
 from bridge.config import Settings
 from bridge.privacy.crypto import KeyRing
 from bridge.store.errors import StoreError
 
-STATUS_COLUMNS = ["key_id", "kind", "active", "in_key_file", "sessions", "recording_keys", "audit_rows"]
+STATUS_COLUMNS = ["key_id", "kind", "active", "in_key_file", "sessions", "recording_keys", "audit_rows", "state",
+                  "hashed_rows"]
 
 
 def add_commands(sub) -> None:
@@ -24,8 +26,10 @@ def add_commands(sub) -> None:
     p.add_argument("--batch", type=int, default=500)
     command(ring, "add-audit", cmd_keys_add_audit,
             "add a new audit key, active for new audit rows and checkpoints (older ones stay to verify)")
+    lookup_keys.add_commands(ring)
     command(ring, "status", cmd_keys_status,
-            "key ids, the active ones, and what each seals: sessions, recording keys, audit rows", listing=True)
+            "key ids, the active ones, and what each seals or hashes: sessions, recording keys, audit rows,"
+            " rows per lookup key", listing=True)
 
 
 async def cmd_keys_init(settings: Settings, _args) -> int:
@@ -87,6 +91,7 @@ async def cmd_keys_status(settings: Settings, args) -> int:
         sessions = await store.sessions.rows_by_key()
         recordings = await store.recordings.keys_by_master()
         audit_rows = await store.audit.rows_by_key()
+        hashed = await store.lookup_keys.counts()
     keys = store.keys
     masters = [{"key_id": k, "kind": "master", "active": k == keys.active_id, "in_key_file": k in keys.keys,
                 "sessions": sessions.get(k, 0), "recording_keys": recordings.get(k, 0)}
@@ -97,5 +102,20 @@ async def cmd_keys_status(settings: Settings, args) -> int:
              for k in sorted(set(keys.audit_keys) | {k for k in audit_rows if k is not None})]
     unkeyed = [{"key_id": None, "kind": "audit (unkeyed, before the keyed chain)", "active": False,
                 "in_key_file": False, "audit_rows": audit_rows[None]}] if None in audit_rows else []
-    emit(masters + audit + unkeyed, STATUS_COLUMNS, args.json, key="keys")
+    emit(masters + audit + unkeyed + _lookup_rows(keys, hashed), STATUS_COLUMNS, args.json, key="keys")
     return 0
+
+
+def _lookup_rows(keys: KeyRing, hashed: dict[str, dict[str, int]]) -> list[dict]:
+    """A row per lookup key: its state and how many rows of each table it hashed (`rows`)."""
+    lookup = keys.lookup
+    ids = set(lookup.keys) | {k for by_key in hashed.values() for k in by_key}
+    rows = []
+    for key_id in sorted(ids):
+        tables = {table: by_key.get(key_id, 0) for table, by_key in hashed.items()}
+        state = ("active" if key_id == lookup.active else "retired" if key_id in lookup.retired
+                 else "in use" if key_id in lookup.keys else "missing")
+        rows.append({"key_id": key_id, "kind": "lookup", "active": key_id == lookup.active,
+                     "in_key_file": key_id in lookup.keys, "state": state, "sessions": tables["masking_sessions"],
+                     "hashed_rows": sum(tables.values()), "rows": tables})
+    return rows

@@ -104,7 +104,7 @@ async def sessions_by_number(request: web.Request, number: str) -> list[MaskingS
     subject_hash = store(request).keys.lookup_hash(number)
     await store(request).audit.append_by(actor(request), "console.number_searched", "subject", "search",
                                          subject_hash=subject_hash, details={"via": "console"})
-    return await store(request).subjects.sessions(subject_hash)
+    return await store(request).subjects.sessions(store(request).keys.kept_hashes(number))
 
 
 async def session_page(request: web.Request) -> web.Response:

@@ -1,8 +1,9 @@
 """Keys, and encryption of personal data at rest.
 
 A `KeyRing` holds the master keys (AES-256, by key id; one is active for new
-writes, older ones stay to read rows not yet rotated), a separate lookup key
-for keyed hashes, and audit keys (by id, one active) that key the audit
+writes, older ones stay to read rows not yet rotated), the lookup keys for
+keyed hashes (bridge/privacy/lookup.py: one active, older ones tried until
+their rows are re-hashed), and audit keys (by id, one active) that key the audit
 trail's chain (HMAC) and sign its checkpoints (Ed25519), so whoever can write
 to the database but holds no key file can neither forge a row nor a
 checkpoint (bridge/privacy/audit.py). Phone numbers are stored as AES-GCM ciphertext, bound to the
@@ -23,6 +24,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +32,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from bridge.privacy.lookup import LookupKeyError, LookupKeys
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
@@ -74,8 +78,14 @@ class KeyRing:
     # Key files written before the keyed audit chain have none: `masking db upgrade` adds one.
     audit_keys: dict[str, bytes] = field(default_factory=dict)
     audit_active: str | None = None
+    # Several lookup keys (rotation); a ring built from one `lookup_key` holds it as `l0`.
+    lookup: LookupKeys | None = None
+    _seen: tuple[float, int] = field(default=(0.0, 0), compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.lookup is None:
+            self.lookup = LookupKeys({"l0": self.lookup_key})
+        self.lookup_key = self.lookup.keys[self.lookup.active]
         if self.active_id not in self.keys:
             raise KeyFileError("the active key id is not among the keys")
         if self.audit_active is not None and self.audit_active not in self.audit_keys:
@@ -86,7 +96,7 @@ class KeyRing:
 
     def __repr__(self) -> str:  # never show key material, even in a traceback
         return (f"KeyRing(active_id={self.active_id!r}, key_ids={sorted(self.keys)!r}, "
-                f"audit_active={self.audit_active!r})")
+                f"audit_active={self.audit_active!r}, lookup={self.lookup!r})")
 
     # -- creating and loading -------------------------------------------------
     @classmethod
@@ -99,7 +109,8 @@ class KeyRing:
     @classmethod
     def load(cls, path: Path) -> "KeyRing":
         try:
-            mode = path.stat().st_mode & 0o077
+            stat = path.stat()
+            mode = stat.st_mode & 0o077
             raw = json.loads(path.read_text())
         except FileNotFoundError:
             raise KeyFileError(f"no key file at {path} (create one with `masking keys init`)") from None
@@ -111,10 +122,12 @@ class KeyRing:
             keys = {str(k): base64.b64decode(v, validate=True) for k, v in raw["keys"].items()}
             audit = {str(k): base64.b64decode(v, validate=True) for k, v in raw.get("audit", {}).items()}
             active_audit = raw.get("audit_active")
-            ring = cls(keys, str(raw["active"]), base64.b64decode(raw["lookup"], validate=True), path, audit,
-                       None if active_audit is None else str(active_audit))
-        except (KeyError, TypeError, AttributeError, ValueError):
+            lookup = LookupKeys.from_document(raw, lambda v: base64.b64decode(v, validate=True))
+            ring = cls(keys, str(raw["active"]), lookup.keys[lookup.active], path, audit,
+                       None if active_audit is None else str(active_audit), lookup)
+        except (KeyError, TypeError, AttributeError, ValueError, LookupKeyError):
             raise KeyFileError(f"key file {path} is malformed (want active, keys, lookup; audit optional)") from None
+        ring._seen = (time.monotonic(), stat.st_mtime_ns)
         return ring
 
     @classmethod
@@ -130,6 +143,7 @@ class KeyRing:
         """Take the keys (and active id) the file holds now."""
         fresh = KeyRing.load(self.path)
         self.keys, self.active_id, self.lookup_key = fresh.keys, fresh.active_id, fresh.lookup_key
+        self.lookup = fresh.lookup
         self.audit_keys, self.audit_active = fresh.audit_keys, fresh.audit_active
 
     def save(self, path: Path | None = None) -> None:
@@ -140,7 +154,7 @@ class KeyRing:
         document = {
             "active": self.active_id,
             "keys": {k: base64.b64encode(v).decode() for k, v in self.keys.items()},
-            "lookup": base64.b64encode(self.lookup_key).decode(),
+            **self.lookup.to_document(lambda v: base64.b64encode(v).decode()),
         }
         if self.audit_keys:
             document["audit"] = {k: base64.b64encode(v).decode() for k, v in self.audit_keys.items()}
@@ -154,6 +168,7 @@ class KeyRing:
             os.fsync(out.fileno())
         os.replace(tmp, path)
         self.path = path
+        self._seen = (time.monotonic(), path.stat().st_mtime_ns)
 
     def add_key(self, activate: bool = True) -> str:
         """A new master key; new writes use it once active. Old rows are re-sealed by `rotate`."""
@@ -175,13 +190,45 @@ class KeyRing:
         return key_id
 
     # -- using ------------------------------------------------------------------
+    def lookups(self) -> LookupKeys:
+        """The lookup keys as the file holds them now: a running service takes a key
+        added or retired by `masking keys` within a second, so a rotation needs no
+        restart (checked at most once a second; an unreadable file keeps the keys held)."""
+        now = time.monotonic()
+        if self.path is not None and now - self._seen[0] >= 1.0:
+            try:
+                mtime = self.path.stat().st_mtime_ns
+                if self._seen[1] and mtime != self._seen[1]:
+                    self.reload()
+                self._seen = (now, mtime)
+            except (OSError, KeyFileError):
+                self._seen = (now, self._seen[1])
+        return self.lookup
+
     def lookup_hash(self, number: str) -> bytes:
-        """The keyed hash stored beside an encrypted number, for equality lookups."""
-        return hmac.new(self.lookup_key, b"number:" + number.encode(), hashlib.sha256).digest()
+        """The keyed hash a new row stores beside an encrypted number (active lookup key)."""
+        return self.lookups().hash(number)
+
+    def lookup_hashes(self, number: str) -> list[bytes]:
+        """The hashes a lookup matches: under every lookup key not retired, active first."""
+        return self.lookups().hashes(number)
+
+    def kept_hashes(self, number: str) -> list[bytes]:
+        """Under every lookup key in the file, retired too: for rows never re-hashed (audit, requests)."""
+        return self.lookups().kept_hashes(number)
+
+    @property
+    def lookup_key_id(self) -> str:
+        """The id new rows record in `lookup_key_id`."""
+        return self.lookups().active
 
     def keyed_digest(self, purpose: str, data: bytes) -> str:
-        """A keyed hex digest of `data` (e.g. a request body holding numbers)."""
-        return hmac.new(self.lookup_key, purpose.encode() + b":" + data, hashlib.sha256).hexdigest()
+        """A keyed hex digest of `data` (e.g. a request body holding numbers), active lookup key."""
+        return self.lookups().digest(purpose, data)
+
+    def keyed_digests(self, purpose: str, data: bytes) -> list[str]:
+        """`keyed_digest` under every lookup key in the file, active first: to match a stored one."""
+        return self.lookups().digests(purpose, data)
 
     def seal(self, plaintext: bytes, context: bytes) -> Sealed:
         nonce = secrets.token_bytes(NONCE_BYTES)

@@ -108,14 +108,15 @@ def recipient_of(entry: AuditEntry) -> Recipient:
     return Recipient("service" if actor == "service" else "other", actor)
 
 
-def concerns(entry: AuditEntry, subject_hash: bytes) -> bool:
+def concerns(entry: AuditEntry, subject_hash: bytes | set[bytes]) -> bool:
     """A disclosure of the subject's data: about their number, or about one of
     their sessions as a whole (no number's hash). A row about the other party's
     number in a shared session is the other party's."""
-    return entry.action in DISCLOSURE_ACTIONS and entry.subject_hash in (None, subject_hash)
+    hashes = {subject_hash} if isinstance(subject_hash, bytes) else subject_hash  # under each lookup key in use
+    return entry.action in DISCLOSURE_ACTIONS and (entry.subject_hash is None or entry.subject_hash in hashes)
 
 
-def disclosed_to(entries: Iterable[AuditEntry], subject_hash: bytes, since: datetime) -> list[dict[str, Any]]:
+def disclosed_to(entries: Iterable[AuditEntry], subject_hash: bytes | set[bytes], since: datetime) -> list[dict[str, Any]]:
     """"Disclosed to whom" since `since`, from the ledger's rows: one item per
     recipient with what they received (actions and counts), which sessions,
     and when first and last; most recent recipient first."""

@@ -70,10 +70,11 @@ def recipient_of(actor: str) -> str:
     return "the operator's service"
 
 
-def subject_disclosure(entry: AuditEntry, subject_hash: bytes, session_ids: set[str]) -> dict[str, Any]:
+def subject_disclosure(entry: AuditEntry, subject_hash: bytes | set[bytes], session_ids: set[str]) -> dict[str, Any]:
     """One access to or change of the subject's data, as the subject sees it: the
     recipient, what and when; not the actor, the source address or the reason."""
-    about_number = entry.subject_hash == subject_hash
+    # the subject's hash under each lookup key in use (a rotation leaves older rows under older keys)
+    about_number = entry.subject_hash in ({subject_hash} if isinstance(subject_hash, bytes) else subject_hash)
     details = {k: v for k, v in entry.details.items() if k not in INTERNAL_DETAILS}
     if not about_number and entry.action == "subject.exported":
         details = {"include_audio": entry.details.get("include_audio"),
@@ -87,7 +88,7 @@ def subject_disclosure(entry: AuditEntry, subject_hash: bytes, session_ids: set[
             "about": "your number" if about_number else "your session", "details": details}
 
 
-def split_disclosures(entries, subject_hash: bytes, session_ids: set[str]
+def split_disclosures(entries, subject_hash: bytes | set[bytes], session_ids: set[str]
                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(what the subject is shown, what is withheld: seq and reason, for the audit row only)."""
     shown, withheld = [], []

@@ -129,6 +129,7 @@ class SubjectHoldings:
     calls: tuple[dict, ...]  # call rows of those sessions
     recordings: tuple[dict, ...]  # recording rows of those calls
     disclosures: tuple[AuditEntry, ...]  # audit rows about the number or its sessions, past 12 months
+    older_hashes: tuple[bytes, ...] = ()  # the number's hashes under older lookup keys (rotation)
 
 
 def session_document(session: MaskingSession, subject: str, now: datetime) -> dict[str, Any]:
@@ -227,7 +228,7 @@ def documents(holdings: SubjectHoldings, now: datetime, audio: dict[uuid.UUID, t
                        if c.get("session_id") in sessions],
         "recordings.json": [recording_document(r, *audio.get(r["id"], ("not_requested", None)))
                             for r in holdings.recordings],
-        "disclosures.json": split_disclosures(holdings.disclosures, holdings.subject_hash,
+        "disclosures.json": split_disclosures(holdings.disclosures, {holdings.subject_hash, *holdings.older_hashes},
                                               {str(i) for i in sessions})[0],
     }
     return scrub(out, sorted(hidden - mine - {subject}))

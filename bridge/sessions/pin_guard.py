@@ -56,3 +56,14 @@ def after_failure(count: FailureCount, limit: int, limits: GuardLimits, now: dat
 def refused(caller: FailureCount, number: FailureCount, caller_holds_a_session: bool, now: datetime) -> bool:
     """Whether this caller may not key a PIN on this number now."""
     return caller.locked(now) or (number.locked(now) and not caller_holds_a_session)
+
+
+def combined(counts: list[FailureCount]) -> FailureCount:
+    """One caller's counts kept under several lookup keys (a rotation in progress) as one:
+    every failure counts, the longest lockout holds."""
+    if not counts:
+        return FailureCount()
+    starts = [c.window_started for c in counts if c.window_started is not None]
+    ends = [c.locked_until for c in counts if c.locked_until is not None]
+    return FailureCount(sum(c.failures for c in counts), min(starts) if starts else None,
+                        max(c.lockouts for c in counts), max(ends) if ends else None)

@@ -32,6 +32,7 @@ from bridge.store.disclosures import Disclosures
 from bridge.store.erasure import Erasure
 from bridge.store.holds import LegalHolds
 from bridge.store.incidents import Incidents
+from bridge.store.lookup_keys import LookupKeyRows
 from bridge.store.numbers import Numbers
 from bridge.store.outbox import Outbox
 from bridge.store.pin_failures import PinFailures
@@ -77,6 +78,7 @@ class Store:
         self.corrections = Corrections(self.db, self.audit, self.subjects)
         self.console_sessions = ConsoleSessions(self.db)
         self.pool_history = PoolHistory(self.db, self.numbers)
+        self.lookup_keys = LookupKeyRows(self.db)
 
     @classmethod
     async def connect(cls, dsn: str, keys: KeyRing, timeout: float = 2.0, max_size: int = 10,

@@ -22,7 +22,8 @@ from bridge.store.numbers import allocatable_count, check_assignable, free_numbe
 
 async def allocate_shared(conn: asyncpg.Connection, keys: KeyRing, request: SessionRequest) -> str:
     """One number both participants dial and see."""
-    participants = [keys.lookup_hash(request.participant_a), keys.lookup_hash(request.participant_b)]
+    # Every lookup key's hash: rows not re-hashed yet still count (bridge/store/lookup_keys.py).
+    participants = keys.lookup_hashes(request.participant_a) + keys.lookup_hashes(request.participant_b)
     candidates = await free_numbers(conn, participants, participants, request.quarantine_seconds)
     number = choose_number(candidates, request.participant_a, request.participant_b,
                            StickyPreference(request.sticky), request.country_match)
@@ -37,13 +38,13 @@ async def allocate_pair(conn: asyncpg.Connection, keys: KeyRing, request: Sessio
     (checked by the caller), the others chosen from the pool."""
     if request.virtual_number_b:
         await check_number_b(conn, request.virtual_number_b, request.virtual_number)
-    hash_a, hash_b = keys.lookup_hash(request.participant_a), keys.lookup_hash(request.participant_b)
+    hash_a, hash_b = keys.lookup_hashes(request.participant_a), keys.lookup_hashes(request.participant_b)
     sides = []
     for explicit, holder in ((request.virtual_number, hash_a), (request.virtual_number_b, hash_b)):
         if explicit:
             sides.append([Candidate(explicit, None, None, False, False)])
             continue
-        sides.append(await free_numbers(conn, [holder], [hash_a, hash_b], request.quarantine_seconds))
+        sides.append(await free_numbers(conn, holder, hash_a + hash_b, request.quarantine_seconds))
     pair = choose_pair(sides[0], sides[1], request.participant_a, request.participant_b,
                        StickyPreference(request.sticky), request.country_match)
     if pair is None:

@@ -60,7 +60,8 @@ class Erasure:
         done with the last; refused before anything is erased if it is not one.
         `webhook_url`: where session.expired goes for sessions without their own
         (the expiry that runs first, in its own transaction). `retire`: as for `purge`."""
-        subject = self.db.keys.lookup_hash(number)
+        subject = self.db.keys.lookup_hash(number)  # what the audit rows record
+        hashes = self.db.keys.kept_hashes(number)  # what finds the rows: rotation may be under way
         if request_id is not None:
             await self.subjects.open_request_for(request_id, number, ("erasure",))
         await self._expire_all(webhook_url)
@@ -69,15 +70,15 @@ class Erasure:
         async def erase_batch(conn, after):
             async with conn.transaction():
                 if request_id is not None:  # the row lock before any other, as closing a request takes them
-                    await self.subjects.lock_open_request(conn, request_id, subject, ("erasure",))
+                    await self.subjects.lock_open_request(conn, request_id, hashes, ("erasure",))
                 rows = await conn.fetch(
                     "SELECT s.id, s.status, s.expires_at > now() AS unexpired, s.legal_hold_at IS NOT NULL AS held,"
                     f" s.legal_hold_reason, {PRESERVED} AS preserved,"
                     " EXISTS (SELECT 1 FROM calls c WHERE c.session_id = s.id"
                     "   AND c.disposition = 'in_progress') AS call_in_progress"
-                    " FROM masking_sessions s WHERE (s.participant_a_hash = $1 OR s.participant_b_hash = $1)"
+                     " FROM masking_sessions s WHERE (s.participant_a_hash = ANY($1) OR s.participant_b_hash = ANY($1))"
                     " AND ($2::uuid IS NULL OR s.id > $2) ORDER BY s.id LIMIT $3 FOR UPDATE OF s",
-                    subject, after, batch)
+                    hashes, after, batch)
                 plan = plan_erasure([SessionToErase(
                     r["id"], live=r["status"] == "active" and r["unexpired"], held=r["held"],
                     call_in_progress=r["call_in_progress"], hold_reason=r["legal_hold_reason"],

@@ -53,6 +53,16 @@ _POOL_SUMMARY = """
 """
 
 
+async def check_not_held(conn: asyncpg.Connection, holders: list[tuple[str, list[bytes]]]) -> None:
+    """NumberInUse if a participant already holds the number live (outside PIN
+    sessions), under any of their hashes: the unique index on live participants
+    compares one hash, and during a lookup-key rotation a row may hold an older one."""
+    for number, hashes in holders:
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM session_participants WHERE virtual_number = $1"
+                               " AND number_hash = ANY($2) AND live AND NOT pinned)", number, hashes):
+            raise NumberInUse("a participant already holds this virtual number in a live session")
+
+
 async def check_assignable(conn: asyncpg.Connection, number: str, field: str = "virtual_number") -> None:
     """An explicitly requested number must be in the pool and not retired."""
     status = await conn.fetchval("SELECT status FROM virtual_numbers WHERE number = $1", number)

@@ -128,7 +128,7 @@ class Retention:
         await conn.execute("DELETE FROM idempotency_keys WHERE session_id = $1", session_id)
         await conn.execute("DELETE FROM webhook_outbox WHERE session_id = $1", session_id)
         done = await conn.fetchval(
-            "UPDATE masking_sessions SET participant_a_hash = NULL, participant_b_hash = NULL,"
+            "UPDATE masking_sessions SET participant_a_hash = NULL, participant_b_hash = NULL, lookup_key_id = NULL,"
             " participant_a_sealed = NULL, participant_b_sealed = NULL, key_id = NULL, external_ref = NULL,"
             " webhook_url = NULL, anonymised_at = now()"
             " WHERE id = $1 AND legal_hold_at IS NULL AND anonymised_at IS NULL RETURNING id", session_id)

@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 
 from bridge.privacy.crypto import KeyRing, number_context
+from bridge.privacy.lookup import LookupKeys
 from bridge.sessions.models import MaskingSession
 
 
@@ -38,9 +39,12 @@ def session_from_row(keys: KeyRing, row: asyncpg.Record) -> MaskingSession:
     )
 
 
-def seal_participants(keys: KeyRing, session_id: uuid.UUID, a: str, b: str) -> tuple:
-    """(hash a, hash b, sealed a, sealed b, key id): the columns that hold a session's numbers."""
-    return (keys.lookup_hash(a), keys.lookup_hash(b),
+def seal_participants(keys: KeyRing, session_id: uuid.UUID, a: str, b: str, lookup: LookupKeys | None = None) -> tuple:
+    """(hash a, hash b, sealed a, sealed b, key id): the columns that hold a session's numbers.
+    `lookup`: the lookup keys the caller took once (`keys.lookups()`), so the hashes and the
+    `lookup_key_id` it writes beside them come from one reading of the key file."""
+    lookup = lookup or keys.lookups()
+    return (lookup.hash(a), lookup.hash(b),
             keys.seal_number(a, number_context("masking_sessions", session_id, "participant_a")),
             keys.seal_number(b, number_context("masking_sessions", session_id, "participant_b")),
             keys.row_key_id)

@@ -24,7 +24,7 @@ from bridge.store.consent import WITHDRAWN
 from bridge.store.db import Database
 from bridge.store.errors import IdempotencyConflict, NotFound, NumberInUse, SessionNotActive, UnknownWaitAudio
 from bridge.store.expiry import expire_due_in
-from bridge.store.numbers import check_assignable
+from bridge.store.numbers import check_assignable, check_not_held
 from bridge.store.pins import allocate_pin_number, assign_pin
 from bridge.store.rows import seal_participants, session_from_row
 
@@ -53,14 +53,16 @@ class Sessions:
                 FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL (
                     SELECT *, {WITHDRAWN} AS withdrawn FROM masking_sessions
-                    WHERE $2::bytea IS NOT NULL  -- sessions where the caller holds this number:
+                    WHERE $2::bytea[] IS NOT NULL  -- sessions where the caller holds this number:
                       AND ((virtual_number = $1
-                            AND (participant_a_hash = $2 OR (participant_b_hash = $2 AND virtual_number_b IS NULL)))
-                           OR (virtual_number_b = $1 AND participant_b_hash = $2))
+                            AND (participant_a_hash = ANY($2)
+                                 OR (participant_b_hash = ANY($2) AND virtual_number_b IS NULL)))
+                           OR (virtual_number_b = $1 AND participant_b_hash = ANY($2)))
                     ORDER BY created_at DESC LIMIT 5
                 ) AS s ON true
                 """,
-                virtual_number, self.db.keys.lookup_hash(caller) if caller else None,
+                # Under every lookup key in use: during a rotation a row may not be re-hashed yet.
+                virtual_number, self.db.keys.lookup_hashes(caller) if caller else None,
             )
             sessions = tuple(self._session(r) for r in rows if r["id"] is not None)
             return RouteLookup(number_in_pool=rows[0]["in_pool"], sessions=sessions, virtual_number=virtual_number,
@@ -68,7 +70,7 @@ class Sessions:
 
         return await self.db.lookup(query)
 
-    async def create(self, request: SessionRequest, idempotency: tuple[uuid.UUID, str, str] | None = None,
+    async def create(self, request: SessionRequest, idempotency: tuple[uuid.UUID, str, str | list[str]] | None = None,
                      account_id: uuid.UUID | None = None) -> tuple[MaskingSession, bool]:
         """Create a session (for `account_id`, else the default account), or return
         the one this idempotency key made before.
@@ -79,19 +81,24 @@ class Sessions:
         """
         keys = self.db.keys
         a, b = request.participant_a, request.participant_b
-        hash_a, hash_b = keys.lookup_hash(a), keys.lookup_hash(b)
+        lookup = keys.lookups()  # one reading of the key file: the hashes and their label agree
+        hash_a, hash_b = lookup.hash(a), lookup.hash(b)
+        hashes_a, hashes_b = lookup.hashes(a), lookup.hashes(b)
 
         async def create(conn):
             async with conn.transaction():
-                for participant in sorted({hash_a.hex(), hash_b.hex()}):
+                # Every key's hash: a creator whose ring has another active key takes the same locks.
+                for participant in sorted({h.hex() for h in hashes_a + hashes_b}):
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", participant)
                 if idempotency:
                     api_key_id, key, request_hash = idempotency
+                    # A digest list: the stored one may be under an older lookup key (KeyRing.keyed_digests).
+                    digests = [request_hash] if isinstance(request_hash, str) else request_hash
                     seen = await conn.fetchrow(
                         "SELECT request_hash, session_id FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
                         api_key_id, key)
                     if seen:
-                        if seen["request_hash"] != request_hash:
+                        if seen["request_hash"] not in digests:
                             raise IdempotencyConflict("this Idempotency-Key was used for a different request")
                         row = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", seen["session_id"])
                         return self._session(row), False
@@ -106,7 +113,7 @@ class Sessions:
                 if request.virtual_number:
                     await check_assignable(conn, number)
                 session_id = uuid.uuid4()
-                sealed = seal_participants(keys, session_id, a, b)
+                sealed = seal_participants(keys, session_id, a, b, lookup)
                 account = account_id or DEFAULT_ACCOUNT_ID
                 if request.wait_audio_id and not await conn.fetchval(
                         "SELECT 1 FROM wait_audio WHERE id = $1 AND account_id = $2", request.wait_audio_id, account):
@@ -115,13 +122,13 @@ class Sessions:
                     "INSERT INTO masking_sessions (id, virtual_number, participant_a_hash, participant_b_hash,"
                     " participant_a_sealed, participant_b_sealed, key_id, record, expires_at, external_ref,"
                     " ttl_mode, ttl_seconds, webhook_url, purpose, window_starts_at, window_ends_at,"
-                    " time_limit_seconds, wait_audio_id, recording_channels, account_id)"
+                    " time_limit_seconds, wait_audio_id, recording_channels, account_id, lookup_key_id)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11, $9, $12,"
-                    " $13, $14, $15, $16, $17, $18, $19) RETURNING *",
+                    " $13, $14, $15, $16, $17, $18, $19, $20) RETURNING *",
                     session_id, number, *sealed, request.record, request.ttl_seconds, request.external_ref,
                     request.ttl_mode, request.webhook_url, request.purpose, request.window_starts_at,
                     request.window_ends_at, request.time_limit_seconds, request.wait_audio_id,
-                    request.recording_channels, account)
+                    request.recording_channels, account, lookup.active)
                 if request.record and await conn.fetchval(  # a participant withdrew consent: never recorded
                         "SELECT 1 FROM do_not_record WHERE number_hash = ANY($1)", [hash_a, hash_b]):
                     row = await conn.fetchrow("UPDATE masking_sessions SET record = false WHERE id = $1 RETURNING *",
@@ -133,12 +140,15 @@ class Sessions:
                 if number_b:
                     row = await set_number_b(conn, session_id, number_b)
                 row = await assign_pin(conn, row, request)  # on a shared number only
+                if row["pin"] is None:
+                    await check_not_held(conn, [(number, hashes_a), (number_b or number, hashes_b)])
                 try:
                     async with conn.transaction():
                         await conn.executemany(
-                            "INSERT INTO session_participants (session_id, role, virtual_number, number_hash)"
-                            " VALUES ($1, $2, $3, $4)",
-                            [(session_id, "a", number, hash_a), (session_id, "b", number_b or number, hash_b)])
+                            "INSERT INTO session_participants (session_id, role, virtual_number, number_hash,"
+                            " lookup_key_id) VALUES ($1, $2, $3, $4, $5)",
+                            [(session_id, "a", number, hash_a, lookup.active),
+                             (session_id, "b", number_b or number, hash_b, lookup.active)])
                 except asyncpg.UniqueViolationError:
                     raise NumberInUse("a participant already holds this virtual number in a live session") from None
                 # Both numbers in one order: two creates that took each other's
@@ -148,8 +158,9 @@ class Sessions:
                                        allocated)
                 if idempotency:
                     await conn.execute(
-                        "INSERT INTO idempotency_keys (api_key_id, key, request_hash, session_id)"
-                        " VALUES ($1, $2, $3, $4)", idempotency[0], idempotency[1], idempotency[2], session_id)
+                        "INSERT INTO idempotency_keys (api_key_id, key, request_hash, session_id, lookup_key_id)"
+                        " VALUES ($1, $2, $3, $4, $5)", idempotency[0], idempotency[1], digests[0], session_id,
+                        lookup.active)
                 return self._session(row), True
 
         return await self.db.run(create)

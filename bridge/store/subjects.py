@@ -28,12 +28,13 @@ class Subjects:
     def __init__(self, db: Database, audit: AuditTrail):
         self.db, self.audit = db, audit
 
-    async def sessions(self, subject_hash: bytes) -> list[MaskingSession]:
-        """Every session the number took part in, oldest first."""
+    async def sessions(self, subject_hash: bytes | list[bytes]) -> list[MaskingSession]:
+        """Every session the number took part in, oldest first (`subject_hash`: one, or
+        the number's hash under each lookup key, `KeyRing.kept_hashes`)."""
         rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT * FROM masking_sessions WHERE id IN"
-            " (SELECT session_id FROM session_participants WHERE number_hash = $1) ORDER BY created_at, id",
-            subject_hash))
+            " (SELECT session_id FROM session_participants WHERE number_hash = ANY($1)) ORDER BY created_at, id",
+            _hashes(subject_hash)))
         return [session_from_row(self.db.keys, r) for r in rows]
 
     async def calls_and_recordings(self, session_ids: list[uuid.UUID]) -> tuple[list[dict], list[dict]]:
@@ -50,14 +51,14 @@ class Subjects:
 
         return await self.db.run(read)
 
-    async def disclosures(self, subject_hash: bytes, session_ids: list[uuid.UUID],
+    async def disclosures(self, subject_hash: bytes | list[bytes], session_ids: list[uuid.UUID],
                                   since: datetime) -> list[AuditEntry]:
         """Audit rows about the number, or about one of its sessions (the other
         party's exports list the sessions they disclosed), since `since`, oldest first."""
         rows = await self.db.run(lambda conn: conn.fetch(
-            "SELECT * FROM audit_log WHERE at >= $3 AND (subject_hash = $1 OR session_id = ANY($2)"
+            "SELECT * FROM audit_log WHERE at >= $3 AND (subject_hash = ANY($1) OR session_id = ANY($2)"
             " OR (action = 'subject.exported' AND details->'session_ids' ?| $4::text[])) ORDER BY seq",
-            subject_hash, session_ids, since, [str(i) for i in session_ids]))
+            _hashes(subject_hash), session_ids, since, [str(i) for i in session_ids]))
         return [entry_from_row(r) for r in rows]
 
     # -- requests ---------------------------------------------------------------------
@@ -92,10 +93,11 @@ class Subjects:
         """The request an action on `number` answers: it must be open, about that
         number, and of one of `kinds` (an export: access, correction; an erasure: erasure)."""
         request, subject_hash = await self.request(request_id)
-        _check_request(request, subject_hash, self.db.keys.lookup_hash(number), kinds)
+        _check_request(request, subject_hash, self.db.keys.kept_hashes(number), kinds)
         return request
 
-    async def lock_open_request(self, conn: asyncpg.Connection, request_id: uuid.UUID, subject_hash: bytes,
+    async def lock_open_request(self, conn: asyncpg.Connection, request_id: uuid.UUID,
+                                subject_hash: bytes | list[bytes],
                                 kinds: tuple[str, ...]) -> SubjectRequest:
         """`open_request_for`, in the caller's transaction, the row locked to its
         end: nobody closes it meanwhile. Take it before any other lock (the
@@ -109,7 +111,8 @@ class Subjects:
 
     async def audit_export(self, by: Actor, target_id: str, subject_hash: bytes, details: dict[str, Any],
                                    request_id: uuid.UUID | None = None,
-                                   kinds: tuple[str, ...] = ()) -> AuditEntry:
+                                   kinds: tuple[str, ...] = (),
+                                   request_hashes: list[bytes] | None = None) -> AuditEntry:
         """The subject.exported row; with `request_id`, only while that request is
         still open (its row locked in the same transaction: nobody closes it
         between the check and the row)."""
@@ -117,7 +120,7 @@ class Subjects:
         async def append(conn):
             async with conn.transaction():
                 if request_id is not None:
-                    await self.lock_open_request(conn, request_id, subject_hash, kinds)
+                    await self.lock_open_request(conn, request_id, request_hashes or subject_hash, kinds)
                 return await self.audit.append_by(by, "subject.exported", "subject", target_id, conn,
                                            subject_hash=subject_hash, details=details)
 
@@ -185,8 +188,14 @@ class Subjects:
         return await (complete(conn) if conn is not None else self.db.run(complete))
 
 
-def _check_request(request: SubjectRequest, request_hash: bytes, subject_hash: bytes, kinds: tuple[str, ...]) -> None:
-    if request_hash != subject_hash:
+def _hashes(subject_hash: bytes | list[bytes]) -> list[bytes]:
+    return [subject_hash] if isinstance(subject_hash, bytes) else list(subject_hash)
+
+
+def _check_request(request: SubjectRequest, request_hash: bytes, subject_hash: bytes | list[bytes],
+                   kinds: tuple[str, ...]) -> None:
+    # A request made before a lookup-key rotation holds the hash under an older key.
+    if request_hash not in _hashes(subject_hash):
         raise RequestMismatch("that request is for another number")
     if request.kind not in kinds:
         raise RequestMismatch(f"this answers {' or '.join(kinds)} requests, not {request.kind}")

@@ -45,12 +45,13 @@ class ExportSummary:
 
 async def read_holdings(store, subject: str, now: datetime) -> SubjectHoldings:
     subject_hash = store.keys.lookup_hash(subject)
-    sessions = await store.subjects.sessions(subject_hash)
+    hashes = store.keys.kept_hashes(subject)  # rows under an older lookup key too (rotation)
+    sessions = await store.subjects.sessions(hashes)
     ids = [s.id for s in sessions]
     calls, recordings = await store.subjects.calls_and_recordings(ids)
-    disclosures = await store.subjects.disclosures(subject_hash, ids, now - DISCLOSURE_WINDOW)
+    disclosures = await store.subjects.disclosures(hashes, ids, now - DISCLOSURE_WINDOW)
     return SubjectHoldings(subject, subject_hash, tuple(sessions), tuple(calls), tuple(recordings),
-                           tuple(disclosures))
+                           tuple(disclosures), tuple(h for h in hashes if h != subject_hash))
 
 
 async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: datetime,
@@ -71,13 +72,14 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
     holdings = await read_holdings(store, subject, now)
     choice = await choose_audio(store, holdings, include_audio, include_mixed_audio)
     docs = {name: encode(doc) for name, doc in documents(holdings, now, choice.states).items()}
-    _, withheld_rows = split_disclosures(holdings.disclosures, holdings.subject_hash,
+    _, withheld_rows = split_disclosures(holdings.disclosures, {holdings.subject_hash, *holdings.older_hashes},
                                          {str(s.id) for s in holdings.sessions})
     docs["withheld.json"] = encode(withheld_document(choice))
     # Who the ledger says received the subject's data in the past year (bridge/privacy/ledger.py);
     # never a legal hold or a disclosure to law enforcement (PDPA s21(4), bridge/privacy/rights.py).
     shown = [e for e in holdings.disclosures if withheld_disclosure(e) is None]
-    docs["disclosed_to.json"] = encode(disclosed_to(shown, holdings.subject_hash, now - DISCLOSURE_WINDOW))
+    docs["disclosed_to.json"] = encode(disclosed_to(shown, {holdings.subject_hash, *holdings.older_hashes},
+                                                        now - DISCLOSURE_WINDOW))
     counts = {"sessions": len(holdings.sessions), "calls": len(holdings.calls),
               "recordings": len(holdings.recordings), "audio_files": len(choice.sources),
               "disclosures": len(holdings.disclosures) - len(withheld_rows)}
@@ -87,7 +89,8 @@ async def export_subject(store, subject: str, out: IO[bytes], by: Actor, now: da
                                       "session_ids": [str(s.id) for s in holdings.sessions],
                                       "request_id": str(request_id) if request_id else None,
                                       "withheld": choice.withheld + withheld_rows},
-                                     request_id, EXPORTABLE_KINDS)
+                                     request_id, EXPORTABLE_KINDS,
+                                     [holdings.subject_hash, *holdings.older_hashes])
     files = await asyncio.to_thread(_write_zip, out, subject, now, docs, choice.sources, counts, request_id)
     request_done = None
     if request_id is not None:

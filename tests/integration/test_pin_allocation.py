@@ -125,10 +125,10 @@ async def test_a_number_whose_pins_are_all_taken_sends_new_sessions_to_the_next_
     async with store.pool.acquire() as conn:  # every other 3-digit PIN on SHARED, live
         await conn.execute(
             "INSERT INTO masking_sessions (id, virtual_number, participant_a_hash, participant_b_hash,"
-            " participant_a_sealed, participant_b_sealed, key_id, record, expires_at, purpose, pin)"
+            " participant_a_sealed, participant_b_sealed, key_id, record, expires_at, purpose, pin, lookup_key_id)"
             " SELECT gen_random_uuid(), s.virtual_number, s.participant_a_hash, s.participant_b_hash,"
             " s.participant_a_sealed, s.participant_b_sealed, s.key_id, false, s.expires_at, s.purpose,"
-            " lpad(g::text, 3, '0') FROM masking_sessions s, generate_series(0, 999) g"
+            " lpad(g::text, 3, '0'), s.lookup_key_id FROM masking_sessions s, generate_series(0, 999) g"
             " WHERE s.id = $1 AND lpad(g::text, 3, '0') <> s.pin", first.id)
     with pytest.raises(PoolExhausted):
         await store.sessions.create(request(customer(2), pin_length=3))
