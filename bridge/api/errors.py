@@ -18,7 +18,7 @@ from bridge.store.errors import (
     IdempotencyConflict, NotFound, NumberAlreadyInPool, NumberInUse, NumberUnavailable, PoolExhausted,
     SessionNotActive, StoreUnavailable, UnknownWaitAudio,
 )
-from bridge.store.errors import LegalHoldActive, SessionAnonymised
+from bridge.store.errors import LegalHoldActive, RotationInProgress, SessionAnonymised
 
 log = get_logger("bridge.api")
 
@@ -63,6 +63,8 @@ def from_exception(exc: Exception) -> ApiError | None:
         return ApiError(422, "unsupported_audio", str(exc))
     if isinstance(exc, SessionAnonymised):
         return ApiError(409, "session_anonymised", str(exc))
+    if isinstance(exc, RotationInProgress):
+        return ApiError(409, "rotation_in_progress", str(exc))
     if isinstance(exc, LegalHoldActive):
         return ApiError(409, "legal_hold", str(exc))
     if isinstance(exc, SessionNotActive):

@@ -85,7 +85,7 @@ async def cmd_audit_list(settings: Settings, args) -> int:
     if args.subject and subject is None:
         raise UsageError("--subject must be a phone number (+65..., 65... or its national digits)")
     async with open_store(settings) as store:
-        subject_hash = store.keys.lookup_hash(subject) if subject else None
+        subject_hash = store.keys.kept_hashes(subject) if subject else None  # under every key in the file
         rows = await store.audit.list(action=args.action, session_id=session_id, limit=args.limit,
                                       actor=args.actor, since=since, until=until, subject_hash=subject_hash,
                                       subject_sessions=subject_hash is not None)

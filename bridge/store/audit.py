@@ -105,22 +105,24 @@ class AuditTrail:
         return {r["key_id"]: r["count"] for r in rows}
 
     async def list(self, action: str | None = None, session_id: uuid.UUID | None = None,
-                   subject_hash: bytes | None = None, since: datetime | None = None,
+                   subject_hash: bytes | list[bytes] | None = None, since: datetime | None = None,
                    target_id: str | None = None, limit: int = 50, actor: str | None = None,
                    until: datetime | None = None, subject_sessions: bool = False) -> list[AuditEntry]:
         """Rows matching every filter given, newest first. `actor` matches the name
         or a prefix of its `:` parts (`apikey:<prefix>`); `since` is inclusive,
         `until` exclusive. With `subject_sessions`, `subject_hash` also matches the
-        rows about a whole session the number took part in (a webhook, a recording)."""
+        rows about a whole session the number took part in (a webhook, a recording).
+        A list of hashes: the number under each lookup key (a rotation leaves older rows)."""
+        hashes = [subject_hash] if isinstance(subject_hash, bytes) else subject_hash
         rows = await self.db.run(lambda conn: conn.fetch(
             "SELECT * FROM audit_log WHERE ($1::text IS NULL OR action = $1) AND ($2::uuid IS NULL OR session_id = $2)"
-            " AND ($3::bytea IS NULL OR subject_hash = $3 OR ($8 AND subject_hash IS NULL AND session_id IN"
-            "  (SELECT session_id FROM session_participants WHERE number_hash = $3)))"
+            " AND ($3::bytea[] IS NULL OR subject_hash = ANY($3) OR ($8 AND subject_hash IS NULL AND session_id IN"
+            "  (SELECT session_id FROM session_participants WHERE number_hash = ANY($3))))"
             " AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::text IS NULL OR target_id = $5)"
             " AND ($7::text IS NULL OR actor = $7 OR left(actor, length($7) + 1) = $7 || ':')"
             " AND ($9::timestamptz IS NULL OR at < $9)"
             " ORDER BY seq DESC LIMIT $6",
-            action, session_id, subject_hash, since, target_id, limit, actor, subject_sessions, until))
+            action, session_id, hashes, since, target_id, limit, actor, subject_sessions, until))
         return [entry_from_row(r) for r in rows]
 
 

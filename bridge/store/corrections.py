@@ -65,19 +65,20 @@ class Corrections:
         if corrected == number:
             raise NothingToCorrect("the corrected number is the number held")
         keys = self.db.keys
-        old_hash, new_hash = keys.lookup_hash(number), keys.lookup_hash(corrected)
+        lookup = keys.lookups()  # one reading: the hashes written and their key's label agree
+        old_hash, old_hashes, new_hash = lookup.hash(number), lookup.kept_hashes(number), lookup.hash(corrected)
         report = CorrectionReport(mask_number(number), mask_number(corrected), ["number"], request_id=request_id)
 
         async def correct(conn: asyncpg.Connection):
             async with conn.transaction():
                 if request_id is not None:
-                    request = await self.subjects.lock_open_request(conn, request_id, old_hash, ("correction",))
+                    request = await self.subjects.lock_open_request(conn, request_id, old_hashes, ("correction",))
                     if request.verified_at is None:
                         raise IdentityNotVerified("the requester's identity has not been verified: record the"
                                                   " check first (masking subject request verify)")
                 rows = await conn.fetch(
-                    "SELECT * FROM masking_sessions WHERE (participant_a_hash = $1 OR participant_b_hash = $1)"
-                    " AND anonymised_at IS NULL ORDER BY id FOR UPDATE", old_hash)
+                    "SELECT * FROM masking_sessions WHERE (participant_a_hash = ANY($1) OR participant_b_hash = ANY($1))"
+                    " AND anonymised_at IS NULL ORDER BY id FOR UPDATE", old_hashes)
                 roles: dict[str, str] = {}
                 for row in rows:
                     if row["legal_hold_at"] is not None:
@@ -88,12 +89,13 @@ class Corrections:
                     a, b = (corrected, session.participant_b) if role == "a" else (session.participant_a, corrected)
                     await conn.execute(
                         "UPDATE masking_sessions SET participant_a_hash = $2, participant_b_hash = $3,"
-                        " participant_a_sealed = $4, participant_b_sealed = $5, key_id = $6 WHERE id = $1",
-                        row["id"], *seal_participants(keys, row["id"], a, b))
+                        " participant_a_sealed = $4, participant_b_sealed = $5, key_id = $6, lookup_key_id = $7"
+                        " WHERE id = $1", row["id"], *seal_participants(keys, row["id"], a, b, lookup), lookup.active)
                     try:
                         async with conn.transaction():
-                            await conn.execute("UPDATE session_participants SET number_hash = $3"
-                                               " WHERE session_id = $1 AND role = $2", row["id"], role, new_hash)
+                            await conn.execute("UPDATE session_participants SET number_hash = $3, lookup_key_id = $4"
+                                               " WHERE session_id = $1 AND role = $2", row["id"], role, new_hash,
+                                               lookup.active)
                     except asyncpg.UniqueViolationError:
                         raise NumberInUse("the corrected number already holds this virtual number in a live"
                                           " session") from None

@@ -13,7 +13,9 @@ from bridge.privacy.audit import Actor
 from bridge.privacy.retention import SessionToErase, plan_erasure
 from bridge.store.audit import AuditTrail
 from bridge.store.db import Database
+from bridge.store.errors import RotationInProgress
 from bridge.store.expiry import expire_due_in
+from bridge.store.lookup_keys import rotation_pending
 from bridge.store.preservation import PRESERVED
 from bridge.store.retention import BATCH_SECONDS, EXPIRE_BATCH, Retention, RetirePlaintext
 from bridge.store.subjects import Subjects
@@ -62,6 +64,8 @@ class Erasure:
         (the expiry that runs first, in its own transaction). `retire`: as for `purge`."""
         subject = self.db.keys.lookup_hash(number)  # what the audit rows record
         hashes = self.db.keys.kept_hashes(number)  # what finds the rows: rotation may be under way
+        if await rotation_pending(self.db):
+            raise RotationInProgress("a lookup-key rotation is in progress: run `masking keys rehash` to its end first")
         if request_id is not None:
             await self.subjects.open_request_for(request_id, number, ("erasure",))
         await self._expire_all(webhook_url)

@@ -67,3 +67,9 @@ class PoolExhausted(StoreError):
         )
         self.free_numbers = free_numbers
         self.total_numbers = total_numbers
+
+
+class RotationInProgress(StoreError):
+    """Rows are still under an older lookup key (`masking keys rehash` has not
+    finished): purge and erasure wait, since they match rows of different tables
+    by hash (a preservation hold, a withdrawal) and would miss some."""

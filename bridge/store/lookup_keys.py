@@ -113,11 +113,29 @@ class PinFailureCallers:
 
 
 # Register a new table holding a number's keyed hash in exactly one of these.
-REHASHED = [SealedNumbers("masking_sessions", "id", ("participant_a", "participant_b")), SessionParticipants()]
+REHASHED = [SealedNumbers("masking_sessions", "id", ("participant_a", "participant_b")), SessionParticipants(),
+            SealedNumbers("do_not_record", "id", ("number",)), SealedNumbers("subject_requests", "id", ("subject",))]
 EXPIRING = [PinFailureCallers()]
 KEPT = ["idempotency_keys"]
 # Hashes no row labels and nothing re-hashes (see above): matched under every key in the file.
-UNLABELLED = ["audit_log", "subject_requests"]
+# subject_requests: its rows from before migration 0034; incident_subjects: a breach's scope, a snapshot.
+UNLABELLED = ["audit_log", "subject_requests", "incident_subjects"]
+
+
+async def rotation_pending(db: Database) -> bool:
+    """Whether a re-hashed table still has rows under another key than the active one."""
+    lookup = db.keys.lookups()
+    if len(lookup.in_use) < 2:
+        return False  # a retired key holds no re-hashed row (retire is refused until then)
+
+    async def query(conn):
+        for table in REHASHED:
+            if await conn.fetchval(f"SELECT 1 FROM {table.table} WHERE lookup_key_id IS NOT NULL"
+                                   " AND lookup_key_id <> $1 LIMIT 1", lookup.active):
+                return True
+        return False
+
+    return await db.run(query)
 
 
 class LookupKeyRows:

@@ -12,7 +12,7 @@ import asyncpg
 
 from bridge.sessions.models import SessionRequest
 from bridge.sessions.pins import PinLookup, choose_pin, pin_space
-from bridge.store.consent import WITHDRAWN
+from bridge.store.consent import WITHDRAWN, rotation_safe
 from bridge.store.db import Database
 from bridge.store.errors import NumberInUse, NumberUnavailable, PoolExhausted
 from bridge.store.rows import session_from_row
@@ -82,7 +82,11 @@ class Pins:
     async def lookup(self, virtual_number: str, pin: str) -> PinLookup:
         """The sessions on a shared number that held `pin`, newest first (the
         live one, if any, and the most recent that ended)."""
-        rows = await self.db.lookup(lambda conn: conn.fetch(
-            f"SELECT *, {WITHDRAWN} AS withdrawn FROM masking_sessions WHERE virtual_number = $1 AND pin = $2"
-            " ORDER BY status = 'active' DESC, created_at DESC LIMIT 2", virtual_number, pin))
-        return PinLookup(tuple(session_from_row(self.db.keys, r) for r in rows))
+        async def query(conn):
+            rows = await conn.fetch(
+                f"SELECT *, {WITHDRAWN} AS withdrawn FROM masking_sessions WHERE virtual_number = $1 AND pin = $2"
+                " ORDER BY status = 'active' DESC, created_at DESC LIMIT 2", virtual_number, pin)
+            return PinLookup(await rotation_safe(conn, self.db.keys,
+                                                 tuple(session_from_row(self.db.keys, r) for r in rows)))
+
+        return await self.db.lookup(query)

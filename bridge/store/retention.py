@@ -26,8 +26,9 @@ from bridge.privacy.audit import Actor
 from bridge.privacy.retention import Kind, RetentionPolicy, Verdict, session_ended_at, verdict
 from bridge.store.audit import AuditTrail
 from bridge.store.db import Database
-from bridge.store.errors import LegalHoldActive
+from bridge.store.errors import LegalHoldActive, RotationInProgress
 from bridge.store.expiry import expire_due_in
+from bridge.store.lookup_keys import rotation_pending
 from bridge.store.preservation import HELD
 from bridge.store.recordings import shred_in
 
@@ -147,6 +148,8 @@ class Retention:
         ends with purge.run (the counts). `webhook_url`: where session.expired
         goes for sessions without their own (the expiry that runs first).
         `retire`: what becomes of the plaintext files a committed batch shredded."""
+        if await rotation_pending(self.db):
+            raise RotationInProgress("a lookup-key rotation is in progress: run `masking keys rehash` to its end first")
         report = PurgeReport(dry_run=dry_run)
         if not dry_run:
             await self._purge(policy, batch, by, webhook_url, report,

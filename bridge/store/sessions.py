@@ -20,7 +20,7 @@ from bridge.sessions.caller_id import PER_PARTICIPANT
 from bridge.sessions.models import MaskingSession, RouteLookup, SessionRequest
 from bridge.store.allocation import allocate_pair, allocate_shared, set_number_b
 from bridge.store.apikeys import DEFAULT_ACCOUNT_ID
-from bridge.store.consent import WITHDRAWN
+from bridge.store.consent import WITHDRAWN, rotation_safe
 from bridge.store.db import Database
 from bridge.store.errors import IdempotencyConflict, NotFound, NumberInUse, SessionNotActive, UnknownWaitAudio
 from bridge.store.expiry import expire_due_in
@@ -64,7 +64,8 @@ class Sessions:
                 # Under every lookup key in use: during a rotation a row may not be re-hashed yet.
                 virtual_number, self.db.keys.lookup_hashes(caller) if caller else None,
             )
-            sessions = tuple(self._session(r) for r in rows if r["id"] is not None)
+            sessions = await rotation_safe(conn, self.db.keys,
+                                           tuple(self._session(r) for r in rows if r["id"] is not None))
             return RouteLookup(number_in_pool=rows[0]["in_pool"], sessions=sessions, virtual_number=virtual_number,
                                pin_mode=rows[0]["pin_mode"])
 
@@ -130,7 +131,8 @@ class Sessions:
                     request.window_ends_at, request.time_limit_seconds, request.wait_audio_id,
                     request.recording_channels, account, lookup.active)
                 if request.record and await conn.fetchval(  # a participant withdrew consent: never recorded
-                        "SELECT 1 FROM do_not_record WHERE number_hash = ANY($1)", [hash_a, hash_b]):
+                        "SELECT 1 FROM do_not_record WHERE number_hash = ANY($1)",  # under every key in use
+                        lookup.hashes(a) + lookup.hashes(b)):
                     row = await conn.fetchrow("UPDATE masking_sessions SET record = false WHERE id = $1 RETURNING *",
                                               session_id)
                 if request.dnc_reference:  # a marketing purpose's Do Not Call check, kept with the session

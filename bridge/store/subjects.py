@@ -14,6 +14,7 @@ import asyncpg
 
 from bridge.numbering import mask_number
 from bridge.privacy.audit import Actor, AuditEntry
+from bridge.privacy.crypto import number_context
 from bridge.privacy.subject_access import RequestMismatch, RequestNotOpen, SubjectRequest, clean_notes
 from bridge.sessions.models import MaskingSession
 from bridge.store.audit import AuditTrail, entry_from_row
@@ -65,15 +66,19 @@ class Subjects:
     async def open_request(self, kind: str, number: str, received_at: datetime, due_at: datetime,
                                    by: Actor, notes: str | None = None) -> SubjectRequest:
         """Track a request received from the person with `number` (stored as its hash)."""
-        subject_hash, request_id = self.db.keys.lookup_hash(number), uuid.uuid4()
+        keys, lookup, request_id = self.db.keys, self.db.keys.lookups(), uuid.uuid4()
+        subject_hash = lookup.hash(number)
+        # Sealed beside its hash so a lookup-key rotation re-hashes it (bridge/store/lookup_keys.py).
+        sealed = keys.seal_number(number, number_context("subject_requests", request_id, "subject"))
 
         async def insert(conn):
             async with conn.transaction():
                 row = await conn.fetchrow(
                     "INSERT INTO subject_requests (id, kind, subject_hash, subject_hint, received_at, due_at, actor,"
-                    " notes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                    " notes, subject_sealed, key_id, lookup_key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+                    " $11) RETURNING *",
                     request_id, kind, subject_hash, mask_number(number), received_at, due_at, by.name,
-                    clean_notes(notes))
+                    clean_notes(notes), sealed, keys.row_key_id, lookup.active)
                 await self.audit.append_by(by, "subject.request.opened", "subject_request", str(request_id), conn,
                                     subject_hash=subject_hash,
                                     details={"kind": kind, "received_at": received_at.isoformat(),

@@ -128,6 +128,8 @@ def test_a_guesser_locked_out_across_a_rotation_by_wrong_pins_counted_under_both
     assert not any(m.startswith("SIP/2.0 200") for m in right.caller.received())
     assert_row(guarded, number, "ari", disposition="rejected", reject_reason="pin_locked", callee_channel_id=None,
                pin_attempts=0)
+    # The rotation finished, as an operator would: purge and erasure wait for it (test_rotation_privacy.py).
+    assert masking(guarded, "keys", "rehash").returncode == 0
 
 
 # -- subject access and erasure ---------------------------------------------------------------

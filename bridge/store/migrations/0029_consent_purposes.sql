@@ -4,11 +4,18 @@
 -- number (the same lookup hash as session_participants.number_hash), never
 -- the number. Their next call is not recorded, on either call path, and
 -- their past recordings are not read unless a legal hold requires it.
+-- The number is also sealed (number_sealed under key_id), so `masking keys rehash`
+-- can move the row to a new lookup key (lookup_key_id, bridge/store/lookup_keys.py).
 CREATE TABLE do_not_record (
-    number_hash  bytea PRIMARY KEY CHECK (length(number_hash) = 32),
-    withdrawn_at timestamptz NOT NULL DEFAULT now(),
-    request_id   uuid REFERENCES subject_requests (id)
+    id            uuid PRIMARY KEY,
+    number_hash   bytea NOT NULL UNIQUE CHECK (length(number_hash) = 32),
+    number_sealed bytea NOT NULL,
+    key_id        text NOT NULL,
+    lookup_key_id text NOT NULL,
+    withdrawn_at  timestamptz NOT NULL DEFAULT now(),
+    request_id    uuid REFERENCES subject_requests (id)
 );
+CREATE INDEX do_not_record_lookup_key ON do_not_record (lookup_key_id);
 
 -- A withdrawal is a subject request like the others, tracked to its answer.
 ALTER TABLE subject_requests DROP CONSTRAINT IF EXISTS subject_requests_kind_check;
