@@ -391,6 +391,9 @@ async def test_the_service_purges_on_its_interval_audits_and_counts(store, tmp_p
     from bridge.service import purge_periodically
 
     session, _, recording_id = await session_with_call(store, tmp_path)
+    async with store.pool.acquire() as conn:  # past its purpose's own 30 days (the shipped registry)
+        await conn.execute("UPDATE masking_sessions SET created_at = now() - interval '32 days', closed_at = now()"
+                           " - interval '31 days' WHERE id = $1", session.id)
     settings = Settings(retain_recordings_days="never", retain_call_details_days="never", retain_sessions_days="0",
                         purge_interval_seconds=0.05, purge_batch=10)
     def purged() -> float:  # as /metrics renders it
