@@ -110,7 +110,8 @@ class Service:
         self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
         self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts,
                                      policy=self.settings.outbound_policy,
-                                     countries=self.settings.destination_country_map)
+                                     countries=self.settings.destination_country_map,
+                                     registry=purposes.registry_for(self.settings))
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
