@@ -758,3 +758,13 @@ async def test_a_purposes_own_sessions_period_wins_shorter_or_longer_and_a_hold_
     assert (await store.sessions.get(plain.id)).participant_a is None
     assert (await store.sessions.get(kept.id)).participant_a is not None
     assert await store.recordings.key(kept_recording) is not None
+
+
+async def test_a_purge_with_a_registry_that_does_not_load_stops_rather_than_apply_the_global_periods(
+        store, tmp_path, dsn):
+    _, recording_id = await aged(store, tmp_path, "plain", 100, closed=False)  # past the global 90 days
+
+    missing = purge_cli(dsn, tmp_path / "nope.toml")
+
+    assert missing.returncode == 2 and "MASKING_PURPOSE_REGISTRY" in missing.stderr
+    assert await store.recordings.key(recording_id) is not None
