@@ -45,7 +45,7 @@ from bridge.config import ConfigError, Settings
 from bridge.logs import get_logger
 from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import AuditKeyMissing, KeyRing
-from bridge.privacy.retention import RetentionPolicy
+from bridge.privacy.retention import policy_in_force
 from bridge.recordings.backfill import plaintext_retirer, seal_in_background
 from bridge.recordings.wait_audio import sync_wait_audio
 from bridge.sessions.models import MaskingSession
@@ -110,7 +110,8 @@ class Service:
         self._tasks.append(asyncio.create_task(self.stream.run(), name="ari-events"))
         self.dispatcher = Dispatcher(self.store, self.settings.webhook_secret, self.settings.webhook_max_attempts,
                                      policy=self.settings.outbound_policy,
-                                     countries=self.settings.destination_country_map)
+                                     countries=self.settings.destination_country_map,
+                                     registry=purposes.registry_for(self.settings))
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
@@ -322,7 +323,7 @@ async def purge_periodically(store: Store, settings: Settings) -> None:
     await asyncio.sleep(min(60.0, settings.purge_interval_seconds))
     while True:
         try:
-            report = await store.retention.purge(RetentionPolicy.from_settings(settings), settings.purge_batch, by=by,
+            report = await store.retention.purge(policy_in_force(settings), settings.purge_batch, by=by,
                                                  webhook_url=settings.webhook_url or None,
                                                  retire=plaintext_retirer(store))
             counts = report.to_json()["kinds"]

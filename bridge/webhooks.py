@@ -13,7 +13,9 @@ Requests go out through bridge/outbound/ (https, public destinations or the
 allow-list, no redirects); a failure is stored as a category (`http_500`,
 `connection_refused`...), never as what the receiver said. Each delivery is a
 disclosure: its audit row (destination host and country, bridge/privacy/ledger.py)
-commits with the outbox's mark.
+commits with the outbox's mark. The country is MASKING_DESTINATION_COUNTRIES's for
+the host, else the one its session's purpose declares (the registry's webhooks
+countries), else "unknown".
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from bridge import metrics
 from bridge.logs import get_logger
 from bridge.outbound.client import DeliveryFailed, OutboundHttp, status_category
 from bridge.outbound.policy import OutboundPolicy
-from bridge.privacy import ledger
+from bridge.privacy import ledger, purposes
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 
@@ -65,9 +67,11 @@ def backoff(attempts: int) -> float:
 
 class Dispatcher:
     def __init__(self, store: Store, secret: str, max_attempts: int, poll_interval: float = 0.5,
-                 policy: OutboundPolicy | None = None, countries: Mapping[str, str] | None = None):
+                 policy: OutboundPolicy | None = None, countries: Mapping[str, str] | None = None,
+                 registry: purposes.Registry | None = None):
         self.store, self.secret, self.max_attempts = store, secret, max_attempts
         self.countries = dict(countries or {})  # destination host -> country, for the ledger
+        self.registry = registry  # else, the one country the session's purpose declares
         self.poll_interval = poll_interval
         self.policy = policy or OutboundPolicy()
         self.wakeup = asyncio.Event()
@@ -123,7 +127,8 @@ class Dispatcher:
             answer = await http.post(event["url"], body, headers)
             if 200 <= answer.status < 300:
                 # The ledger's row of the disclosure commits with the delivery mark.
-                destination = ledger.destination_details(event["url"], self.countries)
+                destination = ledger.destination_details(
+                    event["url"], self.countries, purposes.declared_country(self.registry, event.get("purpose")))
                 try:
                     await self.store.outbox.delivered(
                         event["id"], lambda conn: self.store.disclosures.webhook_delivered(event, destination, conn))

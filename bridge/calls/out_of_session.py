@@ -84,7 +84,11 @@ async def ask_business(store: Store, settings: Settings, virtual_number: str, ca
     headers = {"Content-Type": "application/json", "X-Masking-Timestamp": str(timestamp),
                "X-Masking-Signature": sign(settings.webhook_secret, timestamp, body)}
     # The caller's number leaves for the business: the ledger's row first, or nothing is sent.
-    destination = ledger.destination_details(settings.out_of_session_url, settings.destination_country_map)
+    try:  # an unmapped host: the country the out-of-session purpose declares, if exactly one
+        declared = purposes.declared_country(purposes.registry_for(settings), settings.out_of_session_purpose)
+    except purposes.RegistryError:
+        declared = None
+    destination = ledger.destination_details(settings.out_of_session_url, settings.destination_country_map, declared)
     try:
         await store.disclosures.out_of_session(caller, destination, {"reason": rejection.reason.value})
     except (StoreError, KeyFileError, asyncpg.PostgresError) as exc:

@@ -8,7 +8,7 @@ import json
 
 from bridge.cli.common import UsageError, command, open_store, operator
 from bridge.config import Settings
-from bridge.privacy.retention import RetentionPolicy
+from bridge.privacy.retention import policy_in_force
 from bridge.recordings.backfill import plaintext_retirer
 
 
@@ -24,7 +24,7 @@ async def cmd_purge(settings: Settings, args) -> int:
     if batch < 1:
         raise UsageError("--batch must be at least 1")
     async with open_store(settings) as store:
-        report = await store.retention.purge(RetentionPolicy.from_settings(settings), batch, dry_run=args.dry_run,
+        report = await store.retention.purge(policy_in_force(settings), batch, dry_run=args.dry_run,
                                              by=operator(), webhook_url=settings.webhook_url or None,
                                              retire=plaintext_retirer(store))
     if args.json:

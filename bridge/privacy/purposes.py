@@ -192,6 +192,13 @@ def records(registry: Registry, code: str, asked: bool) -> bool:
     return bool(asked and purpose is not None and purpose.records)
 
 
+def declared_country(registry: Registry | None, code: str | None) -> str | None:
+    """The country a purpose declares its webhooks go to, when it declares exactly
+    one (the ledger's answer for a host MASKING_DESTINATION_COUNTRIES does not map)."""
+    purpose = registry.get(code) if registry is not None else None
+    return purpose.webhook_countries[0] if purpose is not None and len(purpose.webhook_countries) == 1 else None
+
+
 def notice_sha256(registry: Registry, code: str | None) -> str | None:
     purpose = registry.get(code)
     return purpose.notice.sha256 if purpose else None

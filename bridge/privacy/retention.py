@@ -7,6 +7,12 @@ a session's numbers from when it ended (closed, or expired). A session under
 legal hold keeps all three, its calls' and recordings' included, until the
 hold is lifted. The store selects candidates past a cutoff; these functions
 say, row by row, which of them go.
+
+A session's purpose (bridge/privacy/purposes.py) may declare its own periods
+for sessions and recordings: where it does, that period applies to the
+purpose's sessions and their recordings, shorter or longer than the global one
+(a global `never` included); where it does not, or the purpose is no longer
+registered, the global period applies.
 """
 from __future__ import annotations
 
@@ -14,8 +20,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Mapping
 
 from bridge.config import Settings, parse_days
+from bridge.privacy.purposes import Registry, registry_for
 
 
 class Kind(StrEnum):
@@ -23,6 +31,10 @@ class Kind(StrEnum):
     RECORDINGS = "recordings"  # data key deleted (crypto-shredded)
     CALL_DETAILS = "call_details"  # personal columns of the call row cleared
     WEBHOOK_EVENTS = "webhook_events"  # delivered or dead events (their bodies name the business's refs)
+
+
+# The kinds a purpose may give its own period (its registry entry's `retention`).
+PER_PURPOSE = {Kind.SESSIONS: "sessions_days", Kind.RECORDINGS: "recordings_days"}
 
 
 class Verdict(StrEnum):
@@ -33,11 +45,13 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """Days each kind is kept; `None`: until erased."""
+    """Days each kind is kept; `None`: until erased. `purposes`: a purpose's own
+    periods, by kind (sessions, recordings), where its registry entry declares them."""
 
     recordings_days: int | None = 90
     call_details_days: int | None = 365
     sessions_days: int | None = 90
+    purposes: Mapping[str, Mapping[Kind, int]] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -46,26 +60,55 @@ class RetentionPolicy:
                    call_details_days=parse_days(settings.retain_call_details_days),
                    sessions_days=parse_days(settings.retain_sessions_days))
 
-    def days(self, kind: Kind) -> int | None:
+    def with_purposes(self, registry: Registry) -> RetentionPolicy:
+        """This policy, with the periods each registered purpose declares."""
+        declared = {code: {kind: getattr(purpose, name) for kind, name in PER_PURPOSE.items()
+                           if getattr(purpose, name) is not None}
+                    for code, purpose in registry.purposes.items()}
+        return RetentionPolicy(self.recordings_days, self.call_details_days, self.sessions_days,
+                               {code: periods for code, periods in declared.items() if periods})
+
+    def days(self, kind: Kind, purpose: str | None = None) -> int | None:
+        """The days `kind` is kept for a session of `purpose` (None: the global period)."""
+        if purpose is not None and kind in self.purposes.get(purpose, {}):
+            return self.purposes[purpose][kind]
         # Webhook bodies carry a call's custom field and the session's external ref: call details.
         return {Kind.SESSIONS: self.sessions_days, Kind.RECORDINGS: self.recordings_days,
                 Kind.CALL_DETAILS: self.call_details_days, Kind.WEBHOOK_EVENTS: self.call_details_days}[kind]
 
-    def cutoff(self, kind: Kind, now: datetime) -> datetime | None:
-        """Rows whose moment is before this are due; None: nothing of this kind ever is."""
-        days = self.days(kind)
+    def cutoff(self, kind: Kind, now: datetime, purpose: str | None = None) -> datetime | None:
+        """Rows (of a session of `purpose`) whose moment is before this are due; None: none ever is."""
+        days = self.days(kind, purpose)
         return None if days is None else now - timedelta(days=days)
 
+    def purpose_cutoffs(self, kind: Kind, now: datetime) -> dict[str, datetime]:
+        """The purposes that declare their own period for `kind`, and their cutoffs."""
+        return {code: now - timedelta(days=periods[kind]) for code, periods in sorted(self.purposes.items())
+                if kind in periods}
 
-def verdict(policy: RetentionPolicy, kind: Kind, moment: datetime | None, held: bool, now: datetime) -> Verdict:
-    """Whether a row of `kind` whose clock started at `moment` goes now.
+    def latest_cutoff(self, kind: Kind, now: datetime) -> datetime | None:
+        """No row of `kind` whose moment is at or after this is due, whatever its
+        purpose; None: none ever is (no period, global or a purpose's)."""
+        cutoffs = [c for c in (self.cutoff(kind, now), *self.purpose_cutoffs(kind, now).values()) if c is not None]
+        return max(cutoffs, default=None)
+
+
+def policy_in_force(settings: Settings) -> RetentionPolicy:
+    """What the purge applies: the MASKING_RETAIN_* periods, and each registered
+    purpose's own (MASKING_PURPOSE_REGISTRY; a registry that does not load is an error)."""
+    return RetentionPolicy.from_settings(settings).with_purposes(registry_for(settings))
+
+
+def verdict(policy: RetentionPolicy, kind: Kind, moment: datetime | None, held: bool, now: datetime,
+            purpose: str | None = None) -> Verdict:
+    """Whether a row of `kind` (of a session of `purpose`) whose clock started at `moment` goes now.
 
     `moment` None (a session still live, a call still in progress) is never
     due; exactly at the cutoff is not due yet: a period of N days keeps N full
     days. A due row under legal hold is HELD, a row not yet due is NOT_DUE
     whatever its hold.
     """
-    cutoff = policy.cutoff(kind, now)
+    cutoff = policy.cutoff(kind, now, purpose)
     if cutoff is None or moment is None or moment >= cutoff:
         return Verdict.NOT_DUE
     return Verdict.HELD if held else Verdict.DUE

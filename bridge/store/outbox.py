@@ -39,11 +39,13 @@ class Outbox:
 
     async def due(self, limit: int = 20) -> list[dict]:
         """Pending deliveries whose time has come, claimed for 60 s so that two
-        workers never send the same event at once."""
+        workers never send the same event at once; each with its session's purpose."""
         rows = await self.db.run(lambda conn: conn.fetch(
             "UPDATE webhook_outbox SET next_attempt_at = now() + interval '60 seconds'"
             " WHERE id IN (SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= now()"
-            "  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit))
+            "  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING *, (SELECT s.purpose FROM masking_sessions s WHERE s.id = webhook_outbox.session_id)"
+            " AS purpose", limit))
         return [dict(r) for r in rows]
 
     async def delivered(self, outbox_id: int,

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 
 from bridge.privacy.audit import Actor
-from bridge.privacy.retention import Kind, RetentionPolicy, Verdict, session_ended_at, verdict
+from bridge.privacy.retention import PER_PURPOSE, Kind, RetentionPolicy, Verdict, session_ended_at, verdict
 from bridge.store.audit import AuditTrail
 from bridge.store.db import Database
 from bridge.store.errors import LegalHoldActive, RotationInProgress
@@ -38,7 +38,12 @@ EXPIRE_BATCH = 500
 # A dry run is one transaction holding its rows' locks to the end: bounded as a whole too.
 DRY_RUN_SECONDS = 1800.0
 
-# Per kind: the candidates past the cutoff ($1) after the last id seen ($2), with
+# A row's own cutoff: its session's purpose's ($5: purposes declaring a period
+# of this kind, $6: their cutoffs), else the global one ($4; NULL: never).
+PURPOSE_CUTOFF = ("coalesce((SELECT d.cutoff FROM unnest($5::text[], $6::timestamptz[]) AS d(purpose, cutoff)"
+                  " WHERE d.purpose = {purpose}), $4::timestamptz)")
+# Per kind: the candidates past the cutoff ($1: for sessions and recordings the
+# latest any purpose has, then each row's own) after the last id seen ($2), with
 # their retention moment and their session; then the change. A session is
 # judged (held or not: a legal hold, or the preservation hold of its subjects'
 # requests, bridge/store/preservation.py) from its row: a session is locked as it is decided,
@@ -46,16 +51,18 @@ DRY_RUN_SECONDS = 1800.0
 # committing meanwhile is seen, or waits for the batch.
 CANDIDATES = {
     Kind.SESSIONS: (
-        f"SELECT id, id AS session_id, status, closed_at, expires_at, {HELD} AS held"
+        f"SELECT id, id AS session_id, status, closed_at, expires_at, {HELD} AS held, purpose"
         " FROM masking_sessions s"
         " WHERE anonymised_at IS NULL AND status <> 'active' AND coalesce(closed_at, expires_at) < $1"
+        " AND coalesce(closed_at, expires_at) < " + PURPOSE_CUTOFF.format(purpose="s.purpose") +
         " AND ($2::uuid IS NULL OR id > $2)"
         " AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.session_id = s.id AND c.disposition = 'in_progress')"
         " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"),
     Kind.RECORDINGS: (
-        "SELECT r.id, r.created_at AS moment, c.session_id, r.sealed, r.storage_path, r.sha256"
-        " FROM recordings r JOIN calls c ON c.id = r.call_id"
+        "SELECT r.id, r.created_at AS moment, c.session_id, r.sealed, r.storage_path, r.sha256, s.purpose"
+        " FROM recordings r JOIN calls c ON c.id = r.call_id LEFT JOIN masking_sessions s ON s.id = c.session_id"
         " WHERE r.shredded_at IS NULL AND r.created_at < $1 AND ($2::uuid IS NULL OR r.id > $2)"
+        " AND r.created_at < " + PURPOSE_CUTOFF.format(purpose="s.purpose") +
         " ORDER BY r.id LIMIT $3 FOR UPDATE OF r SKIP LOCKED"),
     Kind.CALL_DETAILS: (
         "SELECT c.id, c.started_at AS moment, c.session_id"
@@ -180,7 +187,7 @@ class Retention:
             pass
         now = await run(lambda conn: conn.fetchval("SELECT now()"))
         for kind in Kind:
-            cutoff = policy.cutoff(kind, now)
+            cutoff = policy.latest_cutoff(kind, now)
             after = None
             while cutoff is not None:
                 after, scanned, plaintext = await run(
@@ -201,7 +208,9 @@ class Retention:
         committed; returns the last id seen, how many, and the plaintext
         recordings it shredded."""
         async with conn.transaction():
-            rows = await conn.fetch(CANDIDATES[kind], cutoff, after, batch)
+            own = policy.purpose_cutoffs(kind, now) if kind in PER_PURPOSE else None
+            rows = await conn.fetch(CANDIDATES[kind], cutoff, after, batch, *(
+                () if own is None else (policy.cutoff(kind, now), list(own), list(own.values()))))
             if kind is Kind.SESSIONS:
                 sessions = {r["id"]: r["held"] for r in rows}
             else:
@@ -213,7 +222,8 @@ class Retention:
                     continue  # its session is being changed: the next purge decides
                 moment = (session_ended_at(row["status"], row["closed_at"], row["expires_at"], now)
                           if kind is Kind.SESSIONS else row["moment"])
-                decision = verdict(policy, kind, moment, sessions.get(row["session_id"], False), now)
+                decision = verdict(policy, kind, moment, sessions.get(row["session_id"], False), now,
+                                   row["purpose"] if kind in PER_PURPOSE else None)
                 if decision is Verdict.DUE:
                     due.append(row["id"])
                 elif decision is Verdict.HELD:

@@ -145,6 +145,68 @@ async def test_each_delivered_webhook_names_its_host_and_the_mapped_country_or_u
     assert "s3cret" not in json.dumps([r["details"] for r in rows])
 
 
+DECLARING = """
+[purposes.delivery_order]
+description = "Webhooks to one country"
+webhooks = { hosts = ["127.0.0.1"], countries = ["JP"] }
+notice = { text = "x", sha256 = "%(sha)s" }
+
+[purposes.out_of_session]
+description = "Webhooks to one country"
+webhooks = { hosts = ["127.0.0.1"], countries = ["MY"] }
+notice = { text = "x", sha256 = "%(sha)s" }
+
+[purposes.two_countries]
+description = "Webhooks to two countries: none is the host's"
+webhooks = { hosts = ["127.0.0.1"], countries = ["SG", "JP"] }
+notice = { text = "x", sha256 = "%(sha)s" }
+""" % {"sha": "0" * 64}
+
+
+async def test_an_unmapped_hosts_country_is_the_one_its_sessions_purpose_declares_and_the_mapping_still_wins(
+        store, dsn, tmp_path):
+    from bridge.privacy.purposes import load_registry
+
+    path = tmp_path / "purposes.toml"
+    path.write_text(DECLARING)
+    registry = load_registry(path)
+    await numbers(store, "+6560112006", "+6560112007", "+6560112008")
+    declared, several, mapped = [(await store.sessions.create(SessionRequest(
+        A, B, ttl_seconds=600, record=False, purpose=purpose)))[0]
+        for purpose in ("delivery_order", "two_countries", "delivery_order")]
+
+    async def hook(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    runner, url = await receiver(hook, LOCAL)
+    policy = OutboundPolicy.parse(LOCAL, development=True)
+    try:
+        for session, countries in ((declared, {}), (several, {}), (mapped, {LOCAL: "SG"})):
+            await store.outbox.enqueue("call.completed", session.id, url, {"x": 1})
+            dispatcher = Dispatcher(store, "secret", 1, poll_interval=0.05, policy=policy, countries=countries,
+                                    registry=registry)
+            task = asyncio.create_task(dispatcher.run())
+            try:
+                for _ in range(100):
+                    if all(r["status"] == "delivered" for r in await store.outbox.list()):
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                task.cancel()
+        # The out-of-session question: the out_of_session purpose's one country.
+        settings = Settings(database_url=dsn, out_of_session_url=url, development=True, outbound_allow=LOCAL,
+                            purpose_registry=path)
+        await ask_business(store, settings, "+6560112006", A, Reject(RejectReason.NOT_A_PARTICIPANT))
+    finally:
+        await runner.cleanup()
+
+    rows = await ledger_rows(store, "webhook.delivered")
+    assert [(r["session_id"], r["details"]["host"], r["details"]["country"]) for r in rows] == \
+        [(declared.id, LOCAL, "JP"), (several.id, LOCAL, "unknown"), (mapped.id, LOCAL, "SG")]
+    (asked,) = await ledger_rows(store, "out_of_session.asked")
+    assert (asked["target_id"], asked["details"]["country"]) == (LOCAL, "MY")
+
+
 async def test_the_out_of_session_question_is_a_disclosure_of_the_callers_number_to_the_business(store, dsn):
     await numbers(store, "+6560112005")
     answers = [{"action": "decline"}, {"action": "connect", "counterpart": B}, {"action": "decline"}]
@@ -249,7 +311,8 @@ def test_an_export_after_a_real_call_says_the_data_went_to_the_key_that_made_and
     assert key["recipient"]["name"].endswith(":ledger-app") and key["recipient"]["account"]
     assert {"session.created", "session.read"} <= set(key["actions"]) and session["id"] in key["session_ids"]
     hook = recipients["webhook"]
-    assert hook["recipient"] == {"kind": "webhook", "name": "127.0.0.1", "country": "unknown"}
+    # Unmapped host: the country its purpose declares (tests/support/purposes.toml: delivery_order, SG).
+    assert hook["recipient"] == {"kind": "webhook", "name": "127.0.0.1", "country": "SG"}
     assert hook["actions"]["webhook.delivered"] == len(delivered) >= 3  # ringing, answered, completed...
     assert b.encode() not in files["disclosed_to.json"] and b[3:].encode() not in files["disclosed_to.json"]
     listed = masking(stack, "audit", "list", "--subject", a.lstrip("+"), "--json", "--limit", "200")

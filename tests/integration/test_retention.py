@@ -30,13 +30,14 @@ _serial = iter(range(100, 10000))
 
 
 async def session_with_call(store: Store, tmp_path: Path, *, closed: bool = True, a: str | None = None,
-                            record: bool = True, custom_field: str | None = "order 1234"):
+                            record: bool = True, custom_field: str | None = "order 1234",
+                            purpose: str = "delivery_order"):
     """A session (closed by default) with one answered call and, if `record`, its recording."""
     n = next(_serial)
     number = f"+65600{n:05d}"
     await store.numbers.add(number)
     session, _ = await store.sessions.create(SessionRequest(
-        a or f"+65910{n:05d}", f"+65810{n:05d}", 600, True, "delivery_order", external_ref=f"order-{n}"))
+        a or f"+65910{n:05d}", f"+65810{n:05d}", 600, True, purpose, external_ref=f"order-{n}"))
     call_id = uuid.uuid4()
     await store.calls.insert(call_id, number, f"chan-{call_id}", utcnow(), session_id=session.id,
                             disposition="answered", recorded=record, direction="a_to_b", talk_seconds=12.5,
@@ -294,11 +295,12 @@ def test_a_held_session_keeps_its_real_recording_through_purge_and_erasure_until
     row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
     session_id, recording = str(row["session_id"]), row["recording"]
     assert masking(stack, "sessions", "close", session_id).returncode == 0
-    # Past every period (30 days) by back-dating this session only: the shared database's other rows stay young.
-    query(stack.dsn, "UPDATE masking_sessions SET closed_at = now() - interval '40 days', created_at = now()"
-          " - interval '41 days', expires_at = now() - interval '39 days' WHERE id = $1", row["session_id"])
-    query(stack.dsn, "UPDATE calls SET started_at = now() - interval '40 days' WHERE id = $1", row["id"])
-    query(stack.dsn, "UPDATE recordings SET created_at = now() - interval '40 days' WHERE id = $1",
+    # Past every period (30 days; its purpose's recordings, 90) by back-dating this session only: the
+    # shared database's other rows stay young.
+    query(stack.dsn, "UPDATE masking_sessions SET closed_at = now() - interval '100 days', created_at = now()"
+          " - interval '101 days', expires_at = now() - interval '99 days' WHERE id = $1", row["session_id"])
+    query(stack.dsn, "UPDATE calls SET started_at = now() - interval '100 days' WHERE id = $1", row["id"])
+    query(stack.dsn, "UPDATE recordings SET created_at = now() - interval '100 days' WHERE id = $1",
           recording["id"])
     periods = {f"MASKING_RETAIN_{k}_DAYS": "30" for k in ("RECORDINGS", "CALL_DETAILS", "SESSIONS")}
 
@@ -391,6 +393,9 @@ async def test_the_service_purges_on_its_interval_audits_and_counts(store, tmp_p
     from bridge.service import purge_periodically
 
     session, _, recording_id = await session_with_call(store, tmp_path)
+    async with store.pool.acquire() as conn:  # past its purpose's own 30 days (the shipped registry)
+        await conn.execute("UPDATE masking_sessions SET created_at = now() - interval '32 days', closed_at = now()"
+                           " - interval '31 days' WHERE id = $1", session.id)
     settings = Settings(retain_recordings_days="never", retain_call_details_days="never", retain_sessions_days="0",
                         purge_interval_seconds=0.05, purge_batch=10)
     def purged() -> float:  # as /metrics renders it
@@ -657,3 +662,110 @@ async def test_shredding_a_plaintext_recording_removes_its_file_at_once(store, t
         row = await store.recordings.get(recording_id)
         assert row["shredded_at"] is not None and await store.recordings.key(recording_id) is None
     assert (await seal_stored_recordings(store)).skipped == 0  # nothing left for the sealing pass
+
+
+# -- each purpose's own retention (its registry entry), through `masking purge` ------------------
+REGISTRY = """
+[purposes.quick_check]
+description = "Recordings kept one day"
+records = true
+retention = { recordings_days = 1 }
+notice = { text = "x", sha256 = "%s" }
+
+[purposes.plain]
+description = "The global periods"
+records = true
+notice = { text = "x", sha256 = "%s" }
+
+[purposes.dispute_desk]
+description = "Kept longer than the global periods"
+records = true
+retention = { sessions_days = 400, recordings_days = 365 }
+notice = { text = "x", sha256 = "%s" }
+""" % (("0" * 64,) * 3)
+
+
+def purge_cli(dsn: str, registry: Path, *args: str, **periods: str):
+    """`masking purge` as an operator runs it, on this database, with this registry and these periods."""
+    from types import SimpleNamespace
+
+    from tests.integration.test_cli import masking
+    from tests.support.keys import keys_file
+
+    env = {"MASKING_DATABASE_URL": dsn, "MASKING_KEYS_FILE": str(keys_file()),
+           "MASKING_PURPOSE_REGISTRY": str(registry), "MASKING_RETAIN_RECORDINGS_DAYS": "90",
+           "MASKING_RETAIN_CALL_DETAILS_DAYS": "never", "MASKING_RETAIN_SESSIONS_DAYS": "never", **periods}
+    return masking(SimpleNamespace(env=env), "purge", *args)
+
+
+async def aged(store: Store, tmp_path: Path, purpose: str, days: int, closed: bool = True):
+    """A session of `purpose` whose recording is `days` old (and, closed, ended as long ago)."""
+    session, call_id, recording_id = await session_with_call(store, tmp_path, purpose=purpose, closed=closed)
+    async with store.pool.acquire() as conn:
+        await conn.execute("UPDATE recordings SET created_at = now() - make_interval(days => $2) WHERE id = $1",
+                           recording_id, days)
+        if closed:
+            await conn.execute("UPDATE masking_sessions SET created_at = now() - make_interval(days => $2 + 1),"
+                               " closed_at = now() - make_interval(days => $2) WHERE id = $1", session.id, days)
+    return session, recording_id
+
+
+async def test_a_purposes_own_recordings_period_purges_or_keeps_its_recordings_against_the_global_one(
+        store, tmp_path, dsn):
+    registry = tmp_path / "purposes.toml"
+    registry.write_text(REGISTRY)
+    _, short = await aged(store, tmp_path, "quick_check", 2, closed=False)
+    _, young_plain = await aged(store, tmp_path, "plain", 2, closed=False)  # global 90 days: kept
+    _, old_plain = await aged(store, tmp_path, "plain", 100, closed=False)  # past the global 90 days
+    _, long_kept = await aged(store, tmp_path, "dispute_desk", 100, closed=False)  # its 365 days: kept
+    _, retired = await aged(store, tmp_path, "retired_code", 100, closed=False)  # not registered: global
+
+    dry = purge_cli(dsn, registry, "--dry-run")
+    dry_json = purge_cli(dsn, registry, "--dry-run", "--json")
+    real = purge_cli(dsn, registry, "--json")
+    again = purge_cli(dsn, registry, "--json")
+
+    assert dry.returncode == 0 and real.returncode == 0, dry.stderr + real.stderr
+    assert dry.stdout.splitlines() == [
+        "sessions: would purge 0, kept under legal hold 0", "recordings: would purge 3, kept under legal hold 0",
+        "call_details: would purge 0, kept under legal hold 0", "webhook_events: would purge 0, kept under legal hold 0"]
+    assert json.loads(dry_json.stdout)["kinds"] == json.loads(real.stdout)["kinds"]
+    assert json.loads(real.stdout)["kinds"]["recordings"] == {"purged": 3, "held": 0, "batches": 1}
+    assert json.loads(again.stdout)["kinds"]["recordings"]["purged"] == 0
+    for gone in (short, old_plain, retired):
+        assert await store.recordings.key(gone) is None
+    for kept in (young_plain, long_kept):
+        assert await store.recordings.key(kept) is not None
+
+
+async def test_a_purposes_own_sessions_period_wins_shorter_or_longer_and_a_hold_still_keeps(store, tmp_path, dsn):
+    registry = tmp_path / "purposes.toml"
+    registry.write_text(REGISTRY)
+    short_days = {"MASKING_RETAIN_SESSIONS_DAYS": "30", "MASKING_RETAIN_RECORDINGS_DAYS": "never"}
+    plain, _ = await aged(store, tmp_path, "plain", 40)  # past the global 30 days
+    kept, kept_recording = await aged(store, tmp_path, "dispute_desk", 40)  # its 400 days
+    held, _ = await aged(store, tmp_path, "quick_check", 40)  # its recording is past its 1 day too
+    await store.holds.set(held.id, "case 7", OPERATOR)
+
+    dry = purge_cli(dsn, registry, "--dry-run", "--json", "--batch", "1", **short_days)
+    real = purge_cli(dsn, registry, "--json", "--batch", "1", **short_days)
+
+    assert dry.returncode == 0 and real.returncode == 0, dry.stderr + real.stderr
+    assert json.loads(dry.stdout)["kinds"] == json.loads(real.stdout)["kinds"]
+    report = json.loads(real.stdout)
+    assert report["kinds"]["sessions"] == {"purged": 1, "held": 1, "batches": report["kinds"]["sessions"]["batches"]}
+    assert report["kinds"]["recordings"]["purged"] == 1  # the plain session's, shredded with it
+    assert report["kinds"]["recordings"]["held"] == 1 and report["held_sessions"] == [str(held.id)]
+    assert (await store.sessions.get(plain.id)).participant_a is None
+    assert (await store.sessions.get(kept.id)).participant_a is not None
+    assert await store.recordings.key(kept_recording) is not None
+
+
+async def test_a_purge_with_a_registry_that_does_not_load_stops_rather_than_apply_the_global_periods(
+        store, tmp_path, dsn):
+    _, recording_id = await aged(store, tmp_path, "plain", 100, closed=False)  # past the global 90 days
+
+    missing = purge_cli(dsn, tmp_path / "nope.toml")
+
+    assert missing.returncode == 2 and "MASKING_PURPOSE_REGISTRY" in missing.stderr
+    assert await store.recordings.key(recording_id) is not None

@@ -119,3 +119,12 @@ def test_a_missing_registry_file_is_refused_by_name(tmp_path):
 def test_no_opt_out_digit_is_asked_for_by_name_since_an_empty_value_keeps_the_default():
     assert Settings.from_env({"MASKING_NOTICE_OPT_OUT_DIGIT": "none"}).notice.opt_out_digit == ""
     assert Settings.from_env({"MASKING_NOTICE_OPT_OUT_DIGIT": ""}).notice.opt_out_digit == "9"
+
+
+def test_a_purposes_declared_country_is_its_one_webhook_country_and_none_for_none_or_several(tmp_path):
+    several = BASIC.replace('countries = ["SG"]', 'countries = ["SG", "JP"]')
+    assert purposes.declared_country(registry(tmp_path, BASIC), "delivery_order") == "SG"
+    assert purposes.declared_country(registry(tmp_path, several), "delivery_order") is None
+    assert purposes.declared_country(registry(tmp_path, BASIC), "promotion") is None  # declares none
+    assert purposes.declared_country(registry(tmp_path, BASIC), "retired") is None
+    assert purposes.declared_country(None, "delivery_order") is None  # no registry given: nothing declared

@@ -91,3 +91,64 @@ def test_erasure_keeps_held_sessions_and_calls_in_progress_and_closes_live_ones_
     assert plan.erase == [live, ended]
     assert plan.close_first == [live]
     assert plan.kept == [(held, KeptBecause.LEGAL_HOLD, "case 12"), (busy, KeptBecause.CALL_IN_PROGRESS, None)]
+
+
+# -- a purpose's own periods (its registry entry's `retention`) ----------------------------
+def registry_with(tmp_path, body: str):
+    from bridge.privacy.purposes import load_registry
+
+    sha = "0" * 64
+    path = tmp_path / "purposes.toml"
+    path.write_text("\n".join(f"[purposes.{code}]\n{retention}\nnotice = {{ text = 'x', sha256 = '{sha}' }}"
+                              for code, retention in body))
+    return load_registry(path)
+
+
+PURPOSES = [("short", "retention = { recordings_days = 1 }"),
+            ("long", "retention = { sessions_days = 400, recordings_days = 365 }"),
+            ("plain", "")]
+
+
+def test_a_purposes_period_wins_for_its_sessions_shorter_or_longer_and_the_rest_keep_the_global_one(tmp_path):
+    policy = POLICY.with_purposes(registry_with(tmp_path, PURPOSES))
+    old = NOW - timedelta(days=2)
+    assert verdict(policy, Kind.RECORDINGS, old, False, NOW, "short") is Verdict.DUE
+    assert verdict(policy, Kind.RECORDINGS, old, False, NOW, "plain") is Verdict.NOT_DUE  # global 30 days
+    assert verdict(policy, Kind.RECORDINGS, NOW - timedelta(days=100), False, NOW, "long") is Verdict.NOT_DUE
+    assert verdict(policy, Kind.RECORDINGS, NOW - timedelta(days=100), False, NOW, "plain") is Verdict.DUE
+    assert verdict(policy, Kind.SESSIONS, NOW - timedelta(days=100), False, NOW, "long") is Verdict.NOT_DUE
+    assert verdict(policy, Kind.SESSIONS, NOW - timedelta(days=100), False, NOW, "short") is Verdict.DUE  # global
+    # A purpose no longer registered, or none: the global periods.
+    assert verdict(policy, Kind.RECORDINGS, NOW - timedelta(days=31), False, NOW, "retired") is Verdict.DUE
+    assert verdict(policy, Kind.RECORDINGS, old, False, NOW, None) is Verdict.NOT_DUE
+    # Call details and webhook bodies have no purpose period.
+    assert policy.cutoff(Kind.CALL_DETAILS, NOW, "short") == NOW - timedelta(days=365)
+    # Legal hold still keeps what its purpose made due.
+    assert verdict(policy, Kind.RECORDINGS, old, True, NOW, "short") is Verdict.HELD
+
+
+def test_a_purposes_period_applies_under_a_global_never_which_still_keeps_the_other_purposes(tmp_path):
+    forever = RetentionPolicy(recordings_days=None, call_details_days=None, sessions_days=None)
+    policy = forever.with_purposes(registry_with(tmp_path, PURPOSES))
+    assert verdict(policy, Kind.RECORDINGS, NOW - timedelta(days=2), False, NOW, "short") is Verdict.DUE
+    assert verdict(policy, Kind.RECORDINGS, NOW - timedelta(days=10000), False, NOW, "plain") is Verdict.NOT_DUE
+    assert policy.cutoff(Kind.SESSIONS, NOW, "short") is None
+    assert forever.latest_cutoff(Kind.RECORDINGS, NOW) is None  # nothing to scan at all
+
+
+def test_the_candidates_bound_is_the_latest_cutoff_of_any_purpose_or_the_global_one(tmp_path):
+    policy = POLICY.with_purposes(registry_with(tmp_path, PURPOSES))
+    assert policy.purpose_cutoffs(Kind.RECORDINGS, NOW) == {"long": NOW - timedelta(days=365),
+                                                            "short": NOW - timedelta(days=1)}
+    assert policy.purpose_cutoffs(Kind.SESSIONS, NOW) == {"long": NOW - timedelta(days=400)}
+    assert policy.latest_cutoff(Kind.RECORDINGS, NOW) == NOW - timedelta(days=1)
+    assert policy.latest_cutoff(Kind.SESSIONS, NOW) == NOW - timedelta(days=90)
+    assert "plain" not in policy.purposes  # declares nothing: the global periods
+
+
+def test_the_policy_in_force_is_the_settings_periods_with_the_shipped_purposes_own():
+    from bridge.privacy.retention import policy_in_force
+
+    policy = policy_in_force(Settings.from_env({}))
+    assert (policy.recordings_days, policy.call_details_days, policy.sessions_days) == (90, 365, 90)
+    assert policy.days(Kind.SESSIONS, "delivery_order") == 30 and policy.days(Kind.SESSIONS, "nope") == 90
