@@ -135,21 +135,38 @@ def test_a_bridged_call_survives_the_service_being_killed_and_is_finished_by_the
     assert_no_leftovers(stack)
 
 
-def test_a_ringing_call_cut_by_a_killed_service_is_released_and_recorded_as_interrupted(
-        stack, place_call, restore_service):
+def counterpart_answered(stack) -> bool:
+    return any(c["id"].endswith("-callee") and c["state"] == "Up" for c in stack.ari("GET", "/channels"))
+
+
+@pytest.mark.parametrize("answered", ["after_the_restart", "while_no_process_runs"])
+def test_a_ringing_call_survives_the_service_being_killed_and_is_bridged_and_recorded_when_answered(
+        stack, place_call, restore_service, answered):
     parties = new_parties(stack)
-    call = Background(place_call, parties.a, parties.virtual_number, uac="uac_rejected.xml", uas="uas_ring.xml",
-                      uac_values={"final_status": 503, "tag": "killed-ringing"}, uas_args=())
+    ring_ms = 9000 if answered == "after_the_restart" else 2500
+    call = Background(place_call, parties.a, parties.virtual_number, uas="uas_ring_then_answer.xml",
+                      uas_values={"ring_ms": ring_ms}, talk_ms=5000)
     wait_until(lambda: ringing(stack))
 
     kill_service(stack)
+    if answered == "while_no_process_runs":
+        wait_until(lambda: counterpart_answered(stack))
+    else:
+        assert not counterpart_answered(stack)
     stack.start_service()
+    if answered == "after_the_restart":
+        assert not counterpart_answered(stack), "the counterpart answered before the service was back"
     result = call.join()
 
-    assert result.caller.succeeded, "caller was not released with 503: " + result.caller.output
-    assert result.counterpart.succeeded, "the counterpart's leg was not cancelled"
-    row = wait_for_call_row(stack, parties.virtual_number)
-    assert row["disposition"] == "interrupted" and row["ended_at"] is not None
+    assert result.caller.succeeded, "the caller was not connected: " + result.caller.output
+    assert result.counterpart.succeeded, "the counterpart was not connected: " + result.counterpart.output
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
+    assert float(row["talk_seconds"]) > 4
+    notices = json.loads(row["notices"]) if isinstance(row["notices"], str) else row["notices"]
+    assert {n["party"] for n in notices if n["completed"]} == {"caller", "callee"}
+    seconds, level = recording_level(stack, row["recording"])
+    assert seconds > 4 and level > 200, "the recording misses the parties' audio"
     assert_no_leftovers(stack)
 
 
