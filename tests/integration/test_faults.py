@@ -143,7 +143,7 @@ def counterpart_answered(stack) -> bool:
 def test_a_ringing_call_survives_the_service_being_killed_and_is_bridged_and_recorded_when_answered(
         stack, place_call, restore_service, answered):
     parties = new_parties(stack)
-    ring_ms = 9000 if answered == "after_the_restart" else 2500
+    ring_ms = 8000 if answered == "after_the_restart" else 2500
     call = Background(place_call, parties.a, parties.virtual_number, uas="uas_ring_then_answer.xml",
                       uas_values={"ring_ms": ring_ms}, talk_ms=5000)
     wait_until(lambda: ringing(stack))
@@ -151,12 +151,15 @@ def test_a_ringing_call_survives_the_service_being_killed_and_is_bridged_and_rec
     kill_service(stack)
     if answered == "while_no_process_runs":
         wait_until(lambda: counterpart_answered(stack))
-    else:
-        assert not counterpart_answered(stack)
-    stack.start_service()
-    if answered == "after_the_restart":
-        assert not counterpart_answered(stack), "the counterpart answered before the service was back"
-    result = call.join()
+    try:
+        # The suite's 4 s ring timeout would end the call before a slow restart is up.
+        stack.start_service(MASKING_DIAL_TIMEOUT="20")
+        if answered == "after_the_restart":
+            assert not counterpart_answered(stack), "the counterpart answered before the service was back"
+        result = call.join()
+    finally:
+        stack.stop_service()
+        stack.start_service()
 
     assert result.caller.succeeded, "the caller was not connected: " + result.caller.output
     assert result.counterpart.succeeded, "the counterpart was not connected: " + result.counterpart.output
