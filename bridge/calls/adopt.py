@@ -46,8 +46,9 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
     for channel_id in (call.caller_id, call.callee_id, call.snoop_id, call.callee_snoop_id):
         if channel_id:
             events.watch(channel_id)
-            if channel_id not in live_channels:
-                events.gone.setdefault(channel_id, None)
+            if channel_id not in live_channels and not events.is_gone(channel_id):
+                events.gone[channel_id] = None  # left while no process listened
+                events.gone_order.append(channel_id)
     row = CallRow(deps.store, call.id, clog, resumed_fields=record, spool=deps.spool)
     session = webhook_url = None
     try:
@@ -63,7 +64,9 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
             answered_at = await bridged_at(deps.ari, call)
             if answered_at:
                 row.update(answered_at=answered_at, dial_status="ANSWER")
-        if answered_at and legs_alive:
+        one_leg_left = bool(call.callee_id) and events.is_gone(call.caller_id) != events.is_gone(call.callee_id)
+        if answered_at and (legs_alive or one_leg_left):
+            # Talking, or a party hung up while no process listened: ended as any call.
             clog.info("call.adopted")
             notices = record.get("notices") or "[]"  # asyncpg hands jsonb over as text
             if isinstance(notices, str):
@@ -72,8 +75,7 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
                 await resume_recording(deps, events, call, row, session.recording_channels if session else 1,
                                        live_channels, clog)
             await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
-        elif not answered_at and resumable(record, session, not events.is_gone(call.caller_id)) \
-                and not (call.callee_id and events.is_gone(call.callee_id)):
+        elif not answered_at and resumable(record, session) and (legs_alive or one_leg_left or not call.callee_id):
             await resume_setup(deps, events, call, row, record, session, webhook_url, clog)
         else:
             clog.warning("call.interrupted", answered=bool(answered_at))

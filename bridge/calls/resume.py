@@ -35,7 +35,7 @@ import json
 import time
 from datetime import datetime
 
-from bridge.ari import AriError
+from bridge.ari import AriError, Event
 from bridge.calls import ids, media
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.dial import dial_masked, wait_for_answer
@@ -52,10 +52,10 @@ from bridge.sessions.caller_id import other, participant
 from bridge.sessions.resolve import Connect
 
 
-def resumable(record: dict, session, caller_alive: bool) -> bool:
-    """Whether a call found unanswered can be carried on: an inbound call whose
-    caller is still there and whose row names its session and direction."""
-    return (caller_alive and session is not None and record.get("direction") in ("a_to_b", "b_to_a")
+def resumable(record: dict, session) -> bool:
+    """Whether a call found unanswered can be carried on: an inbound call
+    whose row names its session and direction."""
+    return (session is not None and record.get("direction") in ("a_to_b", "b_to_a")
             and record.get("kind", "inbound") == "inbound")
 
 
@@ -71,6 +71,18 @@ async def resume_setup(deps: CallDeps, events: CallEvents, call: CallState, row:
     call.ringing.add(caller)
     clog.info("call.adopted", stage="ringing" if call.callee_id else "notice")
     try:
+        # A party left while no process listened: the caller gave up, or the
+        # counterpart's leg ended (busy, refused, or its ring timeout hung it up).
+        if events.is_gone(caller):
+            await hangup_leg(ari, call, call.callee_id)
+            row.update(disposition="cancelled", ended_at=utcnow(), hangup_by="caller")
+            clog.info("call.cancelled", resumed=True)
+            return
+        if call.callee_id and events.is_gone(call.callee_id):
+            left = Event(type="Dial", dialstatus=record.get("dial_status") or "", peer_id=call.callee_id)
+            await end_unanswered(deps, events, call, left, row, clog)
+            return
+
         # 2. The caller's notice (again, if the crash cut it), then ring the counterpart.
         if call.callee_id is None:
             if session.record and not any(h.party == "caller" for h in heard):

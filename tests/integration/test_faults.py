@@ -173,6 +173,42 @@ def test_a_ringing_call_survives_the_service_being_killed_and_is_bridged_and_rec
     assert_no_leftovers(stack)
 
 
+def test_a_caller_hearing_the_notice_when_the_service_is_killed_hears_it_again_and_is_connected(
+        stack, place_call, restore_service):
+    """The notice cut by the crash is no evidence: the next process plays it
+    again in full, then dials the counterpart showing only the virtual number."""
+    real_notice = {"MASKING_NOTICE_SOUND": "", "MASKING_DIAL_TIMEOUT": "20"}  # the 3 s notice, not the beep
+    stack.stop_service()
+    stack.start_service(**real_notice)
+    parties = new_parties(stack)
+    try:
+        call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=4000,
+                          timeout=60)
+        wait_until(lambda: stack.ari("GET", "/channels"))
+        time.sleep(1)  # into the notice
+        assert not any(c["id"].endswith("-callee") for c in stack.ari("GET", "/channels")), "dialed already"
+        kill_service(stack)
+        stack.start_service(**real_notice)
+        result = call.join()
+    finally:
+        stack.stop_service()
+        stack.start_service()
+
+    assert result.caller.succeeded, "the caller was not connected: " + result.caller.output
+    assert result.counterpart.succeeded, result.counterpart.output
+    invite = "\n".join(m for m in result.counterpart.received() if m.startswith("INVITE"))
+    assert parties.virtual_number in invite
+    for form in number_forms(parties.a):
+        assert form not in "\n".join(result.counterpart.received()), "caller's number reached the counterpart"
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
+    notices = json.loads(row["notices"]) if isinstance(row["notices"], str) else row["notices"]
+    assert [(n["party"], n["completed"]) for n in notices] == [("caller", True), ("callee", True)]
+    seconds, level = recording_level(stack, row["recording"])
+    assert seconds > 3 and level > 200
+    assert_no_leftovers(stack)
+
+
 def test_sigterm_lets_calls_in_progress_finish_and_sends_new_callers_to_the_fallback(
         stack, place_call, restore_service):
     talking, late = new_parties(stack), new_parties(stack)
