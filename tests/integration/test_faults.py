@@ -173,6 +173,29 @@ def test_a_ringing_call_survives_the_service_being_killed_and_is_bridged_and_rec
     assert_no_leftovers(stack)
 
 
+def test_a_caller_giving_up_while_no_process_runs_is_recorded_as_cancelled_and_the_counterpart_released(
+        stack, place_call, restore_service):
+    parties = new_parties(stack, record=False)  # rings with a 180, which uac_cancel waits for
+    call = Background(place_call, parties.a, parties.virtual_number, uac="uac_cancel.xml", uas="uas_ring.xml",
+                      talk_ms=2000, uas_args=())
+    wait_until(lambda: ringing(stack))
+
+    kill_service(stack)
+    wait_until(lambda: all(c["id"].endswith("-callee") for c in stack.ari("GET", "/channels")))
+    try:
+        stack.start_service(MASKING_DIAL_TIMEOUT="20")
+        result = call.join()
+    finally:
+        stack.stop_service()
+        stack.start_service()
+
+    assert result.caller.succeeded, result.caller.output
+    assert result.counterpart.succeeded, "the counterpart's ringing leg was not cancelled: " + result.counterpart.output
+    row = wait_for_call_row(stack, parties.virtual_number)
+    assert row["disposition"] == "cancelled" and row["hangup_by"] == "caller"
+    assert_no_leftovers(stack)
+
+
 def test_a_caller_hearing_the_notice_when_the_service_is_killed_hears_it_again_and_is_connected(
         stack, place_call, restore_service):
     """The notice cut by the crash is no evidence: the next process plays it
