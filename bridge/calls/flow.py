@@ -204,7 +204,8 @@ async def end_unanswered(deps: CallDeps, events: CallEvents, call: CallState, an
     dialstatus = answer.dialstatus if answer else "NOANSWER"
     ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), deps.settings.prompts)
     clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
-    row.update(dial_status=dialstatus)  # before the prompt: a process adopting the call ends it the same way
+    # Before the prompt, so that a process adopting the call ends it the same way.
+    row.update(dial_status=dialstatus, callee_hangup_cause=events.gone.get(call.callee_id))
     await release_with_prompt(ari, events, call, ending, early_media)
     row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
                hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),

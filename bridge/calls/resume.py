@@ -80,6 +80,7 @@ async def resume_setup(deps: CallDeps, events: CallEvents, call: CallState, row:
             return
         if call.callee_id and events.is_gone(call.callee_id):
             left = Event(type="Dial", dialstatus=record.get("dial_status") or "", peer_id=call.callee_id)
+            events.gone[call.callee_id] = record.get("callee_hangup_cause")  # what the dead process saw, if it did
             await end_unanswered(deps, events, call, left, row, clog)
             return
 
