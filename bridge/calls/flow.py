@@ -11,7 +11,8 @@ outlives the call: the `finally` hangs up and destroys what is left.
 
 How each step is done lives beside it (`pin.py`, `dial.py`, `recording.py`,
 `legs.py`), shared with click-to-call (`connect.py`) and with calls adopted
-after a restart (`adopt.py`), which resume this story at `talk_until_hangup`.
+after a restart (`adopt.py`), which resume this story at `talk_until_hangup`,
+or where setup stood (`resume.py`).
 """
 from __future__ import annotations
 
