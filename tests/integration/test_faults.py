@@ -196,10 +196,12 @@ def test_a_caller_giving_up_while_no_process_runs_is_recorded_as_cancelled_and_t
     assert_no_leftovers(stack)
 
 
-def test_a_caller_hearing_the_notice_when_the_service_is_killed_hears_it_again_and_is_connected(
-        stack, place_call, restore_service):
+@pytest.mark.parametrize("hearing", ["caller", "counterpart"])
+def test_a_party_hearing_the_notice_when_the_service_is_killed_hears_it_again_and_is_connected(
+        stack, place_call, restore_service, hearing):
     """The notice cut by the crash is no evidence: the next process plays it
-    again in full, then dials the counterpart showing only the virtual number."""
+    again in full, then dials the counterpart (showing only the virtual
+    number) or bridges the parties."""
     real_notice = {"MASKING_NOTICE_SOUND": "", "MASKING_DIAL_TIMEOUT": "20"}  # the 3 s notice, not the beep
     stack.stop_service()
     stack.start_service(**real_notice)
@@ -207,9 +209,14 @@ def test_a_caller_hearing_the_notice_when_the_service_is_killed_hears_it_again_a
     try:
         call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=4000,
                           timeout=60)
-        wait_until(lambda: stack.ari("GET", "/channels"))
+        if hearing == "caller":
+            wait_until(lambda: stack.ari("GET", "/channels"))
+        else:
+            wait_until(lambda: counterpart_answered(stack))
         time.sleep(1)  # into the notice
-        assert not any(c["id"].endswith("-callee") for c in stack.ari("GET", "/channels")), "dialed already"
+        if hearing == "caller":
+            assert not any(c["id"].endswith("-callee") for c in stack.ari("GET", "/channels")), "dialed already"
+        assert not bridged(stack), "bridged already"
         kill_service(stack)
         stack.start_service(**real_notice)
         result = call.join()
