@@ -86,6 +86,8 @@ async def resume_setup(deps: CallDeps, events: CallEvents, call: CallState, row:
 
         # 2. The caller's notice (again, if the crash cut it), then ring the counterpart.
         if call.callee_id is None:
+            # The dead process may have started ringback already: a notice would queue behind it.
+            await media.silence(ari, call, caller)
             if session.record and not any(h.party == "caller" for h in heard):
                 await hear_notice(deps, events, call, row, heard, caller, "caller", (caller,))
                 if events.is_gone(caller):
@@ -93,7 +95,6 @@ async def resume_setup(deps: CallDeps, events: CallEvents, call: CallState, row:
                                caller_hangup_cause=events.gone[caller])
                     clog.info("call.cancelled", during="notice")
                     return
-            await media.silence(ari, call, caller)
             if session.record or session.wait_audio_id:
                 await media.ringback(ari, call, caller, wait_sound(session))
             else:
