@@ -222,7 +222,8 @@ class Service:
             if record["caller_channel_id"] in self.deps.active:
                 continue
             call_id = record["id"]
-            claimed_channels |= {record["caller_channel_id"], record["callee_channel_id"], ids.snoop_channel(call_id)}
+            claimed_channels |= {record["caller_channel_id"], record["callee_channel_id"], ids.snoop_channel(call_id),
+                                 ids.callee_channel(call_id)}
             claimed_bridges.add(ids.bridge(call_id))
             self._spawn(adopt_call(self.deps, record, live), f"adopted-{call_id}")
             adopted += 1

@@ -1,6 +1,6 @@
 """Calls a previous process (or ARI connection) left in progress, taken over
-after a restart: resumed from their row where both legs still talk, released
-as `interrupted` where they cannot be. The service's reconciliation calls in."""
+after a restart: resumed from their row where both legs still talk or the
+call is still in setup, released as `interrupted` where they cannot be. The service's reconciliation calls in."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,7 @@ from bridge.calls.flow import finish_call, talk_until_hangup
 from bridge.calls.legs import release_everything
 from bridge.calls.record import CallRow
 from bridge.calls.recording import ASTERISK_TIME, resume_recording, store_recording
+from bridge.calls.resume import resumable, resume_setup
 from bridge.clock import utcnow
 from bridge.logs import get_logger
 from bridge.store.errors import StoreError
@@ -27,11 +28,14 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
 
     Every id of a call derives from its call id, so its row is enough to find
     its legs, bridge and recording. A bridged call whose two legs are alive
-    keeps talking and is finished as usual; anything else (still ringing, a
-    leg gone) cannot be resumed and is released as `interrupted`.
+    keeps talking and is finished as usual; a call still in setup (notice,
+    ringing, the counterpart's notice) goes on where it stood (`resume.py`);
+    anything else (a leg gone, PIN entry) is released as `interrupted`.
     """
     call = CallState(id=record["id"], caller_id=record["caller_channel_id"],
                      callee_id=record["callee_channel_id"])
+    if not call.callee_id and ids.callee_channel(call.id) in live_channels:
+        call.callee_id = ids.callee_channel(call.id)  # dialed just before the row could say so
     if call.callee_id:
         call.bridge_id = ids.bridge(call.id)
     if record["recorded"]:
@@ -42,8 +46,9 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
     for channel_id in (call.caller_id, call.callee_id, call.snoop_id, call.callee_snoop_id):
         if channel_id:
             events.watch(channel_id)
-            if channel_id not in live_channels:
-                events.gone.setdefault(channel_id, None)
+            if channel_id not in live_channels and not events.is_gone(channel_id):
+                events.gone[channel_id] = None  # left while no process listened
+                events.gone_order.append(channel_id)
     row = CallRow(deps.store, call.id, clog, resumed_fields=record, spool=deps.spool)
     session = webhook_url = None
     try:
@@ -59,7 +64,9 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
             answered_at = await bridged_at(deps.ari, call)
             if answered_at:
                 row.update(answered_at=answered_at, dial_status="ANSWER")
-        if answered_at and legs_alive:
+        one_leg_left = bool(call.callee_id) and events.is_gone(call.caller_id) != events.is_gone(call.callee_id)
+        if answered_at and (legs_alive or one_leg_left):
+            # Talking, or a party hung up while no process listened: ended as any call.
             clog.info("call.adopted")
             notices = record.get("notices") or "[]"  # asyncpg hands jsonb over as text
             if isinstance(notices, str):
@@ -68,6 +75,8 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
                 await resume_recording(deps, events, call, row, session.recording_channels if session else 1,
                                        live_channels, clog)
             await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
+        elif not answered_at and resumable(record, session) and (legs_alive or one_leg_left or not call.callee_id):
+            await resume_setup(deps, events, call, row, record, session, webhook_url, clog)
         else:
             clog.warning("call.interrupted", answered=bool(answered_at))
             ended = utcnow()

@@ -11,7 +11,8 @@ outlives the call: the `finally` hangs up and destroys what is left.
 
 How each step is done lives beside it (`pin.py`, `dial.py`, `recording.py`,
 `legs.py`), shared with click-to-call (`connect.py`) and with calls adopted
-after a restart (`adopt.py`), which resume this story at `talk_until_hangup`.
+after a restart (`adopt.py`), which resume this story at `talk_until_hangup`,
+or where setup stood (`resume.py`).
 """
 from __future__ import annotations
 
@@ -205,6 +206,8 @@ async def end_unanswered(deps: CallDeps, events: CallEvents, call: CallState, an
     dialstatus = answer.dialstatus if answer else "NOANSWER"
     ending = ending_for_dial(dialstatus, events.gone.get(call.callee_id), deps.settings.prompts)
     clog.info("call.not_connected", dialstatus=dialstatus, disposition=ending.disposition)
+    # Before the prompt, so that a process adopting the call ends it the same way.
+    row.update(dial_status=dialstatus, callee_hangup_cause=events.gone.get(call.callee_id))
     await release_with_prompt(ari, events, call, ending, early_media)
     row.update(disposition=ending.disposition, dial_status=dialstatus, ended_at=utcnow(),
                hangup_by="system", callee_hangup_cause=events.gone.get(call.callee_id),

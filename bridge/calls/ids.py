@@ -32,6 +32,12 @@ def callee_snoop_channel(call_id: uuid.UUID) -> str:
     return f"{call_id}-snoop-callee"
 
 
+def ringback(call_id: uuid.UUID) -> str:
+    """The playback of ringback (or wait audio) to the caller: endless, so a
+    process that adopts the call must be able to stop what its predecessor started."""
+    return f"{call_id}-ringback"
+
+
 def recording(call_id: uuid.UUID) -> str:
     """The stored recording's name in Asterisk (file `<name>.<format>`)."""
     return f"call-{call_id}"

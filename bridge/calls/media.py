@@ -13,14 +13,16 @@ from __future__ import annotations
 import uuid
 
 from bridge.ari import AriClient, AriError
+from bridge.calls import ids
 from bridge.calls.deps import CallState
 
 RINGBACK = "tone:ring"  # the indications.conf tone of the country (MASKING_TONE_COUNTRY), until stopped
 
 
-async def play(ari: AriClient, call: CallState, channel_id: str, media: list[str]) -> str:
+async def play(ari: AriClient, call: CallState, channel_id: str, media: list[str],
+               playback_id: str | None = None) -> str:
     """Start playing `media` to a leg; returns the playback's id."""
-    playback_id = str(uuid.uuid4())
+    playback_id = playback_id or str(uuid.uuid4())
     call.playing.setdefault(channel_id, set()).add(playback_id)
     await ari.play(channel_id, media, playback_id)
     return playback_id
@@ -45,7 +47,7 @@ async def ringback(ari: AriClient, call: CallState, channel_id: str, wait_sound:
     stream, not their own ringing tone: without this the caller would hear
     dead air while the counterpart rings."""
     try:
-        await play(ari, call, channel_id, [*([wait_sound] if wait_sound else []), RINGBACK])
+        await play(ari, call, channel_id, [*([wait_sound] if wait_sound else []), RINGBACK], ids.ringback(call.id))
     except AriError:
         pass  # the caller just left: the wait for the counterpart sees it
 

@@ -135,21 +135,107 @@ def test_a_bridged_call_survives_the_service_being_killed_and_is_finished_by_the
     assert_no_leftovers(stack)
 
 
-def test_a_ringing_call_cut_by_a_killed_service_is_released_and_recorded_as_interrupted(
-        stack, place_call, restore_service):
+def counterpart_answered(stack) -> bool:
+    return any(c["id"].endswith("-callee") and c["state"] == "Up" for c in stack.ari("GET", "/channels"))
+
+
+@pytest.mark.parametrize("answered", ["after_the_restart", "while_no_process_runs"])
+def test_a_ringing_call_survives_the_service_being_killed_and_is_bridged_and_recorded_when_answered(
+        stack, place_call, restore_service, answered):
     parties = new_parties(stack)
-    call = Background(place_call, parties.a, parties.virtual_number, uac="uac_rejected.xml", uas="uas_ring.xml",
-                      uac_values={"final_status": 503, "tag": "killed-ringing"}, uas_args=())
+    ring_ms = 8000 if answered == "after_the_restart" else 2500
+    call = Background(place_call, parties.a, parties.virtual_number, uas="uas_ring_then_answer.xml",
+                      uas_values={"ring_ms": ring_ms}, talk_ms=5000)
     wait_until(lambda: ringing(stack))
 
     kill_service(stack)
-    stack.start_service()
-    result = call.join()
+    if answered == "while_no_process_runs":
+        wait_until(lambda: counterpart_answered(stack))
+    try:
+        # The suite's 4 s ring timeout would end the call before a slow restart is up.
+        stack.start_service(MASKING_DIAL_TIMEOUT="20")
+        if answered == "after_the_restart":
+            assert not counterpart_answered(stack), "the counterpart answered before the service was back"
+        result = call.join()
+    finally:
+        stack.stop_service()
+        stack.start_service()
 
-    assert result.caller.succeeded, "caller was not released with 503: " + result.caller.output
-    assert result.counterpart.succeeded, "the counterpart's leg was not cancelled"
+    assert result.caller.succeeded, "the caller was not connected: " + result.caller.output
+    assert result.counterpart.succeeded, "the counterpart was not connected: " + result.counterpart.output
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
+    assert float(row["talk_seconds"]) > 4
+    notices = json.loads(row["notices"]) if isinstance(row["notices"], str) else row["notices"]
+    assert {n["party"] for n in notices if n["completed"]} == {"caller", "callee"}
+    seconds, level = recording_level(stack, row["recording"])
+    assert seconds > 4 and level > 200, "the recording misses the parties' audio"
+    assert_no_leftovers(stack)
+
+
+def test_a_caller_giving_up_while_no_process_runs_is_recorded_as_cancelled_and_the_counterpart_released(
+        stack, place_call, restore_service):
+    parties = new_parties(stack, record=False)  # rings with a 180, which uac_cancel waits for
+    call = Background(place_call, parties.a, parties.virtual_number, uac="uac_cancel.xml", uas="uas_ring.xml",
+                      talk_ms=2000, uas_args=())
+    wait_until(lambda: ringing(stack))
+
+    kill_service(stack)
+    wait_until(lambda: all(c["id"].endswith("-callee") for c in stack.ari("GET", "/channels")))
+    try:
+        stack.start_service(MASKING_DIAL_TIMEOUT="20")
+        result = call.join()
+    finally:
+        stack.stop_service()
+        stack.start_service()
+
+    assert result.caller.succeeded, result.caller.output
+    assert result.counterpart.succeeded, "the counterpart's ringing leg was not cancelled: " + result.counterpart.output
     row = wait_for_call_row(stack, parties.virtual_number)
-    assert row["disposition"] == "interrupted" and row["ended_at"] is not None
+    assert row["disposition"] == "cancelled" and row["hangup_by"] == "caller"
+    assert_no_leftovers(stack)
+
+
+@pytest.mark.parametrize("hearing", ["caller", "counterpart"])
+def test_a_party_hearing_the_notice_when_the_service_is_killed_hears_it_again_and_is_connected(
+        stack, place_call, restore_service, hearing):
+    """The notice cut by the crash is no evidence: the next process plays it
+    again in full, then dials the counterpart (showing only the virtual
+    number) or bridges the parties."""
+    real_notice = {"MASKING_NOTICE_SOUND": "", "MASKING_DIAL_TIMEOUT": "20"}  # the 3 s notice, not the beep
+    stack.stop_service()
+    stack.start_service(**real_notice)
+    parties = new_parties(stack)
+    try:
+        call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=4000,
+                          timeout=60)
+        if hearing == "caller":
+            wait_until(lambda: stack.ari("GET", "/channels"))
+        else:
+            wait_until(lambda: counterpart_answered(stack))
+        time.sleep(1)  # into the notice
+        if hearing == "caller":
+            assert not any(c["id"].endswith("-callee") for c in stack.ari("GET", "/channels")), "dialed already"
+        assert not bridged(stack), "bridged already"
+        kill_service(stack)
+        stack.start_service(**real_notice)
+        result = call.join()
+    finally:
+        stack.stop_service()
+        stack.start_service()
+
+    assert result.caller.succeeded, "the caller was not connected: " + result.caller.output
+    assert result.counterpart.succeeded, result.counterpart.output
+    invite = "\n".join(m for m in result.counterpart.received() if m.startswith("INVITE"))
+    assert parties.virtual_number in invite
+    for form in number_forms(parties.a):
+        assert form not in "\n".join(result.counterpart.received()), "caller's number reached the counterpart"
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
+    notices = json.loads(row["notices"]) if isinstance(row["notices"], str) else row["notices"]
+    assert [(n["party"], n["completed"]) for n in notices] == [("caller", True), ("callee", True)]
+    seconds, level = recording_level(stack, row["recording"])
+    assert seconds > 3 and level > 200
     assert_no_leftovers(stack)
 
 
