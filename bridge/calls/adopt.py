@@ -4,6 +4,7 @@ call is still in setup, released as `interrupted` where they cannot be. The serv
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 
 from bridge.ari import AriClient, AriError
@@ -54,6 +55,8 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
     try:
         try:
             session = await deps.store.sessions.get(record["session_id"]) if record["session_id"] else None
+            if session is not None and session.record and await deps.store.consent.session_withdrawn(session.id):
+                session = replace(session, record=False)  # a participant withdrew consent meanwhile
             webhook_url = (session.webhook_url or deps.settings.webhook_url or None) if session else None
         except StoreError:
             pass

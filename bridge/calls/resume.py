@@ -131,7 +131,7 @@ async def resume_setup(deps: CallDeps, events: CallEvents, call: CallState, row:
             if events.is_gone(caller) or events.is_gone(call.callee_id):
                 await left_during_notice(ari, events, call, row, settings, clog)
                 return
-        record_call = consented(session.record, heard, row, clog)
+        record_call = consented(settings, session, heard, row, clog)
         await media.silence(ari, call, caller)
         await ari.answer(caller)
         answered_at = await bridge_and_record(deps, events, call, row, session, webhook_url, clog,
