@@ -8,10 +8,9 @@ Lifecycle, with faults in mind:
   connection left in progress, release what cannot be resumed, hang up
   orphans, tell running calls about legs that vanished while disconnected);
 - database down: call-row writes wait in a spool file and are replayed;
-- recordings stored as plaintext before sealing existed are sealed in the
-  background, a batch at a time;
-- SIGTERM: drain (new calls go to the dialplan fallback, calls in progress get
-  `drain_seconds` to finish), then stop.
+- plaintext recordings from before sealing are sealed in the background;
+- SIGTERM: drain (new calls go to the fallback; calls in progress, the
+  fallback's too, get `drain_seconds` to finish), then stop.
 """
 from __future__ import annotations
 
@@ -131,11 +130,15 @@ class Service:
                  http_port=self.settings.http_port)
 
     async def drain(self) -> None:
-        """Stop taking calls; give the ones in progress `drain_seconds` to end."""
+        """Stop taking calls; give the ones in progress `drain_seconds` to end, those
+        the FastAGI fallback routed too (new callers go there; they end with `finish`)."""
         self.draining = True
         log.info("service.draining", active_calls=len(self.calls), seconds=self.settings.drain_seconds)
+        deadline = asyncio.get_running_loop().time() + self.settings.drain_seconds
         if self.calls:
             await asyncio.wait(set(self.calls), timeout=self.settings.drain_seconds)
+        while getattr(self, "agi", None) and self.agi.pending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         self.stream.stop()

@@ -50,6 +50,9 @@ class FallbackAgi:
         self.gate = Gate({"route": self.route, "notice": self.notice, "finish": self.finish}, settings.agi_secret,
                          settings.agi_allowed_sources)
         self._server: asyncio.AbstractServer | None = None
+        # Calls routed to a Dial and not finished yet (their `h` extension comes back
+        # with `finish`): a draining service keeps listening for them.
+        self.pending: set[uuid.UUID] = set()
 
     async def start(self) -> None:
         """Listen; a port already taken (another instance on this host) is
@@ -97,6 +100,7 @@ class FallbackAgi:
             # Asterisk first: the caller must not wait on the database.
             for name, value in self._variables(route, call_id, row, clog, record).items():
                 await request.send_command(f'SET VARIABLE {name} "{value}"')
+            self.pending.add(call_id)
         finally:
             await row.close()
 
@@ -154,6 +158,7 @@ class FallbackAgi:
             call_id = uuid.UUID(values["MASKING_CALL_ID"])
         except ValueError:
             return
+        self.pending.discard(call_id)
         clog = log.bind(call_id=str(call_id), path="agi")
         stored = await self._stored(call_id)
         if stored is not None and not (stored["path"] == "agi"

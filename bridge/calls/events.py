@@ -26,6 +26,9 @@ class CallEvents:
         self.gone_order: list[str] = []
         self.vanished: set[str] = set()  # legs that went without a hangup we saw
         self.soft_hangups: dict[str, int] = {}  # channel id -> AST_SOFTHANGUP_* flags Asterisk gave
+        # Recordings Asterisk said ended, whoever was waiting when it did (a wait for a
+        # hangup may take the RecordingFinished that a wait for the recording then misses).
+        self.recordings_ended: set[str] = set()
 
     def watch(self, channel_id: str) -> None:
         """Own `channel_id`; call before creating it so no event is missed."""
@@ -40,7 +43,9 @@ class CallEvents:
         return channel_id in self.gone
 
     def _note(self, event: Event) -> None:
-        """Track hangups whatever the caller is waiting for."""
+        """Track hangups (and ended recordings) whatever the caller is waiting for."""
+        if event.type in ("RecordingFinished", "RecordingFailed") and event.recording_name:
+            self.recordings_ended.add(event.recording_name)
         channel = event.channel
         if channel is None or channel.id not in self.channels:
             return

@@ -103,14 +103,15 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, r
     names = {n for n in (call.recording_name, call.callee_recording_name) if n}
     for snoop_id in (call.snoop_id, call.callee_snoop_id):
         await hangup_leg(ari, call, snoop_id)
-    finished: set[str] = set()
+    finished = names & events.recordings_ended  # ended while the call waited for something else
 
     def all_finished(e: Event) -> bool:
         if e.type in ("RecordingFinished", "RecordingFailed") and e.recording_name in names:
             finished.add(e.recording_name)
         return finished == names
 
-    await events.wait_for(all_finished, RECORDING_SETTLE)
+    if finished != names:
+        await events.wait_for(all_finished, RECORDING_SETTLE)
     try:
         stored = await collect_recording(deps, call.id, started_at, two_channel=call.callee_recording_name is not None,
                                          delays=call.recording_delays)
