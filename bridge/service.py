@@ -130,8 +130,7 @@ class Service:
                  http_port=self.settings.http_port)
 
     async def drain(self) -> None:
-        """Stop taking calls; give the ones in progress `drain_seconds` to end, those
-        the FastAGI fallback routed too (new callers go there; they end with `finish`)."""
+        """Stop taking calls; give the ones in progress (the fallback's too) `drain_seconds` to end."""
         self.draining = True
         log.info("service.draining", active_calls=len(self.calls), seconds=self.settings.drain_seconds)
         deadline = asyncio.get_running_loop().time() + self.settings.drain_seconds
