@@ -58,7 +58,7 @@ def replicated(tmp_path_factory):
             stack.stop_service()
             stack.env["MASKING_DATABASE_URL"] = both_hosts_dsn(stack, primary, replica)
             stack.start_service()
-            assert advisory_locks(primary.dsn(database_of(stack))) == 1, "the lease is not on the primary"
+            assert advisory_locks(primary.dsn(database_of(stack)), stack) == 1, "the lease is not on the primary"
             yield stack, primary, replica
     finally:
         if replica is not None:
@@ -132,7 +132,7 @@ def test_a_replica_promoted_while_calls_run_loses_no_call_row_and_takes_the_leas
     print(f"the long calls were {'still' if still_talking else 'no longer'} talking at the promotion")
 
     # The lease is held again, on the new primary.
-    assert wait_until(lambda: advisory_locks(replica.dsn(database)) == 1, 30)
+    assert wait_until(lambda: advisory_locks(replica.dsn(database), stack) == 1, 30)
     assert '"lease.reacquired"' in stack.service_log.read_text()
     # And a new caller is served as before, its row on the new primary.
     after = new_parties(stack_on(stack, replica))
@@ -173,8 +173,8 @@ def test_with_no_host_accepting_writes_callers_hear_the_prompt_and_no_row_is_wri
     replica.promote()
     rows = finished_rows(replica.dsn(database), parties.virtual_number, 1)
     assert [(r["disposition"], r["reject_reason"]) for r in rows] == [("rejected", "database_unavailable")]
-    assert wait_until(lambda: advisory_locks(replica.dsn(database)) == 1, 30)
+    assert wait_until(lambda: advisory_locks(replica.dsn(database), stack) == 1, 30)
     # The fenced old primary got nothing.
     assert not query(primary.dsn(database), "SELECT id FROM calls WHERE virtual_number = $1",
                      parties.virtual_number)
-    assert advisory_locks(primary.dsn(database)) == 0
+    assert advisory_locks(primary.dsn(database), stack) == 0
