@@ -7,8 +7,7 @@ Lifecycle, with faults in mind:
 - every (re)connection to ARI: reconcile (adopt calls a previous process or
   connection left in progress, release what cannot be resumed, hang up
   orphans, tell running calls about legs that vanished while disconnected);
-- database down: call-row writes wait in a spool file and are replayed;
-- plaintext recordings from before sealing are sealed in the background;
+- database down: call-row writes are spooled and replayed; old plaintext recordings get sealed;
 - SIGTERM: drain (new calls go to the fallback; calls in progress, the
   fallback's too, get `drain_seconds` to finish), then stop.
 """
@@ -50,6 +49,7 @@ from bridge.recordings.wait_audio import sync_wait_audio
 from bridge.sessions.models import MaskingSession
 from bridge.stack.edge_watch import EdgeWatch
 from bridge.stack.kamailio import EdgeRpc
+from bridge.stack.trunks import outbound_presentation
 from bridge.store import Store
 from bridge.store.errors import StoreError, StoreUnavailable
 from bridge.store.lease import NodeLease
@@ -91,7 +91,7 @@ class Service:
         self.edge = EdgeWatch(EdgeRpc.of(self.settings)) if self.settings.edge.rpc_port else None
         self.spool = Spool(self.settings.state_dir / "spool" / "calls.jsonl")
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
-                             node=self.node, spool=self.spool)
+                             node=self.node, spool=self.spool, presentation=outbound_presentation(self.settings))
         app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls),
                        place_call=self.place_call)
         install_console(app)

@@ -36,6 +36,7 @@ from bridge.config import Settings
 from bridge.logs import get_logger
 from bridge.numbering import mask_number, to_e164
 from bridge.sessions.resolve import AskPin, Connect, Reject
+from bridge.stack.trunks import outbound_presentation
 from bridge.store import Store
 from bridge.store.errors import NotFound, StoreUnavailable
 
@@ -53,6 +54,7 @@ class FallbackAgi:
         # Calls routed to a Dial and not finished yet (their `h` extension comes back
         # with `finish`): a draining service keeps listening for them.
         self.pending: set[uuid.UUID] = set()
+        self.presentation = outbound_presentation(settings)  # the outbound trunk's privacy, for Dial
 
     async def start(self) -> None:
         """Listen; a port already taken (another instance on this host) is
@@ -131,7 +133,8 @@ class FallbackAgi:
             return {"MASKING_PROMPT": ending.prompt, "MASKING_CAUSE": str(ending.cause)}
         session = route.session
         variables = {"MASKING_DIAL": f"PJSIP/{route.counterpart}@{self.settings.outbound_endpoint}",
-                     "MASKING_CLI": route.caller_id, "MASKING_RECORD": "1" if record else "0"}
+                     "MASKING_CLI": route.caller_id, "MASKING_RECORD": "1" if record else "0",
+                     "MASKING_PRES": self.presentation}
         # The session's time limit, or MASKING_MAX_CALL_SECONDS: Dial's S()
         # hangs both up that long after the answer, as the ARI path does.
         limit = call_time_limit(session.time_limit_seconds, self.settings.max_call_seconds)

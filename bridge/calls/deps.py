@@ -28,6 +28,7 @@ class CallDeps:
     settings: Settings
     node: str = "default"  # the Asterisk this process drives (its ARI URL and app)
     spool: Spool | None = None  # where row writes wait while the database is down
+    presentation: str = ""  # "prohib": the outbound trunk asks for privacy (stack/trunks.py)
     active: dict[str, "CallState"] = field(default_factory=dict)
 
 

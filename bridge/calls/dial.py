@@ -17,7 +17,7 @@ async def dial_masked(deps: CallDeps, events: CallEvents, channel_id: str, numbe
     events.watch(channel_id)
     await deps.ari.create_channel(
         endpoint=f"PJSIP/{number}@{deps.settings.outbound_endpoint}", channel_id=channel_id, app_args=app_args,
-        originator=originator, variables=masked_identity(virtual_number),
+        originator=originator, variables=masked_identity(virtual_number, deps.presentation),
     )
     await wait_in_stasis(events, channel_id, stop_if_gone=(originator,) if originator else ())
     # No `caller=` on dial: Asterisk would copy the caller's identity into
@@ -27,16 +27,20 @@ async def dial_masked(deps: CallDeps, events: CallEvents, channel_id: str, numbe
     await deps.ari.dial(channel_id)
 
 
-def masked_identity(virtual_number: str) -> dict[str, str]:
+def masked_identity(virtual_number: str, presentation: str = "") -> dict[str, str]:
     """Channel variables that make the counterpart see only the virtual number.
 
     chan_pjsip builds an outbound INVITE's From and P-Asserted-Identity from
-    the channel's connected line, so both caller ID and connected line are set.
+    the channel's connected line, so both caller ID and connected line are set;
+    a restricted `presentation` makes From anonymous with "Privacy: id".
     """
-    return {
+    identity = {
         "CALLERID(num)": virtual_number, "CALLERID(name)": virtual_number,
         "CONNECTEDLINE(num)": virtual_number, "CONNECTEDLINE(name)": virtual_number,
     }
+    if presentation:
+        identity["CONNECTEDLINE(pres)"] = presentation
+    return identity
 
 
 async def wait_for_answer(events: CallEvents, call: CallState, timeout: float,

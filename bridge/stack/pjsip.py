@@ -69,9 +69,10 @@ def _outbound(trunk: OutboundTrunk) -> str:
     if trunk.from_user:
         endpoint.append(f"from_user = {trunk.from_user}")
     if trunk.privacy == "id":
-        # Restricted presentation: chan_pjsip then sends From anonymous and
-        # "Privacy: id", and (trusted) still the virtual number in PAI.
-        endpoint += ["trust_id_outbound = yes", "set_var = CONNECTEDLINE(pres)=prohib"]
+        # Restricted presentation (set on each leg by the bridge, see
+        # trunks.outbound_presentation): chan_pjsip then sends From anonymous
+        # and "Privacy: id", and (trusted) still the virtual number in PAI.
+        endpoint += ["trust_id_outbound = yes"]
     if trunk.authenticates:
         endpoint.append(f"outbound_auth = {auth}")
     endpoint += _media(trunk.media)

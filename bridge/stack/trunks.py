@@ -126,6 +126,20 @@ def load_plan(settings: Settings, env: Mapping[str, str] | None = None) -> Trunk
     return plan
 
 
+def outbound_presentation(settings: Settings) -> str:
+    """"prohib" when the outbound trunk asks for privacy (`privacy = "id"`), else "".
+
+    The calls set it on each counterpart's leg once Asterisk has created it.
+    Not as the endpoint's `set_var = CONNECTEDLINE(pres)=prohib`: chan_pjsip
+    applies set_var while it builds the channel, the write queues a connected-
+    line update on the session's serializer, and that task can run before the
+    session has its channel: Asterisk 22.10 then dies (SIGSEGV in
+    ast_channel_state), seen under load with a core dump."""
+    plan = load_plan(settings)
+    trunk = next(t for t in plan.outbound if t.name == settings.outbound_endpoint)
+    return "prohib" if trunk.privacy == "id" else ""
+
+
 def default_plan(settings: Settings) -> TrunkPlan:
     """Today's two loopback trunks, from the settings that always described them."""
     ast = settings.asterisk

@@ -325,6 +325,7 @@ def test_an_asterisk_restart_is_noticed_its_calls_are_marked_interrupted_and_ser
     call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=8000)
     wait_until(lambda: bridged(stack))
 
+    logged_before = len(stack.service_log.read_text())
     stack.asterisk.stop()
     stack.asterisk.start()
     call.join()  # both SIPps lose their dialog; how they end is not the point
@@ -339,8 +340,12 @@ def test_an_asterisk_restart_is_noticed_its_calls_are_marked_interrupted_and_ser
         except urllib.error.HTTPError:  # 503 until ARI and AMI are back
             return False
     wait_until(ready, timeout=30)
-    logs = stack.service_log.read_text()
-    assert '"asterisk.shutdown"' in logs and logs.rfind('"ari.connected"') > logs.rfind('"ari.disconnected"')
+    logs = stack.service_log.read_text()[logged_before:]
+    # Noticed on AMI: its Shutdown event, or (when `core stop now` closes the
+    # manager session before the event is read, seen once under CI's load)
+    # the manager connection's loss; and ARI connected again after.
+    assert '"asterisk.shutdown"' in logs or '"state": "disconnected", "previous": "booted"' in logs
+    assert logs.rfind('"ari.connected"') > logs.rfind('"ari.disconnected"')
     parties = new_parties(stack)
     after = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=1000)
     assert after.counterpart.succeeded, "calls do not work again after the restart"

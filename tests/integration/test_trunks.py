@@ -314,18 +314,38 @@ def test_the_counterpart_is_dialed_with_digest_credentials_and_sees_only_the_vir
     assert_no_leftovers(carrier.stack)
 
 
+@pytest.mark.parametrize("path", ["ari", "agi"])
 def test_a_trunk_asking_for_privacy_gets_privacy_id_an_anonymous_from_and_the_virtual_number_in_pai(carrier,
-                                                                                                     tmp_path):
+                                                                                                     tmp_path, path):
+    """On both call paths. The presentation is set on the leg Asterisk made
+    (ARI) or handed to Dial (FastAGI), never by the endpoint's set_var, which
+    crashed Asterisk under load (stack/trunks.py: outbound_presentation)."""
     stack = carrier.stack
     stack.stop_service()
-    stack.start_service(MASKING_OUTBOUND_ENDPOINT="carrier-private")
+    agi = None
     try:
+        if path == "ari":
+            stack.start_service(MASKING_OUTBOUND_ENDPOINT="carrier-private")
+        else:  # the service stopped: the dialplan's fallback, `masking serve-agi`, carries the call
+            log_path = tmp_path / "agi.log"
+            with open(log_path, "wb") as log:
+                agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env={**os.environ, **stack.env, "MASKING_OUTBOUND_ENDPOINT": "carrier-private"})
+            deadline = time.monotonic() + 20
+            while '"agi.listening"' not in log_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
         virtual, a, _ = live_session(stack)
         result = call(carrier, tmp_path, CARRIER_B, virtual, a)
     finally:
+        if agi is not None:
+            agi.terminate()
+            agi.wait(timeout=20)
         stack.stop_service()
         stack.start_service()
 
+    if path == "agi":
+        assert wait_for_call_row(stack, virtual)["path"] == "agi"
     assert result.counterpart.succeeded, result.counterpart.output
     invite = messages(result.counterpart, "INVITE")[0]
     assert header(invite, "Privacy") == "id"

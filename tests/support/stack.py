@@ -219,6 +219,13 @@ def migrate(env: dict[str, str]) -> None:
                    env={**os.environ, **env}, check=True, capture_output=True)
 
 
+def keep_logs(asterisk: AsteriskInstance, workdir: Path) -> None:
+    """Asterisk's logs, kept beside the test's files when its instance is
+    removed: after a failure (an Asterisk that died, say) they say why."""
+    if (asterisk.dir / "log").is_dir():
+        shutil.copytree(asterisk.dir / "log", workdir / "asterisk-log", dirs_exist_ok=True)
+
+
 @contextmanager
 def running_stack(workdir: Path, admin_dsn: str = ADMIN_DSN, rtp_ports: int = 200,
                   **env_overrides: str) -> Iterator[Stack]:
@@ -239,6 +246,7 @@ def running_stack(workdir: Path, admin_dsn: str = ADMIN_DSN, rtp_ports: int = 20
     finally:
         stack.stop_service()
         asterisk.stop()
+        keep_logs(asterisk, workdir)
         shutil.rmtree(asterisk.dir, ignore_errors=True)
         try:
             asyncio.run(drop_database(database, admin_dsn, role))
