@@ -3,7 +3,7 @@
 # `make lock` refreshes constraints.txt, the versions everything installs.
 SHELL := /bin/bash
 
-.PHONY: run test unit integration bootstrap lock
+.PHONY: run test unit integration bootstrap lock bench
 
 bootstrap:
 	@scripts/bootstrap
@@ -27,6 +27,11 @@ unit: bootstrap
 
 integration: bootstrap
 	.venv/bin/python -m pytest tests/integration -ra
+
+# The masked call against plain Asterisk doing the same work, at 50 to 200
+# calls at once (bench/paths.py; results go in bench/RESULTS.md by hand).
+bench: bootstrap
+	.venv/bin/python -m bench.paths $(BENCH_ARGS)
 
 lock:
 	@scripts/lock

@@ -22,20 +22,9 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.masked_calls import far_end_counts, provision
+from bench.profile import cpu_seconds
 from tests.support.edge import EdgeStack, running_edge_stack
 from tests.support.sipp import Sipp, render
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children that were waited for."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / TICKS
-
 
 def processes(stack: EdgeStack) -> dict[str, list[int]]:
     """The pids that make up each part: the edge's processes, each node's Asterisk and bridge."""

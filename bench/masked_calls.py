@@ -10,7 +10,9 @@ then:
   2. places --calls calls at --rate calls/s, at most --concurrent at once, each
      talking --talk-ms with real audio, and counts success at the far end:
      rows answered in the database and verified recordings on disk, not SIPp's
-     caller-side counter.
+     caller-side counter; with the CPU seconds per call that the service and
+     Asterisk spent on the load (/proc), and with --profile a py-spy sampling
+     profile of the service during the load (bench/profile.py).
 
     .venv/bin/python -m bench.masked_calls --sequential 20 --calls 100 --rate 10 --concurrent 40
 """
@@ -25,6 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from bench.profile import Profiler, cpu_seconds, pids_of, report
 from bench.stack import bench_stack, invite_times, summary
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
@@ -135,6 +138,8 @@ def main() -> int:
     parser.add_argument("--talk-ms", type=int, default=5000)
     parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                         help="record the sessions (the caller then hears the recording notice before the dial)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="profile the service with py-spy during the load; raw stacks to FILE")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-bench-"))
@@ -150,8 +155,17 @@ def main() -> int:
             since = datetime.now().astimezone()
             time.sleep(STATS_FLUSH_SECONDS)  # the sequential calls' writes counted before the load's
             inserted, updated = asyncio.run(row_writes(stack))
-            code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
+            parts = {"service": [stack.service.pid],
+                     "asterisk": pids_of(f"{stack.asterisk.inner_dir}/etc/asterisk.conf")}
+            before = {part: sum(cpu_seconds(p) for p in ids) for part, ids in parts.items()}
+            if args.profile:
+                with Profiler(stack.service.pid, args.profile):
+                    code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
+                    asyncio.run(far_end_counts(stack, since))  # the recordings' fetch and sealing too
+            else:
+                code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
             counts = asyncio.run(far_end_counts(stack, since))
+            used = {part: sum(cpu_seconds(p) for p in ids) - before[part] for part, ids in parts.items()}
             time.sleep(STATS_FLUSH_SECONDS)
             inserted_after, updated_after = asyncio.run(row_writes(stack))
             channels, bridges = stack.leftovers(10)
@@ -164,6 +178,10 @@ def main() -> int:
             print(f"  left in Asterisk: {len(channels)} channels, {len(bridges)} bridges")
             print(f"  call-row writes: {inserted_after - inserted} inserts, {updated_after - updated} updates "
                   f"({(updated_after - updated) / max(1, counts['calls']):.1f} updates per call)")
+            print("  cpu: " + ", ".join(f"{part} {seconds:.1f} s ({seconds / max(1, counts['calls']) * 1000:.0f} ms"
+                                        " per call)" for part, seconds in used.items()))
+            if args.profile:
+                print(report(args.profile))
     print(f"work files: {workdir}")
     return 0
 

@@ -1,0 +1,273 @@
+"""Benchmark: the masked call against plain Asterisk doing the same work, in
+one Asterisk, one run, the same load (issue 16 item 1).
+
+Paths, per step of concurrent calls:
+- `plain`: the floor. The operator's dialplan (a local include) does what a
+  masked, recorded call does, without us: `Progress`, `Playback(beep)`,
+  `MixMonitor(..., b)`, `Dial(...,IgA(beep))`. Calls come from 127.0.0.5,
+  which a local `identify` sends to that context.
+- `ari`: the service's ARI path, sessions recorded (notice `beep` both sides,
+  snoop recording, sealed).
+(The FastAGI fallback, the issue's third path, is not measured yet: it
+serves calls only while the Stasis application is unregistered.)
+
+Callers talk with real audio (SIPp pcap), the counterpart echoes RTP. What is
+counted is at the far end: the counterpart's answered INVITEs and, per path,
+recordings with audio (MixMonitor files for `plain`; recording rows of
+answered calls for `ari` and `agi`). Times are on the caller's wire: INVITE
+sent to 200 OK received (SIPp's message log). CPU seconds per call from
+/proc for Asterisk, the service and every PostgreSQL process (the shared
+server: other users of it count too); the service's RSS per concurrent call
+from its peak over its idle size.
+
+    .venv/bin/python -m bench.paths --concurrent 50 100 150 200
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from bench.masked_calls import provision
+from bench.profile import cpu_seconds, pids_of
+from bench.stack import percentile
+from bridge.store import Store
+from tests.support.sipp import Sipp, SippResult, render
+from tests.support.stack import Stack, running_stack
+
+PLAIN_SOURCE = "127.0.0.5"
+VIRTUAL, CALLER, COUNTERPART = "+6562000010", "+6592000010", "+6582000010"
+OUTBOUND = "carrier-out"  # the test stack's outbound trunk (MASKING_OUTBOUND_ENDPOINT's default)
+
+LOCAL_PJSIP = f"""
+; bench.paths: plain Asterisk, the floor (callers from {PLAIN_SOURCE})
+[bench-plain](trunk-defaults)
+context = bench-plain
+transport = transport-udp
+disallow = all
+allow = alaw,ulaw
+
+[bench-plain]
+type = identify
+endpoint = bench-plain
+match = {PLAIN_SOURCE}
+"""
+
+LOCAL_EXTENSIONS = """
+[bench-plain]
+exten => _[+0-9].,1,Progress()
+ same => n,Playback(beep,noanswer)
+ same => n,MixMonitor(bench-${{UNIQUEID}}.wav,b)
+ same => n,Dial(PJSIP/{counterpart}@{outbound},30,IgA(beep))
+ same => n,Hangup()
+"""
+
+
+@dataclass
+class Step:
+    path: str
+    concurrent: int
+    calls: int
+    answered: int
+    recorded: int
+    peak: int
+    invite_to_200: list[float]
+    cpu: dict[str, float]
+    rss_kib_per_call: float
+
+
+def wire_times(caller: SippResult) -> list[float]:
+    """Per call, ms from the caller's INVITE sent to its 200 OK received."""
+    sent: dict[str, datetime] = {}
+    times = []
+    for message in caller.log():
+        if not message.received and message.text.startswith("INVITE ") and message.call_id not in sent:
+            sent[message.call_id] = message.at
+        elif (message.received and message.text.startswith("SIP/2.0 200") and " INVITE" in _cseq(message.text)
+              and message.call_id in sent):
+            times.append((message.at - sent.pop(message.call_id)).total_seconds() * 1000)
+    return times
+
+
+def _cseq(text: str) -> str:
+    return next((line for line in text.splitlines() if line.lower().startswith("cseq:")), "")
+
+
+def far_end(counterpart: SippResult) -> tuple[int, int]:
+    """(calls the counterpart answered, most of them up at once), from its own log."""
+    up: dict[str, datetime] = {}
+    spans = []
+    for message in counterpart.log():
+        if not message.received and message.text.startswith("SIP/2.0 200") and " INVITE" in _cseq(message.text):
+            up.setdefault(message.call_id, message.at)
+        elif message.received and message.text.startswith("BYE ") and message.call_id in up:
+            spans.append((up[message.call_id], message.at))
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    peak = current = 0
+    for _, change in edges:
+        current += change
+        peak = max(peak, current)
+    return len(up), peak
+
+
+class RssWatch:
+    """The service's peak resident size while a step runs, sampled every 0.2 s."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.idle = self.read()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def read(self) -> int:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self.read())
+
+    def __enter__(self) -> "RssWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def recorded_rows(stack: Stack, since: datetime, settle: float = 30) -> tuple[int, int]:
+    """(answered calls, of them with a recording with audio) since `since`,
+    once every row is finished and every answered call has its recording."""
+    store = await Store.connect(stack.dsn, stack.keys)
+    try:
+        query = ("SELECT count(*) FILTER (WHERE c.disposition = 'answered') AS answered,"
+                 " count(*) FILTER (WHERE c.disposition = 'answered' AND r.duration_seconds > 0) AS recorded,"
+                 " count(*) FILTER (WHERE c.disposition = 'in_progress'"
+                 "   OR (c.disposition = 'answered' AND c.recorded AND r.id IS NULL)) AS pending"
+                 " FROM calls c LEFT JOIN recordings r ON r.call_id = c.id WHERE c.started_at >= $1")
+        deadline = time.monotonic() + settle
+        while True:
+            row = await store.pool.fetchrow(query, since)
+            if not row["pending"] or time.monotonic() > deadline:
+                return row["answered"], row["recorded"]
+            await asyncio.sleep(0.5)
+    finally:
+        await store.close()
+
+
+def monitor_files(stack: Stack, since: float) -> int:
+    """MixMonitor recordings of at least a second of audio (8 kHz, 16 bit) written since `since`."""
+    folder = stack.asterisk.dir / "spool" / "monitor"
+    deadline = time.monotonic() + 10
+    while True:
+        files = [f for f in folder.glob("bench-*.wav") if f.stat().st_mtime >= since]
+        if time.monotonic() > deadline or not files:
+            break
+        time.sleep(1)  # MixMonitor closes its file after the hangup
+        if all(f.stat().st_size > 16044 for f in files):
+            break
+    return sum(1 for f in files if f.stat().st_size > 16044)
+
+
+def step(stack: Stack, workdir: Path, path: str, concurrent: int, rate: float, talk_ms: int) -> Step:
+    calls = 2 * concurrent
+    name = f"{path}-{concurrent}"
+    uas = Sipp(workdir, render("uas_answer.xml", workdir), ["-rtp_echo", "-d", str(talk_ms)], f"{name}-uas",
+               port=stack.counterpart_port)
+    uas.command[uas.command.index("-m") + 1] = str(calls)
+    uas.start()
+    time.sleep(0.3)
+    uac = Sipp(workdir, render("uac_call.xml", workdir),
+               ["-s", VIRTUAL, "-key", "caller", CALLER, "-d", str(talk_ms), "-r", str(rate), "-l", str(concurrent),
+                stack.sip_target], f"{name}-uac")
+    uac.command[uac.command.index("-m") + 1] = str(calls)
+    if path == "plain":
+        uac.command[uac.command.index("-i") + 1] = PLAIN_SOURCE
+    parts = {"asterisk": pids_of(f"{stack.asterisk.inner_dir}/etc/asterisk.conf"),
+             "service": [stack.service.pid], "postgres": pids_of("postgres")}
+    before = {part: sum(cpu_seconds(p) for p in ids) for part, ids in parts.items()}
+    since, since_wall = datetime.now().astimezone(), time.time()
+    with RssWatch(stack.service.pid) as rss:
+        uac.start()
+        caller = uac.wait(calls / rate + talk_ms / 1000 + 120)
+        counterpart = uas.wait(60)
+        if path == "plain":
+            recorded = monitor_files(stack, since_wall)
+        else:
+            recorded = asyncio.run(recorded_rows(stack, since))[1]
+    used = {part: sum(cpu_seconds(p) for p in ids) - before[part] for part, ids in parts.items()}
+    answered, peak = far_end(counterpart)
+    return Step(path, concurrent, calls, answered, recorded, peak, wire_times(caller),
+                {part: seconds / max(1, calls) * 1000 for part, seconds in used.items()},
+                max(0, rss.peak - rss.idle) / max(1, peak))
+
+
+def table(steps: list[Step]) -> str:
+    lines = ["| concurrent | path | answered (far end) | recorded with audio | peak up | INVITE->200 p50 / p95 / p99 ms"
+             " | CPU ms per call: Asterisk / service / PostgreSQL | service RSS KiB per call |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in steps:
+        t = s.invite_to_200
+        times = (f"{statistics.median(t):.0f} / {percentile(t, 95):.0f} / {percentile(t, 99):.0f}"
+                 if t else "none")
+        lines.append(f"| {s.concurrent} | {s.path} | {s.answered}/{s.calls} | {s.recorded} | {s.peak} | {times} | "
+                     f"{s.cpu['asterisk']:.1f} / {s.cpu['service']:.1f} / {s.cpu['postgres']:.1f} | "
+                     f"{s.rss_kib_per_call:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--paths", nargs="+", choices=("plain", "ari"), default=["plain", "ari"])
+    parser.add_argument("--concurrent", nargs="+", type=int, default=[50, 100, 150, 200])
+    parser.add_argument("--rate", type=float, default=10)
+    parser.add_argument("--talk-ms", type=int, help="default: long enough for the step's concurrency at the rate")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="masking-bench-paths-"))
+    local = workdir / "asterisk-local"
+    local.mkdir()
+    steps: list[Step] = []
+    env = {"MASKING_LOG_LEVEL": "info", "MASKING_DIAL_TIMEOUT": "30", "MASKING_LOCAL_CONFIG_DIR": str(local)}
+    with _stack(workdir, local, max(args.concurrent), env) as stack:
+        asyncio.run(provision(stack, [(VIRTUAL, CALLER, COUNTERPART)], record=True))
+        print(f"Asterisk: {stack.asterisk.cli('core show version').strip()}; cores: {os.cpu_count()}; "
+              f"load average before: {os.getloadavg()}")
+        for concurrent in args.concurrent:
+            talk_ms = args.talk_ms or int((concurrent / args.rate + 3) * 1000)
+            for path in args.paths:
+                result = step(stack, workdir, path, concurrent, args.rate, talk_ms)
+                steps.append(result)
+                print(table([result]).splitlines()[-1], flush=True)
+                channels, bridges = stack.leftovers(15)
+                if channels or bridges:
+                    print(f"  left in Asterisk after {path} {concurrent}: {len(channels)} channels, "
+                          f"{len(bridges)} bridges")
+                time.sleep(3)
+    print(table(steps))
+    print(f"work files: {workdir}")
+    return 0
+
+
+def _stack(workdir: Path, local: Path, most: int, env: dict[str, str]):
+    """The test stack, with the plain path's dialplan as the operator's local additions."""
+    (local / "pjsip.conf").write_text(LOCAL_PJSIP)
+    (local / "extensions.conf").write_text(LOCAL_EXTENSIONS.format(counterpart=COUNTERPART, outbound=OUTBOUND))
+    return running_stack(workdir, rtp_ports=max(200, 6 * most), **env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

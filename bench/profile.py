@@ -1,0 +1,148 @@
+"""Where the service's CPU goes under load: CPU seconds per process from
+/proc, and a sampling profile of the running service by py-spy (issue 16:
+profile, do not guess).
+
+py-spy attaches to the service from outside (ptrace), so the service runs as
+it does in production, with no profiler in its code. It is a benchmark tool,
+not a dependency: `pip install py-spy` into the venv, or name it with
+`MASKING_PY_SPY`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children that were waited for."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / TICKS
+
+
+def pids_of(pattern: str) -> list[int]:
+    """Processes whose command line holds `pattern` (pgrep -f)."""
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """A function's share of the samples: where it was running (self) and
+    where it was on the stack (inclusive)."""
+    function: str
+    self_share: float
+    inclusive_share: float
+
+
+def _frame(frame: str) -> str:
+    """`name (path/to/module.py:123)` -> `name (module.py)`: lines of a function count as one."""
+    match = FRAME.match(frame.strip())
+    if not match:
+        return frame.strip()
+    return f"{match['function']} ({Path(match['file']).name})"
+
+
+def library(frame: str) -> str:
+    """Whose code a frame runs: a package (`asyncpg`), a domain of ours
+    (`bridge.calls`) or a standard-library module (`asyncio`, `json`)."""
+    match = FRAME.match(frame.strip())
+    parts = Path(match["file"]).parts if match else ()
+    if not parts:
+        return "?"
+    if "site-packages" in parts[:-1]:
+        return parts[parts.index("site-packages") + 1].removesuffix(".py")
+    if "bridge" in parts[:-1]:
+        i = parts.index("bridge")
+        return ".".join(p.removesuffix(".py") for p in parts[i:i + 2])
+    versions = [i for i, p in enumerate(parts[:-1]) if re.fullmatch(r"python3\.\d+", p)]
+    if versions:
+        return parts[versions[-1] + 1].removesuffix(".py")
+    return parts[-1].removesuffix(".py")
+
+
+def _samples(raw: str, skip_idle: bool):
+    """(frames, count) of each stack in py-spy's raw (collapsed) output. With
+    `skip_idle`, the event loop waiting in select/epoll is left out: idle
+    time, not cost."""
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f.strip() for f in stack.split(";") if f.strip()]
+        if not frames or (skip_idle and _frame(frames[-1]).startswith(("select (", "poll (", "epoll_wait ("))):
+            continue
+        yield frames, int(count)
+
+
+def hotspots(raw: str, top: int = 15, skip_idle: bool = True) -> tuple[int, list[Hotspot], list[Hotspot]]:
+    """(busy samples, the `top` functions, every library) by self share."""
+    own: Counter[str] = Counter()
+    anywhere: Counter[str] = Counter()
+    own_lib: Counter[str] = Counter()
+    anywhere_lib: Counter[str] = Counter()
+    total = 0
+    for frames, n in _samples(raw, skip_idle):
+        total += n
+        own[_frame(frames[-1])] += n
+        own_lib[library(frames[-1])] += n
+        for function in {_frame(f) for f in frames}:
+            anywhere[function] += n
+        for lib in {library(f) for f in frames}:
+            anywhere_lib[lib] += n
+    if not total:
+        return 0, [], []
+    functions = [Hotspot(f, own[f] / total, anywhere[f] / total) for f, _ in own.most_common(top)]
+    libraries = sorted((Hotspot(f, own_lib[f] / total, n / total) for f, n in anywhere_lib.items()),
+                       key=lambda h: (-h.self_share, -h.inclusive_share))
+    return total, functions, libraries
+
+
+class Profiler:
+    """`py-spy record` on one process for the duration of a `with` block."""
+
+    def __init__(self, pid: int, output: Path, rate: int = 100):
+        self.pid, self.output, self.rate = pid, output, rate
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Profiler":
+        py_spy = os.environ.get("MASKING_PY_SPY") or shutil.which("py-spy")
+        if not py_spy:
+            raise FileNotFoundError("py-spy not found: `.venv/bin/pip install py-spy`, or set MASKING_PY_SPY")
+        self.process = subprocess.Popen(
+            [py_spy, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--format", "raw",
+             "--nonblocking", "--output", str(self.output)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def report(raw_file: Path, top: int = 15) -> str:
+    """The hotspots as lines for the benchmark's output."""
+    samples, functions, libraries = hotspots(raw_file.read_text() if raw_file.exists() else "", top)
+    lines = [f"  profile: {samples} busy samples of the service (py-spy, idle event-loop waits left out); "
+             f"raw stacks in {raw_file}", "  by whose code runs (self, and on the stack):"]
+    lines += [f"    {h.self_share:6.1%} self {h.inclusive_share:6.1%} incl  {h.function}" for h in libraries
+              if h.self_share >= 0.005 or h.inclusive_share >= 0.02]
+    lines.append(f"  top {top} functions:")
+    lines += [f"    {h.self_share:6.1%} self {h.inclusive_share:6.1%} incl  {h.function}" for h in functions]
+    return "\n".join(lines)

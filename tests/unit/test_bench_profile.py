@@ -1,0 +1,33 @@
+"""The benchmark's reading of a py-spy profile: which code the busy samples ran."""
+from bench.profile import hotspots, library
+
+STD, PKG = "/usr/lib/python3.11", "/v/lib/python3.11/site-packages"
+MAIN, RUN, FLOW = "<module> (/v/bin/masking:8)", f"run ({STD}/asyncio/runners.py:118)", "/w/bridge/calls/flow.py"
+RAW = "\n".join([
+    f"{MAIN};{RUN};select ({STD}/selectors.py:468) 900",
+    f"{MAIN};{RUN};masked_call ({FLOW}:40);fetch ({PKG}/asyncpg/pool.py:600) 30",
+    f"{MAIN};masked_call ({FLOW}:41);info ({PKG}/structlog/_native.py:10);dumps ({STD}/json/__init__.py:231) 60",
+    f"{MAIN};on_event (/w/bridge/ari/events.py:12) 10",
+    "not a stack line",
+])
+
+
+def test_idle_waits_are_left_out_and_the_rest_is_shared_by_whose_code_runs():
+    samples, functions, libraries = hotspots(RAW)
+    assert samples == 100
+    assert functions[0].function == "dumps (__init__.py)" and functions[0].self_share == 0.6
+    shares = {h.function: (h.self_share, h.inclusive_share) for h in libraries}
+    assert shares["json"] == (0.6, 0.6)
+    assert shares["structlog"] == (0.0, 0.6)  # logging's cost is the JSON it writes
+    assert shares["asyncpg"] == (0.3, 0.3)
+    assert shares["bridge.ari"] == (0.1, 0.1)
+
+
+def test_a_function_s_lines_count_as_one_and_libraries_are_named_by_package_or_domain():
+    assert library("fetch (/v/lib/python3.11/site-packages/asyncpg/pool.py:600)") == "asyncpg"
+    assert library("x (/w/bridge/calls/flow.py:1)") == "bridge.calls"
+    assert library("x (/w/bridge/service.py:1)") == "bridge.service"
+    assert library("y (/usr/lib/python3.11/asyncio/events.py:80)") == "asyncio"
+    assert library("z (/usr/lib/python3.11/selectors.py:4)") == "selectors"
+    _, functions, _ = hotspots("a (/x/m.py:1) 1\na (/x/m.py:2) 1\n")
+    assert [(h.function, h.self_share) for h in functions] == [("a (m.py)", 1.0)]
