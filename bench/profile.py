@@ -69,7 +69,14 @@ def library(frame: str) -> str:
     versions = [i for i, p in enumerate(parts[:-1]) if re.fullmatch(r"python3\.\d+", p)]
     if versions:
         return parts[versions[-1] + 1].removesuffix(".py")
-    return parts[-1].removesuffix(".py")
+    # py-spy shortens paths to their import name: `aiohttp/client.py`, `asyncio/events.py`
+    return parts[0].removesuffix(".py") if not Path(match["file"]).is_absolute() else parts[-1].removesuffix(".py")
+
+
+def _idle(frame: str) -> bool:
+    """The event loop waiting for I/O (`EpollSelector.select`, py-spy 0.4 names methods by class)."""
+    name = _frame(frame).split(" (", 1)[0]
+    return name.rsplit(".", 1)[-1] in ("select", "poll", "epoll_wait")
 
 
 def _samples(raw: str, skip_idle: bool):
@@ -81,7 +88,7 @@ def _samples(raw: str, skip_idle: bool):
         if not stack or not count.isdigit():
             continue
         frames = [f.strip() for f in stack.split(";") if f.strip()]
-        if not frames or (skip_idle and _frame(frames[-1]).startswith(("select (", "poll (", "epoll_wait ("))):
+        if not frames or (skip_idle and _idle(frames[-1])):
             continue
         yield frames, int(count)
 

@@ -5,6 +5,7 @@ STD, PKG = "/usr/lib/python3.11", "/v/lib/python3.11/site-packages"
 MAIN, RUN, FLOW = "<module> (/v/bin/masking:8)", f"run ({STD}/asyncio/runners.py:118)", "/w/bridge/calls/flow.py"
 RAW = "\n".join([
     f"{MAIN};{RUN};select ({STD}/selectors.py:468) 900",
+    f"{MAIN};{RUN};EpollSelector.select ({STD}/selectors.py:468) 50",
     f"{MAIN};{RUN};masked_call ({FLOW}:40);fetch ({PKG}/asyncpg/pool.py:600) 30",
     f"{MAIN};masked_call ({FLOW}:41);info ({PKG}/structlog/_native.py:10);dumps ({STD}/json/__init__.py:231) 60",
     f"{MAIN};on_event (/w/bridge/ari/events.py:12) 10",
@@ -29,5 +30,7 @@ def test_a_function_s_lines_count_as_one_and_libraries_are_named_by_package_or_d
     assert library("x (/w/bridge/service.py:1)") == "bridge.service"
     assert library("y (/usr/lib/python3.11/asyncio/events.py:80)") == "asyncio"
     assert library("z (/usr/lib/python3.11/selectors.py:4)") == "selectors"
+    assert library("Handle._run (asyncio/events.py:80)") == "asyncio"  # as py-spy 0.4 shortens paths
+    assert library("ClientSession._request (aiohttp/client.py:9)") == "aiohttp"
     _, functions, _ = hotspots("a (/x/m.py:1) 1\na (/x/m.py:2) 1\n")
     assert [(h.function, h.self_share) for h in functions] == [("a (m.py)", 1.0)]
