@@ -22,23 +22,17 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.masked_calls import far_end_counts, provision
-from bench.profile import cpu_seconds
+from bench.profile import asterisk_pids, pids_of, usage
 from tests.support.edge import EdgeStack, running_edge_stack
 from tests.support.sipp import Sipp, render
 
 def processes(stack: EdgeStack) -> dict[str, list[int]]:
     """The pids that make up each part: the edge's processes, each node's Asterisk and bridge."""
-    edge_pids = [int(p) for p in os.popen(f"pgrep -f {stack.edge.dir}/kamailio.cfg").read().split()]
-    found = {"edge (kamailio)": edge_pids}
+    found = {"edge (kamailio)": pids_of(f"{stack.edge.dir}/kamailio.cfg")}
     for name, node in stack.nodes.items():
-        found[f"{name} asterisk"] = [int(p) for p in
-                                     os.popen(f"pgrep -f {node.asterisk.inner_dir}/etc/asterisk.conf").read().split()]
+        found[f"{name} asterisk"] = asterisk_pids(node.asterisk)
         found[f"{name} bridge"] = [node.service.pid]
     return found
-
-
-def usage(pids: dict[str, list[int]]) -> dict[str, float]:
-    return {part: sum(cpu_seconds(p) for p in ids) for part, ids in pids.items()}
 
 
 def run(nodes: int, calls: int, rate: float, talk_ms: int) -> None:

@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.profile import Profiler, cpu_seconds, pids_of, report
+from bench.profile import Profiler, asterisk_pids, report, usage
 from bench.stack import bench_stack, invite_times, summary
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
@@ -110,17 +110,27 @@ def sequential_pdd(stack: Stack, workdir: Path, count: int) -> list[float]:
     return delays
 
 
-def load(stack: Stack, workdir: Path, calls: int, rate: float, concurrent: int, talk_ms: int) -> tuple[int, float]:
-    virtual, a = "+6562000002", "+6592000002"
-    uas = Sipp(workdir, render("uas_answer.xml", workdir), ["-rtp_echo", "-d", str(talk_ms)], "load-uas",
+def sipp_load(stack: Stack, workdir: Path, calls: int, rate: float, concurrent: int, talk_ms: int,
+              virtual: str, caller: str, name: str = "load", source: str | None = None) -> tuple[Sipp, Sipp]:
+    """The counterparts, started (answering `calls` calls, echoing audio), and
+    the callers, ready to start: `calls` at `rate`, at most `concurrent` at
+    once, each talking `talk_ms` with real audio, from `source` if given."""
+    uas = Sipp(workdir, render("uas_answer.xml", workdir), ["-rtp_echo", "-d", str(talk_ms)], f"{name}-uas",
                port=stack.counterpart_port)
     uas.command[uas.command.index("-m") + 1] = str(calls)
     uas.start()
     time.sleep(0.3)
     uac = Sipp(workdir, render("uac_call.xml", workdir),
-               ["-s", virtual, "-key", "caller", a, "-d", str(talk_ms), "-r", str(rate), "-l", str(concurrent),
-                stack.sip_target], "load-uac")
+               ["-s", virtual, "-key", "caller", caller, "-d", str(talk_ms), "-r", str(rate), "-l", str(concurrent),
+                stack.sip_target], f"{name}-uac")
     uac.command[uac.command.index("-m") + 1] = str(calls)
+    if source:
+        uac.command[uac.command.index("-i") + 1] = source
+    return uas, uac
+
+
+def load(stack: Stack, workdir: Path, calls: int, rate: float, concurrent: int, talk_ms: int) -> tuple[int, float]:
+    uas, uac = sipp_load(stack, workdir, calls, rate, concurrent, talk_ms, "+6562000002", "+6592000002")
     started = time.monotonic()
     uac.start()
     result = uac.wait(calls / rate + talk_ms / 1000 + 120)
@@ -155,9 +165,8 @@ def main() -> int:
             since = datetime.now().astimezone()
             time.sleep(STATS_FLUSH_SECONDS)  # the sequential calls' writes counted before the load's
             inserted, updated = asyncio.run(row_writes(stack))
-            parts = {"service": [stack.service.pid],
-                     "asterisk": pids_of(f"{stack.asterisk.inner_dir}/etc/asterisk.conf")}
-            before = {part: sum(cpu_seconds(p) for p in ids) for part, ids in parts.items()}
+            parts = {"service": [stack.service.pid], "asterisk": asterisk_pids(stack.asterisk)}
+            before = usage(parts)
             if args.profile:
                 with Profiler(stack.service.pid, args.profile):
                     code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
@@ -165,7 +174,7 @@ def main() -> int:
             else:
                 code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
             counts = asyncio.run(far_end_counts(stack, since))
-            used = {part: sum(cpu_seconds(p) for p in ids) - before[part] for part, ids in parts.items()}
+            used = {part: seconds - before[part] for part, seconds in usage(parts).items()}
             time.sleep(STATS_FLUSH_SECONDS)
             inserted_after, updated_after = asyncio.run(row_writes(stack))
             channels, bridges = stack.leftovers(10)

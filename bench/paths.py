@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.masked_calls import provision
-from bench.profile import cpu_seconds, pids_of
+from bench.masked_calls import provision, sipp_load
+from bench.profile import asterisk_pids, pids_of, usage
 from bench.stack import percentile
 from bridge.store import Store
-from tests.support.sipp import Sipp, SippResult, render
+from tests.support.sipp import SippResult
 from tests.support.stack import Stack, running_stack
 
 PLAIN_SOURCE = "127.0.0.5"
@@ -184,21 +184,11 @@ def monitor_files(stack: Stack, since: float) -> int:
 
 def step(stack: Stack, workdir: Path, path: str, concurrent: int, rate: float, talk_ms: int) -> Step:
     calls = 2 * concurrent
-    name = f"{path}-{concurrent}"
-    uas = Sipp(workdir, render("uas_answer.xml", workdir), ["-rtp_echo", "-d", str(talk_ms)], f"{name}-uas",
-               port=stack.counterpart_port)
-    uas.command[uas.command.index("-m") + 1] = str(calls)
-    uas.start()
-    time.sleep(0.3)
-    uac = Sipp(workdir, render("uac_call.xml", workdir),
-               ["-s", VIRTUAL, "-key", "caller", CALLER, "-d", str(talk_ms), "-r", str(rate), "-l", str(concurrent),
-                stack.sip_target], f"{name}-uac")
-    uac.command[uac.command.index("-m") + 1] = str(calls)
-    if path == "plain":
-        uac.command[uac.command.index("-i") + 1] = PLAIN_SOURCE
-    parts = {"asterisk": pids_of(f"{stack.asterisk.inner_dir}/etc/asterisk.conf"),
-             "service": [stack.service.pid], "postgres": pids_of("postgres")}
-    before = {part: sum(cpu_seconds(p) for p in ids) for part, ids in parts.items()}
+    uas, uac = sipp_load(stack, workdir, calls, rate, concurrent, talk_ms, VIRTUAL, CALLER, f"{path}-{concurrent}",
+                         source=PLAIN_SOURCE if path == "plain" else None)
+    parts = {"asterisk": asterisk_pids(stack.asterisk), "service": [stack.service.pid],
+             "postgres": pids_of("postgres")}
+    before = usage(parts)
     since, since_wall = datetime.now().astimezone(), time.time()
     with RssWatch(stack.service.pid) as rss:
         uac.start()
@@ -208,7 +198,7 @@ def step(stack: Stack, workdir: Path, path: str, concurrent: int, rate: float, t
             recorded = monitor_files(stack, since_wall)
         else:
             recorded = asyncio.run(recorded_rows(stack, since))[1]
-    used = {part: sum(cpu_seconds(p) for p in ids) - before[part] for part, ids in parts.items()}
+    used = {part: seconds - before[part] for part, seconds in usage(parts).items()}
     answered, peak = far_end(counterpart)
     return Step(path, concurrent, calls, answered, recorded, peak, wire_times(caller),
                 {part: seconds / max(1, calls) * 1000 for part, seconds in used.items()},

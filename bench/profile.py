@@ -37,6 +37,16 @@ def pids_of(pattern: str) -> list[int]:
     return [int(p) for p in found.split()]
 
 
+def asterisk_pids(asterisk) -> list[int]:
+    """The processes of one Asterisk instance (`bridge.stack.asterisk.AsteriskInstance`)."""
+    return pids_of(f"{asterisk.inner_dir}/etc/asterisk.conf")
+
+
+def usage(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each part, a part being a list of processes."""
+    return {part: sum(cpu_seconds(p) for p in ids) for part, ids in pids.items()}
+
+
 @dataclass(frozen=True)
 class Hotspot:
     """A function's share of the samples: where it was running (self) and
