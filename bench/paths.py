@@ -6,10 +6,13 @@ Paths, per step of concurrent calls:
   masked, recorded call does, without us: `Progress`, `Playback(beep)`,
   `MixMonitor(..., b)`, `Dial(...,IgA(beep))`. Calls come from 127.0.0.5,
   which a local `identify` sends to that context.
+- `agi`: the FastAGI fallback (`masking serve-agi` with the service
+  stopped, as when no process holds the Stasis application): the dialplan
+  plays the notices and records with MixMonitor, the fallback routes.
 - `ari`: the service's ARI path, sessions recorded (notice `beep` both sides,
-  snoop recording, sealed).
-(The FastAGI fallback, the issue's third path, is not measured yet: it
-serves calls only while the Stasis application is unregistered.)
+  MixMonitor started over AMI, sealed).
+- `ari-snoop`: the same with `MASKING_RECORDING_TAP=snoop` (a snoop channel
+  recorded over ARI), the design before MixMonitor.
 
 Callers talk with real audio (SIPp pcap), the counterpart echoes RTP. What is
 counted is at the far end: the counterpart's answered INVITEs and, per path,
@@ -28,10 +31,12 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +46,7 @@ from bench.profile import asterisk_pids, pids_of, usage
 from bench.stack import percentile
 from bridge.store import Store
 from tests.support.sipp import SippResult
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import REPO, Stack, running_stack
 
 PLAIN_SOURCE = "127.0.0.5"
 VIRTUAL, CALLER, COUNTERPART = "+6562000010", "+6592000010", "+6582000010"
@@ -182,15 +187,49 @@ def monitor_files(stack: Stack, since: float) -> int:
     return sum(1 for f in files if f.stat().st_size > 16044)
 
 
+PATHS = ("plain", "agi", "ari", "ari-snoop")
+
+
+@contextmanager
+def serving(stack: Stack, workdir: Path, path: str):
+    """The process that serves `path`'s calls (its pid): the service, with the
+    recording tap the path names, or the FastAGI fallback standing alone."""
+    if path == "agi":
+        stack.stop_service()
+        log = workdir / "serve-agi.log"
+        with open(log, "ab") as out:
+            agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=out,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **stack.env})
+        try:
+            while '"agi.listening"' not in log.read_text():
+                time.sleep(0.1)
+            yield agi.pid
+        finally:
+            agi.terminate()
+            agi.wait(timeout=30)
+            stack.start_service()
+        return
+    tap = "snoop" if path == "ari-snoop" else "mixmonitor"
+    if path != "plain":
+        stack.stop_service()
+        stack.start_service(MASKING_RECORDING_TAP=tap)
+        stack.wait_ami()
+    yield stack.service.pid
+
+
 def step(stack: Stack, workdir: Path, path: str, concurrent: int, rate: float, talk_ms: int) -> Step:
+    with serving(stack, workdir, path) as pid:
+        return _step(stack, workdir, path, pid, concurrent, rate, talk_ms)
+
+
+def _step(stack: Stack, workdir: Path, path: str, pid: int, concurrent: int, rate: float, talk_ms: int) -> Step:
     calls = 2 * concurrent
     uas, uac = sipp_load(stack, workdir, calls, rate, concurrent, talk_ms, VIRTUAL, CALLER, f"{path}-{concurrent}",
                          source=PLAIN_SOURCE if path == "plain" else None)
-    parts = {"asterisk": asterisk_pids(stack.asterisk), "service": [stack.service.pid],
-             "postgres": pids_of("postgres")}
+    parts = {"asterisk": asterisk_pids(stack.asterisk), "service": [pid], "postgres": pids_of("postgres")}
     before = usage(parts)
     since, since_wall = datetime.now().astimezone(), time.time()
-    with RssWatch(stack.service.pid) as rss:
+    with RssWatch(pid) as rss:
         uac.start()
         caller = uac.wait(calls / rate + talk_ms / 1000 + 120)
         counterpart = uas.wait(60)
@@ -221,7 +260,7 @@ def table(steps: list[Step]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--paths", nargs="+", choices=("plain", "ari"), default=["plain", "ari"])
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--concurrent", nargs="+", type=int, default=[50, 100, 150, 200])
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--talk-ms", type=int, help="default: long enough for the step's concurrency at the rate")

@@ -8,8 +8,7 @@ Lifecycle, with faults in mind:
   connection left in progress, release what cannot be resumed, hang up
   orphans, tell running calls about legs that vanished while disconnected);
 - database down: call-row writes are spooled and replayed; old plaintext recordings get sealed;
-- SIGTERM: drain (new calls go to the fallback; calls in progress, the
-  fallback's too, get `drain_seconds` to finish), then stop.
+- SIGTERM: drain (new calls go to the fallback; calls in progress, the fallback's too, get `drain_seconds`), then stop.
 """
 from __future__ import annotations
 
@@ -91,7 +90,8 @@ class Service:
         self.edge = EdgeWatch(EdgeRpc.of(self.settings)) if self.settings.edge.rpc_port else None
         self.spool = Spool(self.settings.state_dir / "spool" / "calls.jsonl")
         self.deps = CallDeps(ari=self.ari, store=self.store, router=self.router, settings=self.settings,
-                             node=self.node, spool=self.spool, presentation=outbound_presentation(self.settings))
+                             node=self.node, spool=self.spool, ami=self.asterisk,
+                             presentation=outbound_presentation(self.settings))
         app = make_app(self.store, self.settings, readiness=self._readiness, active_calls=lambda: len(self.calls),
                        place_call=self.place_call)
         install_console(app)

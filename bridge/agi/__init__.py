@@ -23,7 +23,7 @@ from bridge import metrics, recordings
 from bridge.agi.gate import MAX_REQUEST_BYTES, Gate
 from bridge.agi.notice import agi_notice, channel_gone, counterpart_notice
 from bridge.agi.pin import agi_collect
-from bridge.ari import AriClient, AriError, AriNotFound
+from bridge.ari import AriClient, AriError
 from bridge.calls import ids
 from bridge.calls.arrival import arrival
 from bridge.calls.decisions import call_time_limit, ending_for_dial, ending_for_rejection
@@ -200,19 +200,12 @@ class FallbackAgi:
     async def _store_recording(self, call_id: uuid.UUID, row: CallRow, clog) -> None:
         fmt = self.settings.recording_format
         dest = recordings.storage_path(self.settings.recording_dir, call_id, utcnow(), fmt)
-        # MixMonitor closes its file after the channel is gone, so `h` may run
-        # first: give it a few seconds.
-        for attempt in range(25):
-            try:
-                stored = await recordings.collect(self.ari, ids.recording(call_id), dest, fmt, self.store.keys)
-                break
-            except (recordings.RecordingIncomplete, AriNotFound):
-                await asyncio.sleep(0.2)
-            except (AriError, recordings.RecordingInvalid, OSError) as exc:
-                clog.error("recording.lost", error=str(exc))
-                return
-        else:
-            clog.error("recording.lost", error="not complete after 5 s")
+        # MixMonitor closes its file after the channel is gone, so `h` may run first.
+        try:
+            stored = await recordings.when_complete(lambda: recordings.collect(
+                self.ari, ids.recording(call_id), dest, fmt, self.store.keys))
+        except (AriError, recordings.RecordingInvalid, OSError) as exc:
+            clog.error("recording.lost", error=str(exc))
             return
         row.recording(stored)
         clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))

@@ -190,6 +190,13 @@ class AriClient:
         """The names of the recordings in Asterisk's spool (finished or not)."""
         return [r["name"] for r in await self.request("GET", "/recordings/stored")]
 
+    async def stored_recording_exists(self, name: str) -> bool:
+        try:
+            await self.request("GET", f"/recordings/stored/{name}")
+            return True
+        except AriNotFound:
+            return False
+
     async def delete_stored_recording(self, name: str) -> None:
         await self.request("DELETE", f"/recordings/stored/{name}")
 

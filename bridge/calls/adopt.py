@@ -39,8 +39,9 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
         call.callee_id = ids.callee_channel(call.id)  # dialed just before the row could say so
     if call.callee_id:
         call.bridge_id = ids.bridge(call.id)
-    if record["recorded"]:
-        call.use_recording(record.get("recording_channels") or 1)
+    if record["recorded"]:  # by a snoop while one is left, else (or finished) as MixMonitor's files are collected
+        call.use_recording(record.get("recording_channels") or 1,
+                           tap="snoop" if ids.snoop_channel(call.id) in live_channels else "mixmonitor")
     deps.active[call.caller_id] = call
     clog = log.bind(call_id=str(call.id), session_id=str(record["session_id"]))
     events = CallEvents(deps.router)

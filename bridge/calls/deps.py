@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from bridge.ami import AsteriskMonitor
 from bridge.ari import AriClient, EventRouter
 from bridge.calls import ids
 from bridge.calls.spool import Spool
@@ -30,6 +31,7 @@ class CallDeps:
     spool: Spool | None = None  # where row writes wait while the database is down
     presentation: str = ""  # "prohib": the outbound trunk asks for privacy (stack/trunks.py)
     active: dict[str, "CallState"] = field(default_factory=dict)
+    ami: AsteriskMonitor | None = None  # MixMonitor recording; without it, snoops (recording.py)
 
 
 @dataclass
@@ -40,6 +42,7 @@ class CallState:
     bridge_id: str | None = None
     snoop_id: str | None = None
     recording_name: str | None = None
+    tap: str = "snoop"  # how it is recorded: snoop (ARI) or mixmonitor (AMI, on the caller's channel)
     # Two-channel recordings: a second snoop and recording for the counterpart,
     # and the silence that lines the two up (samples before each).
     callee_snoop_id: str | None = None
@@ -54,12 +57,14 @@ class CallState:
     playing: dict[str, set[str]] = field(default_factory=dict)  # channel id -> playback ids
     ringing: set[str] = field(default_factory=set)
 
-    def use_recording(self, channels: int) -> None:
-        """Name the snoops and recordings of this call (they derive from its id)."""
-        self.snoop_id = ids.snoop_channel(self.id)
+    def use_recording(self, channels: int, tap: str = "snoop") -> None:
+        """Name the recordings of this call, and its snoops if it has any
+        (they derive from its id)."""
+        self.tap = tap
+        self.snoop_id = ids.snoop_channel(self.id) if tap == "snoop" else None
         if channels == 2:
             self.recording_name = ids.recording_part(self.id, "caller")
-            self.callee_snoop_id = ids.callee_snoop_channel(self.id)
+            self.callee_snoop_id = ids.callee_snoop_channel(self.id) if tap == "snoop" else None
             self.callee_recording_name = ids.recording_part(self.id, "callee")
         else:
             self.recording_name = ids.recording(self.id)

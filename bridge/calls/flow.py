@@ -38,7 +38,7 @@ from bridge.calls.notice import NoticeHeard, play_notice
 from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.pin import route_by_pin
 from bridge.calls.record import CallRow
-from bridge.calls.recording import begin_recording, store_recording
+from bridge.calls.recording import begin_recording, stop_recording, store_recording
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
@@ -266,6 +266,7 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
     ari = deps.ari
     limit = call_time_limit(row.fields.get("time_limit_seconds"), deps.settings.max_call_seconds)
     first_gone = await talk_within_limit(deps, call, events, answered_at, limit)
+    await stop_recording(deps, call)
     for leg in (call.caller_id, call.callee_id):
         if leg != first_gone:
             await hangup_leg(ari, call, leg, CAUSE_NORMAL)

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bridge import recordings
+from bridge.ami import AmiError
 from bridge.ari import AriClient, AriError, AriNotFound, Event
 from bridge.calls import ids
 from bridge.calls.deps import CallAborted, CallDeps, CallState
@@ -22,6 +23,7 @@ from bridge.recordings import stereo
 log = get_logger("bridge.calls")
 
 RECORDING_SETTLE = 5.0  # seconds Asterisk may take to say a recording started, or finished
+MIXMONITOR_SPOOL = "../recording/"
 ASTERISK_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"  # how ARI writes times (bridges' creationtime, events' timestamp)
 
 
@@ -29,23 +31,52 @@ async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, r
                           clog) -> None:
     """Start recording a bridged call; a failure must not cost the parties their conversation."""
     try:
-        await start_recording(deps.ari, events, call, deps.settings, channels)
+        await start_recording(deps, events, call, channels, clog)
         row.update(recorded=True, recording_started_at=utcnow(), recording_channels=channels)
     except (AriError, CallAborted) as exc:
         call.recording_name = None
         clog.error("recording.not_started", error=str(exc))
 
 
-async def start_recording(ari: AriClient, events: CallEvents, call: CallState, settings: Settings,
-                          channels: int = 1) -> None:
-    """Record a snoop on the caller's leg (both directions), or for a
-    two-channel recording one snoop per leg, each hearing only its party.
+async def start_recording(deps: CallDeps, events: CallEvents, call: CallState, channels: int = 1,
+                          clog=log) -> None:
+    """Record the call with MixMonitor on the caller's channel where AMI is
+    there to start it, else with snoops.
 
-    Recording the bridge itself would force Asterisk to mix in software; a
-    snoop keeps the bridge a simple two-party bridge (measured: time-to-bridge
-    p95 0.64 s against 2.6 s at 100 concurrent recorded calls on 2 cores).
+    Recording the bridge itself would force Asterisk to mix in software (ARI-
+    NOTES.md: time-to-bridge p95 2.6 s at 100 concurrent calls); a snoop costs
+    Asterisk a channel per recorded party (its CPU per call twice the plain
+    dialplan's); MixMonitor costs what the operator's own dialplan recording
+    costs (bench/RESULTS.md). It writes WAV only here: a WAV's header says when
+    the file is complete, and nothing is collected before it is.
     """
-    call.use_recording(channels)
+    if deps.ami is not None and deps.settings.recording_tap == "mixmonitor" and (
+            channels == 2 or deps.settings.recording_format == "wav"):
+        call.use_recording(channels, tap="mixmonitor")
+        try:
+            await deps.ami.mixmonitor(call.caller_id, **mixmonitor_files(call))
+            return
+        except AmiError as exc:
+            clog.warning("recording.tap_fallback", tap="snoop", error=str(exc))
+    await start_snoops(deps.ari, events, call, deps.settings, channels)
+
+
+def mixmonitor_files(call: CallState) -> dict[str, str]:
+    """MixMonitor's arguments for the call's recording: one mixed file, or for
+    two channels what the caller says (read) and hears (write), which start
+    together and so need no alignment. Its relative paths start in Asterisk's
+    `monitor` folder; ARI's stored recordings are its sibling `recording`."""
+    if call.callee_recording_name:
+        return {"options": f"r({MIXMONITOR_SPOOL}{call.recording_name}.wav)"
+                           f"t({MIXMONITOR_SPOOL}{call.callee_recording_name}.wav)"}
+    return {"file": f"{MIXMONITOR_SPOOL}{call.recording_name}.wav"}
+
+
+async def start_snoops(ari: AriClient, events: CallEvents, call: CallState, settings: Settings,
+                       channels: int = 1) -> None:
+    """Record a snoop on the caller's leg (both directions), or for a
+    two-channel recording one snoop per leg, each hearing only its party."""
+    call.use_recording(channels, tap="snoop")
     legs = [(call.caller_id, call.snoop_id, call.recording_name)]
     if channels == 2:
         legs.append((call.callee_id, call.callee_snoop_id, call.callee_recording_name))
@@ -77,8 +108,14 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
                            live_channels: set[str], clog) -> None:
     """Record an adopted call its parties agreed to have recorded, whose dead
     predecessor had bridged it but not yet (as far as its row says) recorded it.
-    Snoops it left are reused: each records unless its recording already runs."""
+    A MixMonitor it started goes on (it lives on the caller's channel); snoops
+    it left are reused: each records unless its recording already runs."""
     if ids.snoop_channel(call.id) not in live_channels:
+        call.use_recording(channels, tap="mixmonitor")
+        if await deps.ari.stored_recording_exists(call.recording_name):
+            row.update(recorded=True, recording_channels=channels)
+            clog.info("recording.resumed", tap="mixmonitor")
+            return
         await begin_recording(deps, events, call, row, channels, clog)
         clog.info("recording.resumed", snoop_left=False)
         return
@@ -97,9 +134,34 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
         clog.error("recording.not_started", error=str(exc))
 
 
+async def stop_recording(deps: CallDeps, call: CallState) -> None:
+    """Close a MixMonitor's files before its channel is hung up: Asterisk has
+    closed them when it answers, so they are collected at once."""
+    if call.tap == "mixmonitor" and call.recording_name and deps.ami is not None:
+        await deps.ami.stop_mixmonitor(call.caller_id)
+
+
 async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, started_at,
                           clog) -> None:
-    ari = deps.ari
+    two_channel = call.callee_recording_name is not None
+    try:
+        if call.tap == "mixmonitor":
+            stored = await recordings.when_complete(lambda: collect_recording(
+                deps, call.id, started_at, two_channel=two_channel), RECORDING_SETTLE)
+        else:
+            await snoops_finished(deps.ari, events, call)
+            stored = await collect_recording(deps, call.id, started_at, two_channel=two_channel,
+                                             delays=call.recording_delays)
+    except (AriError, recordings.RecordingInvalid, OSError) as exc:
+        clog.error("recording.lost", error=str(exc))
+        return
+    call.recording_id = row.recording(stored)
+    clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1),
+              channels=2 if two_channel else 1)
+
+
+async def snoops_finished(ari: AriClient, events: CallEvents, call: CallState) -> None:
+    """Hang up the call's snoops and wait until Asterisk says their recordings are over."""
     names = {n for n in (call.recording_name, call.callee_recording_name) if n}
     for snoop_id in (call.snoop_id, call.callee_snoop_id):
         await hangup_leg(ari, call, snoop_id)
@@ -112,15 +174,6 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, r
 
     if finished != names:
         await events.wait_for(all_finished, RECORDING_SETTLE)
-    try:
-        stored = await collect_recording(deps, call.id, started_at, two_channel=call.callee_recording_name is not None,
-                                         delays=call.recording_delays)
-    except (AriError, recordings.RecordingInvalid, OSError) as exc:
-        clog.error("recording.lost", error=str(exc))
-        return
-    call.recording_id = row.recording(stored)
-    clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1),
-              channels=2 if call.callee_recording_name else 1)
 
 
 async def collect_recording(deps: CallDeps, call_id: uuid.UUID, started_at, two_channel: bool,

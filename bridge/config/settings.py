@@ -54,6 +54,9 @@ class Settings:
     dial_timeout: int = 30
     recording_dir: Path = Path(".run/recordings")
     recording_format: str = "wav"
+    # How a bridged call is recorded (bridge/calls/recording.py): `mixmonitor`
+    # (over AMI, on the caller's channel; WAV only) or `snoop` (over ARI).
+    recording_tap: str = "mixmonitor"
     record_by_default: bool = True
     default_ttl: int = 3600
     # Pool rules (see bridge/sessions/pool.py).
@@ -269,6 +272,8 @@ class Settings:
             raise ConfigError(f"MASKING_DIALED_NUMBER_RULES: {exc}") from None
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
+        if self.recording_tap not in {"mixmonitor", "snoop"}:
+            raise ConfigError("MASKING_RECORDING_TAP must be mixmonitor or snoop")
         if not re.fullmatch(r"[A-Za-z0-9._~-]*", self.agi_secret):
             raise ConfigError("MASKING_AGI_SECRET may hold only letters, digits and . _ ~ - (it travels in a URL)")
         try:

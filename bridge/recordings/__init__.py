@@ -16,8 +16,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Awaitable, Callable
 
-from bridge.ari import AriClient, AriError
+from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.files import open_private
 from bridge.privacy.crypto import KeyRing, Sealed, recording_key_context
 from bridge.recordings.sealed import PlaintextDigest, new_dek, seal_file
@@ -140,6 +141,21 @@ async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing
     except AriError:
         pass  # already verified and stored; a leftover in the spool is harmless
     return StoredRecording(sealed, fmt, size, duration, digest.sha256, recording_id, key)
+
+
+async def when_complete(collect: Callable[[], Awaitable[StoredRecording]], within: float = 5.0,
+                        every: float = 0.2) -> StoredRecording:
+    """`collect()` once the file is complete. MixMonitor closes its files
+    after its channel is gone, so the call may be over before they are final
+    (a WAV header says when), or before they are there at all."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await collect()
+        except (RecordingIncomplete, AriNotFound):
+            if asyncio.get_running_loop().time() >= deadline:
+                raise RecordingIncomplete(f"not complete after {within:.0f} s") from None
+            await asyncio.sleep(every)
 
 
 async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, keys: KeyRing,

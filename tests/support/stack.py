@@ -104,6 +104,24 @@ class Stack:
             time.sleep(0.1)
         raise RuntimeError("service did not connect to ARI")
 
+    def wait_ami(self, timeout: float = 20) -> None:
+        """Until the service's AMI session is logged in (Asterisk tells it
+        FullyBooted): calls before it are recorded by snoops, not MixMonitor."""
+        deadline = time.monotonic() + timeout
+        url = f"http://{self.settings.http_host}:{self.settings.http_port}/readyz"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if json.loads(r.read())["checks"].get("asterisk"):
+                        return
+            except urllib.error.HTTPError as exc:
+                if json.loads(exc.read()).get("checks", {}).get("asterisk"):
+                    return
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the service's AMI session did not log in")
+
     def stop_service(self) -> None:
         if self.service and self.service.poll() is None:
             self.service.send_signal(signal.SIGTERM)

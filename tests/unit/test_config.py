@@ -89,6 +89,12 @@ def test_unknown_recording_format_is_an_error():
         Settings.from_env({"MASKING_RECORDING_FORMAT": "mp3"})
 
 
+def test_unknown_recording_tap_is_an_error_and_mixmonitor_is_the_default():
+    with pytest.raises(ConfigError, match="MASKING_RECORDING_TAP"):
+        Settings.from_env({"MASKING_RECORDING_TAP": "bridge"})
+    assert Settings.from_env({}).recording_tap == "mixmonitor"
+
+
 def test_without_an_admin_url_migrations_use_the_one_database_url():
     settings = Settings.from_env({"MASKING_DATABASE_URL": "postgresql://masking_app@db/masking"})
     assert settings.migration_url == "postgresql://masking_app@db/masking"

@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
 
+from bridge.ami import AmiError
 from bridge.ari import AriError, AriNotFound, Event, EventRouter
 from bridge.ari.events import Channel
 from bridge.calls.deps import CallDeps
@@ -91,6 +94,9 @@ class FakeAri:
         self.requests.append(("snoop", channel_id))
         raise AriError(500, "POST", "snoop")  # recording itself is proven on a real Asterisk
 
+    async def download_stored_recording(self, name, dest):
+        raise AriError(500, "GET", f"/recordings/stored/{name}/file")  # proven on a real Asterisk
+
     async def hangup(self, channel_id, cause=None):
         if any(r[:2] == ("hangup", channel_id) for r in self.requests):
             self.requests.append(("hangup", channel_id, cause))
@@ -137,6 +143,7 @@ class FakeStore:
     def __init__(self, lookup: RouteLookup | Exception):
         self.lookup = lookup
         self.writes: list[tuple] = []
+        self.keys = None  # recordings are sealed on a real stack (tests/integration)
         self.sessions = SimpleNamespace(route_lookup=self._route_lookup)
         self.calls = SimpleNamespace(insert=self._insert_call, update=self._update_call)
 
@@ -165,12 +172,30 @@ def live_session(record=False, time_limit_seconds=None) -> MaskingSession:
                           time_limit_seconds=time_limit_seconds)
 
 
-async def run_call(lookup, settings: Settings | None = None, **ari_behaviour) -> tuple[FakeAri, FakeStore]:
+class FakeAmi:
+    """MixMonitor over AMI, as the recording tap uses it; `refuse` when AMI is down."""
+
+    def __init__(self, ari: FakeAri, refuse: bool = False):
+        self.ari, self.refuse = ari, refuse
+
+    async def mixmonitor(self, channel_id: str, file: str = "", options: str = "") -> None:
+        if self.refuse:
+            raise AmiError("AMI is not connected")
+        self.ari.requests.append(("mixmonitor", channel_id, file, options))
+
+    async def stop_mixmonitor(self, channel_id: str) -> bool:
+        self.ari.requests.append(("stop_mixmonitor", channel_id))
+        return True
+
+
+async def run_call(lookup, settings: Settings | None = None, ami: str | None = None,
+                   **ari_behaviour) -> tuple[FakeAri, FakeStore]:
     router = EventRouter(lambda event: None)
     ari, store = FakeAri(router), FakeStore(lookup)
     for name, value in ari_behaviour.items():
         setattr(ari, name, value)
-    deps = CallDeps(ari=ari, store=store, router=router, settings=settings or Settings(dial_timeout=2))
+    deps = CallDeps(ari=ari, store=store, router=router, settings=settings or Settings(dial_timeout=2),
+                    ami=FakeAmi(ari, refuse=ami == "down") if ami else None)
     await asyncio.wait_for(masked_call(deps, Event(type="StasisStart", channel=CALLER, args=("+6560000001",))), 10)
     return ari, store
 
@@ -241,6 +266,35 @@ async def test_both_parties_hear_the_notice_before_they_are_bridged_and_recordin
     notices = json.loads(store.final()["notices"])
     assert [(n["party"], n["notice_id"], n["version"], n["completed"], n["opted_out"]) for n in notices] == \
         [("caller", "recording-notice", "1", True, False), ("callee", "recording-notice", "1", True, False)]
+    assert store.final()["disposition"] == "answered"
+
+
+async def test_with_ami_a_bridged_call_is_recorded_by_mixmonitor_on_the_caller_and_stopped_before_hangup():
+    ari, store = await run_call(recorded_call(), ami="up")
+
+    start = next(r for r in ari.requests if r[0] == "mixmonitor")
+    assert start[1] == CALLER.id and re.fullmatch(r"\.\./recording/call-[-0-9a-f]{36}\.wav", start[2]), start
+    assert not any(r[0] == "snoop" for r in ari.requests), "a snoop besides MixMonitor"
+    assert index_of(ari, ("add",)) < index_of(ari, ("mixmonitor",)), "recorded before the bridge"
+    stop = index_of(ari, ("stop_mixmonitor", CALLER.id))
+    callee = next(r[1] for r in ari.requests if r[0] == "create")
+    assert stop < index_of(ari, ("hangup", callee)), "the files must be closed before a leg is hung up"
+    assert store.final()["recorded"] is True and store.final()["disposition"] == "answered"
+
+
+async def test_a_two_channel_recording_by_mixmonitor_writes_what_the_caller_says_and_hears():
+    session = replace(live_session(record=True), recording_channels=2)
+    ari, store = await run_call(RouteLookup(number_in_pool=True, sessions=(session,)), ami="up")
+
+    start = next(r for r in ari.requests if r[0] == "mixmonitor")
+    assert start[2] == "" and re.fullmatch(r"r\(\.\./recording/\S+-caller\.wav\)t\(\.\./recording/\S+-callee\.wav\)",
+                                          start[3]), start
+
+
+async def test_with_ami_down_the_call_is_recorded_by_a_snoop_instead():
+    ari, store = await run_call(recorded_call(), ami="down")
+
+    assert any(r[0] == "snoop" for r in ari.requests), "not recorded at all"
     assert store.final()["disposition"] == "answered"
 
 
