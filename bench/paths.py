@@ -4,8 +4,9 @@ one Asterisk, one run, the same load (issue 16 item 1).
 Paths, per step of concurrent calls:
 - `plain`: the floor. The operator's dialplan (a local include) does what a
   masked, recorded call does, without us: `Progress`, `Playback(beep)`,
-  `MixMonitor(..., b)`, `Dial(...,IgA(beep))`. Calls come from 127.0.0.5,
-  which a local `identify` sends to that context.
+  `MixMonitor(..., b)`, `Dial(...,IgA(beep))`; unrecorded, only `Dial`. Calls
+  come from 127.0.0.5 (recorded) or 127.0.0.6, which a local `identify` sends
+  to those contexts.
 - `agi`: the FastAGI fallback (`masking serve-agi` with the service
   stopped, as when no process holds the Stasis application): the dialplan
   plays the notices and records with MixMonitor, the fallback routes.
@@ -14,14 +15,18 @@ Paths, per step of concurrent calls:
 - `ari-snoop`: the same with `MASKING_RECORDING_TAP=snoop` (a snoop channel
   recorded over ARI), the design before MixMonitor.
 
-Callers talk with real audio (SIPp pcap), the counterpart echoes RTP. What is
-counted is at the far end: the counterpart's answered INVITEs and, per path,
-recordings with audio (MixMonitor files for `plain`; recording rows of
-answered calls for `ari` and `agi`). Times are on the caller's wire: INVITE
-sent to 200 OK received (SIPp's message log). CPU seconds per call from
-/proc for Asterisk, the service and every PostgreSQL process (the shared
-server: other users of it count too); the service's RSS per concurrent call
-from its peak over its idle size.
+Each path runs recorded (a recorded session: the notice to both parties,
+then the recording) and not (a session without recording: no notice, the
+counterpart dialed at once). Callers talk with real audio (SIPp pcap), the
+counterpart echoes RTP. What is counted is at the far end: the counterpart's
+answered INVITEs and, per path, recordings with audio (MixMonitor files for
+`plain`; recording rows of answered calls for `ari` and `agi`). Times are on
+the wire: the caller's INVITE sent to its 200 OK received, and post-dial delay
+(the caller's INVITE sent to the counterpart's INVITE received; SIPp's message
+logs, one clock). CPU seconds per call from /proc for Asterisk, the process
+serving the path (the service, or `serve-agi`), and the PostgreSQL backends of
+this stack's database; the serving process's RSS per concurrent call from its
+peak over its idle size.
 
     .venv/bin/python -m bench.paths --concurrent 50 100 150 200
 """
@@ -41,15 +46,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import asyncpg
+
 from bench.masked_calls import provision, sipp_load
-from bench.profile import asterisk_pids, pids_of, usage
+from bench.profile import asterisk_pids, cpu_seconds, usage
 from bench.stack import percentile
+from bridge.config import Settings
 from bridge.store import Store
 from tests.support.sipp import SippResult
 from tests.support.stack import REPO, Stack, running_stack
 
-PLAIN_SOURCE = "127.0.0.5"
-VIRTUAL, CALLER, COUNTERPART = "+6562000010", "+6592000010", "+6582000010"
+PLAIN_SOURCE, PLAIN_UNRECORDED_SOURCE = "127.0.0.5", "127.0.0.6"
+VIRTUAL, CALLER, COUNTERPART = "+6562000010", "+6592000010", "+6582000010"  # a recorded session
+UNRECORDED = ("+6562000011", "+6592000011", "+6582000011")  # a session not recorded
 OUTBOUND = "carrier-out"  # the test stack's outbound trunk (MASKING_OUTBOUND_ENDPOINT's default)
 
 LOCAL_PJSIP = f"""
@@ -64,6 +73,17 @@ allow = alaw,ulaw
 type = identify
 endpoint = bench-plain
 match = {PLAIN_SOURCE}
+
+[bench-plain-unrecorded](trunk-defaults)
+context = bench-plain-unrecorded
+transport = transport-udp
+disallow = all
+allow = alaw,ulaw
+
+[bench-plain-unrecorded]
+type = identify
+endpoint = bench-plain-unrecorded
+match = {PLAIN_UNRECORDED_SOURCE}
 """
 
 LOCAL_EXTENSIONS = """
@@ -73,18 +93,24 @@ exten => _[+0-9].,1,Progress()
  same => n,MixMonitor(bench-${{UNIQUEID}}.wav,b)
  same => n,Dial(PJSIP/{counterpart}@{outbound},30,IgA(beep))
  same => n,Hangup()
+
+[bench-plain-unrecorded]
+exten => _[+0-9].,1,Dial(PJSIP/{counterpart}@{outbound},30,I)
+ same => n,Hangup()
 """
 
 
 @dataclass
 class Step:
     path: str
+    record: bool
     concurrent: int
     calls: int
     answered: int
     recorded: int
     peak: int
     invite_to_200: list[float]
+    post_dial: list[float]
     cpu: dict[str, float]
     rss_kib_per_call: float
 
@@ -100,6 +126,38 @@ def wire_times(caller: SippResult) -> list[float]:
               and message.call_id in sent):
             times.append((message.at - sent.pop(message.call_id)).total_seconds() * 1000)
     return times
+
+
+def post_dial_delays(caller: SippResult, counterpart: SippResult) -> list[float]:
+    """Per call, ms from the caller's INVITE sent to the counterpart's INVITE
+    received. Nothing on the wire ties the two legs together (the point of
+    masking), so they are paired in order: the n-th call placed with the n-th
+    call dialed. Calls go in 100 ms apart and their setups differ by less, so
+    order holds; when not every call reached the counterpart, there is no pairing."""
+    def firsts(result: SippResult, received: bool) -> list[datetime]:
+        seen: dict[str, datetime] = {}
+        for m in result.log():
+            if m.received == received and m.text.startswith("INVITE ") and m.call_id not in seen:
+                seen[m.call_id] = m.at
+        return sorted(seen.values())
+
+    placed, dialed = firsts(caller, False), firsts(counterpart, True)
+    if len(placed) != len(dialed):
+        return []
+    return [(d - p).total_seconds() * 1000 for p, d in zip(placed, dialed)]
+
+
+def own_backends(stack: Stack) -> list[int]:
+    """The PostgreSQL backends serving this stack's database (the service's
+    pools, or the fallback's): its share of the shared server's CPU."""
+    async def query() -> list[int]:
+        conn = await asyncpg.connect(stack.dsn)
+        try:
+            return [r["pid"] for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        finally:
+            await conn.close()
+    return asyncio.run(query())
 
 
 def _cseq(text: str) -> str:
@@ -217,51 +275,66 @@ def serving(stack: Stack, workdir: Path, path: str):
     yield stack.service.pid
 
 
-def step(stack: Stack, workdir: Path, path: str, concurrent: int, rate: float, talk_ms: int) -> Step:
+def step(stack: Stack, workdir: Path, path: str, record: bool, concurrent: int, rate: float, talk_ms: int) -> Step:
     with serving(stack, workdir, path) as pid:
-        return _step(stack, workdir, path, pid, concurrent, rate, talk_ms)
+        return _step(stack, workdir, path, record, pid, concurrent, rate, talk_ms)
 
 
-def _step(stack: Stack, workdir: Path, path: str, pid: int, concurrent: int, rate: float, talk_ms: int) -> Step:
+def _step(stack: Stack, workdir: Path, path: str, record: bool, pid: int, concurrent: int, rate: float,
+          talk_ms: int) -> Step:
     calls = 2 * concurrent
-    uas, uac = sipp_load(stack, workdir, calls, rate, concurrent, talk_ms, VIRTUAL, CALLER, f"{path}-{concurrent}",
-                         source=PLAIN_SOURCE if path == "plain" else None)
-    parts = {"asterisk": asterisk_pids(stack.asterisk), "service": [pid], "postgres": pids_of("postgres")}
-    before = usage(parts)
+    virtual, caller_number, _ = (VIRTUAL, CALLER, COUNTERPART) if record else UNRECORDED
+    source = (PLAIN_SOURCE if record else PLAIN_UNRECORDED_SOURCE) if path == "plain" else None
+    uas, uac = sipp_load(stack, workdir, calls, rate, concurrent, talk_ms, virtual, caller_number,
+                         f"{path}-{'rec' if record else 'norec'}-{concurrent}", source=source)
+    parts = {"asterisk": asterisk_pids(stack.asterisk), "service": [pid]}
+    before, pg_before = usage(parts), {p: cpu_seconds(p) for p in own_backends(stack)}
     since, since_wall = datetime.now().astimezone(), time.time()
     with RssWatch(pid) as rss:
         uac.start()
         caller = uac.wait(calls / rate + talk_ms / 1000 + 120)
         counterpart = uas.wait(60)
-        if path == "plain":
+        if not record:
+            recorded = 0
+        elif path == "plain":
             recorded = monitor_files(stack, since_wall)
         else:
             recorded = asyncio.run(recorded_rows(stack, since))[1]
     used = {part: seconds - before[part] for part, seconds in usage(parts).items()}
+    used["postgres"] = sum(cpu_seconds(p) - pg_before.get(p, 0.0) for p in own_backends(stack))
     answered, peak = far_end(counterpart)
-    return Step(path, concurrent, calls, answered, recorded, peak, wire_times(caller),
+    return Step(path, record, concurrent, calls, answered, recorded, peak, wire_times(caller),
+                post_dial_delays(caller, counterpart),
                 {part: seconds / max(1, calls) * 1000 for part, seconds in used.items()},
                 max(0, rss.peak - rss.idle) / max(1, peak))
 
 
 def table(steps: list[Step]) -> str:
-    lines = ["| concurrent | path | answered (far end) | recorded with audio | peak up | INVITE->200 p50 / p95 / p99 ms"
+    lines = ["| concurrent | path | recorded | answered (far end) | recordings with audio | peak up"
+             " | INVITE->200 p50 / p95 / p99 ms | post-dial delay p50 / p95 / p99 ms"
              " | CPU ms per call: Asterisk / service / PostgreSQL | service RSS KiB per call |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
-        t = s.invite_to_200
-        times = (f"{statistics.median(t):.0f} / {percentile(t, 95):.0f} / {percentile(t, 99):.0f}"
-                 if t else "none")
-        lines.append(f"| {s.concurrent} | {s.path} | {s.answered}/{s.calls} | {s.recorded} | {s.peak} | {times} | "
+        lines.append(f"| {s.concurrent} | {s.path} | {'yes' if s.record else 'no'} | {s.answered}/{s.calls} | "
+                     f"{s.recorded if s.record else '-'} | {s.peak} | {_spread(s.invite_to_200)} | "
+                     f"{_spread(s.post_dial)} | "
                      f"{s.cpu['asterisk']:.1f} / {s.cpu['service']:.1f} / {s.cpu['postgres']:.1f} | "
                      f"{s.rss_kib_per_call:.1f} |")
     return "\n".join(lines)
+
+
+def _spread(times: list[float]) -> str:
+    if not times:
+        return "none"
+    return f"{statistics.median(times):.0f} / {percentile(times, 95):.0f} / {percentile(times, 99):.0f}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--concurrent", nargs="+", type=int, default=[50, 100, 150, 200])
+    parser.add_argument("--recorded", nargs="+", choices=("yes", "no"), default=["yes", "no"],
+                        help="sessions recorded, not, or both (ari-snoop only recorded: unrecorded it is ari)")
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--talk-ms", type=int, help="default: long enough for the step's concurrency at the rate")
     args = parser.parse_args()
@@ -270,22 +343,28 @@ def main() -> int:
     local = workdir / "asterisk-local"
     local.mkdir()
     steps: list[Step] = []
-    env = {"MASKING_LOG_LEVEL": "info", "MASKING_DIAL_TIMEOUT": "30", "MASKING_LOCAL_CONFIG_DIR": str(local)}
+    # The test stack's ports and secrets, with `make run`'s log level and timeouts.
+    env = {"MASKING_LOG_LEVEL": "info", "MASKING_DIAL_TIMEOUT": "30", "MASKING_LOCAL_CONFIG_DIR": str(local),
+           "MASKING_DB_TIMEOUT": str(Settings().db_timeout), "MASKING_TEST_HOOKS": "false"}
     with _stack(workdir, local, max(args.concurrent), env) as stack:
         asyncio.run(provision(stack, [(VIRTUAL, CALLER, COUNTERPART)], record=True))
+        asyncio.run(provision(stack, [UNRECORDED], record=False))
         print(f"Asterisk: {stack.asterisk.cli('core show version').strip()}; cores: {os.cpu_count()}; "
               f"load average before: {os.getloadavg()}")
         for concurrent in args.concurrent:
             talk_ms = args.talk_ms or int((concurrent / args.rate + 3) * 1000)
-            for path in args.paths:
-                result = step(stack, workdir, path, concurrent, args.rate, talk_ms)
-                steps.append(result)
-                print(table([result]).splitlines()[-1], flush=True)
-                channels, bridges = stack.leftovers(15)
-                if channels or bridges:
-                    print(f"  left in Asterisk after {path} {concurrent}: {len(channels)} channels, "
-                          f"{len(bridges)} bridges")
-                time.sleep(3)
+            for record in (answer == "yes" for answer in args.recorded):
+                for path in args.paths:
+                    if path == "ari-snoop" and not record:
+                        continue
+                    result = step(stack, workdir, path, record, concurrent, args.rate, talk_ms)
+                    steps.append(result)
+                    print(table([result]).splitlines()[-1], flush=True)
+                    channels, bridges = stack.leftovers(15)
+                    if channels or bridges:
+                        print(f"  left in Asterisk after {path} {concurrent}: {len(channels)} channels, "
+                              f"{len(bridges)} bridges")
+                    time.sleep(3)
     print(table(steps))
     print(f"work files: {workdir}")
     return 0
