@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.profile import Profiler, asterisk_pids, report, usage
+from bench.profile import Profiler, RssWatch, asterisk_pids, report, rss_trend, usage
 from bench.stack import bench_stack, invite_times, summary
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
@@ -148,6 +148,8 @@ def main() -> int:
     parser.add_argument("--talk-ms", type=int, default=5000)
     parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                         help="record the sessions (the caller then hears the recording notice before the dial)")
+    parser.add_argument("--rss-every", type=float, metavar="SECONDS",
+                        help="sample the service's RSS this often during the load and report its trend")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="profile the service with py-spy during the load; raw stacks to FILE")
     args = parser.parse_args()
@@ -167,12 +169,14 @@ def main() -> int:
             inserted, updated = asyncio.run(row_writes(stack))
             parts = {"service": [stack.service.pid], "asterisk": asterisk_pids(stack.asterisk)}
             before = usage(parts)
-            if args.profile:
-                with Profiler(stack.service.pid, args.profile):
+            rss = RssWatch(stack.service.pid, args.rss_every or 1.0)
+            with rss:
+                if args.profile:
+                    with Profiler(stack.service.pid, args.profile):
+                        code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
+                        asyncio.run(far_end_counts(stack, since))  # the recordings' fetch and sealing too
+                else:
                     code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
-                    asyncio.run(far_end_counts(stack, since))  # the recordings' fetch and sealing too
-            else:
-                code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
             counts = asyncio.run(far_end_counts(stack, since))
             used = {part: seconds - before[part] for part, seconds in usage(parts).items()}
             time.sleep(STATS_FLUSH_SECONDS)
@@ -189,6 +193,11 @@ def main() -> int:
                   f"({(updated_after - updated) / max(1, counts['calls']):.1f} updates per call)")
             print("  cpu: " + ", ".join(f"{part} {seconds:.1f} s ({seconds / max(1, counts['calls']) * 1000:.0f} ms"
                                         " per call)" for part, seconds in used.items()))
+            if args.rss_every:
+                growth, rows = rss_trend(rss.samples, args.rate, args.calls)
+                print(f"  service RSS: idle {rss.idle / 1024:.1f} MiB, peak {rss.peak / 1024:.1f} MiB;"
+                      f" {growth:+.1f} KiB per 1000 calls placed after the first quarter")
+                print("\n".join(f"    {row}" for row in rows))
             if args.profile:
                 print(report(args.profile))
     print(f"work files: {workdir}")

@@ -39,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.masked_calls import provision, sipp_load
-from bench.profile import asterisk_pids, cpu_seconds, usage
+from bench.profile import RssWatch, asterisk_pids, cpu_seconds, usage
 from bench.stack import percentile
 from bridge.config import Settings
 from bridge.store import Store
@@ -179,36 +178,6 @@ def far_end(counterpart: SippResult) -> tuple[int, int]:
         current += change
         peak = max(peak, current)
     return len(up), peak
-
-
-class RssWatch:
-    """The service's peak resident size while a step runs, sampled every 0.2 s."""
-
-    def __init__(self, pid: int):
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
-        self.idle = self.read()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def read(self) -> int:
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            self.peak = max(self.peak, self.read())
-
-    def __enter__(self) -> "RssWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 async def recorded_rows(stack: Stack, since: datetime, settle: float = 30) -> tuple[int, int]:

@@ -14,6 +14,8 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,59 @@ def asterisk_pids(asterisk) -> list[int]:
 def usage(pids: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds so far of each part, a part being a list of processes."""
     return {part: sum(cpu_seconds(p) for p in ids) for part, ids in pids.items()}
+
+
+class RssWatch:
+    """A process's resident size (KiB) while a load runs: its peak, and a
+    sample every `every` seconds (seconds since start, KiB)."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        self.pid, self.peak, self.every, self._stop = pid, 0, every, threading.Event()
+        self.idle = self.read()
+        self.samples: list[tuple[float, int]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def read(self) -> int:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(self.every):
+            rss = self.read()
+            self.peak = max(self.peak, rss)
+            self.samples.append((time.monotonic() - started, rss))
+
+    def __enter__(self) -> "RssWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def rss_trend(samples: list[tuple[float, int]], rate: float, calls: int, points: int = 8) -> tuple[float, list[str]]:
+    """Whether memory stays flat over a long load: KiB the process grew per
+    1,000 calls placed between a quarter of the way and the last call placed
+    (warm-up, pools and caches, before), and a few samples to print."""
+    if not samples:
+        return 0.0, []
+    placing = calls / rate
+    during = [(t, kib) for t, kib in samples if t <= placing] or samples
+    start = next(((t, kib) for t, kib in during if t >= placing / 4), during[0])
+    end = during[-1]
+    placed = (end[0] - start[0]) * rate
+    growth = (end[1] - start[1]) / placed * 1000 if placed > 0 else 0.0
+    step = max(1, len(samples) // points)
+    rows = [f"{t:6.0f} s  {min(calls, int(t * rate)):6d} calls placed  {kib / 1024:7.1f} MiB"
+            for t, kib in samples[::step] + samples[-1:]]
+    return growth, rows
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The benchmark's reading of a py-spy profile: which code the busy samples ran."""
-from bench.profile import hotspots, library
+from bench.profile import hotspots, library, rss_trend
 
 STD, PKG = "/usr/lib/python3.11", "/v/lib/python3.11/site-packages"
 MAIN, RUN, FLOW = "<module> (/v/bin/masking:8)", f"run ({STD}/asyncio/runners.py:118)", "/w/bridge/calls/flow.py"
@@ -34,3 +34,13 @@ def test_a_function_s_lines_count_as_one_and_libraries_are_named_by_package_or_d
     assert library("ClientSession._request (aiohttp/client.py:9)") == "aiohttp"
     _, functions, _ = hotspots("a (/x/m.py:1) 1\na (/x/m.py:2) 1\n")
     assert [(h.function, h.self_share) for h in functions] == [("a (m.py)", 1.0)]
+
+
+def test_memory_growth_is_read_after_the_warm_up_and_only_while_calls_are_placed():
+    # 100 s of placing at 10 calls/s: 20 MiB of warm-up in the first 10 s, then 1 KiB a second
+    # (0.1 KiB a call), then a drop once the load ends that must not count.
+    samples = [(float(t), 50_000 + min(t, 10) * 2048 + max(0, t - 10)) for t in range(0, 101)]
+    samples += [(101.0, 40_000), (102.0, 40_000)]
+    growth, rows = rss_trend(samples, rate=10, calls=1000)
+    assert abs(growth - 100.0) < 1e-6, growth  # KiB per 1000 calls
+    assert rows and rows[-1].strip().startswith("102 s") and "1000 calls placed" in rows[-1]
