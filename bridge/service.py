@@ -31,6 +31,7 @@ from bridge.calls import ids
 from bridge.calls.adopt import adopt_call
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
 from bridge.calls.deps import CallDeps
+from bridge.calls.events import ask_for_events_used
 from bridge.calls.flow import masked_call
 from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
@@ -201,6 +202,7 @@ class Service:
 
     async def _reconcile(self) -> None:
         try:
+            await ask_for_events_used(self.ari)
             app = await self.ari.application()
         except AriError as exc:
             log.warning("reconcile.failed", status=exc.status)
@@ -271,11 +273,9 @@ class Service:
 
     async def _tell_calls_about_vanished_legs(self, live: set[str], restarted: bool) -> None:
         """Hangups that happened while disconnected reached no one: say them now.
-
         If Asterisk restarted meanwhile the legs died with it (ChannelVanished:
         the call is recorded as interrupted); otherwise a party hung up while we
-        were not listening (an ordinary hangup, cause unknown).
-        """
+        were not listening (an ordinary hangup, cause unknown)."""
         kind = "ChannelVanished" if restarted else "ChannelDestroyed"
         for call in list(self.deps.active.values()):
             for channel_id in (call.caller_id, call.callee_id, call.snoop_id, call.callee_snoop_id):

@@ -9,7 +9,7 @@ import base64
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import aiohttp
 
@@ -189,6 +189,14 @@ class AriClient:
     async def stored_recordings(self) -> list[str]:
         """The names of the recordings in Asterisk's spool (finished or not)."""
         return [r["name"] for r in await self.request("GET", "/recordings/stored")]
+
+    async def filter_events(self, allowed: Iterable[str]) -> None:
+        """Have Asterisk send this application only events of these types.
+        It otherwise sends every ChannelVarset, ChannelDialplan, caller-id and
+        state change of every channel (three events in four), each encoded,
+        sent, decoded and dispatched for nothing."""
+        await self.request("PUT", f"/applications/{self.app}/eventFilter",
+                           body={"allowed": [{"type": t} for t in sorted(allowed)]})
 
     async def stored_recording_exists(self, name: str) -> bool:
         try:

@@ -5,7 +5,7 @@ import asyncio
 import time
 from typing import Callable
 
-from bridge.ari import Event, EventRouter
+from bridge.ari import AriClient, AriError, Event, EventRouter
 from bridge.logs import get_logger
 
 log = get_logger("bridge.calls")
@@ -13,6 +13,22 @@ log = get_logger("bridge.calls")
 # ChannelVanished is ours: a leg found missing on reconnect (Asterisk restarted,
 # or it hung up while we were disconnected).
 GONE_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest", "ChannelVanished"})
+
+# Every event type a call (or the service) waits on or reads: the service asks
+# Asterisk for these and no others (`AriClient.filter_events`).
+EVENTS_USED = frozenset({
+    "StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest", "ChannelDtmfReceived", "Dial",
+    "PlaybackFinished", "PlaybackFailed", "RecordingStarted", "RecordingFinished", "RecordingFailed",
+})
+
+
+async def ask_for_events_used(ari: AriClient) -> None:
+    """At every connection: the application's filter lives in Asterisk, which
+    forgets it when the application goes. Without it, calls work as well."""
+    try:
+        await ari.filter_events(EVENTS_USED)
+    except AriError as exc:
+        log.warning("ari.event_filter_refused", status=exc.status)
 
 
 class CallEvents:

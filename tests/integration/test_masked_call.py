@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import wave
 from pathlib import Path
@@ -212,6 +213,23 @@ def test_database_down_gives_the_caller_a_prompt_and_the_service_stays_up(stack,
     finally:
         stack.stop_service()
         stack.start_service()
+
+
+def test_asterisk_sends_the_service_only_the_event_types_it_reads(stack, place_call):
+    """Without the application's filter, three events in four were ChannelVarset,
+    ChannelDialplan and the like: encoded, sent, decoded and dropped."""
+    from bridge.calls.events import EVENTS_USED
+
+    parties = new_parties(stack)
+    place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=1000)
+    wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+
+    seen: dict[str, int] = {}  # every event any call of this module's stack was handed
+    for line in stack.service_log.read_text().splitlines():
+        if '"ari.event"' in line and (entry := json.loads(line)).get("event") == "ari.event":
+            seen[entry["type"]] = seen.get(entry["type"], 0) + 1
+    assert {"StasisStart", "Dial", "PlaybackFinished"} <= set(seen), seen
+    assert set(seen) <= EVENTS_USED, f"sent although unused: {seen}"
 
 
 def test_no_phone_number_appears_in_the_service_logs(stack, place_call):

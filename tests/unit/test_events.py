@@ -135,3 +135,51 @@ def test_unregistered_channel_gets_no_more_events():
     r.dispatch(parse_event({"type": "ChannelDestroyed", "channel": CHANNEL}))
     assert q.empty()
     assert not r.owns("1764043000.12")
+
+
+# ARI's event types (Asterisk 22's Events REST API): a literal naming one in
+# the bridge's code is an event the code reads, and Asterisk must send it.
+ARI_EVENT_TYPES = {
+    "ApplicationMoveFailed", "ApplicationRegistered", "ApplicationReplaced", "ApplicationUnregistered",
+    "BridgeAttendedTransfer", "BridgeBlindTransfer", "BridgeCreated", "BridgeDestroyed", "BridgeMerged",
+    "BridgeVideoSourceChanged", "ChannelCallerId", "ChannelConnectedLine", "ChannelCreated", "ChannelDestroyed",
+    "ChannelDialplan", "ChannelDtmfReceived", "ChannelEnteredBridge", "ChannelHangupRequest", "ChannelHold",
+    "ChannelLeftBridge", "ChannelStateChange", "ChannelTalkingFinished", "ChannelTalkingStarted",
+    "ChannelToneDetected", "ChannelTransfer", "ChannelUnhold", "ChannelUserevent", "ChannelVarset",
+    "ContactStatusChange", "DeviceStateChanged", "Dial", "EndpointStateChange", "PeerStatusChange",
+    "PlaybackContinuing", "PlaybackFailed", "PlaybackFinished", "PlaybackStarted", "RecordingFailed",
+    "RecordingFinished", "RecordingStarted", "StasisEnd", "StasisStart", "TextMessageReceived",
+}
+
+
+def test_every_event_type_the_code_names_is_one_the_service_asks_asterisk_for():
+    from pathlib import Path
+    import re
+
+    from bridge.calls.events import EVENTS_USED
+
+    named = set()
+    for path in (Path(__file__).resolve().parents[2] / "bridge").rglob("*.py"):
+        named |= set(re.findall(r"""["']([A-Z][A-Za-z]+)["']""", path.read_text())) & ARI_EVENT_TYPES
+    assert named, "the scan found no event type at all"
+    assert named <= EVENTS_USED, f"read by the code but filtered out: {sorted(named - EVENTS_USED)}"
+    assert EVENTS_USED <= ARI_EVENT_TYPES
+
+
+async def test_the_filter_is_asked_for_and_a_refusal_leaves_calls_working():
+    from bridge.ari import AriError
+    from bridge.calls.events import EVENTS_USED, ask_for_events_used
+
+    class Ari:
+        def __init__(self, refuse):
+            self.refuse, self.asked = refuse, None
+
+        async def filter_events(self, allowed):
+            self.asked = set(allowed)
+            if self.refuse:
+                raise AriError(404, "PUT", "/applications/x/eventFilter")
+
+    for refuse in (False, True):
+        ari = Ari(refuse)
+        await ask_for_events_used(ari)  # never raises
+        assert ari.asked == EVENTS_USED
