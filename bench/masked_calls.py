@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.profile import Profiler, RssWatch, asterisk_pids, report, rss_trend, usage
+from bench.profile import Profiler, RssWatch, ari_traffic, asterisk_pids, report, rss_trend, scrape, usage
 from bench.stack import bench_stack, invite_times, summary
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
@@ -169,6 +169,8 @@ def main() -> int:
             inserted, updated = asyncio.run(row_writes(stack))
             parts = {"service": [stack.service.pid], "asterisk": asterisk_pids(stack.asterisk)}
             before = usage(parts)
+            metrics_url = f"http://{stack.settings.http_host}:{stack.settings.http_port}/metrics"
+            scraped = scrape(metrics_url)
             rss = RssWatch(stack.service.pid, args.rss_every or 1.0)
             with rss:
                 if args.profile:
@@ -179,6 +181,7 @@ def main() -> int:
                     code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
             counts = asyncio.run(far_end_counts(stack, since))
             used = {part: seconds - before[part] for part, seconds in usage(parts).items()}
+            traffic = ari_traffic(scraped, scrape(metrics_url), counts["calls"])
             time.sleep(STATS_FLUSH_SECONDS)
             inserted_after, updated_after = asyncio.run(row_writes(stack))
             channels, bridges = stack.leftovers(10)
@@ -193,6 +196,7 @@ def main() -> int:
                   f"({(updated_after - updated) / max(1, counts['calls']):.1f} updates per call)")
             print("  cpu: " + ", ".join(f"{part} {seconds:.1f} s ({seconds / max(1, counts['calls']) * 1000:.0f} ms"
                                         " per call)" for part, seconds in used.items()))
+            print("\n".join(f"  {line}" for line in traffic))
             if args.rss_every:
                 growth, rows = rss_trend(rss.samples, args.rate, args.calls)
                 print(f"  service RSS: idle {rss.idle / 1024:.1f} MiB, peak {rss.peak / 1024:.1f} MiB;"

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -189,7 +190,8 @@ class Profiler:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "Profiler":
-        py_spy = os.environ.get("MASKING_PY_SPY") or shutil.which("py-spy")
+        beside = Path(sys.executable).parent / "py-spy"  # the venv's, when the venv is not on PATH
+        py_spy = os.environ.get("MASKING_PY_SPY") or shutil.which("py-spy") or (str(beside) if beside.exists() else None)
         if not py_spy:
             raise FileNotFoundError("py-spy not found: `.venv/bin/pip install py-spy`, or set MASKING_PY_SPY")
         self.process = subprocess.Popen(
@@ -218,3 +220,32 @@ def report(raw_file: Path, top: int = 15) -> str:
     lines.append(f"  top {top} functions:")
     lines += [f"    {h.self_share:6.1%} self {h.inclusive_share:6.1%} incl  {h.function}" for h in functions]
     return "\n".join(lines)
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """The service's /metrics as {(sample name, sorted labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def ari_traffic(before: dict, after: dict, calls: int) -> list[str]:
+    """What each call cost in ARI traffic between two scrapes: REST requests
+    (by operation, most first) and events (by type), per call."""
+    def grown(name: str, key: str) -> Counter:
+        out: Counter = Counter()
+        for (sample, labels), value in after.items():
+            if sample == name:
+                out[dict(labels)[key]] += value - before.get((sample, labels), 0.0)
+        return +out
+
+    requests, events = grown("masking_ari_requests_total", "operation"), grown("masking_ari_events_total", "type")
+    calls = max(1, calls)
+    per = lambda counter: ", ".join(f"{k} {v / calls:.1f}" for k, v in counter.most_common())  # noqa: E731
+    return [f"ARI requests per call: {sum(requests.values()) / calls:.1f} ({per(requests)})",
+            f"ARI events per call: {sum(events.values()) / calls:.1f} ({per(events)})"]

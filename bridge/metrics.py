@@ -41,6 +41,11 @@ webhooks_dead = Gauge("masking_webhooks_dead", "Dead-lettered webhook events not
 ari_connected = Gauge("masking_ari_connected", "1 while the ARI event websocket is connected.")
 asterisk_fully_booted = Gauge("masking_asterisk_fully_booted", "1 while AMI reports Asterisk fully booted.")
 asterisk_reloads_total = Counter("masking_asterisk_reloads_total", "Asterisk module reloads seen over AMI.")
+ari_requests_total = Counter(
+    "masking_ari_requests_total",
+    "ARI REST requests made, by operation (method and path template, no ids), with their outcome"
+    " (ok, not_found, conflict, error, unreachable, cancelled).", ["operation", "outcome"])
+ari_events_total = Counter("masking_ari_events_total", "ARI events received on the websocket, by type.", ["type"])
 database_up = Gauge("masking_database_up", "1 if PostgreSQL answered the last scrape's queries.")
 trunk_registered = Gauge("masking_trunk_registered", "1 while the trunk's outbound registration holds.",
                          ["trunk"])

@@ -5,14 +5,17 @@ visible here, with its parameters named as in the ARI documentation.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
 import aiohttp
 
+from bridge import metrics
 from bridge.files import open_private
 
 
@@ -39,6 +42,47 @@ class AriNotConnected(Exception):
 class AriUnreachable(AriError):
     def __init__(self, method: str, path: str, reason: str):
         super().__init__(0, method, path, f"unreachable: {reason}")
+
+
+OUTCOMES = {AriNotFound: "not_found", AriConflict: "conflict"}
+
+# The path segment after one of these names an object (a channel, a bridge, a
+# recording, the application): the operation's label shows `{id}` instead.
+_NAMED_BY_NEXT = {"channels", "bridges", "playbacks", "live", "stored", "applications", "snoop"}
+_VERBS = {"create", "externalMedia"}
+
+
+def operation_of(method: str, path: str) -> str:
+    """`POST /channels/{id}/play` for `POST /channels/1733.12/play`: a metric
+    label of bounded cardinality that never carries an id (ids of ours are
+    derived from call ids; none of them is a phone number, but none is needed)."""
+    segments = path.split("?", 1)[0].strip("/").split("/")
+    templated = [
+        "{id}" if i and segments[i - 1] in _NAMED_BY_NEXT and segment not in _VERBS else segment
+        for i, segment in enumerate(segments)]
+    label = f"{method} /" + "/".join(templated)
+    return label if re.fullmatch(r"[A-Z]+ [A-Za-z/{}]*", label) else f"{method} other"
+
+
+class _counted:
+    """Count one request in `masking_ari_requests_total` by how it ended."""
+
+    def __init__(self, method: str, path: str):
+        self.operation = operation_of(method, path)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            outcome = "ok"
+        elif isinstance(exc, AriError) and exc.status:
+            outcome = OUTCOMES.get(type(exc), "error")
+        elif isinstance(exc, AriError):
+            outcome = "unreachable"
+        else:
+            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+        metrics.ari_requests_total.labels(self.operation, outcome).inc()
 
 
 def basic_auth_header(user: str, password: str) -> str:
@@ -72,16 +116,17 @@ class AriClient:
 
     async def request(self, method: str, path: str, params: dict | None = None, body: Any = None) -> Any:
         params = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
-        try:
-            async with self.http.request(method, self.base_url + path, params=params, json=body) as resp:
-                text = await resp.text()
-                if resp.status >= 400:
-                    raise _error_for(resp.status, method, path, text)
-                return json.loads(text) if text else None
-        except aiohttp.ClientError as exc:
-            raise AriUnreachable(method, path, type(exc).__name__) from None
-        except TimeoutError:
-            raise AriUnreachable(method, path, "timeout") from None
+        with _counted(method, path):
+            try:
+                async with self.http.request(method, self.base_url + path, params=params, json=body) as resp:
+                    text = await resp.text()
+                    if resp.status >= 400:
+                        raise _error_for(resp.status, method, path, text)
+                    return json.loads(text) if text else None
+            except aiohttp.ClientError as exc:
+                raise AriUnreachable(method, path, type(exc).__name__) from None
+            except TimeoutError:
+                raise AriUnreachable(method, path, "timeout") from None
 
     # -- channels -----------------------------------------------------------
     async def ring(self, channel_id: str) -> None:
@@ -212,18 +257,19 @@ class AriClient:
         """Stream a stored recording to `dest`; return (bytes, sha256, Content-Length)."""
         path = f"/recordings/stored/{name}/file"
         digest, size = hashlib.sha256(), 0
-        try:
-            async with self.http.get(self.base_url + path, timeout=aiohttp.ClientTimeout(total=120)) as resp:
-                if resp.status >= 400:
-                    raise _error_for(resp.status, "GET", path, await resp.text())
-                with open_private(dest, "wb") as out:  # plaintext audio
-                    async for chunk in resp.content.iter_chunked(64 * 1024):
-                        digest.update(chunk)
-                        size += len(chunk)
-                        out.write(chunk)
-                return size, digest.hexdigest(), resp.content_length
-        except aiohttp.ClientError as exc:
-            raise AriUnreachable("GET", path, type(exc).__name__) from None
+        with _counted("GET", path):
+            try:
+                async with self.http.get(self.base_url + path, timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                    if resp.status >= 400:
+                        raise _error_for(resp.status, "GET", path, await resp.text())
+                    with open_private(dest, "wb") as out:  # plaintext audio
+                        async for chunk in resp.content.iter_chunked(64 * 1024):
+                            digest.update(chunk)
+                            size += len(chunk)
+                            out.write(chunk)
+                    return size, digest.hexdigest(), resp.content_length
+            except aiohttp.ClientError as exc:
+                raise AriUnreachable("GET", path, type(exc).__name__) from None
 
     # -- system -------------------------------------------------------------
     async def info(self) -> dict:

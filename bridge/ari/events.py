@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import aiohttp
 
+from bridge import metrics
 from bridge.logs import get_logger
 
 log = get_logger("bridge.ari")
+_EVENT_TYPE = re.compile(r"[A-Za-z]{1,48}")  # a metric label: Asterisk's event names, nothing else
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class EventStream:
             except (ValueError, KeyError, TypeError):
                 log.warning("ari.bad_event")
                 continue
+            metrics.ari_events_total.labels(event.type if _EVENT_TYPE.fullmatch(event.type) else "other").inc()
             self.router.dispatch(event)
 
     def stop(self) -> None:

@@ -44,3 +44,17 @@ def test_memory_growth_is_read_after_the_warm_up_and_only_while_calls_are_placed
     growth, rows = rss_trend(samples, rate=10, calls=1000)
     assert abs(growth - 100.0) < 1e-6, growth  # KiB per 1000 calls
     assert rows and rows[-1].strip().startswith("102 s") and "1000 calls placed" in rows[-1]
+
+
+def test_ari_traffic_is_what_grew_between_two_scrapes_per_call():
+    from bench.profile import ari_traffic
+
+    key = lambda op, outcome="ok": ("masking_ari_requests_total", (("operation", op), ("outcome", outcome)))  # noqa: E731
+    before = {key("POST /channels/{id}/play"): 5.0, ("masking_ari_events_total", (("type", "StasisStart"),)): 2.0}
+    after = {key("POST /channels/{id}/play"): 25.0, key("POST /channels/{id}/play", "not_found"): 2.0,
+             key("POST /bridges"): 10.0,
+             ("masking_ari_events_total", (("type", "StasisStart"),)): 22.0,
+             ("masking_ari_events_total", (("type", "ChannelDestroyed"),)): 20.0}
+    requests, events = ari_traffic(before, after, 10)
+    assert requests == "ARI requests per call: 3.2 (POST /channels/{id}/play 2.2, POST /bridges 1.0)"
+    assert events == "ARI events per call: 4.0 (StasisStart 2.0, ChannelDestroyed 2.0)"
