@@ -224,11 +224,13 @@ def serving(stack: Stack, workdir: Path, path: str):
     if path == "agi":
         stack.stop_service()
         log = workdir / "serve-agi.log"
+        # the log is appended to by every step: wait for this process's own line
+        started = log.read_text().count('"agi.listening"') if log.exists() else 0
         with open(log, "ab") as out:
             agi = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO, stdout=out,
                                    stderr=subprocess.STDOUT, env={**os.environ, **stack.env})
         try:
-            while '"agi.listening"' not in log.read_text():
+            while log.read_text().count('"agi.listening"') <= started:
                 time.sleep(0.1)
             yield agi.pid
         finally:
