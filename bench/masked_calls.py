@@ -150,6 +150,9 @@ def main() -> int:
                         help="record the sessions (the caller then hears the recording notice before the dial)")
     parser.add_argument("--rss-every", type=float, metavar="SECONDS",
                         help="sample the service's RSS this often during the load and report its trend")
+    parser.add_argument("--warmup-concurrent", type=int, metavar="N",
+                        help="first a warm-up load at N at once (pools, buffers, caches grown), then the service's"
+                             " RSS per additional active call: (peak - warm-up peak) / (concurrent - N)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="profile the service with py-spy during the load; raw stacks to FILE")
     args = parser.parse_args()
@@ -166,6 +169,12 @@ def main() -> int:
         if args.calls:
             since = datetime.now().astimezone()
             time.sleep(STATS_FLUSH_SECONDS)  # the sequential calls' writes counted before the load's
+            warm_peak = None
+            if args.warmup_concurrent:
+                with RssWatch(stack.service.pid) as warm:
+                    load(stack, workdir, 3 * args.warmup_concurrent, args.rate, args.warmup_concurrent, args.talk_ms)
+                warm_peak = warm.peak
+                time.sleep(STATS_FLUSH_SECONDS)
             inserted, updated = asyncio.run(row_writes(stack))
             parts = {"service": [stack.service.pid], "asterisk": asterisk_pids(stack.asterisk)}
             before = usage(parts)
@@ -197,6 +206,11 @@ def main() -> int:
             print("  cpu: " + ", ".join(f"{part} {seconds:.1f} s ({seconds / max(1, counts['calls']) * 1000:.0f} ms"
                                         " per call)" for part, seconds in used.items()))
             print("\n".join(f"  {line}" for line in traffic))
+            if warm_peak is not None:
+                extra = args.concurrent - args.warmup_concurrent
+                print(f"  service RSS: warm-up peak ({args.warmup_concurrent} at once) {warm_peak / 1024:.1f} MiB,"
+                      f" load peak ({args.concurrent} at once) {rss.peak / 1024:.1f} MiB:"
+                      f" {(rss.peak - warm_peak) / max(1, extra):.1f} KiB per additional active call")
             if args.rss_every:
                 growth, rows = rss_trend(rss.samples, args.rate, args.calls)
                 print(f"  service RSS: idle {rss.idle / 1024:.1f} MiB, peak {rss.peak / 1024:.1f} MiB;"
