@@ -175,6 +175,8 @@ def main() -> int:
                     load(stack, workdir, 3 * args.warmup_concurrent, args.rate, args.warmup_concurrent, args.talk_ms)
                 warm_peak = warm.peak
                 time.sleep(STATS_FLUSH_SECONDS)
+                asyncio.run(far_end_counts(stack, since))  # the warm-up's rows settled, then not counted
+                since = datetime.now().astimezone()
             inserted, updated = asyncio.run(row_writes(stack))
             parts = {"service": [stack.service.pid], "asterisk": asterisk_pids(stack.asterisk)}
             before = usage(parts)
