@@ -44,7 +44,8 @@ class AriUnreachable(AriError):
         super().__init__(0, method, path, f"unreachable: {reason}")
 
 
-OUTCOMES = {AriNotFound: "not_found", AriConflict: "conflict"}
+_OUTCOMES = {AriNotFound: "not_found", AriConflict: "conflict", AriUnreachable: "unreachable"}
+_LABEL = re.compile(r"[A-Z]+ [A-Za-z/{}]*")  # only the templates' own words and braces
 
 # The path segment after one of these names an object (a channel, a bridge, a
 # recording, the application): the operation's label shows `{id}` instead.
@@ -61,7 +62,7 @@ def operation_of(method: str, path: str) -> str:
         "{id}" if i and segments[i - 1] in _NAMED_BY_NEXT and segment not in _VERBS else segment
         for i, segment in enumerate(segments)]
     label = f"{method} /" + "/".join(templated)
-    return label if re.fullmatch(r"[A-Z]+ [A-Za-z/{}]*", label) else f"{method} other"
+    return label if _LABEL.fullmatch(label) else f"{method} other"
 
 
 class _counted:
@@ -76,12 +77,10 @@ class _counted:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is None:
             outcome = "ok"
-        elif isinstance(exc, AriError) and exc.status:
-            outcome = OUTCOMES.get(type(exc), "error")
-        elif isinstance(exc, AriError):
-            outcome = "unreachable"
+        elif isinstance(exc, asyncio.CancelledError):
+            outcome = "cancelled"
         else:
-            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            outcome = _OUTCOMES.get(type(exc), "error")
         metrics.ari_requests_total.labels(self.operation, outcome).inc()
 
 

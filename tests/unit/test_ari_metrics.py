@@ -68,3 +68,22 @@ def test_each_request_is_counted_with_its_outcome():
         assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
 
     asyncio.run(scenario())
+
+
+def test_a_request_asterisk_never_answered_is_counted_unreachable():
+    import socket
+
+    from bridge.ari.client import AriUnreachable
+
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def scenario():
+        async with AriClient(f"http://127.0.0.1:{port}", "u", "p", "masking") as ari:
+            with pytest.raises(AriUnreachable):
+                await ari.hangup("1733.4")
+
+    before = sample("DELETE /channels/{id}", "unreachable")
+    asyncio.run(scenario())
+    assert sample("DELETE /channels/{id}", "unreachable") - before == 1
