@@ -183,8 +183,10 @@ async def collect_recording(deps: CallDeps, call_id: uuid.UUID, started_at, two_
     dest = recordings.storage_path(Path(deps.settings.recording_dir), call_id, started_at, fmt)
     if two_channel:
         names = (ids.recording_part(call_id, "caller"), ids.recording_part(call_id, "callee"))
-        return await recordings.collect_stereo(deps.ari, names, dest, deps.store.keys, delays)
-    return await recordings.collect(deps.ari, ids.recording(call_id), dest, fmt, deps.store.keys)
+        return await recordings.collect_stereo(deps.ari, names, dest, deps.store.keys, delays,
+                                               shared=deps.settings.shared_recording_spool)
+    return await recordings.collect(deps.ari, ids.recording(call_id), dest, fmt, deps.store.keys,
+                                    shared=deps.settings.shared_recording_spool)
 
 
 async def collect_left_recording(deps: CallDeps, call_id: uuid.UUID, started_at, channels: int = 1) -> None:

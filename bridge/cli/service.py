@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from dataclasses import replace
 
 from bridge.cli.common import EXIT_FAILED, command, group, open_store
 from bridge.config import Settings, require_strong_secrets
@@ -72,6 +73,8 @@ async def cmd_run(settings: Settings, args) -> int:
         os.environ.update(secret_env(settings))  # the nodes' processes read their settings from it
         return await run_nodes(settings, args.nodes)
     asterisk = AsteriskInstance(settings)
+    if settings.shared_recording_spool is None:  # its disk is ours: recordings sealed from its spool
+        settings = replace(settings, asterisk_recording_dir=asterisk.recording_spool)
     await asyncio.to_thread(asterisk.start)
     print(f"asterisk: SIP udp {settings.asterisk.sip_host}:{settings.asterisk.sip_port}, "
           f"ARI {settings.ari_url}, AMI {settings.ami_host}:{settings.ami_port}, "

@@ -33,8 +33,8 @@ async def run_nodes(settings: Settings, count: int) -> int:
         _say(f"edge: SIP udp {settings.asterisk.sip_host}:{settings.asterisk.sip_port} (carriers from "
              f"{settings.asterisk.inbound_match}), counterparts dialed at {settings.asterisk.outbound_host}:"
              f"{settings.asterisk.outbound_port}, RPC udp {settings.edge.rpc_host}:{rpc_port(settings)}, log {edge.log}")
-        for node in nodes:
-            bridges.append(await _start_bridge(env, node))
+        for node, asterisk in zip(nodes, asterisks):
+            bridges.append(await _start_bridge(env, node, asterisk))
         return await _wait(bridges)
     finally:
         for bridge in bridges:
@@ -46,11 +46,13 @@ async def run_nodes(settings: Settings, count: int) -> int:
             await asyncio.to_thread(asterisk.stop)
 
 
-async def _start_bridge(env: dict[str, str], node: Node) -> asyncio.subprocess.Process:
+async def _start_bridge(env: dict[str, str], node: Node, asterisk: AsteriskInstance) -> asyncio.subprocess.Process:
     node_settings = node.settings(env)
     node_settings.recording_dir.mkdir(parents=True, exist_ok=True)
+    # Its Asterisk's disk is this host's: recordings are sealed from its spool, not downloaded.
+    shared = {"MASKING_ASTERISK_RECORDING_DIR": str(asterisk.recording_spool)}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bridge.cli", "serve",
-                                                   env={**env, **node.env}, stdin=asyncio.subprocess.DEVNULL)
+                                                   env={**shared, **env, **node.env}, stdin=asyncio.subprocess.DEVNULL)
     _say(f"{node.name}: bridge pid {process.pid}, HTTP API http://{node_settings.http_host}:{node_settings.http_port}")
     return process
 

@@ -4,7 +4,10 @@ Asterisk's spool is not storage: a recording is downloaded over ARI into the
 configured directory, checked (size against what Asterisk sent, a well-formed
 WAV header, sha256 of what is on disk), sealed under a data key of its own
 (`sealed.py`; the plaintext download is removed), and only then deleted from
-Asterisk. Size, duration and sha256 are those of the plaintext audio.
+Asterisk. Where this host shares Asterisk's disk (`shared`: its recording
+spool as seen here), the file is sealed straight from the spool and removed
+there: no HTTP round trip, no plaintext copy. Size, duration and sha256 are
+those of the plaintext audio.
 """
 from __future__ import annotations
 
@@ -110,21 +113,64 @@ async def download(ari: AriClient, name: str, partial: Path, fmt: str) -> tuple[
     size, sent_sha, content_length = await ari.download_stored_recording(name, partial)
     if content_length is not None and size != content_length:
         raise RecordingInvalid(f"downloaded {size} bytes, Asterisk announced {content_length}")
-    duration = 0.0
-    if fmt == "wav":
-        with open(partial, "rb") as f:
-            info = parse_wav_header(f.read(4096))
-        if info.data_bytes == 0 and size > 44:
-            # The writer fills in the sizes when it closes the file.
-            raise RecordingIncomplete("the WAV header is not final yet")
-        duration = info.duration_seconds
-    return size, sent_sha, duration
+    return size, sent_sha, finished_duration(partial, size, fmt)
 
 
-async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing) -> StoredRecording:
-    """Download Asterisk's stored recording `name`, verify it, seal it beside
-    `dest` (see `sealed_path`), delete it there."""
+def finished_duration(path: Path, size: int, fmt: str) -> float:
+    """The audio's duration (0 if not WAV); RecordingIncomplete while its
+    writer has not closed it."""
+    if fmt != "wav":
+        return 0.0
+    with open(path, "rb") as f:
+        info = parse_wav_header(f.read(4096))
+    if info.data_bytes == 0 and size > 44:
+        # The writer fills in the sizes when it closes the file.
+        raise RecordingIncomplete("the WAV header is not final yet")
+    return info.duration_seconds
+
+
+def in_spool(shared: Path | None, name: str, fmt: str) -> Path | None:
+    """Asterisk's own file of recording `name`, where this host shares its spool."""
+    if shared is None:
+        return None
+    path = shared / f"{name}.{fmt}"
+    return path if path.is_file() else None
+
+
+def seal_from_spool(src: Path, dest: Path, fmt: str, keys: KeyRing) -> tuple[StoredRecording, bool]:
+    """Seal Asterisk's file `src` beside `dest` and remove it; returns the
+    recording and whether the file is gone (False: Asterisk's user owns the
+    folder, so ARI must delete it). FileNotFoundError: taken meanwhile."""
+    size = src.stat().st_size
+    duration = finished_duration(src, size, fmt)
+    recording_id, sealed = uuid.uuid4(), sealed_path(dest)
+    key, digest = seal_recording(src, sealed, recording_id, keys)
+    return StoredRecording(sealed, fmt, digest.bytes, duration, digest.sha256, recording_id, key), _removed(src)
+
+
+def _removed(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return True
+    except PermissionError:
+        return False
+
+
+async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing,
+                  shared: Path | None = None) -> StoredRecording:
+    """Move Asterisk's stored recording `name` into the store: verified,
+    sealed beside `dest` (see `sealed_path`), removed from Asterisk."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if (local := in_spool(shared, name, fmt)) is not None:
+        try:
+            stored, removed = await asyncio.to_thread(seal_from_spool, local, dest, fmt, keys)
+            if not removed:
+                await _delete_in_asterisk(ari, name)
+            return stored
+        except FileNotFoundError:
+            pass  # another process took it meanwhile: ARI says so below
     partial = dest.with_suffix(dest.suffix + ".partial")
     try:
         size, sent_sha, duration = await download(ari, name, partial, fmt)
@@ -136,11 +182,15 @@ async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing
             raise RecordingInvalid("sha256 of the file on disk differs from the bytes received")
     finally:
         partial.unlink(missing_ok=True)  # no plaintext stays behind, whatever happened
+    await _delete_in_asterisk(ari, name)
+    return StoredRecording(sealed, fmt, size, duration, digest.sha256, recording_id, key)
+
+
+async def _delete_in_asterisk(ari: AriClient, name: str) -> None:
     try:
         await ari.delete_stored_recording(name)
     except AriError:
         pass  # already verified and stored; a leftover in the spool is harmless
-    return StoredRecording(sealed, fmt, size, duration, digest.sha256, recording_id, key)
 
 
 async def when_complete(collect: Callable[[], Awaitable[StoredRecording]], within: float = 5.0,
@@ -159,23 +209,28 @@ async def when_complete(collect: Callable[[], Awaitable[StoredRecording]], withi
 
 
 async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, keys: KeyRing,
-                         delays: tuple[int, int] = (0, 0)) -> StoredRecording:
-    """Download the two one-party recordings (WAV), merge them into one stereo
+                         delays: tuple[int, int] = (0, 0), shared: Path | None = None) -> StoredRecording:
+    """Take the two one-party recordings (WAV), merge them into one stereo
     file (`names[0]` left, `names[1]` right, aligned by `delays` samples), seal
-    it beside `dest`, and delete both from Asterisk. Size, duration and sha256
+    it beside `dest`, and remove both from Asterisk. Size, duration and sha256
     are the merged audio's."""
     from bridge.recordings.stereo import merge
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     parts = [dest.with_suffix(f"{dest.suffix}.{side}.partial") for side in ("left", "right")]
+    sources = [in_spool(shared, name, "wav") for name in names]
     merged = dest.with_suffix(dest.suffix + ".partial")
     try:
-        for name, part in zip(names, parts):
+        for i, (name, part) in enumerate(zip(names, parts)):
+            if sources[i] is not None:
+                finished_duration(sources[i], sources[i].stat().st_size, "wav")
+                continue  # merged from Asterisk's own file
             _, sent_sha, _ = await download(ari, name, part, "wav")
             if await asyncio.to_thread(sha256_file, part) != sent_sha:
                 raise RecordingInvalid("sha256 of the file on disk differs from the bytes received")
+            sources[i] = part
         try:
-            audio, duration = await asyncio.to_thread(merge, parts[0].read_bytes(), parts[1].read_bytes(), delays)
+            audio, duration = await asyncio.to_thread(merge, sources[0].read_bytes(), sources[1].read_bytes(), delays)
         except ValueError as exc:  # not WAV, or the two do not match
             raise RecordingInvalid(f"cannot merge the two channels: {exc}") from None
         with open_private(merged) as out:
@@ -185,9 +240,7 @@ async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, key
     finally:
         for path in (*parts, merged):
             path.unlink(missing_ok=True)  # no plaintext stays behind, whatever happened
-    for name in names:
-        try:
-            await ari.delete_stored_recording(name)
-        except AriError:
-            pass
+    for name, source, part in zip(names, sources, parts):
+        if source == part or not _removed(source):  # downloaded, or Asterisk's user owns its folder
+            await _delete_in_asterisk(ari, name)
     return StoredRecording(sealed, "wav", len(audio), duration, digest.sha256, recording_id, key)

@@ -10,6 +10,7 @@ chose snoops) is still recorded, by a snoop.
 from __future__ import annotations
 
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -72,4 +73,39 @@ def test_a_call_that_cannot_have_mixmonitor_is_recorded_by_a_snoop(stack, place_
     assert f"{row['id']}-snoop" in seen, "no snoop recorded the call"
     seconds, level = recording_level(stack, row["recording"])
     assert abs(seconds - TALK_MS / 1000) < 1.5 and level > 200, (seconds, level)
+    assert_no_leftovers(stack)
+
+
+def download_requests(stack) -> float:
+    """Recording downloads over ARI so far, by the service's own counter."""
+    with urllib.request.urlopen(f"http://{stack.settings.http_host}:{stack.settings.http_port}/metrics",
+                                timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("masking_ari_requests_total{")
+               and 'operation="GET /recordings/stored/{id}/file"' in line)
+
+
+@pytest.mark.parametrize("shared", ["asterisk", "", "elsewhere"], ids=["spool_shared", "over_ari", "wrong_folder"])
+def test_a_recording_leaves_asterisk_sealed_whether_taken_from_its_spool_or_over_ari(
+        stack, place_call, service_with, shared, tmp_path):
+    """Sharing Asterisk's disk, the service seals the file where MixMonitor
+    left it and removes it: no download. Not sharing it (or pointed at a
+    folder Asterisk does not write), it downloads over ARI. Either way the
+    audio is sealed and nothing of it stays in Asterisk's spool or in clear."""
+    folder = {"asterisk": str(stack.asterisk.recording_spool), "": "", "elsewhere": str(tmp_path)}[shared]
+    service_with(MASKING_ASTERISK_RECORDING_DIR=folder)
+    stack.wait_ami()
+    parties = new_parties(stack)
+
+    call, _ = call_watching_channels(stack, place_call, parties)
+
+    assert call.counterpart.succeeded, call.counterpart.output
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True)
+    seconds, level = recording_level(stack, row["recording"])
+    assert abs(seconds - TALK_MS / 1000) < 1.5 and level > 200, (seconds, level)
+    assert (download_requests(stack) > 0) == (shared != "asterisk"), download_requests(stack)
+    assert not [p.name for p in stack.asterisk.recording_spool.iterdir() if str(row["id"]) in p.name]
+    kept = [p.name for p in stack.settings.recording_dir.rglob(f"*{row['id']}*") if p.is_file()]
+    assert kept and all(name.endswith(".sealed") for name in kept), kept
     assert_no_leftovers(stack)

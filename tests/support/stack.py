@@ -256,6 +256,9 @@ def running_stack(workdir: Path, admin_dsn: str = ADMIN_DSN, rtp_ports: int = 20
     asyncio.run(create_database(database, admin_dsn))
     migrate(env)
     asterisk = AsteriskInstance(settings, install)
+    # As `masking run` does: the service shares this Asterisk's disk (a test sets "" for the ARI download).
+    env.setdefault("MASKING_ASTERISK_RECORDING_DIR", str(asterisk.recording_spool))
+    settings = Settings.from_env(env)
     stack = Stack(workdir=workdir, env=env, settings=settings, asterisk=asterisk)
     try:
         asterisk.start()
