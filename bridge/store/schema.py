@@ -72,7 +72,11 @@ class Schema:
                         )
                     applied.append(name)
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+                except BaseException:
+                    conn.terminate()  # the pool resets no session state: no lock may go back with it
+                    raise
         return applied
 
 
