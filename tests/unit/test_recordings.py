@@ -95,3 +95,84 @@ def test_sha256_file_matches_hashlib(tmp_path):
     f = tmp_path / "r.wav"
     f.write_bytes(data)
     assert sha256_file(f) == hashlib.sha256(data).hexdigest()
+
+
+class NoAri:
+    """ARI that must not be asked: a recording taken from a shared spool needs no request."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"ARI asked: {name}")
+
+
+class DownloadingAri:
+    """Asterisk's stored recordings, over ARI."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files, self.requests = files, []
+
+    async def download_stored_recording(self, name, dest):
+        self.requests.append(("download", name))
+        blob = self.files[name]
+        dest.write_bytes(blob)
+        return len(blob), hashlib.sha256(blob).hexdigest(), len(blob)
+
+    async def delete_stored_recording(self, name):
+        self.requests.append(("delete", name))
+        del self.files[name]
+
+
+def opened(stored, keys) -> bytes:
+    from bridge.privacy.crypto import recording_key_context
+    from bridge.recordings.sealed import read_range, plaintext_size
+
+    dek = keys.open(stored.key.key_id, stored.key.blob, recording_key_context(stored.id))
+    return b"".join(read_range(stored.path, dek, stored.id, 0, plaintext_size(stored.path)))
+
+
+async def test_a_recording_in_a_shared_spool_is_sealed_from_there_and_removed_with_no_request(tmp_path):
+    from bridge.privacy.crypto import KeyRing
+    from bridge.recordings import collect
+
+    keys, spool, audio = KeyRing.generate(), tmp_path / "spool", make_wav(2.0)
+    spool.mkdir()
+    (spool / "call-1.wav").write_bytes(audio)
+    dest = tmp_path / "store" / "call-1.wav"
+
+    stored = await collect(NoAri(), "call-1", dest, "wav", keys, shared=spool)
+
+    assert opened(stored, keys) == audio
+    assert stored.sha256 == hashlib.sha256(audio).hexdigest() and stored.bytes == len(audio)
+    assert abs(stored.duration_seconds - 2.0) < 0.01
+    assert list(spool.iterdir()) == []
+    assert [p.name for p in dest.parent.iterdir()] == [stored.path.name]  # sealed only: no plaintext copy
+
+
+async def test_a_recording_still_being_written_in_the_spool_is_left_there(tmp_path):
+    from bridge.privacy.crypto import KeyRing
+    from bridge.recordings import RecordingIncomplete, collect
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    unfinished = make_wav(1.0)
+    unfinished = unfinished[:40] + struct.pack("<I", 0) + unfinished[44:]  # data size not written yet
+    (spool / "call-2.wav").write_bytes(unfinished)
+
+    with pytest.raises(RecordingIncomplete):
+        await collect(NoAri(), "call-2", tmp_path / "store" / "call-2.wav", "wav", KeyRing.generate(), shared=spool)
+
+    assert (spool / "call-2.wav").read_bytes() == unfinished
+    assert not [p for p in (tmp_path / "store").iterdir()]
+
+
+async def test_a_recording_not_in_the_shared_folder_is_downloaded_over_ari_and_deleted_there(tmp_path):
+    from bridge.privacy.crypto import KeyRing
+    from bridge.recordings import collect
+
+    keys, audio = KeyRing.generate(), make_wav(1.0)
+    ari = DownloadingAri({"call-3": audio})
+    (tmp_path / "elsewhere").mkdir()
+
+    stored = await collect(ari, "call-3", tmp_path / "store" / "call-3.wav", "wav", keys, shared=tmp_path / "elsewhere")
+
+    assert opened(stored, keys) == audio
+    assert ari.requests == [("download", "call-3"), ("delete", "call-3")] and ari.files == {}
