@@ -104,7 +104,8 @@ class CallRow:
     async def _write(self, operation: str, fields: dict[str, Any]) -> bool:
         """True once the database has it; False when it must go to the spool."""
         for delay in (0.0, *RETRY_DELAYS):
-            await asyncio.sleep(delay)
+            if delay:
+                await asyncio.sleep(delay)
             try:
                 await apply(self.store, self.call_id, operation, fields)
                 return True

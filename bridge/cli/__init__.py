@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         logs.configure(settings.log_level)
-        return asyncio.run(args.handler(settings, args)) or 0
+        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+            return runner.run(args.handler(settings, args)) or 0
     except (UsageError, InvalidNumber, ConfigError, RegistryError) as exc:
         print(f"masking: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -45,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def loop_factory(name: str):
+    """uvloop's event loop (MASKING_EVENT_LOOP=uvloop, the default) or asyncio's
+    own. A call is a few dozen small messages on loopback sockets (ARI, AMI,
+    PostgreSQL), and asyncio's loop and transports, in Python, were a third of
+    the service's CPU under load; uvloop does that work in C (bench/RESULTS.md)."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -129,6 +129,8 @@ class Settings:
     # every trunk in the Request-URI, national numbers in `default_region`.
     dialed_number_rules: str = ""
     log_level: str = "info"
+    # uvloop (the default) or asyncio: the event loop every command runs on (bridge/cli/__init__.py).
+    event_loop: str = "uvloop"
     state_dir: Path = Path(".run")
     # Where Asterisk reads this project's sounds as `masking/...` (uploaded wait
     # audio goes below it); empty: the sounds directory of the Asterisk we run.
@@ -284,6 +286,8 @@ class Settings:
             raise ConfigError(f"MASKING_DIALED_NUMBER_RULES: {exc}") from None
         if self.recording_format not in {"wav", "gsm", "sln"}:
             raise ConfigError("MASKING_RECORDING_FORMAT must be one of wav, gsm, sln")
+        if self.event_loop not in {"uvloop", "asyncio"}:
+            raise ConfigError("MASKING_EVENT_LOOP must be uvloop or asyncio")
         if self.recording_tap not in {"mixmonitor", "snoop"}:
             raise ConfigError("MASKING_RECORDING_TAP must be mixmonitor or snoop")
         if not re.fullmatch(r"[A-Za-z0-9._~-]*", self.agi_secret):

@@ -132,3 +132,25 @@ def test_the_admin_url_is_a_secret_never_recorded():
 
     assert "MASKING_DATABASE_ADMIN_URL" in SECRET_SETTINGS
     assert "MASKING_AUDIT_CHECKPOINT_URL" in UNDISCLOSED_SETTINGS
+
+
+def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for():
+    import asyncio
+
+    import uvloop
+
+    from bridge.cli import loop_factory
+
+    assert Settings.from_env({}).event_loop == "uvloop"
+    assert loop_factory("uvloop") is uvloop.new_event_loop and loop_factory("asyncio") is None
+    with asyncio.Runner(loop_factory=loop_factory("uvloop")) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop)
+    with pytest.raises(ConfigError, match="MASKING_EVENT_LOOP"):
+        Settings.from_env({"MASKING_EVENT_LOOP": "trio"})
+
+
+def test_the_recording_spool_is_shared_only_when_named():
+    assert Settings.from_env({}).shared_recording_spool is None
+    assert Settings.from_env({"MASKING_ASTERISK_RECORDING_DIR": ""}).shared_recording_spool is None
+    named = Settings.from_env({"MASKING_ASTERISK_RECORDING_DIR": "/var/spool/asterisk/recording"})
+    assert named.shared_recording_spool == Path("/var/spool/asterisk/recording")
