@@ -279,6 +279,9 @@ def test_a_masked_call_through_the_compose_stack_is_bridged_recorded_and_sealed(
                                    compose_stack.workdir / Path(recording["storage_path"]).name)
     seconds, level = recording_level(compose_stack, {**recording, "storage_path": str(local)})
     assert seconds > 2 and level > 200, (seconds, level)
+    # Sealed from Asterisk's spool, on the volume the two containers share: never downloaded over ARI.
+    downloads = 'masking_ari_requests_total{operation="GET /recordings/stored/{id}/file",outcome="ok"}'
+    assert compose_stack.metric(downloads) is None, "the bridge downloaded the recording: it does not share the spool"
 
 
 def tone_wav(seconds: float = 1.0, rate: int = 8000) -> bytes:
