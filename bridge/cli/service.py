@@ -11,6 +11,7 @@ import os
 import sys
 from dataclasses import replace
 
+from bridge import memory
 from bridge.cli.common import EXIT_FAILED, command, group, open_store
 from bridge.config import Settings, require_strong_secrets
 from bridge.privacy.crypto import KeyRing
@@ -37,6 +38,7 @@ async def cmd_serve(settings: Settings, args) -> int:
     require_strong_secrets(settings)
     if args.migrate:
         await cmd_db_upgrade(settings, args)
+    memory.snapshot_on_signal(asyncio.get_running_loop(), settings.state_dir)  # SIGUSR2, under PYTHONTRACEMALLOC
     await serve(settings)
     return 0
 
@@ -81,6 +83,7 @@ async def cmd_run(settings: Settings, args) -> int:
           f"counterparts dialed at {settings.asterisk.outbound_host}:{settings.asterisk.outbound_port}; "
           f"HTTP API http://{settings.http_host}:{settings.http_port}; console log {asterisk.console_log}",
           file=sys.stderr)
+    memory.snapshot_on_signal(asyncio.get_running_loop(), settings.state_dir)
     try:
         await serve(settings)
     finally:
