@@ -10,8 +10,8 @@ import asyncio
 import json
 import random
 import re
-from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
 
 import aiohttp
 
@@ -43,7 +43,9 @@ class Channel:
 
 @dataclass(frozen=True)
 class Event:
-    """The fields of an ARI event the bridge acts on; `raw` keeps the rest."""
+    """The fields of an ARI event the bridge acts on, and no more: a call keeps
+    some events (its StasisStart, the Dial that answered) for its whole length,
+    and the decoded JSON of one is several times these fields (bench.memory)."""
 
     type: str
     channel: Channel | None = None
@@ -56,7 +58,8 @@ class Event:
     playback_id: str | None = None
     digit: str | None = None  # ChannelDtmfReceived
     soft_hangup: int | None = None  # a soft ChannelHangupRequest's AST_SOFTHANGUP_* flags
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
+    playback_state: str | None = None  # "done", "failed", ... (PlaybackFinished)
+    timestamp: str | None = None  # when Asterisk raised it (ISO 8601, as ARI writes it)
 
     @property
     def channel_ids(self) -> set[str]:
@@ -84,8 +87,15 @@ def parse_event(data: dict) -> Event:
         recording_name=(data.get("recording") or {}).get("name"),
         playback_id=(data.get("playback") or {}).get("id"),
         digit=data.get("digit"),
-        raw=data,
+        playback_state=(data.get("playback") or {}).get("state"),
+        timestamp=data.get("timestamp"),
     )
+
+
+class Inbox(Protocol):
+    """Where a call's events go (asyncio.Queue, or the calls' own Mailbox)."""
+
+    def put_nowait(self, event: Event) -> None: ...
 
 
 class EventRouter:
@@ -97,11 +107,11 @@ class EventRouter:
     """
 
     def __init__(self, on_new_channel: Callable[[Event], None]):
-        self._owners: dict[str, asyncio.Queue[Event]] = {}
+        self._owners: dict[str, Inbox] = {}
         self._entered: set[str] = set()  # owned channels whose StasisStart was seen
         self._on_new_channel = on_new_channel
 
-    def register(self, channel_id: str, queue: asyncio.Queue[Event]) -> None:
+    def register(self, channel_id: str, queue: Inbox) -> None:
         self._owners[channel_id] = queue
 
     def unregister(self, channel_id: str) -> None:

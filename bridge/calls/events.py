@@ -6,6 +6,7 @@ import time
 from typing import Callable
 
 from bridge.ari import AriClient, AriError, Event, EventRouter
+from bridge.calls.mailbox import Mailbox
 from bridge.logs import get_logger
 
 log = get_logger("bridge.calls")
@@ -36,7 +37,7 @@ class CallEvents:
 
     def __init__(self, router: EventRouter):
         self.router = router
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.queue: Mailbox[Event] = Mailbox()
         self.channels: set[str] = set()
         self.gone: dict[str, int | None] = {}  # channel id -> hangup cause (if known)
         self.gone_order: list[str] = []

@@ -69,4 +69,4 @@ def played_to_end(outcome) -> bool:
     """A notice whose sound could not be played ends as `failed` (a
     PlaybackFailed event, or PlaybackFinished in state failed): not heard."""
     return (outcome is not None and outcome.type == "PlaybackFinished"
-            and (outcome.raw.get("playback") or {}).get("state") != "failed")
+            and outcome.playback_state != "failed")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import deque
 from typing import Any
 
 from dataclasses import asdict
 
+from bridge.calls.mailbox import Mailbox
 from bridge.calls.spool import Spool, apply
 from bridge.recordings import StoredRecording
 from bridge.store import Store
@@ -35,8 +35,7 @@ class CallRow:
         self.log = log
         self.spool = spool
         self.spooled = False  # once a write is spooled, the later ones follow it there
-        self._queue: deque[tuple[str, dict[str, Any]] | None] = deque()
-        self._queued = asyncio.Event()
+        self._queue: Mailbox[tuple[str, dict[str, Any]] | None] = Mailbox()
         self._task = asyncio.create_task(self._drain())
         self.fields: dict[str, Any] = dict(resumed_fields or {})  # the row as described so far
 
@@ -73,20 +72,16 @@ class CallRow:
         await self._task
 
     def _put(self, item: tuple[str, dict[str, Any]] | None) -> None:
-        self._queue.append(item)
-        self._queued.set()
+        self._queue.put_nowait(item)
 
     async def _next(self) -> tuple[str, dict[str, Any]] | None:
         """The next write, with the row updates queued right behind it merged in."""
-        while not self._queue:
-            self._queued.clear()
-            await self._queued.wait()
-        item = self._queue.popleft()
+        item = await self._queue.get()
         if item is None or item[0] not in ("insert", "update"):
             return item
         operation, fields = item[0], dict(item[1])
-        while self._queue and self._queue[0] is not None and self._queue[0][0] == "update":
-            fields.update(self._queue.popleft()[1])
+        while not self._queue.empty() and self._queue.peek() is not None and self._queue.peek()[0] == "update":
+            fields.update(self._queue.get_nowait()[1])
         return operation, fields
 
     async def _drain(self) -> None:

@@ -96,8 +96,8 @@ async def recording_delays(events: CallEvents, left: str, right: str) -> tuple[i
     began: dict[str, datetime] = {}
 
     def started(e: Event) -> bool:
-        if e.type == "RecordingStarted" and e.recording_name in (left, right) and e.raw.get("timestamp"):
-            began[e.recording_name] = datetime.strptime(e.raw["timestamp"], ASTERISK_TIME)
+        if e.type == "RecordingStarted" and e.recording_name in (left, right) and e.timestamp:
+            began[e.recording_name] = datetime.strptime(e.timestamp, ASTERISK_TIME)
         return len(began) == 2
 
     await events.wait_for(started, RECORDING_SETTLE)

@@ -57,7 +57,15 @@ def test_recording_finished_names_the_recording_and_its_channel():
 def test_playback_finished_names_the_playback_and_its_channel():
     e = parse_event({"type": "PlaybackFinished",
                      "playback": {"id": "pb-1", "target_uri": "channel:1764043000.12", "state": "done"}})
-    assert (e.playback_id, e.target_id) == ("pb-1", "1764043000.12")
+    assert (e.playback_id, e.target_id, e.playback_state) == ("pb-1", "1764043000.12", "done")
+
+
+def test_an_event_keeps_its_fields_not_its_json():
+    """A call holds some events for its whole length: the decoded JSON is not kept with them."""
+    e = parse_event({"type": "RecordingStarted", "timestamp": "2026-12-06T03:50:00.123+0000",
+                     "recording": {"name": "call-1", "target_uri": "channel:call-1-caller"}})
+    assert e.timestamp == "2026-12-06T03:50:00.123+0000"
+    assert not any(isinstance(value, dict) for value in vars(e).values())
 
 
 def test_media_on_a_bridge_has_no_target_channel():

@@ -389,7 +389,7 @@ def test_a_notice_whose_sound_failed_to_play_was_not_heard():
     from bridge.ari import Event
     from bridge.calls.notice import played_to_end
 
-    finished = Event("PlaybackFinished", playback_id="p", raw={"playback": {"id": "p", "state": "done"}})
-    failed = Event("PlaybackFinished", playback_id="p", raw={"playback": {"id": "p", "state": "failed"}})
+    finished = Event("PlaybackFinished", playback_id="p", playback_state="done")
+    failed = Event("PlaybackFinished", playback_id="p", playback_state="failed")
     assert played_to_end(finished) and not played_to_end(failed)
     assert not played_to_end(Event("PlaybackFailed", playback_id="p")) and not played_to_end(None)
