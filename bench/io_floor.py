@@ -27,6 +27,7 @@ from pathlib import Path
 from bench.stack import bench_stack
 from bridge.ari.client import AriClient, AriNotFound
 from bridge.calls.spool import apply
+from bridge.cli import loop_factory
 from bridge.store import Store
 from tests.support.stack import Stack
 
@@ -82,7 +83,8 @@ def main() -> int:
     args = parser.parse_args()
     with bench_stack(Path(tempfile.mkdtemp(prefix="masking-io-floor-")), args.in_flight) as stack:
         for name, measure in (("ARI request (aiohttp, 404)", ari_requests), ("call-row update (asyncpg)", row_updates)):
-            cpu = asyncio.run(measure(stack, args.operations, args.in_flight))
+            with asyncio.Runner(loop_factory=loop_factory(stack.settings.event_loop)) as runner:  # the service's loop
+                cpu = runner.run(measure(stack, args.operations, args.in_flight))
             print(f"{name}: {args.operations} with {args.in_flight} in flight, "
                   f"{cpu:.2f} CPU-s, {cpu / args.operations * 1e6:.0f} us per operation")
     return 0

@@ -27,7 +27,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.profile import Profiler, RssWatch, ari_traffic, asterisk_pids, report, rss_trend, scrape, usage
+from bench.profile import (Profiler, RssWatch, ari_traffic, asterisk_pids, report, rss_trend, scrape, system_seconds,
+                           usage)
 from bench.stack import bench_stack, invite_times, summary
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
@@ -179,7 +180,7 @@ def main() -> int:
                 since = datetime.now().astimezone()
             inserted, updated = asyncio.run(row_writes(stack))
             parts = {"service": [stack.service.pid], "asterisk": asterisk_pids(stack.asterisk)}
-            before = usage(parts)
+            before, kernel_before = usage(parts), system_seconds(stack.service.pid)
             metrics_url = f"http://{stack.settings.http_host}:{stack.settings.http_port}/metrics"
             scraped = scrape(metrics_url)
             rss = RssWatch(stack.service.pid, args.rss_every or 1.0)
@@ -192,6 +193,7 @@ def main() -> int:
                     code, elapsed = load(stack, workdir, args.calls, args.rate, args.concurrent, args.talk_ms)
             counts = asyncio.run(far_end_counts(stack, since))
             used = {part: seconds - before[part] for part, seconds in usage(parts).items()}
+            service_kernel = system_seconds(stack.service.pid) - kernel_before
             traffic = ari_traffic(scraped, scrape(metrics_url), counts["calls"])
             time.sleep(STATS_FLUSH_SECONDS)
             inserted_after, updated_after = asyncio.run(row_writes(stack))
@@ -206,7 +208,8 @@ def main() -> int:
             print(f"  call-row writes: {inserted_after - inserted} inserts, {updated_after - updated} updates "
                   f"({(updated_after - updated) / max(1, counts['calls']):.1f} updates per call)")
             print("  cpu: " + ", ".join(f"{part} {seconds:.1f} s ({seconds / max(1, counts['calls']) * 1000:.0f} ms"
-                                        " per call)" for part, seconds in used.items()))
+                                        " per call)" for part, seconds in used.items())
+                  + f"; the service's in the kernel: {service_kernel:.1f} s")
             print("\n".join(f"  {line}" for line in traffic))
             if warm_peak is not None:
                 extra = args.concurrent - args.warmup_concurrent

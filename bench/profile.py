@@ -37,6 +37,16 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / TICKS
 
 
+def system_seconds(pid: int) -> float:
+    """The part of `cpu_seconds` spent in the kernel (system calls: on
+    loopback a socket write also runs the receiving side's TCP path)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[12]) + int(fields[14])) / TICKS
+
+
 def pids_of(pattern: str) -> list[int]:
     """Processes whose command line holds `pattern` (pgrep -f)."""
     found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
