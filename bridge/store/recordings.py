@@ -61,25 +61,25 @@ class Recordings:
         self.db = db
 
     async def insert(self, row: RecordingRow) -> None:
-        """The recording and its wrapped key together, or neither."""
-        async def insert(conn):
-            async with conn.transaction():
-                # Collected after its session was erased (a process died between the
-                # hangup and the move): born shredded, its key never stored. The
-                # session locked first: an erasure at this moment commits before
-                # this reads it, or waits and then finds this recording to shred.
-                erased = await conn.fetchval(
-                    "SELECT s.anonymised_at IS NOT NULL FROM calls c JOIN masking_sessions s ON s.id = c.session_id"
-                    " WHERE c.id = $1 FOR SHARE OF s", row.call_id)
-                await conn.execute(
-                    "INSERT INTO recordings (id, call_id, storage_path, format, bytes, duration_seconds, sha256,"
-                    " sealed, shredded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN now() END)",
-                    row.id, row.call_id, row.storage_path, row.format, row.bytes, row.duration_seconds,
-                    row.sha256, row.wrapped_key is not None, bool(erased))
-                if row.wrapped_key is not None and not erased:
-                    await insert_key_in(conn, row.id, Sealed(row.key_id, row.wrapped_key))
-
-        await self.db.run(insert)
+        """The recording and its wrapped key together, or neither: one
+        statement (one round trip, not five, at the end of every recorded call).
+        Collected after its session was erased (a process died between the
+        hangup and the move), it is born shredded, its key never stored. The
+        session is locked first: an erasure at this moment commits before this
+        reads it, or waits and then finds this recording to shred."""
+        await self.db.run(lambda conn: conn.execute(
+            "WITH erased AS ("
+            "  SELECT s.anonymised_at IS NOT NULL AS erased FROM calls c"
+            "  JOIN masking_sessions s ON s.id = c.session_id WHERE c.id = $2 FOR SHARE OF s"
+            "), inserted AS ("
+            "  INSERT INTO recordings (id, call_id, storage_path, format, bytes, duration_seconds, sha256, sealed,"
+            "   shredded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $9::bytea IS NOT NULL,"
+            "   CASE WHEN coalesce((SELECT erased FROM erased), false) THEN now() END)"
+            "  RETURNING id, shredded_at"
+            ") INSERT INTO recording_keys (recording_id, key_id, wrapped_key)"
+            " SELECT id, $8, $9 FROM inserted WHERE shredded_at IS NULL AND $9::bytea IS NOT NULL",
+            row.id, row.call_id, row.storage_path, row.format, row.bytes, row.duration_seconds, row.sha256,
+            row.key_id, row.wrapped_key))
 
     async def get(self, recording_id: uuid.UUID, account_id: uuid.UUID | None = None) -> dict:
         row = await self.db.run(lambda conn: conn.fetchrow(
