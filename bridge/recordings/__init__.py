@@ -139,8 +139,8 @@ def in_spool(shared: Path | None, name: str, fmt: str) -> Path | None:
 
 def seal_from_spool(src: Path, dest: Path, fmt: str, keys: KeyRing) -> tuple[StoredRecording, bool]:
     """Seal Asterisk's file `src` beside `dest` and remove it; returns the
-    recording and whether the file is gone (False: Asterisk's user owns the
-    folder, so ARI must delete it). FileNotFoundError: taken meanwhile."""
+    recording and whether the file is gone (see `_removed`). FileNotFoundError:
+    taken meanwhile."""
     size = src.stat().st_size
     duration = finished_duration(src, size, fmt)
     recording_id, sealed = uuid.uuid4(), sealed_path(dest)
@@ -149,13 +149,15 @@ def seal_from_spool(src: Path, dest: Path, fmt: str, keys: KeyRing) -> tuple[Sto
 
 
 def _removed(path: Path) -> bool:
+    """Whether Asterisk's file is gone; False where this host may read its
+    spool but not change it (another owner, a read-only mount): ARI deletes it."""
     try:
         path.unlink()
-        return True
     except FileNotFoundError:
-        return True
-    except PermissionError:
+        pass
+    except OSError:
         return False
+    return True
 
 
 async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing,

@@ -176,3 +176,23 @@ async def test_a_recording_not_in_the_shared_folder_is_downloaded_over_ari_and_d
 
     assert opened(stored, keys) == audio
     assert ari.requests == [("download", "call-3"), ("delete", "call-3")] and ari.files == {}
+
+
+async def test_a_spool_this_host_may_read_but_not_change_leaves_the_delete_to_ari(tmp_path, monkeypatch):
+    from bridge.privacy.crypto import KeyRing
+    from bridge.recordings import collect
+
+    spool, audio = tmp_path / "spool", make_wav(1.0)
+    spool.mkdir()
+    (spool / "call-4.wav").write_bytes(audio)
+    ari = DownloadingAri({"call-4": audio})
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    stored = await collect(ari, "call-4", tmp_path / "store" / "call-4.wav", "wav", KeyRing.generate(), shared=spool)
+    monkeypatch.undo()
+
+    assert stored.sha256 == hashlib.sha256(audio).hexdigest()
+    assert ari.requests == [("delete", "call-4")]
