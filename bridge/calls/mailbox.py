@@ -36,16 +36,12 @@ class Mailbox(Generic[T]):
         """The oldest item (IndexError if none)."""
         return self._items.pop(0)
 
-    async def wait(self) -> None:
-        """Until there is an item (one reader at a time)."""
+    async def get(self) -> T:
+        """The oldest item, once there is one (one reader at a time)."""
         while not self._items:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-
-    async def get(self) -> T:
-        """The oldest item, once there is one (one reader at a time)."""
-        await self.wait()
         return self._items.pop(0)

@@ -3,12 +3,10 @@
 Writes go through a queue drained by one task, in order (an event never
 overtakes the row it reports), so call control never waits on the database;
 a write the database refuses for a few seconds goes to the spool, to be
-replayed when it is back. Row writes are coalesced: a write waits up to
-`LINGER` for the changes that follow it (a step's burst: the counterpart's
-notice, its answer, the bridge and the recording's start come milliseconds
-apart), and whatever queued while the previous write ran goes in with it, as
-one statement. A recorded call writes its row 4 times instead of 8; a row is
-at most `LINGER` behind the call, less than a write's own time under load.
+replayed when it is back. Row writes waiting together are coalesced: the
+burst of changes a step makes (and whatever queued while the previous write
+ran) goes in as one statement, so a call holds a pooled connection as
+rarely as it can.
 """
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ from bridge.store.errors import StoreUnavailable
 from bridge.store.recordings import RecordingRow
 
 RETRY_DELAYS = (0.2, 0.5, 1.0)  # then the write goes to the spool
-LINGER = 0.025  # seconds a row write waits for the next changes of the same step
 
 
 class CallRow:
@@ -78,23 +75,14 @@ class CallRow:
         self._queue.put_nowait(item)
 
     async def _next(self) -> tuple[str, dict[str, Any]] | None:
-        """The next write, with the row updates that follow within `LINGER` merged in;
-        anything else next (an event, the recording, the end) is written after it at once."""
+        """The next write, with the row updates queued right behind it merged in."""
         item = await self._queue.get()
         if item is None or item[0] not in ("insert", "update"):
             return item
         operation, fields = item[0], dict(item[1])
-        deadline = asyncio.get_running_loop().time() + LINGER
-        while True:
-            while not self._queue.empty() and self._queue.peek() is not None and self._queue.peek()[0] == "update":
-                fields.update(self._queue.get_nowait()[1])
-            if not self._queue.empty():
-                return operation, fields
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._queue.wait()
-            except TimeoutError:
-                return operation, fields
+        while not self._queue.empty() and self._queue.peek() is not None and self._queue.peek()[0] == "update":
+            fields.update(self._queue.get_nowait()[1])
+        return operation, fields
 
     async def _drain(self) -> None:
         while (item := await self._next()) is not None:
