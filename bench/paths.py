@@ -25,8 +25,10 @@ the wire: the caller's INVITE sent to its 200 OK received, and post-dial delay
 (the caller's INVITE sent to the counterpart's INVITE received; SIPp's message
 logs, one clock). CPU seconds per call from /proc for Asterisk, the process
 serving the path (the service, or `serve-agi`), and the PostgreSQL backends of
-this stack's database; the serving process's RSS per concurrent call from its
-peak over its idle size.
+this stack's database, after --warmup calls on the freshly started process
+(its pools, connections and lazily loaded code are not a call's cost); the
+serving process's RSS per concurrent call from its peak over its idle size
+(`bench.memory` measures memory per active call properly).
 
     .venv/bin/python -m bench.paths --concurrent 50 100 150 200
 """
@@ -246,8 +248,11 @@ def serving(stack: Stack, workdir: Path, path: str):
     yield stack.service.pid
 
 
-def step(stack: Stack, workdir: Path, path: str, record: bool, concurrent: int, rate: float, talk_ms: int) -> Step:
+def step(stack: Stack, workdir: Path, path: str, record: bool, concurrent: int, rate: float, talk_ms: int,
+         warmup: int = 0) -> Step:
     with serving(stack, workdir, path) as pid:
+        if warmup:  # a fresh process's first calls open pools and connections and load code: not a call's cost
+            _step(stack, workdir, path, record, pid, max(1, warmup // 2), rate, 1000)
         return _step(stack, workdir, path, record, pid, concurrent, rate, talk_ms)
 
 
@@ -308,6 +313,8 @@ def main() -> int:
                         help="sessions recorded, not, or both (ari-snoop only recorded: unrecorded it is ari)")
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--talk-ms", type=int, help="default: long enough for the step's concurrency at the rate")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="calls placed on each path's freshly started process before the step is measured")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-bench-paths-"))
@@ -328,7 +335,7 @@ def main() -> int:
                 for path in args.paths:
                     if path == "ari-snoop" and not record:
                         continue
-                    result = step(stack, workdir, path, record, concurrent, args.rate, talk_ms)
+                    result = step(stack, workdir, path, record, concurrent, args.rate, talk_ms, args.warmup)
                     steps.append(result)
                     print(table([result]).splitlines()[-1], flush=True)
                     channels, bridges = stack.leftovers(15)
