@@ -28,23 +28,25 @@ TICKS = os.sysconf("SC_CLK_TCK")
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children that were waited for."""
+def _cpu_ticks(pid: int) -> list[int]:
+    """utime, stime, cutime, cstime of a process from /proc (zeros once it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / TICKS
+        return [0, 0, 0, 0]
+    return [int(f) for f in fields[11:15]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children that were waited for."""
+    return sum(_cpu_ticks(pid)) / TICKS
 
 
 def system_seconds(pid: int) -> float:
     """The part of `cpu_seconds` spent in the kernel (system calls: on
     loopback a socket write also runs the receiving side's TCP path)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[12]) + int(fields[14])) / TICKS
+    _, stime, _, cstime = _cpu_ticks(pid)
+    return (stime + cstime) / TICKS
 
 
 def pids_of(pattern: str) -> list[int]:
