@@ -4,9 +4,8 @@ Started with `PYTHONTRACEMALLOC=1` (Python traces its own allocations, at a
 cost in CPU: for diagnosis, not for everyday running), the service writes a
 `tracemalloc` snapshot of its live allocations on SIGUSR2, into its state
 folder as `memory-<pid>-<n>.tracemalloc`. Two snapshots, taken with different
-numbers of calls up, say what each call holds (`bench.masked_calls
---memory-snapshots` compares them). A snapshot holds file names, line numbers
-and sizes: no data.
+numbers of calls up, say what each call holds (`bench.memory --tracemalloc`
+compares them). A snapshot holds file names, line numbers and sizes: no data.
 """
 from __future__ import annotations
 
