@@ -154,7 +154,8 @@ class FallbackAgi:
 
     async def finish(self, request) -> None:
         values = {}
-        for name in ("MASKING_CALL_ID", "DIALSTATUS", "ANSWEREDTIME", "HANGUPCAUSE", "MASKING_LIMIT"):
+        for name in ("MASKING_CALL_ID", "DIALSTATUS", "ANSWEREDTIME", "HANGUPCAUSE", "MASKING_LIMIT",
+                     "MASKING_RECORDED"):
             result = await request.send_command(f"GET VARIABLE {name}")
             values[name] = result.get("result", ("", ""))[1] if result.get("result", ("0",))[0] == "1" else ""
         try:
@@ -182,16 +183,16 @@ class FallbackAgi:
                     fields.update(disposition="time_limit", hangup_by="system")
         row.update(**fields)
         clog.info("call.ended", disposition=fields.get("disposition"))
-        if stored is not None and stored["recorded"] and status == "ANSWER":
+        if status == "ANSWER" and recorded(stored, values["MASKING_RECORDED"]):
             await self._store_recording(call_id, row, clog)
         await row.close()
 
     async def _stored(self, call_id: uuid.UUID) -> dict | None:
         """The row `route` wrote (and the counterpart's notice completed), to
         check that `finish` completes only the fallback call of this channel.
-        None when it is not there yet (its insert waits in the spool while the
-        database is down): that call cannot be told apart, and is finished as
-        named, without its recording (nothing says both parties consented)."""
+        None when it cannot be read (the database is down, or its insert waits
+        in the spool): that call is finished as named, and the channel says
+        whether it was recorded (`recorded`)."""
         try:
             return await self.store.calls.get(call_id)
         except (NotFound, StoreUnavailable):
@@ -210,3 +211,13 @@ class FallbackAgi:
             return
         row.recording(stored)
         clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))
+
+
+def recorded(stored: dict | None, channel_says: str) -> bool:
+    """Whether a finished fallback call has a recording to collect: its row
+    says so; or, when the row cannot be read, the caller's channel does
+    (MASKING_RECORDED, set by the dialplan only once MixMonitor started after
+    both notices, extensions.conf), so an outage at hang-up loses no recording."""
+    if stored is not None:
+        return bool(stored["recorded"])
+    return channel_says == "1"

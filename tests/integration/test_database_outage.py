@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import new_parties, wait_for_call_row
-from tests.integration.test_faults import Background, bridged, wait_until
+from tests.integration.test_faults import Background, bridged, fastagi_fallback, wait_until
 from tests.integration.test_masked_call import assert_no_leftovers, sealed_audio
 from tests.support.postgres import Cluster
 from tests.support.stack import running_stack
@@ -73,3 +73,37 @@ def test_a_bridged_call_goes_on_when_the_database_dies_and_its_record_is_complet
     assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
     sealed_audio(stack, row["recording"])  # replayed from the spool with its wrapped key: it opens
     assert '"call.row_spooled"' in stack.service_log.read_text()
+
+
+def both_up(stack) -> bool:
+    """A fallback call is bridged once the caller's channel is answered too
+    (Dial answers it only after the counterpart's notice)."""
+    channels = stack.ari("GET", "/channels")
+    return len(channels) == 2 and all(c["state"] == "Up" for c in channels)
+
+
+def test_a_fallback_call_ending_while_the_database_is_down_keeps_its_recording(
+        outage, place_call, database_back, tmp_path):
+    """`finish` cannot read the row then; the caller's channel says both
+    parties heard the notice out and MixMonitor runs (MASKING_RECORDED)."""
+    stack, cluster = outage
+    try:
+        with fastagi_fallback(stack, tmp_path / "agi.log"):
+            parties = new_parties(stack)
+            call = Background(place_call, parties.a, parties.virtual_number, via=stack, uas="uas_answer.xml",
+                              talk_ms=5000)
+            wait_until(lambda: both_up(stack))
+
+            cluster.stop()
+            result = call.join()
+            assert result.caller.succeeded and result.counterpart.succeeded, "the call was dropped"
+            cluster.start()
+            row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
+            assert row["path"] == "agi" and row["disposition"] == "answered"
+            sealed_audio(stack, row["recording"])
+            assert '"recording.stored"' in (tmp_path / "agi.log").read_text()
+            assert_no_leftovers(stack)
+    finally:
+        if stack.service is None or stack.service.poll() is not None:
+            stack.service = None
+            stack.start_service()
