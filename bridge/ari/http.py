@@ -142,16 +142,13 @@ class HttpPool:
             try:
                 async with asyncio.timeout(self.timeout):
                     connection, reused = await self._connection()
-                    try:
-                        return await self._exchange(connection, request)
-                    except _Closed as closed:
-                        if not reused or closed.answered:
-                            raise HttpUnavailable("server_disconnected") from None
-                    connection, _ = await self._connection(fresh=True)
-                    try:
-                        return await self._exchange(connection, request)
-                    except _Closed:
-                        raise HttpUnavailable("server_disconnected") from None
+                    while True:  # at most twice: a fresh connection is not retried
+                        try:
+                            return await self._exchange(connection, request)
+                        except _Closed as closed:
+                            if not reused or closed.answered:
+                                raise HttpUnavailable("server_disconnected") from None
+                        connection, reused = await self._connection(fresh=True)
             except TimeoutError:
                 raise HttpUnavailable("timeout") from None
 
