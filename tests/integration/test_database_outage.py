@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import new_parties, wait_for_call_row
-from tests.integration.test_faults import Background, bridged, fastagi_fallback, wait_until
+from tests.integration.test_faults import Background, bridged, ensure_service, fastagi_fallback, wait_until
 from tests.integration.test_masked_call import assert_no_leftovers, sealed_audio
 from tests.support.postgres import Cluster
 from tests.support.stack import running_stack
@@ -55,21 +55,27 @@ def test_a_caller_arriving_while_the_database_is_down_hears_a_prompt_and_the_row
     assert row["disposition"] == "rejected" and row["reject_reason"] == "database_unavailable"
 
 
-def test_a_bridged_call_goes_on_when_the_database_dies_and_its_record_is_complete_after(
-        outage, place_call, database_back):
-    stack, cluster = outage
+def recorded_call_through_an_outage(stack, cluster, place_call, connected) -> dict:
+    """A recorded call placed, PostgreSQL stopped once `connected()`, the call
+    talked out (neither side dropped, nothing left in Asterisk), PostgreSQL
+    started again: the call's row once it has its recording."""
     parties = new_parties(stack)
     call = Background(place_call, parties.a, parties.virtual_number, via=stack, uas="uas_answer.xml",
                       talk_ms=5000)
-    wait_until(lambda: bridged(stack))
+    wait_until(connected)
 
     cluster.stop()
     result = call.join()
     assert result.caller.succeeded and result.counterpart.succeeded, "the call was dropped"
     assert_no_leftovers(stack)
     cluster.start()
+    return wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
 
-    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
+
+def test_a_bridged_call_goes_on_when_the_database_dies_and_its_record_is_complete_after(
+        outage, place_call, database_back):
+    stack, cluster = outage
+    row = recorded_call_through_an_outage(stack, cluster, place_call, lambda: bridged(stack))
     assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
     sealed_audio(stack, row["recording"])  # replayed from the spool with its wrapped key: it opens
     assert '"call.row_spooled"' in stack.service_log.read_text()
@@ -89,21 +95,9 @@ def test_a_fallback_call_ending_while_the_database_is_down_keeps_its_recording(
     stack, cluster = outage
     try:
         with fastagi_fallback(stack, tmp_path / "agi.log"):
-            parties = new_parties(stack)
-            call = Background(place_call, parties.a, parties.virtual_number, via=stack, uas="uas_answer.xml",
-                              talk_ms=5000)
-            wait_until(lambda: both_up(stack))
-
-            cluster.stop()
-            result = call.join()
-            assert result.caller.succeeded and result.counterpart.succeeded, "the call was dropped"
-            cluster.start()
-            row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
+            row = recorded_call_through_an_outage(stack, cluster, place_call, lambda: both_up(stack))
             assert row["path"] == "agi" and row["disposition"] == "answered"
             sealed_audio(stack, row["recording"])
             assert '"recording.stored"' in (tmp_path / "agi.log").read_text()
-            assert_no_leftovers(stack)
     finally:
-        if stack.service is None or stack.service.poll() is not None:
-            stack.service = None
-            stack.start_service()
+        ensure_service(stack)

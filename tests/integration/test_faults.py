@@ -88,12 +88,17 @@ def fastagi_fallback(stack, log_path: Path):
         agi.wait(timeout=20)
 
 
-@pytest.fixture
-def restore_service(stack):
-    yield
+def ensure_service(stack) -> None:
+    """The stack's service running again, whatever a test did to it."""
     if stack.service is None or stack.service.poll() is not None:
         stack.service = None
         stack.start_service()
+
+
+@pytest.fixture
+def restore_service(stack):
+    yield
+    ensure_service(stack)
 
 
 def test_a_bridged_call_keeps_talking_while_the_ari_websocket_is_down(stack, place_call, restore_service):
