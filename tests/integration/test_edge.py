@@ -165,14 +165,42 @@ def test_kill_9_of_a_node_new_calls_reach_the_other_its_calls_end_interrupted_an
     assert not query(edge.dsn, "SELECT id FROM calls WHERE virtual_number = $1 AND disposition = 'in_progress'"
                                " AND asterisk_node = $2", talking.virtual_number,
                      f"{edge.nodes['node1'].settings.ari_url}/{edge.nodes['node1'].settings.ari_app}")
+    # node2's two long calls end here, while their counterpart still answers;
+    # left up, RTP's timeout (60 s) would end them during a later test.
+    edge.nodes["node2"].asterisk.cli("channel request hangup all")
+    wait_until(lambda: not query(edge.dsn, "SELECT id FROM calls WHERE virtual_number = $1"
+                                           " AND disposition = 'in_progress'", talking.virtual_number), 30,
+               "node2's long calls finished")
     uac.stop()
 
     back = new_parties(edge)
     batch(edge, tmp_path, back.virtual_number, back.a, calls=4, talk_ms=1000, tag="back").wait(40)
-    uas.stop()
+    stop_counterpart(edge, uas, back.virtual_number)
     rows = finished_rows(edge, back.virtual_number, 4)
     assert [r["disposition"] for r in rows] == ["answered"] * 4
     assert "node1" in {edge.node_of(r) for r in rows}, "node1 takes no call after coming back"
+
+
+def stop_counterpart(edge: EdgeStack, uas: Sipp, *virtual_numbers: str) -> None:
+    """Stop the counterpart once every call to it ended and it answered each BYE.
+
+    The next test's counterpart listens on the same port: a BYE this one missed
+    is retransmitted to it, and SIPp takes it for a call of its own, one fewer
+    for the calls that test counts. Rows finished means every BYE was sent; a
+    message log quiet for longer than SIP's T1 (0.5 s) means none is being
+    retransmitted.
+    """
+    for number in virtual_numbers:
+        wait_until(lambda: not query(edge.dsn, "SELECT id FROM calls WHERE virtual_number = $1"
+                                               " AND disposition = 'in_progress'", number), 30,
+                   f"calls to {number} finished")
+    size, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < 1.5:
+        now = uas.message_file.stat().st_size if uas.message_file.exists() else 0
+        if now != size:
+            size, quiet_since = now, time.monotonic()
+        time.sleep(0.1)
+    uas.stop()
 
 
 def test_a_node_refusing_with_503_before_answering_is_skipped_and_the_call_connects_on_the_other(
