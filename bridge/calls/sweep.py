@@ -14,6 +14,13 @@ timer (MASKING_RECORDING_SWEEP_SECONDS), finds both:
   `GRACE_SECONDS` apart found it unknown while no row write waited in the
   spool (its call's row may be on its way). A recording still being written,
   or of a call in progress, is left alone.
+
+Before that, a FastAGI call whose caller's channel is gone while its row
+still says `in_progress` is closed as `interrupted`: `h` runs `finish` on the
+live channel, so the channel gone means `finish` never ran (the FastAGI
+server was down or died), and without this its row and recording would stay
+as they are for ever. Its recording, if the row says it was recorded, is then
+collected by the same pass.
 """
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ class SweepReport:
     collected: int = 0
     deleted: int = 0
     left: int = 0  # live, in progress, or unknown for less than the grace
+    fallback_closed: int = 0
 
 
 @dataclass
@@ -51,7 +59,8 @@ class Sweeper:
 
     async def sweep(self) -> SweepReport:
         report = SweepReport(partials_removed=await asyncio.to_thread(
-            remove_stale_partials, Path(self.deps.settings.recording_dir), self.grace))
+            remove_stale_partials, Path(self.deps.settings.recording_dir), self.grace),
+            fallback_closed=await close_fallback_calls_left(self.deps))
         names = await self.deps.ari.stored_recordings()
         calls = {name: call_id for name in names if (call_id := ids.call_of_recording(name))}
         states = await self.deps.store.calls.recording_states(sorted(set(calls.values())))
@@ -91,6 +100,18 @@ class Sweeper:
         return "delete"  # not to be recorded (opted out, not answered): nothing to keep
 
 
+async def close_fallback_calls_left(deps: CallDeps) -> int:
+    """Close the FastAGI calls of this node whose `finish` never ran."""
+    closed = 0
+    for row in await deps.store.calls.fallback_in_progress(deps.node):
+        if await deps.ari.channel_exists(row["caller_channel_id"]):
+            continue  # talking, or `finish` at work
+        if await deps.store.calls.close_unfinished_fallback(row["id"]):
+            log.warning("call.fallback_unfinished", call_id=str(row["id"]), disposition="interrupted")
+            closed += 1
+    return closed
+
+
 def remove_stale_partials(root: Path, older_than: float) -> int:
     """Remove downloads and sealings a dead process left unfinished."""
     removed, cutoff = 0, time.time() - older_than
@@ -113,9 +134,9 @@ async def sweep_forever(deps: CallDeps, interval: float) -> None:
     while True:
         try:
             report = await sweeper.sweep()
-            if report.partials_removed or report.collected or report.deleted:
+            if report.partials_removed or report.collected or report.deleted or report.fallback_closed:
                 log.info("recordings.swept", partials_removed=report.partials_removed, collected=report.collected,
-                         deleted=report.deleted, left=report.left)
+                         deleted=report.deleted, left=report.left, fallback_closed=report.fallback_closed)
         except (StoreUnavailable, AriError) as exc:
             log.warning("recordings.sweep_postponed", error=type(exc).__name__)
         except Exception as exc:  # a background task: say why, and try again next time

@@ -75,6 +75,23 @@ class Calls:
             asterisk_node))
         return [dict(r) for r in rows]
 
+    async def fallback_in_progress(self, asterisk_node: str) -> list[dict]:
+        """FastAGI calls on this node whose rows still say `in_progress`: the
+        sweep closes those whose caller's channel is gone (`finish` never ran)."""
+        rows = await self.db.run(lambda conn: conn.fetch(
+            "SELECT id, caller_channel_id FROM calls WHERE disposition = 'in_progress' AND asterisk_node = $1"
+            " AND path = 'agi' ORDER BY started_at", asterisk_node))
+        return [dict(r) for r in rows]
+
+    async def close_unfinished_fallback(self, call_id: uuid.UUID) -> bool:
+        """End a FastAGI call whose `finish` never ran as `interrupted`, unless
+        its row was finished meanwhile; a `finish` written later (replayed from
+        a spool) still overwrites this with what it knew."""
+        status = await self.db.run(lambda conn: conn.execute(
+            "UPDATE calls SET disposition = 'interrupted', hangup_by = 'system', ended_at = now()"
+            " WHERE id = $1 AND path = 'agi' AND disposition = 'in_progress'", call_id))
+        return status == "UPDATE 1"
+
     async def recording_states(self, call_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
         """For the sweep: each known call's progress, whether it was to be
         recorded, and how many recording rows it has."""

@@ -323,6 +323,35 @@ def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_promp
                  parties.virtual_number)[0]["n"] == 0
     assert_no_leftovers(stack)
 
+def test_a_fallback_call_whose_fastagi_server_died_is_closed_and_its_recording_sealed_by_the_next_service(
+        stack, place_call, restore_service, tmp_path):
+    """`serve-agi` killed -9 while a fallback call talks: Asterisk carries the
+    call on, but its `h` finds no FastAGI server, so nothing finishes the row
+    or collects MixMonitor's file. The next service's sweep must: the row ends
+    `interrupted`, the recording is sealed, no plaintext is left in the spool."""
+    parties = new_parties(stack)
+    with fastagi_fallback(stack, tmp_path / "agi.log") as agi:
+        call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=4000)
+        wait_until(lambda: len(channels := stack.ari("GET", "/channels")) == 2
+                   and all(c["state"] == "Up" for c in channels))
+        agi.kill()
+        agi.wait(timeout=10)
+        result = call.join()
+    assert result.caller.succeeded and result.counterpart.succeeded, "the call was dropped"
+    [row] = query(stack.dsn, "SELECT * FROM calls WHERE virtual_number = $1", parties.virtual_number)
+    assert row["path"] == "agi" and row["disposition"] == "in_progress" and row["recorded"]
+    left = stack.asterisk.recording_spool / f"call-{row['id']}.wav"
+    wait_until(left.exists)  # MixMonitor's plaintext, which nothing collected
+
+    ensure_service(stack)
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
+    assert row["disposition"] == "interrupted" and row["hangup_by"] == "system" and row["ended_at"]
+    assert float(row["recording"]["duration_seconds"]) > 2
+    sealed_audio(stack, row["recording"])
+    wait_until(lambda: not left.exists())
+    assert '"call.fallback_unfinished"' in stack.service_log.read_text()
+    assert_no_leftovers(stack)
+
 
 def test_an_asterisk_restart_is_noticed_its_calls_are_marked_interrupted_and_service_resumes(
         stack, place_call, restore_service):
