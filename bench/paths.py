@@ -31,6 +31,10 @@ serving process's RSS per concurrent call from its peak over its idle size
 (`bench.memory` measures memory per active call properly).
 
     .venv/bin/python -m bench.paths --concurrent 50 100 150 200
+
+With `--perf DIR`, Asterisk is sampled by `perf` during each step, and its
+CPU per call split by shared object and by symbol is written to DIR (where the
+ARI path's extra CPU goes: bench/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.masked_calls import provision, sipp_load
-from bench.profile import RssWatch, asterisk_pids, cpu_seconds, usage
+from bench.profile import PerfRecord, RssWatch, asterisk_pids, cpu_seconds, usage
 from bench.stack import percentile
 from bridge.config import Settings
 from bridge.store import Store
@@ -249,15 +253,15 @@ def serving(stack: Stack, workdir: Path, path: str):
 
 
 def step(stack: Stack, workdir: Path, path: str, record: bool, concurrent: int, rate: float, talk_ms: int,
-         warmup: int = 0) -> Step:
+         warmup: int = 0, perf: Path | None = None) -> Step:
     with serving(stack, workdir, path) as pid:
         if warmup:  # a fresh process's first calls open pools and connections and load code: not a call's cost
             _step(stack, workdir, path, record, pid, max(1, warmup // 2), rate, 1000)
-        return _step(stack, workdir, path, record, pid, concurrent, rate, talk_ms)
+        return _step(stack, workdir, path, record, pid, concurrent, rate, talk_ms, perf)
 
 
 def _step(stack: Stack, workdir: Path, path: str, record: bool, pid: int, concurrent: int, rate: float,
-          talk_ms: int) -> Step:
+          talk_ms: int, perf: Path | None = None) -> Step:
     calls = 2 * concurrent
     virtual, caller_number, _ = (VIRTUAL, CALLER, COUNTERPART) if record else UNRECORDED
     source = (PLAIN_SOURCE if record else PLAIN_UNRECORDED_SOURCE) if path == "plain" else None
@@ -266,7 +270,9 @@ def _step(stack: Stack, workdir: Path, path: str, record: bool, pid: int, concur
     parts = {"asterisk": asterisk_pids(stack.asterisk), "service": [pid]}
     before, pg_before = usage(parts), {p: cpu_seconds(p) for p in own_backends(stack)}
     since, since_wall = datetime.now().astimezone(), time.time()
-    with RssWatch(pid) as rss:
+    label = f"{path}-{'rec' if record else 'norec'}-{concurrent}"
+    profile = PerfRecord(parts["asterisk"] if perf else [], (perf or workdir) / f"{label}.data")
+    with RssWatch(pid) as rss, profile:
         uac.start()
         caller = uac.wait(calls / rate + talk_ms / 1000 + 120)
         counterpart = uas.wait(60)
@@ -279,10 +285,24 @@ def _step(stack: Stack, workdir: Path, path: str, record: bool, pid: int, concur
     used = {part: seconds - before[part] for part, seconds in usage(parts).items()}
     used["postgres"] = sum(cpu_seconds(p) - pg_before.get(p, 0.0) for p in own_backends(stack))
     answered, peak = far_end(counterpart)
+    if perf:
+        write_profile(profile, perf / f"{label}.txt", used["asterisk"] / max(1, calls) * 1000)
     return Step(path, record, concurrent, calls, answered, recorded, peak, wire_times(caller),
                 post_dial_delays(caller, counterpart),
                 {part: seconds / max(1, calls) * 1000 for part, seconds in used.items()},
                 max(0, rss.peak - rss.idle) / max(1, peak))
+
+
+def write_profile(profile: PerfRecord, out: Path, asterisk_ms_per_call: float) -> None:
+    """Asterisk's CPU per call split by shared object and by symbol (ms per
+    call = share of samples x the step's measured CPU per call)."""
+    lines = [f"Asterisk CPU per call: {asterisk_ms_per_call:.1f} ms", "", "by shared object:"]
+    lines += [f"  {share * asterisk_ms_per_call:6.2f} ms  {share:6.1%}  {name}" for share, name in profile.report("dso")]
+    lines += ["", "by symbol:"]
+    lines += [f"  {share * asterisk_ms_per_call:6.2f} ms  {share:6.1%}  {name}"
+              for share, name in profile.report("dso,sym", top=60)]
+    out.write_text("\n".join(lines) + "\n")
+    print(f"  Asterisk profile: {out}", flush=True)
 
 
 def table(steps: list[Step]) -> str:
@@ -315,7 +335,11 @@ def main() -> int:
     parser.add_argument("--talk-ms", type=int, help="default: long enough for the step's concurrency at the rate")
     parser.add_argument("--warmup", type=int, default=10,
                         help="calls placed on each path's freshly started process before the step is measured")
+    parser.add_argument("--perf", type=Path, metavar="DIR",
+                        help="record Asterisk with `perf` during each step; its CPU by shared object and symbol in DIR")
     args = parser.parse_args()
+    if args.perf:
+        args.perf.mkdir(parents=True, exist_ok=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-bench-paths-"))
     local = workdir / "asterisk-local"
@@ -335,7 +359,7 @@ def main() -> int:
                 for path in args.paths:
                     if path == "ari-snoop" and not record:
                         continue
-                    result = step(stack, workdir, path, record, concurrent, args.rate, talk_ms, args.warmup)
+                    result = step(stack, workdir, path, record, concurrent, args.rate, talk_ms, args.warmup, args.perf)
                     steps.append(result)
                     print(table([result]).splitlines()[-1], flush=True)
                     channels, bridges = stack.leftovers(15)

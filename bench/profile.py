@@ -260,3 +260,58 @@ def ari_traffic(before: dict, after: dict, calls: int) -> list[str]:
     per = lambda counter: ", ".join(f"{k} {v / calls:.1f}" for k, v in counter.most_common())  # noqa: E731
     return [f"ARI requests per call: {sum(requests.values()) / calls:.1f} ({per(requests)})",
             f"ARI events per call: {sum(events.values()) / calls:.1f} ({per(events)})"]
+
+
+class PerfRecord:
+    """`perf record` of native processes (Asterisk) while a load runs: where
+    their CPU goes by shared object (the kernel, libjansson, res_stasis,
+    chan_pjsip) and by symbol, sampled on the CPU clock (a VM has no hardware
+    counters). A benchmark tool like py-spy: Debian's `linux-perf`, or
+    `MASKING_PERF`; without it, nothing is recorded.
+
+    Recorded system-wide and read for the processes' threads by their names:
+    attached to Asterisk (`perf record -p`), perf stalls its threads while it
+    attaches to each (p95 INVITE->200 went from 1.2 to 6 s) and sometimes
+    quits when one ends meanwhile."""
+
+    def __init__(self, pids: list[int], out: Path, frequency: int = 499):
+        self.pids, self.out, self.frequency = pids, out, frequency
+        self.perf = os.environ.get("MASKING_PERF") or shutil.which("perf")
+        self.comms: set[str] = set()
+        self._process: subprocess.Popen | None = None
+
+    def _read_comms(self) -> None:
+        for pid in self.pids:
+            for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
+                try:
+                    self.comms.add(comm.read_text().strip())
+                except OSError:
+                    pass  # the thread ended
+
+    def __enter__(self) -> "PerfRecord":
+        if self.perf and self.pids:
+            self._read_comms()
+            self._process = subprocess.Popen(
+                [self.perf, "record", "-q", "-a", "-e", "cpu-clock", "-F", str(self.frequency), "-o", str(self.out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process is not None:
+            self._read_comms()
+            self._process.send_signal(signal.SIGINT)
+            self._process.wait(timeout=300)
+
+    def report(self, sort: str = "dso", top: int = 25) -> list[tuple[float, str]]:
+        """(share of these processes' samples, name) for the `top` entries by `sort` (`dso`, `dso,sym`)."""
+        if self._process is None or not self.out.exists():
+            return []
+        text = subprocess.run([self.perf, "report", "-i", str(self.out), "--sort", f"comm,{sort}", "--stdio"],
+                              capture_output=True, text=True).stdout
+        shares: Counter[str] = Counter()
+        for line in text.splitlines():
+            match = re.match(r"\s*([\d.]+)%\s+(\S+)\s+(.*\S)", line)
+            if match and not line.lstrip().startswith("#") and match[2] in self.comms:
+                shares[" ".join(match[3].split())] += float(match[1])  # summed over the threads' names
+        total = sum(shares.values()) or 1.0
+        return [(share / total, name) for name, share in shares.most_common(top)]

@@ -58,3 +58,33 @@ def test_ari_traffic_is_what_grew_between_two_scrapes_per_call():
     requests, events = ari_traffic(before, after, 10)
     assert requests == "ARI requests per call: 3.2 (POST /channels/{id}/play 2.2, POST /bridges 1.0)"
     assert events == "ARI events per call: 4.0 (StasisStart 2.0, ChannelDestroyed 2.0)"
+
+
+PERF_REPORT = """\
+# Samples: 9K of event 'cpu-clock'
+#
+# Overhead  Command   Shared Object
+# ........  ........  .............
+#
+    61.53%  swapper   [kernel.kallsyms]
+    14.00%  asterisk  [kernel.kallsyms]
+     5.00%  asterisk  asterisk
+     4.36%  sipp      [kernel.kallsyms]
+     0.50%  SIP       [kernel.kallsyms]
+     0.50%  asterisk  libjansson.so.4.15.1
+"""
+
+
+def test_a_perf_report_is_read_for_the_processes_threads_only_summed_over_their_names(tmp_path, monkeypatch):
+    from bench.profile import PerfRecord
+    perf = tmp_path / "perf"
+    perf.write_text(f"#!/bin/sh\ncat <<'END'\n{PERF_REPORT}END\n")
+    perf.chmod(0o755)
+    monkeypatch.setenv("MASKING_PERF", str(perf))
+    data = tmp_path / "asterisk.data"
+    data.write_bytes(b"")
+    record = PerfRecord([1], data)
+    record.comms, record._process = {"asterisk", "SIP"}, object()  # as after a recording
+    shares = record.report("dso")
+    assert [name for _, name in shares] == ["[kernel.kallsyms]", "asterisk", "libjansson.so.4.15.1"]
+    assert [round(share, 3) for share, _ in shares] == [0.725, 0.25, 0.025]  # of 20%: Asterisk's own samples
