@@ -297,10 +297,15 @@ class PerfRecord:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._process is not None:
-            self._read_comms()
-            self._process.send_signal(signal.SIGINT)
-            self._process.wait(timeout=300)
+        if self._process is None:
+            return
+        if self._process.poll() is not None:  # refused (perf_event_paranoid) or failed: say so, report nothing
+            print(f"perf record exited with {self._process.returncode}: no profile", file=sys.stderr)
+            self._process = None
+            return
+        self._read_comms()
+        self._process.send_signal(signal.SIGINT)
+        self._process.wait(timeout=300)
 
     def report(self, sort: str = "dso", top: int = 25) -> list[tuple[float, str]]:
         """(share of these processes' samples, name) for the `top` entries by `sort` (`dso`, `dso,sym`)."""

@@ -175,7 +175,9 @@ class FallbackAgi:
         fields = {"ended_at": ended, "dial_status": status or None,
                   "caller_hangup_cause": int(values["HANGUPCAUSE"]) if values["HANGUPCAUSE"].isdigit() else None}
         if status:  # it was dialed (a rejected call's row is complete already)
-            fields["disposition"] = DISPOSITIONS.get(status, "failed")
+            # hangup_by too, unknown here: the sweep may have closed the row as
+            # `interrupted` by the system while this write waited in a spool.
+            fields.update(disposition=DISPOSITIONS.get(status, "failed"), hangup_by=None)
             if status == "ANSWER" and values["ANSWEREDTIME"].isdigit():
                 talk = int(values["ANSWEREDTIME"])
                 fields.update(answered_at=ended - timedelta(seconds=talk), talk_seconds=talk)

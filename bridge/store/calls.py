@@ -88,7 +88,8 @@ class Calls:
         its row was finished meanwhile; a `finish` written later (replayed from
         a spool) still overwrites this with what it knew."""
         status = await self.db.run(lambda conn: conn.execute(
-            "UPDATE calls SET disposition = 'interrupted', hangup_by = 'system', ended_at = now()"
+            "UPDATE calls SET disposition = 'interrupted', hangup_by = coalesce(hangup_by, 'system'),"
+            " ended_at = coalesce(ended_at, now())"
             " WHERE id = $1 AND path = 'agi' AND disposition = 'in_progress'", call_id))
         return status == "UPDATE 1"
 

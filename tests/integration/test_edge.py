@@ -195,7 +195,9 @@ def stop_counterpart(edge: EdgeStack, uas: Sipp, *virtual_numbers: str) -> None:
                                                " AND disposition = 'in_progress'", number), 30,
                    f"calls to {number} finished")
     size, quiet_since = -1, time.monotonic()
+    deadline = quiet_since + 30
     while time.monotonic() - quiet_since < 1.5:
+        assert time.monotonic() < deadline, "the counterpart kept receiving messages after every call ended"
         now = uas.message_file.stat().st_size if uas.message_file.exists() else 0
         if now != size:
             size, quiet_since = now, time.monotonic()
