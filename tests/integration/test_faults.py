@@ -21,6 +21,7 @@ import pytest
 from tests.integration.conftest import new_parties, query, wait_for_call_row
 from tests.integration.test_masked_call import assert_no_leftovers, number_forms, recording_level, sealed_audio
 from tests.support.ports import free_port
+from tests.support.sipp import Sipp, render
 from tests.support.stack import REPO
 
 
@@ -244,8 +245,22 @@ def test_a_party_hearing_the_notice_when_the_service_is_killed_hears_it_again_an
     assert_no_leftovers(stack)
 
 
+def answer_the_unanswered_invite(stack, tmp_path, dialed: float) -> None:
+    """The newcomer's counterpart INVITE got no answer at all (the counterpart's
+    SIPp was busy): Asterisk retransmits it until SIP's Timer B, 32 s after
+    the dial, to the counterpart port every test shares, and a later test's
+    counterpart took it for its own call. Answer it busy now, once that SIPp is
+    gone, so that the transaction ends here."""
+    sink = Sipp(tmp_path, render("uas_status.xml", tmp_path, status="486", reason="Busy Here"), [], "unanswered",
+                port=stack.counterpart_port)
+    sink.start()
+    # Done at its first retransmission (at most 4 s apart); or, with no INVITE
+    # left to answer, when the window closes (the dial came up to 2 s after `dialed`).
+    sink.wait(max(1.0, dialed + 35 - time.monotonic()))
+
+
 def test_sigterm_lets_calls_in_progress_finish_and_sends_new_callers_to_the_fallback(
-        stack, place_call, restore_service):
+        stack, place_call, restore_service, tmp_path):
     talking, late = new_parties(stack), new_parties(stack)
     call = Background(place_call, talking.a, talking.virtual_number, uas="uas_answer.xml", talk_ms=5000)
     wait_until(lambda: bridged(stack))
@@ -253,10 +268,12 @@ def test_sigterm_lets_calls_in_progress_finish_and_sends_new_callers_to_the_fall
     service = stack.service
     service.terminate()
     time.sleep(0.5)
+    dialed = time.monotonic()
     newcomer = place_call(late.a, late.virtual_number, uac="uac_rejected.xml",
                           uac_values={"final_status": 480, "tag": "draining"})
     result = call.join()
     service.wait(timeout=20)
+    answer_the_unanswered_invite(stack, tmp_path, dialed)
 
     assert result.caller.succeeded and result.counterpart.succeeded, "the call in progress was cut"
     assert newcomer.caller.succeeded and newcomer.caller_rtp.level > 100, "the newcomer heard no prompt"
