@@ -20,8 +20,8 @@ still says `in_progress` is closed as `interrupted`: `h` runs `finish` on the
 live channel, so the channel gone means `finish` never ran (the FastAGI
 server was down or died) or its write waits in a spool (the database was down:
 replayed later, it overwrites this), and without this its row and recording
-would stay as they are for ever. Its recording, if the row says it was recorded, is then
-collected by the same pass.
+would stay as they are for ever. Its recording, if the row says it was
+recorded, is then collected by the same pass.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import new_parties, wait_for_call_row
-from tests.integration.test_faults import Background, bridged, ensure_service, fastagi_fallback, wait_until
+from tests.integration.test_faults import Background, both_up, bridged, ensure_service, fastagi_fallback, wait_until
 from tests.integration.test_masked_call import assert_no_leftovers, sealed_audio
 from tests.support.postgres import Cluster
 from tests.support.stack import running_stack
@@ -79,13 +79,6 @@ def test_a_bridged_call_goes_on_when_the_database_dies_and_its_record_is_complet
     assert row["disposition"] == "answered" and row["hangup_by"] == "caller"
     sealed_audio(stack, row["recording"])  # replayed from the spool with its wrapped key: it opens
     assert '"call.row_spooled"' in stack.service_log.read_text()
-
-
-def both_up(stack) -> bool:
-    """A fallback call is bridged once the caller's channel is answered too
-    (Dial answers it only after the counterpart's notice)."""
-    channels = stack.ari("GET", "/channels")
-    return len(channels) == 2 and all(c["state"] == "Up" for c in channels)
 
 
 def test_a_fallback_call_ending_while_the_database_is_down_keeps_its_recording(

@@ -168,9 +168,7 @@ def test_kill_9_of_a_node_new_calls_reach_the_other_its_calls_end_interrupted_an
     # node2's two long calls end here, while their counterpart still answers;
     # left up, RTP's timeout (60 s) would end them during a later test.
     edge.nodes["node2"].asterisk.cli("channel request hangup all")
-    wait_until(lambda: not query(edge.dsn, "SELECT id FROM calls WHERE virtual_number = $1"
-                                           " AND disposition = 'in_progress'", talking.virtual_number), 30,
-               "node2's long calls finished")
+    wait_until_no_call_in_progress(edge, talking.virtual_number)
     uac.stop()
 
     back = new_parties(edge)
@@ -179,6 +177,12 @@ def test_kill_9_of_a_node_new_calls_reach_the_other_its_calls_end_interrupted_an
     rows = finished_rows(edge, back.virtual_number, 4)
     assert [r["disposition"] for r in rows] == ["answered"] * 4
     assert "node1" in {edge.node_of(r) for r in rows}, "node1 takes no call after coming back"
+
+
+def wait_until_no_call_in_progress(edge: EdgeStack, virtual_number: str) -> None:
+    wait_until(lambda: not query(edge.dsn, "SELECT id FROM calls WHERE virtual_number = $1"
+                                           " AND disposition = 'in_progress'", virtual_number), 30,
+               f"calls to {virtual_number} finished")
 
 
 def stop_counterpart(edge: EdgeStack, uas: Sipp, *virtual_numbers: str) -> None:
@@ -191,9 +195,7 @@ def stop_counterpart(edge: EdgeStack, uas: Sipp, *virtual_numbers: str) -> None:
     retransmitted.
     """
     for number in virtual_numbers:
-        wait_until(lambda: not query(edge.dsn, "SELECT id FROM calls WHERE virtual_number = $1"
-                                               " AND disposition = 'in_progress'", number), 30,
-                   f"calls to {number} finished")
+        wait_until_no_call_in_progress(edge, number)
     size, quiet_since = -1, time.monotonic()
     deadline = quiet_since + 30
     while time.monotonic() - quiet_since < 1.5:

@@ -69,6 +69,13 @@ def bridged(stack) -> bool:
     return any(len(b.get("channels", [])) == 2 for b in stack.ari("GET", "/bridges"))
 
 
+def both_up(stack) -> bool:
+    """A fallback call is bridged once the caller's channel is answered too
+    (Dial answers it only after the counterpart's notice)."""
+    channels = stack.ari("GET", "/channels")
+    return len(channels) == 2 and all(c["state"] == "Up" for c in channels)
+
+
 def ringing(stack) -> bool:
     return any(c["state"] == "Ringing" for c in stack.ari("GET", "/channels"))
 
@@ -340,6 +347,7 @@ def test_with_the_service_stopped_calls_take_the_fastagi_fallback_then_the_promp
                  parties.virtual_number)[0]["n"] == 0
     assert_no_leftovers(stack)
 
+
 def test_a_fallback_call_whose_fastagi_server_died_is_closed_and_its_recording_sealed_by_the_next_service(
         stack, place_call, restore_service, tmp_path):
     """`serve-agi` killed -9 while a fallback call talks: Asterisk carries the
@@ -349,8 +357,7 @@ def test_a_fallback_call_whose_fastagi_server_died_is_closed_and_its_recording_s
     parties = new_parties(stack)
     with fastagi_fallback(stack, tmp_path / "agi.log") as agi:
         call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=4000)
-        wait_until(lambda: len(channels := stack.ari("GET", "/channels")) == 2
-                   and all(c["state"] == "Up" for c in channels))
+        wait_until(lambda: both_up(stack))
         agi.kill()
         agi.wait(timeout=10)
         result = call.join()
