@@ -68,43 +68,77 @@ def backoff(attempts: int) -> float:
 class Dispatcher:
     def __init__(self, store: Store, secret: str, max_attempts: int, poll_interval: float = 0.5,
                  policy: OutboundPolicy | None = None, countries: Mapping[str, str] | None = None,
-                 registry: purposes.Registry | None = None):
+                 registry: purposes.Registry | None = None, listening_poll_interval: float = 5.0):
+        """`poll_interval`: how often to look for due events while no LISTEN
+        connection tells of them; `listening_poll_interval` while one does (for
+        what it cannot tell: a claim a dead process left, expiring)."""
         self.store, self.secret, self.max_attempts = store, secret, max_attempts
         self.countries = dict(countries or {})  # destination host -> country, for the ledger
         self.registry = registry  # else, the one country the session's purpose declares
-        self.poll_interval = poll_interval
+        self.poll_interval, self.listening_poll_interval = poll_interval, listening_poll_interval
         self.policy = policy or OutboundPolicy()
         self.wakeup = asyncio.Event()
+        self._retry_at: float | None = None  # loop time of the earliest retry this process set
 
     async def run(self) -> None:
-        async with OutboundHttp(self.policy, timeout=DELIVERY_TIMEOUT) as http:
-            while True:
-                try:
-                    due = await self.store.outbox.due()
-                except StoreUnavailable:
-                    due = []
-                # One session's events go out one after another, in the order they
-                # were written (ringing before answered); sessions in parallel.
-                by_session: dict[object, list[dict]] = {}
-                for event in due:
-                    by_session.setdefault(event["session_id"] or event["id"], []).append(event)
-                results = await asyncio.gather(*(self._deliver_in_order(http, events)
-                                                 for events in by_session.values()), return_exceptions=True)
-                for result in results:
-                    if isinstance(result, Exception):
-                        log.error("webhook.dispatch_error", error=type(result).__name__)
-                if not due:
-                    self.wakeup.clear()
+        """Send what is due, then sleep until told of more (NOTIFY from the
+        database, or this process's own wakeup), until a retry it set is due,
+        or at most a poll interval. Polling twice a second was most of an idle
+        service's CPU and a query per second per node for the database."""
+        listener = self.store.outbox_listener(self.wakeup.set)
+        try:
+            async with OutboundHttp(self.policy, timeout=DELIVERY_TIMEOUT) as http:
+                while True:
+                    listening = await listener.ensure()
+                    self.wakeup.clear()  # before the query: an event told during it wakes the next wait
+                    await self._send_due(http)
                     try:
-                        await asyncio.wait_for(self.wakeup.wait(), self.poll_interval)
+                        await asyncio.wait_for(self.wakeup.wait(), self._idle_wait(listening))
                     except TimeoutError:
                         pass
+        finally:
+            await listener.close()
+
+    def _idle_wait(self, listening: bool) -> float:
+        wait = self.listening_poll_interval if listening else self.poll_interval
+        if self._retry_at is not None:
+            now = asyncio.get_running_loop().time()
+            if self._retry_at <= now:
+                self._retry_at = None
+                return 0.0
+            wait = min(wait, self._retry_at - now)
+        return wait
+
+    def _retry_later(self, seconds: float) -> None:
+        at = asyncio.get_running_loop().time() + seconds + 0.05  # past the database's clock, not on it
+        self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
+
+    async def _send_due(self, http: OutboundHttp) -> None:
+        """Until nothing is due (or the database cannot say)."""
+        while True:
+            try:
+                due = await self.store.outbox.due()
+            except StoreUnavailable:
+                return
+            if not due:
+                return
+            # One session's events go out one after another, in the order they
+            # were written (ringing before answered); sessions in parallel.
+            by_session: dict[object, list[dict]] = {}
+            for event in due:
+                by_session.setdefault(event["session_id"] or event["id"], []).append(event)
+            results = await asyncio.gather(*(self._deliver_in_order(http, events)
+                                             for events in by_session.values()), return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    log.error("webhook.dispatch_error", error=type(result).__name__)
 
     async def _deliver_in_order(self, http: OutboundHttp, events: list[dict]) -> None:
         events = sorted(events, key=lambda e: e["id"])
         for i, event in enumerate(events):
             retry_in = await self._deliver(http, event)
             if retry_in is not None:
+                self._retry_later(retry_in)
                 # The rest go out with it at its next attempt, still behind it.
                 rest = [e["id"] for e in events[i + 1:]]
                 if rest:

@@ -34,7 +34,7 @@ from bridge.store.holds import LegalHolds
 from bridge.store.incidents import Incidents
 from bridge.store.lookup_keys import LookupKeyRows
 from bridge.store.numbers import Numbers
-from bridge.store.outbox import Outbox
+from bridge.store.outbox import Outbox, OutboxListener
 from bridge.store.pin_failures import PinFailures
 from bridge.store.pins import Pins
 from bridge.store.pool_history import PoolHistory
@@ -54,8 +54,10 @@ APPLICATION_NAME = "masking-bridge"
 class Store:
     """Every domain's queries over one pool."""
 
-    def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float, lookup_pool: asyncpg.Pool | None = None):
+    def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float, lookup_pool: asyncpg.Pool | None = None,
+                 dsn: str | None = None):
         self.db = Database(pool, keys, timeout, lookup_pool)
+        self.dsn = dsn  # for a connection of its own outside the pools (the outbox's LISTEN)
         self.audit = AuditTrail(self.db)
         self.disclosures = Disclosures(self.db, self.audit)
         self.schema = Schema(self.db)
@@ -91,7 +93,11 @@ class Store:
             dsn, min_size=0, max_size=size, timeout=timeout, command_timeout=timeout,
             server_settings={"application_name": APPLICATION_NAME}, reset=_rolled_back_suffices,
         ) for size in (max_size, lookup_size)]
-        return cls(pools[0], keys, timeout, lookup_pool=pools[1])
+        return cls(pools[0], keys, timeout, lookup_pool=pools[1], dsn=dsn)
+
+    def outbox_listener(self, on_due) -> OutboxListener:
+        """The outbox's LISTEN connection (bridge/webhooks.py)."""
+        return OutboxListener(self.dsn, on_due, APPLICATION_NAME)
 
     @property
     def pool(self) -> asyncpg.Pool:

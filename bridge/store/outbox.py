@@ -4,7 +4,9 @@ they report, then claimed, delivered, retried or dead-lettered by the sender
 retries only the key's own (`owned_by`, bridge/store/apikeys.py)."""
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from typing import Awaitable, Callable
 
@@ -12,7 +14,9 @@ import asyncpg
 
 from bridge.clock import utcnow
 from bridge.store.apikeys import owned_by
-from bridge.store.db import Database
+from bridge.store.db import UNAVAILABLE, Database
+
+NOTIFY_CHANNEL = "masking_webhook_outbox"  # migration 0035: an event became due
 
 
 async def enqueue_in(conn: asyncpg.Connection, event_type: str, session_id: uuid.UUID | None, url: str,
@@ -110,3 +114,55 @@ class Outbox:
             " count(*) FILTER (WHERE status = 'delivered') AS delivered,"
             " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending FROM webhook_outbox"))
         return dict(row)
+
+
+class OutboxListener:
+    """A connection of its own, outside the pools, that LISTENs for events
+    becoming due and calls `on_due`. A dispatcher that can rely on it polls
+    rarely; while it cannot (database down, a pooler that drops LISTEN) the
+    dispatcher polls as before, and this tries again every `retry_seconds`."""
+
+    def __init__(self, dsn: str | None, on_due: Callable[[], None], application_name: str,
+                 timeout: float = 2.0, retry_seconds: float = 5.0):
+        self.dsn, self.on_due, self.application_name = dsn, on_due, application_name
+        self.timeout, self.retry_seconds = timeout, retry_seconds
+        self._conn: asyncpg.Connection | None = None
+        self._tried_at: float | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def ensure(self) -> bool:
+        """Whether a due event will be told: listening, or now listening again."""
+        if self.listening:
+            return True
+        if self.dsn is None or (self._tried_at is not None
+                                and time.monotonic() - self._tried_at < self.retry_seconds):
+            return False
+        self._tried_at = time.monotonic()
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=self.timeout,
+                                         server_settings={"application_name": self.application_name})
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+                # Lost (a restart, a DBA's pg_terminate_backend): wake the
+                # dispatcher, which then polls and listens again.
+                conn.add_termination_listener(self._notified)
+            except BaseException:
+                conn.terminate()
+                raise
+        except (*UNAVAILABLE, asyncpg.PostgresError):
+            return False
+        self._conn = conn
+        self.on_due()  # events written while nobody listened are due now
+        return True
+
+    def _notified(self, *_args: object) -> None:
+        self.on_due()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()  # nothing to flush: closing politely could wait on a dead server
+            self._conn = None

@@ -1,0 +1,121 @@
+"""Webhook events are sent when they become due, told by the database
+(LISTEN/NOTIFY, migration 0035), not found by polling twice a second: an
+event another process writes (the FastAGI fallback, another node, the API)
+goes out at once while the dispatcher polls rarely, and a listening
+connection a DBA terminates is replaced."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import asyncpg
+from aiohttp import web
+
+from bridge.webhooks import Dispatcher
+from tests.integration.test_api import LOCAL_RECEIVERS, SECRET, serve_hook
+
+LONG_POLL = 60.0  # longer than any wait below: a delivery within it was told, not polled for
+
+
+async def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def listening_backends(dsn: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND application_name = 'masking-bridge' AND query LIKE 'LISTEN %'")
+        return [r["pid"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def write_elsewhere(dsn: str, url: str, event_type: str) -> None:
+    """An event written by another process, on a connection of its own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO webhook_outbox (event_id, event_type, url, payload)"
+                           " VALUES (gen_random_uuid(), $1, $2, $3)", event_type, url,
+                           json.dumps({"type": event_type, "data": {}}))
+    finally:
+        await conn.close()
+
+
+async def test_an_event_another_process_writes_is_sent_at_once_and_after_the_listener_is_killed(store, dsn):
+    received: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(json.loads(await request.read())["type"])
+        return web.Response(status=204)
+
+    runner, port = await serve_hook(hook)
+    url = f"http://127.0.0.1:{port}/hook"
+    dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
+                            listening_poll_interval=LONG_POLL)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        assert await wait_until(lambda: _listening(dsn), 10), "the dispatcher never listened"
+        await asyncio.sleep(0.5)  # its first look found nothing: it now sleeps for LONG_POLL
+
+        await write_elsewhere(dsn, url, "call.ringing")
+        assert await wait_until(lambda: _has(received, 1), 5), "an event written elsewhere was not sent when told"
+
+        # A DBA ends the listening connection: the dispatcher polls meanwhile
+        # and listens again; nothing written in between waits for LONG_POLL.
+        (pid,) = await listening_backends(dsn)
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await write_elsewhere(dsn, url, "call.answered")
+        assert await wait_until(lambda: _has(received, 2), 10), "after its listener was killed, an event waited"
+        assert await wait_until(lambda: _listening(dsn, other_than=pid), 15), "it did not listen again"
+        await asyncio.sleep(0.5)
+        await write_elsewhere(dsn, url, "call.completed")
+        assert await wait_until(lambda: _has(received, 3), 5), "listening again, an event was not sent when told"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+
+    assert received == ["call.ringing", "call.answered", "call.completed"]
+    assert await listening_backends(dsn) == []  # the dispatcher's own connection closed with it
+
+
+async def test_a_failed_delivery_is_retried_at_its_backoff_not_at_the_long_poll(store, dsn):
+    attempts: list[float] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        attempts.append(time.monotonic())
+        return web.Response(status=503 if len(attempts) == 1 else 204)
+
+    runner, port = await serve_hook(hook)
+    dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
+                            listening_poll_interval=LONG_POLL)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        assert await wait_until(lambda: _listening(dsn), 10)
+        await store.outbox.enqueue("call.completed", None, f"http://127.0.0.1:{port}/hook", {})
+        assert await wait_until(lambda: _has(attempts, 2), 10), "the retry waited for the long poll"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+
+    assert 0.9 <= attempts[1] - attempts[0]  # backoff(0) is 1 s: not sooner either
+
+
+async def _listening(dsn: str, other_than: int | None = None) -> bool:
+    return any(pid != other_than for pid in await listening_backends(dsn))
+
+
+async def _has(items: list, count: int) -> bool:
+    return len(items) >= count
