@@ -86,6 +86,21 @@ async def watch_event_loop_lag(interval: float = 0.25) -> None:
         event_loop_lag_seconds.observe(max(0.0, loop.time() - asked - interval))
 
 
+_children: dict[tuple[int, tuple[str, ...]], object] = {}
+
+
+def counted(metric: Counter, *labels: str):
+    """`metric.labels(*labels)`, looked up once: a call makes a dozen requests
+    and hears 15 events, each counted, and `labels()` validates and locks
+    every time (bench/RESULTS.md, 2026-12-07). Label values are from bounded
+    sets (event types, operation templates, outcomes)."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def render() -> tuple[bytes, str]:
     """The text exposition of every metric in this process, and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

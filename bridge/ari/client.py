@@ -51,6 +51,8 @@ class AriUnreachable(AriError):
 _OUTCOMES = {AriNotFound: "not_found", AriConflict: "conflict", AriUnreachable: "unreachable"}
 _LABEL = re.compile(r"[A-Z]+ [A-Za-z/{}]*")  # only the templates' own words and braces
 
+# What quote() would leave as it is: the paths of our own ids and Asterisk's.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~:@,-]*")
 # The path segment after one of these names an object (a channel, a bridge, a
 # recording, the application): the operation's label shows `{id}` instead.
 _NAMED_BY_NEXT = {"channels", "bridges", "playbacks", "live", "stored", "applications", "snoop"}
@@ -85,7 +87,7 @@ class _counted:
             outcome = "cancelled"
         else:
             outcome = _OUTCOMES.get(type(exc), "error")
-        metrics.ari_requests_total.labels(self.operation, outcome).inc()
+        metrics.counted(metrics.ari_requests_total, self.operation, outcome).inc()
 
 
 def basic_auth_header(user: str, password: str) -> str:
@@ -122,7 +124,8 @@ class AriClient:
     async def request(self, method: str, path: str, params: dict | None = None, body: Any = None) -> Any:
         query = urlencode({k: _query_value(v) for k, v in (params or {}).items() if v is not None},
                           quote_via=quote, safe=",:@")
-        target = quote(path, safe="/:@,") + (f"?{query}" if query else "")
+        target = path if _PLAIN_PATH.fullmatch(path) else quote(path, safe="/:@,")
+        target += f"?{query}" if query else ""
         with _counted(method, path):
             try:
                 status, data = await self._pool.request(

@@ -183,7 +183,8 @@ class EventStream:
             except (ValueError, KeyError, TypeError):
                 log.warning("ari.bad_event")
                 continue
-            metrics.ari_events_total.labels(event.type if _EVENT_TYPE.fullmatch(event.type) else "other").inc()
+            metrics.counted(metrics.ari_events_total,
+                            event.type if _EVENT_TYPE.fullmatch(event.type) else "other").inc()
             self.router.dispatch(event)
 
     def stop(self) -> None:

@@ -46,6 +46,9 @@ class CallEvents:
         # Recordings Asterisk said ended, whoever was waiting when it did (a wait for a
         # hangup may take the RecordingFinished that a wait for the recording then misses).
         self.recordings_ended: set[str] = set()
+        # Bound once: the module's logger is a proxy that binds anew at each use,
+        # and every event of the call is logged (a no-op below debug).
+        self.log = log.bind()
 
     def watch(self, channel_id: str) -> None:
         """Own `channel_id`; call before creating it so no event is missed."""
@@ -99,7 +102,7 @@ class CallEvents:
             else:
                 event = self.queue.get_nowait()
             self._note(event)
-            log.debug("ari.event", type=event.type, channel_id=event.channel.id if event.channel else None,
+            self.log.debug("ari.event", type=event.type, channel_id=event.channel.id if event.channel else None,
                       dialstatus=event.dialstatus, cause=event.cause)
             if match(event):
                 return event
