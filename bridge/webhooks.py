@@ -37,6 +37,7 @@ from bridge.store.errors import StoreUnavailable
 log = get_logger("bridge.webhooks")
 TOLERANCE_SECONDS = 300
 DELIVERY_TIMEOUT = 5.0
+DUE_BATCH = 20  # events claimed by one query
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -68,14 +69,19 @@ def backoff(attempts: int) -> float:
 class Dispatcher:
     def __init__(self, store: Store, secret: str, max_attempts: int, poll_interval: float = 0.5,
                  policy: OutboundPolicy | None = None, countries: Mapping[str, str] | None = None,
-                 registry: purposes.Registry | None = None, listening_poll_interval: float = 5.0):
+                 registry: purposes.Registry | None = None, listening_poll_interval: float = 5.0,
+                 gather_seconds: float = 0.2):
         """`poll_interval`: how often to look for due events while no LISTEN
         connection tells of them; `listening_poll_interval` while one does (for
-        what it cannot tell: a claim a dead process left, expiring)."""
+        what it cannot tell: a claim a dead process left, expiring).
+        `gather_seconds`: told of an event, how long to let the events written
+        with it (the other calls' ringing, answered...) come too, so that one
+        query claims them all rather than one query each."""
         self.store, self.secret, self.max_attempts = store, secret, max_attempts
         self.countries = dict(countries or {})  # destination host -> country, for the ledger
         self.registry = registry  # else, the one country the session's purpose declares
         self.poll_interval, self.listening_poll_interval = poll_interval, listening_poll_interval
+        self.gather_seconds = gather_seconds
         self.policy = policy or OutboundPolicy()
         self.wakeup = asyncio.Event()
         self._retry_at: float | None = None  # loop time of the earliest retry this process set
@@ -94,6 +100,7 @@ class Dispatcher:
                     await self._send_due(http)
                     try:
                         await asyncio.wait_for(self.wakeup.wait(), self._idle_wait(listening))
+                        await asyncio.sleep(self.gather_seconds)
                     except TimeoutError:
                         pass
         finally:
@@ -114,10 +121,11 @@ class Dispatcher:
         self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
 
     async def _send_due(self, http: OutboundHttp) -> None:
-        """Until nothing is due (or the database cannot say)."""
+        """What is due, a batch at a time while batches come back full (an
+        event written meanwhile is told, and wakes the next wait)."""
         while True:
             try:
-                due = await self.store.outbox.due()
+                due = await self.store.outbox.due(DUE_BATCH)
             except StoreUnavailable:
                 return
             if not due:
@@ -132,6 +140,8 @@ class Dispatcher:
             for result in results:
                 if isinstance(result, Exception):
                     log.error("webhook.dispatch_error", error=type(result).__name__)
+            if len(due) < DUE_BATCH:
+                return
 
     async def _deliver_in_order(self, http: OutboundHttp, events: list[dict]) -> None:
         events = sorted(events, key=lambda e: e["id"])
