@@ -14,16 +14,24 @@ then:
      Asterisk spent on the load (/proc), and with --profile a py-spy sampling
      profile of the service during the load (bench/profile.py).
 
+With --webhook the sessions name a webhook receiver (on loopback, in this
+process) and each call's events (ringing, answered, completed) are sent to it:
+the cost of a call as a business with webhooks has it.
+
     .venv/bin/python -m bench.masked_calls --sequential 20 --calls 100 --rate 10 --concurrent 40
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import json
 import os
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime
 from pathlib import Path
 
@@ -39,12 +47,38 @@ from tests.support.stack import Stack
 STATS_FLUSH_SECONDS = 11
 
 
-async def provision(stack: Stack, parties: list[tuple[str, str, str]], record: bool = True) -> None:
+class WebhookReceiver:
+    """A business's webhook endpoint on loopback, counting the events it got by type."""
+
+    def __init__(self) -> None:
+        received = self.received = collections.Counter()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received[json.loads(body).get("type", "?")] += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+async def provision(stack: Stack, parties: list[tuple[str, str, str]], record: bool = True,
+                    webhook_url: str | None = None) -> None:
     store = await Store.connect(stack.dsn, stack.keys)
     try:
         for virtual, a, b in parties:
             await store.numbers.add(virtual)
-            await store.sessions.create(SessionRequest(a, b, ttl_seconds=3600, record=record, purpose="delivery_order"))
+            await store.sessions.create(SessionRequest(a, b, ttl_seconds=3600, record=record, purpose="delivery_order",
+                                                       webhook_url=webhook_url))
     finally:
         await store.close()
 
@@ -156,12 +190,16 @@ def main() -> int:
                              " RSS per additional active call: (peak - warm-up peak) / (concurrent - N)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="profile the service with py-spy during the load; raw stacks to FILE")
+    parser.add_argument("--webhook", action="store_true",
+                        help="the sessions send their call events to a receiver on loopback")
     args = parser.parse_args()
+    receiver = WebhookReceiver() if args.webhook else None
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-bench-"))
     with bench_stack(workdir, args.concurrent) as stack:
         asyncio.run(provision(stack, [("+6562000001", "+6592000001", "+6582000001"),
-                                      ("+6562000002", "+6592000002", "+6582000002")], args.record))
+                                      ("+6562000002", "+6592000002", "+6582000002")], args.record,
+                              receiver.url if receiver else None))
         print(f"Asterisk: {stack.asterisk.cli('core show version').strip()}; cores: {os.cpu_count()}")
         if args.sequential:
             delays = sequential_pdd(stack, workdir, args.sequential)
@@ -221,8 +259,13 @@ def main() -> int:
                 print(f"  service RSS: idle {rss.idle / 1024:.1f} MiB, peak {rss.peak / 1024:.1f} MiB;"
                       f" {growth:+.1f} KiB per 1000 calls placed after the first quarter")
                 print("\n".join(f"    {row}" for row in rows))
+            if receiver is not None:
+                print(f"  webhook events received: {sum(receiver.received.values())}"
+                      f" ({dict(receiver.received)}), sequential calls' included")
             if args.profile:
                 print(report(args.profile))
+    if receiver is not None:
+        receiver.close()
     print(f"work files: {workdir}")
     return 0
 
