@@ -41,28 +41,36 @@ class AuditTrail:
         keys = self.db.keys
         key_id = keys.active_audit_id  # before any SQL: without an audit key nothing is written
 
+        async def write(conn: asyncpg.Connection) -> AuditEntry:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+            # The database's clock, so `at` grows with seq whoever writes; details as jsonb
+            # gives them back, so the hash seals exactly what is stored.
+            head = await conn.fetchrow(
+                "SELECT clock_timestamp() AS at, $1::jsonb AS details, last.seq, last.hash"
+                " FROM (SELECT 1) AS one LEFT JOIN LATERAL"
+                " (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS last ON true",
+                json.dumps(details or {}))
+            entry = AuditEntry(
+                seq=(head["seq"] or 0) + 1, at=head["at"], actor=actor, action=action, target_type=target_type,
+                target_id=target_id, source=source, session_id=session_id, subject_hash=subject_hash,
+                reason=reason, details=json.loads(head["details"]), key_id=key_id)
+            entry = sealed(entry, head["hash"] or entry.prev_hash, keys.audit_mac)
+            await conn.execute(
+                "INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, session_id,"
+                " subject_hash, source, reason, details, prev_hash, hash, key_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14)",
+                entry.seq, entry.at, actor, action, target_type, target_id, session_id, subject_hash,
+                source, reason, head["details"], entry.prev_hash, entry.hash, key_id)
+            return entry
+
         async def append(conn: asyncpg.Connection) -> AuditEntry:
+            if conn.is_in_transaction():
+                # The caller's transaction: the row and its lock go with its commit.
+                # A transaction of our own inside it would be a savepoint, two
+                # round trips more for each webhook delivered, each number added.
+                return await write(conn)
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
-                # The database's clock, so `at` grows with seq whoever writes; details as jsonb
-                # gives them back, so the hash seals exactly what is stored.
-                head = await conn.fetchrow(
-                    "SELECT clock_timestamp() AS at, $1::jsonb AS details, last.seq, last.hash"
-                    " FROM (SELECT 1) AS one LEFT JOIN LATERAL"
-                    " (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS last ON true",
-                    json.dumps(details or {}))
-                entry = AuditEntry(
-                    seq=(head["seq"] or 0) + 1, at=head["at"], actor=actor, action=action, target_type=target_type,
-                    target_id=target_id, source=source, session_id=session_id, subject_hash=subject_hash,
-                    reason=reason, details=json.loads(head["details"]), key_id=key_id)
-                entry = sealed(entry, head["hash"] or entry.prev_hash, keys.audit_mac)
-                await conn.execute(
-                    "INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, session_id,"
-                    " subject_hash, source, reason, details, prev_hash, hash, key_id)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14)",
-                    entry.seq, entry.at, actor, action, target_type, target_id, session_id, subject_hash,
-                    source, reason, head["details"], entry.prev_hash, entry.hash, key_id)
-                return entry
+                return await write(conn)
 
         return await (append(conn) if conn is not None else self.db.run(append))
 
