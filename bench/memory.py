@@ -12,6 +12,10 @@ memory of its own.
 
     .venv/bin/python -m bench.memory --plateaus 50 100 200
     .venv/bin/python -m bench.memory --plateaus 50 200 --tracemalloc
+
+It also reads the service's CPU with no call up and while each plateau's
+calls only talk: what a call costs for its length, apart from its setup
+and ending.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import tracemalloc
 from pathlib import Path
 
 from bench.masked_calls import provision, sipp_load
-from bench.profile import RssWatch
+from bench.profile import RssWatch, cpu_seconds
 from bench.stack import bench_stack
 from tests.support.stack import Stack
 
@@ -70,6 +74,10 @@ def plateau(stack: Stack, workdir: Path, calls: int, rate: float, hold: float, t
         time.sleep(2)  # the last calls' recordings started, their setup's garbage collected
         rss = RssWatch(stack.service.pid).read()
         taken = snapshot(stack) if traced else None
+        window = max(1.0, hold - 6)  # the plateau's CPU: what calls cost while they only talk
+        cpu_before, started = cpu_seconds(stack.service.pid), time.monotonic()
+        time.sleep(window)
+        talking_cpu = (cpu_seconds(stack.service.pid) - cpu_before) / (time.monotonic() - started)
         if bridged(stack) < calls:
             raise RuntimeError("calls ended before the plateau was read: raise --hold")
     finally:
@@ -77,7 +85,14 @@ def plateau(stack: Stack, workdir: Path, calls: int, rate: float, hold: float, t
         uas.wait(60)
     wait_until(lambda: not stack.leftovers(1)[0], 60)
     time.sleep(3)  # the recordings stored
-    return rss, taken
+    return rss, taken, talking_cpu
+
+
+def idle_cpu(stack: Stack, seconds: float) -> float:
+    """The service's CPU seconds per second with no call up (its lease, outbox, sweeps)."""
+    before, started = cpu_seconds(stack.service.pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(stack.service.pid) - before) / (time.monotonic() - started)
 
 
 def main() -> int:
@@ -101,13 +116,18 @@ def main() -> int:
         warm = args.warmup or args.plateaus[0]
         plateau(stack, workdir, warm, args.rate, args.hold, False, "warmup")
         print(f"warm-up: {warm} calls up, service RSS {RssWatch(stack.service.pid).read() / 1024:.1f} MiB after")
+        idle = idle_cpu(stack, 10)
+        print(f"no call up: service CPU {idle * 1000:.2f} ms per second")
         readings = []
         for n in args.plateaus:
-            rss, taken = plateau(stack, workdir, n, args.rate, args.hold, args.tracemalloc, f"plateau-{n}")
+            rss, taken, talking = plateau(stack, workdir, n, args.rate, args.hold, args.tracemalloc,
+                                          f"plateau-{n}")
             traced = sum(s.size for s in taken.statistics("filename")) if taken else None
             readings.append((n, rss, taken))
             print(f"plateau {n} calls up: service RSS {rss / 1024:.1f} MiB"
-                  + (f", traced Python allocations {traced / 1024:.0f} KiB" if taken else ""))
+                  + (f", traced Python allocations {traced / 1024:.0f} KiB" if taken else "")
+                  + f"; service CPU while they talk {talking * 1000:.2f} ms per second"
+                  f" ({(talking - idle) * 1e6 / n:.1f} us per call per second over idle)")
         for (n1, rss1, snap1), (n2, rss2, snap2) in zip(readings, readings[1:]):
             added = n2 - n1
             print(f"{n1} -> {n2} calls up: RSS {(rss2 - rss1) / added:+.1f} KiB per call added")
