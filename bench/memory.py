@@ -63,8 +63,9 @@ def snapshot(stack: Stack) -> tracemalloc.Snapshot:
 
 
 def plateau(stack: Stack, workdir: Path, calls: int, rate: float, hold: float, traced: bool, name: str):
-    """Place `calls` calls, wait until all are bridged, read RSS (and a snapshot)
-    while they talk, then let them end. Returns (RSS KiB, snapshot or None)."""
+    """Place `calls` calls, wait until all are bridged, read RSS (and a snapshot,
+    or else the service's CPU) while they talk, then let them end. Returns (RSS
+    KiB, snapshot or None, CPU seconds per second or None)."""
     talk_ms = int((calls / rate + hold) * 1000)
     uas, uac = sipp_load(stack, workdir, calls, rate, calls, talk_ms, VIRTUAL, CALLER, name=name)
     uac.start()
@@ -74,10 +75,12 @@ def plateau(stack: Stack, workdir: Path, calls: int, rate: float, hold: float, t
         time.sleep(2)  # the last calls' recordings started, their setup's garbage collected
         rss = RssWatch(stack.service.pid).read()
         taken = snapshot(stack) if traced else None
-        window = max(1.0, hold - 6)  # the plateau's CPU: what calls cost while they only talk
-        cpu_before, started = cpu_seconds(stack.service.pid), time.monotonic()
-        time.sleep(window)
-        talking_cpu = (cpu_seconds(stack.service.pid) - cpu_before) / (time.monotonic() - started)
+        talking_cpu = None
+        if not traced:  # tracing costs CPU of its own, and its snapshot takes the hold's time
+            window = max(1.0, hold - 6)  # the plateau's CPU: what calls cost while they only talk
+            cpu_before, started = cpu_seconds(stack.service.pid), time.monotonic()
+            time.sleep(window)
+            talking_cpu = (cpu_seconds(stack.service.pid) - cpu_before) / (time.monotonic() - started)
         if bridged(stack) < calls:
             raise RuntimeError("calls ended before the plateau was read: raise --hold")
     finally:
@@ -126,8 +129,9 @@ def main() -> int:
             readings.append((n, rss, taken))
             print(f"plateau {n} calls up: service RSS {rss / 1024:.1f} MiB"
                   + (f", traced Python allocations {traced / 1024:.0f} KiB" if taken else "")
-                  + f"; service CPU while they talk {talking * 1000:.2f} ms per second"
-                  f" ({(talking - idle) * 1e6 / n:.1f} us per call per second over idle)")
+                  + (f"; service CPU while they talk {talking * 1000:.2f} ms per second"
+                     f" ({(talking - idle) * 1e6 / n:.1f} us per call per second over idle)" if talking is not None
+                     else ""))
         for (n1, rss1, snap1), (n2, rss2, snap2) in zip(readings, readings[1:]):
             added = n2 - n1
             print(f"{n1} -> {n2} calls up: RSS {(rss2 - rss1) / added:+.1f} KiB per call added")

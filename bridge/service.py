@@ -82,7 +82,8 @@ class Service:
             raise AuditKeyMissing(f"{keys.path} holds no audit key: run `masking db upgrade`"
                                   " (or `masking keys add-audit`)")
         self.store = await Store.connect(self.settings.database_url, keys, self.settings.db_timeout,
-                                         self.settings.db_pool_size, self.settings.db_lookup_pool_size)
+                                         self.settings.db_pool_size, self.settings.db_lookup_pool_size,
+                                         outbox_notify=False)  # its events wake its own sender (migration 0035)
         self._tasks.append(asyncio.create_task(warn_if_privileged(self.store), name="database-role"))
         self._tasks.append(asyncio.create_task(audit_configuration(self.store, self.settings), name="audit-config"))
         self.asterisk = AsteriskMonitor(self.settings)
@@ -327,8 +328,7 @@ async def purge_periodically(store: Store, settings: Settings) -> None:
     while True:
         try:
             report = await store.retention.purge(policy_in_force(settings), settings.purge_batch, by=by,
-                                                 webhook_url=settings.webhook_url or None,
-                                                 retire=plaintext_retirer(store))
+                                                 webhook_url=settings.webhook_url or None, retire=plaintext_retirer(store))
             counts = report.to_json()["kinds"]
             for kind, c in counts.items():
                 metrics.retention_purged_total.labels(kind).inc(c["purged"])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
 import json
 import time
@@ -84,52 +85,58 @@ class Dispatcher:
         self.gather_seconds = gather_seconds
         self.policy = policy or OutboundPolicy()
         self.wakeup = asyncio.Event()
-        self._retry_at: float | None = None  # loop time of the earliest retry this process set
+        self._retries: list[float] = []  # loop times of the retries this process set (a heap)
 
     async def run(self) -> None:
-        """Send what is due, then sleep until told of more (NOTIFY from the
-        database, or this process's own wakeup), until a retry it set is due,
+        """Send what is due, then sleep until told of more (this process's own
+        writes, or NOTIFY from another process's), until a retry it set is due,
         or at most a poll interval. Polling twice a second was most of an idle
         service's CPU and a query per second per node for the database."""
+        self.store.outbox.on_due = self.wakeup.set
         listener = self.store.outbox_listener(self.wakeup.set)
         try:
             async with OutboundHttp(self.policy, timeout=DELIVERY_TIMEOUT) as http:
                 while True:
                     listening = await listener.ensure()
                     self.wakeup.clear()  # before the query: an event told during it wakes the next wait
-                    await self._send_due(http)
+                    answered = await self._send_due(http)
                     try:
-                        await asyncio.wait_for(self.wakeup.wait(), self._idle_wait(listening))
+                        await asyncio.wait_for(self.wakeup.wait(), self._idle_wait(listening and answered))
                         await asyncio.sleep(self.gather_seconds)
                     except TimeoutError:
-                        pass
+                        if listening:
+                            await listener.check()
         finally:
+            if self.store.outbox.on_due == self.wakeup.set:
+                self.store.outbox.on_due = None
             await listener.close()
 
-    def _idle_wait(self, listening: bool) -> float:
-        wait = self.listening_poll_interval if listening else self.poll_interval
-        if self._retry_at is not None:
+    def _idle_wait(self, rely_on_being_told: bool) -> float:
+        wait = self.listening_poll_interval if rely_on_being_told else self.poll_interval
+        if self._retries:
             now = asyncio.get_running_loop().time()
-            if self._retry_at <= now:
-                self._retry_at = None
-                return 0.0
-            wait = min(wait, self._retry_at - now)
-        return wait
+            while self._retries and self._retries[0] <= now:
+                heapq.heappop(self._retries)
+                wait = 0.0  # one is due: look now, the later ones stay set
+            if self._retries:
+                wait = min(wait, self._retries[0] - now)
+        return max(0.0, wait)
 
     def _retry_later(self, seconds: float) -> None:
-        at = asyncio.get_running_loop().time() + seconds + 0.05  # past the database's clock, not on it
-        self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
+        """After the database set the retry (its clock starts then): look again at that time."""
+        heapq.heappush(self._retries, asyncio.get_running_loop().time() + seconds + 0.05)
 
-    async def _send_due(self, http: OutboundHttp) -> None:
+    async def _send_due(self, http: OutboundHttp) -> bool:
         """What is due, a batch at a time while batches come back full (an
-        event written meanwhile is told, and wakes the next wait)."""
+        event written meanwhile is told, and wakes the next wait). False when
+        the database could not say: look again soon, not at the long poll."""
         while True:
             try:
                 due = await self.store.outbox.due(DUE_BATCH)
             except StoreUnavailable:
-                return
+                return False
             if not due:
-                return
+                return True
             # One session's events go out one after another, in the order they
             # were written (ringing before answered); sessions in parallel.
             by_session: dict[object, list[dict]] = {}
@@ -141,14 +148,13 @@ class Dispatcher:
                 if isinstance(result, Exception):
                     log.error("webhook.dispatch_error", error=type(result).__name__)
             if len(due) < DUE_BATCH:
-                return
+                return True
 
     async def _deliver_in_order(self, http: OutboundHttp, events: list[dict]) -> None:
         events = sorted(events, key=lambda e: e["id"])
         for i, event in enumerate(events):
             retry_in = await self._deliver(http, event)
             if retry_in is not None:
-                self._retry_later(retry_in)
                 # The rest go out with it at its next attempt, still behind it.
                 rest = [e["id"] for e in events[i + 1:]]
                 if rest:
@@ -156,6 +162,7 @@ class Dispatcher:
                         await self.store.outbox.reschedule(rest, retry_in)
                     except StoreUnavailable:
                         pass  # their claim expires; they are tried again later
+                self._retry_later(retry_in)
                 return
 
     async def _deliver(self, http: OutboundHttp, event: dict) -> float | None:

@@ -84,18 +84,19 @@ class Store:
 
     @classmethod
     async def connect(cls, dsn: str, keys: KeyRing, timeout: float = 2.0, max_size: int = 10,
-                      lookup_size: int = 4) -> "Store":
+                      lookup_size: int = 4, outbox_notify: bool = True) -> "Store":
         """`max_size` connections for writes and everything else, `lookup_size`
-        more that only route arriving calls (MASKING_DB_POOL_SIZE, MASKING_DB_LOOKUP_POOL_SIZE)."""
+        more that only route arriving calls (MASKING_DB_POOL_SIZE, MASKING_DB_LOOKUP_POOL_SIZE).
+        `outbox_notify=False`: webhook events this process writes do not NOTIFY
+        (migration 0035); it tells its own dispatcher (`Outbox.on_due`)."""
+        settings = {"application_name": APPLICATION_NAME}
+        if not outbox_notify:
+            settings["masking.outbox_notify"] = "off"
         # min_size=0: the service starts (and answers callers with a prompt)
         # even when the database is down; a pool never used opens nothing.
-        # No idle-close timer: asyncpg would re-arm one at every release, and a
-        # call releases a connection a dozen times (a closed one is reopened on
-        # use anyway).
         pools = [await asyncpg.create_pool(
             dsn, min_size=0, max_size=size, timeout=timeout, command_timeout=timeout,
-            max_inactive_connection_lifetime=0,
-            server_settings={"application_name": APPLICATION_NAME}, reset=_rolled_back_suffices,
+            server_settings=settings, reset=_rolled_back_suffices,
         ) for size in (max_size, lookup_size)]
         return cls(pools[0], keys, timeout, lookup_pool=pools[1], dsn=dsn)
 

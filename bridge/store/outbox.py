@@ -35,11 +35,18 @@ class Outbox:
 
     def __init__(self, db: Database):
         self.db = db
+        # This process's dispatcher, told of an event it wrote once that is committed.
+        self.on_due: Callable[[], None] | None = None
 
     async def enqueue(self, event_type: str, session_id: uuid.UUID | None, url: str, data: dict,
                       event_id: uuid.UUID | None = None) -> None:
         """Idempotent for a given `event_id`: a retried write is not a second event."""
         await self.db.run(lambda conn: enqueue_in(conn, event_type, session_id, url, data, event_id))
+        self._told()
+
+    def _told(self) -> None:
+        if self.on_due is not None:
+            self.on_due()
 
     async def due(self, limit: int = 20) -> list[dict]:
         """Pending deliveries whose time has come, claimed for 60 s so that two
@@ -98,7 +105,10 @@ class Outbox:
             " WHERE id IN (SELECT o.id FROM webhook_outbox o LEFT JOIN masking_sessions s ON s.id = o.session_id"
             f"  WHERE o.status = 'dead' AND {owned_by('$1', 'o.session_id', 's.account_id')}"
             "   AND ($2::bigint[] IS NULL OR o.id = ANY($2::bigint[])))", account_id, outbox_ids))
-        return int(result.split()[-1])
+        requeued = int(result.split()[-1])
+        if requeued:
+            self._told()
+        return requeued
 
     async def counts(self) -> dict[str, int]:
         """Events not delivered yet, by status (`pending`: the backlog, `dead`: given up on)."""
@@ -118,9 +128,11 @@ class Outbox:
 
 class OutboxListener:
     """A connection of its own, outside the pools, that LISTENs for events
-    becoming due and calls `on_due`. A dispatcher that can rely on it polls
-    rarely; while it cannot (database down, a pooler that drops LISTEN) the
-    dispatcher polls as before, and this tries again every `retry_seconds`."""
+    other processes make due (the FastAGI fallback, the CLI) and calls
+    `on_due`. A dispatcher that can rely on it polls rarely; while it cannot
+    (database down, a transaction pooler that does not keep LISTEN, a
+    connection a NAT dropped silently: `check` finds out) the dispatcher
+    polls as before, and this tries again every `retry_seconds`."""
 
     def __init__(self, dsn: str | None, on_due: Callable[[], None], application_name: str,
                  timeout: float = 2.0, retry_seconds: float = 5.0):
@@ -147,6 +159,7 @@ class OutboxListener:
             try:
                 async with asyncio.timeout(self.timeout):
                     await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+                    listening = await _listening_on(conn)
                 # Lost (a restart, a DBA's pg_terminate_backend): wake the
                 # dispatcher, which then polls and listens again.
                 conn.add_termination_listener(self._notified)
@@ -155,9 +168,26 @@ class OutboxListener:
                 raise
         except (*UNAVAILABLE, asyncpg.PostgresError):
             return False
+        if not listening:  # LISTEN went to a pooler's server connection, not ours
+            conn.terminate()
+            return False
         self._conn = conn
         self.on_due()  # events written while nobody listened are due now
         return True
+
+    async def check(self) -> bool:
+        """Whether the connection still answers and still listens; if not it is
+        dropped (a half-open socket would otherwise be trusted for ever)."""
+        if not self.listening:
+            return False
+        try:
+            async with asyncio.timeout(self.timeout):
+                if await _listening_on(self._conn):
+                    return True
+        except (*UNAVAILABLE, asyncpg.PostgresError):
+            pass
+        await self.close()
+        return False
 
     def _notified(self, *_args: object) -> None:
         self.on_due()
@@ -166,3 +196,7 @@ class OutboxListener:
         if self._conn is not None:
             self._conn.terminate()  # nothing to flush: closing politely could wait on a dead server
             self._conn = None
+
+
+async def _listening_on(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT $1::text IN (SELECT pg_listening_channels())", NOTIFY_CHANNEL))

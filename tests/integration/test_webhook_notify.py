@@ -1,7 +1,8 @@
-"""Webhook events are sent when they become due, told by the database
-(LISTEN/NOTIFY, migration 0035), not found by polling twice a second: an
-event another process writes (the FastAGI fallback, another node, the API)
-goes out at once while the dispatcher polls rarely, and a listening
+"""Webhook events are sent when they become due, not found by polling twice
+a second: the service's own events wake its dispatcher in the process (no
+NOTIFY on the call path: a notifying commit serialises with every other
+one), an event another process writes (the FastAGI fallback, the CLI) is
+told by the database (LISTEN/NOTIFY, migration 0035), and a listening
 connection a DBA terminates is replaced."""
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import time
 import asyncpg
 from aiohttp import web
 
+from bridge.store import Store
+from bridge.store.outbox import NOTIFY_CHANNEL
 from bridge.webhooks import Dispatcher
 from tests.integration.test_api import LOCAL_RECEIVERS, SECRET, serve_hook
+from tests.support.keys import shared_keys
 
 LONG_POLL = 60.0  # longer than any wait below: a delivery within it was told, not polled for
 
@@ -28,10 +32,12 @@ async def wait_until(condition, timeout: float) -> bool:
 
 
 async def listening_backends(dsn: str) -> list[int]:
+    """The dispatcher's listener: its last statements are LISTEN and the check that it listens."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                                " AND application_name = 'masking-bridge' AND query LIKE 'LISTEN %'")
+                                " AND application_name = 'masking-bridge'"
+                                " AND (query LIKE 'LISTEN %' OR query LIKE '%pg_listening_channels%')")
         return [r["pid"] for r in rows]
     finally:
         await conn.close()
@@ -87,7 +93,44 @@ async def test_an_event_another_process_writes_is_sent_at_once_and_after_the_lis
         await runner.cleanup()
 
     assert received == ["call.ringing", "call.answered", "call.completed"]
-    assert await listening_backends(dsn) == []  # the dispatcher's own connection closed with it
+    # The dispatcher's own connection closed with it.
+    assert await wait_until(lambda: _none_listening(dsn), 5)
+
+
+async def test_the_services_own_events_wake_its_dispatcher_and_notify_no_one(store, dsn):
+    received: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(json.loads(await request.read())["type"])
+        return web.Response(status=204)
+
+    notified: list[str] = []
+    outsider = await asyncpg.connect(dsn)
+    await outsider.add_listener(NOTIFY_CHANNEL, lambda *_: notified.append("told"))
+    service_store = await Store.connect(dsn, shared_keys(), outbox_notify=False)  # as the service connects
+    runner, port = await serve_hook(hook)
+    url = f"http://127.0.0.1:{port}/hook"
+    dispatcher = Dispatcher(service_store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
+                            listening_poll_interval=LONG_POLL)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        assert await wait_until(lambda: _listening(dsn), 10)
+        await asyncio.sleep(0.5)
+        await service_store.outbox.enqueue("call.ringing", None, url, {})
+        assert await wait_until(lambda: _has(received, 1), 5), "the service's own event waited for the long poll"
+        await asyncio.sleep(0.5)
+        assert notified == []  # its commit took no NOTIFY
+
+        await write_elsewhere(dsn, url, "call.answered")  # the FastAGI fallback's, say
+        assert await wait_until(lambda: _has(received, 2), 5)
+        assert await wait_until(lambda: _has(notified, 1), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+        await service_store.close()
+        await outsider.close()
+    assert received == ["call.ringing", "call.answered"]
 
 
 async def test_a_failed_delivery_is_retried_at_its_backoff_not_at_the_long_poll(store, dsn):
@@ -115,6 +158,10 @@ async def test_a_failed_delivery_is_retried_at_its_backoff_not_at_the_long_poll(
 
 async def _listening(dsn: str, other_than: int | None = None) -> bool:
     return any(pid != other_than for pid in await listening_backends(dsn))
+
+
+async def _none_listening(dsn: str) -> bool:
+    return not await listening_backends(dsn)
 
 
 async def _has(items: list, count: int) -> bool:
