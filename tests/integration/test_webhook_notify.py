@@ -43,6 +43,18 @@ async def listening_backends(dsn: str) -> list[int]:
         await conn.close()
 
 
+async def business_endpoint() -> tuple[web.AppRunner, str, list[str]]:
+    """A webhook endpoint on loopback: its runner, its URL, the event types it got in order."""
+    received: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(json.loads(await request.read())["type"])
+        return web.Response(status=204)
+
+    runner, port = await serve_hook(hook)
+    return runner, f"http://127.0.0.1:{port}/hook", received
+
+
 async def write_elsewhere(dsn: str, url: str, event_type: str) -> None:
     """An event written by another process, on a connection of its own."""
     conn = await asyncpg.connect(dsn)
@@ -55,14 +67,7 @@ async def write_elsewhere(dsn: str, url: str, event_type: str) -> None:
 
 
 async def test_an_event_another_process_writes_is_sent_at_once_and_after_the_listener_is_killed(store, dsn):
-    received: list[str] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(json.loads(await request.read())["type"])
-        return web.Response(status=204)
-
-    runner, port = await serve_hook(hook)
-    url = f"http://127.0.0.1:{port}/hook"
+    runner, url, received = await business_endpoint()
     dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
                             listening_poll_interval=LONG_POLL)
     task = asyncio.create_task(dispatcher.run())
@@ -98,18 +103,11 @@ async def test_an_event_another_process_writes_is_sent_at_once_and_after_the_lis
 
 
 async def test_the_services_own_events_wake_its_dispatcher_and_notify_no_one(store, dsn):
-    received: list[str] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(json.loads(await request.read())["type"])
-        return web.Response(status=204)
-
     notified: list[str] = []
     outsider = await asyncpg.connect(dsn)
     await outsider.add_listener(NOTIFY_CHANNEL, lambda *_: notified.append("told"))
     service_store = await Store.connect(dsn, shared_keys(), outbox_notify=False)  # as the service connects
-    runner, port = await serve_hook(hook)
-    url = f"http://127.0.0.1:{port}/hook"
+    runner, url, received = await business_endpoint()
     dispatcher = Dispatcher(service_store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
                             listening_poll_interval=LONG_POLL)
     task = asyncio.create_task(dispatcher.run())
