@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import uuid
 
 import asyncpg
@@ -38,13 +37,11 @@ from bridge.calls.spool import Spool, replay_forever
 from bridge.calls.sweep import sweep_forever
 from bridge.privacy import purposes
 from bridge.console.app import install_console
-from bridge.clock import utcnow
 from bridge.config import ConfigError, Settings
+from bridge.housekeeping import expire_sessions_periodically, purge_periodically
 from bridge.logs import get_logger
-from bridge.privacy.audit import Actor
 from bridge.privacy.crypto import AuditKeyMissing, KeyRing
-from bridge.privacy.retention import policy_in_force
-from bridge.recordings.backfill import plaintext_retirer, seal_in_background
+from bridge.recordings.backfill import seal_in_background
 from bridge.recordings.wait_audio import sync_wait_audio
 from bridge.sessions.models import MaskingSession
 from bridge.stack.edge_watch import EdgeWatch
@@ -114,7 +111,8 @@ class Service:
                                      countries=self.settings.destination_country_map,
                                      registry=purposes.registry_for(self.settings))
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="webhooks"))
-        self._tasks.append(asyncio.create_task(self._expire_sessions(), name="session-expiry"))
+        self._tasks.append(asyncio.create_task(expire_sessions_periodically(self.store, self.settings),
+                                               name="session-expiry"))
         self._tasks.append(asyncio.create_task(replay_forever(self.spool, self.store), name="spool-replay"))
         self._tasks.append(asyncio.create_task(metrics.watch_event_loop_lag(), name="event-loop-lag"))
         self._tasks.append(asyncio.create_task(seal_in_background(self.store), name="recordings-seal"))
@@ -299,47 +297,6 @@ class Service:
         except StoreUnavailable:
             checks["database"] = False
         return checks
-
-    async def _expire_sessions(self) -> None:
-        """Expire sessions at their time, without a cron: sleep until the next
-        expiry (re-checking at least every 5 s for sessions created since)."""
-        while True:
-            try:
-                expired = await self.store.sessions.expire_due(self.settings.webhook_url or None)
-                if expired:
-                    log.info("sessions.expired", count=len(expired))
-                    self.dispatcher.wakeup.set()
-                next_at = await self.store.sessions.next_expiry()
-                delay = 5.0 if next_at is None else min(5.0, max(0.05, (next_at - utcnow()).total_seconds()))
-            except StoreUnavailable:
-                delay = 5.0
-            except Exception as exc:
-                log.error("sessions.expiry_failed", error=type(exc).__name__)
-                delay = 5.0
-            await asyncio.sleep(delay)
-
-
-async def purge_periodically(store: Store, settings: Settings) -> None:
-    """Retention without a cron: purge what is due every `purge_interval_seconds`
-    (first a minute after start, once the service settled). Safe beside other
-    instances and `masking purge`: batches skip rows another purge holds."""
-    by = Actor("service", f"service@{socket.gethostname()}")
-    await asyncio.sleep(min(60.0, settings.purge_interval_seconds))
-    while True:
-        try:
-            report = await store.retention.purge(policy_in_force(settings), settings.purge_batch, by=by,
-                                                 webhook_url=settings.webhook_url or None, retire=plaintext_retirer(store))
-            counts = report.to_json()["kinds"]
-            for kind, c in counts.items():
-                metrics.retention_purged_total.labels(kind).inc(c["purged"])
-            if report.total or any(c["held"] for c in counts.values()):
-                log.info("retention.purged", **{f"{k}_purged": c["purged"] for k, c in counts.items()},
-                         **{f"{k}_held": c["held"] for k, c in counts.items()})
-        except StoreUnavailable:
-            log.warning("retention.database_unavailable")
-        except Exception as exc:
-            log.error("retention.purge_failed", error=type(exc).__name__)
-        await asyncio.sleep(settings.purge_interval_seconds)
 
 
 async def warn_if_privileged(store: Store) -> None:

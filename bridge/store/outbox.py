@@ -21,7 +21,20 @@ NOTIFY_CHANNEL = "masking_webhook_outbox"  # migration 0035: an event became due
 
 async def enqueue_in(conn: asyncpg.Connection, event_type: str, session_id: uuid.UUID | None, url: str,
                      data: dict, event_id: uuid.UUID | None = None) -> None:
-    """An event, in the caller's transaction (it commits with what it reports)."""
+    """An event, in the caller's transaction (it commits with what it reports).
+
+    That commit tells the dispatchers (NOTIFY, migration 0035) even on the
+    service's connections, which otherwise keep quiet: events written here
+    (a session expired, a subject's number corrected) are rare, and no code
+    runs after the caller's commit to wake this process's sender."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("enqueue_in: write the event in the transaction of what it reports")
+    await conn.execute("SET LOCAL masking.outbox_notify = on")
+    await _insert(conn, event_type, session_id, url, data, event_id)
+
+
+async def _insert(conn: asyncpg.Connection, event_type: str, session_id: uuid.UUID | None, url: str,
+                  data: dict, event_id: uuid.UUID | None) -> None:
     event_id = event_id or uuid.uuid4()
     payload = {"id": str(event_id), "type": event_type, "created_at": utcnow().isoformat(), "data": data}
     await conn.execute(
@@ -41,7 +54,7 @@ class Outbox:
     async def enqueue(self, event_type: str, session_id: uuid.UUID | None, url: str, data: dict,
                       event_id: uuid.UUID | None = None) -> None:
         """Idempotent for a given `event_id`: a retried write is not a second event."""
-        await self.db.run(lambda conn: enqueue_in(conn, event_type, session_id, url, data, event_id))
+        await self.db.run(lambda conn: _insert(conn, event_type, session_id, url, data, event_id))
         self._told()
 
     def _told(self) -> None:

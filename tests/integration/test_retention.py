@@ -390,7 +390,7 @@ async def test_the_service_purges_on_its_interval_audits_and_counts(store, tmp_p
     from prometheus_client import REGISTRY
 
     from bridge.config import Settings
-    from bridge.service import purge_periodically
+    from bridge.housekeeping import purge_periodically
 
     session, _, recording_id = await session_with_call(store, tmp_path)
     async with store.pool.acquire() as conn:  # past its purpose's own 30 days (the shipped registry)

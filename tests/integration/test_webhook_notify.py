@@ -13,6 +13,7 @@ import time
 import asyncpg
 from aiohttp import web
 
+from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from bridge.store.outbox import NOTIFY_CHANNEL
 from bridge.webhooks import Dispatcher
@@ -129,6 +130,34 @@ async def test_the_services_own_events_wake_its_dispatcher_and_notify_no_one(sto
         await service_store.close()
         await outsider.close()
     assert received == ["call.ringing", "call.answered"]
+
+
+async def test_an_expiry_on_the_services_own_connections_is_sent_at_once(store, dsn):
+    """session.expired is written inside the expiry's transaction, with no code
+    of the service's after its commit: the commit itself tells the sender."""
+    service_store = await Store.connect(dsn, shared_keys(), outbox_notify=False)
+    runner, url, received = await business_endpoint()
+    await service_store.numbers.add("+6560009001")
+    session, _ = await service_store.sessions.create(SessionRequest(
+        participant_a="+6591239001", participant_b="+6581239001", ttl_seconds=3600, record=False,
+        purpose="delivery_order", webhook_url=url))
+    dispatcher = Dispatcher(service_store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
+                            listening_poll_interval=LONG_POLL)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        assert await wait_until(lambda: _listening(dsn), 10)
+        await asyncio.sleep(0.5)  # its first look is done: only being told sends the expiry now
+        async with service_store.pool.acquire() as conn:
+            await conn.execute("UPDATE masking_sessions SET created_at = now() - interval '2 hours',"
+                               " expires_at = now() - interval '1 hour' WHERE id = $1", session.id)
+        assert await service_store.sessions.expire_due() == [session.id]
+        assert await wait_until(lambda: _has(received, 1), 5), "session.expired waited for the long poll"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+        await service_store.close()
+    assert received == ["session.expired"]
 
 
 async def test_a_failed_delivery_is_retried_at_its_backoff_not_at_the_long_poll(store, dsn):
