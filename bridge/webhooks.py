@@ -2,8 +2,10 @@
 
 Events are rows in `webhook_outbox`, written in the same transaction as (or
 right after) what they report, so none is lost when the receiver, or this
-process, is down. A session's events are sent in the order they were written. A dispatcher task sends due rows, retries with exponential
-backoff, and dead-letters an event after `webhook_max_attempts`.
+process, is down. A session's events are sent in the order they were written.
+A dispatcher task sends due rows, retries with exponential backoff, and
+dead-letters an event after `webhook_max_attempts`; delivered events are
+marked in groups (`DeliveryMarks`).
 
 Signature: `X-Masking-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 with `X-Masking-Timestamp` the Unix time the request was signed. Receivers
@@ -86,6 +88,7 @@ class Dispatcher:
         self.policy = policy or OutboundPolicy()
         self.wakeup = asyncio.Event()
         self._retries: list[float] = []  # loop times of the retries this process set (a heap)
+        self._marks = DeliveryMarks(store)
 
     async def run(self) -> None:
         """Send what is due, then sleep until told of more (this process's own
@@ -109,6 +112,7 @@ class Dispatcher:
         finally:
             if self.store.outbox.on_due == self.wakeup.set:
                 self.store.outbox.on_due = None
+            await self._marks.settle()
             await listener.close()
 
     def _idle_wait(self, rely_on_being_told: bool) -> float:
@@ -181,8 +185,7 @@ class Dispatcher:
                 destination = ledger.destination_details(
                     event["url"], self.countries, purposes.declared_country(self.registry, event.get("purpose")))
                 try:
-                    await self.store.outbox.delivered(
-                        event["id"], lambda conn: self.store.disclosures.webhook_delivered(event, destination, conn))
+                    await self._marks.mark(event, destination)
                 except StoreUnavailable:
                     pass  # the claim expires; it is sent again (receivers drop duplicates by id)
                 metrics.webhooks_delivered_total.labels(event["event_type"]).inc()
@@ -202,3 +205,53 @@ class Dispatcher:
         except StoreUnavailable:
             pass  # the claim expires and the event is tried again
         return retry_in
+
+
+class DeliveryMarks:
+    """Delivered events marked as a group commit: one transaction marks what
+    was accepted while the one before it was being written, with the ledger's
+    rows chained under one lock (`AuditTrail.append_rows`). An event delivered
+    alone is marked alone, as soon as before; under load one transaction marks
+    many, and a delivery costs its mark's round trips once per group, not six
+    times an event. A delivery waits for its mark: accepted, then recorded,
+    then the session's next event."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._queued: list[tuple[dict, dict[str, str], asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def mark(self, event: dict, destination: dict[str, str]) -> None:
+        """Raises what the transaction raised (StoreUnavailable: the claim
+        expires and the event is sent again; receivers drop duplicates by id)."""
+        done = asyncio.get_running_loop().create_future()
+        self._queued.append((event, destination, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="webhook-marks")
+        await done
+
+    async def settle(self) -> None:
+        """Let a transaction under way finish (the dispatcher stops): not
+        cancelled half-way, its events would be sent twice."""
+        if self._writer is not None:
+            await asyncio.wait([self._writer], timeout=DELIVERY_TIMEOUT)
+
+    async def _write(self) -> None:
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                delivered = [(event, destination) for event, destination, _ in group]
+                try:
+                    await self.store.outbox.delivered(
+                        [event["id"] for event, _ in delivered],
+                        lambda conn: self.store.disclosures.webhooks_delivered(delivered, conn))
+                except Exception as exc:
+                    for *_, done in group:
+                        if not done.done():  # a waiter cancelled (the dispatcher stops) wants no answer
+                            done.set_exception(exc)
+                else:
+                    for *_, done in group:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writer = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator
 
@@ -24,6 +25,27 @@ from bridge.privacy.audit import GENESIS, Actor, AuditEntry, sealed
 from bridge.store.db import Database
 
 AUDIT_LOCK = 0x61756474  # 'audt'
+INSERT = ("INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, session_id,"
+          " subject_hash, source, reason, details, prev_hash, hash, key_id)"
+          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14)")
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """A row to append: who did what to which data; its seq, time and hashes are the trail's to give."""
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    source: str
+    reason: str | None = None
+    session_id: uuid.UUID | None = None
+    subject_hash: bytes | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def by(cls, actor: Actor, action: str, target_type: str, target_id: str, **fields: Any) -> "NewRow":
+        return cls(actor.name, action, target_type, target_id, actor.source, actor.reason, **fields)
 
 
 class AuditTrail:
@@ -37,41 +59,59 @@ class AuditTrail:
                      subject_hash: bytes | None = None, details: dict[str, Any] | None = None,
                      conn: asyncpg.Connection | None = None) -> AuditEntry:
         """Append a row: in its own transaction, or in the caller's `conn`'s."""
+        row = NewRow(actor, action, target_type, target_id, source, reason, session_id, subject_hash,
+                     details or {})
+        return (await self.append_rows([row], conn))[0]
 
+    async def append_rows(self, rows: list[NewRow], conn: asyncpg.Connection | None = None) -> list[AuditEntry]:
+        """Append `rows` in order, chained one after another under one lock and
+        one reading of the head: in their own transaction, or in the caller's
+        `conn`'s. What a batch saves is round trips (a delivered webhook's row
+        was five of a delivery's six statements), not rows: each is sealed as
+        if appended alone, and they share the database's clock reading."""
         keys = self.db.keys
         key_id = keys.active_audit_id  # before any SQL: without an audit key nothing is written
 
-        async def write(conn: asyncpg.Connection) -> AuditEntry:
+        async def write(conn: asyncpg.Connection) -> list[AuditEntry]:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
             # The database's clock, so `at` grows with seq whoever writes; details as jsonb
-            # gives them back, so the hash seals exactly what is stored.
+            # give them back, so the hash seals exactly what is stored.
             head = await conn.fetchrow(
-                "SELECT clock_timestamp() AS at, $1::jsonb AS details, last.seq, last.hash"
+                "SELECT clock_timestamp() AS at, $1::jsonb[] AS details, last.seq, last.hash"
                 " FROM (SELECT 1) AS one LEFT JOIN LATERAL"
                 " (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS last ON true",
-                json.dumps(details or {}))
-            entry = AuditEntry(
-                seq=(head["seq"] or 0) + 1, at=head["at"], actor=actor, action=action, target_type=target_type,
-                target_id=target_id, source=source, session_id=session_id, subject_hash=subject_hash,
-                reason=reason, details=json.loads(head["details"]), key_id=key_id)
-            entry = sealed(entry, head["hash"] or entry.prev_hash, keys.audit_mac)
-            await conn.execute(
-                "INSERT INTO audit_log (seq, at, actor, action, target_type, target_id, session_id,"
-                " subject_hash, source, reason, details, prev_hash, hash, key_id)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14)",
-                entry.seq, entry.at, actor, action, target_type, target_id, session_id, subject_hash,
-                source, reason, head["details"], entry.prev_hash, entry.hash, key_id)
-            return entry
+                [json.dumps(row.details) for row in rows])
+            seq, prev_hash = head["seq"] or 0, head["hash"] or GENESIS
+            entries, values = [], []
+            for row, details in zip(rows, head["details"], strict=True):
+                seq += 1
+                entry = sealed(AuditEntry(
+                    seq=seq, at=head["at"], actor=row.actor, action=row.action, target_type=row.target_type,
+                    target_id=row.target_id, source=row.source, session_id=row.session_id,
+                    subject_hash=row.subject_hash, reason=row.reason, details=json.loads(details),
+                    key_id=key_id), prev_hash, keys.audit_mac)
+                prev_hash = entry.hash
+                entries.append(entry)
+                values.append((entry.seq, entry.at, row.actor, row.action, row.target_type, row.target_id,
+                               row.session_id, row.subject_hash, row.source, row.reason, details,
+                               entry.prev_hash, entry.hash, key_id))
+            if len(values) == 1:
+                await conn.execute(INSERT, *values[0])
+            else:
+                await conn.executemany(INSERT, values)  # pipelined: one round trip
+            return entries
 
-        async def append(conn: asyncpg.Connection) -> AuditEntry:
+        async def append(conn: asyncpg.Connection) -> list[AuditEntry]:
             if conn.is_in_transaction():
-                # The caller's transaction: the row and its lock go with its commit.
+                # The caller's transaction: the rows and the lock go with its commit.
                 # A transaction of our own inside it would be a savepoint, two
                 # round trips more for each webhook delivered, each number added.
                 return await write(conn)
             async with conn.transaction():
                 return await write(conn)
 
+        if not rows:
+            return []
         return await (append(conn) if conn is not None else self.db.run(append))
 
     async def append_by(self, by: Actor, action: str, target_type: str, target_id: str,

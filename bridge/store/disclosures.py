@@ -20,7 +20,7 @@ import asyncpg
 from bridge.privacy import ledger
 from bridge.privacy.audit import Actor
 from bridge.sessions.models import MaskingSession
-from bridge.store.audit import AuditTrail
+from bridge.store.audit import AuditTrail, NewRow
 from bridge.store.db import Database
 
 
@@ -52,30 +52,22 @@ class Disclosures:
             return 0
         keys = self.db.keys
 
-        async def append(conn):
-            async with conn.transaction():
-                for session, role, number in revealed:
-                    await self.audit.append_by(by, action, "session", str(session.id), conn,
-                                               session_id=session.id, subject_hash=keys.lookup_hash(number),
-                                               details={**details, "participant": role})
-            return len(revealed)
-
-        return await self.db.run(append, timeout=max(self.db.timeout, 0.01 * len(revealed)))
+        rows = [NewRow.by(by, action, "session", str(session.id), session_id=session.id,
+                          subject_hash=keys.lookup_hash(number), details={**details, "participant": role})
+                for session, role, number in revealed]
+        await self.db.run(lambda conn: self.audit.append_rows(rows, conn),
+                          timeout=max(self.db.timeout, 0.01 * len(rows)))
+        return len(rows)
 
     async def calls_read(self, by: Actor, calls: Iterable[dict], details: dict[str, Any]) -> int:
         """A `call.read` row for each call record shown (about its session as a whole)."""
-        rows = list(calls)
+        rows = [NewRow.by(by, ledger.CALL_READ, "call", str(call["id"]), session_id=call.get("session_id"),
+                          details=details) for call in calls]
         if not rows:
             return 0
-
-        async def append(conn):
-            async with conn.transaction():
-                for row in rows:
-                    await self.audit.append_by(by, ledger.CALL_READ, "call", str(row["id"]), conn,
-                                               session_id=row.get("session_id"), details=details)
-            return len(rows)
-
-        return await self.db.run(append, timeout=max(self.db.timeout, 0.01 * len(rows)))
+        await self.db.run(lambda conn: self.audit.append_rows(rows, conn),
+                          timeout=max(self.db.timeout, 0.01 * len(rows)))
+        return len(rows)
 
     async def out_of_session(self, caller: str | None, destination: dict[str, str], details: dict[str, Any]) -> None:
         """The caller's number about to go to the business: written before it is sent (a withheld one: no hash)."""
@@ -83,10 +75,12 @@ class Disclosures:
                                    subject_hash=self.db.keys.lookup_hash(caller) if caller else None,
                                    details={**destination, **details, "caller": "known" if caller else "withheld"})
 
-    async def webhook_delivered(self, event: dict, destination: dict[str, str],
-                                conn: asyncpg.Connection | None = None) -> None:
-        """An event the business's host accepted (in `conn`'s transaction: the outbox marks it delivered)."""
-        await self.audit.append_by(service_actor(), ledger.WEBHOOK_DELIVERED, "webhook", destination["host"], conn,
-                                   session_id=event.get("session_id"),
-                                   details={**destination, "event_type": event["event_type"],
-                                            "event_id": str(event["event_id"])})
+    async def webhooks_delivered(self, delivered: list[tuple[dict, dict[str, str]]],
+                                 conn: asyncpg.Connection | None = None) -> None:
+        """Events the business's hosts accepted, each with its destination (in
+        `conn`'s transaction: the outbox marks them delivered)."""
+        by = service_actor()
+        await self.audit.append_rows([
+            NewRow.by(by, ledger.WEBHOOK_DELIVERED, "webhook", destination["host"], session_id=event.get("session_id"),
+                      details={**destination, "event_type": event["event_type"], "event_id": str(event["event_id"])})
+            for event, destination in delivered], conn)

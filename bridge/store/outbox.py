@@ -72,15 +72,15 @@ class Outbox:
             " AS purpose", limit))
         return [dict(r) for r in rows]
 
-    async def delivered(self, outbox_id: int,
+    async def delivered(self, outbox_ids: list[int],
                         also: Callable[[asyncpg.Connection], Awaitable[object]] | None = None) -> None:
-        """Mark it delivered; `also` runs in the same transaction (the ledger's row of the delivery)."""
+        """Mark them delivered; `also` runs in the same transaction (the ledger's rows of the deliveries)."""
 
         async def mark(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
                 await conn.execute(
                     "UPDATE webhook_outbox SET status = 'delivered', delivered_at = now(), attempts = attempts + 1,"
-                    " last_error = NULL WHERE id = $1", outbox_id)
+                    " last_error = NULL WHERE id = ANY($1::bigint[])", outbox_ids)
                 if also is not None:
                     await also(conn)
 

@@ -167,7 +167,7 @@ async def seed(store: Store, recording_dir: Path) -> dict:
         await store.outbox.enqueue("call.completed", live.id, "http://127.0.0.1:9/hook", {"call_id": str(answered)})
     await store.outbox.enqueue("call.ringing", None, "http://127.0.0.1:9/hook", {})
     due = await store.outbox.due()
-    await store.outbox.delivered(due[0]["id"])
+    await store.outbox.delivered([due[0]["id"]])
     await store.outbox.failed(due[1]["id"], "connection refused", None)  # dead
     await store.outbox.failed(due[2]["id"], "HTTP 500", 30.0)  # pending, retried later
     return {"live": live, "closed": closed, "expired": expired, "call": answered, "rejected_call": rejected,

@@ -15,6 +15,7 @@ from bridge.config import Settings
 from bridge.privacy.audit import verify_chain
 from bridge.auditing import audit_configuration
 from bridge.store import Store
+from bridge.store.audit import NewRow
 from tests.integration.test_cli import masking
 from tests.support.keys import keys_file, shared_keys
 from tests.support.ports import free_port
@@ -55,6 +56,40 @@ async def test_fifty_concurrent_appends_make_a_gapless_valid_chain(store):
     assert [row.seq for row in rows] == list(range(1, 51))
     assert verify_chain(rows, mac=store.keys.audit_mac).ok
     assert {row.key_id for row in rows} == {store.keys.audit_active}
+
+
+async def test_batches_and_single_appends_side_by_side_make_a_gapless_valid_chain(store):
+    """A batch (a group of delivered webhooks, a listing's rows) takes the lock
+    and reads the head once: its rows are consecutive, each sealed after the
+    one before, and single appends racing it chain after or before it."""
+    def batch(n: int) -> list[NewRow]:
+        return [NewRow("service", "webhook.delivered", "webhook", "hooks.example", "service@test",
+                       details={"batch": n, "i": i, "nested": {"z": 1, "a": [i]}}) for i in range(5)]
+
+    results = await asyncio.gather(
+        *(store.audit.append_rows(batch(n)) for n in range(10)),
+        *(store.audit.append("service", "purge.run", "recordings", str(n), source="service@test") for n in range(20)))
+
+    rows = [row async for row in store.audit.walk(page=7)]
+    assert [row.seq for row in rows] == list(range(1, 71))
+    assert verify_chain(rows, mac=store.keys.audit_mac).ok
+    for entries in results[:10]:
+        seqs = [entry.seq for entry in entries]
+        assert seqs == list(range(seqs[0], seqs[0] + 5)), "a batch's rows are consecutive"
+        assert [rows[s - 1] for s in seqs] == entries, "what append_rows returned is what was stored"
+
+
+async def test_a_batch_commits_or_rolls_back_with_the_callers_transaction(store):
+    class Refused(Exception):
+        pass
+
+    rows = [NewRow("service", "webhook.delivered", "webhook", "hooks.example", "service@test") for _ in range(3)]
+    with pytest.raises(Refused):
+        async with store.pool.acquire() as conn, conn.transaction():
+            await store.audit.append_rows(rows, conn)
+            raise Refused
+    assert await store.audit.rows() == []
+    assert await store.audit.append_rows([]) == []
 
 
 async def test_an_audit_row_commits_or_rolls_back_with_the_callers_transaction(store):

@@ -245,9 +245,9 @@ async def test_audit_list_filters_by_actor_time_range_and_subject_in_any_spellin
     assert masking(operator, "sessions", "create", "--purpose", "delivery_order", "--a", "+6591120009",
                    "--b", "+6581120009").returncode == 0
     await store.outbox.enqueue("call.completed", uuid.UUID(mine["id"]), "https://hooks.example/x", {})
-    await store.disclosures.webhook_delivered({"session_id": uuid.UUID(mine["id"]), "event_type": "call.completed",
-                                               "event_id": uuid.uuid4()}, {"host": "hooks.example",
-                                                                           "country": "unknown"})
+    await store.disclosures.webhooks_delivered([({"session_id": uuid.UUID(mine["id"]), "event_type": "call.completed",
+                                                  "event_id": uuid.uuid4()}, {"host": "hooks.example",
+                                                                              "country": "unknown"})])
     everything = await ledger_rows(store)
     key_actor = everything[0]["actor"]
 
@@ -264,10 +264,12 @@ async def test_audit_list_filters_by_actor_time_range_and_subject_in_any_spellin
         found = listed("--subject", spelling)
         assert sorted(e["action"] for e in found) == ["session.created", "webhook.delivered"], spelling
     assert listed("--subject", "+6591120009")[0]["action"] == "session.created"
-    # A range by the rows' own times: --since inclusive, --until exclusive.
-    since, until = everything[1]["at"].isoformat(), everything[3]["at"].isoformat()
+    # A range by the rows' own times: --since inclusive, --until exclusive. The
+    # rows of one disclosure (a session's two numbers) were written at one time.
+    assert everything[2]["at"] == everything[3]["at"] < everything[4]["at"]
+    since, until = everything[2]["at"].isoformat(), everything[4]["at"].isoformat()
     assert [e["seq"] for e in listed("--since", since, "--until", until)] == \
-        [everything[2]["seq"], everything[1]["seq"]]
+        [everything[3]["seq"], everything[2]["seq"]]
     assert masking(operator, "audit", "list", "--since", "yesterday").returncode == 2
     bad = masking(operator, "audit", "list", "--subject", "12ab")
     assert bad.returncode == 2 and "12ab" not in bad.stderr

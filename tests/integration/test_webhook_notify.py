@@ -13,10 +13,11 @@ import time
 import asyncpg
 from aiohttp import web
 
+from bridge.privacy.audit import verify_chain
 from bridge.sessions.models import SessionRequest
 from bridge.store import Store
 from bridge.store.outbox import NOTIFY_CHANNEL
-from bridge.webhooks import Dispatcher
+from bridge.webhooks import DUE_BATCH, Dispatcher
 from tests.integration.test_api import LOCAL_RECEIVERS, SECRET, serve_hook
 from tests.support.keys import shared_keys
 
@@ -160,6 +161,37 @@ async def test_an_expiry_on_the_services_own_connections_is_sent_at_once(store, 
     assert received == ["session.expired"]
 
 
+async def test_events_delivered_together_are_each_marked_once_with_a_valid_ledger_chain(store, dsn):
+    """A claim's worth of events (20, of as many sessions) accepted at once are marked in groups
+    (`DeliveryMarks`): every one delivered, one ledger row each, chained."""
+    arrived: list[str] = []
+    all_in = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        arrived.append(request.headers["X-Masking-Event-Id"])
+        if len(arrived) >= DUE_BATCH:
+            all_in.set()
+        await asyncio.wait_for(all_in.wait(), 10)  # then all are answered in one burst
+        return web.Response(status=204)
+
+    runner, port = await serve_hook(hook)
+    url = f"http://127.0.0.1:{port}/hook"
+    for _ in range(DUE_BATCH):
+        await write_elsewhere(dsn, url, "call.completed")
+    dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        assert await wait_until(lambda: _delivered(store, DUE_BATCH), 20), "not every event was marked delivered"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+
+    rows = [row async for row in store.audit.walk()]
+    assert sorted(row.details["event_id"] for row in rows if row.action == "webhook.delivered") == sorted(arrived)
+    assert len(arrived) == DUE_BATCH and verify_chain(rows, mac=store.keys.audit_mac).ok
+
+
 async def test_a_failed_delivery_is_retried_at_its_backoff_not_at_the_long_poll(store, dsn):
     attempts: list[float] = []
 
@@ -189,6 +221,10 @@ async def _listening(dsn: str, other_than: int | None = None) -> bool:
 
 async def _none_listening(dsn: str) -> bool:
     return not await listening_backends(dsn)
+
+
+async def _delivered(store: Store, count: int) -> bool:
+    return await store.pool.fetchval("SELECT count(*) FROM webhook_outbox WHERE status = 'delivered'") >= count
 
 
 async def _has(items: list, count: int) -> bool:
