@@ -54,10 +54,13 @@ class WebhookReceiver:
         received = self.received = collections.Counter()
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a business's web server answers
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 received[json.loads(body).get("type", "?")] += 1
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *_args) -> None:
