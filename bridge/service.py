@@ -80,7 +80,8 @@ class Service:
                                   " (or `masking keys add-audit`)")
         self.store = await Store.connect(self.settings.database_url, keys, self.settings.db_timeout,
                                          self.settings.db_pool_size, self.settings.db_lookup_pool_size,
-                                         outbox_notify=False)  # its events wake its own sender (migration 0035)
+                                         outbox_notify=False,  # its events wake its own sender (migration 0035)
+                                         default_webhook_url=self.settings.webhook_url or None)
         self._tasks.append(asyncio.create_task(warn_if_privileged(self.store), name="database-role"))
         self._tasks.append(asyncio.create_task(audit_configuration(self.store, self.settings), name="audit-config"))
         self.asterisk = AsteriskMonitor(self.settings)
@@ -148,6 +149,8 @@ class Service:
             await asyncio.wait(set(self.calls), timeout=5)
         for task in self._tasks:
             task.cancel()
+        if self._tasks:  # before the store closes: the webhook sender writes the marks it holds
+            await asyncio.wait(self._tasks, timeout=10)
         if self._http:
             await self._http.cleanup()
         await self.agi.stop()

@@ -230,13 +230,17 @@ class DeliveryMarks:
             self._writer = asyncio.create_task(self._write(), name="webhook-marks")
         await done
 
-    async def settle(self) -> None:
-        """Let a transaction under way finish (the dispatcher stops): not
-        cancelled half-way, its events would be sent twice."""
-        if self._writer is not None:
-            await asyncio.wait([self._writer], timeout=DELIVERY_TIMEOUT)
+    async def settle(self, timeout: float = DELIVERY_TIMEOUT) -> None:
+        """Let the marks under way and queued be written (the dispatcher
+        stops), for at most `timeout` s: not cancelled half-way, their events
+        would be sent twice."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._writer is not None and (left := deadline - loop.time()) > 0:
+            await asyncio.wait([self._writer], timeout=left)
 
     async def _write(self) -> None:
+        group: list[tuple[dict, dict[str, str], asyncio.Future]] = []
         try:
             while self._queued:
                 group, self._queued = self._queued, []
@@ -246,12 +250,24 @@ class DeliveryMarks:
                         [event["id"] for event, _ in delivered],
                         lambda conn: self.store.disclosures.webhooks_delivered(delivered, conn))
                 except Exception as exc:
-                    for *_, done in group:
-                        if not done.done():  # a waiter cancelled (the dispatcher stops) wants no answer
-                            done.set_exception(exc)
+                    _answer(group, exc)
                 else:
-                    for *_, done in group:
-                        if not done.done():
-                            done.set_result(None)
+                    _answer(group, None)
+                group = []
+        except asyncio.CancelledError:  # the loop is closing: nobody may wait for ever
+            for *_, done in group + self._queued:
+                done.cancel()
+            self._queued = []
+            raise
         finally:
             self._writer = None
+
+
+def _answer(group: list[tuple[dict, dict[str, str], asyncio.Future]], error: Exception | None) -> None:
+    for *_, done in group:
+        if done.done():
+            continue  # its waiter was cancelled (the dispatcher stops): it wants no answer
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)

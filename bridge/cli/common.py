@@ -83,7 +83,8 @@ def group(sub, name: str, help_text: str):
 @asynccontextmanager
 async def open_store(settings: Settings, dsn: str | None = None):
     """The store over MASKING_DATABASE_URL (the application role), or over `dsn`."""
-    store = await Store.connect(dsn or settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout)
+    store = await Store.connect(dsn or settings.database_url, KeyRing.load(settings.keys_path), settings.db_timeout,
+                                default_webhook_url=settings.webhook_url or None)
     try:
         yield store
     finally:

@@ -55,22 +55,22 @@ class Store:
     """Every domain's queries over one pool."""
 
     def __init__(self, pool: asyncpg.Pool, keys: KeyRing, timeout: float, lookup_pool: asyncpg.Pool | None = None,
-                 dsn: str | None = None):
+                 dsn: str | None = None, default_webhook_url: str | None = None):
         self.db = Database(pool, keys, timeout, lookup_pool)
         self.dsn = dsn  # for a connection of its own outside the pools (the outbox's LISTEN)
         self.audit = AuditTrail(self.db)
         self.disclosures = Disclosures(self.db, self.audit)
         self.schema = Schema(self.db)
         self.roles = Roles(self.db)
-        self.numbers = Numbers(self.db, self.audit)
-        self.sessions = Sessions(self.db)
+        self.outbox = Outbox(self.db)
+        self.numbers = Numbers(self.db, self.audit, self.outbox, default_webhook_url)
+        self.sessions = Sessions(self.db, self.outbox, default_webhook_url)
         self.pins = Pins(self.db)
         self.pin_failures = PinFailures(self.db)
         self.calls = Calls(self.db)
         self.recordings = Recordings(self.db)
         self.wait_audio = WaitAudio(self.db)
         self.api_keys = ApiKeys(self.db, self.audit)
-        self.outbox = Outbox(self.db)
         self.subjects = Subjects(self.db, self.audit)
         self.consent = Consent(self.db, self.audit, self.subjects)
         self.holds = LegalHolds(self.db, self.audit)
@@ -84,11 +84,14 @@ class Store:
 
     @classmethod
     async def connect(cls, dsn: str, keys: KeyRing, timeout: float = 2.0, max_size: int = 10,
-                      lookup_size: int = 4, outbox_notify: bool = True) -> "Store":
+                      lookup_size: int = 4, outbox_notify: bool = True,
+                      default_webhook_url: str | None = None) -> "Store":
         """`max_size` connections for writes and everything else, `lookup_size`
         more that only route arriving calls (MASKING_DB_POOL_SIZE, MASKING_DB_LOOKUP_POOL_SIZE).
         `outbox_notify=False`: webhook events this process writes do not NOTIFY
-        (migration 0035); it tells its own dispatcher (`Outbox.on_due`)."""
+        (migration 0035); it tells its own dispatcher (`Outbox.on_due`).
+        `default_webhook_url`: MASKING_WEBHOOK_URL, for a session without a URL
+        of its own that a create or a retirement finds expired."""
         settings = {"application_name": APPLICATION_NAME}
         if not outbox_notify:
             settings["masking.outbox_notify"] = "off"
@@ -98,7 +101,7 @@ class Store:
             dsn, min_size=0, max_size=size, timeout=timeout, command_timeout=timeout,
             server_settings=settings, reset=_rolled_back_suffices,
         ) for size in (max_size, lookup_size)]
-        return cls(pools[0], keys, timeout, lookup_pool=pools[1], dsn=dsn)
+        return cls(pools[0], keys, timeout, lookup_pool=pools[1], dsn=dsn, default_webhook_url=default_webhook_url)
 
     def outbox_listener(self, on_due) -> OutboxListener:
         """The outbox's LISTEN connection (bridge/webhooks.py)."""

@@ -69,6 +69,8 @@ class AuditTrail:
         `conn`'s. What a batch saves is round trips (a delivered webhook's row
         was five of a delivery's six statements), not rows: each is sealed as
         if appended alone, and they share the database's clock reading."""
+        if not rows:
+            return []
         keys = self.db.keys
         key_id = keys.active_audit_id  # before any SQL: without an audit key nothing is written
 
@@ -110,8 +112,6 @@ class AuditTrail:
             async with conn.transaction():
                 return await write(conn)
 
-        if not rows:
-            return []
         return await (append(conn) if conn is not None else self.db.run(append))
 
     async def append_by(self, by: Actor, action: str, target_type: str, target_id: str,

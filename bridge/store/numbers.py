@@ -3,6 +3,8 @@ retiring numbers, and the candidates an allocation ranks (the ranking itself
 is pure: bridge/sessions/pool.py)."""
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
 from bridge.numbering import mask_number
@@ -12,6 +14,7 @@ from bridge.store.audit import AuditTrail
 from bridge.store.db import Database
 from bridge.store.errors import NotFound, NumberAlreadyInPool, NumberInUse, NumberUnavailable
 from bridge.store.expiry import expire_due_in
+from bridge.store.outbox import Outbox
 
 # Numbers a session may take for `holders` (both participants on a shared
 # number, one on a per-participant one): in the pool, not reserved, not shared
@@ -87,8 +90,8 @@ async def allocatable_count(conn: asyncpg.Connection) -> int:
 class Numbers:
     """`store.numbers`: the pool operators manage."""
 
-    def __init__(self, db: Database, audit: AuditTrail):
-        self.db, self.audit = db, audit
+    def __init__(self, db: Database, audit: AuditTrail, outbox: Outbox, default_webhook_url: str | None = None):
+        self.db, self.audit, self.outbox, self.default_webhook_url = db, audit, outbox, default_webhook_url
 
     async def add(self, number: str, reserved: bool = False, *, by: Actor | None = None,
                   pin_mode: bool = False) -> dict:
@@ -128,7 +131,7 @@ class Numbers:
                     raise NotFound("no such number in the pool")
                 if row["status"] == "retired":
                     return  # nothing changes, so nothing to audit
-                await expire_due_in(conn)
+                expired[:] = await expire_due_in(conn, self.default_webhook_url, notify=False)
                 users = await conn.fetch(
                     "SELECT DISTINCT session_id FROM session_participants WHERE virtual_number = $1 AND live",
                     number)
@@ -140,7 +143,10 @@ class Numbers:
                     await self.audit.append_by(by, "number.retired", "number", mask_number(number), conn,
                                                subject_hash=self.db.keys.lookup_hash(number))
 
+        expired: list[uuid.UUID] = []
         await self.db.run(retire)
+        if expired:
+            self.outbox.told()  # their session.expired events are committed (a refusal rolls them back)
 
     async def pool_counts(self) -> dict:
         row = await self.db.run(lambda conn: conn.fetchrow(

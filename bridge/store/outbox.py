@@ -20,17 +20,25 @@ NOTIFY_CHANNEL = "masking_webhook_outbox"  # migration 0035: an event became due
 
 
 async def enqueue_in(conn: asyncpg.Connection, event_type: str, session_id: uuid.UUID | None, url: str,
-                     data: dict, event_id: uuid.UUID | None = None) -> None:
+                     data: dict, event_id: uuid.UUID | None = None, *, notify: bool = True) -> None:
     """An event, in the caller's transaction (it commits with what it reports).
 
-    That commit tells the dispatchers (NOTIFY, migration 0035) even on the
-    service's connections, which otherwise keep quiet: events written here
-    (a session expired, a subject's number corrected) are rare, and no code
-    runs after the caller's commit to wake this process's sender."""
+    `notify`: that commit tells the dispatchers (NOTIFY, migration 0035), even
+    on the service's connections, which otherwise keep quiet, for events
+    written where no code of the service runs after the commit (the expiry
+    timer, a correction, a purge). A path that can wake its own process's
+    sender after committing (`Outbox.told`) passes False: a notifying commit
+    takes a lock every notifying commit of the cluster shares."""
     if not conn.is_in_transaction():
         raise RuntimeError("enqueue_in: write the event in the transaction of what it reports")
-    await conn.execute("SET LOCAL masking.outbox_notify = on")
+    if notify:
+        await notify_on_commit(conn)
     await _insert(conn, event_type, session_id, url, data, event_id)
+
+
+async def notify_on_commit(conn: asyncpg.Connection) -> None:
+    """The events this transaction writes NOTIFY when it commits (once is enough)."""
+    await conn.execute("SET LOCAL masking.outbox_notify = on")
 
 
 async def _insert(conn: asyncpg.Connection, event_type: str, session_id: uuid.UUID | None, url: str,
@@ -55,9 +63,10 @@ class Outbox:
                       event_id: uuid.UUID | None = None) -> None:
         """Idempotent for a given `event_id`: a retried write is not a second event."""
         await self.db.run(lambda conn: _insert(conn, event_type, session_id, url, data, event_id))
-        self._told()
+        self.told()
 
-    def _told(self) -> None:
+    def told(self) -> None:
+        """Events this process committed are due: wake its sender (if it runs one)."""
         if self.on_due is not None:
             self.on_due()
 
@@ -120,7 +129,7 @@ class Outbox:
             "   AND ($2::bigint[] IS NULL OR o.id = ANY($2::bigint[])))", account_id, outbox_ids))
         requeued = int(result.split()[-1])
         if requeued:
-            self._told()
+            self.told()
         return requeued
 
     async def counts(self) -> dict[str, int]:

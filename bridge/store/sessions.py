@@ -25,6 +25,7 @@ from bridge.store.db import Database
 from bridge.store.errors import IdempotencyConflict, NotFound, NumberInUse, SessionNotActive, UnknownWaitAudio
 from bridge.store.expiry import expire_due_in
 from bridge.store.numbers import check_assignable, check_not_held
+from bridge.store.outbox import Outbox
 from bridge.store.pins import allocate_pin_number, assign_pin
 from bridge.store.rows import seal_participants, session_from_row
 
@@ -36,8 +37,10 @@ OWN = "($2::uuid IS NULL OR account_id = $2::uuid)"
 class Sessions:
     """`store.sessions`."""
 
-    def __init__(self, db: Database):
-        self.db = db
+    def __init__(self, db: Database, outbox: Outbox, default_webhook_url: str | None = None):
+        """`default_webhook_url`: where a session without its own URL reports
+        expiring (MASKING_WEBHOOK_URL), when a create finds it past its time."""
+        self.db, self.outbox, self.default_webhook_url = db, outbox, default_webhook_url
 
     def _session(self, row: asyncpg.Record) -> MaskingSession:
         return session_from_row(self.db.keys, row)
@@ -103,7 +106,9 @@ class Sessions:
                             raise IdempotencyConflict("this Idempotency-Key was used for a different request")
                         row = await conn.fetchrow("SELECT * FROM masking_sessions WHERE id = $1", seen["session_id"])
                         return self._session(row), False
-                await expire_due_in(conn)
+                # Expired here (before the unique index on live participants
+                # refuses a returning customer), told after the commit below.
+                expired[:] = await expire_due_in(conn, self.default_webhook_url, notify=False)
                 number_b = None
                 if request.caller_id_policy == PER_PARTICIPANT:
                     number, number_b = await allocate_pair(conn, keys, request)
@@ -165,7 +170,11 @@ class Sessions:
                         lookup.active)
                 return self._session(row), True
 
-        return await self.db.run(create)
+        expired: list[uuid.UUID] = []
+        created = await self.db.run(create)
+        if expired:
+            self.outbox.told()  # their session.expired events are committed
+        return created
 
     async def get(self, session_id: uuid.UUID, account_id: uuid.UUID | None = None) -> MaskingSession:
         row = await self.db.run(lambda conn: conn.fetchrow(

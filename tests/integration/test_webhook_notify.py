@@ -161,6 +161,47 @@ async def test_an_expiry_on_the_services_own_connections_is_sent_at_once(store, 
     assert received == ["session.expired"]
 
 
+async def test_a_session_a_create_finds_expired_reports_to_the_default_url_at_once_and_quietly(store, dsn):
+    """A create expires the sessions past their time first (the unique index on
+    live participants): their session.expired goes to MASKING_WEBHOOK_URL when
+    they have no URL of their own, and wakes the sender in the process after
+    the create commits, with no NOTIFY on the session-create path."""
+    notified: list[str] = []
+    outsider = await asyncpg.connect(dsn)
+    await outsider.add_listener(NOTIFY_CHANNEL, lambda *_: notified.append("told"))
+    runner, url, received = await business_endpoint()
+    service_store = await Store.connect(dsn, shared_keys(), outbox_notify=False, default_webhook_url=url)
+    for number in ("+6560009101", "+6560009102"):
+        await service_store.numbers.add(number)
+
+    def request(n: int) -> SessionRequest:
+        return SessionRequest(participant_a=f"+659123910{n}", participant_b=f"+658123910{n}", ttl_seconds=3600,
+                              record=False, purpose="delivery_order")  # no webhook_url of its own
+
+    old, _ = await service_store.sessions.create(request(1))
+    dispatcher = Dispatcher(service_store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
+                            listening_poll_interval=LONG_POLL)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        assert await wait_until(lambda: _listening(dsn), 10)
+        await asyncio.sleep(0.5)
+        async with service_store.pool.acquire() as conn:
+            await conn.execute("UPDATE masking_sessions SET created_at = now() - interval '2 hours',"
+                               " expires_at = now() - interval '1 hour' WHERE id = $1", old.id)
+        await service_store.sessions.create(request(2))
+        assert await wait_until(lambda: _has(received, 1), 5), "the expiry a create found waited, or was never sent"
+        await asyncio.sleep(0.5)
+        assert notified == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+        await service_store.close()
+        await outsider.close()
+    assert received == ["session.expired"]
+    assert await store.pool.fetchval("SELECT status FROM masking_sessions WHERE id = $1", old.id) == "expired"
+
+
 async def test_events_delivered_together_are_each_marked_once_with_a_valid_ledger_chain(store, dsn):
     """A claim's worth of events (20, of as many sessions) accepted at once are marked in groups
     (`DeliveryMarks`): every one delivered, one ledger row each, chained."""
@@ -190,6 +231,9 @@ async def test_events_delivered_together_are_each_marked_once_with_a_valid_ledge
     rows = [row async for row in store.audit.walk()]
     assert sorted(row.details["event_id"] for row in rows if row.action == "webhook.delivered") == sorted(arrived)
     assert len(arrived) == DUE_BATCH and verify_chain(rows, mac=store.keys.audit_mac).ok
+    # Answered in one burst, they were marked in fewer transactions than events
+    # (a group's rows share the database's clock reading).
+    assert len({row.at for row in rows if row.action == "webhook.delivered"}) < DUE_BATCH
 
 
 async def test_a_failed_delivery_is_retried_at_its_backoff_not_at_the_long_poll(store, dsn):

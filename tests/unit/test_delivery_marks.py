@@ -85,3 +85,35 @@ async def test_a_delivery_given_up_on_does_not_stop_the_others_marks():
     await asyncio.wait_for(second, 5)
     await marks.settle()
     assert outbox.transactions == [[1], [2]] and outbox.ledger == [[1], [2]]
+
+
+async def test_a_stopping_dispatcher_waits_for_the_marks_under_way_and_queued():
+    outbox = Outbox()
+    marks = DeliveryMarks(fake_store(outbox))
+    waiters = [asyncio.create_task(marks.mark({"id": 1}, DESTINATION))]
+    await asyncio.sleep(0.01)
+    waiters.append(asyncio.create_task(marks.mark({"id": 2}, DESTINATION)))
+    await asyncio.sleep(0)
+    for waiter in waiters:
+        waiter.cancel()  # the dispatcher is cancelled while its first mark is held
+    settling = asyncio.create_task(marks.settle())
+    await asyncio.sleep(0.01)
+    assert not settling.done()
+    outbox.release.set()
+    await asyncio.wait_for(settling, 5)
+    assert outbox.ledger == [[1], [2]]  # both written, not cancelled half-way
+
+
+async def test_a_writer_cancelled_with_the_loop_leaves_no_delivery_waiting_for_ever():
+    outbox = Outbox()
+    marks = DeliveryMarks(fake_store(outbox))
+    first = asyncio.create_task(marks.mark({"id": 1}, DESTINATION))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(marks.mark({"id": 2}, DESTINATION))
+    await asyncio.sleep(0)
+    marks._writer.cancel()
+    for waiter in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiter, 5)
+    await asyncio.wait_for(marks.mark({"id": 3}, DESTINATION), 5)  # a new writer takes the next
+    assert outbox.ledger[-1] == [3]
