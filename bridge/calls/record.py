@@ -5,8 +5,8 @@ overtakes the row it reports), so call control never waits on the database;
 a write the database refuses for a few seconds goes to the spool, to be
 replayed when it is back. Row writes waiting together are coalesced: the
 burst of changes a step makes (and whatever queued while the previous write
-ran) goes in as one statement, so a call holds a pooled connection as
-rarely as it can.
+ran) goes in as one statement, and so does an update with the webhook event
+that reports it, so a call holds a pooled connection as rarely as it can.
 """
 from __future__ import annotations
 
@@ -75,14 +75,20 @@ class CallRow:
         self._queue.put_nowait(item)
 
     async def _next(self) -> tuple[str, dict[str, Any]] | None:
-        """The next write, with the row updates queued right behind it merged in."""
+        """The next write, with the row updates queued right behind it merged in,
+        and an update with the event queued right behind it (one statement)."""
         item = await self._queue.get()
         if item is None or item[0] not in ("insert", "update"):
             return item
         operation, fields = item[0], dict(item[1])
-        while not self._queue.empty() and self._queue.peek() is not None and self._queue.peek()[0] == "update":
+        while self._next_is("update"):
             fields.update(self._queue.get_nowait()[1])
+        if operation == "update" and self._next_is("event"):
+            return "update_event", {"update": fields, "event": self._queue.get_nowait()[1]}
         return operation, fields
+
+    def _next_is(self, operation: str) -> bool:
+        return not self._queue.empty() and self._queue.peek() is not None and self._queue.peek()[0] == operation
 
     async def _drain(self) -> None:
         while (item := await self._next()) is not None:

@@ -127,6 +127,9 @@ async def apply(store: Store, call_id: uuid.UUID, operation: str, fields: dict[s
         await store.calls.update(call_id, **fields)
     elif operation == "event":
         await store.outbox.enqueue(**fields)
+    elif operation == "update_event":  # an update and the event reporting it (CallRow._next)
+        await store.calls.update_and_enqueue(call_id, fields["update"], fields["event"])
+        store.outbox.told()
     elif operation == "touch":
         await store.sessions.touch(**fields)
     elif operation == "recording":

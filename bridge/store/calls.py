@@ -13,6 +13,7 @@ from typing import Any
 from bridge.store.apikeys import owned_by
 from bridge.store.db import Database
 from bridge.store.errors import NotFound
+from bridge.store.outbox import INSERT_EVENT, event_values
 
 # Columns a call row may be updated with as the call progresses.
 CALL_COLUMNS = frozenset({
@@ -47,6 +48,17 @@ class Calls:
         await self.db.run(lambda conn: conn.execute(
             f"UPDATE calls SET {assignments} WHERE id = $1", call_id, *columns.values()
         ))
+
+    async def update_and_enqueue(self, call_id: uuid.UUID, fields: dict[str, Any], event: dict[str, Any]) -> None:
+        """An update and the webhook event that reports it (`event`: `event_values`'s
+        arguments) in one statement, a data-modifying CTE: one round trip for
+        the call's ringing, answered and completed, and both or neither. The
+        caller wakes the sender (`Outbox.told`)."""
+        columns = _checked(fields)
+        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=7))
+        await self.db.run(lambda conn: conn.execute(
+            f"WITH updated AS (UPDATE calls SET {assignments} WHERE id = $6) {INSERT_EVENT}",
+            *event_values(**event), call_id, *columns.values()))
 
     async def get(self, call_id: uuid.UUID, account_id: uuid.UUID | None = None) -> dict:
         row = await self.db.run(lambda conn: conn.fetchrow(

@@ -41,14 +41,22 @@ async def notify_on_commit(conn: asyncpg.Connection) -> None:
     await conn.execute("SET LOCAL masking.outbox_notify = on")
 
 
-async def _insert(conn: asyncpg.Connection, event_type: str, session_id: uuid.UUID | None, url: str,
-                  data: dict, event_id: uuid.UUID | None) -> None:
+# An event's row, its values $1-$5 (`event_values`); idempotent for its event_id.
+INSERT_EVENT = ("INSERT INTO webhook_outbox (event_id, event_type, session_id, url, payload)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING")
+
+
+def event_values(event_type: str, session_id: uuid.UUID | None, url: str, data: dict,
+                 event_id: uuid.UUID | None = None) -> tuple:
+    """INSERT_EVENT's values: the event as the receiver gets it (its body, signed at delivery)."""
     event_id = event_id or uuid.uuid4()
     payload = {"id": str(event_id), "type": event_type, "created_at": utcnow().isoformat(), "data": data}
-    await conn.execute(
-        "INSERT INTO webhook_outbox (event_id, event_type, session_id, url, payload) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        event_id, event_type, session_id, url, json.dumps(payload))
+    return event_id, event_type, session_id, url, json.dumps(payload)
+
+
+async def _insert(conn: asyncpg.Connection, event_type: str, session_id: uuid.UUID | None, url: str,
+                  data: dict, event_id: uuid.UUID | None) -> None:
+    await conn.execute(INSERT_EVENT, *event_values(event_type, session_id, url, data, event_id))
 
 
 class Outbox:

@@ -24,15 +24,19 @@ class FakeStore:
         self.gate = asyncio.Event()
         self.gate.set()
         self.down = False
-        self.calls = SimpleNamespace(insert=self._writer("insert"), update=self._writer("update"))
-        self.outbox = SimpleNamespace(enqueue=self._writer("event"))
+        self.calls = SimpleNamespace(insert=self._writer("insert"), update=self._writer("update"),
+                                     update_and_enqueue=self._writer("update_event"))
+        self.outbox = SimpleNamespace(enqueue=self._writer("event"), told=lambda: self.told.append(True))
+        self.told: list[bool] = []
         self.sessions = SimpleNamespace(touch=self._writer("touch"))
 
     def _writer(self, operation):
-        async def write(*_args, **fields):
+        async def write(*args, **fields):
             await self.gate.wait()
             if self.down:
                 raise StoreUnavailable("database unavailable: TimeoutError")
+            if operation == "update_event":  # (call_id, the update, the event)
+                fields = {"update": args[1], "event": args[2]}
             self.writes.append((operation, fields))
         return write
 
@@ -87,3 +91,38 @@ async def test_a_coalesced_write_the_database_refuses_is_spooled_once_with_every
     assert store.writes == []
     assert len(spool) == 1
     assert '"ringing_at": "t1"' in spool.path.read_text() and '"disposition": "failed"' in spool.path.read_text()
+
+
+async def test_an_update_and_the_event_reporting_it_are_one_write_in_their_order():
+    store = FakeStore()
+    row = new_row(store)
+    row.insert(virtual_number="+6561000001", caller_channel_id="c1", started_at=None)
+    await asyncio.sleep(0)
+    row.update(ringing_at="t1")
+    row.update(setup_ms=40)
+    row.event("call.ringing", SESSION, "https://example.test/hook", {"n": 1})
+    row.update(answered_at="t2")
+    row.event("call.answered", SESSION, "https://example.test/hook", {"n": 2})
+    row.event("call.extra", SESSION, "https://example.test/hook", {"n": 3})  # no update before it: alone
+    await row.close()
+
+    assert [op for op, _ in store.writes] == ["insert", "update_event", "update_event", "event"]
+    assert store.writes[1][1]["update"] == {"ringing_at": "t1", "setup_ms": 40}
+    assert store.writes[1][1]["event"]["event_type"] == "call.ringing"
+    assert store.writes[2][1]["update"] == {"answered_at": "t2"}
+    assert store.writes[2][1]["event"]["data"] == {"n": 2}
+    assert len(store.told) == 2  # each woke this process's webhook sender
+
+
+async def test_an_update_and_its_event_the_database_refuses_are_spooled_as_one(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("bridge.calls.record.RETRY_DELAYS", (0.0,))
+    store = FakeStore()
+    store.down = True
+    spool = Spool(tmp_path / "calls.jsonl")
+    row = new_row(store, spool)
+    row.update(ringing_at="t1")
+    row.event("call.ringing", SESSION, "https://example.test/hook", {})
+    await row.close()
+
+    assert store.writes == [] and len(spool) == 1
+    assert '"op": "update_event"' in spool.path.read_text()
