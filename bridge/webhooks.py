@@ -4,8 +4,8 @@ Events are rows in `webhook_outbox`, written in the same transaction as (or
 right after) what they report, so none is lost when the receiver, or this
 process, is down. A session's events are sent in the order they were written.
 A dispatcher task sends due rows, retries with exponential backoff, and
-dead-letters an event after `webhook_max_attempts`; delivered events are
-marked in groups (`DeliveryMarks`).
+dead-letters an event after `webhook_max_attempts`; the events a claim took
+are marked delivered together (`DeliveryMarks`).
 
 Signature: `X-Masking-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 with `X-Masking-Timestamp` the Unix time the request was signed. Receivers
@@ -112,7 +112,7 @@ class Dispatcher:
         finally:
             if self.store.outbox.on_due == self.wakeup.set:
                 self.store.outbox.on_due = None
-            await self._marks.settle()
+            await self._marks.write()  # what was accepted before a stop: not sent twice
             await listener.close()
 
     def _idle_wait(self, rely_on_being_told: bool) -> float:
@@ -151,6 +151,7 @@ class Dispatcher:
             for result in results:
                 if isinstance(result, Exception):
                     log.error("webhook.dispatch_error", error=type(result).__name__)
+            await self._marks.write()
             if len(due) < DUE_BATCH:
                 return True
 
@@ -184,10 +185,7 @@ class Dispatcher:
                 # The ledger's row of the disclosure commits with the delivery mark.
                 destination = ledger.destination_details(
                     event["url"], self.countries, purposes.declared_country(self.registry, event.get("purpose")))
-                try:
-                    await self._marks.mark(event, destination)
-                except StoreUnavailable:
-                    pass  # the claim expires; it is sent again (receivers drop duplicates by id)
+                self._marks.add(event, destination)
                 metrics.webhooks_delivered_total.labels(event["event_type"]).inc()
                 return None
             error = status_category(answer.status)  # a 3xx too: redirects are not followed
@@ -208,66 +206,33 @@ class Dispatcher:
 
 
 class DeliveryMarks:
-    """Delivered events marked as a group commit: one transaction marks what
-    was accepted while the one before it was being written, with the ledger's
-    rows chained under one lock (`AuditTrail.append_rows`). An event delivered
-    alone is marked alone, as soon as before; under load one transaction marks
-    many, and a delivery costs its mark's round trips once per group, not six
-    times an event. A delivery waits for its mark: accepted, then recorded,
-    then the session's next event."""
+    """Delivered events, marked together: the batch a claim took is marked in
+    one transaction once its deliveries are done, its ledger rows chained in
+    one append (`AuditTrail.append_rows`): one mark a batch, not six round
+    trips an event. A session's next event goes out once the one before was
+    accepted, not marked; a mark that cannot be written leaves its events
+    claimed until the claim expires, and they are sent again (receivers drop
+    duplicates by id), as when this process dies between sending and marking."""
 
     def __init__(self, store: Store):
         self.store = store
-        self._queued: list[tuple[dict, dict[str, str], asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
+        self._accepted: list[tuple[dict, dict[str, str]]] = []
 
-    async def mark(self, event: dict, destination: dict[str, str]) -> None:
-        """Raises what the transaction raised (StoreUnavailable: the claim
-        expires and the event is sent again; receivers drop duplicates by id)."""
-        done = asyncio.get_running_loop().create_future()
-        self._queued.append((event, destination, done))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write(), name="webhook-marks")
-        await done
+    def add(self, event: dict, destination: dict[str, str]) -> None:
+        self._accepted.append((event, destination))
 
-    async def settle(self, timeout: float = DELIVERY_TIMEOUT) -> None:
-        """Let the marks under way and queued be written (the dispatcher
-        stops), for at most `timeout` s: not cancelled half-way, their events
-        would be sent twice."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._writer is not None and (left := deadline - loop.time()) > 0:
-            await asyncio.wait([self._writer], timeout=left)
-
-    async def _write(self) -> None:
-        group: list[tuple[dict, dict[str, str], asyncio.Future]] = []
+    async def write(self) -> None:
+        """Mark what was accepted since the last write; never raises (a failed
+        write is logged, and its events are sent again after their claim)."""
+        group = list(self._accepted)
+        if not group:
+            return
         try:
-            while self._queued:
-                group, self._queued = self._queued, []
-                delivered = [(event, destination) for event, destination, _ in group]
-                try:
-                    await self.store.outbox.delivered(
-                        [event["id"] for event, _ in delivered],
-                        lambda conn: self.store.disclosures.webhooks_delivered(delivered, conn))
-                except Exception as exc:
-                    _answer(group, exc)
-                else:
-                    _answer(group, None)
-                group = []
-        except asyncio.CancelledError:  # the loop is closing: nobody may wait for ever
-            for *_, done in group + self._queued:
-                done.cancel()
-            self._queued = []
-            raise
-        finally:
-            self._writer = None
-
-
-def _answer(group: list[tuple[dict, dict[str, str], asyncio.Future]], error: Exception | None) -> None:
-    for *_, done in group:
-        if done.done():
-            continue  # its waiter was cancelled (the dispatcher stops): it wants no answer
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
+            await self.store.outbox.delivered([event["id"] for event, _ in group],
+                                              lambda conn: self.store.disclosures.webhooks_delivered(group, conn))
+        except StoreUnavailable:
+            log.warning("webhook.marks_unwritten", events=len(group))
+        except Exception as exc:
+            log.error("webhook.marks_failed", events=len(group), error=type(exc).__name__)
+        # Cancelled half-way (a stop), the group stays for the dispatcher's last write.
+        del self._accepted[:len(group)]

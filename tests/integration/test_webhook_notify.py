@@ -203,7 +203,7 @@ async def test_a_session_a_create_finds_expired_reports_to_the_default_url_at_on
 
 
 async def test_events_delivered_together_are_each_marked_once_with_a_valid_ledger_chain(store, dsn):
-    """A claim's worth of events (20, of as many sessions) accepted at once are marked in groups
+    """A claim's worth of events (20, of as many sessions) are marked together
     (`DeliveryMarks`): every one delivered, one ledger row each, chained."""
     arrived: list[str] = []
     all_in = asyncio.Event()
@@ -231,8 +231,8 @@ async def test_events_delivered_together_are_each_marked_once_with_a_valid_ledge
     rows = [row async for row in store.audit.walk()]
     assert sorted(row.details["event_id"] for row in rows if row.action == "webhook.delivered") == sorted(arrived)
     assert len(arrived) == DUE_BATCH and verify_chain(rows, mac=store.keys.audit_mac).ok
-    # Answered in one burst, they were marked in fewer transactions than events
-    # (a group's rows share the database's clock reading).
+    # Claimed together, they were marked in fewer transactions than events
+    # (rows written together share the database's clock reading).
     assert len({row.at for row in rows if row.action == "webhook.delivered"}) < DUE_BATCH
 
 

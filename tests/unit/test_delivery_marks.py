@@ -1,13 +1,11 @@
-"""Delivered webhooks are marked as a group commit (bridge/webhooks.py
-`DeliveryMarks`): what is accepted while a mark is being written waits for the
-next transaction, together; alone, an event is marked at once. The store is
-faked here; tests/integration/test_webhook_notify.py marks real ones."""
+"""Delivered webhooks are marked together (bridge/webhooks.py `DeliveryMarks`):
+what a claimed batch delivered, in one transaction with its ledger rows; a
+write that fails drops nothing silently and never raises into the sender.
+The store is faked here; tests/integration/test_webhook_notify.py marks real ones."""
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-
-import pytest
 
 from bridge.store.errors import StoreUnavailable
 from bridge.webhooks import DeliveryMarks
@@ -16,19 +14,20 @@ DESTINATION = {"host": "hooks.example", "country": "unknown"}
 
 
 class Outbox:
-    """Each `delivered` transaction: the ids it marked; the first is held until `release`."""
+    """Each `delivered` transaction: the ids it marked; `hold` keeps one open until set."""
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: Exception | None = None):
         self.transactions: list[list[int]] = []
         self.ledger: list[list[int]] = []
-        self.release, self.fail = asyncio.Event(), fail
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.fail = fail
 
     async def delivered(self, ids, also):
         self.transactions.append(ids)
-        if len(self.transactions) == 1:
-            await self.release.wait()
-        if self.fail:
-            raise StoreUnavailable("the database is down")
+        await self.hold.wait()
+        if self.fail is not None:
+            raise self.fail
         await also("conn")
 
 
@@ -40,80 +39,40 @@ def fake_store(outbox: Outbox):
     return SimpleNamespace(outbox=outbox, disclosures=SimpleNamespace(webhooks_delivered=webhooks_delivered))
 
 
-async def test_what_is_accepted_while_a_mark_is_written_is_marked_together_next():
+async def test_what_was_accepted_is_marked_in_one_transaction_with_its_ledger_rows():
     outbox = Outbox()
     marks = DeliveryMarks(fake_store(outbox))
-    first = asyncio.create_task(marks.mark({"id": 1}, DESTINATION))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)  # its transaction is under way, held
-    rest = [asyncio.create_task(marks.mark({"id": n}, DESTINATION)) for n in (2, 3, 4)]
-    await asyncio.sleep(0.01)
-    assert outbox.transactions == [[1]] and not first.done() and not any(t.done() for t in rest)
-
-    outbox.release.set()
-    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
-    assert outbox.transactions == [[1], [2, 3, 4]]
-    assert outbox.ledger == outbox.transactions  # each event's ledger row in its mark's transaction
-
-    await asyncio.wait_for(marks.mark({"id": 5}, DESTINATION), 5)  # alone again: at once, by itself
-    assert outbox.transactions[-1] == [5]
+    await marks.write()  # nothing accepted: no transaction
+    for n in (1, 2, 3):
+        marks.add({"id": n}, DESTINATION)
+    await marks.write()
+    marks.add({"id": 4}, DESTINATION)
+    await marks.write()
+    assert outbox.transactions == [[1, 2, 3], [4]] and outbox.ledger == outbox.transactions
 
 
-async def test_a_failed_mark_fails_every_delivery_in_it_and_the_next_group_still_goes():
-    outbox = Outbox(fail=True)
-    marks = DeliveryMarks(fake_store(outbox))
-    waiting = [asyncio.create_task(marks.mark({"id": n}, DESTINATION)) for n in (1, 2)]
-    await asyncio.sleep(0.01)
-    outbox.release.set()
-    for task in waiting:
-        with pytest.raises(StoreUnavailable):
-            await asyncio.wait_for(task, 5)
-    outbox.fail = False
-    await asyncio.wait_for(marks.mark({"id": 3}, DESTINATION), 5)
-    assert outbox.transactions == [[1, 2], [3]] and outbox.ledger == [[3]]
+async def test_a_write_that_fails_is_not_retried_and_does_not_raise():
+    for failure in (StoreUnavailable("the database is down"), RuntimeError("deadlock")):
+        outbox = Outbox(fail=failure)
+        marks = DeliveryMarks(fake_store(outbox))
+        marks.add({"id": 1}, DESTINATION)
+        await marks.write()  # logged; the events' claims expire and they are sent again
+        outbox.fail = None
+        marks.add({"id": 2}, DESTINATION)
+        await marks.write()
+        assert outbox.transactions == [[1], [2]] and outbox.ledger == [[2]]
 
 
-async def test_a_delivery_given_up_on_does_not_stop_the_others_marks():
+async def test_a_write_cancelled_half_way_keeps_its_group_for_the_last_write():
     outbox = Outbox()
+    outbox.hold.clear()
     marks = DeliveryMarks(fake_store(outbox))
-    first = asyncio.create_task(marks.mark({"id": 1}, DESTINATION))
+    marks.add({"id": 1}, DESTINATION)
+    writing = asyncio.create_task(marks.write())
     await asyncio.sleep(0.01)
-    second = asyncio.create_task(marks.mark({"id": 2}, DESTINATION))
-    await asyncio.sleep(0)
-    first.cancel()  # the dispatcher stops: its waiter goes, the transaction under way is let finish
-    outbox.release.set()
-    await asyncio.wait_for(second, 5)
-    await marks.settle()
-    assert outbox.transactions == [[1], [2]] and outbox.ledger == [[1], [2]]
-
-
-async def test_a_stopping_dispatcher_waits_for_the_marks_under_way_and_queued():
-    outbox = Outbox()
-    marks = DeliveryMarks(fake_store(outbox))
-    waiters = [asyncio.create_task(marks.mark({"id": 1}, DESTINATION))]
-    await asyncio.sleep(0.01)
-    waiters.append(asyncio.create_task(marks.mark({"id": 2}, DESTINATION)))
-    await asyncio.sleep(0)
-    for waiter in waiters:
-        waiter.cancel()  # the dispatcher is cancelled while its first mark is held
-    settling = asyncio.create_task(marks.settle())
-    await asyncio.sleep(0.01)
-    assert not settling.done()
-    outbox.release.set()
-    await asyncio.wait_for(settling, 5)
-    assert outbox.ledger == [[1], [2]]  # both written, not cancelled half-way
-
-
-async def test_a_writer_cancelled_with_the_loop_leaves_no_delivery_waiting_for_ever():
-    outbox = Outbox()
-    marks = DeliveryMarks(fake_store(outbox))
-    first = asyncio.create_task(marks.mark({"id": 1}, DESTINATION))
-    await asyncio.sleep(0.01)
-    second = asyncio.create_task(marks.mark({"id": 2}, DESTINATION))
-    await asyncio.sleep(0)
-    marks._writer.cancel()
-    for waiter in (first, second):
-        with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(waiter, 5)
-    await asyncio.wait_for(marks.mark({"id": 3}, DESTINATION), 5)  # a new writer takes the next
-    assert outbox.ledger[-1] == [3]
+    marks.add({"id": 2}, DESTINATION)  # accepted meanwhile
+    writing.cancel()  # the dispatcher stops
+    await asyncio.gather(writing, return_exceptions=True)
+    outbox.hold.set()
+    await marks.write()  # its `finally`
+    assert outbox.transactions == [[1], [1, 2]] and outbox.ledger == [[1, 2]]
