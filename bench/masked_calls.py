@@ -120,14 +120,16 @@ async def far_end_counts(stack: Stack, since: datetime, settle: float = 20) -> d
         await store.close()
 
 
-async def row_writes(stack: Stack) -> tuple[int, int]:
-    """(rows inserted, rows updated) in `calls` so far, from PostgreSQL's own
-    statistics: the call-row writes the service made."""
+async def row_writes(stack: Stack) -> tuple[int, int, int]:
+    """(rows inserted, rows updated) in `calls` so far, and transactions
+    committed in the database (each statement outside a transaction is one),
+    from PostgreSQL's own statistics: what the service wrote."""
     store = await Store.connect(stack.dsn, stack.keys)
     try:
         row = await store.pool.fetchrow(
-            "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'calls'")
-        return row["n_tup_ins"], row["n_tup_upd"]
+            "SELECT n_tup_ins, n_tup_upd, (SELECT xact_commit FROM pg_stat_database"
+            " WHERE datname = current_database()) AS commits FROM pg_stat_user_tables WHERE relname = 'calls'")
+        return row["n_tup_ins"], row["n_tup_upd"], row["commits"]
     finally:
         await store.close()
 
@@ -219,7 +221,7 @@ def main() -> int:
                 time.sleep(STATS_FLUSH_SECONDS)
                 asyncio.run(far_end_counts(stack, since))  # the warm-up's rows settled, then not counted
                 since = datetime.now().astimezone()
-            inserted, updated = asyncio.run(row_writes(stack))
+            inserted, updated, commits = asyncio.run(row_writes(stack))
             parts = {"service": [stack.service.pid], "asterisk": asterisk_pids(stack.asterisk)}
             before, kernel_before = usage(parts), system_seconds(stack.service.pid)
             metrics_url = f"http://{stack.settings.http_host}:{stack.settings.http_port}/metrics"
@@ -237,7 +239,7 @@ def main() -> int:
             service_kernel = system_seconds(stack.service.pid) - kernel_before
             traffic = ari_traffic(scraped, scrape(metrics_url), counts["calls"])
             time.sleep(STATS_FLUSH_SECONDS)
-            inserted_after, updated_after = asyncio.run(row_writes(stack))
+            inserted_after, updated_after, commits_after = asyncio.run(row_writes(stack))
             channels, bridges = stack.leftovers(10)
             print(f"load: {args.calls} calls at {args.rate}/s, up to {args.concurrent} at once, "
                   f"{args.talk_ms} ms talk, {'recorded' if args.record else 'not recorded'}; SIPp caller exit {code}, {elapsed:.1f} s")
@@ -247,7 +249,9 @@ def main() -> int:
                   f"ring->bridge p95 {counts['ring_to_bridge_p95'] or 0:.3f} s")
             print(f"  left in Asterisk: {len(channels)} channels, {len(bridges)} bridges")
             print(f"  call-row writes: {inserted_after - inserted} inserts, {updated_after - updated} updates "
-                  f"({(updated_after - updated) / max(1, counts['calls']):.1f} updates per call)")
+                  f"({(updated_after - updated) / max(1, counts['calls']):.1f} updates per call); "
+                  f"{(commits_after - commits) / max(1, counts['calls']):.1f} database transactions per call"
+                  " (the benchmark's own few included)")
             print("  cpu: " + ", ".join(f"{part} {seconds:.1f} s ({seconds / max(1, counts['calls']) * 1000:.0f} ms"
                                         " per call)" for part, seconds in used.items())
                   + f"; the service's in the kernel: {service_kernel:.1f} s")

@@ -5,7 +5,11 @@ Calls are simulated as the call path writes their events: each "call" a
 session whose `call.ringing`, `call.answered` and `call.completed` are written
 0.5 s and 2 s apart through `store.outbox.enqueue` (the service's own events,
 its connections quiet: `outbox_notify=False`), calls starting at `--rate` a
-second. The receiver keeps connections alive and answers 204. Reported, per
+second. The receiver keeps connections alive and answers 204; it runs in
+this process's event loop, so a batch's answers can arrive in one turn of the
+loop, which a business's server does not do: what depends on answers
+arriving together (a group commit did) is measured against the real service
+(`bench.masked_calls --webhook`) instead. Reported, per
 event delivered: claim queries, mark transactions, SQL statements (asyncpg's
 executes; an `executemany` counts once, it is one pipelined round trip), this
 process's CPU (writes, sending and the receiver together: compare runs, not
