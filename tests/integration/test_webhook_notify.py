@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import asynccontextmanager
 
 import asyncpg
 from aiohttp import web
@@ -68,6 +69,22 @@ async def write_elsewhere(dsn: str, url: str, event_type: str) -> None:
         await conn.close()
 
 
+@asynccontextmanager
+async def told_only(store: Store, dsn: str):
+    """A dispatcher on `store`, listening, its first look done: from here on
+    only being told (or LONG_POLL) sends what is written."""
+    dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
+                            listening_poll_interval=LONG_POLL)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        assert await wait_until(lambda: _listening(dsn), 10), "the dispatcher never listened"
+        await asyncio.sleep(0.5)
+        yield dispatcher
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_an_event_another_process_writes_is_sent_at_once_and_after_the_listener_is_killed(store, dsn):
     runner, url, received = await business_endpoint()
     dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
@@ -110,23 +127,17 @@ async def test_the_services_own_events_wake_its_dispatcher_and_notify_no_one(sto
     await outsider.add_listener(NOTIFY_CHANNEL, lambda *_: notified.append("told"))
     service_store = await Store.connect(dsn, shared_keys(), outbox_notify=False)  # as the service connects
     runner, url, received = await business_endpoint()
-    dispatcher = Dispatcher(service_store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
-                            listening_poll_interval=LONG_POLL)
-    task = asyncio.create_task(dispatcher.run())
     try:
-        assert await wait_until(lambda: _listening(dsn), 10)
-        await asyncio.sleep(0.5)
-        await service_store.outbox.enqueue("call.ringing", None, url, {})
-        assert await wait_until(lambda: _has(received, 1), 5), "the service's own event waited for the long poll"
-        await asyncio.sleep(0.5)
-        assert notified == []  # its commit took no NOTIFY
+        async with told_only(service_store, dsn):
+            await service_store.outbox.enqueue("call.ringing", None, url, {})
+            assert await wait_until(lambda: _has(received, 1), 5), "the service's own event waited for the long poll"
+            await asyncio.sleep(0.5)
+            assert notified == []  # its commit took no NOTIFY
 
-        await write_elsewhere(dsn, url, "call.answered")  # the FastAGI fallback's, say
-        assert await wait_until(lambda: _has(received, 2), 5)
-        assert await wait_until(lambda: _has(notified, 1), 5)
+            await write_elsewhere(dsn, url, "call.answered")  # the FastAGI fallback's, say
+            assert await wait_until(lambda: _has(received, 2), 5)
+            assert await wait_until(lambda: _has(notified, 1), 5)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await runner.cleanup()
         await service_store.close()
         await outsider.close()
@@ -142,20 +153,12 @@ async def test_an_expiry_on_the_services_own_connections_is_sent_at_once(store, 
     session, _ = await service_store.sessions.create(SessionRequest(
         participant_a="+6591239001", participant_b="+6581239001", ttl_seconds=3600, record=False,
         purpose="delivery_order", webhook_url=url))
-    dispatcher = Dispatcher(service_store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
-                            listening_poll_interval=LONG_POLL)
-    task = asyncio.create_task(dispatcher.run())
     try:
-        assert await wait_until(lambda: _listening(dsn), 10)
-        await asyncio.sleep(0.5)  # its first look is done: only being told sends the expiry now
-        async with service_store.pool.acquire() as conn:
-            await conn.execute("UPDATE masking_sessions SET created_at = now() - interval '2 hours',"
-                               " expires_at = now() - interval '1 hour' WHERE id = $1", session.id)
-        assert await service_store.sessions.expire_due() == [session.id]
-        assert await wait_until(lambda: _has(received, 1), 5), "session.expired waited for the long poll"
+        async with told_only(service_store, dsn):
+            await past_its_time(service_store, session.id)
+            assert await service_store.sessions.expire_due() == [session.id]
+            assert await wait_until(lambda: _has(received, 1), 5), "session.expired waited for the long poll"
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await runner.cleanup()
         await service_store.close()
     assert received == ["session.expired"]
@@ -179,22 +182,14 @@ async def test_a_session_a_create_finds_expired_reports_to_the_default_url_at_on
                               record=False, purpose="delivery_order")  # no webhook_url of its own
 
     old, _ = await service_store.sessions.create(request(1))
-    dispatcher = Dispatcher(service_store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS,
-                            listening_poll_interval=LONG_POLL)
-    task = asyncio.create_task(dispatcher.run())
     try:
-        assert await wait_until(lambda: _listening(dsn), 10)
-        await asyncio.sleep(0.5)
-        async with service_store.pool.acquire() as conn:
-            await conn.execute("UPDATE masking_sessions SET created_at = now() - interval '2 hours',"
-                               " expires_at = now() - interval '1 hour' WHERE id = $1", old.id)
-        await service_store.sessions.create(request(2))
-        assert await wait_until(lambda: _has(received, 1), 5), "the expiry a create found waited, or was never sent"
-        await asyncio.sleep(0.5)
-        assert notified == []
+        async with told_only(service_store, dsn):
+            await past_its_time(service_store, old.id)
+            await service_store.sessions.create(request(2))
+            assert await wait_until(lambda: _has(received, 1), 5), "the expiry a create found waited, or was never sent"
+            await asyncio.sleep(0.5)
+            assert notified == []
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await runner.cleanup()
         await service_store.close()
         await outsider.close()
@@ -265,6 +260,13 @@ async def _listening(dsn: str, other_than: int | None = None) -> bool:
 
 async def _none_listening(dsn: str) -> bool:
     return not await listening_backends(dsn)
+
+
+async def past_its_time(store: Store, session_id) -> None:
+    """A session past its time, not yet expired (creating a session, or the timer, would)."""
+    async with store.pool.acquire() as conn:
+        await conn.execute("UPDATE masking_sessions SET created_at = now() - interval '2 hours',"
+                           " expires_at = now() - interval '1 hour' WHERE id = $1", session_id)
 
 
 async def _delivered(store: Store, count: int) -> bool:
