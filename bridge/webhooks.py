@@ -41,6 +41,7 @@ log = get_logger("bridge.webhooks")
 TOLERANCE_SECONDS = 300
 DELIVERY_TIMEOUT = 5.0
 DUE_BATCH = 20  # events claimed by one query
+MARK_WITHIN = 10.0  # seconds an accepted event may wait for its mark (its claim lasts 60)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -159,6 +160,8 @@ class Dispatcher:
         events = sorted(events, key=lambda e: e["id"])
         for i, event in enumerate(events):
             retry_in = await self._deliver(http, event)
+            if self._marks.overdue():  # a slow session holds the batch: mark the others' now
+                await self._marks.write()
             if retry_in is not None:
                 # The rest go out with it at its next attempt, still behind it.
                 rest = [e["id"] for e in events[i + 1:]]
@@ -207,8 +210,9 @@ class Dispatcher:
 
 class DeliveryMarks:
     """Delivered events, marked together: the batch a claim took is marked in
-    one transaction once its deliveries are done, its ledger rows chained in
-    one append (`AuditTrail.append_rows`): one mark a batch, not six round
+    one transaction once its deliveries are done (or, held up by a slow
+    receiver, once an acceptance waited MARK_WITHIN), its ledger rows chained
+    in one append (`AuditTrail.append_rows`): one mark a batch, not six round
     trips an event. A session's next event goes out once the one before was
     accepted, not marked; a mark that cannot be written leaves its events
     claimed until the claim expires, and they are sent again (receivers drop
@@ -217,13 +221,26 @@ class DeliveryMarks:
     def __init__(self, store: Store):
         self.store = store
         self._accepted: list[tuple[dict, dict[str, str]]] = []
+        self._first_accepted = 0.0  # loop time of the oldest unmarked acceptance
+        self._writing = asyncio.Lock()
 
     def add(self, event: dict, destination: dict[str, str]) -> None:
+        if not self._accepted:
+            self._first_accepted = asyncio.get_running_loop().time()
         self._accepted.append((event, destination))
+
+    def overdue(self) -> bool:
+        """An acceptance has waited MARK_WITHIN for its mark: a batch held up by
+        a slow receiver is not to hold the others' past their claim."""
+        return bool(self._accepted) and asyncio.get_running_loop().time() - self._first_accepted > MARK_WITHIN
 
     async def write(self) -> None:
         """Mark what was accepted since the last write; never raises (a failed
         write is logged, and its events are sent again after their claim)."""
+        async with self._writing:  # two sessions finding marks overdue: one writes them
+            await self._write()
+
+    async def _write(self) -> None:
         group = list(self._accepted)
         if not group:
             return
@@ -236,3 +253,5 @@ class DeliveryMarks:
             log.error("webhook.marks_failed", events=len(group), error=type(exc).__name__)
         # Cancelled half-way (a stop), the group stays for the dispatcher's last write.
         del self._accepted[:len(group)]
+        if self._accepted:  # accepted while this was written
+            self._first_accepted = asyncio.get_running_loop().time()

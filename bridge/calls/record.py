@@ -97,7 +97,8 @@ class CallRow:
                 continue
             self.spooled = True  # later writes follow this one, in order
             if self.spool is None:
-                self.log.error("call.row_write_lost", operation=operation, fields=sorted(fields))
+                self.log.error("call.row_write_lost", operation=operation,
+                               fields=sorted(fields["update"] if operation == "update_event" else fields))
                 continue
             await asyncio.to_thread(self.spool.append, self.call_id, operation, fields)
             self.log.warning("call.row_spooled", operation=operation)

@@ -128,7 +128,13 @@ async def apply(store: Store, call_id: uuid.UUID, operation: str, fields: dict[s
     elif operation == "event":
         await store.outbox.enqueue(**fields)
     elif operation == "update_event":  # an update and the event reporting it (CallRow._next)
-        await store.calls.update_and_enqueue(call_id, fields["update"], fields["event"])
+        try:
+            await store.calls.update_and_enqueue(call_id, fields["update"], fields["event"])
+        except (asyncpg.PostgresError, ValueError, TypeError):
+            # The update refused: the event still goes (the business hears how
+            # the call went); the refusal is raised, the pair kept in the spool.
+            await store.outbox.enqueue(**fields["event"])
+            raise
         store.outbox.told()
     elif operation == "touch":
         await store.sessions.touch(**fields)

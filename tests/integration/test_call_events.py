@@ -1,6 +1,7 @@
 """A call-row update and the webhook event that reports it go in as one
-statement (bridge/calls/record.py, `Calls.update_and_enqueue`): both or
-neither, live or replayed from the spool, and a replay adds neither twice."""
+statement (bridge/calls/record.py, `Calls.update_and_enqueue`), live or
+replayed from the spool; a replay adds neither twice, and an update the
+database refuses does not take its event with it."""
 from __future__ import annotations
 
 import json
@@ -45,10 +46,15 @@ async def test_a_spooled_update_and_its_event_replay_together_and_only_once(stor
     assert payload["data"] == {"call_id": str(call_id)}
 
 
-async def test_an_update_the_database_refuses_leaves_no_event_reporting_it(store):
+async def test_an_update_the_database_refuses_still_sends_its_event_and_is_kept(store):
+    """The pair is one statement, so a refused update takes the event down with
+    it; the event is then written alone (the business still hears how the call
+    went), and the refusal raised, so the writer keeps the pair in the spool."""
     call_id = await new_call(store)
-    with pytest.raises(asyncpg.CheckViolationError):
-        await apply(store, call_id, "update_event", {"update": {"disposition": "no-such-disposition"},
-                                                     "event": answered(call_id)})
-    assert await store.pool.fetchval("SELECT count(*) FROM webhook_outbox") == 0
+    event = answered(call_id)
+    for _ in range(2):  # live, then replayed from the spool: still one event
+        with pytest.raises(asyncpg.CheckViolationError):
+            await apply(store, call_id, "update_event", {"update": {"disposition": "no-such-disposition"},
+                                                         "event": event})
+    assert await store.pool.fetchval("SELECT array_agg(event_id) FROM webhook_outbox") == [event["event_id"]]
     assert (await store.calls.get(call_id))["disposition"] == "in_progress"

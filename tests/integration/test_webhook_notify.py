@@ -231,6 +231,42 @@ async def test_events_delivered_together_are_each_marked_once_with_a_valid_ledge
     assert len({row.at for row in rows if row.action == "webhook.delivered"}) < DUE_BATCH
 
 
+async def test_a_slow_receivers_session_does_not_hold_the_other_events_marks(store, dsn, monkeypatch):
+    """A batch is marked once its deliveries are done, unless a session's
+    slow receiver holds it: then what was accepted is marked once it waited
+    MARK_WITHIN (10 s; 0.3 s here), not at the end (its claim lasts 60 s)."""
+    monkeypatch.setattr("bridge.webhooks.MARK_WITHIN", 0.3)
+
+    async def hook(request: web.Request) -> web.Response:
+        if request.headers["X-Masking-Event"] == "call.slow":
+            await asyncio.sleep(0.5)
+        return web.Response(status=204)
+
+    runner, port = await serve_hook(hook)
+    url = f"http://127.0.0.1:{port}/hook"
+    await store.numbers.add("+6560009201")
+    slow, _ = await store.sessions.create(SessionRequest(
+        participant_a="+6591239201", participant_b="+6581239201", ttl_seconds=3600, record=False,
+        purpose="delivery_order", webhook_url=url))
+    await write_elsewhere(dsn, url, "call.fast")
+    for _ in range(3):  # one session's: one after another, 0.5 s each
+        await store.pool.execute("INSERT INTO webhook_outbox (event_id, event_type, session_id, url, payload)"
+                                 " VALUES (gen_random_uuid(), 'call.slow', $1, $2, '{}')", slow.id, url)
+    dispatcher = Dispatcher(store, SECRET, max_attempts=3, poll_interval=0.2, policy=LOCAL_RECEIVERS)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        assert await wait_until(lambda: _delivered(store, 4), 20)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+
+    marked = {row.details["event_type"]: row.at async for row in store.audit.walk()
+              if row.action == "webhook.delivered" and row.details["event_type"] == "call.fast"}
+    last_slow = max([row.at async for row in store.audit.walk() if row.action == "webhook.delivered"])
+    assert marked["call.fast"] < last_slow, "the fast event's mark waited for the slow session's last event"
+
+
 async def test_a_failed_delivery_is_retried_at_its_backoff_not_at_the_long_poll(store, dsn):
     attempts: list[float] = []
 

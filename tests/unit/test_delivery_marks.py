@@ -76,3 +76,21 @@ async def test_a_write_cancelled_half_way_keeps_its_group_for_the_last_write():
     outbox.hold.set()
     await marks.write()  # its `finally`
     assert outbox.transactions == [[1], [1, 2]] and outbox.ledger == [[1, 2]]
+
+
+async def test_marks_are_overdue_once_an_acceptance_waited_and_two_writers_write_them_once(monkeypatch):
+    monkeypatch.setattr("bridge.webhooks.MARK_WITHIN", 0.05)
+    outbox = Outbox()
+    marks = DeliveryMarks(fake_store(outbox))
+    assert not marks.overdue()
+    marks.add({"id": 1}, DESTINATION)
+    assert not marks.overdue()
+    await asyncio.sleep(0.1)
+    assert marks.overdue()  # a slow receiver's session holds the batch: write the others' now
+    outbox.hold.clear()
+    both = asyncio.gather(marks.write(), marks.write())  # two sessions found them overdue
+    await asyncio.sleep(0.01)
+    marks.add({"id": 2}, DESTINATION)  # accepted while the first write runs
+    outbox.hold.set()
+    await both
+    assert outbox.transactions == [[1], [2]] and not marks.overdue()
