@@ -9,8 +9,12 @@ websocket dropped, the service SIGKILLed and restarted, PostgreSQL crashed and
 restarted. At the end it checks, at the far end and in the database: no channel
 or bridge left in Asterisk, no call row left unfinished, every answered recorded
 call with exactly one recording that decrypts to the audio its sha256 names.
+With --webhook the session also sends its call events to a receiver on
+loopback, and every call the service's ARI path finished must have reached it
+as `call.completed` (events written while the database was down are spooled
+with their row and replayed; a killed service's batch is sent again).
 
-    .venv/bin/python -m bench.soak --calls 1000 --rate 8 --fault-every 6
+    .venv/bin/python -m bench.soak --calls 1000 --rate 8 --fault-every 6 [--webhook]
 """
 from __future__ import annotations
 
@@ -18,13 +22,16 @@ import argparse
 import asyncio
 import hashlib
 import itertools
+import json
 import os
+import threading
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bridge.privacy.crypto import CryptoError, KeyRing, recording_key_context
@@ -77,11 +84,50 @@ class Faults:
         self.cluster.start()
 
 
-async def provision(dsn: str, keys) -> None:
+class EventLog:
+    """A business's webhook endpoint on loopback (kept-alive connections): every
+    event it got, as (event id, type, call id); a resent event shows twice."""
+
+    def __init__(self) -> None:
+        got = self.got = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                got.append((event["id"], event["type"], event["data"].get("call_id")))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+async def provision(dsn: str, keys, webhook_url: str | None = None) -> None:
     store = await Store.connect(dsn, keys)
     try:
         await store.numbers.add(VIRTUAL)
-        await store.sessions.create(SessionRequest(CALLER, COUNTERPART, ttl_seconds=86400, record=True, purpose="delivery_order"))
+        await store.sessions.create(SessionRequest(CALLER, COUNTERPART, ttl_seconds=86400, record=True,
+                                                   purpose="delivery_order", webhook_url=webhook_url))
+    finally:
+        await store.close()
+
+
+async def outbox_settled(dsn: str, keys) -> tuple[list[str], dict[str, int]]:
+    """(ids of the ARI path's finished calls of the session, webhook events not
+    delivered yet by status). A call rejected before its session was known
+    (the database down at its lookup) has no session to report to."""
+    store = await Store.connect(dsn, keys)
+    try:
+        calls = await store.pool.fetch("SELECT id FROM calls WHERE path = 'ari' AND disposition <> 'in_progress'"
+                                       " AND session_id IS NOT NULL")
+        return [str(r["id"]) for r in calls], await store.outbox.counts()
     finally:
         await store.close()
 
@@ -105,7 +151,8 @@ async def verify(dsn: str, keys) -> dict:
     missing = sum(1 for r in recordings if r["storage_path"] is None)
     corrupt = sum(1 for r in recordings if r["storage_path"] is not None and not verified(keys, r))
     return {"by_disposition": by_disposition, "by_path": by_path, "answered_recorded": len(recordings),
-            "recordings_missing": missing, "recordings_corrupt": corrupt, "recordings_duplicated": duplicates}
+            "recordings_missing": missing, "recordings_corrupt": corrupt, "recordings_duplicated": duplicates,
+            "missing_ids": [str(r["call_id"]) for r in recordings if r["storage_path"] is None]}
 
 
 def verified(keys: KeyRing, recording) -> bool:
@@ -129,7 +176,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=8)
     parser.add_argument("--fault-every", type=float, default=6)
+    parser.add_argument("--webhook", action="store_true", help="the session sends its call events to a receiver")
     args = parser.parse_args()
+    events = EventLog() if args.webhook else None
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-soak-"))
     cluster = Cluster()
@@ -137,7 +186,7 @@ def main() -> int:
     try:
         with running_stack(workdir, admin_dsn=cluster.dsn(), rtp_ports=1200, MASKING_DIAL_TIMEOUT="3",
                            MASKING_LOG_LEVEL="info", MASKING_DB_TIMEOUT="1") as stack:
-            asyncio.run(provision(stack.dsn, stack.keys))
+            asyncio.run(provision(stack.dsn, stack.keys, events.url if events else None))
             # The standby holds the FastAGI port; the service then runs without its own.
             stack.stop_service()
             standby = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve-agi"], cwd=REPO,
@@ -173,6 +222,13 @@ def main() -> int:
                 time.sleep(1)  # writes kept during the database crash, being replayed
             channels, bridges = stack.leftovers(20)
             result = asyncio.run(verify(stack.dsn, stack.keys))
+            if events:
+                deadline = time.monotonic() + 90  # a killed service's claims expire after 60 s
+                while time.monotonic() < deadline:
+                    finished, backlog = asyncio.run(outbox_settled(stack.dsn, stack.keys))
+                    if not backlog.get("pending"):
+                        break
+                    time.sleep(2)
             standby.terminate()
             standby.wait(20)
     finally:
@@ -186,10 +242,23 @@ def main() -> int:
     print(f"answered recorded calls: {result['answered_recorded']}; without recording: "
           f"{result['recordings_missing']}; not decrypting to its sha256: {result['recordings_corrupt']}; "
           f"with two recordings: {result['recordings_duplicated']}")
+    if result["missing_ids"]:
+        print(f"  without recording: {', '.join(result['missing_ids'])}")
+    unreported = []
+    if events:
+        completed = {call_id for _, kind, call_id in events.got if kind == "call.completed"}
+        unreported = [call_id for call_id in finished if call_id not in completed]
+        ids = [event_id for event_id, _, _ in events.got]
+        print(f"webhooks: {len(set(ids))} events received ({len(ids) - len(set(ids))} sent again), "
+              f"{len(finished)} calls of the session finished on the ARI path, {len(unreported)} without"
+              f" call.completed; "
+              f"not delivered: {backlog}")
+        if unreported:
+            print(f"  without call.completed: {', '.join(unreported)}")
     print(f"work files: {workdir}")
     ok = (not channels and not bridges and not result["by_disposition"].get("in_progress")
           and not result["recordings_missing"] and not result["recordings_corrupt"]
-          and not result["recordings_duplicated"])
+          and not result["recordings_duplicated"] and not unreported)
     return 0 if ok else 1
 
 
