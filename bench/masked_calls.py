@@ -48,17 +48,18 @@ STATS_FLUSH_SECONDS = 11
 
 
 class WebhookReceiver:
-    """A business's webhook endpoint on loopback, counting the events it got by type."""
+    """A business's webhook endpoint on loopback: every event it got, as
+    (event id, type, call id), in order; an event sent again shows twice."""
 
     def __init__(self) -> None:
-        received = self.received = collections.Counter()
+        got = self.got = []
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as a business's web server answers
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received[json.loads(body).get("type", "?")] += 1
+                event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                got.append((event.get("id"), event.get("type", "?"), (event.get("data") or {}).get("call_id")))
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -69,6 +70,11 @@ class WebhookReceiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def received(self) -> collections.Counter:
+        """The events got, by type."""
+        return collections.Counter(kind for _, kind, _ in self.got)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -22,18 +22,16 @@ import argparse
 import asyncio
 import hashlib
 import itertools
-import json
 import os
-import threading
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from bench.masked_calls import WebhookReceiver
 from bridge.privacy.crypto import CryptoError, KeyRing, recording_key_context
 from bridge.recordings.sealed import SealedFileError, plaintext_size, read_range
 from bridge.sessions.models import SessionRequest
@@ -82,31 +80,6 @@ class Faults:
         self.cluster.stop("immediate")
         time.sleep(2)
         self.cluster.start()
-
-
-class EventLog:
-    """A business's webhook endpoint on loopback (kept-alive connections): every
-    event it got, as (event id, type, call id); a resent event shows twice."""
-
-    def __init__(self) -> None:
-        got = self.got = []
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                got.append((event["id"], event["type"], event["data"].get("call_id")))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 async def provision(dsn: str, keys, webhook_url: str | None = None) -> None:
@@ -178,7 +151,7 @@ def main() -> int:
     parser.add_argument("--fault-every", type=float, default=6)
     parser.add_argument("--webhook", action="store_true", help="the session sends its call events to a receiver")
     args = parser.parse_args()
-    events = EventLog() if args.webhook else None
+    events = WebhookReceiver() if args.webhook else None
 
     workdir = Path(tempfile.mkdtemp(prefix="masking-soak-"))
     cluster = Cluster()

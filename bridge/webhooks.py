@@ -220,19 +220,16 @@ class DeliveryMarks:
 
     def __init__(self, store: Store):
         self.store = store
-        self._accepted: list[tuple[dict, dict[str, str]]] = []
-        self._first_accepted = 0.0  # loop time of the oldest unmarked acceptance
+        self._accepted: list[tuple[dict, dict[str, str], float]] = []  # and the loop time it was accepted
         self._writing = asyncio.Lock()
 
     def add(self, event: dict, destination: dict[str, str]) -> None:
-        if not self._accepted:
-            self._first_accepted = asyncio.get_running_loop().time()
-        self._accepted.append((event, destination))
+        self._accepted.append((event, destination, asyncio.get_running_loop().time()))
 
     def overdue(self) -> bool:
         """An acceptance has waited MARK_WITHIN for its mark: a batch held up by
         a slow receiver is not to hold the others' past their claim."""
-        return bool(self._accepted) and asyncio.get_running_loop().time() - self._first_accepted > MARK_WITHIN
+        return bool(self._accepted) and asyncio.get_running_loop().time() - self._accepted[0][2] > MARK_WITHIN
 
     async def write(self) -> None:
         """Mark what was accepted since the last write; never raises (a failed
@@ -241,7 +238,7 @@ class DeliveryMarks:
             await self._write()
 
     async def _write(self) -> None:
-        group = list(self._accepted)
+        group = [(event, destination) for event, destination, _ in self._accepted]
         if not group:
             return
         try:
@@ -253,5 +250,3 @@ class DeliveryMarks:
             log.error("webhook.marks_failed", events=len(group), error=type(exc).__name__)
         # Cancelled half-way (a stop), the group stays for the dispatcher's last write.
         del self._accepted[:len(group)]
-        if self._accepted:  # accepted while this was written
-            self._first_accepted = asyncio.get_running_loop().time()

@@ -44,20 +44,18 @@ class Calls:
 
     async def update(self, call_id: uuid.UUID, **fields: Any) -> None:
         columns = _checked(fields)
-        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
         await self.db.run(lambda conn: conn.execute(
-            f"UPDATE calls SET {assignments} WHERE id = $1", call_id, *columns.values()
+            f"UPDATE calls SET {_assignments(columns, 2)} WHERE id = $1", call_id, *columns.values()
         ))
 
     async def update_and_enqueue(self, call_id: uuid.UUID, fields: dict[str, Any], event: dict[str, Any]) -> None:
         """An update and the webhook event that reports it (`event`: `event_values`'s
         arguments) in one statement, a data-modifying CTE: one round trip for
-        the call's ringing, answered and completed, and both or neither. The
-        caller wakes the sender (`Outbox.told`)."""
+        an event queued right behind its update (a call's ringing, answered),
+        and both or neither. The caller wakes the sender (`Outbox.told`)."""
         columns = _checked(fields)
-        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=7))
         await self.db.run(lambda conn: conn.execute(
-            f"WITH updated AS (UPDATE calls SET {assignments} WHERE id = $6) {INSERT_EVENT}",
+            f"WITH updated AS (UPDATE calls SET {_assignments(columns, 7)} WHERE id = $6) {INSERT_EVENT}",
             *event_values(**event), call_id, *columns.values()))
 
     async def get(self, call_id: uuid.UUID, account_id: uuid.UUID | None = None) -> dict:
@@ -140,6 +138,11 @@ class Calls:
             " AND c.disposition IN ('answered', 'interrupted', 'time_limit') AND c.ended_at > now() - interval '1 day'",
             asterisk_node))
         return [dict(r) for r in rows]
+
+
+def _assignments(columns: dict[str, Any], first: int) -> str:
+    """`name = $n, ...` for `columns`, numbered from `first`."""
+    return ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=first))
 
 
 def _checked(fields: dict[str, Any]) -> dict[str, Any]:
