@@ -27,12 +27,11 @@ from bridge.ari import AriClient, AriError, AriNotConnected, Event, EventRouter,
 from bridge.ari.events import Channel
 from bridge.auditing import audit_configuration, checkpoint_periodically
 from bridge.calls import ids
-from bridge.calls.adopt import adopt_call
+from bridge.calls.adopt import adopt_call, close_left_call
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
 from bridge.calls.deps import CallDeps
 from bridge.calls.events import ask_for_events_used
 from bridge.calls.flow import masked_call
-from bridge.calls.recording import collect_left_recording
 from bridge.calls.spool import Spool, replay_forever
 from bridge.calls.sweep import sweep_forever
 from bridge.privacy import purposes
@@ -219,6 +218,14 @@ class Service:
         await self._tell_calls_about_vanished_legs(live, restarted)
         claimed_channels: set[str] = set()
         claimed_bridges: set[str] = set()
+        # A predecessor's writes still in the spool come first: a row its replay
+        # has inserted says `in_progress` until the call's last write lands.
+        # Calls with writes still waiting there are not taken for abandoned.
+        try:
+            await self.spool.replay(self.store)
+        except (StoreError, OSError) as exc:
+            log.error("spool.replay_failed", error=type(exc).__name__)
+        spooled = await asyncio.to_thread(self.spool.call_ids)
         try:
             in_progress = await self.store.calls.in_progress(self.node)
         except StoreUnavailable:
@@ -231,6 +238,8 @@ class Service:
             claimed_channels |= {record["caller_channel_id"], record["callee_channel_id"], ids.snoop_channel(call_id),
                                  ids.callee_channel(call_id)}
             claimed_bridges.add(ids.bridge(call_id))
+            if call_id in spooled:
+                continue  # the database went away again mid-replay: the next reconciliation
             self._spawn(adopt_call(self.deps, record, live), f"adopted-{call_id}")
             adopted += 1
         await asyncio.sleep(0)  # let adopted calls register their channels
@@ -244,14 +253,12 @@ class Service:
             except AriError:
                 pass
         try:
-            left = await self.store.calls.recordings_not_collected(self.node)
+            left = await self.store.calls.left_open(self.node)
         except StoreUnavailable:
             left = []
-        for record in left:
-            if not any(call.id == record["id"] for call in self.deps.active.values()):
-                self._spawn(collect_left_recording(self.deps, record["id"], record["started_at"],
-                                                   record["recording_channels"]),
-                            f"recording-{record['id']}")
+        for call_id in left:
+            if not any(call.id == call_id for call in self.deps.active.values()):
+                self._spawn(close_left_call(self.deps, call_id), f"close-{call_id}")
         log.info("reconcile.done", live_channels=len(live), adopted=adopted)
 
     async def _serve_or_release(self, channel_id: str) -> None:

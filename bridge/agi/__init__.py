@@ -206,12 +206,11 @@ class FallbackAgi:
         # MixMonitor closes its file after the channel is gone, so `h` may run first.
         try:
             stored = await recordings.when_complete(lambda: recordings.collect(
-                self.ari, ids.recording(call_id), dest, fmt, self.store.keys,
+                self.ari, ids.recording(call_id), dest, fmt, self.store.keys, row.keep_recording,
                 shared=self.settings.shared_recording_spool))
         except (AriError, recordings.RecordingInvalid, OSError) as exc:
             clog.error("recording.lost", error=str(exc))
             return
-        row.recording(stored)
         clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1))
 
 

@@ -60,7 +60,7 @@ def connect_row(call_id: uuid.UUID, session: MaskingSession, request: ConnectReq
         "call_id": call_id, "virtual_number": number_of(session, request.first),
         "caller_channel_id": ids.caller_channel(call_id), "started_at": utcnow(), "session_id": session.id,
         "direction": "a_to_b" if request.first == "a" else "b_to_a", "kind": "connect",
-        "custom_field": request.custom_field, "asterisk_node": node,
+        "custom_field": request.custom_field, "asterisk_node": node, "reported": False,
         "time_limit_seconds": request.time_limit_seconds or session.time_limit_seconds,
     }
 

@@ -73,7 +73,7 @@ async def masked_call(deps: CallDeps, start: Event) -> None:
         route = await resolve(deps.store, settings, virtual_number, caller_number, clog)
         session = route.session
         row.insert(virtual_number=arrived.row_number, caller_channel_id=caller.id, started_at=started_at,
-                   asterisk_node=deps.node,
+                   asterisk_node=deps.node, reported=False,
                    session_id=session.id if session else None,
                    direction=route.direction if isinstance(route, Connect) else None,
                    time_limit_seconds=session.time_limit_seconds if isinstance(route, Connect) else None)
@@ -318,8 +318,12 @@ async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: 
         await release_everything(deps.ari, call, events)
         events.close()
         metrics.calls_total.labels(row.fields.get("disposition", "failed")).inc()
+        # One statement: a row that says its end was told has told it (else the
+        # next process does, `close_left_call`).
+        row.update(reported=True)
         if session is not None:
-            row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session))
+            row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session),
+                      event_id=ids.completed_event(call.id))
         await row.close()
     finally:
         # Only now: until its row says how it ended, reconciliation must not
@@ -342,7 +346,9 @@ def call_event_data(call: CallState, row: CallRow, session) -> dict:
         "caller": direction[0] if direction else None, "callee": direction[-1] if direction else None,
         "disposition": f.get("disposition", "in_progress"),
         "started_at": iso("started_at"), "ringing_at": iso("ringing_at"), "answered_at": iso("answered_at"),
-        "ended_at": iso("ended_at"), "talk_seconds": f.get("talk_seconds"), "setup_ms": f.get("setup_ms"),
+        "ended_at": iso("ended_at"), "setup_ms": f.get("setup_ms"),
+        # A Decimal where the row was read back (a call closed after a restart).
+        "talk_seconds": float(f["talk_seconds"]) if f.get("talk_seconds") is not None else None,
         "recording_id": str(call.recording_id) if call.recording_id else None,
         "recording_opt_out": f.get("recording_opt_out"),
         "kind": f.get("kind", "inbound"), "custom_field": f.get("custom_field"),

@@ -59,3 +59,9 @@ def call_of_recording(name: str) -> uuid.UUID | None:
         return uuid.UUID(stem)
     except ValueError:
         return None
+
+
+def completed_event(call_id: uuid.UUID) -> uuid.UUID:
+    """The id of a call's `call.completed`: one id, so a process closing a call
+    its predecessor left (bridge/calls/adopt.py) never sends it twice."""
+    return uuid.uuid5(call_id, "call.completed")

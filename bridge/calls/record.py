@@ -47,24 +47,32 @@ class CallRow:
         self.fields.update(fields)
         self._put(("update", fields))
 
-    def event(self, event_type: str, session_id: uuid.UUID, url: str | None, data: dict) -> None:
-        """Queue a webhook event (after the row writes before it)."""
+    def event(self, event_type: str, session_id: uuid.UUID, url: str | None, data: dict,
+              event_id: uuid.UUID | None = None) -> None:
+        """Queue a webhook event (after the row writes before it); `event_id`
+        where a second writer of the same event must not make it two."""
         if url:
             self._put(("event", {"event_type": event_type, "session_id": session_id,
-                                              "url": url, "data": data, "event_id": uuid.uuid4()}))
+                                 "url": url, "data": data, "event_id": event_id or uuid.uuid4()}))
 
     def touch_session(self, session_id: uuid.UUID) -> None:
         self._put(("touch", {"session_id": session_id}))
 
-    def recording(self, stored: StoredRecording) -> uuid.UUID:
-        """Index a recording moved into the store, with its wrapped key (so a
-        spooled write carries the key wrapped, never in the clear); returns its id."""
+    async def keep_recording(self, stored: StoredRecording) -> None:
+        """Index a sealed recording with its wrapped key (so a spooled write
+        carries the key wrapped, never in the clear), and return once that
+        write, and every one before it, is in the database or the spool: the
+        row is the only way to open the file, so Asterisk's copy goes only
+        after (`recordings.Keep`)."""
         row = RecordingRow(id=stored.id, call_id=self.call_id, storage_path=str(stored.path),
                            format=stored.format, bytes=stored.bytes,
                            duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256,
                            key_id=stored.key.key_id, wrapped_key=stored.key.blob)
         self._put(("recording", asdict(row)))
-        return stored.id
+        kept = asyncio.get_running_loop().create_future()
+        self._put(("kept", {"future": kept}))
+        # The writer ends only through close() or a failure: either way nothing is left to wait for.
+        await asyncio.wait((kept, self._task), return_when=asyncio.FIRST_COMPLETED)
 
     async def close(self) -> None:
         """Wait until every write has been applied or spooled."""
@@ -93,6 +101,10 @@ class CallRow:
     async def _drain(self) -> None:
         while (item := await self._next()) is not None:
             operation, fields = item
+            if operation == "kept":  # what was queued before is written or spooled
+                if not fields["future"].done():
+                    fields["future"].set_result(None)
+                continue
             if not self.spooled and await self._write(operation, fields):
                 continue
             self.spooled = True  # later writes follow this one, in order
@@ -100,7 +112,11 @@ class CallRow:
                 self.log.error("call.row_write_lost", operation=operation,
                                fields=sorted(fields["update"] if operation == "update_event" else fields))
                 continue
-            await asyncio.to_thread(self.spool.append, self.call_id, operation, fields)
+            try:
+                await asyncio.to_thread(self.spool.append, self.call_id, operation, fields)
+            except (OSError, TypeError, ValueError) as exc:  # the disk, or a value JSON cannot hold
+                self.log.error("call.row_write_lost", operation=operation, error=type(exc).__name__)
+                continue
             self.log.warning("call.row_spooled", operation=operation)
 
     async def _write(self, operation: str, fields: dict[str, Any]) -> bool:

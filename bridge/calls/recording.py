@@ -1,6 +1,6 @@
 """Recording a bridged call, and moving its audio into the project's store
 when the call ends (also for calls adopted after a restart, or left behind by
-a dead process). The call's row, written as it goes, is `record.py`'s."""
+a dead process: adopt.py). The call's row, written as it goes, is `record.py`'s."""
 from __future__ import annotations
 
 import uuid
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bridge import recordings
 from bridge.ami import AmiError
-from bridge.ari import AriClient, AriError, AriNotFound, Event
+from bridge.ari import AriClient, AriError, Event
 from bridge.calls import ids
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import CallEvents
@@ -147,15 +147,15 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, r
     try:
         if call.tap == "mixmonitor":
             stored = await recordings.when_complete(lambda: collect_recording(
-                deps, call.id, started_at, two_channel=two_channel), RECORDING_SETTLE)
+                deps, call.id, started_at, row, two_channel=two_channel), RECORDING_SETTLE)
         else:
             await snoops_finished(deps.ari, events, call)
-            stored = await collect_recording(deps, call.id, started_at, two_channel=two_channel,
+            stored = await collect_recording(deps, call.id, started_at, row, two_channel=two_channel,
                                              delays=call.recording_delays)
     except (AriError, recordings.RecordingInvalid, OSError) as exc:
         clog.error("recording.lost", error=str(exc))
         return
-    call.recording_id = row.recording(stored)
+    call.recording_id = stored.id
     clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1),
               channels=2 if two_channel else 1)
 
@@ -176,33 +176,15 @@ async def snoops_finished(ari: AriClient, events: CallEvents, call: CallState) -
         await events.wait_for(all_finished, RECORDING_SETTLE)
 
 
-async def collect_recording(deps: CallDeps, call_id: uuid.UUID, started_at, two_channel: bool,
+async def collect_recording(deps: CallDeps, call_id: uuid.UUID, started_at, row: CallRow, two_channel: bool,
                             delays: tuple[int, int] = (0, 0)) -> recordings.StoredRecording:
-    """Move a call's recording (one file, or two merged into stereo) out of Asterisk into the store."""
+    """Move a call's recording (one file, or two merged into stereo) out of
+    Asterisk into the store, its row safe before Asterisk's copy goes."""
     fmt = "wav" if two_channel else deps.settings.recording_format
     dest = recordings.storage_path(Path(deps.settings.recording_dir), call_id, started_at, fmt)
     if two_channel:
         names = (ids.recording_part(call_id, "caller"), ids.recording_part(call_id, "callee"))
-        return await recordings.collect_stereo(deps.ari, names, dest, deps.store.keys, delays,
+        return await recordings.collect_stereo(deps.ari, names, dest, deps.store.keys, row.keep_recording, delays,
                                                shared=deps.settings.shared_recording_spool)
     return await recordings.collect(deps.ari, ids.recording(call_id), dest, fmt, deps.store.keys,
-                                    shared=deps.settings.shared_recording_spool)
-
-
-async def collect_left_recording(deps: CallDeps, call_id: uuid.UUID, started_at, channels: int = 1) -> None:
-    """Move a recording a dead process left in Asterisk (if it is still there).
-    A two-channel one is merged without alignment: the start times died with it."""
-    clog = log.bind(call_id=str(call_id))
-    row = CallRow(deps.store, call_id, clog, resumed_fields={}, spool=deps.spool)
-    try:
-        stored = await collect_recording(deps, call_id, started_at, two_channel=channels == 2)
-    except AriNotFound:
-        await row.close()
-        return  # nothing was left (or another process took it)
-    except (AriError, recordings.RecordingInvalid, OSError) as exc:
-        clog.error("recording.lost", error=str(exc))
-        await row.close()
-        return
-    row.recording(stored)
-    await row.close()
-    clog.info("recording.recovered", bytes=stored.bytes)
+                                    row.keep_recording, shared=deps.settings.shared_recording_spool)

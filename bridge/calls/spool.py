@@ -67,6 +67,20 @@ class Spool:
         except FileNotFoundError:
             return 0
 
+    def call_ids(self) -> set[uuid.UUID]:
+        """The calls with writes still waiting here."""
+        try:
+            lines = self.path.read_text().splitlines()
+        except FileNotFoundError:
+            return set()
+        ids = set()
+        for line in lines:
+            try:
+                ids.add(uuid.UUID(json.loads(line)["call_id"]))
+            except (ValueError, KeyError, TypeError):
+                pass  # a torn line: the replay reports it
+        return ids
+
     def append(self, call_id: uuid.UUID, operation: str, fields: dict[str, Any]) -> None:
         """Keep one write; the only place a write can still be lost is a full disk,
         and that is logged as an error."""

@@ -34,13 +34,12 @@ from pathlib import Path
 from bridge.ari import AriError
 from bridge.calls import ids
 from bridge.calls.deps import CallDeps
-from bridge.calls.recording import collect_left_recording
+from bridge.calls.adopt import COLLECTABLE, close_left_call
 from bridge.logs import get_logger
 from bridge.store.errors import StoreUnavailable
 
 log = get_logger("bridge.recordings")
 GRACE_SECONDS = 600.0
-COLLECTABLE = ("answered", "interrupted", "time_limit")
 
 
 @dataclass
@@ -69,9 +68,7 @@ class Sweeper:
         for name, call_id in sorted(calls.items()):
             action = await self._decide(name, states.get(call_id), call_id in done)
             if action == "collect":
-                state = states[call_id]
-                await collect_left_recording(self.deps, call_id, state["started_at"],
-                                             state["recording_channels"] or 1)
+                await close_left_call(self.deps, call_id)
                 done.add(call_id)
                 report.collected += 1
             elif action == "delete":
@@ -87,6 +84,8 @@ class Sweeper:
     async def _decide(self, name: str, state: dict | None, collected: bool) -> str:
         if collected or await self.deps.ari.recording_is_live(name):
             return "leave"
+        if state is not None and any(call.id == state["id"] for call in self.deps.active.values()):
+            return "leave"  # its call (or a close of it) is at work in this process
         if state is None:
             first = self.unknown_since.setdefault(name, time.monotonic())
             spool_waiting = self.deps.spool is not None and len(self.deps.spool) > 0

@@ -3,7 +3,8 @@
 Asterisk's spool is not storage: a recording is downloaded over ARI into the
 configured directory, checked (size against what Asterisk sent, a well-formed
 WAV header, sha256 of what is on disk), sealed under a data key of its own
-(`sealed.py`; the plaintext download is removed), and only then deleted from
+(`sealed.py`; the plaintext download is removed), kept (its row, with the
+wrapped key, safe in the database or the spool), and only then deleted from
 Asterisk. Where this host shares Asterisk's disk (`shared`: its recording
 spool as seen here), the file is sealed straight from the spool and removed
 there: no HTTP round trip, no plaintext copy. Size, duration and sha256 are
@@ -137,15 +138,14 @@ def in_spool(shared: Path | None, name: str, fmt: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def seal_from_spool(src: Path, dest: Path, fmt: str, keys: KeyRing) -> tuple[StoredRecording, bool]:
-    """Seal Asterisk's file `src` beside `dest` and remove it; returns the
-    recording and whether the file is gone (see `_removed`). FileNotFoundError:
-    taken meanwhile."""
+def seal_from_spool(src: Path, dest: Path, fmt: str, keys: KeyRing) -> StoredRecording:
+    """Seal Asterisk's file `src` beside `dest` (left in place: it goes once
+    the recording is kept). FileNotFoundError: taken meanwhile."""
     size = src.stat().st_size
     duration = finished_duration(src, size, fmt)
     recording_id, sealed = uuid.uuid4(), sealed_path(dest)
     key, digest = seal_recording(src, sealed, recording_id, keys)
-    return StoredRecording(sealed, fmt, digest.bytes, duration, digest.sha256, recording_id, key), _removed(src)
+    return StoredRecording(sealed, fmt, digest.bytes, duration, digest.sha256, recording_id, key)
 
 
 def _removed(path: Path) -> bool:
@@ -160,19 +160,28 @@ def _removed(path: Path) -> bool:
     return True
 
 
-async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing,
+# Awaited once a recording is sealed, before Asterisk's copy is removed: it
+# returns when the row naming the sealed file, with its wrapped key, is safe
+# (in the database or the spool). A process killed before then leaves
+# Asterisk's copy for the next collection; after, the row opens the file.
+Keep = Callable[[StoredRecording], Awaitable[None]]
+
+
+async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing, keep: Keep,
                   shared: Path | None = None) -> StoredRecording:
     """Move Asterisk's stored recording `name` into the store: verified,
-    sealed beside `dest` (see `sealed_path`), removed from Asterisk."""
+    sealed beside `dest` (see `sealed_path`), kept (`keep`), removed from Asterisk."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if (local := in_spool(shared, name, fmt)) is not None:
         try:
-            stored, removed = await asyncio.to_thread(seal_from_spool, local, dest, fmt, keys)
-            if not removed:
-                await _delete_in_asterisk(ari, name)
-            return stored
+            stored = await asyncio.to_thread(seal_from_spool, local, dest, fmt, keys)
         except FileNotFoundError:
             pass  # another process took it meanwhile: ARI says so below
+        else:
+            await keep(stored)
+            if not _removed(local):
+                await _delete_in_asterisk(ari, name)
+            return stored
     partial = dest.with_suffix(dest.suffix + ".partial")
     try:
         size, sent_sha, duration = await download(ari, name, partial, fmt)
@@ -184,8 +193,10 @@ async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing
             raise RecordingInvalid("sha256 of the file on disk differs from the bytes received")
     finally:
         partial.unlink(missing_ok=True)  # no plaintext stays behind, whatever happened
+    stored = StoredRecording(sealed, fmt, size, duration, digest.sha256, recording_id, key)
+    await keep(stored)
     await _delete_in_asterisk(ari, name)
-    return StoredRecording(sealed, fmt, size, duration, digest.sha256, recording_id, key)
+    return stored
 
 
 async def _delete_in_asterisk(ari: AriClient, name: str) -> None:
@@ -210,7 +221,7 @@ async def when_complete(collect: Callable[[], Awaitable[StoredRecording]], withi
             await asyncio.sleep(every)
 
 
-async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, keys: KeyRing,
+async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, keys: KeyRing, keep: Keep,
                          delays: tuple[int, int] = (0, 0), shared: Path | None = None) -> StoredRecording:
     """Take the two one-party recordings (WAV), merge them into one stereo
     file (`names[0]` left, `names[1]` right, aligned by `delays` samples), seal
@@ -242,7 +253,9 @@ async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, key
     finally:
         for path in (*parts, merged):
             path.unlink(missing_ok=True)  # no plaintext stays behind, whatever happened
+    stored = StoredRecording(sealed, "wav", len(audio), duration, digest.sha256, recording_id, key)
+    await keep(stored)
     for name, source, part in zip(names, sources, parts):
         if source == part or not _removed(source):  # downloaded, or Asterisk's user owns its folder
             await _delete_in_asterisk(ari, name)
-    return StoredRecording(sealed, "wav", len(audio), duration, digest.sha256, recording_id, key)
+    return stored

@@ -22,7 +22,7 @@ CALL_COLUMNS = frozenset({
     "hangup_by", "setup_ms", "talk_seconds", "recorded", "notices", "recording_opt_out", "notice_sha256",
     "recording_started_at",
     "recording_channels", "kind", "custom_field", "time_limit_seconds", "caller_answered_at",
-    "pin_attempts",
+    "pin_attempts", "reported",
 })
 
 
@@ -129,15 +129,18 @@ class Calls:
             "SELECT disposition, count(*) FROM calls WHERE started_at >= $1 GROUP BY disposition", start))
         return {r["disposition"]: r["count"] for r in rows}
 
-    async def recordings_not_collected(self, asterisk_node: str) -> list[dict]:
-        """Recorded calls that ended (in the last day) without a recording row:
-        their process died between hanging up and moving the file."""
+    async def left_open(self, asterisk_node: str) -> list[uuid.UUID]:
+        """ARI calls of this node that ended (in the last day) but were not
+        closed: their end not told (`reported`, migration 0036), or recorded
+        without a recording row. Their process died between the call's end
+        and its last writes (`close_left_call`)."""
         rows = await self.db.run(lambda conn: conn.fetch(
-            "SELECT c.id, c.started_at, c.recording_channels FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
-            " WHERE c.recorded AND r.id IS NULL AND c.asterisk_node = $1 AND c.path = 'ari'"
-            " AND c.disposition IN ('answered', 'interrupted', 'time_limit') AND c.ended_at > now() - interval '1 day'",
-            asterisk_node))
-        return [dict(r) for r in rows]
+            "SELECT c.id FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
+            " WHERE c.asterisk_node = $1 AND c.path = 'ari' AND c.disposition <> 'in_progress'"
+            " AND coalesce(c.ended_at, c.started_at) > now() - interval '1 day'"
+            " AND (NOT c.reported OR (c.recorded AND r.id IS NULL"
+            " AND c.disposition IN ('answered', 'interrupted', 'time_limit')))", asterisk_node))
+        return [r["id"] for r in rows]
 
 
 def _assignments(columns: dict[str, Any], first: int) -> str:

@@ -5,6 +5,10 @@ which they stop and start; the shared server is never touched.
 """
 from __future__ import annotations
 
+import json
+import time
+import uuid
+
 import pytest
 
 from tests.integration.conftest import new_parties, wait_for_call_row
@@ -94,3 +98,43 @@ def test_a_fallback_call_ending_while_the_database_is_down_keeps_its_recording(
             assert '"recording.stored"' in (tmp_path / "agi.log").read_text()
     finally:
         ensure_service(stack)
+
+
+def test_a_call_still_in_the_spool_when_a_new_process_starts_is_not_adopted_as_interrupted(
+        outage, place_call, database_back):
+    """A caller turned away while the database was down, and the process
+    replaced before the database came back: the new process replays the
+    spool while it reconciles. The row its replay inserts says `in_progress`
+    until the replay reaches the call's last write; reconciliation must not
+    take it for a call its predecessor left (found by the compose test: the
+    row ended `interrupted`). Other writes are put between the call's insert
+    and its ending, so a reconciliation running beside the replay meets it."""
+    stack, cluster = outage
+    parties = new_parties(stack)
+    cluster.stop()
+    call = place_call(parties.a, parties.virtual_number, via=stack, uac="uac_rejected.xml",
+                      uac_values={"final_status": 503, "tag": "db-down-restart"})
+    assert call.caller.succeeded, call.caller.output
+    stack.stop_service()
+    spool = stack.settings.state_dir / "spool" / "calls.jsonl"
+    lines = spool.read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["op"] == "insert", lines[0]
+    padding = [json.dumps({"call_id": str(uuid.uuid4()), "op": "insert", "fields": {
+        **first["fields"], "disposition": "failed", "virtual_number": "+6560000999",
+        "caller_channel_id": f"padding-{i}"}}) for i in range(2000)]
+    spool.write_text("\n".join([lines[0], *padding, *lines[1:]]) + "\n")
+
+    cluster.start()
+    ensure_service(stack)
+    deadline = time.monotonic() + 30
+    while spool.exists():
+        assert time.monotonic() < deadline, "the spool was not replayed"
+        time.sleep(0.2)
+    row = wait_for_call_row(stack, parties.virtual_number, timeout=5)
+    assert row["id"] == uuid.UUID(first["call_id"])
+    assert (row["disposition"], row["reject_reason"]) == ("rejected", "database_unavailable")
+    # Which of the two last writes lands last is luck: what must not happen is the adoption.
+    adopted = [line for line in stack.service_log.read_text().splitlines()
+               if first["call_id"] in line and '"call.interrupted"' in line]
+    assert adopted == []

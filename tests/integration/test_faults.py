@@ -5,6 +5,7 @@ parties saw (SIPp), what Asterisk still holds, and what the database says.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -408,3 +409,74 @@ def test_an_asterisk_restart_is_noticed_its_calls_are_marked_interrupted_and_ser
     after = place_call(parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=1000)
     assert after.counterpart.succeeded, "calls do not work again after the restart"
     assert_no_leftovers(stack)
+
+
+def held_lock(dsn: str, table: str) -> subprocess.Popen:
+    """Another session holding `table` so that no row can be added to it."""
+    return subprocess.Popen(["psql", "-X", "-q", dsn, "-c", f"BEGIN; LOCK TABLE {table} IN SHARE MODE;"
+                             " SELECT pg_sleep(300);"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PGAPPNAME": f"test-holds-{table}"})
+
+
+def waiting_for_lock(dsn: str, table: str) -> bool:
+    return bool(query(dsn, "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                           " WHERE c.relname = $1 AND NOT l.granted", table))
+
+
+def test_a_service_killed_while_a_recording_is_kept_loses_neither_the_recording_nor_call_completed(
+        stack, place_call, restore_service):
+    """The service SIGKILLed after a recorded call's end was written, while the
+    recording's row (the only holder of its key) waits on the database:
+    Asterisk still holds the audio then, and the next process moves it, and
+    tells the business how the call ended, once. Found by `bench.soak
+    --webhook`: the row said `answered`, the sealed file had no key, and no
+    `call.completed` was ever sent. The statement in flight dies with its
+    connection here; one that lands after its process (a backend waiting on
+    a lock does not notice its client is gone) leaves Asterisk's copy, which
+    the next process deletes (`delete_copies_left`)."""
+    parties = new_parties(stack, add_session=False)
+    hook = "http://127.0.0.1:9/masking-events"  # nothing listens: events stay in the outbox
+
+    async def create():
+        from bridge.sessions.models import SessionRequest
+        from bridge.store import Store
+        store = await Store.connect(stack.dsn, stack.keys)
+        try:
+            await store.sessions.create(SessionRequest(parties.a, parties.b, ttl_seconds=3600, record=True,
+                                                       purpose="delivery_order", webhook_url=hook))
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    lock = held_lock(stack.dsn, "recordings")
+    try:
+        call = Background(place_call, parties.a, parties.virtual_number, uas="uas_answer.xml", talk_ms=3000)
+        wait_until(lambda: waiting_for_lock(stack.dsn, "recordings"), timeout=60)
+        kill_service(stack)
+        result = call.join()
+        query(stack.dsn, "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c"
+                         " ON c.oid = l.relation WHERE c.relname = 'recordings' AND NOT l.granted")
+    finally:
+        lock.kill()
+        lock.wait()
+        query(stack.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+              "test-holds-recordings")
+    assert result.caller.succeeded and result.counterpart.succeeded
+    before = query(stack.dsn, "SELECT disposition, reported FROM calls WHERE virtual_number = $1",
+                   parties.virtual_number)
+    assert before == [{"disposition": "answered", "reported": False}]  # the kill landed where it should
+
+    stack.start_service()
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
+    seconds, level = recording_level(stack, row["recording"])
+    assert seconds > 2 and level > 200
+    wait_until(lambda: query(stack.dsn, "SELECT reported FROM calls WHERE id = $1", row["id"])[0]["reported"])
+    events = query(stack.dsn, "SELECT event_id, payload FROM webhook_outbox WHERE session_id = $1"
+                              " AND event_type = 'call.completed'", row["session_id"])
+    assert len(events) == 1
+    data = json.loads(events[0]["payload"])["data"]
+    assert (data["disposition"], data["recording_id"]) == ("answered", str(row["recording"]["id"]))
+    assert [r for r in stack.ari("GET", "/recordings/stored") if str(row["id"]) in r["name"]] == []
+    logs = [line for line in stack.service_log.read_text().splitlines() if str(row["id"]) in line]
+    assert any('"call.closed_after_restart"' in line for line in logs)
+    assert any('"recording.recovered"' in line for line in logs)

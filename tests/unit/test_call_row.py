@@ -3,6 +3,7 @@ one write, in order with the events that report them."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +30,7 @@ class FakeStore:
         self.outbox = SimpleNamespace(enqueue=self._writer("event"), told=lambda: self.told.append(True))
         self.told: list[bool] = []
         self.sessions = SimpleNamespace(touch=self._writer("touch"))
+        self.recordings = SimpleNamespace(insert=self._writer("recording"))
 
     def _writer(self, operation):
         async def write(*args, **fields):
@@ -37,6 +39,8 @@ class FakeStore:
                 raise StoreUnavailable("database unavailable: TimeoutError")
             if operation == "update_event":  # (call_id, the update, the event)
                 fields = {"update": args[1], "event": args[2]}
+            if operation == "recording":  # (RecordingRow,)
+                fields = {"id": args[0].id}
             self.writes.append((operation, fields))
         return write
 
@@ -126,3 +130,47 @@ async def test_an_update_and_its_event_the_database_refuses_are_spooled_as_one(t
 
     assert store.writes == [] and len(spool) == 1
     assert '"op": "update_event"' in spool.path.read_text()
+
+
+def sealed(recording_id: uuid.UUID):
+    from bridge.privacy.crypto import Sealed
+    from bridge.recordings import StoredRecording
+    return StoredRecording(Path("/store/x.wav.sealed"), "wav", 44, 0.0, "0" * 64, recording_id,
+                           Sealed(key_id="k1", blob=b"wrapped"))
+
+
+async def test_a_recording_is_kept_only_once_it_and_the_writes_before_it_are_in_the_database():
+    store = FakeStore()
+    store.gate.clear()
+    row = new_row(store)
+    row.update(disposition="answered")
+    recording_id = uuid.uuid4()
+    keeping = asyncio.create_task(row.keep_recording(sealed(recording_id)))
+    await asyncio.sleep(0.05)
+    assert not keeping.done()  # the database has not answered: Asterisk's copy must stay
+    store.gate.set()
+    await keeping
+    assert store.writes == [("update", {"disposition": "answered"}), ("recording", {"id": recording_id})]
+    await row.close()
+
+
+async def test_a_recording_the_database_cannot_take_is_kept_once_it_is_in_the_spool(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("bridge.calls.record.RETRY_DELAYS", (0.0,))
+    store = FakeStore()
+    store.down = True
+    spool = Spool(tmp_path / "calls.jsonl")
+    row = new_row(store, spool)
+    await row.keep_recording(sealed(uuid.uuid4()))
+    assert [json.loads(line)["op"] for line in spool.path.read_text().splitlines()] == ["recording"]
+    await row.close()
+
+
+def test_the_spool_names_the_calls_whose_writes_wait_there_and_survives_a_torn_line(tmp_path: Path):
+    spool = Spool(tmp_path / "calls.jsonl")
+    assert spool.call_ids() == set()
+    first, second = uuid.uuid4(), uuid.uuid4()
+    spool.append(first, "update", {"disposition": "answered"})
+    spool.append(second, "touch", {"session_id": SESSION})
+    with open(spool.path, "a") as f:
+        f.write('{"call_id": "')  # a crash mid-append
+    assert spool.call_ids() == {first, second}

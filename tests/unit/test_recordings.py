@@ -121,6 +121,26 @@ class DownloadingAri:
         del self.files[name]
 
 
+class Kept:
+    """`collect`'s `keep`: what was kept, and what Asterisk still had then."""
+
+    def __init__(self, spool: Path | None = None, ari: "DownloadingAri | None" = None):
+        self.spool, self.ari, self.kept, self.left_then = spool, ari, [], []
+
+    async def __call__(self, stored) -> None:
+        self.kept.append(stored)
+        self.left_then = sorted([p.name for p in self.spool.iterdir()] if self.spool else []) + sorted(
+            self.ari.files if self.ari else [])
+
+
+class Killed(Exception):
+    pass
+
+
+async def killed(stored) -> None:
+    raise Killed  # the process dies before the row is safe
+
+
 def opened(stored, keys) -> bytes:
     from bridge.privacy.crypto import recording_key_context
     from bridge.recordings.sealed import read_range, plaintext_size
@@ -138,8 +158,10 @@ async def test_a_recording_in_a_shared_spool_is_sealed_from_there_and_removed_wi
     (spool / "call-1.wav").write_bytes(audio)
     dest = tmp_path / "store" / "call-1.wav"
 
-    stored = await collect(NoAri(), "call-1", dest, "wav", keys, shared=spool)
+    keep = Kept(spool=spool)
+    stored = await collect(NoAri(), "call-1", dest, "wav", keys, keep, shared=spool)
 
+    assert keep.kept == [stored] and keep.left_then == ["call-1.wav"]  # kept before the spool's file went
     assert opened(stored, keys) == audio
     assert stored.sha256 == hashlib.sha256(audio).hexdigest() and stored.bytes == len(audio)
     assert abs(stored.duration_seconds - 2.0) < 0.01
@@ -158,7 +180,8 @@ async def test_a_recording_still_being_written_in_the_spool_is_left_there(tmp_pa
     (spool / "call-2.wav").write_bytes(unfinished)
 
     with pytest.raises(RecordingIncomplete):
-        await collect(NoAri(), "call-2", tmp_path / "store" / "call-2.wav", "wav", KeyRing.generate(), shared=spool)
+        await collect(NoAri(), "call-2", tmp_path / "store" / "call-2.wav", "wav", KeyRing.generate(), Kept(),
+                      shared=spool)
 
     assert (spool / "call-2.wav").read_bytes() == unfinished
     assert not [p for p in (tmp_path / "store").iterdir()]
@@ -172,8 +195,11 @@ async def test_a_recording_not_in_the_shared_folder_is_downloaded_over_ari_and_d
     ari = DownloadingAri({"call-3": audio})
     (tmp_path / "elsewhere").mkdir()
 
-    stored = await collect(ari, "call-3", tmp_path / "store" / "call-3.wav", "wav", keys, shared=tmp_path / "elsewhere")
+    keep = Kept(ari=ari)
+    stored = await collect(ari, "call-3", tmp_path / "store" / "call-3.wav", "wav", keys, keep,
+                           shared=tmp_path / "elsewhere")
 
+    assert keep.kept == [stored] and keep.left_then == ["call-3"]  # kept before Asterisk's copy went
     assert opened(stored, keys) == audio
     assert ari.requests == [("download", "call-3"), ("delete", "call-3")] and ari.files == {}
 
@@ -191,8 +217,45 @@ async def test_a_spool_this_host_may_read_but_not_change_leaves_the_delete_to_ar
         raise OSError(30, "Read-only file system")
 
     monkeypatch.setattr(Path, "unlink", read_only)
-    stored = await collect(ari, "call-4", tmp_path / "store" / "call-4.wav", "wav", KeyRing.generate(), shared=spool)
+    stored = await collect(ari, "call-4", tmp_path / "store" / "call-4.wav", "wav", KeyRing.generate(), Kept(),
+                           shared=spool)
     monkeypatch.undo()
 
     assert stored.sha256 == hashlib.sha256(audio).hexdigest()
     assert ari.requests == [("delete", "call-4")]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_process_dying_before_the_recording_is_kept_leaves_asterisks_copy(tmp_path, shared):
+    """The sealed file opens only with the key its row carries: until that row
+    is safe, Asterisk's copy stays for the next collection (found by
+    `bench.soak --webhook`: a SIGKILL between the two lost a recording)."""
+    from bridge.privacy.crypto import KeyRing
+    from bridge.recordings import collect
+
+    spool, audio = tmp_path / "spool", make_wav(1.0)
+    spool.mkdir()
+    ari = DownloadingAri({"call-5": audio})
+    if shared:
+        (spool / "call-5.wav").write_bytes(audio)
+
+    with pytest.raises(Killed):
+        await collect(ari, "call-5", tmp_path / "store" / "call-5.wav", "wav", KeyRing.generate(), killed,
+                      shared=spool)
+
+    assert ari.files == {"call-5": audio}
+    assert [p.name for p in spool.iterdir()] == (["call-5.wav"] if shared else [])
+
+
+async def test_a_two_channel_recording_keeps_both_parts_in_asterisk_until_it_is_kept(tmp_path):
+    from bridge.privacy.crypto import KeyRing
+    from bridge.recordings import collect_stereo
+
+    ari = DownloadingAri({"left": make_wav(1.0), "right": make_wav(1.0)})
+    with pytest.raises(Killed):
+        await collect_stereo(ari, ("left", "right"), tmp_path / "store" / "call-6.wav", KeyRing.generate(), killed)
+    assert sorted(ari.files) == ["left", "right"]
+
+    keep = Kept(ari=ari)
+    stored = await collect_stereo(ari, ("left", "right"), tmp_path / "store" / "call-6.wav", KeyRing.generate(), keep)
+    assert keep.kept == [stored] and keep.left_then == ["left", "right"] and ari.files == {}
