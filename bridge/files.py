@@ -23,8 +23,16 @@ def open_private(path: Path, mode: str = "wb") -> IO:
 
 
 def write_private(path: Path, data: bytes | str) -> None:
-    """Replace `path` with `data` at once (a reader sees the old or the new file), 0600."""
+    """Replace `path` with `data` at once (a reader sees the old or the new
+    file, a crash leaves one of them), 0600."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open_private(tmp, "wb" if isinstance(data, bytes) else "w") as out:
         out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself
+    finally:
+        os.close(folder)

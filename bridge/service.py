@@ -27,13 +27,14 @@ from bridge.ari import AriClient, AriError, AriNotConnected, Event, EventRouter,
 from bridge.ari.events import Channel
 from bridge.auditing import audit_configuration, checkpoint_periodically
 from bridge.calls import ids
-from bridge.calls.adopt import adopt_call, close_left_call
+from bridge.calls.adopt import adopt_call
 from bridge.calls.connect import ConnectRequest, connect_call, connect_row
 from bridge.calls.deps import CallDeps
 from bridge.calls.events import ask_for_events_used
 from bridge.calls.flow import masked_call
 from bridge.calls.spool import Spool, replay_forever
 from bridge.calls.sweep import sweep_forever
+from bridge.calls.unclosed import close_left_call
 from bridge.privacy import purposes
 from bridge.console.app import install_console
 from bridge.config import ConfigError, Settings
@@ -52,6 +53,10 @@ from bridge.store.lease import NodeLease
 from bridge.webhooks import Dispatcher
 
 log = get_logger("bridge.service")
+# Seconds a reconciliation gives a predecessor's spooled writes before it
+# reads which calls were left in progress; calls whose writes still wait are
+# taken by a reconciliation this much later.
+REPLAY_BEFORE_RECONCILE = 10.0
 FALLBACK_CONTEXT, FALLBACK_LABEL = "masking-inbound", "drain"  # dialplan/extensions.conf
 
 
@@ -222,7 +227,9 @@ class Service:
         # has inserted says `in_progress` until the call's last write lands.
         # Calls with writes still waiting there are not taken for abandoned.
         try:
-            await self.spool.replay(self.store)
+            await asyncio.wait_for(self.spool.replay(self.store), REPLAY_BEFORE_RECONCILE)
+        except asyncio.TimeoutError:
+            log.warning("reconcile.spool_not_replayed")  # its calls wait for a later reconciliation
         except (StoreError, OSError) as exc:
             log.error("spool.replay_failed", error=type(exc).__name__)
         spooled = await asyncio.to_thread(self.spool.call_ids)
@@ -230,7 +237,7 @@ class Service:
             in_progress = await self.store.calls.in_progress(self.node)
         except StoreUnavailable:
             in_progress = []
-        adopted = 0
+        adopted, waiting = 0, False
         for record in in_progress:
             if record["caller_channel_id"] in self.deps.active:
                 continue
@@ -239,7 +246,8 @@ class Service:
                                  ids.callee_channel(call_id)}
             claimed_bridges.add(ids.bridge(call_id))
             if call_id in spooled:
-                continue  # the database went away again mid-replay: the next reconciliation
+                waiting = True  # the database went away again mid-replay, or the replay is long
+                continue
             self._spawn(adopt_call(self.deps, record, live), f"adopted-{call_id}")
             adopted += 1
         await asyncio.sleep(0)  # let adopted calls register their channels
@@ -255,11 +263,18 @@ class Service:
         try:
             left = await self.store.calls.left_open(self.node)
         except StoreUnavailable:
-            left = []
+            left = []  # the sweep's timer tries again
         for call_id in left:
             if not any(call.id == call_id for call in self.deps.active.values()):
                 self._spawn(close_left_call(self.deps, call_id), f"close-{call_id}")
+        if waiting:
+            self._tasks.append(asyncio.create_task(self._reconcile_later(), name="reconcile-again"))
         log.info("reconcile.done", live_channels=len(live), adopted=adopted)
+
+    async def _reconcile_later(self) -> None:
+        """Calls left in progress whose writes waited in the spool: once it is replayed."""
+        await asyncio.sleep(REPLAY_BEFORE_RECONCILE)
+        await self._reconcile()
 
     async def _serve_or_release(self, channel_id: str) -> None:
         """A leg of our app that no call owns: a caller who arrived while no

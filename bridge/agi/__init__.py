@@ -208,6 +208,9 @@ class FallbackAgi:
             stored = await recordings.when_complete(lambda: recordings.collect(
                 self.ari, ids.recording(call_id), dest, fmt, self.store.keys, row.keep_recording,
                 shared=self.settings.shared_recording_spool))
+        except recordings.NotKept:
+            clog.error("recording.not_kept")  # Asterisk's copy stays for the sweep
+            return
         except (AriError, recordings.RecordingInvalid, OSError) as exc:
             clog.error("recording.lost", error=str(exc))
             return

@@ -1,24 +1,22 @@
-"""Calls a previous process (or ARI connection) left, taken over after a
-restart: in progress, resumed from their row where both legs still talk or
-the call is still in setup, released as `interrupted` where they cannot be;
-ended but not closed (`close_left_call`), their recording moved and their end
-told. The service's reconciliation calls in, and so does the sweep."""
+"""Calls a previous process (or ARI connection) left in progress, taken over
+after a restart: resumed from their row where both legs still talk or the
+call is still in setup, released as `interrupted` where they cannot be. The
+service's reconciliation calls in; calls that had ended are `unclosed.py`'s."""
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 from datetime import datetime
 
-from bridge import recordings
-from bridge.ari import AriClient, AriError, AriNotFound
+from bridge.ari import AriClient, AriError
 from bridge.calls import ids
 from bridge.calls.decisions import CAUSE_TEMPORARY_FAILURE, consent_on_record
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import CallEvents
-from bridge.calls.flow import call_event_data, finish_call, talk_until_hangup
+from bridge.calls.flow import finish_call, talk_until_hangup
 from bridge.calls.legs import release_everything
 from bridge.calls.record import CallRow
-from bridge.calls.recording import ASTERISK_TIME, collect_recording, resume_recording, store_recording
+from bridge.calls.recording import ASTERISK_TIME, resume_recording, store_recording
 from bridge.calls.resume import resumable, resume_setup
 from bridge.clock import utcnow
 from bridge.logs import get_logger
@@ -109,64 +107,3 @@ async def bridged_at(ari: AriClient, call: CallState) -> datetime | None:
         return datetime.strptime(bridge["creationtime"], ASTERISK_TIME)
     except (KeyError, ValueError):
         return utcnow()
-
-
-COLLECTABLE = ("answered", "interrupted", "time_limit")  # dispositions a recording may follow
-
-
-async def close_left_call(deps: CallDeps, call_id) -> None:
-    """Close a call whose process died after its end was written but before
-    its last writes: the recording Asterisk still holds (a recording is
-    deleted there only once its row is safe, `recordings.Keep`) is moved into
-    the store, and the business told how the call ended (`call.completed`,
-    under the id its process would have used: never twice). Registered as
-    active meanwhile, so the reconciliation and the sweep never both take it."""
-    try:
-        record = await deps.store.calls.get(call_id)
-    except StoreError:  # gone (purged), or the database is away: the next reconciliation
-        return
-    call = CallState(id=call_id, caller_id=record["caller_channel_id"], recording_id=record["recording_id"])
-    if call.caller_id in deps.active:
-        return
-    deps.active[call.caller_id] = call
-    clog = log.bind(call_id=str(call_id), session_id=str(record["session_id"]))
-    row = CallRow(deps.store, call_id, clog, resumed_fields=record, spool=deps.spool)
-    try:
-        if record["recorded"] and not record["recording_id"] and record["disposition"] in COLLECTABLE:
-            try:
-                stored = await collect_recording(deps, call_id, record["started_at"], row,
-                                                 two_channel=record["recording_channels"] == 2)
-                call.recording_id = stored.id
-                clog.info("recording.recovered", bytes=stored.bytes)
-            except AriNotFound:
-                pass  # nothing was left (or another process took it)
-            except (AriError, recordings.RecordingInvalid, OSError) as exc:
-                clog.error("recording.lost", error=str(exc))
-        elif record["recorded"] and record["recording_id"]:
-            await delete_copies_left(deps.ari, call_id)
-        if not record["reported"]:
-            session = webhook_url = None
-            try:
-                session = await deps.store.sessions.get(record["session_id"]) if record["session_id"] else None
-                webhook_url = (session.webhook_url or deps.settings.webhook_url or None) if session else None
-            except StoreError:
-                return  # not told yet: the next reconciliation tries again
-            row.update(reported=True)
-            if session is not None:
-                row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session),
-                          event_id=ids.completed_event(call_id))
-            clog.info("call.closed_after_restart", disposition=record["disposition"])
-    finally:
-        await row.close()
-        deps.active.pop(call.caller_id, None)
-
-
-async def delete_copies_left(ari: AriClient, call_id) -> None:
-    """Asterisk's copies of a recording already sealed and kept: its process
-    died between keeping it and deleting them (or its last statement reached
-    the database after the process was gone)."""
-    for name in (ids.recording(call_id), ids.recording_part(call_id, "caller"), ids.recording_part(call_id, "callee")):
-        try:
-            await ari.delete_stored_recording(name)
-        except AriError:
-            pass  # not there (the usual case)

@@ -319,11 +319,14 @@ async def finish_call(deps: CallDeps, call: CallState, events: CallEvents, row: 
         events.close()
         metrics.calls_total.labels(row.fields.get("disposition", "failed")).inc()
         # One statement: a row that says its end was told has told it (else the
-        # next process does, `close_left_call`).
-        row.update(reported=True)
+        # next process does, unclosed.py). A session that could not be read
+        # (an adopted call, the database away) is not told: left for the next.
         if session is not None:
+            row.update(reported=True)
             row.event("call.completed", session.id, webhook_url, call_event_data(call, row, session),
                       event_id=ids.completed_event(call.id))
+        elif not row.fields.get("session_id"):
+            row.update(reported=True)  # no session: nobody to tell
         await row.close()
     finally:
         # Only now: until its row says how it ended, reconciliation must not

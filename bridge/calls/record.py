@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 from bridge.calls.mailbox import Mailbox
 from bridge.calls.spool import Spool, apply
-from bridge.recordings import StoredRecording
+from bridge.recordings import NotKept, StoredRecording
 from bridge.store import Store
 from bridge.store.errors import StoreUnavailable
 from bridge.store.recordings import RecordingRow
@@ -35,6 +35,7 @@ class CallRow:
         self.log = log
         self.spool = spool
         self.spooled = False  # once a write is spooled, the later ones follow it there
+        self._lost = False  # a write was lost since the last `kept` (keep_recording)
         self._queue: Mailbox[tuple[str, dict[str, Any]] | None] = Mailbox()
         self._task = asyncio.create_task(self._drain())
         self.fields: dict[str, Any] = dict(resumed_fields or {})  # the row as described so far
@@ -71,8 +72,10 @@ class CallRow:
         self._put(("recording", asdict(row)))
         kept = asyncio.get_running_loop().create_future()
         self._put(("kept", {"future": kept}))
-        # The writer ends only through close() or a failure: either way nothing is left to wait for.
+        # The writer ends only through close() or a failure: then it is not kept.
         await asyncio.wait((kept, self._task), return_when=asyncio.FIRST_COMPLETED)
+        if not kept.done() or not kept.result():
+            raise NotKept("a write before it, or the recording's row, was lost")
 
     async def close(self) -> None:
         """Wait until every write has been applied or spooled."""
@@ -101,20 +104,23 @@ class CallRow:
     async def _drain(self) -> None:
         while (item := await self._next()) is not None:
             operation, fields = item
-            if operation == "kept":  # what was queued before is written or spooled
+            if operation == "kept":  # what was queued before is written or spooled, or some was lost
                 if not fields["future"].done():
-                    fields["future"].set_result(None)
+                    fields["future"].set_result(not self._lost)
+                self._lost = False
                 continue
             if not self.spooled and await self._write(operation, fields):
                 continue
             self.spooled = True  # later writes follow this one, in order
             if self.spool is None:
+                self._lost = True
                 self.log.error("call.row_write_lost", operation=operation,
                                fields=sorted(fields["update"] if operation == "update_event" else fields))
                 continue
             try:
                 await asyncio.to_thread(self.spool.append, self.call_id, operation, fields)
             except (OSError, TypeError, ValueError) as exc:  # the disk, or a value JSON cannot hold
+                self._lost = True
                 self.log.error("call.row_write_lost", operation=operation, error=type(exc).__name__)
                 continue
             self.log.warning("call.row_spooled", operation=operation)

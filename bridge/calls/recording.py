@@ -152,6 +152,9 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, r
             await snoops_finished(deps.ari, events, call)
             stored = await collect_recording(deps, call.id, started_at, row, two_channel=two_channel,
                                              delays=call.recording_delays)
+    except recordings.NotKept:
+        clog.error("recording.not_kept")  # Asterisk's copy stays: the sweep moves it once writes go through
+        return
     except (AriError, recordings.RecordingInvalid, OSError) as exc:
         clog.error("recording.lost", error=str(exc))
         return

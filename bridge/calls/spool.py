@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import os
+import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -54,10 +55,17 @@ def _decode(value: Any) -> Any:
     return value
 
 
+class SpoolFull(OSError):
+    """The spool reached MAX_BYTES: the write is not kept."""
+
+
 class Spool:
     def __init__(self, path: Path):
         self.path = path
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one replay at a time
+        # Appends run in worker threads: none may land between a replay's last
+        # read of the file and its replacement.
+        self._file = threading.Lock()
         metrics.spool_depth.set(len(self))  # what a previous process left
 
     def __len__(self) -> int:
@@ -82,17 +90,18 @@ class Spool:
         return ids
 
     def append(self, call_id: uuid.UUID, operation: str, fields: dict[str, Any]) -> None:
-        """Keep one write; the only place a write can still be lost is a full disk,
-        and that is logged as an error."""
+        """Keep one write, on disk when this returns. SpoolFull (logged) or
+        another OSError when it cannot be kept: the caller says what is lost."""
         line = json.dumps({"call_id": str(call_id), "op": operation, "fields": _encode(fields)}) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size + len(line) > MAX_BYTES:
-            log.error("spool.full", call_id=str(call_id), operation=operation)
-            return
-        with open_private(self.path, "a") as f:  # the rows' personal details
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        with self._file:
+            if self.path.exists() and self.path.stat().st_size + len(line) > MAX_BYTES:
+                log.error("spool.full", call_id=str(call_id), operation=operation)
+                raise SpoolFull(f"the spool holds {MAX_BYTES} bytes")
+            with open_private(self.path, "a") as f:  # the rows' personal details
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
         metrics.spool_depth.inc()
 
     async def replay(self, store: Store) -> int:
@@ -113,17 +122,18 @@ class Spool:
                     # A torn line (crash mid-append) or a write the database refuses for good.
                     log.error("spool.unusable_write", error=type(exc).__name__)
                 done += 1
-            # Writes appended while we replayed stay; no await from here on, so
-            # nothing can be appended between this read and the replace.
-            try:
-                appended = self.path.read_text().splitlines()[len(lines):]
-            except FileNotFoundError:
-                appended = []
-            rest = lines[done:] + appended
-            if rest:
-                write_private(self.path, "".join(r + "\n" for r in rest))
-            else:
-                self.path.unlink(missing_ok=True)
+            # Writes appended while we replayed stay: none is appended between
+            # this read and the replace (appends take the same lock).
+            with self._file:
+                try:
+                    appended = self.path.read_text().splitlines()[len(lines):]
+                except FileNotFoundError:
+                    appended = []
+                rest = lines[done:] + appended
+                if rest:
+                    write_private(self.path, "".join(r + "\n" for r in rest))
+                else:
+                    self.path.unlink(missing_ok=True)
             metrics.spool_depth.set(len(rest))
             if done:
                 log.info("spool.replayed", writes=done, remaining=len(rest))

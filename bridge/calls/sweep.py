@@ -13,7 +13,10 @@ timer (MASKING_RECORDING_SWEEP_SECONDS), finds both:
   recorded; one of no known call is deleted once two sweeps at least
   `GRACE_SECONDS` apart found it unknown while no row write waited in the
   spool (its call's row may be on its way). A recording still being written,
-  or of a call in progress, is left alone.
+  or of a call in progress (or being closed) in this process, is left alone.
+  An ARI call's recording is sealed by `close_left_call` (unclosed.py),
+  which also tells the business the call's end if its dead process did not;
+  after the recordings, every call of this node it has not closed yet.
 
 Before that, a FastAGI call whose caller's channel is gone while its row
 still says `in_progress` is closed as `interrupted`: `h` runs `finish` on the
@@ -34,7 +37,7 @@ from pathlib import Path
 from bridge.ari import AriError
 from bridge.calls import ids
 from bridge.calls.deps import CallDeps
-from bridge.calls.adopt import COLLECTABLE, close_left_call
+from bridge.calls.unclosed import COLLECTABLE, close_left_call
 from bridge.logs import get_logger
 from bridge.store.errors import StoreUnavailable
 
@@ -49,6 +52,7 @@ class SweepReport:
     deleted: int = 0
     left: int = 0  # live, in progress, or unknown for less than the grace
     fallback_closed: int = 0
+    closed: int = 0  # calls of a dead process whose end is now told (unclosed.py)
 
 
 @dataclass
@@ -68,9 +72,8 @@ class Sweeper:
         for name, call_id in sorted(calls.items()):
             action = await self._decide(name, states.get(call_id), call_id in done)
             if action == "collect":
-                await close_left_call(self.deps, call_id)
+                report.collected += await close_left_call(self.deps, call_id)
                 done.add(call_id)
-                report.collected += 1
             elif action == "delete":
                 try:
                     await self.deps.ari.delete_stored_recording(name)
@@ -79,6 +82,7 @@ class Sweeper:
                     report.left += 1
             else:
                 report.left += 1
+        report.closed = await close_calls_left(self.deps)
         return report
 
     async def _decide(self, name: str, state: dict | None, collected: bool) -> str:
@@ -98,6 +102,16 @@ class Sweeper:
         if state["recorded"] and state["disposition"] in COLLECTABLE:
             return "collect"
         return "delete"  # not to be recorded (opted out, not answered): nothing to keep
+
+
+async def close_calls_left(deps: CallDeps) -> int:
+    """Close this node's calls a dead process ended but did not close (also
+    done at each reconciliation; here too, since one may fail for a while)."""
+    closed = 0
+    for call_id in await deps.store.calls.left_open(deps.node):
+        if not any(call.id == call_id for call in deps.active.values()):
+            closed += await close_left_call(deps, call_id)
+    return closed
 
 
 async def close_fallback_calls_left(deps: CallDeps) -> int:
@@ -134,9 +148,11 @@ async def sweep_forever(deps: CallDeps, interval: float) -> None:
     while True:
         try:
             report = await sweeper.sweep()
-            if report.partials_removed or report.collected or report.deleted or report.fallback_closed:
+            if any((report.partials_removed, report.collected, report.deleted, report.fallback_closed,
+                    report.closed)):
                 log.info("recordings.swept", partials_removed=report.partials_removed, collected=report.collected,
-                         deleted=report.deleted, left=report.left, fallback_closed=report.fallback_closed)
+                         deleted=report.deleted, left=report.left, fallback_closed=report.fallback_closed,
+                         closed=report.closed)
         except (StoreUnavailable, AriError) as exc:
             log.warning("recordings.sweep_postponed", error=type(exc).__name__)
         except Exception as exc:  # a background task: say why, and try again next time

@@ -36,6 +36,11 @@ class RecordingIncomplete(RecordingInvalid):
     """Asterisk is still writing the file (its WAV header is not final yet)."""
 
 
+class NotKept(Exception):
+    """The recording's row could not be made safe (`Keep`): Asterisk's copy
+    stays for the next collection; the sealed file, whose key nobody holds, goes."""
+
+
 @dataclass(frozen=True)
 class WavInfo:
     channels: int
@@ -162,9 +167,18 @@ def _removed(path: Path) -> bool:
 
 # Awaited once a recording is sealed, before Asterisk's copy is removed: it
 # returns when the row naming the sealed file, with its wrapped key, is safe
-# (in the database or the spool). A process killed before then leaves
-# Asterisk's copy for the next collection; after, the row opens the file.
+# (in the database or the spool), and raises NotKept when it cannot be. A
+# process killed before then leaves Asterisk's copy for the next collection;
+# after, the row opens the file.
 Keep = Callable[[StoredRecording], Awaitable[None]]
+
+
+async def _keep(keep: Keep, stored: StoredRecording) -> None:
+    try:
+        await keep(stored)
+    except NotKept:
+        stored.path.unlink(missing_ok=True)
+        raise
 
 
 async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing, keep: Keep,
@@ -178,7 +192,7 @@ async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing
         except FileNotFoundError:
             pass  # another process took it meanwhile: ARI says so below
         else:
-            await keep(stored)
+            await _keep(keep, stored)
             if not _removed(local):
                 await _delete_in_asterisk(ari, name)
             return stored
@@ -194,7 +208,7 @@ async def collect(ari: AriClient, name: str, dest: Path, fmt: str, keys: KeyRing
     finally:
         partial.unlink(missing_ok=True)  # no plaintext stays behind, whatever happened
     stored = StoredRecording(sealed, fmt, size, duration, digest.sha256, recording_id, key)
-    await keep(stored)
+    await _keep(keep, stored)
     await _delete_in_asterisk(ari, name)
     return stored
 
@@ -254,7 +268,7 @@ async def collect_stereo(ari: AriClient, names: tuple[str, str], dest: Path, key
         for path in (*parts, merged):
             path.unlink(missing_ok=True)  # no plaintext stays behind, whatever happened
     stored = StoredRecording(sealed, "wav", len(audio), duration, digest.sha256, recording_id, key)
-    await keep(stored)
+    await _keep(keep, stored)
     for name, source, part in zip(names, sources, parts):
         if source == part or not _removed(source):  # downloaded, or Asterisk's user owns its folder
             await _delete_in_asterisk(ari, name)

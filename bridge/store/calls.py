@@ -130,16 +130,20 @@ class Calls:
         return {r["disposition"]: r["count"] for r in rows}
 
     async def left_open(self, asterisk_node: str) -> list[uuid.UUID]:
-        """ARI calls of this node that ended (in the last day) but were not
+        """ARI calls of this node that ended (started in the last two days) but were not
         closed: their end not told (`reported`, migration 0036), or recorded
         without a recording row. Their process died between the call's end
         and its last writes (`close_left_call`)."""
+        # Two branches, each on an index: the few rows not reported (partial
+        # index), and the last day's recorded calls (calls_by_start; a call
+        # lasts well under a day, MASKING_MAX_CALL_SECONDS).
         rows = await self.db.run(lambda conn: conn.fetch(
-            "SELECT c.id FROM calls c LEFT JOIN recordings r ON r.call_id = c.id"
-            " WHERE c.asterisk_node = $1 AND c.path = 'ari' AND c.disposition <> 'in_progress'"
-            " AND coalesce(c.ended_at, c.started_at) > now() - interval '1 day'"
-            " AND (NOT c.reported OR (c.recorded AND r.id IS NULL"
-            " AND c.disposition IN ('answered', 'interrupted', 'time_limit')))", asterisk_node))
+            "SELECT id FROM calls WHERE NOT reported AND asterisk_node = $1 AND path = 'ari'"
+            " AND disposition <> 'in_progress' AND started_at > now() - interval '2 days'"
+            " UNION SELECT c.id FROM calls c WHERE c.started_at > now() - interval '2 days'"
+            " AND c.asterisk_node = $1 AND c.path = 'ari' AND c.recorded"
+            " AND c.disposition IN ('answered', 'interrupted', 'time_limit')"
+            " AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.call_id = c.id)", asterisk_node))
         return [r["id"] for r in rows]
 
 

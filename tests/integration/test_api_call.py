@@ -109,6 +109,10 @@ def test_a_business_creates_a_session_gets_signed_call_events_and_reads_the_reco
             assert number.encode() not in body, "a participant's number reached a webhook body"
     data = completed["data"]
     assert data["session_id"] == session["id"] and data["external_ref"] == "order-777"
+    # One id whoever writes it (docs/faults.md), and the row says it was told.
+    assert completed["id"] == str(uuid.uuid5(uuid.UUID(data["call_id"]), "call.completed"))
+    assert query(stack.dsn, "SELECT reported FROM calls WHERE id = $1", uuid.UUID(data["call_id"])) == [
+        {"reported": True}]
     assert data["disposition"] == "answered" and data["direction"] == "a_to_b" and data["recording_id"]
 
     status, body = call_api(stack, api_token, "GET", f"/v1/recordings/{data['recording_id']}")

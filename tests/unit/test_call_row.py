@@ -174,3 +174,28 @@ def test_the_spool_names_the_calls_whose_writes_wait_there_and_survives_a_torn_l
     with open(spool.path, "a") as f:
         f.write('{"call_id": "')  # a crash mid-append
     assert spool.call_ids() == {first, second}
+
+
+async def test_a_recording_whose_row_cannot_be_kept_says_so(tmp_path: Path, monkeypatch):
+    """The database away and the spool full (or none): Asterisk's copy must
+    stay, so keeping raises instead of returning (found by a review: a full
+    spool logged and returned, and the only wrapped key was gone)."""
+    from bridge.recordings import NotKept
+    monkeypatch.setattr("bridge.calls.record.RETRY_DELAYS", (0.0,))
+    monkeypatch.setattr("bridge.calls.spool.MAX_BYTES", 10)
+    store = FakeStore()
+    store.down = True
+    for spool in (Spool(tmp_path / "calls.jsonl"), None):
+        row = new_row(store, spool)
+        row.update(disposition="answered")
+        try:
+            await row.keep_recording(sealed(uuid.uuid4()))
+        except NotKept:
+            pass
+        else:
+            raise AssertionError("kept with nowhere to keep it")
+        await row.close()
+    row = new_row(store, Spool(tmp_path / "other.jsonl"))
+    monkeypatch.setattr("bridge.calls.spool.MAX_BYTES", 1 << 20)
+    await row.keep_recording(sealed(uuid.uuid4()))  # what is lost before one keep does not fail the next
+    await row.close()

@@ -259,3 +259,17 @@ async def test_a_two_channel_recording_keeps_both_parts_in_asterisk_until_it_is_
     keep = Kept(ari=ari)
     stored = await collect_stereo(ari, ("left", "right"), tmp_path / "store" / "call-6.wav", KeyRing.generate(), keep)
     assert keep.kept == [stored] and keep.left_then == ["left", "right"] and ari.files == {}
+
+
+async def test_a_recording_whose_row_cannot_be_kept_leaves_no_sealed_file_and_asterisks_copy(tmp_path):
+    from bridge.privacy.crypto import KeyRing
+    from bridge.recordings import NotKept, collect
+
+    ari = DownloadingAri({"call-7": make_wav(1.0)})
+
+    async def not_kept(stored):
+        raise NotKept("the database is away and the spool full")
+
+    with pytest.raises(NotKept):
+        await collect(ari, "call-7", tmp_path / "store" / "call-7.wav", "wav", KeyRing.generate(), not_kept)
+    assert list(ari.files) == ["call-7"] and list((tmp_path / "store").iterdir()) == []
