@@ -88,7 +88,8 @@ async def _move_recording(deps: CallDeps, call: CallState, record: dict, row: Ca
         clog.warning("recording.not_moved", error=type(exc).__name__)
         return False
     call.recording_id = stored.id
-    clog.info("recording.recovered", bytes=stored.bytes)
+    unkept = await asyncio.to_thread(recordings.remove_unkept, stored.path)
+    clog.info("recording.recovered", bytes=stored.bytes, unkept_removed=unkept)
     return True
 
 

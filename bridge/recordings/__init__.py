@@ -100,6 +100,21 @@ def sealed_path(plain: Path) -> Path:
     return plain.with_name(f"{plain.name}.{secrets.token_hex(4)}.sealed")
 
 
+def remove_unkept(kept: Path) -> int:
+    """Remove the other sealings of the recording sealed at `kept`: a process
+    killed between sealing and keeping one left it with no row, so no key
+    opens it (its data key died with the process). Called where a recording
+    was collected again after such a death, never on a call's own path (a
+    listing of the day's folder)."""
+    stem = kept.name.rsplit(".", 2)[0]  # `<call id>.<fmt>` of `<call id>.<fmt>.<token>.sealed`
+    removed = 0
+    for path in kept.parent.glob(f"{stem}.*.sealed"):
+        if path != kept:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def seal_recording(src: Path, dest: Path, recording_id: uuid.UUID, keys: KeyRing) -> tuple[Sealed, PlaintextDigest]:
     """Seal `src` into `dest` under a fresh data key; returns the key wrapped
     by the active master key (the plain key is dropped here) and what was sealed."""

@@ -470,6 +470,9 @@ def test_a_service_killed_while_a_recording_is_kept_loses_neither_the_recording_
     row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
     seconds, level = recording_level(stack, row["recording"])
     assert seconds > 2 and level > 200
+    # The first sealing, whose key died with its process, is not left on disk.
+    kept = Path(row["recording"]["storage_path"])
+    assert sorted(kept.parent.glob(f"{row['id']}.*")) == [kept]
     wait_until(lambda: query(stack.dsn, "SELECT reported FROM calls WHERE id = $1", row["id"])[0]["reported"])
     events = query(stack.dsn, "SELECT event_id, payload FROM webhook_outbox WHERE session_id = $1"
                               " AND event_type = 'call.completed'", row["session_id"])

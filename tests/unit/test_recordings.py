@@ -273,3 +273,19 @@ async def test_a_recording_whose_row_cannot_be_kept_leaves_no_sealed_file_and_as
     with pytest.raises(NotKept):
         await collect(ari, "call-7", tmp_path / "store" / "call-7.wav", "wav", KeyRing.generate(), not_kept)
     assert list(ari.files) == ["call-7"] and list((tmp_path / "store").iterdir()) == []
+
+
+def test_remove_unkept_takes_only_the_other_sealings_of_the_same_recording(tmp_path):
+    """A sealing a killed process never kept goes; the kept one, another
+    call's, and other files of the folder stay."""
+    from bridge.recordings import remove_unkept, sealed_path
+    call, other = uuid.uuid4(), uuid.uuid4()
+    dest = storage_path(tmp_path, call, datetime(2026, 12, 7, tzinfo=timezone.utc), "wav")
+    dest.parent.mkdir(parents=True)
+    unkept, kept = sealed_path(dest), sealed_path(dest)
+    others = [sealed_path(storage_path(tmp_path, other, datetime(2026, 12, 7, tzinfo=timezone.utc), "wav")),
+              dest.with_name(dest.name + ".partial")]
+    for path in (unkept, kept, *others):
+        path.write_bytes(b"x")
+    assert remove_unkept(kept) == 1
+    assert sorted(dest.parent.iterdir()) == sorted([kept, *others])
