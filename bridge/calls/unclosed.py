@@ -87,10 +87,33 @@ async def _move_recording(deps: CallDeps, call: CallState, record: dict, row: Ca
     except (AriError, recordings.NotKept, OSError) as exc:
         clog.warning("recording.not_moved", error=type(exc).__name__)
         return False
-    call.recording_id = stored.id
-    unkept = await asyncio.to_thread(recordings.remove_unkept, stored.path)
-    clog.info("recording.recovered", bytes=stored.bytes, unkept_removed=unkept)
+    call.recording_id = await _tidy_sealings(deps, call.id, stored, clog)
+    clog.info("recording.recovered", bytes=stored.bytes)
     return True
+
+
+async def _tidy_sealings(deps: CallDeps, call_id: uuid.UUID, stored: recordings.StoredRecording,
+                         clog) -> uuid.UUID:
+    """The id of the recording the database names for the call, with the
+    sealings no key opens removed: the others when it names ours (a killed
+    process sealed before keeping), ours when it names another (a FastAGI
+    `finish` or a replayed spool kept its own first: a second recording row
+    of a call is dropped as a duplicate). Nothing is removed while the row
+    is not readable (the database away, or ours still in the spool)."""
+    try:
+        named = (await deps.store.calls.get(call_id))["recording_id"]
+    except StoreError:
+        return stored.id
+    if named == stored.id:
+        removed = await asyncio.to_thread(recordings.remove_unkept, stored.path)
+    elif named is not None:
+        stored.path.unlink(missing_ok=True)
+        removed = 1
+    else:
+        return stored.id
+    if removed:
+        clog.info("recording.unkept_removed", files=removed)
+    return named
 
 
 async def delete_copies_left(ari: AriClient, call_id: uuid.UUID, clog) -> None:
