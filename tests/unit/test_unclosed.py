@@ -8,16 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from bridge.calls.unclosed import _tidy_sealings
+from bridge.logs import get_logger
 from bridge.recordings import StoredRecording, sealed_path, storage_path
 from bridge.store.errors import StoreUnavailable
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def info(self, event, **kw):
-        self.lines.append((event, kw))
 
 
 def deps_naming(named):
@@ -42,7 +35,7 @@ def files(tmp_path):
 
 def test_ours_named_the_earlier_sealing_goes(files):
     call, earlier, stored = files
-    assert asyncio.run(_tidy_sealings(deps_naming(stored.id), call, stored, Log())) == stored.id
+    assert asyncio.run(_tidy_sealings(deps_naming(stored.id), call, stored, get_logger("test"))) == stored.id
     assert not earlier.exists() and stored.path.exists()
 
 
@@ -51,12 +44,12 @@ def test_another_named_ours_goes_and_theirs_stays(files):
     was dropped as a duplicate, so our file has no key; theirs must stay."""
     call, theirs, stored = files
     other = uuid.uuid4()
-    assert asyncio.run(_tidy_sealings(deps_naming(other), call, stored, Log())) == other
+    assert asyncio.run(_tidy_sealings(deps_naming(other), call, stored, get_logger("test"))) == other
     assert theirs.exists() and not stored.path.exists()
 
 
 @pytest.mark.parametrize("named", [None, StoreUnavailable("down")])
 def test_nothing_goes_while_the_row_cannot_be_read(files, named):
     call, earlier, stored = files
-    assert asyncio.run(_tidy_sealings(deps_naming(named), call, stored, Log())) == stored.id
+    assert asyncio.run(_tidy_sealings(deps_naming(named), call, stored, get_logger("test"))) == stored.id
     assert earlier.exists() and stored.path.exists()
