@@ -38,7 +38,7 @@ from bridge.calls.notice import NoticeHeard, play_notice
 from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.pin import route_by_pin
 from bridge.calls.record import CallRow
-from bridge.calls.recording import begin_recording, stop_recording, store_recording
+from bridge.calls.recording import begin_recording, starts_in_one_action, stop_recording, store_recording
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
@@ -251,11 +251,18 @@ async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState,
     await ari.create_bridge(call.bridge_id, name=f"masking-{call.id}")
     await ari.add_to_bridge(call.bridge_id, [call.caller_id, call.callee_id])
     answered_at = utcnow()
-    row.update(answered_at=answered_at, dial_status="ANSWER")
-    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
     clog.info("call.bridged", answer_ms=_ms_since(since))
-    if record:
-        await begin_recording(deps, events, call, row, session.recording_channels, clog)
+    answered = {"answered_at": answered_at, "dial_status": "ANSWER"}
+    if record and starts_in_one_action(deps, session.recording_channels):
+        # One statement says both. A process adopting the call if this one dies
+        # in between finds the bridge and MixMonitor's file in Asterisk (adopt.py).
+        answered |= await begin_recording(deps, events, call, session.recording_channels, clog)
+        record = False
+    row.update(**answered)
+    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
+    if record:  # snoops take turns of their own: the answer is told first
+        if started := await begin_recording(deps, events, call, session.recording_channels, clog):
+            row.update(**started)
     return answered_at
 
 

@@ -27,15 +27,24 @@ MIXMONITOR_SPOOL = "../recording/"
 ASTERISK_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"  # how ARI writes times (bridges' creationtime, events' timestamp)
 
 
-async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, channels: int,
-                          clog) -> None:
-    """Start recording a bridged call; a failure must not cost the parties their conversation."""
+async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, channels: int, clog) -> dict:
+    """Start recording a bridged call; a failure must not cost the parties their
+    conversation. Returns the row's fields that say it started (none if not),
+    for the caller to write with whatever else the step wrote."""
     try:
         await start_recording(deps, events, call, channels, clog)
-        row.update(recorded=True, recording_started_at=utcnow(), recording_channels=channels)
+        return {"recorded": True, "recording_started_at": utcnow(), "recording_channels": channels}
     except (AriError, CallAborted) as exc:
         call.recording_name = None
         clog.error("recording.not_started", error=str(exc))
+        return {}
+
+
+def starts_in_one_action(deps: CallDeps, channels: int) -> bool:
+    """Whether a recording starts with one AMI action (MixMonitor), not the
+    snoops' turns of channel set-up and events."""
+    return deps.ami is not None and deps.settings.recording_tap == "mixmonitor" and (
+        channels == 2 or deps.settings.recording_format == "wav")
 
 
 async def start_recording(deps: CallDeps, events: CallEvents, call: CallState, channels: int = 1,
@@ -50,8 +59,7 @@ async def start_recording(deps: CallDeps, events: CallEvents, call: CallState, c
     costs (bench/RESULTS.md). It writes WAV only here: a WAV's header says when
     the file is complete, and nothing is collected before it is.
     """
-    if deps.ami is not None and deps.settings.recording_tap == "mixmonitor" and (
-            channels == 2 or deps.settings.recording_format == "wav"):
+    if starts_in_one_action(deps, channels):
         call.use_recording(channels, tap="mixmonitor")
         try:
             await deps.ami.mixmonitor(call.caller_id, **mixmonitor_files(call))
@@ -116,7 +124,8 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
             row.update(recorded=True, recording_channels=channels)
             clog.info("recording.resumed", tap="mixmonitor")
             return
-        await begin_recording(deps, events, call, row, channels, clog)
+        if started := await begin_recording(deps, events, call, channels, clog):
+            row.update(**started)
         clog.info("recording.resumed", snoop_left=False)
         return
     call.use_recording(channels)
