@@ -13,8 +13,10 @@ backlog, the pool) are set when /metrics is scraped (bridge/api/health.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 # -- calls ---------------------------------------------------------------------------
 calls_total = Counter("masking_calls_total", "Calls by final disposition (ARI path).", ["disposition"])
@@ -41,11 +43,35 @@ webhooks_dead = Gauge("masking_webhooks_dead", "Dead-lettered webhook events not
 ari_connected = Gauge("masking_ari_connected", "1 while the ARI event websocket is connected.")
 asterisk_fully_booted = Gauge("masking_asterisk_fully_booted", "1 while AMI reports Asterisk fully booted.")
 asterisk_reloads_total = Counter("masking_asterisk_reloads_total", "Asterisk module reloads seen over AMI.")
-ari_requests_total = Counter(
+
+
+class Tally:
+    """A counter by labels kept as plain integers and exposed through
+    prometheus-client's custom-collector interface, for the counts a call
+    makes dozens of: a request's or an event's `inc()` through a Counter's
+    child is three Python calls and a lock, `tally[labels] += 1` none. Only
+    the event loop's thread counts; a scrape copies the counts in one step."""
+
+    def __init__(self, name: str, documentation: str, labelnames: list[str]):
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self.counts: collections.Counter[tuple[str, ...]] = collections.Counter()
+        REGISTRY.register(self)
+
+    def collect(self):
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in list(self.counts.items()):
+            family.add_metric(labels, value)
+        yield family
+
+    def describe(self):
+        yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+ari_requests_total = Tally(
     "masking_ari_requests_total",
     "ARI REST requests made, by operation (method and path template, no ids), with their outcome"
     " (ok, not_found, conflict, error, unreachable, cancelled).", ["operation", "outcome"])
-ari_events_total = Counter("masking_ari_events_total", "ARI events received on the websocket, by type.", ["type"])
+ari_events_total = Tally("masking_ari_events_total", "ARI events received on the websocket, by type.", ["type"])
 database_up = Gauge("masking_database_up", "1 if PostgreSQL answered the last scrape's queries.")
 trunk_registered = Gauge("masking_trunk_registered", "1 while the trunk's outbound registration holds.",
                          ["trunk"])
@@ -84,21 +110,6 @@ async def watch_event_loop_lag(interval: float = 0.25) -> None:
         asked = loop.time()
         await asyncio.sleep(interval)
         event_loop_lag_seconds.observe(max(0.0, loop.time() - asked - interval))
-
-
-_children: dict[tuple[int, tuple[str, ...]], object] = {}
-
-
-def counted(metric: Counter, *labels: str):
-    """`metric.labels(*labels)`, looked up once: a call makes a dozen requests
-    and hears 15 events, each counted, and `labels()` validates and locks
-    every time (bench/RESULTS.md, 2026-12-07). Label values are from bounded
-    sets (event types, operation templates, outcomes)."""
-    key = (id(metric), labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    return child
 
 
 def render() -> tuple[bytes, str]:

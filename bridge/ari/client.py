@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import aiohttp
 
@@ -87,7 +87,7 @@ class _counted:
             outcome = "cancelled"
         else:
             outcome = _OUTCOMES.get(type(exc), "error")
-        metrics.counted(metrics.ari_requests_total, self.operation, outcome).inc()
+        metrics.ari_requests_total.counts[self.operation, outcome] += 1
 
 
 def basic_auth_header(user: str, password: str) -> str:
@@ -122,8 +122,7 @@ class AriClient:
         await self.close()
 
     async def request(self, method: str, path: str, params: dict | None = None, body: Any = None) -> Any:
-        query = urlencode({k: _query_value(v) for k, v in (params or {}).items() if v is not None},
-                          quote_via=quote, safe=",:@")
+        query = _query(params) if params else ""
         target = path if _PLAIN_PATH.fullmatch(path) else quote(path, safe="/:@,")
         target += f"?{query}" if query else ""
         with _counted(method, path):
@@ -292,6 +291,22 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# What quote(safe=",:@") leaves as it is. Most values a call sends (ids, sound
+# URIs, causes) are all such characters: quoting them char by char was a
+# tenth of a request's Python calls.
+_QUERY_PLAIN = re.compile(r"[A-Za-z0-9_.~,:@-]*")
+
+
+def _query(params: dict[str, Any]) -> str:
+    """`urlencode(params, quote_via=quote, safe=",:@")` without the None values."""
+    return "&".join(f"{_quoted(key)}={_quoted(_query_value(value))}" for key, value in params.items()
+                    if value is not None)
+
+
+def _quoted(text: str) -> str:
+    return text if _QUERY_PLAIN.fullmatch(text) else quote(text, safe=",:@")
 
 
 def _error_for(status: int, method: str, path: str, text: str) -> AriError:

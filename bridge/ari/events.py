@@ -183,8 +183,7 @@ class EventStream:
             except (ValueError, KeyError, TypeError):
                 log.warning("ari.bad_event")
                 continue
-            metrics.counted(metrics.ari_events_total,
-                            event.type if _EVENT_TYPE.fullmatch(event.type) else "other").inc()
+            metrics.ari_events_total.counts[event.type if _EVENT_TYPE.fullmatch(event.type) else "other",] += 1
             self.router.dispatch(event)
 
     def stop(self) -> None:

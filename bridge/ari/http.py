@@ -16,6 +16,7 @@ is retried once on a fresh connection: the server closed it idle, unread.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from urllib.parse import urlsplit
@@ -46,24 +47,42 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = time.monotonic()
         self._head: tuple[int, int | None, bool] | None = None  # status, length, close after
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        self._stop_timer()
         if self.answer is not None and not self.answer.done():
             if self._head is not None and self._head[1] is None:  # a body that runs to the close
                 self._done(bytes(self.buffer))
             else:
                 self.answer.set_exception(_Closed(answered=bool(self.buffer) or self._head is not None))
 
-    def send(self, request: bytes) -> asyncio.Future:
+    def send(self, request: bytes, timeout: float) -> asyncio.Future:
+        """The answer to `request`, or HttpUnavailable("timeout") after `timeout`
+        seconds (a timer on the loop: cheaper than a timeout scope per request)."""
         self.buffer.clear()
         self._head = None
-        self.answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.answer = loop.create_future()
+        self._timer = loop.call_later(timeout, self._expire)
         self.transport.write(request)
         return self.answer
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(HttpUnavailable("timeout"))
+            self.closed = True
+            self.transport.close()  # an answer may still come: not reusable
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def data_received(self, data: bytes) -> None:
         if self.answer is None or self.answer.done():
@@ -87,6 +106,7 @@ class _Connection(asyncio.Protocol):
 
     def _done(self, body: bytes) -> None:
         status, _, close = self._head
+        self._stop_timer()
         self.answer.set_result((status, body))
         self.idle_since = time.monotonic()
         if close:
@@ -94,24 +114,29 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+_STATUS = re.compile(rb"HTTP/1\.(\d) (\d{3})")
+# A header's value, found in the head lowercased once (a dozen answers a call:
+# splitting every header line cost more than the rest of the exchange).
+_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n|$)")
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r]*chunked")
+_CLOSE = re.compile(rb"\r\nconnection[ \t]*:[ \t]*close[ \t]*(?=\r\n|$)")
+
+
 def _parse_head(head: bytes) -> tuple[int, int | None, bool]:
     """(status, body length or None if it runs to the close, close after)."""
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    if not version.startswith("HTTP/1."):
+    status_line = _STATUS.match(head)
+    if status_line is None:
         raise ValueError("not HTTP/1.x")
-    status = int(rest[:3])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip().lower()
-    if "chunked" in headers.get("transfer-encoding", ""):
+    status = int(status_line.group(2))
+    head = head.lower()
+    if _CHUNKED.search(head):
         raise ValueError("chunked answers are not expected from Asterisk")
-    close = headers.get("connection") == "close" or version == "HTTP/1.0"
+    close = status_line.group(1) == b"0" or _CLOSE.search(head) is not None
     if status in (204, 304) or 100 <= status < 200:
         return status, 0, close
-    if "content-length" in headers:
-        return status, int(headers["content-length"]), close
+    length = _LENGTH.search(head)
+    if length is not None:
+        return status, int(length.group(1)), close
     return status, None, True
 
 
@@ -139,22 +164,18 @@ class HttpPool:
             head += f"Content-Type: {content_type}\r\n"
         request = (head + f"Content-Length: {len(body or b'')}\r\n\r\n").encode("latin-1") + (body or b"")
         async with self._slots:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    connection, reused = await self._connection()
-                    while True:  # at most twice: a fresh connection is not retried
-                        try:
-                            return await self._exchange(connection, request)
-                        except _Closed as closed:
-                            if not reused or closed.answered:
-                                raise HttpUnavailable("server_disconnected") from None
-                        connection, reused = await self._connection(fresh=True)
-            except TimeoutError:
-                raise HttpUnavailable("timeout") from None
+            connection, reused = await self._connection()
+            while True:  # at most twice: a fresh connection is not retried
+                try:
+                    return await self._exchange(connection, request)
+                except _Closed as closed:
+                    if not reused or closed.answered:
+                        raise HttpUnavailable("server_disconnected") from None
+                connection, reused = await self._connection(fresh=True)
 
     async def _exchange(self, connection: _Connection, request: bytes) -> tuple[int, bytes]:
         try:
-            answer = await connection.send(request)
+            answer = await connection.send(request, self.timeout)
         except BaseException:
             connection.transport.close()  # an answer may still come: the connection is not reusable
             raise
@@ -170,8 +191,11 @@ class HttpPool:
                 return connection, True
             connection.transport.close()
         try:
-            _, connection = await asyncio.get_running_loop().create_connection(
-                _Connection, self.host, self.port, ssl=self.ssl)
+            async with asyncio.timeout(self.timeout):
+                _, connection = await asyncio.get_running_loop().create_connection(
+                    _Connection, self.host, self.port, ssl=self.ssl)
+        except TimeoutError:
+            raise HttpUnavailable("timeout") from None
         except OSError as exc:
             raise HttpUnavailable(type(exc).__name__) from None
         return connection, False

@@ -1,7 +1,6 @@
 """A call's own view of ARI events: the channels it owns, and waits on them."""
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Callable
 
@@ -92,11 +91,10 @@ class CallEvents:
             if remaining <= 0:
                 return None
             if self.queue.empty():
-                # A timeout scope, not asyncio.wait_for: that wraps the get in
-                # a task of its own, four turns of the loop per event instead of one.
+                # Not asyncio.wait_for: that wraps the get in a task of its
+                # own, four turns of the loop per event instead of one.
                 try:
-                    async with asyncio.timeout(None if remaining == float("inf") else remaining):
-                        event = await self.queue.get()
+                    event = await self.queue.get(None if remaining == float("inf") else remaining)
                 except TimeoutError:
                     return None
             else:

@@ -36,12 +36,26 @@ class Mailbox(Generic[T]):
         """The oldest item (IndexError if none)."""
         return self._items.pop(0)
 
-    async def get(self) -> T:
-        """The oldest item, once there is one (one reader at a time)."""
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+    async def get(self, timeout: float | None = None) -> T:
+        """The oldest item, once there is one (one reader at a time); TimeoutError
+        after `timeout` seconds without one. A timer on the waiter, not a
+        timeout scope: a call waits this way for each of its events, and the
+        scope costs several Python calls more per wait."""
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, _expire, self) if timeout is not None else None
+        try:
+            while not self._items:
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        finally:
+            if timer is not None:
+                timer.cancel()
         return self._items.pop(0)
+
+
+def _expire(mailbox: Mailbox) -> None:
+    if mailbox._waiter is not None and not mailbox._waiter.done():
+        mailbox._waiter.set_exception(TimeoutError())

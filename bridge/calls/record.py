@@ -14,7 +14,6 @@ import asyncio
 import uuid
 from typing import Any
 
-from dataclasses import asdict
 
 from bridge.calls.mailbox import Mailbox
 from bridge.calls.spool import Spool, apply
@@ -69,7 +68,7 @@ class CallRow:
                            format=stored.format, bytes=stored.bytes,
                            duration_seconds=round(stored.duration_seconds, 3), sha256=stored.sha256,
                            key_id=stored.key.key_id, wrapped_key=stored.key.blob)
-        self._put(("recording", asdict(row)))
+        self._put(("recording", dict(vars(row))))  # its fields as they are: asdict() deep-copies each
         kept = asyncio.get_running_loop().create_future()
         self._put(("kept", {"future": kept}))
         # The writer ends only through close() or a failure: then it is not kept.

@@ -45,7 +45,7 @@ def redact_text(text: str) -> str:
 
 def _mask_local(match: re.Match) -> str:
     found = match.group(0)
-    if not 7 <= sum(c.isdigit() for c in found) <= 15 or _not_a_number(found):
+    if not 7 <= sum(map(str.isdigit, found)) <= 15 or _not_a_number(found):
         return found
     before, after = match.string[max(0, match.start() - 8):match.start()], match.string[match.end():match.end() + 8]
     if _AMOUNT_BEFORE.search(before) or _AMOUNT_AFTER.match(after):

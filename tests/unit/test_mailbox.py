@@ -30,3 +30,29 @@ async def test_a_get_that_timed_out_loses_nothing_put_after_it():
 def test_an_empty_mailbox_has_nothing_to_take():
     with pytest.raises(IndexError):
         Mailbox().get_nowait()
+
+
+async def test_a_get_with_its_own_timeout_gives_up_then_loses_nothing_and_leaves_no_timer():
+    box: Mailbox[str] = Mailbox()
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        await box.get(0.01)
+    box.put_nowait("late")
+    assert await box.get(5.0) == "late"
+    reader = asyncio.create_task(box.get(5.0))
+    await asyncio.sleep(0)
+    box.put_nowait("in time")
+    assert await reader == "in time"
+    # Neither finished wait leaves its 5 s timer armed on the loop.
+    assert not [h for h in loop._scheduled if not h.cancelled() and h.when() > loop.time() + 1]
+
+
+async def test_a_cancelled_get_with_a_timeout_keeps_what_comes_after():
+    box: Mailbox[int] = Mailbox()
+    reader = asyncio.create_task(box.get(5.0))
+    await asyncio.sleep(0)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    box.put_nowait(7)
+    assert await box.get(0.1) == 7
