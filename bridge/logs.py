@@ -39,7 +39,8 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
         numeric = logging.INFO
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
+            # No merge_contextvars: nothing binds context variables (a call's
+            # logger is bound once), and it copied the context on every line.
             structlog.processors.format_exc_info,
             redact,
             # Ours, after the net: a timestamp's digit groups sent every line
