@@ -61,14 +61,14 @@ class _Connection(asyncio.Protocol):
             else:
                 self.answer.set_exception(_Closed(answered=bool(self.buffer) or self._head is not None))
 
-    def send(self, request: bytes, timeout: float) -> asyncio.Future:
-        """The answer to `request`, or HttpUnavailable("timeout") after `timeout`
-        seconds (a timer on the loop: cheaper than a timeout scope per request)."""
+    def send(self, request: bytes, deadline: float) -> asyncio.Future:
+        """The answer to `request`, or HttpUnavailable("timeout") at `deadline`
+        (the loop's time; a timer on the loop: cheaper than a timeout scope per request)."""
         self.buffer.clear()
         self._head = None
         loop = asyncio.get_running_loop()
         self.answer = loop.create_future()
-        self._timer = loop.call_later(timeout, self._expire)
+        self._timer = loop.call_at(deadline, self._expire)
         self.transport.write(request)
         return self.answer
 
@@ -164,18 +164,19 @@ class HttpPool:
             head += f"Content-Type: {content_type}\r\n"
         request = (head + f"Content-Length: {len(body or b'')}\r\n\r\n").encode("latin-1") + (body or b"")
         async with self._slots:
-            connection, reused = await self._connection()
+            deadline = asyncio.get_running_loop().time() + self.timeout  # for the whole request, retry included
+            connection, reused = await self._connection(deadline)
             while True:  # at most twice: a fresh connection is not retried
                 try:
-                    return await self._exchange(connection, request)
+                    return await self._exchange(connection, request, deadline)
                 except _Closed as closed:
                     if not reused or closed.answered:
                         raise HttpUnavailable("server_disconnected") from None
-                connection, reused = await self._connection(fresh=True)
+                connection, reused = await self._connection(deadline, fresh=True)
 
-    async def _exchange(self, connection: _Connection, request: bytes) -> tuple[int, bytes]:
+    async def _exchange(self, connection: _Connection, request: bytes, deadline: float) -> tuple[int, bytes]:
         try:
-            answer = await connection.send(request, self.timeout)
+            answer = await connection.send(request, deadline)
         except BaseException:
             connection.transport.close()  # an answer may still come: the connection is not reusable
             raise
@@ -183,7 +184,7 @@ class HttpPool:
             self._idle.append(connection)
         return answer
 
-    async def _connection(self, fresh: bool = False) -> tuple[_Connection, bool]:
+    async def _connection(self, deadline: float, fresh: bool = False) -> tuple[_Connection, bool]:
         now = time.monotonic()
         while self._idle and not fresh:
             connection = self._idle.pop()
@@ -191,7 +192,7 @@ class HttpPool:
                 return connection, True
             connection.transport.close()
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout_at(deadline):
                 _, connection = await asyncio.get_running_loop().create_connection(
                     _Connection, self.host, self.port, ssl=self.ssl)
         except TimeoutError:

@@ -202,3 +202,23 @@ def test_the_client_sends_query_and_json_and_maps_statuses_to_its_errors():
         with pytest.raises(AriUnreachable, match="unreachable: ConnectionRefusedError"):
             await ari.answer("c1")
     run(scenario())
+
+
+def test_a_request_that_timed_out_gives_its_connection_up_and_leaves_no_timer_behind():
+    """The deadline is a timer on the answer: once it fires the connection is
+    not reused (its late answer would be taken for the next request's); once
+    an answer comes, no timer is left armed on the loop."""
+    def answer(head, body):
+        return b"" if "/slow" in head else ok()
+
+    async def scenario():
+        async with RawServer(answer) as server:
+            pool = HttpPool(f"http://127.0.0.1:{server.port}", {}, timeout=0.3)
+            with pytest.raises(HttpUnavailable, match="timeout"):
+                await pool.request("GET", "/slow")
+            assert await pool.request("GET", "/fast") == (200, b'{"id": "x"}')
+            assert server.connections == 2
+            loop = asyncio.get_running_loop()
+            assert not [h for h in loop._scheduled if not h.cancelled()]
+            pool.close()
+    run(scenario())
