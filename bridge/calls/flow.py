@@ -38,7 +38,9 @@ from bridge.calls.notice import NoticeHeard, play_notice
 from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.pin import route_by_pin
 from bridge.calls.record import CallRow
-from bridge.calls.recording import begin_recording, starts_in_one_action, stop_recording, store_recording
+from bridge.calls.recording import (
+    begin_recording, recording_started, start_mixmonitor, starts_in_one_action, stop_recording, store_recording,
+)
 from bridge.clock import utcnow
 from bridge.config import Settings
 from bridge.logs import get_logger
@@ -253,15 +255,23 @@ async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState,
     answered_at = utcnow()
     clog.info("call.bridged", answer_ms=_ms_since(since))
     answered = {"answered_at": answered_at, "dial_status": "ANSWER"}
-    if record and starts_in_one_action(deps, session.recording_channels):
-        # One statement says both. A process adopting the call if this one dies
-        # in between finds the bridge and MixMonitor's file in Asterisk (adopt.py).
-        answered |= await begin_recording(deps, events, call, session.recording_channels, clog)
-        record = False
-    row.update(**answered)
-    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
-    if record:  # snoops take turns of their own: the answer is told first
-        if started := await begin_recording(deps, events, call, session.recording_channels, clog):
+    channels, try_mixmonitor = session.recording_channels, True
+    try:
+        if record and starts_in_one_action(deps, channels):
+            # One AMI action, then one statement says both. A process adopting
+            # the call if this one dies in between finds the bridge and
+            # MixMonitor's file in Asterisk (adopt.py), as it did when the
+            # answer's write had not landed yet.
+            if await start_mixmonitor(deps, call, channels, clog):
+                answered |= recording_started(channels)
+                record = False
+            else:
+                try_mixmonitor = False
+    finally:  # whatever happened to the recording, the answer is told
+        row.update(**answered)
+        row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
+    if record:  # snoops take turns of their own: the answer was told first
+        if started := await begin_recording(deps, events, call, channels, clog, try_mixmonitor):
             row.update(**started)
     return answered_at
 

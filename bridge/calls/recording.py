@@ -27,17 +27,24 @@ MIXMONITOR_SPOOL = "../recording/"
 ASTERISK_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"  # how ARI writes times (bridges' creationtime, events' timestamp)
 
 
-async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, channels: int, clog) -> dict:
+async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, channels: int, clog,
+                          try_mixmonitor: bool = True) -> dict:
     """Start recording a bridged call; a failure must not cost the parties their
     conversation. Returns the row's fields that say it started (none if not),
-    for the caller to write with whatever else the step wrote."""
+    for the caller to write with whatever else the step wrote.
+    `try_mixmonitor=False`: AMI just refused it, go straight to snoops."""
     try:
-        await start_recording(deps, events, call, channels, clog)
-        return {"recorded": True, "recording_started_at": utcnow(), "recording_channels": channels}
+        await start_recording(deps, events, call, channels, clog, try_mixmonitor)
+        return recording_started(channels)
     except (AriError, CallAborted) as exc:
         call.recording_name = None
         clog.error("recording.not_started", error=str(exc))
         return {}
+
+
+def recording_started(channels: int) -> dict:
+    """The row's fields for a recording that has just started."""
+    return {"recorded": True, "recording_started_at": utcnow(), "recording_channels": channels}
 
 
 def starts_in_one_action(deps: CallDeps, channels: int) -> bool:
@@ -48,7 +55,7 @@ def starts_in_one_action(deps: CallDeps, channels: int) -> bool:
 
 
 async def start_recording(deps: CallDeps, events: CallEvents, call: CallState, channels: int = 1,
-                          clog=log) -> None:
+                          clog=log, try_mixmonitor: bool = True) -> None:
     """Record the call with MixMonitor on the caller's channel where AMI is
     there to start it, else with snoops.
 
@@ -59,14 +66,22 @@ async def start_recording(deps: CallDeps, events: CallEvents, call: CallState, c
     costs (bench/RESULTS.md). It writes WAV only here: a WAV's header says when
     the file is complete, and nothing is collected before it is.
     """
-    if starts_in_one_action(deps, channels):
-        call.use_recording(channels, tap="mixmonitor")
-        try:
-            await deps.ami.mixmonitor(call.caller_id, **mixmonitor_files(call))
-            return
-        except AmiError as exc:
-            clog.warning("recording.tap_fallback", tap="snoop", error=str(exc))
+    if try_mixmonitor and starts_in_one_action(deps, channels) and await start_mixmonitor(deps, call, channels,
+                                                                                            clog):
+        return
     await start_snoops(deps.ari, events, call, deps.settings, channels)
+
+
+async def start_mixmonitor(deps: CallDeps, call: CallState, channels: int, clog) -> bool:
+    """MixMonitor on the caller's channel, in one AMI action; False (logged)
+    when AMI refused it or did not answer: the caller records with snoops."""
+    call.use_recording(channels, tap="mixmonitor")
+    try:
+        await deps.ami.mixmonitor(call.caller_id, **mixmonitor_files(call))
+        return True
+    except AmiError as exc:
+        clog.warning("recording.tap_fallback", tap="snoop", error=str(exc))
+        return False
 
 
 def mixmonitor_files(call: CallState) -> dict[str, str]:

@@ -175,10 +175,13 @@ def live_session(record=False, time_limit_seconds=None) -> MaskingSession:
 class FakeAmi:
     """MixMonitor over AMI, as the recording tap uses it; `refuse` when AMI is down."""
 
-    def __init__(self, ari: FakeAri, refuse: bool = False):
-        self.ari, self.refuse = ari, refuse
+    def __init__(self, ari: FakeAri, refuse: bool = False, crash: bool = False):
+        self.ari, self.refuse, self.crash, self.tries = ari, refuse, crash, 0
 
     async def mixmonitor(self, channel_id: str, file: str = "", options: str = "") -> None:
+        self.tries += 1
+        if self.crash:
+            raise RuntimeError("a bug, not AMI's answer")
         if self.refuse:
             raise AmiError("AMI is not connected")
         self.ari.requests.append(("mixmonitor", channel_id, file, options))
@@ -195,7 +198,8 @@ async def run_call(lookup, settings: Settings | None = None, ami: str | None = N
     for name, value in ari_behaviour.items():
         setattr(ari, name, value)
     deps = CallDeps(ari=ari, store=store, router=router, settings=settings or Settings(dial_timeout=2),
-                    ami=FakeAmi(ari, refuse=ami == "down") if ami else None)
+                    ami=FakeAmi(ari, refuse=ami == "down", crash=ami == "crash") if ami else None)
+    ari.ami = deps.ami
     await asyncio.wait_for(masked_call(deps, Event(type="StasisStart", channel=CALLER, args=("+6560000001",))), 10)
     return ari, store
 
@@ -296,6 +300,30 @@ async def test_with_ami_down_the_call_is_recorded_by_a_snoop_instead():
 
     assert any(r[0] == "snoop" for r in ari.requests), "not recorded at all"
     assert store.final()["disposition"] == "answered"
+    # The answer is told before the snoops' turns, and AMI is not asked twice.
+    answered = next(fields for _, fields in store.writes if "answered_at" in fields)
+    assert "recorded" not in answered
+    assert ari.ami.tries == 1
+
+
+async def test_with_mixmonitor_the_answer_and_the_recordings_start_are_one_write():
+    ari, store = await run_call(recorded_call(), ami="up")
+
+    answered = next(fields for _, fields in store.writes if "answered_at" in fields)
+    assert answered["recorded"] is True and answered["dial_status"] == "ANSWER", answered
+
+
+async def test_a_recording_start_that_fails_unexpectedly_still_leaves_the_answer_written():
+    router = EventRouter(lambda event: None)
+    ari, store = FakeAri(router), FakeStore(recorded_call())
+    deps = CallDeps(ari=ari, store=store, router=router, settings=Settings(dial_timeout=2),
+                    ami=FakeAmi(ari, crash=True))
+    with pytest.raises(RuntimeError):
+        await asyncio.wait_for(masked_call(deps, Event(type="StasisStart", channel=CALLER,
+                                                       args=("+6560000001",))), 10)
+    answered = next(fields for _, fields in store.writes if "answered_at" in fields)
+    assert answered["dial_status"] == "ANSWER" and "recorded" not in answered
+    assert ari.hangups_of(CALLER.id), "the call's legs are released all the same"
 
 
 async def test_the_caller_pressing_the_opt_out_digit_turns_recording_off_and_b_hears_no_notice():
