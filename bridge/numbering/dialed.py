@@ -10,18 +10,11 @@ as no number (the caller then hears that the number is not in service).
 """
 from __future__ import annotations
 
-import functools
-
 from bridge.config import DialedRule
 from bridge.numbering.e164 import to_e164
 from bridge.numbering.uris import uri_number
 
 
-# Remembered: every call to a virtual number reads the same few strings, and a
-# reading is up to three phonenumbers parses, a few hundred Python calls (bench/RESULTS.md,
-# 2026-12-07 afternoon). Dialed numbers are the business's own, never a
-# caller's; the caller's number is read afresh each time and not kept.
-@functools.lru_cache(maxsize=1024)
 def dialed_number(request_user: str, to_header: str, rule: DialedRule, default_region: str) -> str | None:
     """The dialed number in E.164, read from the Request-URI's user part or
     from the To header as `rule` says; None when it is no number."""
