@@ -68,6 +68,9 @@ class _Connection(asyncio.Protocol):
         self._head = None
         loop = asyncio.get_running_loop()
         self.answer = loop.create_future()
+        if self.closed:  # closed by the server before this was sent: nothing of it was read
+            self.answer.set_exception(_Closed(answered=False))
+            return self.answer
         self._timer = loop.call_at(deadline, self._expire)
         self.transport.write(request)
         return self.answer
@@ -117,7 +120,7 @@ class _Connection(asyncio.Protocol):
 _STATUS = re.compile(rb"HTTP/1\.(\d) (\d{3})")
 # A header's value, found in the head lowercased once (a dozen answers a call:
 # splitting every header line cost more than the rest of the exchange).
-_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n|$)")
+_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:([^\r]*)")
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r]*chunked")
 _CLOSE = re.compile(rb"\r\nconnection[ \t]*:[ \t]*close[ \t]*(?=\r\n|$)")
 
@@ -134,9 +137,12 @@ def _parse_head(head: bytes) -> tuple[int, int | None, bool]:
     close = status_line.group(1) == b"0" or _CLOSE.search(head) is not None
     if status in (204, 304) or 100 <= status < 200:
         return status, 0, close
-    length = _LENGTH.search(head)
-    if length is not None:
-        return status, int(length.group(1)), close
+    lengths = _LENGTH.findall(head)
+    if lengths:  # the last one, as a header read into a dict; anything but digits is no length
+        value = lengths[-1].strip()
+        if not value.isdigit():
+            raise ValueError("bad Content-Length")
+        return status, int(value), close
     return status, None, True
 
 

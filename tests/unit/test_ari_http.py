@@ -222,3 +222,15 @@ def test_a_request_that_timed_out_gives_its_connection_up_and_leaves_no_timer_be
             assert not [h for h in loop._scheduled if not h.cancelled()]
             pool.close()
     run(scenario())
+
+
+def test_a_content_length_that_is_not_a_number_is_a_bad_response_at_once():
+    """Not a body that runs to the close: on a kept-alive connection that
+    would wait for the deadline and say `timeout`."""
+    async def scenario():
+        for length in ("5, 5", "+5", "five", ""):
+            async with RawServer(lambda head, body: f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nhello"
+                                 .encode()) as server:
+                with pytest.raises(HttpUnavailable, match="bad_response"):
+                    await HttpPool(f"http://127.0.0.1:{server.port}", {}, timeout=30).request("GET", "/a")
+    run(scenario())
