@@ -254,25 +254,20 @@ async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState,
     await ari.add_to_bridge(call.bridge_id, [call.caller_id, call.callee_id])
     answered_at = utcnow()
     clog.info("call.bridged", answer_ms=_ms_since(since))
-    answered = {"answered_at": answered_at, "dial_status": "ANSWER"}
-    channels, try_mixmonitor = session.recording_channels, True
+    channels, started = session.recording_channels, {}
     try:
-        if record and starts_in_one_action(deps, channels):
+        if record and starts_in_one_action(deps, channels) and await start_mixmonitor(deps, call, channels, clog):
             # One AMI action, then one statement says both. A process adopting
             # the call if this one dies in between finds the bridge and
             # MixMonitor's file in Asterisk (adopt.py), as it did when the
             # answer's write had not landed yet.
-            if await start_mixmonitor(deps, call, channels, clog):
-                answered |= recording_started(channels)
-                record = False
-            else:
-                try_mixmonitor = False
+            started = recording_started(channels)
     finally:  # whatever happened to the recording, the answer is told
-        row.update(**answered)
+        row.update(answered_at=answered_at, dial_status="ANSWER", **started)
         row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
-    if record:  # snoops take turns of their own: the answer was told first
-        if started := await begin_recording(deps, events, call, channels, clog, try_mixmonitor):
-            row.update(**started)
+    if record and not started:  # snoops (no AMI, or it refused) take turns of their own: told after the answer
+        if late := await begin_recording(deps, events, call, channels, clog, try_mixmonitor=False):
+            row.update(**late)
     return answered_at
 
 

@@ -42,7 +42,7 @@ class Mailbox(Generic[T]):
         timeout scope: a call waits this way for each of its events, and the
         scope costs several Python calls more per wait."""
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(timeout, _expire, self) if timeout is not None else None
+        timer = loop.call_later(timeout, self._expire) if timeout is not None else None
         try:
             while not self._items:
                 self._waiter = loop.create_future()
@@ -55,7 +55,6 @@ class Mailbox(Generic[T]):
                 timer.cancel()
         return self._items.pop(0)
 
-
-def _expire(mailbox: Mailbox) -> None:
-    if mailbox._waiter is not None and not mailbox._waiter.done():
-        mailbox._waiter.set_exception(TimeoutError())
+    def _expire(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(TimeoutError())

@@ -14,7 +14,6 @@ import asyncio
 import uuid
 from typing import Any
 
-
 from bridge.calls.mailbox import Mailbox
 from bridge.calls.spool import Spool, apply
 from bridge.recordings import NotKept, StoredRecording

@@ -32,7 +32,7 @@ async def begin_recording(deps: CallDeps, events: CallEvents, call: CallState, c
     """Start recording a bridged call; a failure must not cost the parties their
     conversation. Returns the row's fields that say it started (none if not),
     for the caller to write with whatever else the step wrote.
-    `try_mixmonitor=False`: AMI just refused it, go straight to snoops."""
+    `try_mixmonitor=False`: the caller tried MixMonitor already, go straight to snoops."""
     try:
         await start_recording(deps, events, call, channels, clog, try_mixmonitor)
         return recording_started(channels)
