@@ -16,7 +16,7 @@ from bridge.calls.events import CallEvents
 from bridge.calls.flow import finish_call, talk_until_hangup
 from bridge.calls.legs import release_everything
 from bridge.calls.record import CallRow
-from bridge.calls.recording import ASTERISK_TIME, resume_recording, store_recording
+from bridge.calls.recording import ASTERISK_TIME, recording_left, resume_recording, store_recording
 from bridge.calls.resume import resumable, resume_setup
 from bridge.clock import utcnow
 from bridge.logs import get_logger
@@ -63,22 +63,21 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
         except StoreError:
             pass
         legs_alive = call.callee_id and not events.is_gone(call.caller_id) and not events.is_gone(call.callee_id)
+        one_leg_left = bool(call.callee_id) and events.is_gone(call.caller_id) != events.is_gone(call.callee_id)
+        channels = session.recording_channels if session else 1
         answered_at = record["answered_at"]
-        if answered_at is None and legs_alive:
+        if answered_at is None and call.callee_id:
             # Its predecessor may have bridged the legs and died before the row said so.
-            answered_at = await bridged_at(deps.ari, call)
+            answered_at = await bridged_at(deps.ari, call, events, channels)
             if answered_at:
                 row.update(answered_at=answered_at, dial_status="ANSWER")
-        one_leg_left = bool(call.callee_id) and events.is_gone(call.caller_id) != events.is_gone(call.callee_id)
+        # Recorded as its parties agreed, though the row does not say so yet.
+        unsaid = bool(answered_at) and not record["recorded"] and consent_on_record(notices_of(record))
         if answered_at and (legs_alive or one_leg_left):
             # Talking, or a party hung up while no process listened: ended as any call.
             clog.info("call.adopted")
-            notices = record.get("notices") or "[]"  # asyncpg hands jsonb over as text
-            if isinstance(notices, str):
-                notices = json.loads(notices)
-            if not record["recorded"] and consent_on_record(notices):
-                await resume_recording(deps, events, call, row, session.recording_channels if session else 1,
-                                       live_channels, clog)
+            if unsaid:
+                await resume_recording(deps, events, call, row, channels, live_channels, clog)
             await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
         elif not answered_at and resumable(record, session) and (legs_alive or one_leg_left or not call.callee_id):
             await resume_setup(deps, events, call, row, record, session, webhook_url, clog)
@@ -90,6 +89,8 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
                 fields["talk_seconds"] = round((ended - answered_at).total_seconds(), 3)
             row.update(**fields)
             await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
+            if unsaid:
+                await recording_left(deps, call, row, channels, clog)
             if call.recording_name:
                 await store_recording(deps, events, call, row, record["started_at"], clog)
     except (AriError, CallAborted) as exc:
@@ -98,12 +99,27 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
         await finish_call(deps, call, events, row, session, webhook_url)
 
 
-async def bridged_at(ari: AriClient, call: CallState) -> datetime | None:
-    """When the call's bridge was made, if it holds both legs (Asterisk's clock)."""
-    bridge = await ari.bridge(call.bridge_id) if call.bridge_id else None
-    if not bridge or not {call.caller_id, call.callee_id} <= set(bridge.get("channels", [])):
+async def bridged_at(ari: AriClient, call: CallState, events: CallEvents, channels: int) -> datetime | None:
+    """When the call's bridge was made (Asterisk's clock), if its predecessor
+    had put the legs in it: every leg still up is in the bridge; with none
+    left, the recording exists, which is begun only after the bridge. A
+    bridge made but not yet joined (the process died in between) is not an
+    answer: nobody talked."""
+    bridge = await ari.bridge(ids.bridge(call.id))
+    if not bridge:
+        return None
+    live = {leg for leg in (call.caller_id, call.callee_id) if not events.is_gone(leg)}
+    if live and not live <= set(bridge.get("channels", [])):
+        return None
+    if not live and not await ari.stored_recording_exists(
+            ids.recording(call.id) if channels == 1 else ids.recording_part(call.id, "caller")):
         return None
     try:
         return datetime.strptime(bridge["creationtime"], ASTERISK_TIME)
     except (KeyError, ValueError):
         return utcnow()
+
+
+def notices_of(record: dict) -> list[dict]:
+    notices = record.get("notices") or "[]"  # asyncpg hands jsonb over as text
+    return json.loads(notices) if isinstance(notices, str) else notices

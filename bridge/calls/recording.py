@@ -134,11 +134,9 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
     A MixMonitor it started goes on (it lives on the caller's channel); snoops
     it left are reused: each records unless its recording already runs."""
     if ids.snoop_channel(call.id) not in live_channels:
-        call.use_recording(channels, tap="mixmonitor")
-        if await deps.ari.stored_recording_exists(call.recording_name):
-            row.update(recorded=True, recording_channels=channels)
-            clog.info("recording.resumed", tap="mixmonitor")
+        if await recording_left(deps, call, row, channels, clog):
             return
+        call.use_recording(channels, tap="mixmonitor")
         if started := await begin_recording(deps, events, call, channels, clog):
             row.update(**started)
         clog.info("recording.resumed", snoop_left=False)
@@ -156,6 +154,19 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
     except AriError as exc:
         call.recording_name = None
         clog.error("recording.not_started", error=str(exc))
+
+
+async def recording_left(deps: CallDeps, call: CallState, row: CallRow, channels: int, clog) -> bool:
+    """Take on the recording a dead predecessor started (a MixMonitor lives on
+    the caller's channel; a snoop's file outlives it) if Asterisk holds it:
+    the row says so, and it is collected when the call ends."""
+    call.use_recording(channels, tap="mixmonitor")
+    if not await deps.ari.stored_recording_exists(call.recording_name):
+        call.recording_name = call.callee_recording_name = None
+        return False
+    row.update(recorded=True, recording_channels=channels)
+    clog.info("recording.resumed", tap="mixmonitor")
+    return True
 
 
 async def stop_recording(deps: CallDeps, call: CallState) -> None:

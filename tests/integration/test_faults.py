@@ -483,3 +483,86 @@ def test_a_service_killed_while_a_recording_is_kept_loses_neither_the_recording_
     logs = [line for line in stack.service_log.read_text().splitlines() if str(row["id"]) in line]
     assert any('"call.closed_after_restart"' in line for line in logs)
     assert any('"recording.recovered"' in line for line in logs)
+
+
+HOLD_ANSWER_LOCK = 724_211
+
+
+@contextmanager
+def answer_write_held(dsn: str):
+    """The write that says a call was answered made to wait, inside Postgres,
+    on an advisory lock this block holds: the service can then be killed after
+    it bridged the legs and started the recording (one AMI action, then one
+    statement says both) but before its row says either, as a crash in that
+    window leaves it. A trigger rather than a table lock, so that every write
+    before it (the notices' evidence) lands as it would."""
+    query(dsn, f"""CREATE OR REPLACE FUNCTION test_hold_answer() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN
+                     IF OLD.answered_at IS NULL AND NEW.answered_at IS NOT NULL THEN
+                       PERFORM pg_advisory_xact_lock({HOLD_ANSWER_LOCK});
+                     END IF;
+                     RETURN NEW;
+                   END $$""")
+    query(dsn, "CREATE TRIGGER test_hold_answer BEFORE UPDATE ON calls FOR EACH ROW"
+               " EXECUTE FUNCTION test_hold_answer()")
+    holder = subprocess.Popen(["psql", "-X", "-q", dsn, "-c", f"SELECT pg_advisory_lock({HOLD_ANSWER_LOCK});"
+                               " SELECT pg_sleep(300);"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PGAPPNAME": "test-holds-answer"})
+    try:
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        query(dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+              "test-holds-answer")
+        query(dsn, "DROP TRIGGER IF EXISTS test_hold_answer ON calls")
+        query(dsn, "DROP FUNCTION IF EXISTS test_hold_answer()")
+
+
+def answer_write_waiting(dsn: str) -> bool:
+    return bool(query(dsn, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted",
+                      HOLD_ANSWER_LOCK))
+
+
+@pytest.mark.parametrize("left", ["caller", "both"])
+def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_ran_keeps_its_answer_and_recording(
+        stack, place_call, restore_service, left):
+    """The service SIGKILLed between bridging a recorded call (MixMonitor
+    started) and writing its answer; then the caller (or both parties) hang
+    up while no process runs. The next process finds in Asterisk what the row
+    does not say: the bridge still holding the leg left, or with no leg left
+    the recording, begun only after the bridge. On 5274aba the row said
+    `cancelled` (or `interrupted` with no answer) and the recording the
+    parties had agreed to was deleted by the sweep as unrecorded."""
+    parties = new_parties(stack)
+    uas, counterpart_ms = ("uas_answer.xml", None) if left == "caller" else ("uas_answer_hangup.xml", 5000)
+    with answer_write_held(stack.dsn):
+        call = Background(place_call, parties.a, parties.virtual_number, uas=uas, talk_ms=3000,
+                          counterpart_talk_ms=counterpart_ms)
+        wait_until(lambda: answer_write_waiting(stack.dsn), timeout=30)
+        kill_service(stack)
+        query(stack.dsn, "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory'"
+                         " AND l.objid = $1 AND NOT l.granted", HOLD_ANSWER_LOCK)
+    before = query(stack.dsn, "SELECT answered_at, recorded FROM calls WHERE virtual_number = $1",
+                   parties.virtual_number)
+    assert before == [{"answered_at": None, "recorded": False}]  # the kill landed where it should
+    gone = ("-callee",) if left == "caller" else ()
+    wait_until(lambda: [c["id"][-len("-callee"):] for c in stack.ari("GET", "/channels")] == list(gone),
+               timeout=30)
+
+    stack.start_service()
+    if left == "both":
+        result = call.join()
+    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
+    if left == "caller":
+        result = call.join()
+    assert result.caller.succeeded, result.caller.output
+    assert result.counterpart.succeeded, "the counterpart's leg was not released: " + result.counterpart.output
+    assert row["answered_at"] is not None and row["dial_status"] == "ANSWER"
+    assert row["disposition"] == ("answered" if left == "caller" else "interrupted")
+    if left == "caller":
+        assert row["hangup_by"] == "caller"
+    seconds, level = recording_level(stack, row["recording"])
+    assert seconds > 2 and level > 200, "the recording misses the parties' audio"
+    assert [r for r in stack.ari("GET", "/recordings/stored") if str(row["id"]) in r["name"]] == []
+    assert_no_leftovers(stack)
