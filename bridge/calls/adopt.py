@@ -8,15 +8,17 @@ import json
 from dataclasses import replace
 from datetime import datetime
 
-from bridge.ari import AriClient, AriError
+from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
 from bridge.calls.decisions import CAUSE_TEMPORARY_FAILURE, consent_on_record
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import CallEvents
-from bridge.calls.flow import finish_call, talk_until_hangup
+from bridge.calls.flow import call_event_data, finish_call, talk_until_hangup
 from bridge.calls.legs import release_everything
 from bridge.calls.record import CallRow
-from bridge.calls.recording import ASTERISK_TIME, recording_left, resume_recording, store_recording
+from bridge.calls.recording import (
+    ASTERISK_TIME, recording_in_asterisk, recording_left, resume_recording, store_recording,
+)
 from bridge.calls.resume import resumable, resume_setup
 from bridge.clock import utcnow
 from bridge.logs import get_logger
@@ -54,43 +56,51 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
                 events.gone_order.append(channel_id)
     row = CallRow(deps.store, call.id, clog, resumed_fields=record, spool=deps.spool)
     session = webhook_url = None
+    withdrawn = False
     try:
         try:
             session = await deps.store.sessions.get(record["session_id"]) if record["session_id"] else None
-            if session is not None and session.record and await deps.store.consent.session_withdrawn(session.id):
+            withdrawn = session is not None and await deps.store.consent.session_withdrawn(session.id)
+            if withdrawn:
                 session = replace(session, record=False)  # a participant withdrew consent meanwhile
             webhook_url = (session.webhook_url or deps.settings.webhook_url or None) if session else None
         except StoreError:
             pass
-        legs_alive = call.callee_id and not events.is_gone(call.caller_id) and not events.is_gone(call.callee_id)
-        one_leg_left = bool(call.callee_id) and events.is_gone(call.caller_id) != events.is_gone(call.callee_id)
-        channels = session.recording_channels if session else 1
         answered_at = record["answered_at"]
         if answered_at is None and call.callee_id:
-            # Its predecessor may have bridged the legs and died before the row said so.
-            answered_at = await bridged_at(deps.ari, call, events, channels)
+            # Its predecessor may have bridged the legs and died before the row
+            # (and the `call.answered` in the same statement) said so.
+            answered_at = await bridged_at(deps.ari, call, events)
             if answered_at:
                 row.update(answered_at=answered_at, dial_status="ANSWER")
+                if session is not None:
+                    row.event("call.answered", session.id, webhook_url, call_event_data(call, row, session))
+        legs_alive = call.callee_id and not events.is_gone(call.caller_id) and not events.is_gone(call.callee_id)
+        one_leg_left = bool(call.callee_id) and events.is_gone(call.caller_id) != events.is_gone(call.callee_id)
         # Recorded as its parties agreed, though the row does not say so yet.
         unsaid = bool(answered_at) and not record["recorded"] and consent_on_record(notices_of(record))
         if answered_at and (legs_alive or one_leg_left):
             # Talking, or a party hung up while no process listened: ended as any call.
             clog.info("call.adopted")
-            if unsaid:
-                await resume_recording(deps, events, call, row, channels, live_channels, clog)
+            if unsaid and legs_alive and not withdrawn:
+                await resume_recording(deps, events, call, row, session.recording_channels if session else 1,
+                                       live_channels, clog)
+            elif unsaid:  # what its predecessor recorded is kept; nothing new starts for one party alone
+                await recording_left(deps, call, row, clog)
             await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
         elif not answered_at and resumable(record, session) and (legs_alive or one_leg_left or not call.callee_id):
+            await drop_unjoined_bridge(deps.ari, call)
             await resume_setup(deps, events, call, row, record, session, webhook_url, clog)
         else:
             clog.warning("call.interrupted", answered=bool(answered_at))
+            if unsaid:  # said before the call's end, so that a crash here leaves it to adopt again
+                await recording_left(deps, call, row, clog)
             ended = utcnow()
             fields = {"disposition": "interrupted", "ended_at": ended, "hangup_by": "system"}
             if answered_at:
                 fields["talk_seconds"] = round((ended - answered_at).total_seconds(), 3)
             row.update(**fields)
             await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
-            if unsaid:
-                await recording_left(deps, call, row, channels, clog)
             if call.recording_name:
                 await store_recording(deps, events, call, row, record["started_at"], clog)
     except (AriError, CallAborted) as exc:
@@ -99,25 +109,40 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
         await finish_call(deps, call, events, row, session, webhook_url)
 
 
-async def bridged_at(ari: AriClient, call: CallState, events: CallEvents, channels: int) -> datetime | None:
+async def bridged_at(ari: AriClient, call: CallState, events: CallEvents) -> datetime | None:
     """When the call's bridge was made (Asterisk's clock), if its predecessor
-    had put the legs in it: every leg still up is in the bridge; with none
-    left, the recording exists, which is begun only after the bridge. A
-    bridge made but not yet joined (the process died in between) is not an
-    answer: nobody talked."""
+    had put the legs in it: every leg still up is in the bridge (one request
+    adds both); with none left, its recording exists, begun only after the
+    bridge. A bridge made but not joined (the process died in between) is no
+    answer: nobody talked. A leg found gone since the reconciliation's list
+    of channels is noted gone in `events`."""
     bridge = await ari.bridge(ids.bridge(call.id))
     if not bridge:
         return None
-    live = {leg for leg in (call.caller_id, call.callee_id) if not events.is_gone(leg)}
-    if live and not live <= set(bridge.get("channels", [])):
-        return None
-    if not live and not await ari.stored_recording_exists(
-            ids.recording(call.id) if channels == 1 else ids.recording_part(call.id, "caller")):
+    joined = set(bridge.get("channels", []))
+    live = [leg for leg in (call.caller_id, call.callee_id) if not events.is_gone(leg)]
+    for leg in [leg for leg in live if leg not in joined]:
+        if await ari.channel_exists(leg):
+            return None  # up and never joined
+        events.gone[leg] = None
+        events.gone_order.append(leg)
+        live.remove(leg)
+    if not live and await recording_in_asterisk(ari, call.id) is None:
         return None
     try:
         return datetime.strptime(bridge["creationtime"], ASTERISK_TIME)
     except (KeyError, ValueError):
         return utcnow()
+
+
+async def drop_unjoined_bridge(ari: AriClient, call: CallState) -> None:
+    """A bridge its predecessor made but did not join: gone before the call
+    goes on, which makes it again (Asterisk refuses a second with its id)."""
+    if call.bridge_id:
+        try:
+            await ari.destroy_bridge(call.bridge_id)
+        except AriNotFound:
+            pass
 
 
 def notices_of(record: dict) -> list[dict]:

@@ -134,7 +134,7 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
     A MixMonitor it started goes on (it lives on the caller's channel); snoops
     it left are reused: each records unless its recording already runs."""
     if ids.snoop_channel(call.id) not in live_channels:
-        if await recording_left(deps, call, row, channels, clog):
+        if await recording_left(deps, call, row, clog):
             return
         call.use_recording(channels, tap="mixmonitor")
         if started := await begin_recording(deps, events, call, channels, clog):
@@ -156,17 +156,28 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
         clog.error("recording.not_started", error=str(exc))
 
 
-async def recording_left(deps: CallDeps, call: CallState, row: CallRow, channels: int, clog) -> bool:
+async def recording_left(deps: CallDeps, call: CallState, row: CallRow, clog) -> bool:
     """Take on the recording a dead predecessor started (a MixMonitor lives on
     the caller's channel; a snoop's file outlives it) if Asterisk holds it:
     the row says so, and it is collected when the call ends."""
-    call.use_recording(channels, tap="mixmonitor")
-    if not await deps.ari.stored_recording_exists(call.recording_name):
-        call.recording_name = call.callee_recording_name = None
+    channels = await recording_in_asterisk(deps.ari, call.id)
+    if channels is None:
         return False
+    call.use_recording(channels, tap="mixmonitor")
     row.update(recorded=True, recording_channels=channels)
     clog.info("recording.resumed", tap="mixmonitor")
     return True
+
+
+async def recording_in_asterisk(ari: AriClient, call_id: uuid.UUID) -> int | None:
+    """The channels of the call's recording Asterisk holds (1, or 2 for the
+    parties apart), or None: read from its files, not the session, which a
+    process adopting the call may not have been able to read."""
+    if await ari.stored_recording_exists(ids.recording(call_id)):
+        return 1
+    if await ari.stored_recording_exists(ids.recording_part(call_id, "caller")):
+        return 2
+    return None
 
 
 async def stop_recording(deps: CallDeps, call: CallState) -> None:
