@@ -494,85 +494,105 @@ def test_a_service_killed_while_a_recording_is_kept_loses_neither_the_recording_
     assert any('"recording.recovered"' in line for line in logs)
 
 
-HOLD_ANSWER_LOCK = 724_211
+HOLD_LOCK = 724_211
+# The statement each recording tap's crash window ends with: with MixMonitor
+# the answer and the recording's start are one write after the AMI action;
+# snoops take turns of their own, so the answer is written first and the
+# recording's start after them.
+HELD_WRITE = {"mixmonitor": "OLD.answered_at IS NULL AND NEW.answered_at IS NOT NULL",
+              "snoop": "NOT OLD.recorded AND NEW.recorded"}
 
 
 @contextmanager
-def answer_write_held(dsn: str):
-    """The write that says a call was answered made to wait, inside Postgres,
-    on an advisory lock this block holds: the service can then be killed after
-    it bridged the legs and started the recording (one AMI action, then one
-    statement says both) but before its row says either, as a crash in that
-    window leaves it. A trigger rather than a table lock, so that every write
-    before it (the notices' evidence) lands as it would."""
-    query(dsn, f"""CREATE OR REPLACE FUNCTION test_hold_answer() RETURNS trigger LANGUAGE plpgsql AS $$
+def call_write_held(dsn: str, condition: str):
+    """The call-row write matching `condition` made to wait, inside Postgres,
+    on an advisory lock this block holds: the service can then be killed
+    after it bridged the legs and started the recording but before its row
+    says so, as a crash in that window leaves it. A trigger rather than a
+    table lock, so that every write before it (the notices' evidence) lands
+    as it would."""
+    query(dsn, f"""CREATE OR REPLACE FUNCTION test_hold_write() RETURNS trigger LANGUAGE plpgsql AS $$
                    BEGIN
-                     IF OLD.answered_at IS NULL AND NEW.answered_at IS NOT NULL THEN
-                       PERFORM pg_advisory_xact_lock({HOLD_ANSWER_LOCK});
+                     IF {condition} THEN
+                       PERFORM pg_advisory_xact_lock({HOLD_LOCK});
                      END IF;
                      RETURN NEW;
                    END $$""")
     holder = None
     try:
-        query(dsn, "CREATE TRIGGER test_hold_answer BEFORE UPDATE ON calls FOR EACH ROW"
-                   " EXECUTE FUNCTION test_hold_answer()")
-        holder = subprocess.Popen(["psql", "-X", "-q", dsn, "-c", f"SELECT pg_advisory_lock({HOLD_ANSWER_LOCK});"
+        query(dsn, "CREATE TRIGGER test_hold_write BEFORE UPDATE ON calls FOR EACH ROW"
+                   " EXECUTE FUNCTION test_hold_write()")
+        holder = subprocess.Popen(["psql", "-X", "-q", dsn, "-c", f"SELECT pg_advisory_lock({HOLD_LOCK});"
                                    " SELECT pg_sleep(300);"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env={**os.environ, "PGAPPNAME": "test-holds-answer"})
+                                  env={**os.environ, "PGAPPNAME": "test-holds-write"})
         wait_until(lambda: query(dsn, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1"
-                                      " AND granted", HOLD_ANSWER_LOCK))
+                                      " AND granted", HOLD_LOCK))
         yield
     finally:
         if holder is not None:
             holder.kill()
             holder.wait()
         query(dsn, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = $1",
-              "test-holds-answer")
-        query(dsn, "DROP TRIGGER IF EXISTS test_hold_answer ON calls")
-        query(dsn, "DROP FUNCTION IF EXISTS test_hold_answer()")
+              "test-holds-write")
+        query(dsn, "DROP TRIGGER IF EXISTS test_hold_write ON calls")
+        query(dsn, "DROP FUNCTION IF EXISTS test_hold_write()")
 
 
-def answer_write_waiting(dsn: str) -> bool:
+def call_write_waiting(dsn: str) -> bool:
     return bool(query(dsn, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted",
-                      HOLD_ANSWER_LOCK))
+                      HOLD_LOCK))
 
 
+@pytest.mark.parametrize("tap", ["mixmonitor", "snoop"])
 @pytest.mark.parametrize("left", ["caller", "both"])
 def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_ran_keeps_its_answer_and_recording(
-        stack, place_call, restore_service, left):
-    """The service SIGKILLed between bridging a recorded call (MixMonitor
-    started) and writing its answer; then the caller (or both parties) hang
-    up while no process runs. The next process finds in Asterisk what the row
-    does not say: the bridge still holding the leg left, or with no leg left
-    the recording, begun only after the bridge. On 5274aba the row said
-    `cancelled` (or `interrupted` with no answer) and the recording the
-    parties had agreed to was deleted by the sweep as unrecorded."""
+        stack, place_call, restore_service, left, tap):
+    """The service SIGKILLed between bridging a recorded call (its recording
+    started) and writing so; then the caller (or both parties) hang up while
+    no process runs. The next process finds in Asterisk what the row does
+    not say: the bridge still holding the leg left, or with no leg left the
+    recording, begun only after the bridge. On 5274aba the row said
+    `cancelled` (or `interrupted` with no answer, or no recording with
+    snoops) and the recording the parties had agreed to was deleted by the
+    sweep as unrecorded."""
     parties = new_parties(stack)
     # Talk long enough that the kill lands well before anyone hangs up.
     uas, counterpart_ms = ("uas_answer.xml", None) if left == "caller" else ("uas_answer_hangup.xml", 7000)
-    with answer_write_held(stack.dsn):
-        call = Background(place_call, parties.a, parties.virtual_number, uas=uas, talk_ms=5000,
-                          counterpart_talk_ms=counterpart_ms)
-        wait_until(lambda: answer_write_waiting(stack.dsn), timeout=30)
-        kill_service(stack)
-        query(stack.dsn, "SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l WHERE l.locktype = 'advisory'"
-                         " AND l.objid = $1 AND NOT l.granted", HOLD_ANSWER_LOCK)
-    before = query(stack.dsn, "SELECT id, answered_at, recorded FROM calls WHERE virtual_number = $1",
-                   parties.virtual_number)
-    assert [(r["answered_at"], r["recorded"]) for r in before] == [(None, False)]  # the kill landed where it should
-    # MixMonitor had started (one AMI action before the held write), and both parties still talked.
-    assert stack.ari("GET", f"/recordings/stored/call-{before[0]['id']}")
-    assert len(stack.ari("GET", "/channels")) == 2
-    gone = ("-callee",) if left == "caller" else ()
-    wait_until(lambda: [c["id"][-len("-callee"):] for c in stack.ari("GET", "/channels")] == list(gone),
-               timeout=30)
+    tap_settings = {"MASKING_RECORDING_TAP": tap}
+    try:
+        stack.stop_service()
+        stack.start_service(**tap_settings)
+        with call_write_held(stack.dsn, HELD_WRITE[tap]):
+            call = Background(place_call, parties.a, parties.virtual_number, uas=uas, talk_ms=5000,
+                              counterpart_talk_ms=counterpart_ms)
+            wait_until(lambda: call_write_waiting(stack.dsn), timeout=30)
+            kill_service(stack)
+            query(stack.dsn, "SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l"
+                             " WHERE l.locktype = 'advisory' AND l.objid = $1 AND NOT l.granted", HOLD_LOCK)
+        before = query(stack.dsn, "SELECT id, answered_at, recorded FROM calls WHERE virtual_number = $1",
+                       parties.virtual_number)
+        # The kill landed where it should: the recording runs, the row does not
+        # say so. With snoops the answer is written first, unless the row's
+        # writer merged it into the held write (updates queued while a write
+        # is in flight go in as one).
+        assert len(before) == 1 and before[0]["recorded"] is False
+        assert before[0]["answered_at"] is None or tap == "snoop"
+        running = "stored" if tap == "mixmonitor" else "live"
+        assert stack.ari("GET", f"/recordings/{running}/call-{before[0]['id']}")
+        assert len([c for c in stack.ari("GET", "/channels") if not c["id"].endswith("-snoop")]) == 2
+        gone = ["-callee"] if left == "caller" else []
+        wait_until(lambda: [c["id"][-len("-callee"):] for c in stack.ari("GET", "/channels")] == gone,
+                   timeout=30)
 
-    stack.start_service()
-    if left == "both":
-        result = call.join()
-    row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
-    if left == "caller":
-        result = call.join()
+        stack.start_service(**tap_settings)
+        if left == "both":
+            result = call.join()
+        row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
+        if left == "caller":
+            result = call.join()
+    finally:
+        stack.stop_service()
+        stack.start_service()
     assert result.caller.succeeded, result.caller.output
     assert result.counterpart.succeeded, "the counterpart's leg was not released: " + result.counterpart.output
     assert row["answered_at"] is not None and row["dial_status"] == "ANSWER"
@@ -583,4 +603,3 @@ def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_
     assert seconds > 2 and level > 200, "the recording misses the parties' audio"
     assert [r for r in stack.ari("GET", "/recordings/stored") if str(row["id"]) in r["name"]] == []
     assert_no_leftovers(stack)
-
