@@ -538,32 +538,39 @@ def call_write_held(dsn: str, condition: str):
         query(dsn, "DROP FUNCTION IF EXISTS test_hold_write()")
 
 
+def leg_of(channel_id: str) -> str:
+    return "callee" if channel_id.endswith("-callee") else "snoop" if channel_id.endswith("-snoop") else "caller"
+
+
 def call_write_waiting(dsn: str) -> bool:
     return bool(query(dsn, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted",
                       HOLD_LOCK))
 
 
 @pytest.mark.parametrize("tap", ["mixmonitor", "snoop"])
-@pytest.mark.parametrize("left", ["caller", "both"])
+@pytest.mark.parametrize("left", ["caller", "callee", "both"])
 def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_ran_keeps_its_answer_and_recording(
         stack, place_call, restore_service, left, tap):
     """The service SIGKILLed between bridging a recorded call (its recording
-    started) and writing so; then the caller (or both parties) hang up while
-    no process runs. The next process finds in Asterisk what the row does
-    not say: the bridge still holding the leg left, or with no leg left the
-    recording, begun only after the bridge. On 5274aba the row said
-    `cancelled` (or `interrupted` with no answer, or no recording with
-    snoops) and the recording the parties had agreed to was deleted by the
-    sweep as unrecorded."""
+    started) and writing so; then a party (or both) hang up while no process
+    runs. The next process finds in Asterisk what the row does not say: the
+    bridge still holding the leg left, or with no leg left the recording,
+    begun only after the bridge. On 5274aba the row said `cancelled`,
+    `failed` or `interrupted` with no answer (or no recording, with snoops)
+    and the recording the parties had agreed to was deleted by the sweep as
+    unrecorded; only [callee-snoop] passed there."""
     parties = new_parties(stack)
-    # Talk long enough that the kill lands well before anyone hangs up.
-    uas, counterpart_ms = ("uas_answer.xml", None) if left == "caller" else ("uas_answer_hangup.xml", 7000)
+    # Talk long enough that the kill lands well before anyone hangs up; the
+    # one who stays waits for the bridge to hang up.
+    uac, uas, counterpart_ms = {"caller": ("uac_call.xml", "uas_answer.xml", None),
+                                "callee": ("uac_talk_until_bye.xml", "uas_answer_hangup.xml", 5000),
+                                "both": ("uac_call.xml", "uas_answer_hangup.xml", 7000)}[left]
     tap_settings = {"MASKING_RECORDING_TAP": tap}
     try:
         stack.stop_service()
         stack.start_service(**tap_settings)
         with call_write_held(stack.dsn, HELD_WRITE[tap]):
-            call = Background(place_call, parties.a, parties.virtual_number, uas=uas, talk_ms=5000,
+            call = Background(place_call, parties.a, parties.virtual_number, uac=uac, uas=uas, talk_ms=5000,
                               counterpart_talk_ms=counterpart_ms)
             wait_until(lambda: call_write_waiting(stack.dsn), timeout=30)
             kill_service(stack)
@@ -580,15 +587,15 @@ def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_
         running = "stored" if tap == "mixmonitor" else "live"
         assert stack.ari("GET", f"/recordings/{running}/call-{before[0]['id']}")
         assert len([c for c in stack.ari("GET", "/channels") if not c["id"].endswith("-snoop")]) == 2
-        gone = ["-callee"] if left == "caller" else []
-        wait_until(lambda: [c["id"][-len("-callee"):] for c in stack.ari("GET", "/channels")] == gone,
-                   timeout=30)
+        staying = {"caller": ["callee"], "callee": ["caller"], "both": []}[left]
+        wait_until(lambda: [leg for c in stack.ari("GET", "/channels") if (leg := leg_of(c["id"])) != "snoop"]
+                   == staying, timeout=30)  # a snoop lives as long as the caller it listens to
 
         stack.start_service(**tap_settings)
         if left == "both":
             result = call.join()
         row = wait_for_call_row(stack, parties.virtual_number, with_recording=True, timeout=30)
-        if left == "caller":
+        if left != "both":
             result = call.join()
     finally:
         stack.stop_service()
@@ -596,9 +603,9 @@ def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_
     assert result.caller.succeeded, result.caller.output
     assert result.counterpart.succeeded, "the counterpart's leg was not released: " + result.counterpart.output
     assert row["answered_at"] is not None and row["dial_status"] == "ANSWER"
-    assert row["disposition"] == ("answered" if left == "caller" else "interrupted")
-    if left == "caller":
-        assert row["hangup_by"] == "caller"
+    assert row["disposition"] == ("interrupted" if left == "both" else "answered")
+    if left != "both":
+        assert row["hangup_by"] == left
     seconds, level = recording_level(stack, row["recording"])
     assert seconds > 2 and level > 200, "the recording misses the parties' audio"
     assert [r for r in stack.ari("GET", "/recordings/stored") if str(row["id"]) in r["name"]] == []
