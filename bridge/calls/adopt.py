@@ -4,7 +4,6 @@ call is still in setup, released as `interrupted` where they cannot be. The
 service's reconciliation calls in; calls that had ended are `unclosed.py`'s."""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import datetime
 
@@ -19,7 +18,7 @@ from bridge.calls.record import CallRow
 from bridge.calls.recording import (
     ASTERISK_TIME, recording_in_asterisk, recording_left, resume_recording, store_recording,
 )
-from bridge.calls.resume import resumable, resume_setup
+from bridge.calls.resume import notices_of, resumable, resume_setup
 from bridge.clock import utcnow
 from bridge.logs import get_logger
 from bridge.store.errors import StoreError
@@ -51,9 +50,8 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
     for channel_id in (call.caller_id, call.callee_id, call.snoop_id, call.callee_snoop_id):
         if channel_id:
             events.watch(channel_id)
-            if channel_id not in live_channels and not events.is_gone(channel_id):
-                events.gone[channel_id] = None  # left while no process listened
-                events.gone_order.append(channel_id)
+            if channel_id not in live_channels:
+                events.note_gone(channel_id)  # left while no process listened
     row = CallRow(deps.store, call.id, clog, resumed_fields=record, spool=deps.spool)
     session = webhook_url = None
     withdrawn = False
@@ -124,8 +122,7 @@ async def bridged_at(ari: AriClient, call: CallState, events: CallEvents) -> dat
     for leg in [leg for leg in live if leg not in joined]:
         if await ari.channel_exists(leg):
             return None  # up and never joined
-        events.gone[leg] = None
-        events.gone_order.append(leg)
+        events.note_gone(leg)
         live.remove(leg)
     if not live and await recording_in_asterisk(ari, call.id) is None:
         return None
@@ -143,8 +140,3 @@ async def drop_unjoined_bridge(ari: AriClient, call: CallState) -> None:
             await ari.destroy_bridge(call.bridge_id)
         except AriNotFound:
             pass
-
-
-def notices_of(record: dict) -> list[dict]:
-    notices = record.get("notices") or "[]"  # asyncpg hands jsonb over as text
-    return json.loads(notices) if isinstance(notices, str) else notices

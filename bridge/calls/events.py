@@ -54,6 +54,12 @@ class CallEvents:
         self.channels.add(channel_id)
         self.router.register(channel_id, self.queue)
 
+    def note_gone(self, channel_id: str) -> None:
+        """`channel_id` hung up (its cause, if any, comes with its events)."""
+        if channel_id not in self.gone:
+            self.gone[channel_id] = None
+            self.gone_order.append(channel_id)
+
     def close(self) -> None:
         for channel_id in self.channels:
             self.router.unregister(channel_id)
@@ -73,9 +79,7 @@ class CallEvents:
         if event.type in GONE_EVENTS:
             if event.type == "ChannelVanished" and channel.id not in self.gone:
                 self.vanished.add(channel.id)
-            if channel.id not in self.gone:
-                self.gone[channel.id] = None
-                self.gone_order.append(channel.id)
+            self.note_gone(channel.id)
             if event.cause and not self.gone[channel.id]:
                 self.gone[channel.id] = event.cause
 

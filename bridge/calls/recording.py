@@ -136,7 +136,6 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
     if ids.snoop_channel(call.id) not in live_channels:
         if await recording_left(deps, call, row, clog):
             return
-        call.use_recording(channels, tap="mixmonitor")
         if started := await begin_recording(deps, events, call, channels, clog):
             row.update(**started)
         clog.info("recording.resumed", snoop_left=False)

@@ -158,13 +158,16 @@ def route_of(session, direction: str) -> Connect:
     return Connect(session, participant(session, other(caller_role)), direction)
 
 
-def notices_in(record: dict) -> list[NoticeHeard]:
-    """The notices the row says were heard (asyncpg hands jsonb over as text)."""
+def notices_of(record: dict) -> list[dict]:
+    """The notices the row says were heard, as stored (asyncpg hands jsonb over as text)."""
     notices = record.get("notices") or "[]"
-    if isinstance(notices, str):
-        notices = json.loads(notices)
+    return json.loads(notices) if isinstance(notices, str) else notices
+
+
+def notices_in(record: dict) -> list[NoticeHeard]:
+    """The notices the row says were heard."""
     heard = []
-    for n in notices:
+    for n in notices_of(record):
         heard.append(NoticeHeard(
             party=n["party"], notice_id=n["notice_id"], version=n["version"],
             started_at=datetime.fromisoformat(n["started_at"]), ended_at=datetime.fromisoformat(n["ended_at"]),
