@@ -28,7 +28,11 @@ serving the path (the service, or `serve-agi`), and the PostgreSQL backends of
 this stack's database, after --warmup calls on the freshly started process
 (its pools, connections and lazily loaded code are not a call's cost); the
 serving process's RSS per concurrent call from its peak over its idle size
-(`bench.memory` measures memory per active call properly).
+(`bench.memory` measures memory per active call properly). Beside them, the
+whole machine: every process's CPU per call (SIPp's and the kernel's
+included) from /proc/stat, the hypervisor's steal, how busy both cores were,
+and a calibration taken before each step (`bench.profile.calibration_ms`):
+this VM's speed moves by half between hours, and with it every figure.
 
     .venv/bin/python -m bench.paths --concurrent 50 100 150 200
 
@@ -54,7 +58,9 @@ from pathlib import Path
 import asyncpg
 
 from bench.masked_calls import provision, sipp_load
-from bench.profile import PerfRecord, RssWatch, asterisk_pids, cpu_seconds, usage
+from bench.profile import (
+    TICKS, PerfRecord, RssWatch, asterisk_pids, calibration_ms, cpu_seconds, machine_ticks, usage,
+)
 from bench.stack import percentile
 from bridge.config import Settings
 from bridge.store import Store
@@ -118,6 +124,8 @@ class Step:
     post_dial: list[float]
     cpu: dict[str, float]
     rss_kib_per_call: float
+    machine: dict[str, float]  # every process's CPU per call (SIPp's and the kernel's included), steal
+    calibration_ms: float  # the machine's speed just before (bench.profile.calibration_ms)
 
 
 def wire_times(caller: SippResult) -> list[float]:
@@ -268,7 +276,9 @@ def _step(stack: Stack, workdir: Path, path: str, record: bool, pid: int, concur
     uas, uac = sipp_load(stack, workdir, calls, rate, concurrent, talk_ms, virtual, caller_number,
                          f"{path}-{'rec' if record else 'norec'}-{concurrent}", source=source)
     parts = {"asterisk": asterisk_pids(stack.asterisk), "service": [pid]}
+    calibration = calibration_ms()
     before, pg_before = usage(parts), {p: cpu_seconds(p) for p in own_backends(stack)}
+    machine_before = machine_ticks()
     since, since_wall = datetime.now().astimezone(), time.time()
     label = f"{path}-{'rec' if record else 'norec'}-{concurrent}"
     profile = PerfRecord(parts["asterisk"] if perf else [], (perf or workdir) / f"{label}.data")
@@ -283,6 +293,7 @@ def _step(stack: Stack, workdir: Path, path: str, record: bool, pid: int, concur
         else:
             recorded = asyncio.run(recorded_rows(stack, since))[1]
     used = {part: seconds - before[part] for part, seconds in usage(parts).items()}
+    machine = {key: (ticks - machine_before[key]) / TICKS for key, ticks in machine_ticks().items()}
     used["postgres"] = sum(cpu_seconds(p) - pg_before.get(p, 0.0) for p in own_backends(stack))
     answered, peak = far_end(counterpart)
     if perf:
@@ -290,7 +301,10 @@ def _step(stack: Stack, workdir: Path, path: str, record: bool, pid: int, concur
     return Step(path, record, concurrent, calls, answered, recorded, peak, wire_times(caller),
                 post_dial_delays(caller, counterpart),
                 {part: seconds / max(1, calls) * 1000 for part, seconds in used.items()},
-                max(0, rss.peak - rss.idle) / max(1, peak))
+                max(0, rss.peak - rss.idle) / max(1, peak),
+                {"busy": machine["busy"] / max(1, calls) * 1000, "steal": machine["steal"] / max(1, calls) * 1000,
+                 "share": machine["busy"] / max(1e-9, machine["total"])},
+                calibration)
 
 
 def write_profile(profile: PerfRecord, out: Path, asterisk_ms_per_call: float) -> None:
@@ -308,14 +322,17 @@ def write_profile(profile: PerfRecord, out: Path, asterisk_ms_per_call: float) -
 def table(steps: list[Step]) -> str:
     lines = ["| concurrent | path | recorded | answered (far end) | recordings with audio | peak up"
              " | INVITE->200 p50 / p95 / p99 ms | post-dial delay p50 / p95 / p99 ms"
-             " | CPU ms per call: Asterisk / service / PostgreSQL | service RSS KiB per call |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             " | CPU ms per call: Asterisk / service / PostgreSQL | service RSS KiB per call"
+             " | machine: CPU ms per call, steal, busy | calibration ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
         lines.append(f"| {s.concurrent} | {s.path} | {'yes' if s.record else 'no'} | {s.answered}/{s.calls} | "
                      f"{s.recorded if s.record else '-'} | {s.peak} | {_spread(s.invite_to_200)} | "
                      f"{_spread(s.post_dial)} | "
                      f"{s.cpu['asterisk']:.1f} / {s.cpu['service']:.1f} / {s.cpu['postgres']:.1f} | "
-                     f"{s.rss_kib_per_call:.1f} |")
+                     f"{s.rss_kib_per_call:.1f} | "
+                     f"{s.machine['busy']:.0f}, {s.machine['steal']:.1f}, {s.machine['share']:.0%} | "
+                     f"{s.calibration_ms:.0f} |")
     return "\n".join(lines)
 
 

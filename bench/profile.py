@@ -9,6 +9,8 @@ not a dependency: `pip install py-spy` into the venv, or name it with
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -58,6 +60,30 @@ def pids_of(pattern: str) -> list[int]:
 def asterisk_pids(asterisk) -> list[int]:
     """The processes of one Asterisk instance (`bridge.stack.asterisk.AsteriskInstance`)."""
     return pids_of(f"{asterisk.inner_dir}/etc/asterisk.conf")
+
+
+def machine_ticks() -> dict[str, int]:
+    """All CPUs' time so far from /proc/stat: busy (user, nice, system, irq,
+    softirq), steal (the hypervisor ran someone else) and total."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return {"busy": user + nice + system + irq + softirq, "steal": steal, "total": sum(fields)}
+
+
+def calibration_ms(rounds: int = 5) -> float:
+    """How fast this machine is right now: the least CPU time of rounds of a
+    fixed single-threaded Python workload (dicts, JSON, sha256). This VM's
+    speed moves by half between hours (bench/RESULTS.md), and a figure in
+    milliseconds means little without it."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.thread_time()
+        table = {str(i): i * 2 for i in range(200_000)}
+        text = json.dumps(table)
+        json.loads(text)
+        hashlib.sha256(text.encode()).hexdigest()
+        best = min(best, time.thread_time() - started)
+    return best * 1000
 
 
 def usage(pids: dict[str, list[int]]) -> dict[str, float]:

@@ -88,3 +88,22 @@ def test_a_perf_report_is_read_for_the_processes_threads_only_summed_over_their_
     shares = record.report("dso")
     assert [name for _, name in shares] == ["[kernel.kallsyms]", "asterisk", "libjansson.so.4.15.1"]
     assert [round(share, 3) for share, _ in shares] == [0.725, 0.25, 0.025]  # of 20%: Asterisk's own samples
+
+
+def test_the_machine_s_ticks_add_up_and_its_calibration_is_a_positive_cpu_time():
+    from bench.profile import calibration_ms, machine_ticks
+    before = machine_ticks()
+    assert calibration_ms(rounds=1) > 0
+    after = machine_ticks()
+    assert before["busy"] + before["steal"] <= before["total"]
+    assert all(after[key] >= before[key] for key in before)
+
+
+def test_the_paths_table_shows_the_machine_beside_the_parts():
+    from bench.paths import Step, table
+    step = Step("ari", True, 150, 300, 300, 300, 150, [1200.0], [450.0],
+                {"asterisk": 60.0, "service": 12.0, "postgres": 5.0}, 15.5,
+                {"busy": 140.0, "steal": 1.5, "share": 0.8}, 214.0)
+    header, rule, row = table([step]).splitlines()
+    assert header.count("|") == rule.count("|") == row.count("|")
+    assert row.endswith("| 15.5 | 140, 1.5, 80% | 214 |")
