@@ -9,7 +9,7 @@ from datetime import datetime
 
 from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
-from bridge.calls.decisions import CAUSE_TEMPORARY_FAILURE, consent_on_record
+from bridge.calls.decisions import CAUSE_TEMPORARY_FAILURE, consent_on_record, unseen_talk_seconds
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import CallEvents
 from bridge.calls.flow import call_event_data, finish_call, talk_until_hangup
@@ -85,7 +85,8 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
                                        live_channels, clog)
             elif unsaid:  # what its predecessor recorded is kept; nothing new starts for one party alone
                 await recording_left(deps, call, row, clog)
-            await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog)
+            await talk_until_hangup(deps, call, events, row, answered_at, record["started_at"], clog,
+                                    hangup_unseen=one_leg_left)
         elif not answered_at and resumable(record, session) and (legs_alive or one_leg_left or not call.callee_id):
             await drop_unjoined_bridge(deps.ari, call)
             await resume_setup(deps, events, call, row, record, session, webhook_url, clog)
@@ -100,7 +101,9 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
             row.update(**fields)
             await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
             if call.recording_name:
-                await store_recording(deps, events, call, row, record["started_at"], clog)
+                recorded = await store_recording(deps, events, call, row, record["started_at"], clog)
+                if answered_at and recorded is not None and recorded < fields["talk_seconds"]:
+                    row.update(talk_seconds=unseen_talk_seconds(fields["talk_seconds"], recorded))
     except (AriError, CallAborted) as exc:
         clog.warning("call.aborted", error=str(exc))
     finally:

@@ -68,6 +68,14 @@ def hangup_side(first_gone: str, caller_id: str) -> str:
     return "caller" if first_gone == caller_id else "callee"
 
 
+def unseen_talk_seconds(by_clock: float, recorded: float | None) -> float:
+    """The talk of a call a party left while no process listened. The
+    adopting process's clock counts the outage too; the recording began at the
+    bridge and ended with the parties (MixMonitor with the caller's channel,
+    snoops with theirs), so where it is shorter it is the better bound."""
+    return round(min(by_clock, recorded), 3) if recorded is not None else round(by_clock, 3)
+
+
 def ended_by_asterisk(soft_hangup: int | None, vanished: bool) -> bool:
     """Did the call end because Asterisk went away, rather than a party hanging up?
 

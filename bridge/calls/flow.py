@@ -27,7 +27,7 @@ from bridge.calls import ids, media
 from bridge.calls.arrival import arrival
 from bridge.calls.decisions import (
     CAUSE_NO_ANSWER, CAUSE_NORMAL, Ending, ended_by_asterisk, ending_for_dial, ending_for_rejection, hangup_side,
-    recording_consent, sound_uris, time_limit_steps,
+    recording_consent, sound_uris, time_limit_steps, unseen_talk_seconds,
 )
 from bridge.calls.decisions import call_time_limit
 from bridge.calls.deps import CallAborted, CallDeps, CallState
@@ -272,9 +272,10 @@ async def bridge_and_record(deps: CallDeps, events: CallEvents, call: CallState,
 
 
 async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents, row: CallRow, answered_at,
-                            started_at, clog) -> None:
+                            started_at, clog, hangup_unseen: bool = False) -> None:
     """Steps 5 and 6 of a connected call, shared by calls adopted after a restart
-    and by click-to-call. The call's time limit is in its row, bounded by MASKING_MAX_CALL_SECONDS."""
+    and by click-to-call. The call's time limit is in its row, bounded by MASKING_MAX_CALL_SECONDS.
+    `hangup_unseen`: a party left while no process listened (adopt.py)."""
     ari = deps.ari
     limit = call_time_limit(row.fields.get("time_limit_seconds"), deps.settings.max_call_seconds)
     first_gone = await talk_within_limit(deps, call, events, answered_at, limit)
@@ -299,7 +300,9 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
                    callee_hangup_cause=events.gone.get(call.callee_id))
         clog.info("call.ended", hangup_by=hangup_side(first_gone, call.caller_id), talk_seconds=round(talk, 1))
     if call.recording_name:
-        await store_recording(deps, events, call, row, started_at, clog)
+        recorded = await store_recording(deps, events, call, row, started_at, clog)
+        if hangup_unseen and recorded is not None and recorded < talk:
+            row.update(talk_seconds=unseen_talk_seconds(talk, recorded))
 
 
 async def talk_within_limit(deps: CallDeps, call: CallState, events: CallEvents, answered_at: datetime,

@@ -187,7 +187,9 @@ async def stop_recording(deps: CallDeps, call: CallState) -> None:
 
 
 async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, started_at,
-                          clog) -> None:
+                          clog) -> float | None:
+    """Move the call's recording into the store; the seconds it holds, or
+    None where it could not be kept."""
     two_channel = call.callee_recording_name is not None
     try:
         if call.tap == "mixmonitor":
@@ -199,13 +201,14 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, r
                                              delays=call.recording_delays)
     except recordings.NotKept:
         clog.error("recording.not_kept")  # Asterisk's copy stays: the sweep moves it once writes go through
-        return
+        return None
     except (AriError, recordings.RecordingInvalid, OSError) as exc:
         clog.error("recording.lost", error=str(exc))
-        return
+        return None
     call.recording_id = stored.id
     clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1),
               channels=2 if two_channel else 1)
+    return stored.duration_seconds
 
 
 async def snoops_finished(ari: AriClient, events: CallEvents, call: CallState) -> None:

@@ -558,7 +558,12 @@ def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_
     begun only after the bridge. On 5274aba the row said `cancelled`,
     `failed` or `interrupted` with no answer (or no recording, with snoops)
     and the recording the parties had agreed to was deleted by the sweep as
-    unrecorded; only [callee-snoop] passed there."""
+    unrecorded; only [callee-snoop] passed there.
+
+    Where the recording ended with the parties (both gone, or the caller
+    gone with MixMonitor on the caller's channel), the talk ends where it
+    does, not at the next process's start: on 04066c3 the outage counted as
+    talk (about 13 s for 5 to 7 s talked)."""
     parties = new_parties(stack)
     # Talk long enough that the kill lands well before anyone hangs up; the
     # one who stays waits for the bridge to hang up.
@@ -590,6 +595,9 @@ def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_
         staying = {"caller": ["callee"], "callee": ["caller"], "both": []}[left]
         wait_until(lambda: [leg for c in stack.ari("GET", "/channels") if (leg := leg_of(c["id"])) != "snoop"]
                    == staying, timeout=30)  # a snoop lives as long as the caller it listens to
+        recording_ended = left == "both" or (left, tap) == ("caller", "mixmonitor")
+        if recording_ended:
+            time.sleep(6)  # an outage longer than the talk: it must not count as talk
 
         stack.start_service(**tap_settings)
         if left == "both":
@@ -608,5 +616,9 @@ def test_a_call_bridged_just_before_the_service_died_and_ended_while_no_process_
         assert row["hangup_by"] == left
     seconds, level = recording_level(stack, row["recording"])
     assert seconds > 2 and level > 200, "the recording misses the parties' audio"
+    if recording_ended:  # the caller talked 5 s, the counterpart 7 s from its answer (before its notice)
+        # Read again: written after the recording's row, and the service has stopped since (drained).
+        talk = query(stack.dsn, "SELECT talk_seconds FROM calls WHERE id = $1", row["id"])[0]["talk_seconds"]
+        assert 3 <= float(talk) <= 10, talk
     assert [r for r in stack.ari("GET", "/recordings/stored") if str(row["id"]) in r["name"]] == []
     assert_no_leftovers(stack)

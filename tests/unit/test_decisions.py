@@ -94,6 +94,14 @@ def test_a_call_is_ended_by_asterisk_when_its_leg_vanished_or_asterisk_shut_down
     assert not ended_by_asterisk(None, vanished=False)
 
 
+def test_a_hangup_no_process_saw_ends_the_talk_where_the_recording_ends_if_sooner():
+    from bridge.calls.decisions import unseen_talk_seconds
+
+    assert unseen_talk_seconds(42.0, 6.25) == 6.25  # the outage is not talk
+    assert unseen_talk_seconds(42.0, 50.0) == 42.0  # a recording never lengthens it
+    assert unseen_talk_seconds(42.0004, None) == 42.0  # nothing recorded: the clock's
+
+
 # -- time limits -------------------------------------------------------------------
 def test_no_time_limit_means_nothing_to_do():
     assert time_limit_steps(None) == () and time_limit_steps(0) == ()
