@@ -102,8 +102,10 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
             await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
             if call.recording_name:
                 recorded = await store_recording(deps, events, call, row, record["started_at"], clog)
-                if answered_at and recorded is not None and recorded < fields["talk_seconds"]:
-                    row.update(talk_seconds=unseen_talk_seconds(fields["talk_seconds"], recorded))
+                if answered_at and (bounded := unseen_talk_seconds(
+                        fields["talk_seconds"], recorded, answered_at,
+                        row.fields.get("recording_started_at"))) < fields["talk_seconds"]:
+                    row.update(talk_seconds=bounded)
     except (AriError, CallAborted) as exc:
         clog.warning("call.aborted", error=str(exc))
     finally:

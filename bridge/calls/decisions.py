@@ -8,6 +8,7 @@ codes; chan_pjsip turns them into the SIP status the caller's carrier sees
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from bridge.config import Prompts
 from bridge.sessions.resolve import RejectReason
@@ -68,12 +69,20 @@ def hangup_side(first_gone: str, caller_id: str) -> str:
     return "caller" if first_gone == caller_id else "callee"
 
 
-def unseen_talk_seconds(by_clock: float, recorded: float | None) -> float:
+def unseen_talk_seconds(by_clock: float, recorded: float | None, answered_at: datetime,
+                        recording_started_at: datetime | None) -> float:
     """The talk of a call a party left while no process listened. The
-    adopting process's clock counts the outage too; the recording began at the
-    bridge and ended with the parties (MixMonitor with the caller's channel,
-    snoops with theirs), so where it is shorter it is the better bound."""
-    return round(min(by_clock, recorded), 3) if recorded is not None else round(by_clock, 3)
+    adopting process's clock counts the outage too. The recording, `recorded`
+    seconds from `recording_started_at` (a recording a dead predecessor started
+    and could not note began at the bridge: the answer), ends with the party
+    it follows (MixMonitor with the caller's channel, a snoop with its leg),
+    so where it ends sooner it is the better bound; it never lengthens the
+    talk. It holds audio, not time: media stopped both ways for a while (no
+    RTP) would shorten it."""
+    if not recorded or recorded <= 0:  # nothing kept, or a format whose length is not read (gsm, sln)
+        return round(by_clock, 3)
+    began = max(0.0, (recording_started_at - answered_at).total_seconds()) if recording_started_at else 0.0
+    return round(min(by_clock, began + recorded), 3)
 
 
 def ended_by_asterisk(soft_hangup: int | None, vanished: bool) -> bool:

@@ -301,8 +301,9 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
         clog.info("call.ended", hangup_by=hangup_side(first_gone, call.caller_id), talk_seconds=round(talk, 1))
     if call.recording_name:
         recorded = await store_recording(deps, events, call, row, started_at, clog)
-        if hangup_unseen and recorded is not None and recorded < talk:
-            row.update(talk_seconds=unseen_talk_seconds(talk, recorded))
+        if hangup_unseen and (bounded := unseen_talk_seconds(
+                talk, recorded, answered_at, row.fields.get("recording_started_at"))) < round(talk, 3):
+            row.update(talk_seconds=bounded)
 
 
 async def talk_within_limit(deps: CallDeps, call: CallState, events: CallEvents, answered_at: datetime,

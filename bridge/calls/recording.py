@@ -141,6 +141,7 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
         clog.info("recording.resumed", snoop_left=False)
         return
     call.use_recording(channels)
+    begun = {}
     try:
         for snoop_id, name in ((call.snoop_id, call.recording_name), (call.callee_snoop_id, call.callee_recording_name)):
             if snoop_id:
@@ -148,7 +149,8 @@ async def resume_recording(deps: CallDeps, events: CallEvents, call: CallState, 
                 if not await deps.ari.recording_is_live(name):
                     await deps.ari.record_channel(snoop_id, name, deps.settings.recording_format if channels == 1
                                                   else "wav")
-        row.update(recorded=True, recording_channels=channels)
+                    begun = {"recording_started_at": utcnow()}  # the file (over)written from now
+        row.update(recorded=True, recording_channels=channels, **begun)
         clog.info("recording.resumed", snoop_left=True)
     except AriError as exc:
         call.recording_name = None
@@ -188,8 +190,9 @@ async def stop_recording(deps: CallDeps, call: CallState) -> None:
 
 async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, row: CallRow, started_at,
                           clog) -> float | None:
-    """Move the call's recording into the store; the seconds it holds, or
-    None where it could not be kept."""
+    """Move the call's recording into the store; the seconds of audio it
+    holds, or None where it could not be kept (0 where its format's length is
+    not read: gsm, sln)."""
     two_channel = call.callee_recording_name is not None
     try:
         if call.tap == "mixmonitor":

@@ -95,11 +95,19 @@ def test_a_call_is_ended_by_asterisk_when_its_leg_vanished_or_asterisk_shut_down
 
 
 def test_a_hangup_no_process_saw_ends_the_talk_where_the_recording_ends_if_sooner():
+    from datetime import datetime, timedelta, timezone
+
     from bridge.calls.decisions import unseen_talk_seconds
 
-    assert unseen_talk_seconds(42.0, 6.25) == 6.25  # the outage is not talk
-    assert unseen_talk_seconds(42.0, 50.0) == 42.0  # a recording never lengthens it
-    assert unseen_talk_seconds(42.0004, None) == 42.0  # nothing recorded: the clock's
+    answered = datetime(2026, 12, 7, 21, 0, tzinfo=timezone.utc)
+    assert unseen_talk_seconds(42.0, 6.25, answered, None) == 6.25  # the outage is not talk
+    assert unseen_talk_seconds(42.0, 6.25, answered, answered + timedelta(seconds=0.5)) == 6.75  # begun late
+    # Begun again by a process that adopted it (its file overwritten): the talk before counts.
+    assert unseen_talk_seconds(42.0, 6.25, answered, answered + timedelta(seconds=20)) == 26.25
+    assert unseen_talk_seconds(42.0, 6.25, answered, answered - timedelta(seconds=1)) == 6.25  # clocks apart
+    assert unseen_talk_seconds(42.0, 50.0, answered, None) == 42.0  # a recording never lengthens it
+    assert unseen_talk_seconds(42.0004, None, answered, None) == 42.0  # nothing kept: the clock's
+    assert unseen_talk_seconds(42.0, 0.0, answered, None) == 42.0  # gsm, sln: length not read
 
 
 # -- time limits -------------------------------------------------------------------
