@@ -9,14 +9,14 @@ from datetime import datetime
 
 from bridge.ari import AriClient, AriError, AriNotFound
 from bridge.calls import ids
-from bridge.calls.decisions import CAUSE_TEMPORARY_FAILURE, consent_on_record, unseen_talk_seconds
+from bridge.calls.decisions import CAUSE_TEMPORARY_FAILURE, consent_on_record
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import CallEvents
 from bridge.calls.flow import call_event_data, finish_call, talk_until_hangup
 from bridge.calls.legs import release_everything
 from bridge.calls.record import CallRow
 from bridge.calls.recording import (
-    ASTERISK_TIME, recording_in_asterisk, recording_left, resume_recording, store_recording,
+    ASTERISK_TIME, bound_unseen_talk, recording_in_asterisk, recording_left, resume_recording, store_recording,
 )
 from bridge.calls.resume import notices_of, resumable, resume_setup
 from bridge.clock import utcnow
@@ -102,10 +102,8 @@ async def adopt_call(deps: CallDeps, record: dict, live_channels: set[str]) -> N
             await release_everything(deps.ari, call, events, cause=CAUSE_TEMPORARY_FAILURE)
             if call.recording_name:
                 recorded = await store_recording(deps, events, call, row, record["started_at"], clog)
-                if answered_at and (bounded := unseen_talk_seconds(
-                        fields["talk_seconds"], recorded, answered_at,
-                        row.fields.get("recording_started_at"))) < fields["talk_seconds"]:
-                    row.update(talk_seconds=bounded)
+                if answered_at:
+                    bound_unseen_talk(row, recorded, answered_at)
     except (AriError, CallAborted) as exc:
         clog.warning("call.aborted", error=str(exc))
     finally:

@@ -27,7 +27,7 @@ from bridge.calls import ids, media
 from bridge.calls.arrival import arrival
 from bridge.calls.decisions import (
     CAUSE_NO_ANSWER, CAUSE_NORMAL, Ending, ended_by_asterisk, ending_for_dial, ending_for_rejection, hangup_side,
-    recording_consent, sound_uris, time_limit_steps, unseen_talk_seconds,
+    recording_consent, sound_uris, time_limit_steps,
 )
 from bridge.calls.decisions import call_time_limit
 from bridge.calls.deps import CallAborted, CallDeps, CallState
@@ -39,7 +39,8 @@ from bridge.calls.out_of_session import ASKABLE, ask_business
 from bridge.calls.pin import route_by_pin
 from bridge.calls.record import CallRow
 from bridge.calls.recording import (
-    begin_recording, recording_started, start_mixmonitor, starts_in_one_action, stop_recording, store_recording,
+    begin_recording, bound_unseen_talk, recording_started, start_mixmonitor, starts_in_one_action, stop_recording,
+    store_recording,
 )
 from bridge.clock import utcnow
 from bridge.config import Settings
@@ -301,9 +302,8 @@ async def talk_until_hangup(deps: CallDeps, call: CallState, events: CallEvents,
         clog.info("call.ended", hangup_by=hangup_side(first_gone, call.caller_id), talk_seconds=round(talk, 1))
     if call.recording_name:
         recorded = await store_recording(deps, events, call, row, started_at, clog)
-        if hangup_unseen and (bounded := unseen_talk_seconds(
-                talk, recorded, answered_at, row.fields.get("recording_started_at"))) < round(talk, 3):
-            row.update(talk_seconds=bounded)
+        if hangup_unseen:
+            bound_unseen_talk(row, recorded, answered_at)
 
 
 async def talk_within_limit(deps: CallDeps, call: CallState, events: CallEvents, answered_at: datetime,

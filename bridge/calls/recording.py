@@ -11,6 +11,7 @@ from bridge import recordings
 from bridge.ami import AmiError
 from bridge.ari import AriClient, AriError, Event
 from bridge.calls import ids
+from bridge.calls.decisions import unseen_talk_seconds
 from bridge.calls.deps import CallAborted, CallDeps, CallState
 from bridge.calls.events import CallEvents
 from bridge.calls.legs import hangup_leg, wait_in_stasis
@@ -212,6 +213,14 @@ async def store_recording(deps: CallDeps, events: CallEvents, call: CallState, r
     clog.info("recording.stored", bytes=stored.bytes, seconds=round(stored.duration_seconds, 1),
               channels=2 if two_channel else 1)
     return stored.duration_seconds
+
+
+def bound_unseen_talk(row: CallRow, recorded: float | None, answered_at: datetime) -> None:
+    """After a hangup no process saw: the row's talk (written with the call's
+    end) ends where the recording `store_recording` kept does, if sooner."""
+    talk = float(row.fields["talk_seconds"])
+    if (bounded := unseen_talk_seconds(talk, recorded, answered_at, row.fields.get("recording_started_at"))) < talk:
+        row.update(talk_seconds=bounded)
 
 
 async def snoops_finished(ari: AriClient, events: CallEvents, call: CallState) -> None:
